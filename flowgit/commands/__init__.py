@@ -1,0 +1,1 @@
+"""One module per command group; each function takes the App and returns an exit code."""

@@ -1,0 +1,268 @@
+"""Authoring: plan new/list/show, task add, adr new. Each change is one commit."""
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any, Sequence
+
+from flowgit import git, yamlio
+from flowgit.app import App
+from flowgit.errors import FlowError, InvalidFile, NotFound, UsageError
+from flowgit.events import PLAN_LOG, make_event
+from flowgit.ids import check_id, is_valid_id
+from flowgit.model import Plan
+from flowgit.store import FlowRepo, actor_for, commit_message
+
+PLAN_KEY_ORDER = ("id", "title", "goal", "description", "parent", "tags", "executor", "adrs",
+                  "scope", "retry", "tasks", "checkpoints", "milestones", "risks")
+
+
+def check_plan_text(repo: FlowRepo, text: str, display: str, plan_id: str) -> Plan:
+    """Everything `validate` checks, before flowgit writes a plan."""
+    from flowgit import schemacheck, semantic
+
+    data = yamlio.loads(text, display)
+    errors = schemacheck.schema_errors("plan", data, text, display)
+    if errors:
+        raise InvalidFile(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    plan = Plan.from_dict(data, display)
+    if plan.id != plan_id:
+        raise InvalidFile(f"{display}: id {plan.id!r} does not match the plan name {plan_id!r}")
+    problems = semantic.plan_errors(plan, display, adr_ids=adr_ids(repo),
+                                    other_plan=lambda pid: _other(repo, pid, plan_id))
+    if problems:
+        raise InvalidFile(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return plan
+
+
+def _other(repo: FlowRepo, pid: str, this: str) -> Plan | None:
+    if pid == this or not is_valid_id(pid):
+        return None
+    try:
+        return repo.load_plan(pid).plan
+    except NotFound:
+        return None
+
+
+def adr_ids(repo: FlowRepo) -> list[str]:
+    adrs = repo.safe("adrs")
+    if not adrs.is_dir():
+        return []
+    out = []
+    for path in sorted(adrs.glob("*.yaml")):
+        match = re.match(r"^(ADR-\d+)", path.name)
+        if match and not path.is_symlink():
+            out.append(match.group(1))
+    return out
+
+
+def _ordered(data: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in PLAN_KEY_ORDER if k in data] + [k for k in data if k not in PLAN_KEY_ORDER]
+    return {k: data[k] for k in keys}
+
+
+def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source: Path | None,
+             parent: str | None) -> int:
+    repo = app.repo
+    repo.require_init()
+    check_id(plan_id, "plan id")
+    if parent:
+        check_id(parent, "parent plan id")
+    path = repo.plan_file(plan_id)
+    display = repo.rel(path)
+    if path.exists():
+        raise FlowError(f"plan {plan_id} already exists ({display}): pick another name or edit it",
+                        code="exists")
+    if source is None:
+        data: dict[str, Any] = {"id": plan_id, "title": title or plan_id, "goal": goal or "", "tasks": []}
+        if parent:
+            data["parent"] = parent
+        text = yamlio.dump_new(_ordered(data))
+    else:
+        text = _from_file(source, plan_id, title, goal, parent)
+    plan = check_plan_text(repo, text, display, plan_id)
+    actor = actor_for(repo, None)
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        if path.exists():
+            raise FlowError(f"plan {plan_id} already exists ({display})", code="exists")
+        ev = make_event("plan.created", plan_id, None, actor, 1,
+                        {"title": plan.title, "tasks": len(plan.tasks), "parent": plan.parent})
+        sha = repo.commit({repo.log_file(plan_id, PLAN_LOG): [ev]}, {path: text.encode()},
+                          commit_message(plan_id, None, "created", actor))
+    app.out.result({"plan": plan_id, "path": display, "tasks": len(plan.tasks), "commit": sha},
+                   f"created plan {plan_id} with {len(plan.tasks)} task(s): {display}")
+    return 0
+
+
+def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
+               parent: str | None) -> str:
+    display = str(source)
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{display}: cannot read: {exc.strerror}") from None
+    text = yamlio.decode(raw, display)
+    if source.suffix.lower() in (".md", ".markdown"):
+        from flowgit.mdplan import parse_markdown_plan
+
+        try:
+            data = parse_markdown_plan(text, plan_id, source=display)
+        except ValueError as exc:
+            raise InvalidFile(str(exc)) from None
+        if title:
+            data["title"] = title
+        if goal:
+            data["goal"] = goal
+        if parent:
+            data["parent"] = parent
+        return yamlio.dump_new(_ordered(dict(data)))
+    doc = yamlio.rt_load(text, display)
+    yamlio.loads(text, display)  # refuses aliases
+    if not isinstance(doc, dict):
+        raise InvalidFile(f"{display}: a plan file must be a mapping with id, title and tasks")
+    changes = {"id": plan_id, "title": title, "goal": goal, "parent": parent}
+    if all(v is None or doc.get(k) == v for k, v in changes.items()):
+        return text
+    for key, value in changes.items():
+        if value is not None:
+            if key in doc:
+                doc[key] = value
+            else:
+                doc.insert(1 if key == "id" else len(doc), key, value)
+    if "id" not in doc:
+        doc.insert(0, "id", plan_id)
+    return yamlio.rt_dump(doc)
+
+
+def plan_list(app: App, phase: str | None, tag: str | None) -> int:
+    repo = app.repo
+    rows = []
+    for pid in repo.plan_ids():
+        loaded = repo.load_plan(pid)
+        state = repo.state(pid)
+        if phase and state.phase != phase:
+            continue
+        if tag and tag not in loaded.plan.tags:
+            continue
+        rows.append({"plan": pid, "title": loaded.plan.title, "phase": state.phase,
+                     "progress": state.progress, "tasks": len(loaded.plan.tasks),
+                     "tags": list(loaded.plan.tags), "parent": loaded.plan.parent})
+
+    def text() -> str:
+        if not rows:
+            return "no plans" + (" match" if phase or tag else ": create one with `flowgit plan new NAME`")
+        width = max(len(r["plan"]) for r in rows)
+        return "\n".join(
+            f"{r['plan']:<{width}}  {r['phase']:<11} {r['progress']:>3}%  {r['tasks']:>4} tasks  {r['title']}"
+            + (f"  [{', '.join(r['tags'])}]" if r["tags"] else "")
+            for r in rows)
+    app.out.result({"plans": rows}, text)
+    return 0
+
+
+def plan_show(app: App, plan_id: str, rev: str | None) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    rel = f".flow/plans/{plan_id}/plan.yaml"
+    if rev:
+        data = git.show(repo.root, rev, rel)
+        if data is None:
+            raise NotFound(f"{rel} does not exist at revision {rev!r}: see `flowgit history {plan_id}`")
+        text = yamlio.decode(data, f"{rev}:{rel}")
+        raw = yamlio.loads(text, f"{rev}:{rel}")
+    else:
+        loaded = repo.load_plan(plan_id)
+        text = loaded.path.read_text(encoding="utf-8")
+        raw = loaded.raw
+    app.out.result({"plan": plan_id, "rev": rev, "definition": raw}, text)
+    return 0
+
+
+def task_add(app: App, plan_id: str, task_id: str, title: str, description: str | None,
+             deps: Sequence[str], files: Sequence[str], acceptance: Sequence[str],
+             priority: str | None, estimate: str | None, run_cmd: str | None) -> int:
+    repo = app.repo
+    check_id(task_id, "task id")
+    actor = actor_for(repo, None)
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        loaded = repo.load_plan(plan_id)
+        if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
+            raise FlowError(f"plan {plan_id} already has {task_id!r}: pick another id", code="exists")
+        task: dict[str, Any] = {"id": task_id, "title": title}
+        for key, value in (("description", description), ("depends_on", list(deps)),
+                           ("files", list(files)), ("acceptance", list(acceptance)),
+                           ("priority", priority), ("estimate", estimate), ("run", run_cmd)):
+            if value:
+                task[key] = value
+        text = append_tasks(loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path), [task])
+        check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
+        sha = repo.commit({}, {loaded.path: text.encode()},
+                          commit_message(plan_id, task_id, "added", actor))
+        repo.forget(plan_id)
+        state = repo.state(plan_id)
+    view = state.tasks[task_id]
+    app.out.result({"task": f"{plan_id}/{task_id}", "state": view.state, "commit": sha},
+                   f"added {plan_id}/{task_id} ({view.state})")
+    return 0
+
+
+def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
+                 checkpoint_after: tuple[str, str] | None = None) -> str:
+    """Add tasks to a plan's YAML keeping its comments, order and quoting."""
+    doc = yamlio.rt_load(text, display)
+    if not isinstance(doc, dict):
+        raise InvalidFile(f"{display}: a plan file must be a mapping")
+    seq = doc.get("tasks")
+    if seq is None:
+        from ruamel.yaml.comments import CommentedSeq
+
+        seq = CommentedSeq()
+        doc["tasks"] = seq
+    for task in tasks:
+        seq.append(task)
+    if checkpoint_after:
+        for cp in doc.get("checkpoints") or []:
+            if cp.get("id") == checkpoint_after[0]:
+                cp["after"].append(checkpoint_after[1])
+    return yamlio.rt_dump(doc)
+
+
+def _slug(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return slug[:40].strip("-") or "decision"
+
+
+def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
+    repo = app.repo
+    repo.require_init()
+    actor = actor_for(repo, None)
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        numbers = [int(a.split("-")[1]) for a in adr_ids(repo)]
+        adr_id = f"ADR-{(max(numbers) + 1 if numbers else 1):04d}"
+        path = repo.safe("adrs", f"{adr_id}-{_slug(title)}.yaml")
+        data: dict[str, Any] = {
+            "id": adr_id, "title": title, "status": status, "date": date.today().isoformat(),
+            "plans": [plan_id] if plan_id else [], "context": "", "options": [],
+            "decision": "", "consequences": [], "supersedes": [],
+        }
+        files = {path: yamlio.dump_new(data).encode()}
+        if plan_id:
+            loaded = repo.load_plan(plan_id)
+            doc = yamlio.rt_load(loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path))
+            adrs = doc.get("adrs")
+            if adrs is None:
+                doc.insert(len(doc) if "tasks" not in doc else list(doc).index("tasks"), "adrs", [adr_id])
+            else:
+                adrs.append(adr_id)
+            files[loaded.path] = yamlio.rt_dump(doc).encode()
+        sha = repo.commit({}, files, commit_message(plan_id or "adr", None, f"{adr_id} created", actor))
+    app.out.result({"adr": adr_id, "path": repo.rel(path), "commit": sha},
+                   f"created {adr_id}: {repo.rel(path)}")
+    return 0

@@ -1,0 +1,188 @@
+"""Read-only views: status, next, events, graph. They never write (except the cache)."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from flowgit.app import App
+from flowgit.errors import NothingToDo
+from flowgit.events import PLAN_LOG, canonical, format_time
+from flowgit.ids import check_id
+from flowgit.state import PlanState
+from flowgit.store import FlowRepo, iter_events_all
+
+BAR_WIDTH = 30
+
+
+def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> dict[str, Any]:
+    loaded = repo.load_plan(plan_id)
+    tasks = []
+    for view in state.tasks.values():
+        row: dict[str, Any] = {"id": view.id, "state": view.state, "worker": view.worker,
+                               "attempts": view.attempts}
+        if view.lease_until:
+            row["lease_until"] = format_time(view.lease_until)
+        if view.retry_at:
+            row["retry_at"] = format_time(view.retry_at)
+        if view.interrupted:
+            row["interrupted"] = True
+        if view.waiting_on:
+            row["waiting_on"] = list(view.waiting_on)
+        if view.state in ("pending", "blocked") and view.blocked_by:
+            row["blocked_by"] = list(view.blocked_by)
+        if view.record.last_error and view.state in ("failed", "retry_wait"):
+            row["error"] = view.record.last_error
+        tasks.append(row)
+    approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
+    stale = [a["reviewer"] for a in approvals if a["plan_hash"] and a["plan_hash"] != loaded.hash]
+    return {
+        "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
+        "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
+        "stall_chains": state.stall_chains() if state.stalled else [],
+        "interrupted": state.interrupted,
+        "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
+        "approvals": approvals, "approval_stale": bool(stale),
+        "parent": loaded.plan.parent,
+        "tasks": tasks,
+    }
+
+
+def _bar(progress: int) -> str:
+    filled = BAR_WIDTH * progress // 100
+    return "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + f"] {progress}%"
+
+
+def status_text(data: dict[str, Any], tty: bool) -> str:
+    lines = [f"{data['plan']}: {data['title']}", f"phase: {data['phase']}   {_bar(data['progress'])}"]
+    counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items() if n) or "no tasks"
+    lines.append(f"tasks: {counts}")
+    if data["ready"]:
+        lines.append(f"ready: {', '.join(data['ready'][:10])}" + (" ..." if len(data["ready"]) > 10 else ""))
+    if data["interrupted"]:
+        lines.append(f"interrupted (lease expired): {', '.join(data['interrupted'])}")
+    for cp in data["checkpoints"]:
+        if cp["state"] == "reached":
+            lines.append(f"checkpoint {cp['id']} reached: review with `flowgit checkpoint {data['plan']} {cp['id']}`")
+    if data["approval_stale"]:
+        lines.append("approval is stale: the plan changed after it was approved")
+    if data["stalled"]:
+        lines.append("STALLED: nothing is ready, running or waiting, but work is left")
+        for chain in data["stall_chains"]:
+            lines.append("  " + " <- ".join(chain))
+    if len(data["tasks"]) <= 60 or tty:
+        for row in data["tasks"][:200]:
+            extra = ""
+            if row.get("worker"):
+                extra = f" ({row['worker']})"
+            elif row.get("blocked_by"):
+                extra = f" (on {', '.join(row['blocked_by'])})"
+            elif row.get("retry_at"):
+                extra = f" (retry at {row['retry_at']})"
+            lines.append(f"  {row['state']:<12} {row['id']}{extra}")
+    return "\n".join(lines)
+
+
+def status(app: App, plan_id: str | None) -> int:
+    repo = app.repo
+    now = time.time()
+    if plan_id is not None:
+        check_id(plan_id, "plan id")
+        state = repo.state(plan_id, now)
+        data = status_dict(repo, plan_id, state, now)
+        app.out.result(data, lambda: status_text(data, app.out.is_tty))
+        return 0
+    plans = []
+    for pid in repo.plan_ids():
+        state = repo.state(pid, now)
+        plans.append(status_dict(repo, pid, state, now))
+    children: dict[str | None, list[str]] = {}
+    for p in plans:
+        children.setdefault(p["parent"], []).append(p["plan"])
+
+    def text() -> str:
+        if not plans:
+            return "no plans yet: create one with `flowgit plan new NAME`"
+        by_id = {p["plan"]: p for p in plans}
+        out: list[str] = []
+
+        def walk(pid: str, depth: int) -> None:
+            p = by_id[pid]
+            flag = "  STALLED" if p["stalled"] else ""
+            out.append(f"{'  ' * depth}{pid:<{24 - 2 * depth}} {p['phase']:<11} {_bar(p['progress'])}"
+                       f"  ready {len(p['ready'])}{flag}")
+            for child in children.get(pid, []):
+                walk(child, depth + 1)
+        roots = [p["plan"] for p in plans if p["parent"] not in by_id]
+        for pid in roots:
+            walk(pid, 0)
+        return "\n".join(out)
+    app.out.result({"plans": plans}, text)
+    return 0
+
+
+def next_task(app: App, plan_id: str | None) -> int:
+    repo = app.repo
+    now = time.time()
+    pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
+    for pid in pids:
+        state = repo.state(pid, now)
+        if state.phase in ("complete", "halted", "finish"):
+            continue
+        if state.order:
+            task = state.order[0]
+            title = repo.load_plan(pid).plan.task(task).title  # type: ignore[union-attr]
+            app.out.result({"task": f"{pid}/{task}", "title": title}, f"{pid}/{task}  {title}")
+            return 0
+    raise NothingToDo("no ready task" + (f" in plan {plan_id}" if plan_id else ""))
+
+
+def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
+    repo = app.repo
+    repo.load_plan(check_id(plan_id, "plan id"))
+    if from_git:
+        from flowgit.history import events_from_git
+
+        evs = events_from_git(repo, plan_id, task_id)
+    elif task_id is not None:
+        evs = list(repo.read_log(plan_id, check_id(task_id, "task id")).events)
+    else:
+        evs = list(iter_events_all(repo, plan_id))
+    evs = canonical(evs)
+    rows = [e.to_dict() for e in evs]
+
+    def text() -> str:
+        out = []
+        for e in evs:
+            who = f"{e.plan}/{e.task}" if e.task else e.plan
+            data = json.dumps(dict(e.data), ensure_ascii=False) if e.data else ""
+            out.append(f"{e.at}  {e.clock:>5}  {e.type:<24} {who:<28} {e.actor}  {data}")
+        return "\n".join(out) or "no events"
+    app.out.result({"plan": plan_id, "task": task_id, "events": rows}, text)
+    return 0
+
+
+def graph(app: App, plan_id: str, fmt: str) -> int:
+    from flowgit import graph as g
+
+    repo = app.repo
+    state = repo.state(check_id(plan_id, "plan id"))
+    plan = repo.load_plan(plan_id).plan
+    known = set(plan.node_ids())
+    nodes = [g.Node(id=t.id, title=t.title, deps=tuple(d for d in t.depends_on if d in known),
+                    kind="task", state=state.tasks[t.id].state, priority=t.priority,
+                    hours=t.hours, worker=state.tasks[t.id].worker) for t in plan.tasks]
+    nodes += [g.Node(id=c.id, title=c.title, deps=tuple(a for a in c.after if a in known),
+                     kind="checkpoint", state=state.checkpoints[c.id].state, hours=0.0)
+              for c in plan.checkpoints]
+    deps = {n.id: n.deps for n in nodes}
+    weights = {n.id: n.hours for n in nodes}
+    rendered = g.render(nodes, fmt, title=plan.title)
+    result = {
+        "plan": plan_id, "format": fmt, "graph": rendered,
+        "critical_path": g.critical_path(deps, weights),
+        "parallel_groups": g.parallel_groups(deps),
+        "execution_order": g.topo_order(deps),
+    }
+    app.out.result(result, rendered)
+    return 0

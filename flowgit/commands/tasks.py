@@ -1,0 +1,153 @@
+"""Task transitions: under the lock, read state, decide, append (fsync) and commit."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import UsageError
+from flowgit.events import PLAN_LOG, Event
+from flowgit.ids import check_id, is_valid_id
+from flowgit.lifecycle import Decision, decide_claim, decide_fail, decide_simple, phase_gate
+from flowgit.state import PlanState
+from flowgit.store import FlowRepo, actor_for, commit_message
+
+
+def plan_clock(repo: FlowRepo, plan_id: str) -> int:
+    return max((e.clock for e in repo.plan_events(plan_id)), default=0) + 1
+
+
+def apply_decision(repo: FlowRepo, plan_id: str, decision: Decision, actor: str) -> str | None:
+    appends: dict[Any, list[Event]] = {}
+    if decision.task_events:
+        appends[repo.log_file(plan_id, decision.task or "")] = list(decision.task_events)
+    if decision.plan_events:
+        appends[repo.log_file(plan_id, PLAN_LOG)] = list(decision.plan_events)
+    msg = commit_message(plan_id, decision.task, decision.event_name, actor)
+    return repo.commit(appends, {}, msg)
+
+
+def transact(app: App, plan_id: str, actor: str,
+             decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
+    """The one way a task changes: lock, recover, read, decide, append, commit."""
+    repo = app.repo
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        now = time.time()
+        state = repo.state(plan_id, now)
+        decision = decide(repo, state, now)
+        sha = apply_decision(repo, plan_id, decision, actor)
+    result = dict(decision.result or {})
+    result["commit"] = sha
+    return result
+
+
+def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
+    """`claim` takes PLAN, PLAN/TASK, TASK, or nothing."""
+    repo = app.repo
+    if target is None:
+        return None, None
+    if "/" in target:
+        return repo.resolve(target)
+    check_id(target, "plan or task id")
+    if target in repo.plan_ids():
+        return target, None
+    return repo.resolve(target)
+
+
+def claim(app: App, target: str | None, worker: str | None, lease: float | None) -> int:
+    repo = app.repo
+    repo.require_init()
+    actor = actor_for(repo, worker)
+    plan_id, task_id = _target(app, target)
+    lease_s = float(lease if lease is not None else repo.config.lease_seconds)
+    if lease_s <= 0:
+        raise UsageError("--lease must be a positive number of seconds")
+    if plan_id is None:
+        plan_id = _plan_with_ready(app)
+    base = git.head(repo.root)
+
+    def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
+        plan = repo.load_plan(plan_id).plan  # type: ignore[arg-type]
+        pclock = plan_clock(repo, plan.id)
+        gate = phase_gate(plan, state, repo.config, actor, pclock, now, base)
+        tclock = (state.tasks[task_id].record.last_clock + 1) if task_id in state.tasks else 1
+        d = decide_claim(plan, state, task_id, actor, tclock, now, lease_s)
+        if task_id is None:
+            d = decide_claim(plan, state, d.task, actor,
+                             state.tasks[d.task].record.last_clock + 1, now, lease_s)  # type: ignore[index]
+        return Decision(d.task, d.task_events, gate, d.event_name, d.result)
+
+    result = transact(app, plan_id, actor, decide)
+    app.out.result(result, f"claimed {result['task']} until {result['lease_until']}")
+    return 0
+
+
+def _plan_with_ready(app: App) -> str:
+    from flowgit.errors import NothingToDo
+
+    repo = app.repo
+    now = time.time()
+    for pid in repo.plan_ids():
+        state = repo.state(pid, now)
+        if state.order and state.phase not in ("complete", "halted", "finish"):
+            return pid
+    raise NothingToDo("no ready task in any plan")
+
+
+def _clock(state: PlanState, task_id: str) -> int:
+    view = state.tasks.get(task_id)
+    return (view.record.last_clock if view else 0) + 1
+
+
+def simple(app: App, kind: str, ref: str, worker: str | None, data: dict[str, Any] | None = None) -> int:
+    repo = app.repo
+    actor = actor_for(repo, worker)
+    plan_id, task_id = repo.resolve(ref)
+    lease = float(repo.config.lease_seconds)
+
+    def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
+        plan = repo.load_plan(plan_id).plan
+        return decide_simple(plan, state, task_id, actor, _clock(state, task_id), now, kind, lease, data)
+
+    result = transact(app, plan_id, actor, decide)
+    verb = {"start": "started", "heartbeat": "extended the lease of", "release": "released",
+            "done": "done:"}[kind]
+    app.out.result(result, f"{verb} {result['task']}"
+                   + (f" (lease until {result['lease_until']})" if "lease_until" in result else ""))
+    return 0
+
+
+def done(app: App, ref: str, worker: str | None, note: str | None, files: list[str]) -> int:
+    data: dict[str, Any] = {}
+    if note:
+        data["note"] = note
+    if files:
+        data["files_modified"] = files
+    return simple(app, "done", ref, worker, data)
+
+
+def fail(app: App, ref: str, worker: str | None, error: str, mode: str) -> int:
+    repo = app.repo
+    actor = actor_for(repo, worker)
+    plan_id, task_id = repo.resolve(ref)
+
+    def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
+        plan = repo.load_plan(plan_id).plan
+        return decide_fail(plan, state, repo.config, task_id, actor, _clock(state, task_id),
+                           plan_clock(repo, plan_id), now, error, mode)
+
+    result = transact(app, plan_id, actor, decide)
+    if result["state"] == "retry_wait":
+        text = f"{result['task']} failed (attempt {result['attempt']}/{result['max_attempts']}); retry at {result['retry_at']}"
+    elif result["state"] == "skipped":
+        text = f"skipped {result['task']}" + (" and its dependents" if result.get("dependents_skipped") else "")
+    else:
+        text = f"{result['task']} failed after {result['attempt']} attempt(s); its dependents are blocked"
+    app.out.result(result, text)
+    return 0
+
+
+__all__ = ["claim", "simple", "done", "fail", "is_valid_id"]

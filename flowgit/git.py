@@ -1,0 +1,138 @@
+"""Git behind one door: small functions over the git CLI (argv lists only).
+
+The hot path (every transition) uses the git CLI directly: GitPython's import alone costs
+~90 ms and its pure-Python index is several times slower than `git commit --only`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from flowgit.errors import FlowError, GitError
+
+GIT_ENV_DROP = ("GIT_INDEX_FILE",)
+
+
+def run(
+    args: Sequence[str], cwd: Path, *, check: bool = True, input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    full_env = dict(os.environ)
+    for key in GIT_ENV_DROP:
+        full_env.pop(key, None)
+    if env:
+        full_env.update(env)
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=full_env, check=False
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH: install git") from None
+    if check and proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = msg[-1] if msg else f"exit {proc.returncode}"
+        raise GitError(f"git {args[0]} failed: {detail}")
+    return proc
+
+
+def out(args: Sequence[str], cwd: Path, **kw: object) -> str:
+    return run(args, cwd, **kw).stdout.decode("utf-8", "replace").strip()  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RepoDirs:
+    root: Path        # the work tree
+    git_dir: Path     # this work tree's git dir (HEAD, index, MERGE_HEAD)
+    common_dir: Path  # shared by all worktrees (refs, objects, our lock)
+
+
+def find_dirs(start: Path) -> RepoDirs:
+    """Like `git rev-parse`, without a subprocess: walk up to the first `.git`."""
+    cur = start.resolve()
+    for candidate in (cur, *cur.parents):
+        dotgit = candidate / ".git"
+        if dotgit.is_dir():
+            return RepoDirs(candidate, dotgit, dotgit)
+        if dotgit.is_file():
+            text = dotgit.read_text().strip()
+            if text.startswith("gitdir:"):
+                git_dir = (candidate / text[len("gitdir:"):].strip()).resolve()
+                common = git_dir
+                commondir = git_dir / "commondir"
+                if commondir.exists():
+                    common = (git_dir / commondir.read_text().strip()).resolve()
+                return RepoDirs(candidate, git_dir, common)
+    raise FlowError(f"{start}: not a git repository: run `git init` first (or pass --repo DIR)",
+                    code="not_a_repo")
+
+
+def operation_in_progress(dirs: RepoDirs) -> str | None:
+    """The git operation that owns the index right now, if any."""
+    g = dirs.git_dir
+    checks = (
+        ("MERGE_HEAD", "a merge"), ("rebase-merge", "a rebase"), ("rebase-apply", "a rebase"),
+        ("CHERRY_PICK_HEAD", "a cherry-pick"), ("REVERT_HEAD", "a revert"),
+        ("BISECT_LOG", "a bisect"),
+    )
+    for name, what in checks:
+        if (g / name).exists():
+            return what
+    return None
+
+
+def head(root: Path) -> str | None:
+    proc = run(["rev-parse", "--verify", "-q", "HEAD"], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def add(root: Path, paths: Sequence[str]) -> None:
+    if paths:
+        run(["add", "--", *paths], root)
+
+
+def commit_paths(root: Path, paths: Sequence[str], message: str) -> str:
+    """Commit exactly these paths (the user's other staged changes stay staged and out)."""
+    add(root, paths)
+    args = ["commit", "--no-verify", "--quiet", "-m", message, "--only", "--", *paths]
+    if head(root) is None:
+        args = ["commit", "--no-verify", "--quiet", "-m", message, "--", *paths]
+    run(args, root, env={"FLOWGIT_INTERNAL": "1"})
+    return out(["rev-parse", "HEAD"], root)
+
+
+def changed_paths(root: Path, pathspec: str) -> list[str]:
+    """Paths under `pathspec` that differ from HEAD or are untracked."""
+    text = run(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", pathspec], root
+    ).stdout.decode("utf-8", "replace")
+    paths = []
+    entries = text.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            i += 1
+        paths.append(entry[3:])
+    return paths
+
+
+def show(root: Path, rev: str, path: str) -> bytes | None:
+    proc = run(["show", f"{rev}:{path}"], root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout
+
+
+def config_get(root: Path, key: str) -> str | None:
+    proc = run(["config", "--get", key], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def user_email(root: Path) -> str | None:
+    return config_get(root, "user.email")

@@ -1,0 +1,161 @@
+"""Task transitions decided from state: pure functions returning the events to append,
+or raising an error that says what state the task is in and who holds it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flowgit import retry
+from flowgit.errors import IllegalTransition, LostLease, NothingToDo
+from flowgit.events import Event, format_time, make_event
+from flowgit.model import Config, Plan, policy_for
+from flowgit.state import PlanState, TaskView
+
+CLAIMABLE_PHASES = ("execute", "checkpoint")
+
+
+@dataclass(frozen=True)
+class Decision:
+    task: str | None
+    task_events: tuple[Event, ...]
+    plan_events: tuple[Event, ...] = ()
+    event_name: str = ""
+    result: dict[str, Any] | None = None
+
+
+def describe(view: TaskView, now: float) -> str:
+    if view.state in ("claimed", "in_progress"):
+        return f"{view.state} by {view.worker} (lease until {format_time(view.lease_until or 0)})"
+    if view.state == "retry_wait":
+        return f"waiting to retry at {format_time(view.retry_at or 0)}"
+    if view.state in ("pending", "blocked") and view.blocked_by:
+        return f"{view.state} on {', '.join(view.blocked_by)}"
+    if view.interrupted:
+        return "ready again (its last lease expired)"
+    return view.state
+
+
+def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: int,
+               now: float, base_commit: str | None) -> tuple[Event, ...]:
+    """Claims happen in execute. A draft plan that needs no approval starts executing."""
+    if state.phase in CLAIMABLE_PHASES:
+        return ()
+    needs = config.approvals_required
+    if state.phase in ("draft", "plan_review") and (needs == 0 or config.auto_approve):
+        return (make_event("plan.phase", plan.id, None, actor, clock,
+                           {"to": "execute", "reason": "first claim; no approval required",
+                            "base_commit": base_commit}, now),)
+    if state.phase in ("draft", "plan_review"):
+        have = len(state.approvals)
+        raise IllegalTransition(
+            f"plan {plan.id} is in {state.phase} and needs {needs} approval(s), has {have}: "
+            f"run `flowgit submit {plan.id}` and `flowgit approve {plan.id} --reviewer R` first",
+            code="needs_approval")
+    raise IllegalTransition(f"plan {plan.id} is {state.phase}: no task can be claimed", code="phase")
+
+
+def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:
+    if task_id in state.tasks:
+        return state.tasks[task_id]
+    if plan.checkpoint(task_id):
+        raise IllegalTransition(
+            f"{plan.id}/{task_id} is a checkpoint: review it with `flowgit checkpoint {plan.id} {task_id}`",
+            code="is_checkpoint")
+    raise IllegalTransition(f"plan {plan.id} has no task {task_id!r}", code="not_found")
+
+
+def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, clock: int,
+                 now: float, lease: float) -> Decision:
+    if task_id is None:
+        if not state.order:
+            raise NothingToDo(f"no ready task in plan {plan.id} ({_summary(state)})")
+        task_id = state.order[0]
+    view = view_of(plan, state, task_id)
+    if view.state in ("claimed", "in_progress") and view.worker == actor:
+        raise IllegalTransition(f"{plan.id}/{task_id} is already {view.state} by you: "
+                                "use heartbeat to extend the lease", code="already_claimed")
+    if view.state != "ready":
+        raise IllegalTransition(f"cannot claim {plan.id}/{task_id}: it is {describe(view, now)}")
+    until = now + lease
+    ev = make_event("task.claimed", plan.id, task_id, actor, clock,
+                    {"lease_until": format_time(until), "lease_seconds": lease}, now)
+    return Decision(task_id, (ev,), event_name="claimed",
+                    result={"task": f"{plan.id}/{task_id}", "worker": actor,
+                            "lease_until": format_time(until)})
+
+
+def _summary(state: PlanState) -> str:
+    counts = state.counts
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
+    return ", ".join(parts) or "no tasks"
+
+
+def require_holder(plan: Plan, state: PlanState, task_id: str, actor: str, now: float,
+                   action: str) -> TaskView:
+    view = view_of(plan, state, task_id)
+    rec = view.record
+    if view.state in ("claimed", "in_progress") and view.worker == actor:
+        return view
+    if rec.worker == actor and rec.status in ("claimed", "in_progress") and view.interrupted:
+        raise LostLease(
+            f"cannot {action} {plan.id}/{task_id}: your lease expired at "
+            f"{format_time(rec.lease_until or 0)} and the task is {describe(view, now)}; "
+            f"claim it again with `flowgit claim {plan.id}/{task_id}`")
+    if view.state in ("claimed", "in_progress"):
+        raise IllegalTransition(
+            f"cannot {action} {plan.id}/{task_id}: it is {describe(view, now)}, not you")
+    raise IllegalTransition(f"cannot {action} {plan.id}/{task_id}: it is {describe(view, now)}; "
+                            f"claim it first")
+
+
+def decide_simple(plan: Plan, state: PlanState, task_id: str, actor: str, clock: int, now: float,
+                  kind: str, lease: float, data: dict[str, Any] | None = None) -> Decision:
+    """start, heartbeat, release, done: all need the caller to hold a live lease."""
+    view = require_holder(plan, state, task_id, actor, now, kind)
+    payload = dict(data or {})
+    if kind == "start" and view.state == "in_progress":
+        raise IllegalTransition(f"{plan.id}/{task_id} is already in progress by you")
+    if kind in ("start", "heartbeat"):
+        payload["lease_until"] = format_time(now + lease)
+    type_ = {"start": "task.started", "heartbeat": "task.heartbeat", "release": "task.released",
+             "done": "task.done"}[kind]
+    ev = make_event(type_, plan.id, task_id, actor, clock, payload, now)
+    name = {"start": "started", "heartbeat": "heartbeat", "release": "released", "done": "done"}[kind]
+    result: dict[str, Any] = {"task": f"{plan.id}/{task_id}", "worker": actor, "event": name}
+    if "lease_until" in payload:
+        result["lease_until"] = payload["lease_until"]
+    return Decision(task_id, (ev,), event_name=name, result=result)
+
+
+def decide_fail(plan: Plan, state: PlanState, config: Config, task_id: str, actor: str,
+                clock: int, plan_clock: int, now: float, error: str, mode: str) -> Decision:
+    """mode: fail | retry | skip | skip_dependents."""
+    view = view_of(plan, state, task_id)
+    if mode in ("skip", "skip_dependents"):
+        if view.state in ("done", "skipped"):
+            raise IllegalTransition(f"cannot skip {plan.id}/{task_id}: it is already {view.state}")
+        if view.state in ("claimed", "in_progress") and view.worker != actor:
+            raise IllegalTransition(f"cannot skip {plan.id}/{task_id}: it is {describe(view, now)}")
+        ev = make_event("task.skipped", plan.id, task_id, actor, clock,
+                        {"reason": error, "dependents": mode == "skip_dependents"}, now)
+        return Decision(task_id, (ev,), event_name="skipped",
+                        result={"task": f"{plan.id}/{task_id}", "state": "skipped",
+                                "dependents_skipped": mode == "skip_dependents"})
+    require_holder(plan, state, task_id, actor, now, "fail")
+    task = plan.task(task_id)
+    policy = policy_for(plan, task, config)
+    failures = view.record.failures + 1
+    retry_at = None
+    if mode == "retry" and not retry.exhausted(policy, failures):
+        retry_at = format_time(now + retry.delay(policy, failures))
+    data = {"error": error, "retry": mode == "retry", "retry_at": retry_at, "attempt": failures}
+    ev = make_event("task.failed", plan.id, task_id, actor, clock, data, now)
+    plan_events: tuple[Event, ...] = ()
+    if retry_at is None:
+        plan_events = (make_event("plan.task_failed", plan.id, None, actor, plan_clock,
+                                  {"task": task_id, "error": error, "attempts": failures}, now),)
+    state_name = "retry_wait" if retry_at else "failed"
+    return Decision(task_id, (ev,), plan_events, event_name="failed" if not retry_at else "retry",
+                    result={"task": f"{plan.id}/{task_id}", "state": state_name,
+                            "retry_at": retry_at, "attempt": failures,
+                            "max_attempts": policy.max_attempts})

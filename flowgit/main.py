@@ -1,0 +1,284 @@
+"""The command line: click callbacks only unpack options and call `flowgit.commands`."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from flowgit.app import App
+from flowgit.errors import EXIT_USAGE, FlowError
+from flowgit.output import Output
+
+F = Callable[..., Any]
+
+
+def _json_flag(f: F) -> F:
+    """`--json` is accepted after the command too."""
+    def set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.find_object(App).out.as_json = True  # type: ignore[union-attr]
+    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=set_json,
+                        is_eager=True, help="Print exactly one JSON object.")(f)
+
+
+def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
+    def deco(f: F) -> click.Command:
+        return group.command(name, **kw)(_json_flag(click.pass_obj(f)))
+    return deco
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The git work tree (default: found from the current directory).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
+@click.version_option(package_name="flowgit")
+@click.pass_context
+def cli(ctx: click.Context, repo_dir: Path | None, as_json: bool) -> None:
+    """flowgit: plans, tasks and their history, in git."""
+    app = ctx.ensure_object(App)
+    app.repo_dir = repo_dir
+    app.out.as_json = app.out.as_json or as_json
+
+
+# ----- setting up and authoring ---------------------------------------------------------------
+
+@command(cli, "init")
+def init_cmd(app: App) -> int:
+    """Create .flow/ from the template, git attributes, merge driver and hooks; one commit."""
+    from flowgit.commands import init
+    return init.init(app)
+
+
+@cli.group("plan")
+def plan_group() -> None:
+    """Create, list and show plans."""
+
+
+@command(plan_group, "new")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--title", help="The plan's title.")
+@click.option("--goal", help="What the plan achieves.")
+@click.option("--from", "source", type=click.Path(dir_okay=False, path_type=Path),
+              help="A plan YAML or a Markdown plan.")
+@click.option("--parent", help="Parent plan id.")
+def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source: Path | None,
+             parent: str | None) -> int:
+    """Create a plan (empty, or from a YAML or Markdown file) and commit it."""
+    from flowgit.commands import plans
+    return plans.plan_new(app, plan_id, title, goal, source, parent)
+
+
+@command(plan_group, "list")
+@click.option("--phase", help="Only plans in this phase.")
+@click.option("--tag", help="Only plans with this tag.")
+def plan_list(app: App, phase: str | None, tag: str | None) -> int:
+    """List plans with their phase and progress."""
+    from flowgit.commands import plans
+    return plans.plan_list(app, phase, tag)
+
+
+@command(plan_group, "show")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--rev", help="Show the plan as it was at this git revision.")
+def plan_show(app: App, plan_id: str, rev: str | None) -> int:
+    """Print a plan's definition (now, or at --rev)."""
+    from flowgit.commands import plans
+    return plans.plan_show(app, plan_id, rev)
+
+
+@cli.group("task")
+def task_group() -> None:
+    """Add tasks to a plan."""
+
+
+@command(task_group, "add")
+@click.argument("plan_id", metavar="PLAN")
+@click.argument("task_id", metavar="TASK")
+@click.option("--title", required=True)
+@click.option("--description", default=None)
+@click.option("--dep", "deps", multiple=True, help="A dependency (repeatable).")
+@click.option("--file", "files", multiple=True, help="A file the task touches (repeatable).")
+@click.option("--accept", "acceptance", multiple=True, help="An acceptance criterion (repeatable).")
+@click.option("--priority", type=click.Choice(["high", "medium", "low"]))
+@click.option("--estimate", default=None, help="Hours, or 30m / 2h / 1d.")
+@click.option("--run", "run_cmd", default=None, help="The command the shell executor runs.")
+def task_add(app: App, plan_id: str, task_id: str, title: str, description: str | None,
+             deps: tuple[str, ...], files: tuple[str, ...], acceptance: tuple[str, ...],
+             priority: str | None, estimate: str | None, run_cmd: str | None) -> int:
+    """Add a task to a plan (its comments and formatting are kept) and commit it."""
+    from flowgit.commands import plans
+    return plans.task_add(app, plan_id, task_id, title, description, deps, files, acceptance,
+                          priority, estimate, run_cmd)
+
+
+@cli.group("adr")
+def adr_group() -> None:
+    """Architecture decision records."""
+
+
+@command(adr_group, "new")
+@click.argument("title")
+@click.option("--plan", "plan_id", help="The plan this decision belongs to.")
+@click.option("--status", default="proposed",
+              type=click.Choice(["proposed", "accepted", "superseded", "deprecated"]))
+def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
+    """Create the next ADR-NNNN file and commit it."""
+    from flowgit.commands import plans
+    return plans.adr_new(app, title, plan_id, status)
+
+
+@command(cli, "validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--staged", is_flag=True, help="Check the staged .flow/ files (pre-commit).")
+def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool) -> int:
+    """Check .flow/ files against the schemas and the plan rules."""
+    from flowgit.commands import validate
+    return validate.validate(app, list(paths), staged)
+
+
+# ----- working on tasks -------------------------------------------------------------------------
+
+@command(cli, "status")
+@click.argument("plan_id", required=False, metavar="[PLAN]")
+def status_cmd(app: App, plan_id: str | None) -> int:
+    """Phase, progress, counts, ready, stalled and tasks."""
+    from flowgit.commands import status
+    return status.status(app, plan_id)
+
+
+@command(cli, "next")
+@click.argument("plan_id", required=False, metavar="[PLAN]")
+def next_cmd(app: App, plan_id: str | None) -> int:
+    """The task `claim` would take; changes nothing."""
+    from flowgit.commands import status
+    return status.next_task(app, plan_id)
+
+
+@command(cli, "events")
+@click.argument("plan_id", metavar="PLAN")
+@click.argument("task_id", required=False, metavar="[TASK]")
+@click.option("--from-git", is_flag=True, help="Replay the full history from git (before compaction).")
+def events_cmd(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
+    """The events of a plan or one task, in order."""
+    from flowgit.commands import status
+    return status.events(app, plan_id, task_id, from_git)
+
+
+@command(cli, "graph")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--format", "fmt", default="ascii", type=click.Choice(["mermaid", "dot", "gantt", "ascii"]))
+def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
+    """The task graph, with the critical path, parallel groups and an execution order."""
+    from flowgit.commands import status
+    return status.graph(app, plan_id, fmt)
+
+
+WORKER = click.option("--worker", help="Who acts (default: $FLOWGIT_ACTOR, then git user.email).")
+
+
+@command(cli, "claim")
+@click.argument("target", required=False, metavar="[PLAN | TASKREF]")
+@WORKER
+@click.option("--lease", type=float, help="Lease in seconds (default: config lease_seconds).")
+def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None) -> int:
+    """Take the best ready task (or the one named)."""
+    from flowgit.commands import tasks
+    return tasks.claim(app, target, worker, lease)
+
+
+def _simple(name: str, doc: str) -> None:
+    @command(cli, name, help=doc)
+    @click.argument("ref", metavar="TASKREF")
+    @WORKER
+    def cmd(app: App, ref: str, worker: str | None) -> int:
+        from flowgit.commands import tasks
+        return tasks.simple(app, name, ref, worker)
+
+
+_simple("start", "Mark a claimed task as in progress (extends the lease).")
+_simple("heartbeat", "Extend the lease of a task you hold.")
+_simple("release", "Give a claimed task back, ready for others.")
+
+
+@command(cli, "done")
+@click.argument("ref", metavar="TASKREF")
+@WORKER
+@click.option("--note", help="What was done, for the checkpoint review and dependents.")
+@click.option("--files-modified", "files", multiple=True, help="A file changed (repeatable).")
+def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tuple[str, ...]) -> int:
+    """Record a task you hold as done."""
+    from flowgit.commands import tasks
+    return tasks.done(app, ref, worker, note, list(files))
+
+
+@command(cli, "fail")
+@click.argument("ref", metavar="TASKREF")
+@WORKER
+@click.option("--error", required=True, help="What went wrong.")
+@click.option("--retry", "mode", flag_value="retry", help="Try again later, by the retry policy.")
+@click.option("--skip", "mode", flag_value="skip", help="Skip it; dependents may go on.")
+@click.option("--skip-dependents", "mode", flag_value="skip_dependents",
+              help="Skip it and everything that depends on it.")
+def fail_cmd(app: App, ref: str, worker: str | None, error: str, mode: str | None) -> int:
+    """Record a failure: final, retried later, or skipped."""
+    from flowgit.commands import tasks
+    return tasks.fail(app, ref, worker, error, mode or "fail")
+
+
+@command(cli, "doctor")
+@click.option("--fix", is_flag=True, help="Repair what can be repaired.")
+def doctor_cmd(app: App, fix: bool) -> int:
+    """Find (and with --fix, repair) torn logs, uncommitted events and other inconsistencies."""
+    from flowgit.commands import doctor
+    return doctor.doctor(app, fix)
+
+
+@command(cli, "demo")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def demo_cmd(app: App, directory: Path | None) -> int:
+    """Run the built-in webhook example end to end in a fresh repository."""
+    from flowgit.commands import demo
+    return demo.demo(app, directory)
+
+
+@cli.command("merge-driver", hidden=True)
+@click.argument("paths", nargs=-1)
+def merge_driver_cmd(paths: tuple[str, ...]) -> None:
+    """git merge driver for .flow/**/*.jsonl (registered by init)."""
+    from flowgit.jsonlmerge import merge_driver_main
+    raise SystemExit(merge_driver_main(list(paths)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = App(out=Output(as_json="--json" in args))
+    try:
+        rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
+    except FlowError as exc:
+        app.out.error(exc.code, exc.message)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        app.out.error("aborted", "aborted")
+        return 130
+    except click.ClickException as exc:
+        if app.out.as_json:
+            app.out.error("usage", exc.format_message())
+        else:
+            exc.show()
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+    finally:
+        try:
+            app.close()
+        except FlowError:
+            pass
+    return int(rv or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""Plans, tasks, checkpoints and policies as small immutable records.
+
+Each record is built by one `from_dict` that rejects unknown keys, so a typo in a plan is an
+error rather than a silently ignored field. Full schema checks live in `validate`.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from flowgit.errors import InvalidFile
+from flowgit.ids import is_valid_id
+
+PRIORITIES = ("high", "medium", "low")
+PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
+STRATEGIES = ("exponential", "fibonacci", "fixed")
+
+
+def _fail(where: str, message: str) -> InvalidFile:
+    return InvalidFile(f"{where}: {message}")
+
+
+def _check_keys(data: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    for key in data:
+        if key not in allowed and not (isinstance(key, str) and key.startswith("x-")):
+            raise _fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any, where: str, default: str | None = None) -> str:
+    if value is None and default is not None:
+        return default
+    if not isinstance(value, str):
+        raise _fail(where, f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _strs(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(where, "expected a list of strings")
+    return tuple(value)
+
+
+def _id(value: Any, where: str) -> str:
+    if not is_valid_id(value):
+        raise _fail(where, f"invalid id {value!r}: use letters, digits, '.', '_' or '-' (max 64)")
+    return str(value)
+
+
+def argv_of(value: Any, where: str) -> tuple[str, ...]:
+    """A command as an argv list. A string is split like a shell would, but never run by one."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise _fail(where, f"cannot split command: {exc}") from None
+    return _strs(value, where)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 3600.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def estimate_hours(value: Any) -> float:
+    if value is None:
+        return 1.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        return 1.0
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] / 3600.0
+
+
+def parse_seconds(value: Any, where: str) -> float:
+    """'30s', '15m', '1h', '1d', a bare number of seconds, or @hourly/@daily."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    named = {"@hourly": 3600.0, "@daily": 86400.0, "@weekly": 604800.0}
+    if text in named:
+        return named[text]
+    match = _DURATION.match(text)
+    if not match:
+        raise _fail(where, f"invalid interval {value!r}: use 30s, 15m, 1h, 1d, @hourly or @daily")
+    unit = match.group(2) or "s"
+    return float(match.group(1)) * _UNIT_SECONDS[unit]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    strategy: str = "exponential"
+    base: float = 1.0
+    cap: float = 1800.0
+    max_attempts: int = 5
+
+    _KEYS = frozenset({"strategy", "base", "cap", "max_attempts"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, default: RetryPolicy | None = None) -> RetryPolicy:
+        base = default or cls()
+        if data is None:
+            return base
+        data = _mapping(data, where)
+        _check_keys(data, cls._KEYS, where)
+        strategy = data.get("strategy", base.strategy)
+        if strategy not in STRATEGIES:
+            raise _fail(where, f"retry strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        attempts = data.get("max_attempts", base.max_attempts)
+        if not isinstance(attempts, int) or attempts < 1:
+            raise _fail(where, "max_attempts must be a whole number >= 1")
+        return cls(
+            strategy=strategy,
+            base=float(data.get("base", base.base)),
+            cap=float(data.get("cap", base.cap)),
+            max_attempts=attempts,
+        )
+
+
+@dataclass(frozen=True)
+class Validation:
+    name: str
+    argv: tuple[str, ...]
+    timeout: float = 600.0
+
+    @classmethod
+    def from_any(cls, data: Any, where: str, index: int) -> Validation:
+        if isinstance(data, (str, list)):
+            argv = argv_of(data, where)
+            return cls(name=argv[0] if argv else f"validation-{index + 1}", argv=argv)
+        data = _mapping(data, where)
+        _check_keys(data, frozenset({"name", "run", "timeout"}), where)
+        argv = argv_of(data.get("run"), f"{where}.run")
+        if not argv:
+            raise _fail(where, "a validation needs a run: command")
+        return cls(
+            name=_str(data.get("name"), f"{where}.name", default=argv[0]),
+            argv=argv,
+            timeout=float(data.get("timeout", 600)),
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    title: str
+    description: str = ""
+    depends_on: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    acceptance: tuple[str, ...] = ()
+    priority: str = "medium"
+    estimate: Any = None
+    executor: str | None = None
+    run: tuple[str, ...] = ()
+    retry: Any = None
+    wait: Any = None
+    tags: tuple[str, ...] = ()
+    adrs: tuple[str, ...] = ()
+
+    _KEYS = frozenset(
+        {"id", "title", "description", "depends_on", "files", "acceptance", "priority",
+         "estimate", "executor", "run", "retry", "wait", "tags", "adrs"}
+    )
+
+    @property
+    def hours(self) -> float:
+        return estimate_hours(self.estimate)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Task:
+        data = _mapping(data, where)
+        _check_keys(data, cls._KEYS, where)
+        task_id = _id(data.get("id"), f"{where}.id")
+        where = f"{where} (task {task_id})"
+        priority = data.get("priority", "medium")
+        if priority not in PRIORITIES:
+            raise _fail(where, f"priority {priority!r}: use high, medium or low")
+        return cls(
+            id=task_id,
+            title=_str(data.get("title"), f"{where}.title"),
+            description=_str(data.get("description"), f"{where}.description", default=""),
+            depends_on=_strs(data.get("depends_on"), f"{where}.depends_on"),
+            files=_strs(data.get("files"), f"{where}.files"),
+            acceptance=_strs(data.get("acceptance"), f"{where}.acceptance"),
+            priority=priority,
+            estimate=data.get("estimate"),
+            executor=data.get("executor"),
+            run=argv_of(data.get("run"), f"{where}.run"),
+            retry=data.get("retry"),
+            wait=data.get("wait"),
+            tags=_strs(data.get("tags"), f"{where}.tags"),
+            adrs=_strs(data.get("adrs"), f"{where}.adrs"),
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str
+    title: str
+    after: tuple[str, ...]
+    validations: tuple[Validation, ...] = ()
+
+    _KEYS = frozenset({"id", "title", "after", "validations"})
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Checkpoint:
+        data = _mapping(data, where)
+        _check_keys(data, cls._KEYS, where)
+        cp_id = _id(data.get("id"), f"{where}.id")
+        raw = data.get("validations") or []
+        if not isinstance(raw, list):
+            raise _fail(where, "validations must be a list")
+        return cls(
+            id=cp_id,
+            title=_str(data.get("title"), f"{where}.title", default=cp_id),
+            after=_strs(data.get("after"), f"{where}.after"),
+            validations=tuple(
+                Validation.from_any(v, f"{where}.validations[{i}]", i) for i, v in enumerate(raw)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    title: str
+    goal: str = ""
+    description: str = ""
+    parent: str | None = None
+    tags: tuple[str, ...] = ()
+    executor: str | None = None
+    adrs: tuple[str, ...] = ()
+    scope: Mapping[str, Any] = field(default_factory=dict)
+    retry: Any = None
+    tasks: tuple[Task, ...] = ()
+    checkpoints: tuple[Checkpoint, ...] = ()
+    milestones: tuple[Any, ...] = ()
+    risks: tuple[Any, ...] = ()
+
+    _KEYS = frozenset(
+        {"id", "title", "goal", "description", "parent", "tags", "executor", "adrs", "scope",
+         "retry", "tasks", "checkpoints", "milestones", "risks"}
+    )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Plan:
+        if data is None:
+            raise _fail(where, "the plan file is empty: it needs at least id and title")
+        data = _mapping(data, where)
+        _check_keys(data, cls._KEYS, where)
+        plan_id = _id(data.get("id"), f"{where}: id")
+        tasks_raw = data.get("tasks") or []
+        cps_raw = data.get("checkpoints") or []
+        if not isinstance(tasks_raw, list) or not isinstance(cps_raw, list):
+            raise _fail(where, "tasks and checkpoints must be lists")
+        return cls(
+            id=plan_id,
+            title=_str(data.get("title"), f"{where}: title"),
+            goal=_str(data.get("goal"), f"{where}: goal", default=""),
+            description=_str(data.get("description"), f"{where}: description", default=""),
+            parent=data.get("parent"),
+            tags=_strs(data.get("tags"), f"{where}: tags"),
+            executor=data.get("executor"),
+            adrs=_strs(data.get("adrs"), f"{where}: adrs"),
+            scope=dict(data.get("scope") or {}),
+            retry=data.get("retry"),
+            tasks=tuple(Task.from_dict(t, f"{where}: tasks[{i}]") for i, t in enumerate(tasks_raw)),
+            checkpoints=tuple(
+                Checkpoint.from_dict(c, f"{where}: checkpoints[{i}]") for i, c in enumerate(cps_raw)
+            ),
+            milestones=tuple(data.get("milestones") or ()),
+            risks=tuple(data.get("risks") or ()),
+        )
+
+    def task(self, task_id: str) -> Task | None:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        return None
+
+    def checkpoint(self, cp_id: str) -> Checkpoint | None:
+        for cp in self.checkpoints:
+            if cp.id == cp_id:
+                return cp
+        return None
+
+    def node_ids(self) -> list[str]:
+        return [t.id for t in self.tasks] + [c.id for c in self.checkpoints]
+
+
+@dataclass(frozen=True)
+class Executor:
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    lease_seconds: float = 900.0
+    lock_timeout: float = 30.0
+    approvals_required: int = 0
+    auto_approve: bool = False
+    reset_on_change: bool = True
+    retry: RetryPolicy = RetryPolicy()
+    sync: str = "none"
+    remote: str = "origin"
+    executors: Mapping[str, Executor] = field(default_factory=dict)
+    default_executor: str = "shell"
+    validations: tuple[Validation, ...] = ()
+    signals: Mapping[str, Any] = field(default_factory=dict)
+    schedules: tuple[Any, ...] = ()
+    compact_threshold: int = 0
+    compact_keep: int = 100
+    debounce_ms: int = 200
+    rescan_seconds: float = 30.0
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    _KEYS = frozenset(
+        {"version", "lease_seconds", "lock_timeout", "approvals", "retry", "sync", "remote",
+         "executors", "default_executor", "validations", "signals", "schedules", "compact", "watch"}
+    )
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Config:
+        if data is None:
+            return cls()
+        data = _mapping(data, where)
+        _check_keys(data, cls._KEYS, where)
+        approvals = _mapping(data.get("approvals") or {}, f"{where}: approvals")
+        compact = _mapping(data.get("compact") or {}, f"{where}: compact")
+        watch = _mapping(data.get("watch") or {}, f"{where}: watch")
+        executors: dict[str, Executor] = {}
+        for name, spec in _mapping(data.get("executors") or {}, f"{where}: executors").items():
+            spec = _mapping(spec, f"{where}: executors.{name}")
+            _check_keys(spec, frozenset({"argv", "env", "timeout"}), f"{where}: executors.{name}")
+            executors[name] = Executor(
+                name=name,
+                argv=argv_of(spec.get("argv"), f"{where}: executors.{name}.argv"),
+                env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
+                timeout=float(spec.get("timeout", 3600)),
+            )
+        vals = data.get("validations") or []
+        sync = data.get("sync", "none")
+        if sync not in ("none", "push"):
+            raise _fail(where, f"sync {sync!r}: use none or push")
+        return cls(
+            lease_seconds=float(data.get("lease_seconds", 900)),
+            lock_timeout=float(data.get("lock_timeout", 30)),
+            approvals_required=int(approvals.get("required", 0)),
+            auto_approve=bool(approvals.get("auto_approve", False)),
+            reset_on_change=bool(approvals.get("reset_on_change", True)),
+            retry=RetryPolicy.from_dict(data.get("retry"), f"{where}: retry"),
+            sync=sync,
+            remote=str(data.get("remote", "origin")),
+            executors=executors,
+            default_executor=str(data.get("default_executor", "shell")),
+            validations=tuple(
+                Validation.from_any(v, f"{where}: validations[{i}]", i) for i, v in enumerate(vals)
+            ),
+            signals=dict(data.get("signals") or {}),
+            schedules=tuple(data.get("schedules") or ()),
+            compact_threshold=int(compact.get("threshold", 0)),
+            compact_keep=int(compact.get("keep", 100)),
+            debounce_ms=int(watch.get("debounce_ms", 200)),
+            rescan_seconds=float(watch.get("rescan_seconds", 30)),
+            raw=dict(data),
+        )
+
+
+def policy_for(plan: Plan, task: Task | None, config: Config) -> RetryPolicy:
+    plan_policy = RetryPolicy.from_dict(plan.retry, f"plan {plan.id}: retry", config.retry)
+    if task is None or task.retry is None:
+        return plan_policy
+    return RetryPolicy.from_dict(task.retry, f"plan {plan.id}: task {task.id}: retry", plan_policy)
+
+
+def dedupe(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))

@@ -1,0 +1,96 @@
+"""Plan rules beyond the schema: unique ids, references that exist, no cycles. Pure."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Iterable, Mapping
+
+from flowgit.graph import find_cycle
+from flowgit.model import Plan
+
+ExternalLookup = Callable[[str], "Plan | None"]
+
+
+def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = None,
+                other_plan: ExternalLookup | None = None) -> list[str]:
+    """One line per problem, naming the file and the task."""
+    errors: list[str] = []
+    ids = [t.id for t in plan.tasks] + [c.id for c in plan.checkpoints]
+    for dup, n in sorted(Counter(ids).items()):
+        if n > 1:
+            errors.append(f"{display}: duplicate id {dup!r} ({n} times): give each task and checkpoint its own id")
+    known = set(ids)
+    deps: dict[str, list[str]] = {}
+    for task in plan.tasks:
+        deps[task.id] = [d for d in task.depends_on if d in known]
+        for dep in task.depends_on:
+            if dep in known:
+                if dep == task.id:
+                    errors.append(f"{display}: task {task.id} depends on itself: remove it from depends_on")
+                continue
+            problem = _external_problem(plan.id, dep, other_plan)
+            if problem:
+                errors.append(f"{display}: task {task.id} depends on {dep!r}, {problem}")
+    for cp in plan.checkpoints:
+        deps[cp.id] = [a for a in cp.after if a in known]
+        if not cp.after:
+            errors.append(f"{display}: checkpoint {cp.id} has no 'after': list the tasks it gates")
+        for ref in cp.after:
+            if ref not in known:
+                errors.append(f"{display}: checkpoint {cp.id} is after {ref!r}, which is not a task "
+                              "or checkpoint of this plan: fix the id")
+    cycle = find_cycle(deps)
+    if cycle:
+        errors.append(f"{display}: dependency cycle {' -> '.join(cycle)}: remove one of these dependencies")
+    for i, ms in enumerate(plan.milestones):
+        if isinstance(ms, Mapping):
+            for ref in ms.get("tasks") or []:
+                if ref not in known:
+                    errors.append(f"{display}: milestone {ms.get('id', i)} lists {ref!r}, which is not a task of this plan")
+    if adr_ids is not None:
+        adrs = set(adr_ids)
+        refs = [(None, a) for a in plan.adrs] + [(t.id, a) for t in plan.tasks for a in t.adrs]
+        for owner, ref in refs:
+            if ref not in adrs:
+                who = f"task {owner}" if owner else "the plan"
+                errors.append(f"{display}: {who} refers to {ref!r}, which is not an ADR in .flow/adrs/: "
+                              "create it with `flowgit adr new` or fix the id")
+    if plan.parent is not None and other_plan is not None and plan.parent != plan.id:
+        if other_plan(plan.parent) is None:
+            errors.append(f"{display}: parent plan {plan.parent!r} does not exist")
+    return errors
+
+
+def _external_problem(this_plan: str, dep: str, other_plan: ExternalLookup | None) -> str | None:
+    other, sep, task = dep.partition("/")
+    if not sep:
+        if other_plan is None:
+            return "which is not a task or checkpoint of this plan: fix the id"
+        target = other_plan(other)
+        if target is None:
+            return "which is neither a task of this plan nor a plan: fix the id"
+        return None
+    if other == this_plan:
+        return "which is not a task of this plan: fix the id"
+    if other_plan is None:
+        return None
+    target = other_plan(other)
+    if target is None:
+        return f"but there is no plan {other!r}: fix the id"
+    if target.task(task) is None and target.checkpoint(task) is None:
+        return f"but plan {other} has no task {task!r}: fix the id"
+    return None
+
+
+def cross_plan_cycle(plans: Mapping[str, Plan]) -> list[str] | None:
+    """A cycle among plans through cross-plan dependencies (`OTHER/TASK` or `OTHER`)."""
+    edges: dict[str, list[str]] = {pid: [] for pid in plans}
+    for pid, plan in plans.items():
+        local = set(plan.node_ids())
+        for task in plan.tasks:
+            for dep in task.depends_on:
+                if dep in local:
+                    continue
+                other = dep.partition("/")[0]
+                if other in plans and other != pid:
+                    edges[pid].append(other)
+    return find_cycle(edges)

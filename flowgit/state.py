@@ -1,0 +1,372 @@
+"""The fold: state is a pure function of (definition, events, now). Nothing here does I/O.
+
+Two steps keep it cheap: `reduce_task` turns one task's log into a `TaskRecord` that does not
+depend on the clock (so it can be cached per file), and `evaluate` applies the definition and
+`now` (lease expiry, due retries, dependencies, checkpoints, phase).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+from flowgit.events import Event, canonical, parse_time
+from flowgit.model import PRIORITY_RANK, Plan
+
+TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
+               "skipped", "blocked")
+PHASES = ("draft", "plan_review", "execute", "checkpoint", "finish", "complete", "halted")
+ACTIVE = ("claimed", "in_progress")
+FINISHED = ("done", "skipped")
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """What one task's log says, independent of the time it is read."""
+
+    status: str = "open"  # open claimed in_progress retry_wait done failed skipped
+    worker: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    failures: int = 0
+    retry_at: float | None = None
+    last_error: str | None = None
+    note: str | None = None
+    files_modified: tuple[str, ...] = ()
+    skip_dependents: bool = False
+    wait_ok: bool = False
+    wait_next_at: float | None = None
+    wait_checks: int = 0
+    events: int = 0
+    last_clock: int = 0
+    log_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["files_modified"] = list(self.files_modified)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["files_modified"] = tuple(known.get("files_modified") or ())
+        return cls(**known)
+
+
+def _holds(rec: TaskRecord, actor: str) -> bool:
+    return rec.status in ACTIVE and rec.worker == actor
+
+
+def _lease_live(rec: TaskRecord, at: float) -> bool:
+    return rec.status in ACTIVE and rec.lease_until is not None and rec.lease_until > at
+
+
+def apply(rec: TaskRecord, ev: Event) -> TaskRecord:
+    """One event's effect. An event that was not legal where it falls in the order is ignored,
+    so merged logs from two machines fold the same way: the first legal claim wins."""
+    rec = replace(rec, events=rec.events + 1, last_clock=max(rec.last_clock, ev.clock))
+    d = ev.data
+    t = ev.type
+    if t == "task.snapshot":
+        snap = TaskRecord.from_dict(d.get("state") or {})
+        return replace(snap, events=rec.events, last_clock=rec.last_clock)
+    if t == "task.claimed":
+        if rec.status in ("done", "skipped", "failed"):
+            return rec
+        at = ev.timestamp
+        if _lease_live(rec, at) and rec.worker != ev.actor:
+            return rec
+        attempts = rec.attempts if _holds(rec, ev.actor) and _lease_live(rec, at) else rec.attempts + 1
+        return replace(rec, status="claimed", worker=ev.actor, lease_until=_f(d.get("lease_until")),
+                       attempts=attempts, retry_at=None)
+    if t in ("task.started", "task.heartbeat"):
+        if not _holds(rec, ev.actor):
+            return rec
+        status = "in_progress" if t == "task.started" else rec.status
+        lease = _f(d.get("lease_until")) or rec.lease_until
+        return replace(rec, status=status, lease_until=lease)
+    if t == "task.done":
+        if not _holds(rec, ev.actor):
+            return rec
+        return replace(rec, status="done", lease_until=None, note=d.get("note") or rec.note,
+                       files_modified=tuple(d.get("files_modified") or ()))
+    if t == "task.failed":
+        if not _holds(rec, ev.actor):
+            return rec
+        retry_at = _f(d.get("retry_at"))
+        status = "retry_wait" if retry_at is not None else "failed"
+        return replace(rec, status=status, lease_until=None, failures=rec.failures + 1,
+                       retry_at=retry_at, last_error=d.get("error"))
+    if t == "task.skipped":
+        if rec.status == "done":
+            return rec
+        return replace(rec, status="skipped", lease_until=None,
+                       skip_dependents=bool(d.get("dependents")), note=d.get("reason") or rec.note)
+    if t == "task.released":
+        if not _holds(rec, ev.actor):
+            return rec
+        return replace(rec, status="open", worker=None, lease_until=None)
+    if t == "task.note":
+        return replace(rec, note=d.get("text") or rec.note)
+    if t == "task.log":
+        return replace(rec, log_path=d.get("path") or rec.log_path)
+    if t == "task.wait":
+        return replace(rec, wait_ok=bool(d.get("ok")), wait_next_at=_f(d.get("next_at")),
+                       wait_checks=rec.wait_checks + 1)
+    return rec
+
+
+def _f(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return parse_time(str(value))
+
+
+def reduce_task(events: Iterable[Event]) -> TaskRecord:
+    rec = TaskRecord()
+    for ev in canonical(events):
+        rec = apply(rec, ev)
+    return rec
+
+
+@dataclass(frozen=True)
+class TaskView:
+    id: str
+    state: str
+    worker: str | None = None
+    attempts: int = 0
+    lease_until: float | None = None
+    retry_at: float | None = None
+    interrupted: bool = False
+    waiting_on: tuple[str, ...] = ()
+    blocked_by: tuple[str, ...] = ()
+    record: TaskRecord = field(default_factory=TaskRecord)
+
+
+@dataclass(frozen=True)
+class CheckpointView:
+    id: str
+    state: str  # pending reached approved blocked
+    waiting_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Approval:
+    reviewer: str
+    comment: str
+    plan_hash: str
+    at: str
+
+
+@dataclass(frozen=True)
+class PlanState:
+    plan: str
+    phase: str
+    tasks: Mapping[str, TaskView]
+    checkpoints: Mapping[str, CheckpointView]
+    approvals: tuple[Approval, ...]
+    base_commit: str | None
+    order: tuple[str, ...]  # ready tasks, best first
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in TASK_STATES}
+        for view in self.tasks.values():
+            counts[view.state] += 1
+        return counts
+
+    @property
+    def progress(self) -> int:
+        total = len(self.tasks)
+        if not total:
+            return 100 if self.phase == "complete" else 0
+        finished = sum(1 for v in self.tasks.values() if v.state in FINISHED)
+        return int(100 * finished / total)
+
+    @property
+    def ready(self) -> list[str]:
+        return list(self.order)
+
+    @property
+    def interrupted(self) -> list[str]:
+        return sorted(v.id for v in self.tasks.values() if v.interrupted)
+
+    @property
+    def all_finished(self) -> bool:
+        return all(v.state in FINISHED for v in self.tasks.values())
+
+    @property
+    def stalled(self) -> bool:
+        """Work is left but nothing can move: nothing ready, running, waiting or in review."""
+        if self.phase not in ("execute", "checkpoint") or self.all_finished:
+            return False
+        live = ("ready", "claimed", "in_progress", "retry_wait")
+        if any(v.state in live or v.waiting_on for v in self.tasks.values()):
+            return False
+        return not any(c.state == "reached" for c in self.checkpoints.values())
+
+    def stall_chains(self) -> list[list[str]]:
+        """For each unfinished task with no unfinished blocker behind it, the chain to its cause."""
+        chains = []
+        for view in self.tasks.values():
+            if view.state not in ("blocked", "pending") or not view.blocked_by:
+                continue
+            chain = [view.id]
+            seen = {view.id}
+            cur = view
+            while cur.blocked_by:
+                nxt = cur.blocked_by[0]
+                if nxt in seen:
+                    break
+                chain.append(nxt)
+                seen.add(nxt)
+                if nxt not in self.tasks:
+                    break
+                cur = self.tasks[nxt]
+            chains.append(chain)
+        roots = {c[-1] for c in chains}
+        best: dict[str, list[str]] = {}
+        for chain in chains:
+            if chain[-1] in roots and len(chain) > len(best.get(chain[-1], [])):
+                best[chain[-1]] = chain
+        return [best[k] for k in sorted(best)]
+
+
+def phase_of(plan_events: Sequence[Event]) -> tuple[str, str | None, tuple[Approval, ...]]:
+    """Phase, base commit recorded on entering execute, and approvals of the current review."""
+    phase = "draft"
+    base: str | None = None
+    approvals: list[Approval] = []
+    for ev in canonical(plan_events):
+        if ev.type == "plan.snapshot":
+            snap = ev.data.get("state") or {}
+            phase = snap.get("phase", phase)
+            base = snap.get("base_commit", base)
+            approvals = [Approval(**a) for a in snap.get("approvals", [])]
+        elif ev.type == "plan.phase":
+            to = ev.data.get("to", phase)
+            if to == "draft":
+                approvals = []
+            if to == "execute" and ev.data.get("base_commit"):
+                base = ev.data["base_commit"]
+            phase = to
+        elif ev.type == "plan.approved":
+            approvals = [a for a in approvals if a.reviewer != ev.data.get("reviewer")]
+            approvals.append(Approval(str(ev.data.get("reviewer", ev.actor)),
+                                      str(ev.data.get("comment") or ""),
+                                      str(ev.data.get("plan_hash") or ""), ev.at))
+        elif ev.type == "plan.rejected":
+            approvals = []
+    return phase, base, tuple(approvals)
+
+
+def checkpoint_decisions(plan_events: Sequence[Event]) -> dict[str, str]:
+    """Checkpoint id -> 'approved' or 'changes_requested', the latest decision."""
+    out: dict[str, str] = {}
+    for ev in canonical(plan_events):
+        if ev.type == "plan.snapshot":
+            out.update((ev.data.get("state") or {}).get("checkpoints", {}))
+        elif ev.type == "checkpoint.approved":
+            out[str(ev.data.get("checkpoint"))] = "approved"
+        elif ev.type == "checkpoint.changes_requested":
+            out[str(ev.data.get("checkpoint"))] = "changes_requested"
+    return out
+
+
+SATISFIED = ("done", "skipped", "approved", "complete")
+BLOCKING = ("failed", "blocked")
+
+
+def evaluate(
+    plan: Plan,
+    records: Mapping[str, TaskRecord],
+    plan_events: Sequence[Event],
+    now: float,
+    external: Mapping[str, str] | None = None,
+    rank: Mapping[str, float] | None = None,
+) -> PlanState:
+    """Task and checkpoint states at `now`.
+
+    `external` maps references to other plans (`OTHER/TASK` or `OTHER`) to their state;
+    `rank` maps task ids to their critical-path length (higher is claimed first).
+    """
+    from flowgit.graph import topo_order
+
+    external = external or {}
+    phase, base, approvals = phase_of(plan_events)
+    decisions = checkpoint_decisions(plan_events)
+    cps = {c.id: c for c in plan.checkpoints}
+    tasks = {t.id: t for t in plan.tasks}
+    deps: dict[str, tuple[str, ...]] = {t.id: t.depends_on for t in plan.tasks}
+    deps.update({c.id: c.after for c in plan.checkpoints})
+    local = {k: tuple(d for d in v if d in deps) for k, v in deps.items()}
+    node_state: dict[str, str] = {}
+    skip_spread: set[str] = set()
+    views: dict[str, TaskView] = {}
+    cviews: dict[str, CheckpointView] = {}
+    for node in topo_order(local):
+        unmet: list[str] = []
+        blockers: list[str] = []
+        spread = False
+        for dep in deps[node]:
+            state = node_state.get(dep) if dep in deps else external.get(dep, "unknown")
+            if dep in skip_spread:
+                spread = True
+            if state in SATISFIED:
+                continue
+            if state in BLOCKING:
+                blockers.append(dep)
+            else:
+                unmet.append(dep)
+        if node in cps:
+            if blockers:
+                cstate = "blocked"
+            elif unmet:
+                cstate = "pending"
+            else:
+                cstate = "approved" if decisions.get(node) == "approved" else "reached"
+            node_state[node] = cstate
+            cviews[node] = CheckpointView(node, cstate, tuple(unmet + blockers))
+            if spread:
+                skip_spread.add(node)
+            continue
+        rec = records.get(node, TaskRecord())
+        interrupted = False
+        status = rec.status
+        if status in ACTIVE and (rec.lease_until is None or rec.lease_until <= now):
+            status, interrupted = "open", True
+        if status == "retry_wait" and rec.retry_at is not None and rec.retry_at <= now:
+            status = "open"
+        if status == "skipped" and rec.skip_dependents:
+            skip_spread.add(node)
+        if status == "open" and spread:
+            status = "skipped"
+            skip_spread.add(node)
+        waiting: tuple[str, ...] = ()
+        if status == "open":
+            if blockers:
+                state = "blocked"
+            elif unmet:
+                state = "pending"
+                waiting = tuple(d for d in unmet if d not in deps)
+            elif tasks[node].wait and not rec.wait_ok:
+                state = "pending"
+                waiting = ("wait",)
+            else:
+                state = "ready"
+        else:
+            state = status
+        node_state[node] = state
+        views[node] = TaskView(
+            id=node, state=state, worker=rec.worker if state in ACTIVE else None,
+            attempts=rec.attempts, lease_until=rec.lease_until if state in ACTIVE else None,
+            retry_at=rec.retry_at if state == "retry_wait" else None, interrupted=interrupted,
+            waiting_on=waiting, blocked_by=tuple(blockers or unmet), record=rec,
+        )
+    rank = rank or {}
+    ready = [v.id for v in views.values() if v.state == "ready"]
+    ready.sort(key=lambda t: (-rank.get(t, 0.0), PRIORITY_RANK[tasks[t].priority], t))
+    ordered_views = {t.id: views[t.id] for t in plan.tasks}
+    ordered_cps = {c.id: cviews[c.id] for c in plan.checkpoints}
+    return PlanState(plan.id, phase, ordered_views, ordered_cps, approvals, base, tuple(ready))

@@ -1,0 +1,415 @@
+"""The `.flow/` directory on disk: safe paths, loading with a derived cache, and writing
+events and files as one commit under the repository lock."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from flowgit import git
+from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.events import PLAN_LOG, Event, LogRead, append, parse_log, repair_torn
+from flowgit.ids import check_id, is_valid_id, split_ref
+from flowgit.lock import RepoLock
+from flowgit.model import Config, Plan
+from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
+
+FLOW = ".flow"
+CACHE_VERSION = 3
+JOURNAL = "flowgit-journal"
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+@dataclass
+class LoadedPlan:
+    plan: Plan
+    raw: Mapping[str, Any]
+    path: Path
+    hash: str
+
+
+class FlowRepo:
+    """One repository's `.flow/`. Reads are cached by file size+mtime+inode; deleting the
+    cache changes no answer."""
+
+    def __init__(self, start: Path) -> None:
+        self.dirs = git.find_dirs(start)
+        self.root = self.dirs.root
+        self.flow = self.root / FLOW
+        self._config: Config | None = None
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._cache_dirty: set[str] = set()
+        self._plans: dict[str, LoadedPlan] = {}
+
+    # ----- paths ---------------------------------------------------------------------------
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def safe(self, *parts: str) -> Path:
+        """A path under .flow/ whose existing components are real directories, not symlinks."""
+        path = self.flow
+        self._no_symlink(path)
+        for part in parts:
+            path = path / part
+            self._no_symlink(path)
+        return path
+
+    def _no_symlink(self, path: Path) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(mode):
+            raise InvalidFile(
+                f"{self.rel(path)} is a symlink: flowgit never follows symlinks inside .flow/; "
+                "replace it with a real file or directory"
+            )
+
+    def require_init(self) -> None:
+        if not self.flow.is_dir():
+            raise FlowError(f"{self.root}: no .flow/ here: run `flowgit init` first", code="not_initialised")
+
+    def plan_dir(self, plan_id: str) -> Path:
+        return self.safe("plans", check_id(plan_id, "plan id"))
+
+    def plan_file(self, plan_id: str) -> Path:
+        return self.safe("plans", check_id(plan_id, "plan id"), "plan.yaml")
+
+    def spec_file(self, plan_id: str) -> Path:
+        return self.safe("plans", check_id(plan_id, "plan id"), "spec.yaml")
+
+    def log_file(self, plan_id: str, stream: str) -> Path:
+        if stream != PLAN_LOG:
+            check_id(stream, "task id")
+        return self.safe("plans", check_id(plan_id, "plan id"), "events", f"{stream}.jsonl")
+
+    # ----- config and plans ----------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from flowgit import yamlio
+
+            path = self.safe("config.yaml")
+            data = yamlio.load_file(path, self.rel(path)) if path.exists() else None
+            self._config = Config.from_dict(data, self.rel(path))
+        return self._config
+
+    def plan_ids(self) -> list[str]:
+        self.require_init()
+        plans = self.safe("plans")
+        if not plans.is_dir():
+            return []
+        return sorted(
+            e.name for e in os.scandir(plans)
+            if is_valid_id(e.name) and e.is_dir(follow_symlinks=False)
+            and (Path(e.path) / "plan.yaml").exists()
+        )
+
+    def load_plan(self, plan_id: str) -> LoadedPlan:
+        if plan_id in self._plans:
+            return self._plans[plan_id]
+        self.require_init()
+        path = self.plan_file(plan_id)
+        display = self.rel(path)
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            known = ", ".join(self.plan_ids()) or "none"
+            raise NotFound(f"unknown plan {plan_id!r} (plans: {known}): see `flowgit plan list`") from None
+        cache = self._plan_cache(plan_id)
+        entry = cache.get("plan")
+        key = _stat_key(st)
+        if entry and entry.get("stat") == key:
+            raw, digest = entry["data"], entry["hash"]
+        else:
+            from flowgit import yamlio
+
+            data = path.read_bytes()
+            raw = yamlio.loads(yamlio.decode(data, display), display)
+            digest = hashlib.sha256(data).hexdigest()
+            cache["plan"] = {"stat": key, "data": raw, "hash": digest}
+            self._cache_dirty.add(plan_id)
+        plan = Plan.from_dict(raw, display)
+        if plan.id != plan_id:
+            raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
+        loaded = LoadedPlan(plan, raw, path, digest)
+        self._plans[plan_id] = loaded
+        return loaded
+
+    def forget(self, plan_id: str) -> None:
+        self._plans.pop(plan_id, None)
+
+    # ----- events --------------------------------------------------------------------------
+    def read_log(self, plan_id: str, stream: str) -> LogRead:
+        path = self.log_file(plan_id, stream)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return LogRead((), False, 0)
+        return parse_log(data, self.rel(path))
+
+    def plan_events(self, plan_id: str) -> tuple[Event, ...]:
+        return self.read_log(plan_id, PLAN_LOG).events
+
+    def records(self, plan_id: str) -> dict[str, TaskRecord]:
+        """Each task log reduced to its record, reusing the cache for unchanged files."""
+        cache = self._plan_cache(plan_id)
+        logs: dict[str, Any] = cache.setdefault("logs", {})
+        out: dict[str, TaskRecord] = {}
+        events_dir = self.safe("plans", plan_id, "events")
+        if not events_dir.is_dir():
+            return out
+        seen = set()
+        for entry in os.scandir(events_dir):
+            name = entry.name
+            if not name.endswith(".jsonl") or name == f"{PLAN_LOG}.jsonl":
+                continue
+            task = name[:-6]
+            if not is_valid_id(task) or entry.is_symlink():
+                continue
+            seen.add(task)
+            key = _stat_key(entry.stat(follow_symlinks=False))
+            hit = logs.get(task)
+            if hit and hit["stat"] == key:
+                out[task] = TaskRecord.from_dict(hit["record"])
+                continue
+            read = parse_log(Path(entry.path).read_bytes(), self.rel(Path(entry.path)))
+            rec = reduce_task(read.events)
+            out[task] = rec
+            logs[task] = {"stat": key, "record": rec.to_dict()}
+            self._cache_dirty.add(plan_id)
+        for gone in set(logs) - seen:
+            del logs[gone]
+            self._cache_dirty.add(plan_id)
+        return out
+
+    def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
+        from flowgit.graph import critical_rank
+
+        loaded = self.load_plan(plan_id)
+        plan = loaded.plan
+        deps = {t.id: t.depends_on for t in plan.tasks}
+        deps.update({c.id: c.after for c in plan.checkpoints})
+        weights = {t.id: t.hours for t in plan.tasks}
+        local = {k: [d for d in v if d in deps] for k, v in deps.items()}
+        external = self._external_states(plan, deps, now, _seen | {plan_id})
+        from flowgit.graph import find_cycle
+
+        cycle = find_cycle(local)
+        if cycle:
+            raise InvalidFile(f"{self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: remove one of these dependencies")
+        rank = critical_rank(local, weights)
+        return evaluate(plan, self.records(plan_id), self.plan_events(plan_id),
+                        time.time() if now is None else now, external, rank)
+
+    def _external_states(self, plan: Plan, deps: Mapping[str, Sequence[str]], now: float | None,
+                         seen: frozenset[str]) -> dict[str, str]:
+        refs = {d for ds in deps.values() for d in ds if d not in deps}
+        out: dict[str, str] = {}
+        states: dict[str, PlanState | None] = {}
+        for ref in sorted(refs):
+            other, _, task = ref.partition("/")
+            if other in seen or not is_valid_id(other) or (task and not is_valid_id(task)):
+                out[ref] = "unknown"
+                continue
+            if other not in states:
+                try:
+                    states[other] = self.state(other, now, seen)
+                except NotFound:
+                    states[other] = None
+            st = states[other]
+            if st is None:
+                out[ref] = "unknown"
+            elif not task:
+                out[ref] = "complete" if st.phase == "complete" else st.phase
+            elif task in st.tasks:
+                out[ref] = st.tasks[task].state
+            elif task in st.checkpoints:
+                out[ref] = st.checkpoints[task].state
+            else:
+                out[ref] = "unknown"
+        return out
+
+    def resolve(self, ref: str) -> tuple[str, str]:
+        """TASKREF -> (plan, task). `TASK` alone must be unambiguous."""
+        plan_id, task_id = split_ref(ref)
+        if plan_id is not None:
+            loaded = self.load_plan(plan_id)
+            if loaded.plan.task(task_id) is None and loaded.plan.checkpoint(task_id) is None:
+                raise NotFound(f"plan {plan_id} has no task {task_id!r}: see `flowgit status {plan_id}`")
+            return plan_id, task_id
+        owners = [p for p in self.plan_ids() if self.load_plan(p).plan.task(task_id)]
+        if not owners:
+            raise NotFound(f"no plan has a task {task_id!r}: see `flowgit status`")
+        if len(owners) > 1:
+            raise FlowError(f"task {task_id!r} is in plans {', '.join(owners)}: write PLAN/{task_id}",
+                            code="ambiguous")
+        return owners[0], task_id
+
+    # ----- the derived cache ---------------------------------------------------------------
+    def _cache_path(self, plan_id: str) -> Path:
+        return self.flow / ".cache" / f"{plan_id}.json"
+
+    def _plan_cache(self, plan_id: str) -> dict[str, Any]:
+        if plan_id not in self._cache:
+            data: dict[str, Any] = {}
+            path = self._cache_path(plan_id)
+            try:
+                if not path.is_symlink():
+                    loaded = json.loads(path.read_bytes())
+                    if isinstance(loaded, dict) and loaded.get("version") == CACHE_VERSION:
+                        data = loaded
+            except (OSError, ValueError):
+                data = {}
+            data["version"] = CACHE_VERSION
+            self._cache[plan_id] = data
+        return self._cache[plan_id]
+
+    def save_cache(self) -> None:
+        for plan_id in list(self._cache_dirty):
+            path = self._cache_path(plan_id)
+            try:
+                path.parent.mkdir(exist_ok=True)
+                if path.parent.is_symlink():
+                    continue
+                tmp = path.with_name(f".{plan_id}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(self._cache[plan_id], separators=(",", ":")))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # the cache is an optimisation only
+        self._cache_dirty.clear()
+
+    # ----- writing -------------------------------------------------------------------------
+    def lock(self) -> RepoLock:
+        return RepoLock(self.dirs.common_dir, self.config.lock_timeout)
+
+    def refuse_during_git_operation(self) -> None:
+        busy = git.operation_in_progress(self.dirs)
+        if busy:
+            raise FlowError(
+                f"{busy} is in progress in {self.root}: flowgit writes nothing until it is "
+                "finished or aborted; run the command again then", code="git_busy"
+            )
+
+    @property
+    def journal(self) -> Path:
+        return self.dirs.git_dir / JOURNAL
+
+    def recover(self) -> str | None:
+        """Commit what a crashed command appended but did not commit. Call under the lock."""
+        if not self.journal.exists():
+            return None
+        try:
+            paths = json.loads(self.journal.read_text()).get("paths", [])
+        except ValueError:
+            paths = []
+        pending = [p for p in paths if p.startswith(FLOW + "/") and (self.root / p).exists()]
+        sha = None
+        if pending and git.changed_paths(self.root, FLOW):
+            changed = set(git.changed_paths(self.root, FLOW))
+            todo = [p for p in pending if p in changed]
+            if todo:
+                for p in todo:
+                    self._repair_if_torn(p)
+                sha = git.commit_paths(self.root, todo, "flow: recover events appended before a crash\n\nFlow-Event: recover")
+        self.journal.unlink(missing_ok=True)
+        return sha
+
+    def _repair_if_torn(self, rel: str) -> None:
+        if not rel.endswith(".jsonl"):
+            return
+        path = self.root / rel
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            repair_torn(path, end)
+
+    def commit(
+        self, appends: Mapping[Path, Sequence[Event]], files: Mapping[Path, bytes],
+        message: str, *, commit: bool = True,
+    ) -> str | None:
+        """Append events (fsynced), write whole files atomically, and commit just those paths.
+        Call under the lock, after deciding. A journal makes a crash between append and
+        commit recoverable by the next command."""
+        paths = [self.rel(p) for p in [*appends, *files]]
+        self.journal.write_text(json.dumps({"paths": paths}))
+        for path, events in appends.items():
+            self._no_symlink(path)
+            if path.exists():
+                data = path.read_bytes()
+                end = data.rfind(b"\n") + 1
+                if end < len(data):
+                    repair_torn(path, end)
+            append(path, events)
+        for path, content in files.items():
+            write_atomic(path, content)
+        sha = git.commit_paths(self.root, paths, message) if commit else None
+        self.journal.unlink(missing_ok=True)
+        return sha
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        raise InvalidFile(f"{path}: is a symlink: flowgit never writes through one")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def commit_message(plan: str, task: str | None, event: str, actor: str, body: str = "") -> str:
+    subject = f"flow({plan}/{task}): {event}" if task else f"flow({plan}): {event}"
+    trailers = [f"Flow-Plan: {plan}"]
+    if task:
+        trailers.append(f"Flow-Task: {task}")
+    trailers += [f"Flow-Event: {event}", f"Flow-Actor: {actor}"]
+    parts = [subject]
+    if body:
+        parts.append(body)
+    parts.append("\n".join(trailers))
+    return "\n\n".join(parts) + "\n"
+
+
+def iter_flow_files(repo: FlowRepo) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(repo.flow, followlinks=False):
+        dirnames[:] = [d for d in dirnames if d != ".cache"]
+        for name in filenames:
+            yield Path(dirpath) / name
+
+
+def plan_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def actor_for(repo: FlowRepo, worker: str | None) -> str:
+    name = worker or os.environ.get("FLOWGIT_ACTOR") or git.user_email(repo.root)
+    if not name:
+        raise FlowError("who is acting? pass --worker NAME, set FLOWGIT_ACTOR, or set git user.email",
+                        code="no_actor")
+    if len(name) > 200 or any(c in name for c in "\n\r\0"):
+        raise FlowError(f"invalid worker name {name!r}: one line, at most 200 characters", code="usage")
+    return name
+
+
+def iter_events_all(repo: FlowRepo, plan_id: str) -> Iterable[Event]:
+    events_dir = repo.safe("plans", plan_id, "events")
+    if not events_dir.is_dir():
+        return []
+    out: list[Event] = []
+    for entry in sorted(os.scandir(events_dir), key=lambda e: e.name):
+        if entry.name.endswith(".jsonl") and not entry.is_symlink():
+            out.extend(repo.read_log(plan_id, entry.name[:-6]).events)
+    return out

@@ -1,0 +1,113 @@
+"""YAML in and out: the C safe loader to read, round-trip only to write."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from flowgit.errors import InvalidFile
+
+MAX_YAML_BYTES = 8 * 1024 * 1024
+
+
+def _safe_yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=False)
+    return yaml
+
+
+def _position(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return f"{mark.line + 1}"
+    return "1"
+
+
+def _first_line(exc: Exception) -> str:
+    problem = getattr(exc, "problem", None)
+    if problem:
+        return str(problem)
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def decode(data: bytes, path: str) -> str:
+    if len(data) > MAX_YAML_BYTES:
+        raise InvalidFile(
+            f"{path}: file is {len(data)} bytes, above the {MAX_YAML_BYTES} byte limit: split it"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidFile(f"{path}:{line}: not valid UTF-8 (byte {exc.start}): save it as UTF-8")
+
+
+def loads(text: str, path: str) -> Any:
+    """Parse YAML safely. Aliases are refused so a crafted file cannot expand without bound."""
+    from ruamel.yaml.error import YAMLError
+
+    if _ALIAS_HINT.search(text) and _has_alias(text, path):
+        raise InvalidFile(f"{path}: YAML aliases (*name) are not allowed in flowgit files: write the value out")
+    try:
+        return _safe_yaml().load(text)
+    except YAMLError as exc:
+        raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidFile(f"{path}: invalid YAML: {exc}") from None
+
+
+_ALIAS_HINT = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\]}]+", re.M)
+
+
+def _has_alias(text: str, path: str) -> bool:
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import AliasEvent
+
+    try:
+        for event in _safe_yaml().parse(text):
+            if isinstance(event, AliasEvent):
+                return True
+    except YAMLError as exc:
+        raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
+    return False
+
+
+def load_file(path: Path, display: str) -> Any:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidFile(f"{display}: file not found") from None
+    return loads(decode(data, display), display)
+
+
+def roundtrip() -> Any:
+    """A YAML instance that keeps comments, key order and quoting."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    return yaml
+
+
+def rt_load(text: str, path: str) -> Any:
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return roundtrip().load(text)
+    except YAMLError as exc:
+        raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
+
+
+def rt_dump(data: Any) -> str:
+    buf = io.StringIO()
+    roundtrip().dump(data, buf)
+    return buf.getvalue()
+
+
+def dump_new(data: Any) -> str:
+    """Dump a fresh document (no comments to keep) in flowgit's house style."""
+    return rt_dump(data)
