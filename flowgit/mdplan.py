@@ -16,8 +16,8 @@ The rules (docs/markdown-plans.md has a full example):
   ignored (what is done is recorded by events). A heading with tasks (or subheadings) under it
   groups them and adds its slug to their tags; a heading with none under it is a task itself,
   its text the description.
-- A task may start with its id: ``T-1: Title``, ``**T-1** Title``, ``[T-1] Title`` or
-  ``\\`T-1\\` Title``. An id is one word with a digit or a ``-``/``_``/``.``; in the ``ID:``
+- A task may start with its id: ``T-1: Title``, ``**T-1** Title``, ``[T-1] Title``, or
+  the id in backquotes. An id is one word with a digit or a ``-``/``_``/``.``; in the ``ID:``
   form it has no lowercase letter, so ``Docs: update`` stays a title. Other tasks get
   ``T-01``, ``T-02``, ... in order, skipping ids in use.
 - Lines indented under an item (any line in a heading task's text) may be attributes, one
@@ -119,8 +119,8 @@ _ID_FORMS: tuple[tuple[re.Pattern[str], bool], ...] = (
     (re.compile(r"^`(?P<id>[^\s`]+)`:?(?:[ \t]+(?P<rest>.*))?$"), False),
     (re.compile(r"^(?P<id>[^\s:*`\[\]]+):(?:[ \t]+(?P<rest>.*))?$"), True),
 )
-_LEADING_DASH = re.compile(r"^(?:[—–:]|-{1,2})[ \t]+")
-_RISK_SEPARATORS = ("—", "–", " -- ", " -> ", " → ", " - ")
+_LEADING_DASH = re.compile("^(?:[\u2014\u2013:]|-{1,2})[ \t]+")  # em dash, en dash
+_RISK_SEPARATORS = ("\u2014", "\u2013", " -- ", " -> ", " \u2192 ", " - ")  # em, en dash, arrow
 
 
 @dataclass(eq=False)
@@ -181,6 +181,14 @@ def _norm_title(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _attribute(line: str) -> tuple[str, str] | None:
+    """An attribute line's (plan.yaml key, value), or None for another line."""
+    match = _ATTRIBUTE.match(line.strip())
+    if match is None:
+        return None
+    return _ATTRIBUTES[" ".join(match["key"].lower().split())], match["value"]
+
+
 def _looks_like_id(token: str, *, colon: bool) -> bool:
     if not any(ch.isalnum() for ch in token):
         return False
@@ -223,7 +231,7 @@ def _blocks(lines: list[str | None]) -> list[list[str] | None]:
     """Blank-line separated blocks; a None line (a bare `Goal:`) is kept as a marker."""
     blocks: list[list[str] | None] = []
     current: list[str] = []
-    for line in lines + [""]:
+    for line in [*lines, ""]:
         if line is None or not line.strip():
             if current:
                 blocks.append(current)
@@ -246,6 +254,7 @@ class _Parser:
         self.source = source
         self.title: str | None = None
         self.goal: str | None = None
+        self.goal_open = False  # the lines after `Goal: ...` in its paragraph go on the goal
         self.goal_section: list[str | None] = []
         self.preamble: list[str | None] = []
         self.notes: list[str] = []
@@ -376,10 +385,9 @@ class _Parser:
             self.entries.append(task)
             self.items.append(task)
         elif owner is not None:
-            attribute = _ATTRIBUTE.match(line.strip())
-            if attribute:
-                key = _ATTRIBUTES[" ".join(attribute["key"].lower().split())]
-                self.set_attribute(owner, number, key, attribute["value"], indent)
+            attribute = _attribute(line)
+            if attribute is not None:
+                self.set_attribute(owner, number, *attribute, indent)
             else:
                 owner.body.append(line)
         else:
@@ -396,9 +404,14 @@ class _Parser:
         lines = self.preamble if into is None else into
         goal = _GOAL.match(line.strip())
         tags = _TAGS.match(line.strip())
+        if self.goal_open and line.strip() and not (tags or _BULLET.match(line)):
+            self.goal = f"{self.goal} {line.strip()}"
+            return
+        self.goal_open = False
         if goal and self.goal is None:
             if goal["value"]:
                 self.goal = goal["value"]
+                self.goal_open = True
             else:
                 lines.append(None)
         elif tags and into is None:
@@ -503,11 +516,11 @@ class _Parser:
         indent = _indent(line)
         current = self.checkpoints[-1] if self.checkpoints else None
         if current is not None and indent > current.indent:
-            attribute = _ATTRIBUTE.match(line.strip())
-            if attribute and _ATTRIBUTES[" ".join(attribute["key"].lower().split())] == (
-                "depends_on"
-            ):
-                self.set_attribute(current, number, "depends_on", attribute["value"], indent)
+            attribute = _attribute(line)
+            if attribute is not None and attribute[0] == "depends_on":
+                self.set_attribute(current, number, "depends_on", attribute[1], indent)
+            elif attribute is None and current.pending is not None and item is not None:
+                self.set_attribute(current, number, "depends_on", item[1], indent)
             return
         if item is not None and item[1]:
             self.checkpoints.append(self.new_task(number, item[1], indent=indent))
@@ -566,22 +579,19 @@ class _Parser:
                     counter += 1
                 entry.id = f"{prefix}-{counter:02d}"
                 used[entry.id] = entry.line
-        for entry in tasks + checkpoints:
-            if not entry.title:
-                what = "task" if entry in tasks else "checkpoint"
-                raise self.fail(entry.line, f"{what} {entry.id} has no title; write one")
+        for entries, what in ((tasks, "task"), (checkpoints, "checkpoint")):
+            for entry in entries:
+                if not entry.title:
+                    raise self.fail(entry.line, f"{what} {entry.id} has no title; write one")
 
     def resolve(self, tasks: list[_Task], checkpoints: list[_Task]) -> None:
         ids = {entry.id for entry in tasks + checkpoints}
         titles: dict[str, list[str]] = {}
         for task in tasks:
             titles.setdefault(_norm_title(task.title), []).append(task.id)
-        for entry in tasks + checkpoints:
-            who = (
-                f"task {entry.id} depends on"
-                if entry in tasks
-                else (f"checkpoint {entry.id} comes after")
-            )
+        described = [(t, f"task {t.id} depends on") for t in tasks]
+        described += [(cp, f"checkpoint {cp.id} comes after") for cp in checkpoints]
+        for entry, who in described:
             resolved: list[str] = []
             for ref, number in entry.depends:
                 target = self.resolve_one(ref, number, who, ids, titles)

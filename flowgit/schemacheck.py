@@ -85,7 +85,10 @@ def _validator(kind: str) -> Any:
 @functools.lru_cache(maxsize=None)
 def _fast_check(kind: str) -> Callable[[Any], bool]:
     """A compiled yes/no check that only answers True when jsonschema would find no error."""
-    return _compile(_flat_schema(kind))
+    try:
+        return _compile(_flat_schema(kind))
+    except _Unsupported:
+        return _never
 
 
 def schema_errors(kind: str, data: object, text: str | None, path: str) -> list[str]:
@@ -322,8 +325,13 @@ def _line(root: Any, loc: Location) -> int:
     return line + 1
 
 
-# A small compiler for the subset of JSON Schema our schemas use. It is a fast path only: any
-# keyword it does not know makes it answer False, and then jsonschema does the real work.
+# A small compiler for the subset of JSON Schema our schemas use. It is a fast path only: a
+# keyword it does not know disables it for that kind, and then jsonschema does all the work.
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the fast path does not implement."""
+
 
 _ANNOTATIONS = frozenset(
     {"title", "description", "$comment", "format", "$schema", "$id", "default", "examples"}
@@ -332,7 +340,7 @@ _DATE_KEYWORDS = frozenset({"type", "pattern", "minLength", "maxLength"})
 
 
 def _never(value: Any) -> bool:
-    """Fallback check: let jsonschema decide."""
+    """The `false` schema; also the whole check when the fast path cannot be used."""
     return False
 
 
@@ -377,18 +385,20 @@ def _is_number(value: Any) -> bool:
 
 
 def _compile(schema: Any) -> Callable[[Any], bool]:
-    """Compile a (ref-free) schema into a predicate; unknown keywords compile to `_never`."""
+    """Compile a (ref-free) schema into a predicate; raise _Unsupported on unknown keywords."""
     if schema is True:
         return _always
-    if schema is False or not isinstance(schema, dict):
+    if schema is False:
         return _never
+    if not isinstance(schema, dict):
+        raise _Unsupported(repr(schema))
     checks: list[Callable[[Any], bool]] = []
     for key, val in schema.items():
         if key in _ANNOTATIONS or key in ("then", "else"):
             continue
         maker = _MAKERS.get(key)
         if maker is None:
-            return _never
+            raise _Unsupported(key)
         checks.append(maker(val, schema))
     date_ok = schema.get("format") == "date" and set(schema) - _ANNOTATIONS <= _DATE_KEYWORDS
 

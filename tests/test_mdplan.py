@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,8 @@ from flowgit.mdplan import parse_markdown_plan
 WEBHOOKS_MD = """\
 # Webhook delivery with retry
 
-**Goal:** When an event is published (e.g. job.completed), deliver it to every registered webhook URL with exponential backoff (max 5 attempts, 2^n seconds between retries).
+**Goal:** When an event is published (e.g. job.completed), deliver it to every registered
+webhook URL with exponential backoff (max 5 attempts, 2^n seconds between retries).
 
 Tags: backend, go
 
@@ -224,6 +227,7 @@ def test_title(md: str, title: str) -> None:
         ("# T\ngoal:   deliver events  \n- [ ] a\n", "deliver events", None),
         ("# T\n**Goal:** deliver events\n- [ ] a\n", "deliver events", None),
         ("# T\n**Goal**: deliver events\n- [ ] a\n", "deliver events", None),
+        ("# T\nGoal: deliver\nevents\n- x\n\nMore.\n- [ ] a\n", "deliver events", "- x\n\nMore."),
         ("# T\nDeliver\nevents.\n\nMore text.\n- [ ] a\n", "Deliver events.", "More text."),
         ("# T\nIntro.\n\nGoal: deliver\n- [ ] a\n", "deliver", "Intro."),
         ("# T\nIntro.\n\nGoal:\nDeliver\nevents.\n- [ ] a\n", "Deliver events.", "Intro."),
@@ -310,7 +314,7 @@ def test_scope(md: str, scope: dict[str, list[str]]) -> None:
     ("item", "risk"),
     [
         ("- Floods — rate limit", {"issue": "Floods", "mitigation": "rate limit"}),
-        ("- Floods – rate limit", {"issue": "Floods", "mitigation": "rate limit"}),
+        ("- Floods \u2013 rate limit", {"issue": "Floods", "mitigation": "rate limit"}),
         ("- Floods -- rate limit", {"issue": "Floods", "mitigation": "rate limit"}),
         ("- Floods - rate limit", {"issue": "Floods", "mitigation": "rate limit"}),
         ("- Floods", {"issue": "Floods"}),
@@ -738,3 +742,18 @@ def test_errors_name_the_source() -> None:
 def test_invalid_plan_id(plan_id: str) -> None:
     with pytest.raises(ValueError, match="invalid plan id"):
         parse_markdown_plan("- [ ] a\n", plan_id)
+
+
+def test_checkpoint_after_as_a_list() -> None:
+    md = "- [ ] T-1: A\n- [ ] B\n## Checkpoints\n- CP-1: Done\n  after:\n    - T-1\n    - b\n"
+    assert parse(md)["checkpoints"] == [{"id": "CP-1", "title": "Done", "after": ["T-1", "T-01"]}]
+
+
+def test_the_example_in_the_docs() -> None:
+    yaml = pytest.importorskip("ruamel.yaml")
+    doc = (Path(__file__).parent.parent / "docs" / "markdown-plans.md").read_text("utf-8")
+    markdown = re.search(r"```markdown\n(.*?)```\n", doc, re.DOTALL)
+    expected = re.search(r"```yaml\n(.*?)```\n", doc, re.DOTALL)
+    assert markdown and expected
+    plan = parse_markdown_plan(markdown[1], "webhooks")
+    assert plan == yaml.YAML(typ="safe").load(expected[1])

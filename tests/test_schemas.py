@@ -120,7 +120,8 @@ def test_minimal_plan_is_valid() -> None:
 def test_minimal_documents_are_valid() -> None:
     assert schema_errors("plan", {"id": "p", "title": "t"}, None, "x") == []
     assert schema_errors("spec", {"plan": "p"}, None, "x") == []
-    assert schema_errors("adr", {"id": "ADR-0001", "title": "t", "status": "proposed"}, None, "x") == []
+    adr = {"id": "ADR-0001", "title": "t", "status": "proposed"}
+    assert schema_errors("adr", adr, None, "x") == []
     assert schema_errors("config", {}, None, "x") == []
 
 
@@ -143,7 +144,10 @@ risks: [{issue: i, x-k: 1}]
 
 
 def test_plan_accepts_yaml_dates_and_quoted_dates() -> None:
-    text = "id: p\ntitle: t\nmilestones:\n  - {id: M1, due: 2026-12-01}\n  - {id: M2, due: '2026-12-02'}\n"
+    text = (
+        "id: p\ntitle: t\nmilestones:\n"
+        "  - {id: M1, due: 2026-12-01}\n  - {id: M2, due: '2026-12-02'}\n"
+    )
     data = load(text)
     assert isinstance(data["milestones"][0]["due"], dt.date)
     assert schema_errors("plan", data, text, "plan.yaml") == []
@@ -191,7 +195,9 @@ tasks:
     priority: urgent
 """
 
-ID_RULE = "use letters, digits, '.', '_' or '-', at most 64 characters, starting with a letter or digit"
+ID_RULE = (
+    "use letters, digits, '.', '_' or '-', at most 64 characters, starting with a letter or digit"
+)
 TASK_KEYS = (
     "id, title, description, depends_on, files, acceptance, priority, estimate, executor, run, "
     "retry, wait, tags, adrs, x-*"
@@ -290,7 +296,8 @@ INVALID = [
         "lease_seconds, lock_timeout, approvals, retry, sync, remote, executors, default_executor, "
         "validations, signals, schedules, compact, watch, x-*)",
     ]),
-    ("config", "signals:\n  ok: {run: [a]}\n  both: {run: [a], builtin: b}\n  a b: {builtin: x}\n", [
+    ("config", "signals:\n  ok: {run: [a]}\n  both: {run: [a], builtin: b}\n  a b: {builtin: x}\n",
+     [
         "3: signals.both: expected a signal handler: exactly one of run (a command receiving the "
         "data on stdin) or builtin (a name)",
         f"4: signals['a b']: invalid name 'a b': {ID_RULE}",
@@ -489,3 +496,15 @@ def test_fast_path_agrees_with_jsonschema(kind: str, monkeypatch: pytest.MonkeyP
             assert fast == (slow == []), (variant, slow)
             checked += 1
     assert checked > 100
+
+
+def test_unknown_keyword_disables_the_fast_path() -> None:
+    with pytest.raises(schemacheck._Unsupported):
+        schemacheck._compile({"type": "array", "uniqueItems": True})
+    with pytest.raises(schemacheck._Unsupported):
+        schemacheck._compile({"not": {"contains": {"const": 1}}})
+
+
+def test_flattened_schemas_have_no_refs() -> None:
+    for kind in KINDS:
+        assert "$ref" not in json.dumps(schemacheck._flat_schema(kind))

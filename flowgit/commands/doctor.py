@@ -1,0 +1,136 @@
+"""`flowgit doctor [--fix]`: find and repair what a crash or a hand edit left behind."""
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import EXIT_USER, InvalidFile, NotFound
+from flowgit.events import repair_torn
+from flowgit.jsonlmerge import event_sort_key, parse_lines
+from flowgit.store import FLOW, FlowRepo, iter_flow_files, write_atomic
+
+
+def _problem(kind: str, path: str, message: str) -> dict[str, Any]:
+    return {"kind": kind, "path": path, "message": message, "fixed": False}
+
+
+def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
+    problems = []
+    busy = git.operation_in_progress(repo.dirs)
+    if busy:
+        problems.append(_problem("git_busy", "", f"{busy} is in progress: finish or abort it"))
+    if repo.journal.exists():
+        problems.append(_problem("journal", repo.rel(repo.journal) if repo.journal.is_relative_to(repo.root) else str(repo.journal),
+                                 "a command was interrupted between appending and committing"))
+    if git.config_get(repo.root, "merge.flowgit-jsonl.driver") is None:
+        problems.append(_problem("merge_driver", ".git/config", "the event-log merge driver is not configured in this clone"))
+    for path in iter_flow_files(repo):
+        rel = repo.rel(path)
+        if path.is_symlink():
+            problems.append(_problem("symlink", rel, "a symlink inside .flow/: replace it with a real file"))
+            continue
+        if not rel.endswith(".jsonl"):
+            continue
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            problems.append(_problem("torn", rel, "torn last line (a write cut off by a crash)"))
+        try:
+            lines = parse_lines(data)
+        except ValueError as exc:
+            problems.append(_problem("bad_line", rel, f"{exc}: restore the file from git"))
+            continue
+        ids = [e["id"] for e in lines]
+        if len(ids) != len(set(ids)):
+            problems.append(_problem("duplicates", rel, f"{len(ids) - len(set(ids))} duplicate event(s)"))
+    uncommitted = [p for p in git.changed_paths(repo.root, FLOW) if p.endswith(".jsonl")]
+    for rel in uncommitted:
+        problems.append(_problem("uncommitted", rel, "events appended but not committed"))
+    from flowgit.commands.plans import adr_ids
+    from flowgit.validation import validate_files
+
+    files = {repo.rel(p): p.read_bytes() for p in iter_flow_files(repo)
+             if not p.is_symlink() and p.is_file()}
+    report = validate_files(files, None, adr_ids(repo))
+    for line in report.errors:
+        if "torn last line" in line or "duplicate event id" in line:
+            continue
+        problems.append(_problem("invalid", line.split(":", 1)[0], line))
+    for pid in repo.plan_ids():
+        try:
+            plan = repo.load_plan(pid).plan
+        except (InvalidFile, NotFound):
+            continue
+        known = set(plan.node_ids())
+        events_dir = repo.safe("plans", pid, "events")
+        for log in sorted(events_dir.glob("*.jsonl")) if events_dir.is_dir() else []:
+            task = log.name[:-6]
+            if task != "_plan" and task not in known:
+                problems.append(_problem("orphan_log", repo.rel(log),
+                                         f"events for task {task}, which is no longer in plan {pid} (kept; informational)"))
+    return problems
+
+
+FIXABLE = ("journal", "torn", "duplicates", "uncommitted", "merge_driver")
+
+
+def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
+    from flowgit.commands.init import setup_local
+
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        touched = []
+        for p in problems:
+            if p["kind"] == "journal":
+                p["fixed"] = True
+            elif p["kind"] == "merge_driver":
+                setup_local(repo.root)
+                p["fixed"] = True
+            elif p["kind"] in ("torn", "duplicates"):
+                path = repo.root / p["path"]
+                data = path.read_bytes()
+                if p["kind"] == "torn":
+                    repair_torn(path, data.rfind(b"\n") + 1)
+                else:
+                    seen: dict[str, bytes] = {}
+                    for raw in data.split(b"\n"):
+                        if raw.strip():
+                            ev = parse_lines(raw + b"\n")[0]
+                            seen.setdefault(ev["id"], raw)
+                    ordered = sorted(seen.values(), key=lambda r: event_sort_key(parse_lines(r + b"\n")[0]))
+                    write_atomic(path, b"".join(r + b"\n" for r in ordered))
+                touched.append(p["path"])
+                p["fixed"] = True
+            elif p["kind"] == "uncommitted":
+                touched.append(p["path"])
+                p["fixed"] = True
+        touched = sorted(set(touched) & set(git.changed_paths(repo.root, FLOW)))
+        if touched:
+            git.commit_paths(repo.root, touched, "flow: doctor repaired event logs\n\nFlow-Event: doctor")
+    cache = repo.flow / ".cache"
+    if cache.is_dir() and not cache.is_symlink():
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def doctor(app: App, do_fix: bool) -> int:
+    repo = app.repo
+    repo.require_init()
+    problems = diagnose(repo)
+    if do_fix and any(p["kind"] in FIXABLE for p in problems):
+        fix(repo, problems)
+    remaining = [p for p in problems if not p["fixed"] and p["kind"] != "orphan_log"]
+
+    def text() -> str:
+        if not problems:
+            return "ok: no problems found"
+        lines = []
+        for p in problems:
+            mark = "fixed" if p["fixed"] else ("info" if p["kind"] == "orphan_log" else "problem")
+            lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
+        if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
+            lines.append("run `flowgit doctor --fix` to repair what can be repaired")
+        return "\n".join(lines)
+    app.out.result({"ok": not remaining, "problems": problems}, text)
+    return EXIT_USER if remaining else 0

@@ -1,0 +1,83 @@
+"""`flowgit validate [PATH]... [--staged]`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import EXIT_USER, InvalidFile, NotFound
+from flowgit.model import Plan
+from flowgit.store import FLOW, FlowRepo, iter_flow_files
+from flowgit.validation import validate_files
+
+
+def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    targets = paths or [repo.flow]
+    errors = []
+    for target in targets:
+        full = target if target.is_absolute() else Path.cwd() / target
+        full = Path(os.path.abspath(full))
+        try:
+            rel = full.relative_to(repo.root).as_posix()
+        except ValueError:
+            errors.append(f"{target}: outside the repository {repo.root}")
+            continue
+        if os.path.islink(full):
+            errors.append(f"{rel}: is a symlink: flowgit never follows symlinks in .flow/")
+            continue
+        if full.is_dir():
+            for path in iter_flow_files(repo) if full == repo.flow else sorted(full.rglob("*")):
+                if path.is_symlink():
+                    errors.append(f"{path.relative_to(repo.root).as_posix()}: is a symlink: flowgit never follows symlinks in .flow/")
+                elif path.is_file():
+                    files[path.relative_to(repo.root).as_posix()] = path.read_bytes()
+        elif full.is_file():
+            files[rel] = full.read_bytes()
+        else:
+            errors.append(f"{rel}: no such file")
+    if errors:
+        raise InvalidFile(errors[0])
+    return files
+
+
+def _staged(repo: FlowRepo) -> dict[str, bytes]:
+    names = git.run(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMR", "--", FLOW],
+                    repo.root).stdout.decode().split("\0")
+    return {n: git.run(["show", f":{n}"], repo.root).stdout for n in names if n}
+
+
+def validate(app: App, paths: list[Path], staged: bool) -> int:
+    repo = app.repo
+    if staged:
+        from flowgit.appendonly import append_only_errors
+
+        files = _staged(repo)
+        extra = append_only_errors(repo)
+    else:
+        repo.require_init()
+        files = _collect(repo, paths)
+        extra = []
+
+    def lookup(pid: str) -> Plan | None:
+        try:
+            return repo.load_plan(pid).plan
+        except (NotFound, InvalidFile):
+            return None
+
+    from flowgit.commands.plans import adr_ids
+
+    report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [])
+    errors = extra + report.errors
+    result = {"ok": not errors, "files": report.files, "errors": errors}
+    if errors:
+        if app.out.as_json:
+            app.out.result(result)
+        else:
+            for line in errors:
+                app.out.err.write(f"{line}\n")
+            app.out.err.write(f"flowgit: {len(errors)} problem(s) in {report.files} file(s)\n")
+        return EXIT_USER
+    app.out.result(result, f"ok: {report.files} file(s) valid")
+    return 0

@@ -1,0 +1,168 @@
+"""Check a set of `.flow/` files: schemas, then the rules between them. Errors are lines
+naming the file, the line or the task, and what to do."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from flowgit import yamlio
+from flowgit.errors import InvalidFile
+from flowgit.ids import is_valid_id
+from flowgit.model import Config, Plan
+
+PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml$")
+SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml$")
+LOG_RE = re.compile(r"^\.flow/plans/([^/]+)/events/([^/]+)\.jsonl$")
+ADR_RE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml$")
+CONFLICT = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.M)
+MAX_LOG_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Report:
+    errors: list[str] = field(default_factory=list)
+    files: int = 0
+    plans: dict[str, Plan] = field(default_factory=dict)
+
+
+def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
+    from flowgit.schemacheck import schema_errors
+
+    if CONFLICT.search(data):
+        line = data[: CONFLICT.search(data).start()].count(b"\n") + 1  # type: ignore[union-attr]
+        report.errors.append(f"{rel}:{line}: unresolved merge conflict markers: resolve the conflict, then stage the file")
+        return None
+    try:
+        text = yamlio.decode(data, rel)
+        obj = yamlio.loads(text, rel)
+    except InvalidFile as exc:
+        report.errors.append(exc.message)
+        return None
+    errors = schema_errors(kind, obj, text, rel)
+    report.errors.extend(errors)
+    return None if errors else obj
+
+
+def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) -> None:
+    from flowgit.schemacheck import event_errors
+
+    if len(data) > MAX_LOG_BYTES:
+        report.errors.append(f"{rel}: {len(data)} bytes is above the {MAX_LOG_BYTES} byte limit: run `flowgit compact {plan_id}`")
+        return
+    if CONFLICT.search(data):
+        line = data[: CONFLICT.search(data).start()].count(b"\n") + 1  # type: ignore[union-attr]
+        report.errors.append(f"{rel}:{line}: unresolved merge conflict markers: run `flowgit init` in this clone "
+                             "to register the merge driver, then `git checkout --theirs`/merge again")
+        return
+    if data and not data.endswith(b"\n"):
+        line = data.count(b"\n") + 1
+        report.errors.append(f"{rel}:{line}: torn last line (a write was cut off): run `flowgit doctor --fix`")
+        data = data[: data.rfind(b"\n") + 1]
+    seen: set[str] = set()
+    for lineno, raw in enumerate(data.split(b"\n")[:-1], start=1):
+        if not raw.strip():
+            report.errors.append(f"{rel}:{lineno}: empty line in an event log: remove it")
+            continue
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            report.errors.append(f"{rel}:{lineno}: not a JSON event ({exc}): restore the line from git")
+            continue
+        errors = event_errors(obj, rel, lineno)
+        if errors:
+            report.errors.extend(errors)
+            continue
+        if obj["id"] in seen:
+            report.errors.append(f"{rel}:{lineno}: duplicate event id {obj['id']}: run `flowgit doctor --fix`")
+        seen.add(obj["id"])
+        want_task = None if stream == "_plan" else stream
+        if obj["plan"] != plan_id or obj["task"] != want_task:
+            report.errors.append(f"{rel}:{lineno}: event belongs to {obj['plan']}/{obj['task']}, "
+                                 f"not to this log ({plan_id}/{want_task}): move it to its own log")
+        if stream == "_plan" and str(obj["type"]).startswith("task."):
+            report.errors.append(f"{rel}:{lineno}: task event {obj['type']} in the plan log")
+
+
+def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan | None] | None = None,
+                   adr_ids: list[str] | None = None) -> Report:
+    """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
+    not in `files` (for references); `adr_ids` lists ADRs not in `files`."""
+    from flowgit import semantic
+
+    report = Report()
+    adrs: dict[str, Any] = {}
+    specs: dict[str, Any] = {}
+    raw_plans: dict[str, tuple[str, Any]] = {}
+    for rel in sorted(files):
+        data = files[rel]
+        report.files += 1
+        if rel == ".flow/config.yaml":
+            obj = _load_yaml(rel, data, "config", report)
+            if obj is not None:
+                try:
+                    Config.from_dict(obj, rel)
+                except InvalidFile as exc:
+                    report.errors.append(exc.message)
+        elif m := PLAN_RE.match(rel):
+            obj = _load_yaml(rel, data, "plan", report)
+            if obj is not None:
+                raw_plans[m.group(1)] = (rel, obj)
+        elif m := SPEC_RE.match(rel):
+            obj = _load_yaml(rel, data, "spec", report)
+            if obj is not None:
+                specs[m.group(1)] = (rel, obj)
+        elif m := LOG_RE.match(rel):
+            plan_id, stream = m.groups()
+            if not is_valid_id(plan_id) or (stream != "_plan" and not is_valid_id(stream)):
+                report.errors.append(f"{rel}: invalid plan or task id in the path: rename it")
+                continue
+            check_log(rel, data, plan_id, stream, report)
+        elif m := ADR_RE.match(rel):
+            obj = _load_yaml(rel, data, "adr", report)
+            if obj is not None:
+                if obj.get("id") != m.group(1):
+                    report.errors.append(f"{rel}: id {obj.get('id')!r} does not match the file name ({m.group(1)}): make them equal")
+                adrs[m.group(1)] = obj
+        else:
+            report.files -= 1
+    for plan_id, (rel, obj) in raw_plans.items():
+        try:
+            plan = Plan.from_dict(obj, rel)
+        except InvalidFile as exc:
+            report.errors.append(exc.message)
+            continue
+        if plan.id != plan_id:
+            report.errors.append(f"{rel}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
+        report.plans[plan_id] = plan
+    all_adrs = set(adrs) | set(adr_ids or [])
+
+    def find(pid: str) -> Plan | None:
+        if pid in report.plans:
+            return report.plans[pid]
+        return lookup_plan(pid) if lookup_plan and is_valid_id(pid) else None
+
+    for plan_id, plan in report.plans.items():
+        rel = raw_plans[plan_id][0]
+        report.errors.extend(semantic.plan_errors(plan, rel, adr_ids=all_adrs, other_plan=find))
+    cycle = semantic.cross_plan_cycle(report.plans)
+    if cycle:
+        report.errors.append(f".flow/plans: plans wait on each other in a cycle {' -> '.join(cycle)}: remove one cross-plan dependency")
+    for adr_id, obj in adrs.items():
+        for ref in obj.get("supersedes") or []:
+            if ref not in all_adrs:
+                report.errors.append(f".flow/adrs/{adr_id}: supersedes {ref!r}, which does not exist")
+    for plan_id, (rel, obj) in specs.items():
+        plan = find(plan_id)
+        if plan is None:
+            continue
+        known = set(plan.node_ids())
+        ids = [r.get("id") for r in obj.get("requirements") or [] if isinstance(r, dict)]
+        for dup in {i for i in ids if ids.count(i) > 1 and i}:
+            report.errors.append(f"{rel}: duplicate requirement id {dup!r}")
+        for req in obj.get("requirements") or []:
+            for ref in req.get("tasks") or []:
+                if ref not in known:
+                    report.errors.append(f"{rel}: requirement {req.get('id')} refers to task {ref!r}, not in plan {plan_id}")
+    return report
