@@ -36,17 +36,26 @@ def describe(view: TaskView, now: float) -> str:
 
 
 def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: int,
-               now: float, base_commit: str | None) -> tuple[Event, ...]:
-    """Claims happen in execute. A draft plan that needs no approval starts executing."""
+               now: float, base_commit: str | None, plan_hash: str) -> tuple[Event, ...]:
+    """Claims happen in execute. A plan that needs no (more) approval starts executing."""
+    from flowgit.rules import Facts, approvals_valid
+
     if state.phase in CLAIMABLE_PHASES:
         return ()
     needs = config.approvals_required
-    if state.phase in ("draft", "plan_review") and (needs == 0 or config.auto_approve):
+    facts = Facts(plan_hash, needs, config.auto_approve, config.reset_on_change)
+    if state.phase in ("draft", "plan_review") and needs == 0:
         return (make_event("plan.phase", plan.id, None, actor, clock,
                            {"to": "execute", "reason": "first claim; no approval required",
-                            "base_commit": base_commit}, now),)
+                            "from": state.phase, "base_commit": base_commit,
+                            "plan_hash": plan_hash}, now),)
+    if state.phase == "plan_review" and approvals_valid(state, facts) >= needs:
+        data = {"to": "execute", "reason": "approved", "from": state.phase, "plan_hash": plan_hash}
+        if state.base_commit is None:
+            data["base_commit"] = base_commit
+        return (make_event("plan.phase", plan.id, None, actor, clock, data, now),)
     if state.phase in ("draft", "plan_review"):
-        have = len(state.approvals)
+        have = approvals_valid(state, facts)
         raise IllegalTransition(
             f"plan {plan.id} is in {state.phase} and needs {needs} approval(s), has {have}: "
             f"run `flowgit submit {plan.id}` and `flowgit approve {plan.id} --reviewer R` first",

@@ -227,6 +227,94 @@ def fail_cmd(app: App, ref: str, worker: str | None, error: str, mode: str | Non
     return tasks.fail(app, ref, worker, error, mode or "fail")
 
 
+# ----- the pipeline ------------------------------------------------------------------------------
+
+@command(cli, "submit")
+@click.argument("plan_id", metavar="PLAN")
+def submit_cmd(app: App, plan_id: str) -> int:
+    """Validate a draft plan and send it to review (draft -> plan_review)."""
+    from flowgit.commands import pipeline
+    return pipeline.submit(app, plan_id)
+
+
+@command(cli, "approve")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--reviewer", required=True, help="Who approves.")
+@click.option("--comment", help="Why.")
+def approve_cmd(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
+    """Approve a plan in review (records the reviewer and the plan file's hash)."""
+    from flowgit.commands import pipeline
+    return pipeline.approve(app, plan_id, reviewer, comment)
+
+
+@command(cli, "reject")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--reviewer", required=True, help="Who rejects.")
+@click.option("--comment", required=True, help="What to change.")
+def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
+    """Send a plan in review back to draft."""
+    from flowgit.commands import pipeline
+    return pipeline.reject(app, plan_id, reviewer, comment)
+
+
+@command(cli, "checkpoint")
+@click.argument("plan_id", metavar="PLAN")
+@click.argument("cp_id", required=False, metavar="[CP]")
+@click.option("--approve", "do_approve", is_flag=True, help="Approve the checkpoint; execution continues.")
+@click.option("--request-changes", "changes", multiple=True, metavar="TEXT",
+              help="Add a task with this title and return to execute (repeatable).")
+@click.option("--reviewer", help="Who decides.")
+@click.option("--comment", help="Why.")
+def checkpoint_cmd(app: App, plan_id: str, cp_id: str | None, do_approve: bool,
+                   changes: tuple[str, ...], reviewer: str | None, comment: str | None) -> int:
+    """Show a checkpoint's review (changes, validations, notes), or decide it."""
+    from flowgit.commands import pipeline
+    return pipeline.checkpoint(app, plan_id, cp_id, do_approve, list(changes), reviewer, comment)
+
+
+@command(cli, "finish")
+@click.argument("plan_id", metavar="PLAN")
+def finish_cmd(app: App, plan_id: str) -> int:
+    """Run the final validations, write the CHANGELOG entry, and complete the plan."""
+    from flowgit.commands import pipeline
+    return pipeline.finish(app, plan_id)
+
+
+@command(cli, "halt")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--reason", required=True, help="Why the plan stops.")
+def halt_cmd(app: App, plan_id: str, reason: str) -> int:
+    """Stop a plan in any active phase (claims are refused until `resume`)."""
+    from flowgit.commands import pipeline
+    return pipeline.halt(app, plan_id, reason)
+
+
+@command(cli, "resume")
+@click.argument("plan_id", metavar="PLAN")
+def resume_cmd(app: App, plan_id: str) -> int:
+    """Return a halted plan to the phase it was in."""
+    from flowgit.commands import pipeline
+    return pipeline.resume(app, plan_id)
+
+
+@command(cli, "advance")
+@click.argument("plan_id", required=False, metavar="[PLAN]")
+def advance_cmd(app: App, plan_id: str | None) -> int:
+    """Apply the phase rules once (a second run does nothing)."""
+    from flowgit.commands import pipeline
+    return pipeline.advance(app, plan_id)
+
+
+@command(cli, "watch")
+@click.option("--run", "workers", type=int, default=0, help="Also dispatch ready tasks to N executors.")
+@click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
+@click.option("--interval", type=float, default=None, help="Seconds between rescans.")
+def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int:
+    """Apply the phase rules whenever .flow/ or the branch changes, until stopped."""
+    from flowgit.watch import watch
+    return watch(app, workers=workers, poll=poll, interval=interval)
+
+
 @command(cli, "doctor")
 @click.option("--fix", is_flag=True, help="Repair what can be repaired.")
 def doctor_cmd(app: App, fix: bool) -> int:

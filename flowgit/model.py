@@ -313,7 +313,7 @@ class Config:
     lock_timeout: float = 30.0
     approvals_required: int = 0
     auto_approve: bool = False
-    reset_on_change: bool = True
+    reset_on_change: bool = False
     retry: RetryPolicy = RetryPolicy()
     sync: str = "none"
     remote: str = "origin"
@@ -361,7 +361,7 @@ class Config:
             lock_timeout=float(data.get("lock_timeout", 30)),
             approvals_required=int(approvals.get("required", 0)),
             auto_approve=bool(approvals.get("auto_approve", False)),
-            reset_on_change=bool(approvals.get("reset_on_change", True)),
+            reset_on_change=bool(approvals.get("reset_on_change", False)),
             retry=RetryPolicy.from_dict(data.get("retry"), f"{where}: retry"),
             sync=sync,
             remote=str(data.get("remote", "origin")),

@@ -160,6 +160,16 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class PhaseInfo:
+    phase: str = "draft"
+    base_commit: str | None = None
+    approvals: tuple[Approval, ...] = ()
+    accepted_hash: str | None = None  # the plan content last approved or amended by a reviewer
+    halted_from: str | None = None
+    failed_tasks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PlanState:
     plan: str
     phase: str
@@ -168,6 +178,7 @@ class PlanState:
     approvals: tuple[Approval, ...]
     base_commit: str | None
     order: tuple[str, ...]  # ready tasks, best first
+    info: PhaseInfo = PhaseInfo()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -233,32 +244,42 @@ class PlanState:
         return [best[k] for k in sorted(best)]
 
 
-def phase_of(plan_events: Sequence[Event]) -> tuple[str, str | None, tuple[Approval, ...]]:
+def phase_of(plan_events: Sequence[Event]) -> PhaseInfo:
     """Phase, base commit recorded on entering execute, and approvals of the current review."""
-    phase = "draft"
-    base: str | None = None
+    info = PhaseInfo()
     approvals: list[Approval] = []
+    failed: list[str] = []
     for ev in canonical(plan_events):
+        d = ev.data
         if ev.type == "plan.snapshot":
-            snap = ev.data.get("state") or {}
-            phase = snap.get("phase", phase)
-            base = snap.get("base_commit", base)
+            snap = d.get("state") or {}
             approvals = [Approval(**a) for a in snap.get("approvals", [])]
+            failed = list(snap.get("failed_tasks", []))
+            info = replace(info, phase=snap.get("phase", info.phase),
+                           base_commit=snap.get("base_commit", info.base_commit),
+                           accepted_hash=snap.get("accepted_hash", info.accepted_hash),
+                           halted_from=snap.get("halted_from", info.halted_from))
         elif ev.type == "plan.phase":
-            to = ev.data.get("to", phase)
+            to = d.get("to", info.phase)
             if to == "draft":
                 approvals = []
-            if to == "execute" and ev.data.get("base_commit"):
-                base = ev.data["base_commit"]
-            phase = to
+            halted_from = info.phase if to == "halted" else None
+            base = d.get("base_commit") if to == "execute" and d.get("base_commit") else info.base_commit
+            if info.phase == "draft" and to == "execute" and d.get("plan_hash"):
+                info = replace(info, accepted_hash=d["plan_hash"])
+            info = replace(info, phase=to, base_commit=base, halted_from=halted_from)
         elif ev.type == "plan.approved":
-            approvals = [a for a in approvals if a.reviewer != ev.data.get("reviewer")]
-            approvals.append(Approval(str(ev.data.get("reviewer", ev.actor)),
-                                      str(ev.data.get("comment") or ""),
-                                      str(ev.data.get("plan_hash") or ""), ev.at))
+            approvals = [a for a in approvals if a.reviewer != d.get("reviewer")]
+            approvals.append(Approval(str(d.get("reviewer", ev.actor)), str(d.get("comment") or ""),
+                                      str(d.get("plan_hash") or ""), ev.at))
+            info = replace(info, accepted_hash=d.get("plan_hash") or info.accepted_hash)
+        elif ev.type == "checkpoint.changes_requested" and d.get("plan_hash"):
+            info = replace(info, accepted_hash=d["plan_hash"])
         elif ev.type == "plan.rejected":
             approvals = []
-    return phase, base, tuple(approvals)
+        elif ev.type == "plan.task_failed" and d.get("task"):
+            failed.append(str(d["task"]))
+    return replace(info, approvals=tuple(approvals), failed_tasks=tuple(dict.fromkeys(failed)))
 
 
 def checkpoint_decisions(plan_events: Sequence[Event]) -> dict[str, str]:
@@ -294,7 +315,7 @@ def evaluate(
     from flowgit.graph import topo_order
 
     external = external or {}
-    phase, base, approvals = phase_of(plan_events)
+    info = phase_of(plan_events)
     decisions = checkpoint_decisions(plan_events)
     cps = {c.id: c for c in plan.checkpoints}
     tasks = {t.id: t for t in plan.tasks}
@@ -369,4 +390,5 @@ def evaluate(
     ready.sort(key=lambda t: (-rank.get(t, 0.0), PRIORITY_RANK[tasks[t].priority], t))
     ordered_views = {t.id: views[t.id] for t in plan.tasks}
     ordered_cps = {c.id: cviews[c.id] for c in plan.checkpoints}
-    return PlanState(plan.id, phase, ordered_views, ordered_cps, approvals, base, tuple(ready))
+    return PlanState(plan.id, info.phase, ordered_views, ordered_cps, info.approvals,
+                     info.base_commit, tuple(ready), info)

@@ -404,6 +404,14 @@ def actor_for(repo: FlowRepo, worker: str | None) -> str:
     return name
 
 
+def automatic_actor(repo: FlowRepo) -> str:
+    """Who signs automatic moves (advance, watch): the configured actor, else 'flowgit'."""
+    try:
+        return actor_for(repo, None)
+    except FlowError:
+        return "flowgit"
+
+
 def iter_events_all(repo: FlowRepo, plan_id: str) -> Iterable[Event]:
     events_dir = repo.safe("plans", plan_id, "events")
     if not events_dir.is_dir():

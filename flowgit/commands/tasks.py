@@ -72,7 +72,8 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None)
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         plan = repo.load_plan(plan_id).plan  # type: ignore[arg-type]
         pclock = plan_clock(repo, plan.id)
-        gate = phase_gate(plan, state, repo.config, actor, pclock, now, base)
+        gate = phase_gate(plan, state, repo.config, actor, pclock, now, base,
+                          repo.load_plan(plan.id).hash)
         tclock = (state.tasks[task_id].record.last_clock + 1) if task_id in state.tasks else 1
         d = decide_claim(plan, state, task_id, actor, tclock, now, lease_s)
         if task_id is None:

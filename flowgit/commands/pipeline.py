@@ -1,0 +1,368 @@
+"""The pipeline: submit, approve, reject, checkpoint, finish, halt, resume, advance."""
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import EXIT_USER, FlowError, IllegalTransition, UsageError
+from flowgit.events import PLAN_LOG, Event, canonical, make_event
+from flowgit.ids import check_id
+from flowgit.pipeline import (advance_plan, facts_for, plan_clock, run_validation,
+                              validation_events, validations_for)
+from flowgit.rules import resume_phase
+from flowgit.state import PlanState
+from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
+
+Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], str]]
+
+
+def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        repo.forget(plan_id)
+        now = time.time()
+        state = repo.state(plan_id, now)
+        events, files, name = build(state, plan_clock(repo, plan_id), now)
+        return repo.commit({repo.log_file(plan_id, PLAN_LOG): events} if events else {}, files,
+                           commit_message(plan_id, None, name, actor))
+
+
+def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
+    moves = advance_plan(app.repo, plan_id, actor)
+    state = app.repo.state(plan_id)
+    result.update({"phase": state.phase, "moves": moves})
+    lines = [text] + [f"phase {m['from']} -> {m['to']} ({m['reason']})" for m in moves]
+    app.out.result(result, "\n".join(lines))
+    return 0
+
+
+def _phase(d: dict[str, Any], to: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"to": to, "reason": reason, **extra}
+
+
+def submit(app: App, plan_id: str) -> int:
+    from flowgit.commands.plans import check_plan_text
+
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, None)
+    loaded = repo.load_plan(plan_id)
+    check_plan_text(repo, loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path), plan_id)
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "draft":
+            raise IllegalTransition(f"plan {plan_id} is in {state.phase}, not draft: nothing to submit")
+        if not repo.load_plan(plan_id).plan.tasks:
+            raise IllegalTransition(f"plan {plan_id} has no tasks: add some with `flowgit task add` first")
+        ev = make_event("plan.phase", plan_id, None, actor, clock,
+                        {"to": "plan_review", "reason": "submitted", "from": "draft"}, now)
+        return [ev], {}, "submitted"
+
+    sha = _transact(repo, plan_id, actor, build)
+    return _finish(app, plan_id, actor, {"plan": plan_id, "commit": sha}, f"submitted {plan_id} for review")
+
+
+def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, reviewer)
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase == "draft":
+            raise IllegalTransition(f"plan {plan_id} is a draft: run `flowgit submit {plan_id}` first")
+        if state.phase != "plan_review":
+            raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
+        digest = facts_for(repo, plan_id).plan_hash
+        ev = make_event("plan.approved", plan_id, None, actor, clock,
+                        {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest}, now)
+        return [ev], {}, "approved"
+
+    sha = _transact(repo, plan_id, actor, build)
+    state = repo.state(plan_id)
+    needed = repo.config.approvals_required
+    return _finish(app, plan_id, actor,
+                   {"plan": plan_id, "reviewer": reviewer, "commit": sha,
+                    "approvals": len(state.approvals), "required": needed},
+                   f"approved {plan_id} by {reviewer} ({len(state.approvals)}/{max(needed, 1)})")
+
+
+def reject(app: App, plan_id: str, reviewer: str, comment: str) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, reviewer)
+    if not comment.strip():
+        raise UsageError("reject needs --comment saying what to change")
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "plan_review":
+            raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be rejected")
+        return [make_event("plan.rejected", plan_id, None, actor, clock,
+                           {"reviewer": reviewer, "comment": comment}, now),
+                make_event("plan.phase", plan_id, None, actor, clock + 1,
+                           {"to": "draft", "reason": f"rejected by {reviewer}", "from": state.phase}, now)], {}, "rejected"
+
+    sha = _transact(repo, plan_id, actor, build)
+    app.out.result({"plan": plan_id, "phase": "draft", "commit": sha},
+                   f"rejected {plan_id}: back to draft ({comment})")
+    return 0
+
+
+# ----- checkpoints -----------------------------------------------------------------------------
+
+def _upstream(repo: FlowRepo, plan_id: str, cp_id: str) -> list[str]:
+    plan = repo.load_plan(plan_id).plan
+    deps = {t.id: t.depends_on for t in plan.tasks}
+    deps.update({c.id: c.after for c in plan.checkpoints})
+    seen: list[str] = []
+    stack = list(deps.get(cp_id, ()))
+    while stack:
+        node = stack.pop()
+        if node in seen or node not in deps:
+            continue
+        seen.append(node)
+        stack.extend(deps[node])
+    return [t.id for t in plan.tasks if t.id in seen]
+
+
+def review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[str, Any]:
+    """What a reviewer needs: changes since execution began, validation results, notes."""
+    base = state.base_commit
+    files: list[dict[str, Any]] = []
+    if base and git.head(repo.root):
+        proc = git.run(["diff", "--numstat", base, "HEAD", "--", ".", ":(exclude).flow"], repo.root, check=False)
+        for line in proc.stdout.decode("utf-8", "replace").splitlines():
+            added, removed, path = line.split("\t", 2)
+            files.append({"path": path, "added": int(added) if added.isdigit() else 0,
+                          "removed": int(removed) if removed.isdigit() else 0})
+    entered = None
+    validations: dict[str, dict[str, Any]] = {}
+    for ev in canonical(repo.plan_events(plan_id)):
+        if ev.type == "plan.phase" and ev.data.get("checkpoint") == cp_id:
+            entered = ev.clock
+            validations = {}
+        elif ev.type == "checkpoint.validation" and ev.data.get("checkpoint") == cp_id and entered is not None:
+            validations[ev.data["name"]] = {k: ev.data.get(k) for k in ("name", "argv", "exit_code", "duration", "output_tail")}
+    notes = []
+    for tid in _upstream(repo, plan_id, cp_id):
+        view = state.tasks.get(tid)
+        if view and view.record.note:
+            notes.append({"task": tid, "note": view.record.note, "state": view.state})
+    return {"checkpoint": cp_id, "state": state.checkpoints[cp_id].state, "base_commit": base,
+            "changes": {"files": files, "added": sum(f["added"] for f in files),
+                        "removed": sum(f["removed"] for f in files)},
+            "validations": list(validations.values()), "notes": notes}
+
+
+def review_text(r: dict[str, Any]) -> str:
+    ch = r["changes"]
+    lines = [f"checkpoint {r['checkpoint']} ({r['state']})",
+             f"changes since execution began: {len(ch['files'])} files, +{ch['added']} -{ch['removed']}"]
+    lines += [f"  {f['path']}  (+{f['added']} -{f['removed']})" for f in ch["files"][:50]]
+    lines.append("validations:" if r["validations"] else "validations: none configured")
+    for v in r["validations"]:
+        mark = "ok" if v["exit_code"] == 0 else f"FAILED (exit {v['exit_code']})"
+        lines.append(f"  {v['name']}: {mark} in {v['duration']}s")
+        if v["exit_code"] != 0 and v["output_tail"]:
+            lines += ["    " + x for x in v["output_tail"].strip().splitlines()[-10:]]
+    if r["notes"]:
+        lines.append("notes:")
+        lines += [f"  {n['task']}: {n['note']}" for n in r["notes"]]
+    return "\n".join(lines)
+
+
+def _pick_checkpoint(repo: FlowRepo, plan_id: str, cp_id: str | None, state: PlanState) -> str:
+    plan = repo.load_plan(plan_id).plan
+    if cp_id is not None:
+        check_id(cp_id, "checkpoint id")
+        if plan.checkpoint(cp_id) is None:
+            raise FlowError(f"plan {plan_id} has no checkpoint {cp_id!r} (has: "
+                            f"{', '.join(c.id for c in plan.checkpoints) or 'none'})", code="not_found")
+        return cp_id
+    reached = [c.id for c in state.checkpoints.values() if c.state == "reached"]
+    if reached:
+        return reached[0]
+    if not plan.checkpoints:
+        raise FlowError(f"plan {plan_id} has no checkpoints", code="not_found")
+    raise IllegalTransition(f"no checkpoint of {plan_id} is awaiting review ("
+                            + ", ".join(f"{c.id}: {c.state}" for c in state.checkpoints.values()) + ")")
+
+
+def checkpoint(app: App, plan_id: str, cp_id: str | None, do_approve: bool,
+               changes: Sequence[str], reviewer: str | None, comment: str | None) -> int:
+    from flowgit.commands.plans import append_tasks, check_plan_text
+
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    if do_approve and changes:
+        raise UsageError("give either --approve or --request-changes, not both")
+    actor = actor_for(repo, reviewer)
+    advance_plan(repo, plan_id, actor)
+    state = repo.state(plan_id)
+    cp = _pick_checkpoint(repo, plan_id, cp_id, state)
+    if not do_approve and not changes:
+        r = review(repo, plan_id, cp, state)
+        app.out.result({"plan": plan_id, **r}, review_text(r))
+        return 0
+    if reviewer is None:
+        raise UsageError("a checkpoint decision needs --reviewer NAME")
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.checkpoints[cp].state != "reached":
+            raise IllegalTransition(f"checkpoint {plan_id}/{cp} is {state.checkpoints[cp].state}, "
+                                    "not awaiting review")
+        if do_approve:
+            return [make_event("checkpoint.approved", plan_id, None, actor, clock,
+                               {"checkpoint": cp, "reviewer": reviewer, "comment": comment or ""}, now)], {}, f"checkpoint {cp} approved"
+        loaded = repo.load_plan(plan_id)
+        existing = set(loaded.plan.node_ids())
+        new_tasks, n = [], 1
+        for text in changes:
+            while f"{cp}-fix-{n}" in existing:
+                n += 1
+            tid = f"{cp}-fix-{n}"
+            existing.add(tid)
+            new_tasks.append({"id": tid, "title": text})
+        content = loaded.path.read_text(encoding="utf-8")
+        for t in new_tasks:
+            content = append_tasks(content, repo.rel(loaded.path), [t], checkpoint_after=(cp, t["id"]))
+        check_plan_text(repo, content, repo.rel(loaded.path), plan_id)
+        data = content.encode()
+        ev = make_event("checkpoint.changes_requested", plan_id, None, actor, clock,
+                        {"checkpoint": cp, "reviewer": reviewer, "comment": comment or "",
+                         "tasks": [t["id"] for t in new_tasks], "plan_hash": plan_hash(data)}, now)
+        return [ev], {loaded.path: data}, f"checkpoint {cp} changes requested"
+
+    sha = _transact(repo, plan_id, actor, build)
+    repo.forget(plan_id)
+    verb = "approved" if do_approve else f"requested {len(changes)} change(s) at"
+    return _finish(app, plan_id, actor, {"plan": plan_id, "checkpoint": cp, "commit": sha,
+                                         "decision": "approved" if do_approve else "changes_requested"},
+                   f"{verb} checkpoint {plan_id}/{cp}")
+
+
+# ----- finish, halt, resume, advance -----------------------------------------------------------
+
+def changelog_entry(repo: FlowRepo, plan_id: str, state: PlanState) -> str:
+    from flowgit.commands.plans import adr_ids
+
+    plan = repo.load_plan(plan_id).plan
+    lines = [f"## {plan.title} ({plan_id}) - {date.today().isoformat()}", ""]
+    if plan.goal:
+        lines += [plan.goal.strip(), ""]
+    lines.append("Tasks:")
+    for task in plan.tasks:
+        view = state.tasks[task.id]
+        note = f": {view.record.note}" if view.record.note else ""
+        mark = "" if view.state == "done" else f" ({view.state})"
+        lines.append(f"- {task.id} {task.title}{mark}{note}")
+    adrs = [a for a in plan.adrs if a in adr_ids(repo)]
+    if adrs:
+        lines += ["", "Decisions: " + ", ".join(adrs)]
+    return "\n".join(lines) + "\n"
+
+
+def _changelog(repo: FlowRepo, entry: str) -> tuple[Path, bytes]:
+    path = repo.root / "CHANGELOG.md"
+    if path.is_symlink():
+        raise FlowError("CHANGELOG.md is a symlink: flowgit will not write through it")
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Changelog\n"
+    head, sep, rest = old.partition("\n")
+    if head.startswith("# "):
+        new = f"{head}\n\n{entry}\n{rest.lstrip(chr(10))}"
+    else:
+        new = f"# Changelog\n\n{entry}\n{old}"
+    return path, new.rstrip("\n").encode() + b"\n"
+
+
+def finish(app: App, plan_id: str) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, None)
+    advance_plan(repo, plan_id, actor)
+    state = repo.state(plan_id)
+    if state.phase != "finish":
+        left = [t.id for t in state.tasks.values() if t.state not in ("done", "skipped")]
+        cps = [c.id for c in state.checkpoints.values() if c.state != "approved"]
+        why = (f"tasks not done: {', '.join(left[:8])}" if left else
+               f"checkpoints not approved: {', '.join(cps)}" if cps else f"it is {state.phase}")
+        raise IllegalTransition(f"plan {plan_id} cannot finish yet ({why})")
+    plan = repo.load_plan(plan_id).plan
+    results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, None)]
+    failed = [r for r in results if not r.ok]
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "finish":
+            raise IllegalTransition(f"plan {plan_id} is {state.phase}, not finish")
+        events = validation_events(results, plan_id, "finish", actor, clock, now)
+        if failed:
+            return events, {}, "finish validations failed"
+        path, content = _changelog(repo, changelog_entry(repo, plan_id, state))
+        events.append(make_event("plan.phase", plan_id, None, actor, clock + len(events),
+                                 {"to": "complete", "reason": "finished", "from": "finish"}, now))
+        return events, {path: content}, "complete"
+
+    sha = _transact(repo, plan_id, actor, build)
+    vals = [{"name": r.name, "exit_code": r.exit_code, "duration": r.duration} for r in results]
+    if failed:
+        result = {"plan": plan_id, "phase": "finish", "validations": vals, "commit": sha}
+        if app.out.as_json:
+            app.out.result({"error": {"code": "validation_failed", "message": f"final validation {failed[0].name} failed"}, **result})
+        else:
+            app.out.err.write(f"flowgit: error: plan {plan_id}: final validation {failed[0].name!r} failed "
+                              f"(exit {failed[0].exit_code}); fix it and run `flowgit finish {plan_id}` again\n")
+            for line in failed[0].output_tail.strip().splitlines()[-10:]:
+                app.out.err.write(f"    {line}\n")
+        return EXIT_USER
+    app.out.result({"plan": plan_id, "phase": "complete", "validations": vals, "commit": sha,
+                    "changelog": "CHANGELOG.md"}, f"plan {plan_id} complete; CHANGELOG.md updated")
+    return 0
+
+
+def halt(app: App, plan_id: str, reason: str) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, None)
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase in ("complete", "halted"):
+            raise IllegalTransition(f"plan {plan_id} is {state.phase}: it cannot be halted")
+        return [make_event("plan.phase", plan_id, None, actor, clock,
+                           {"to": "halted", "reason": reason, "from": state.phase}, now)], {}, "halted"
+
+    sha = _transact(repo, plan_id, actor, build)
+    app.out.result({"plan": plan_id, "phase": "halted", "commit": sha}, f"halted {plan_id}: {reason}")
+    return 0
+
+
+def resume(app: App, plan_id: str) -> int:
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    actor = actor_for(repo, None)
+    target = {}
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "halted":
+            raise IllegalTransition(f"plan {plan_id} is {state.phase}, not halted")
+        target["to"] = resume_phase(state)
+        return [make_event("plan.phase", plan_id, None, actor, clock,
+                           {"to": target["to"], "reason": "resumed", "from": "halted"}, now)], {}, "resumed"
+
+    sha = _transact(repo, plan_id, actor, build)
+    return _finish(app, plan_id, actor, {"plan": plan_id, "commit": sha}, f"resumed {plan_id} ({target['to']})")
+
+
+def advance(app: App, plan_id: str | None) -> int:
+    repo = app.repo
+    actor = automatic_actor(repo)
+    pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
+    moves: list[dict[str, Any]] = []
+    for pid in pids:
+        moves += advance_plan(repo, pid, actor)
+    text = "\n".join(f"{m['plan']}: {m['from']} -> {m['to']} ({m['reason']})" for m in moves) or "nothing to do"
+    app.out.result({"moves": moves}, text)
+    return 0

@@ -1,0 +1,131 @@
+"""Applying phase moves: the I/O around the pure rules (validations, CHANGELOG, commits)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from flowgit import git
+from flowgit.events import PLAN_LOG, Event, make_event
+from flowgit.model import Plan, Validation
+from flowgit.rules import Facts, Move, decide
+from flowgit.state import PlanState
+from flowgit.store import FlowRepo, commit_message
+
+OUTPUT_TAIL = 2000
+
+
+def facts_for(repo: FlowRepo, plan_id: str) -> Facts:
+    cfg = repo.config
+    return Facts(repo.load_plan(plan_id).hash, cfg.approvals_required, cfg.auto_approve,
+                 cfg.reset_on_change)
+
+
+def plan_clock(repo: FlowRepo, plan_id: str) -> int:
+    return max((e.clock for e in repo.plan_events(plan_id)), default=0) + 1
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    name: str
+    argv: tuple[str, ...]
+    exit_code: int
+    duration: float
+    output_tail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def run_validation(v: Validation, cwd: str, env: dict[str, str] | None = None) -> ValidationResult:
+    """Run one validation as an argv list (never a shell string), with a timeout."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(list(v.argv), cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, **(env or {})})
+    except OSError as exc:
+        return ValidationResult(v.name, v.argv, 127, 0.0, f"cannot run {v.argv[0]!r}: {exc.strerror}")
+    try:
+        out, _ = proc.communicate(timeout=v.timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        code = 124
+        out = (out or b"") + f"\n[flowgit: timed out after {v.timeout:g}s]".encode()
+    text = (out or b"").decode("utf-8", "replace")
+    return ValidationResult(v.name, v.argv, code, round(time.monotonic() - start, 3),
+                            text[-OUTPUT_TAIL:])
+
+
+def validation_events(results: Sequence[ValidationResult], plan_id: str, checkpoint: str,
+                      actor: str, clock: int, now: float) -> list[Event]:
+    return [make_event("checkpoint.validation", plan_id, None, actor, clock + i,
+                       {"checkpoint": checkpoint, "name": r.name, "argv": list(r.argv),
+                        "exit_code": r.exit_code, "duration": r.duration,
+                        "output_tail": r.output_tail}, now)
+            for i, r in enumerate(results)]
+
+
+def validations_for(repo: FlowRepo, plan: Plan, checkpoint: str | None) -> tuple[Validation, ...]:
+    cp = plan.checkpoint(checkpoint) if checkpoint else None
+    if cp is not None and cp.validations:
+        return cp.validations
+    return repo.config.validations
+
+
+def move_events(repo: FlowRepo, plan_id: str, state: PlanState, move: Move, actor: str,
+                results: Sequence[ValidationResult], now: float) -> list[Event]:
+    clock = plan_clock(repo, plan_id)
+    facts = facts_for(repo, plan_id)
+    events = []
+    if move.approve:
+        events.append(make_event("plan.approved", plan_id, None, actor, clock,
+                                 {"reviewer": "auto", "comment": "auto_approve", "plan_hash": facts.plan_hash}, now))
+        clock += 1
+    data: dict[str, Any] = {"to": move.to, "reason": move.reason, "from": state.phase}
+    if move.to == "execute" and state.base_commit is None:
+        data["base_commit"] = git.head(repo.root)
+        data["plan_hash"] = facts.plan_hash
+    if move.checkpoint:
+        data["checkpoint"] = move.checkpoint
+    events.append(make_event("plan.phase", plan_id, None, actor, clock, data, now))
+    if move.checkpoint:
+        events += validation_events(results, plan_id, move.checkpoint, actor, clock + 1, now)
+    return events
+
+
+def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> list[dict[str, Any]]:
+    """Apply the rules until they call for nothing. Validations run outside the lock; the
+    move is re-decided under the lock and applied only if it still holds."""
+    applied: list[dict[str, Any]] = []
+    for _ in range(limit):
+        repo.forget(plan_id)
+        moves = decide(repo.state(plan_id), facts_for(repo, plan_id))
+        if not moves:
+            break
+        move = moves[0]
+        results: list[ValidationResult] = []
+        if move.checkpoint:
+            plan = repo.load_plan(plan_id).plan
+            results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, move.checkpoint)]
+        repo.refuse_during_git_operation()
+        with repo.lock():
+            repo.recover()
+            repo.forget(plan_id)
+            now = time.time()
+            state = repo.state(plan_id, now)
+            again = decide(state, facts_for(repo, plan_id))
+            if not again or again[0] != move:
+                continue
+            events = move_events(repo, plan_id, state, move, actor, results, now)
+            sha = repo.commit({repo.log_file(plan_id, PLAN_LOG): events}, {},
+                              commit_message(plan_id, None, f"phase {move.to}", actor, move.reason))
+        applied.append({"plan": plan_id, "from": state.phase, "to": move.to, "reason": move.reason,
+                        "checkpoint": move.checkpoint, "commit": sha,
+                        "validations": [{"name": r.name, "exit_code": r.exit_code} for r in results]})
+    return applied
