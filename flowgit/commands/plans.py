@@ -223,13 +223,76 @@ def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
 
         seq = CommentedSeq()
         doc["tasks"] = seq
+    # Blank lines and comments after the last task belong to what follows the list (e.g. the
+    # `checkpoints:` section), but ruamel keeps them on the last task: move them past the new ones.
+    trailing = _take_trailing(seq)
     for task in tasks:
-        seq.append(task)
+        seq.append(_commented(task))
+    if trailing:
+        _put_trailing(seq, trailing)
     if checkpoint_after:
         for cp in doc.get("checkpoints") or []:
             if cp.get("id") == checkpoint_after[0]:
                 cp["after"].append(checkpoint_after[1])
     return yamlio.rt_dump(doc)
+
+
+def _last_path(node: Any) -> list[tuple[Any, Any]]:
+    """(container, key) along the last entries of nested block collections, outermost first."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    out: list[tuple[Any, Any]] = []
+    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node) and not node.fa.flow_style():
+        key = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+        out.append((node, key))
+        node = node[key]
+    return out
+
+
+def _comment_slot(container: Any) -> int:
+    from ruamel.yaml.comments import CommentedMap
+
+    return 2 if isinstance(container, CommentedMap) else 0
+
+
+def _take_trailing(seq: Any) -> str | None:
+    """Detach what follows the end of the last entry's line (blank lines, comments)."""
+    for container, key in reversed(_last_path(seq)):
+        entry = container.ca.items.get(key)
+        token = entry[_comment_slot(container)] if entry else None
+        if token is None:
+            continue
+        head, newline, rest = token.value.partition("\n")
+        if not rest:
+            return None
+        token.value = head + newline
+        return rest
+    return None
+
+
+def _put_trailing(seq: Any, text: str) -> None:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    path = _last_path(seq)
+    if not path:
+        return
+    container, key = path[-1]
+    empty: list[Any] = [None, None, None, None] if isinstance(container, CommentedMap) else [None, None]
+    entry = container.ca.items.setdefault(key, empty)
+    entry[_comment_slot(container)] = CommentToken("\n" + text, CommentMark(0), None)
+
+
+def _commented(value: Any) -> Any:
+    """Plain dicts and lists as ruamel's block collections, so comments can be attached."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        return CommentedMap((k, _commented(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return CommentedSeq(_commented(v) for v in value)
+    return value
 
 
 def _slug(title: str) -> str:

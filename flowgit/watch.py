@@ -1,0 +1,182 @@
+"""`flowgit watch`: apply the phase rules whenever `.flow/` or the branch changes.
+
+File events are hints only: they mark the state dirty, a quiet period passes, then the state
+is read again from disk and the rules decide. Nothing is written while git owns the index.
+Each pass builds a fresh `FlowRepo` so nothing accumulates over a long run.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import FlowError
+from flowgit.store import FlowRepo, automatic_actor
+
+IGNORED_PARTS = (".cache", "flowgit.lock", "flowgit-journal", "objects", "logs")
+
+
+class Trigger:
+    """Collects file events; `wait` returns once they have been quiet for `debounce` seconds."""
+
+    def __init__(self, debounce: float) -> None:
+        self.debounce = debounce
+        self.cond = threading.Condition()
+        self.dirty = False
+        self.last = 0.0
+        self.count = 0
+
+    def poke(self) -> None:
+        with self.cond:
+            self.dirty = True
+            self.last = time.monotonic()
+            self.count += 1
+            self.cond.notify_all()
+
+    def wait(self, timeout: float, stop: threading.Event) -> bool:
+        """True when a debounced change is due; False on timeout (time for a rescan)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not stop.is_set():
+                now = time.monotonic()
+                if self.dirty and now - self.last >= self.debounce:
+                    self.dirty = False
+                    return True
+                if now >= deadline:
+                    return False
+                wake = self.last + self.debounce - now if self.dirty else deadline - now
+                self.cond.wait(max(0.01, min(wake, deadline - now, 0.5)))
+        return False
+
+
+def _relevant(path: str) -> bool:
+    parts = Path(path).parts
+    return not any(p in IGNORED_PARTS for p in parts) and not path.endswith((".tmp", ".lock"))
+
+
+def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
+                   log: Callable[[str], None]) -> Any:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+    from watchdog.observers.polling import PollingObserver
+
+    class Handler(FileSystemEventHandler):  # type: ignore[misc]
+        def on_any_event(self, event: Any) -> None:
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            if _relevant(str(event.src_path)):
+                trigger.poke()
+
+    handler = Handler()
+
+    def schedule(observer: Any) -> Any:
+        flow = root / ".flow"
+        flow.mkdir(exist_ok=True)
+        observer.schedule(handler, str(flow), recursive=True)
+        observer.schedule(handler, str(dirs.git_dir), recursive=False)
+        refs = dirs.common_dir / "refs" / "heads"
+        if refs.is_dir():
+            observer.schedule(handler, str(refs), recursive=True)
+        observer.start()
+        return observer
+
+    if not poll:
+        try:
+            return schedule(Observer()), "inotify" if sys.platform.startswith("linux") else "native"
+        except OSError as exc:
+            log(f"native file events unavailable ({exc}); polling instead")
+    return schedule(PollingObserver(timeout=1)), "polling"
+
+
+def git_busy(dirs: git.RepoDirs) -> str | None:
+    busy = git.operation_in_progress(dirs)
+    if busy:
+        return busy
+    if (dirs.git_dir / "index.lock").exists():
+        return "another git command (index.lock exists)"
+    return None
+
+
+def one_pass(root: Path, log: Callable[[str], None], extra: Callable[[FlowRepo], None] | None = None) -> int:
+    """Read the state afresh and apply whatever the rules decide. Returns moves applied."""
+    from flowgit.pipeline import advance_plan
+
+    repo = FlowRepo(root)
+    busy = git_busy(repo.dirs)
+    if busy:
+        log(f"waiting: {busy} is in progress")
+        return -1
+    applied = 0
+    actor = automatic_actor(repo)
+    for pid in repo.plan_ids():
+        try:
+            for move in advance_plan(repo, pid, actor):
+                applied += 1
+                vals = "".join(f" [{v['name']}: exit {v['exit_code']}]" for v in move["validations"])
+                log(f"{pid}: {move['from']} -> {move['to']} ({move['reason']}){vals} "
+                    f"commit {str(move['commit'])[:10]}")
+        except FlowError as exc:
+            log(f"{pid}: skipped: {exc.message}")
+    if extra is not None:
+        extra(repo)
+    repo.save_cache()
+    return applied
+
+
+def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None = None,
+          max_passes: int | None = None) -> int:
+    repo = app.repo
+    repo.require_init()
+    root = repo.root
+    cfg = repo.config
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        app.out.info(f"{stamp} {line}")
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+        with trigger.cond:
+            trigger.cond.notify_all()
+
+    trigger = Trigger(cfg.debounce_ms / 1000.0)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    observer, mode = start_observer(root, repo.dirs, trigger, poll, log)
+    rescan = interval if interval is not None else cfg.rescan_seconds
+    dispatcher = None
+    if workers > 0:
+        from flowgit.runner import Dispatcher
+
+        dispatcher = Dispatcher(root, workers, log)
+    log(f"watching {root} ({mode}; rescan every {rescan:g}s{f'; running {workers} worker(s)' if workers else ''})")
+    passes = 0
+    try:
+        trigger.poke()
+        while not stop.is_set():
+            due = trigger.wait(rescan, stop)
+            if stop.is_set():
+                break
+            result = one_pass(root, log, dispatcher.tick if dispatcher else None)
+            if result == -1:
+                trigger.poke()  # git is busy: look again after the next quiet period
+                time.sleep(trigger.debounce)
+            passes += 1
+            if max_passes is not None and passes >= max_passes:
+                break
+            del due
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+        observer.stop()
+        observer.join(timeout=5)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        log("stopped")
+    return 0
