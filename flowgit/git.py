@@ -136,3 +136,53 @@ def config_get(root: Path, key: str) -> str | None:
 
 def user_email(root: Path) -> str | None:
     return config_get(root, "user.email")
+
+
+def read_tree(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
+    """Every file under `prefix` at `rev`, read in one `git cat-file --batch`."""
+    proc = run(["ls-tree", "-r", "-z", "--full-tree", rev, "--", prefix], root, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"unknown revision {rev!r}: {msg[-1] if msg else 'not found'}")
+    entries = []
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        if not item:
+            continue
+        meta, _, path = item.partition("\t")
+        mode, kind, sha = meta.split()
+        if kind == "blob" and mode != "120000":
+            entries.append((path, sha))
+    if not entries:
+        return {}
+    batch = run(["cat-file", "--batch"], root, input="".join(f"{sha}\n" for _, sha in entries).encode()).stdout
+    out: dict[str, bytes] = {}
+    pos = 0
+    for path, _sha in entries:
+        header_end = batch.index(b"\n", pos)
+        size = int(batch[pos:header_end].split()[2])
+        start = header_end + 1
+        out[path] = batch[start:start + size]
+        pos = start + size + 1
+    return out
+
+
+def merge_base(root: Path, a: str, b: str) -> str | None:
+    proc = run(["merge-base", a, b], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def default_branch(root: Path) -> str | None:
+    """origin/HEAD if known, else main or master if they exist."""
+    proc = run(["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"], root, check=False)
+    name = proc.stdout.decode().strip()
+    if name:
+        return name
+    for candidate in ("main", "master"):
+        if run(["rev-parse", "--verify", "-q", candidate], root, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def current_branch(root: Path) -> str | None:
+    proc = run(["symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
+    return proc.stdout.decode().strip() or None

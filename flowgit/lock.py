@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from flowgit.errors import RaceLost
+from flowgit.errors import FlowError, RaceLost
 
 LOCK_NAME = "flowgit.lock"
 
@@ -25,7 +25,8 @@ class RepoLock:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise RaceLost(f"{self.path} is a symlink: remove it (flowgit never follows one)") from None
+                raise FlowError(f"{self.path} is a symlink: remove it (flowgit never follows one)",
+                                code="lock_symlink") from None
             raise
         deadline = time.monotonic() + self.timeout
         delay = 0.002

@@ -182,10 +182,11 @@ WORKER = click.option("--worker", help="Who acts (default: $FLOWGIT_ACTOR, then 
 @click.argument("target", required=False, metavar="[PLAN | TASKREF]")
 @WORKER
 @click.option("--lease", type=float, help="Lease in seconds (default: config lease_seconds).")
-def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None) -> int:
+@click.option("--sync", "sync_", is_flag=True, help="Count the claim only once it is pushed to the remote.")
+def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool) -> int:
     """Take the best ready task (or the one named)."""
     from flowgit.commands import tasks
-    return tasks.claim(app, target, worker, lease)
+    return tasks.claim(app, target, worker, lease, sync_)
 
 
 def _simple(name: str, doc: str) -> None:
@@ -313,6 +314,57 @@ def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int
     """Apply the phase rules whenever .flow/ or the branch changes, until stopped."""
     from flowgit.watch import watch
     return watch(app, workers=workers, poll=poll, interval=interval)
+
+
+# ----- git-native review and many machines ----------------------------------------------------
+
+@command(cli, "diff")
+@click.argument("revs", nargs=-1, metavar="[REV_A [REV_B]]")
+@click.option("--plan", "plan_id", help="Only this plan.")
+@click.option("--format", "fmt", default="text", type=click.Choice(["text", "markdown", "json"]))
+def diff_cmd(app: App, revs: tuple[str, ...], plan_id: str | None, fmt: str) -> int:
+    """Compare plans semantically between two revisions (default: merge-base .. working tree)."""
+    from flowgit.commands import review
+    if len(revs) > 2:
+        raise click.UsageError("give at most two revisions")
+    return review.diff(app, revs[0] if revs else None, revs[1] if len(revs) > 1 else None, plan_id, fmt)
+
+
+@command(cli, "history")
+@click.argument("plan_id", metavar="PLAN")
+def history_cmd(app: App, plan_id: str) -> int:
+    """The plan's versions from git log, each with what changed."""
+    from flowgit.commands import review
+    return review.history(app, plan_id)
+
+
+@command(cli, "rollback")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--to", "rev", required=True, help="The revision whose definition to restore.")
+def rollback_cmd(app: App, plan_id: str, rev: str) -> int:
+    """Restore a plan's definition from REV as a new commit; every event is kept."""
+    from flowgit.commands import review
+    return review.rollback(app, plan_id, rev)
+
+
+@command(cli, "sync")
+@click.option("--remote", help="The remote (default: config remote, then origin).")
+def sync_cmd(app: App, remote: str | None) -> int:
+    """Fetch, merge (event logs through flowgit's merge driver) and push, with bounded retries."""
+    from flowgit.commands import sync
+    return sync.sync(app, remote)
+
+
+@cli.group("hooks")
+def hooks_group() -> None:
+    """Git hooks."""
+
+
+@command(hooks_group, "install")
+def hooks_install_cmd(app: App) -> int:
+    """Install the pre-commit hook (respects core.hooksPath; never clobbers a hook)."""
+    from flowgit.commands import hooks
+    return hooks.install(app)
 
 
 @command(cli, "doctor")

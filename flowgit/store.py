@@ -311,14 +311,16 @@ class FlowRepo:
             paths = json.loads(self.journal.read_text()).get("paths", [])
         except ValueError:
             paths = []
-        pending = [p for p in paths if p.startswith(FLOW + "/") and (self.root / p).exists()]
+        pending = [p for p in paths if isinstance(p, str) and p.startswith(FLOW + "/")
+                   and (self.root / p).exists()]
         sha = None
-        if pending and git.changed_paths(self.root, FLOW):
+        if pending:
+            for p in pending:
+                self._repair_if_torn(p)
+            # a repaired torn line may leave the file as committed: commit only what differs
             changed = set(git.changed_paths(self.root, FLOW))
             todo = [p for p in pending if p in changed]
             if todo:
-                for p in todo:
-                    self._repair_if_torn(p)
                 sha = git.commit_paths(self.root, todo, "flow: recover events appended before a crash\n\nFlow-Event: recover")
         self.journal.unlink(missing_ok=True)
         return sha

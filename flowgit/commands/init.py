@@ -1,7 +1,9 @@
 """`flowgit init`: the .flow/ directory, git attributes, merge driver and hooks."""
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -34,12 +36,19 @@ def _ensure_line(path: Path, line: str) -> bool:
     return True
 
 
+def driver_command() -> str:
+    """How git should call our merge driver: the console script if on PATH, else this Python."""
+    exe = shutil.which("flowgit")
+    prefix = shlex.quote(exe) if exe else f"{shlex.quote(sys.executable)} -m flowgit"
+    return f"{prefix} merge-driver %O %A %B"
+
+
 def setup_local(root: Path) -> list[str]:
     """Per-clone settings that git does not carry: the merge driver and the hooks."""
     done = []
     if git.config_get(root, "merge.flowgit-jsonl.driver") is None:
         git.run(["config", "merge.flowgit-jsonl.name", "flowgit event-log union"], root)
-        git.run(["config", "merge.flowgit-jsonl.driver", "flowgit merge-driver %O %A %B"], root)
+        git.run(["config", "merge.flowgit-jsonl.driver", driver_command()], root)
         done.append("merge driver")
     try:
         from flowgit.commands import hooks

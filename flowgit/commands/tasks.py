@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.app import App
-from flowgit.errors import UsageError
+from flowgit.errors import RaceLost, UsageError
 from flowgit.events import PLAN_LOG, Event
 from flowgit.ids import check_id, is_valid_id
 from flowgit.lifecycle import Decision, decide_claim, decide_fail, decide_simple, phase_gate
@@ -29,9 +29,17 @@ def apply_decision(repo: FlowRepo, plan_id: str, decision: Decision, actor: str)
 
 
 def transact(app: App, plan_id: str, actor: str,
-             decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
-    """The one way a task changes: lock, recover, read, decide, append, commit."""
+             decide: Callable[[FlowRepo, PlanState, float], Decision],
+             sync: bool | None = None) -> dict[str, Any]:
+    """The one way a task changes: lock, recover, read, decide, append, commit.
+
+    With sync (`--sync` or config `sync: push`) the transition counts only once pushed: a
+    rejected push takes the commit back, merges the remote and decides again."""
     repo = app.repo
+    if sync is None:
+        sync = repo.config.sync == "push"
+    if sync:
+        return _transact_synced(app, plan_id, actor, decide)
     repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
@@ -42,6 +50,32 @@ def transact(app: App, plan_id: str, actor: str,
     result = dict(decision.result or {})
     result["commit"] = sha
     return result
+
+
+def _transact_synced(app: App, plan_id: str, actor: str,
+                     decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
+    from flowgit import syncing
+
+    repo = app.repo
+    remote, branch = syncing.target(repo, None)
+    for attempt in range(syncing.RETRIES):
+        repo.refuse_during_git_operation()
+        with repo.lock():
+            repo.recover()
+            syncing.fetch_merge(repo.root, remote, branch)
+            repo.forget(plan_id)
+            now = time.time()
+            state = repo.state(plan_id, now)
+            decision = decide(repo, state, now)
+            sha = apply_decision(repo, plan_id, decision, actor)
+            if syncing.push(repo.root, remote, branch):
+                result = dict(decision.result or {})
+                result.update({"commit": sha, "pushed": True, "attempts": attempt + 1})
+                return result
+            if sha:
+                syncing.take_back(repo.root, sha)
+        syncing.backoff(attempt)
+    raise RaceLost(f"{plan_id}: could not push to {remote}/{branch} after {syncing.RETRIES} attempts; retry")
 
 
 def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
@@ -57,7 +91,8 @@ def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
     return repo.resolve(target)
 
 
-def claim(app: App, target: str | None, worker: str | None, lease: float | None) -> int:
+def claim(app: App, target: str | None, worker: str | None, lease: float | None,
+          sync: bool = False) -> int:
     repo = app.repo
     repo.require_init()
     actor = actor_for(repo, worker)
@@ -81,7 +116,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None)
                              state.tasks[d.task].record.last_clock + 1, now, lease_s)  # type: ignore[index]
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
-    result = transact(app, plan_id, actor, decide)
+    result = transact(app, plan_id, actor, decide, True if sync else None)
     app.out.result(result, f"claimed {result['task']} until {result['lease_until']}")
     return 0
 

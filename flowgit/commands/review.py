@@ -1,0 +1,151 @@
+"""Git-native review: semantic plan diffs, plan history, and rollback of a definition."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowgit import git, yamlio
+from flowgit.app import App
+from flowgit.errors import FlowError, NotFound
+from flowgit.ids import check_id
+from flowgit.plandiff import diff_adrs, diff_plan, render_markdown, render_text
+from flowgit.snapshot import Snapshot, at_rev, work_tree
+from flowgit.store import actor_for, commit_message
+
+
+def _default_base(app: App) -> str:
+    root = app.repo.root
+    if git.head(root) is None:
+        raise FlowError("the repository has no commits yet: nothing to compare", code="no_commits")
+    branch = git.default_branch(root)
+    if branch is None:
+        return "HEAD"
+    return git.merge_base(root, "HEAD", branch) or "HEAD"
+
+
+def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, Any]:
+    now = time.time()
+    ids = sorted(set(a.plans) | set(b.plans))
+    if plan_id:
+        ids = [plan_id] if plan_id in ids else []
+    plans = []
+    for pid in ids:
+        old, new = a.plans.get(pid), b.plans.get(pid)
+        result = diff_plan(old.raw if old else None, new.raw if new else None,
+                           old_states=old.states(now) if old else {},
+                           new_states=new.states(now) if new else {},
+                           old_spec=old.spec if old else None, new_spec=new.spec if new else None,
+                           plan_id=pid)
+        if result.get("changed") or result.get("status") != "unchanged":
+            plans.append(result)
+    adrs = diff_adrs(a.adrs, b.adrs)
+    return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs}
+
+
+def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str) -> int:
+    repo = app.repo
+    if plan_id:
+        check_id(plan_id, "plan id")
+    base = rev_a or _default_base(app)
+    a = at_rev(repo.root, base, plan_id)
+    b = at_rev(repo.root, rev_b, plan_id) if rev_b else work_tree(repo.root, plan_id)
+    result = compare(a, b, plan_id)
+    if fmt == "json" or app.out.as_json:
+        app.out.as_json = True
+        app.out.result(result)
+    elif fmt == "markdown":
+        app.out.result(result, render_markdown(result))
+    else:
+        text = render_text(result)
+        app.out.result(result, f"plan diff {a.label} .. {b.label}\n" + (text or "no plan changes"))
+    return 0
+
+
+def _one_line(result: dict[str, Any]) -> str:
+    if result.get("status") == "added":
+        return f"created with {len(result.get('tasks_added', []))} task(s)"
+    parts = []
+    for key, sign in (("tasks_added", "+"), ("tasks_removed", "-")):
+        items = result.get(key) or []
+        if items:
+            parts.append(f"{sign}{len(items)} task(s) ({', '.join(t['id'] for t in items[:4])})")
+    mods = result.get("tasks_modified") or []
+    if mods:
+        parts.append("~" + ", ".join(f"{t['id']} ({', '.join(t['fields'])})" for t in mods[:4]))
+    for key in ("checkpoints_added", "checkpoints_removed", "checkpoints_modified"):
+        if result.get(key):
+            parts.append(f"{key.replace('_', ' ')}: {', '.join(c['id'] for c in result[key])}")
+    if result.get("fields_changed"):
+        parts.append("changed " + ", ".join(result["fields_changed"]))
+    return "; ".join(parts) or "no definition change"
+
+
+def history(app: App, plan_id: str) -> int:
+    """Versions of plan.yaml from git log (GitPython; not on any hot path)."""
+    import git as gitpython
+
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    rel = f".flow/plans/{plan_id}/plan.yaml"
+    grepo = gitpython.Repo(repo.root)
+    try:
+        commits = list(grepo.iter_commits(paths=rel))
+    except (gitpython.GitCommandError, ValueError):
+        commits = []
+    finally:
+        grepo.close()
+    if not commits:
+        raise NotFound(f"plan {plan_id} has no history in git: is {rel} committed?")
+    rows = []
+    previous: dict[str, Any] | None = None
+    for commit in reversed(commits):
+        data = git.show(repo.root, commit.hexsha, rel)
+        raw = None
+        if data is not None:
+            try:
+                raw = yamlio.loads(yamlio.decode(data, rel), rel)
+            except FlowError:
+                raw = None
+        result = diff_plan(previous, raw, plan_id=plan_id)
+        rows.append({"commit": commit.hexsha, "author": commit.author.name,
+                     "date": commit.committed_datetime.isoformat(),
+                     "subject": commit.summary, "summary": _one_line(result) if raw is not None else "deleted",
+                     "tasks": len(raw.get("tasks") or []) if isinstance(raw, dict) else 0})
+        previous = raw if isinstance(raw, dict) else None
+    rows.reverse()
+    text = "\n".join(f"{r['commit'][:10]}  {r['date'][:19]}  {r['tasks']:>4} tasks  {r['summary']}" for r in rows)
+    app.out.result({"plan": plan_id, "versions": rows}, text)
+    return 0
+
+
+def rollback(app: App, plan_id: str, rev: str) -> int:
+    from flowgit.commands.plans import check_plan_text
+
+    repo = app.repo
+    check_id(plan_id, "plan id")
+    rel = f".flow/plans/{plan_id}/plan.yaml"
+    data = git.show(repo.root, rev, rel)
+    if data is None:
+        raise NotFound(f"{rel} does not exist at {rev!r}: see `flowgit history {plan_id}`")
+    text = yamlio.decode(data, f"{rev}:{rel}")
+    plan = check_plan_text(repo, text, f"{rev}:{rel}", plan_id)
+    actor = actor_for(repo, None)
+    repo.refuse_during_git_operation()
+    with repo.lock():
+        repo.recover()
+        path = repo.plan_file(plan_id)
+        if path.exists() and path.read_bytes() == data:
+            app.out.result({"plan": plan_id, "rev": rev, "commit": None, "orphans": []},
+                           f"plan {plan_id} already matches {rev}: nothing to do")
+            return 0
+        known = set(plan.node_ids())
+        events_dir = repo.safe("plans", plan_id, "events")
+        orphans = sorted(p.name[:-6] for p in events_dir.glob("*.jsonl")
+                         if p.name != "_plan.jsonl" and p.name[:-6] not in known) if events_dir.is_dir() else []
+        full = git.out(["rev-parse", "--short", rev], repo.root)
+        sha = repo.commit({}, {path: data}, commit_message(plan_id, None, f"rollback to {full}", actor))
+    for task in orphans:
+        app.out.warn(f"task {plan_id}/{task} is not in the restored plan but has events (kept in its log)")
+    app.out.result({"plan": plan_id, "rev": rev, "commit": sha, "orphans": orphans},
+                   f"restored {plan_id} from {full} (events kept)")
+    return 0

@@ -1,0 +1,86 @@
+"""Many machines through one remote: fetch, merge (event logs by the merge driver), push.
+
+The remote is the lock: a claim counts only once its commit is pushed. A rejected push means
+someone moved first; the claim commit is taken back, the remote merged, and the decision made
+again on the merged state.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from flowgit import git
+from flowgit.errors import FlowError, RaceLost
+from flowgit.store import FlowRepo
+
+RETRIES = 8
+
+
+def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
+    name = remote or repo.config.remote
+    branch = git.current_branch(repo.root)
+    if branch is None:
+        raise FlowError("HEAD is detached: check out a branch before syncing", code="detached")
+    if git.run(["remote", "get-url", name], repo.root, check=False).returncode != 0:
+        raise FlowError(f"no remote named {name!r}: add it with `git remote add {name} URL` or pass --remote",
+                        code="no_remote")
+    return name, branch
+
+
+def fetch_merge(root: Path, remote: str, branch: str) -> str:
+    """Bring the remote branch in. Event logs merge by union; any other conflict aborts."""
+    proc = git.run(["fetch", "--quiet", remote, branch], root, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace")
+        if "couldn't find remote ref" in err:
+            return "no remote branch"
+        raise RaceLost(f"git fetch {remote} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    theirs = git.out(["rev-parse", "FETCH_HEAD"], root)
+    ours = git.head(root)
+    if ours == theirs or git.run(["merge-base", "--is-ancestor", theirs, "HEAD"], root, check=False).returncode == 0:
+        return "up to date"
+    merge = git.run(["merge", "--no-edit", "--no-verify", "-q", "-m", f"flow: sync with {remote}/{branch}", theirs],
+                    root, check=False, env={"FLOWGIT_INTERNAL": "1"})
+    if merge.returncode != 0:
+        conflicted = git.out(["diff", "--name-only", "--diff-filter=U"], root).split()
+        git.run(["merge", "--abort"], root, check=False)
+        raise FlowError(f"merging {remote}/{branch} conflicts in {', '.join(conflicted) or 'files'}: "
+                        "resolve with `git pull` by hand, then `flowgit sync`", code="merge_conflict")
+    return "merged"
+
+
+def push(root: Path, remote: str, branch: str) -> bool:
+    proc = git.run(["push", "--quiet", "--no-verify", remote, f"HEAD:refs/heads/{branch}"], root, check=False)
+    if proc.returncode == 0:
+        return True
+    err = proc.stderr.decode("utf-8", "replace")
+    if "rejected" in err or "fetch first" in err or "non-fast-forward" in err or "failed to update ref" in err \
+            or "cannot lock ref" in err:
+        return False
+    raise FlowError(f"git push {remote} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}",
+                    code="push_failed")
+
+
+def backoff(attempt: int) -> None:
+    time.sleep(min(0.05 * (2 ** attempt), 1.0) * (0.5 + random.random()))
+
+
+def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:
+    name, branch = target(repo, remote)
+    for attempt in range(retries):
+        repo.refuse_during_git_operation()
+        with repo.lock():
+            repo.recover()
+            merged = fetch_merge(repo.root, name, branch)
+            if push(repo.root, name, branch):
+                return {"remote": name, "branch": branch, "merge": merged, "attempts": attempt + 1,
+                        "head": git.head(repo.root)}
+        backoff(attempt)
+    raise RaceLost(f"could not push to {name}/{branch} after {retries} attempts: others keep moving first; retry")
+
+
+def take_back(root: Path, sha: str) -> None:
+    """Undo our own unpushed transition commit (only .flow/ paths; other work is kept)."""
+    if git.head(root) == sha:
+        git.run(["reset", "--quiet", "--keep", "HEAD~1"], root)

@@ -1,0 +1,846 @@
+"""Task lifecycle: claims, leases, retries, skips, one commit per transition, and safety
+around git operations, the repository lock and crashes (issue 3)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowgit import retry
+from flowgit.events import make_event, parse_time
+from flowgit.model import RetryPolicy
+from flowgit.store import FlowRepo
+
+from conftest import Repo, git
+
+TWO = """\
+id: p
+title: Two independent tasks and a dependent
+tasks:
+  - id: a
+    title: A
+  - id: b
+    title: B
+    depends_on: [a]
+  - id: c
+    title: C
+"""
+
+RETRY = """\
+id: r
+title: Retried
+retry: {strategy: exponential, base: 1, max_attempts: 3}
+tasks:
+  - id: flaky
+    title: Flaky
+  - id: after
+    title: Needs flaky
+    depends_on: [flaky]
+  - id: later
+    title: Needs after
+    depends_on: [after]
+"""
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+
+def log_path(repo: Repo, plan: str, stream: str) -> Path:
+    return repo.path / ".flow" / "plans" / plan / "events" / f"{stream}.jsonl"
+
+
+def events(repo: Repo, plan: str, stream: str) -> list[dict[str, Any]]:
+    path = log_path(repo, plan, stream)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def status(repo: Repo, plan: str) -> dict[str, Any]:
+    return repo.ok("status", plan, "--json").json
+
+
+def row(repo: Repo, plan: str, task: str) -> dict[str, Any]:
+    return next(t for t in status(repo, plan)["tasks"] if t["id"] == task)
+
+
+def state(repo: Repo, plan: str, task: str) -> str:
+    return row(repo, plan, task)["state"]
+
+
+def claim(repo: Repo, target: str, worker: str, *extra: str) -> dict[str, Any]:
+    return repo.ok("claim", target, "--worker", worker, *extra, "--json").json
+
+
+def error(res: Any) -> str:
+    """The one-line error of a failed in-process run (text mode prints it to stderr)."""
+    assert res.out == "" or "error" in res.out, res.out
+    lines = [line for line in res.err.splitlines() if line.strip()]
+    assert len(lines) == 1, res.err
+    assert "Traceback" not in res.err
+    return lines[0]
+
+
+def flow_snapshot(repo: Repo) -> dict[str, bytes]:
+    """Every file under .flow/ except the derived cache."""
+    out = {}
+    for path in sorted((repo.path / ".flow").rglob("*")):
+        if ".cache" in path.parts or not path.is_file():
+            continue
+        out[path.relative_to(repo.path).as_posix()] = path.read_bytes()
+    return out
+
+
+def set_config(repo: Repo, **values: Any) -> None:
+    path = repo.path / ".flow" / "config.yaml"
+    lines = path.read_text().splitlines()
+    for key, value in values.items():
+        lines = [ln for ln in lines if not ln.startswith(f"{key}:")]
+        lines.append(f"{key}: {value}")
+    path.write_text("\n".join(lines) + "\n")
+    repo.git("add", ".flow/config.yaml")
+    repo.git("commit", "-q", "--no-verify", "-m", "config")
+
+
+def trailers(repo: Repo, rev: str = "HEAD") -> dict[str, str]:
+    body = repo.git("log", "-1", "--format=%B", rev)
+    out = {}
+    for line in body.splitlines():
+        if line.startswith("Flow-") and ": " in line:
+            key, _, value = line.partition(": ")
+            out[key] = value
+    return out
+
+
+def files_in(repo: Repo, rev: str = "HEAD") -> list[str]:
+    return sorted(repo.git("show", "--name-only", "--format=", rev).split())
+
+
+class HeldLock:
+    """The repository lock, held by this test process as another flowgit would hold it."""
+
+    def __init__(self, common_dir: Path) -> None:
+        self.path = common_dir / "flowgit.lock"
+
+    def __enter__(self) -> HeldLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+# ----- choosing the task --------------------------------------------------------------------------
+
+def test_claim_takes_critical_path_first(repo: Repo) -> None:
+    # a-leaf has the best priority and the smallest id; z-head starts the longest chain.
+    repo.plan("cp", """\
+id: cp
+title: Critical path wins
+tasks:
+  - {id: a-leaf, title: Leaf, priority: high}
+  - {id: z-head, title: Head, priority: low}
+  - {id: z-mid, title: Mid, depends_on: [z-head]}
+  - {id: z-tail, title: Tail, depends_on: [z-mid]}
+""")
+    assert repo.ok("next", "cp", "--json").json["task"] == "cp/z-head"
+    assert claim(repo, "cp", "w1")["task"] == "cp/z-head"
+    assert claim(repo, "cp", "w2")["task"] == "cp/a-leaf"
+
+
+def test_claim_then_priority_then_id(repo: Repo) -> None:
+    repo.plan("pr", """\
+id: pr
+title: Priority then id
+tasks:
+  - {id: a-low, title: Low, priority: low}
+  - {id: m-2, title: Medium two}
+  - {id: m-1, title: Medium one}
+  - {id: z-high, title: High, priority: high}
+""")
+    taken = [claim(repo, "pr", f"w{i}")["task"] for i in range(4)]
+    assert taken == ["pr/z-high", "pr/m-1", "pr/m-2", "pr/a-low"]
+    res = repo.run("claim", "pr", "--worker", "w9")
+    assert res.code == 3
+
+
+def test_claim_named_task_and_without_target(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    res = claim(repo, "p/c", "w1")
+    assert res["task"] == "p/c" and res["worker"] == "w1"
+    assert parse_time(res["lease_until"]) > time.time() + 800  # config default 900 s
+    # TASK alone when only one plan has it
+    assert claim(repo, "a", "w2")["task"] == "p/a"
+    assert state(repo, "p", "c") == "claimed" and row(repo, "p", "c")["worker"] == "w1"
+    # nothing ready: a and c held, b waits on a
+    for args in (("claim", "p"), ("claim",), ("next", "p")):
+        res = repo.run(*args, "--worker", "w3") if args[0] == "claim" else repo.run(*args)
+        assert res.code == 3, (args, res)
+    res = repo.run("claim", "p", "--worker", "w3", "--json")
+    assert res.code == 3 and res.json["error"]["code"]
+
+
+def test_exit_3_when_nothing_ready_is_a_real_process_exit(repo: Repo) -> None:
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: a, title: A}\n")
+    repo.ok("claim", "p", "--worker", "w1")
+    proc = repo.proc("claim", "p", "--worker", "w2")
+    assert proc.returncode == 3, proc
+    assert "Traceback" not in proc.stderr
+
+
+# ----- illegal transitions ------------------------------------------------------------------------
+
+def test_illegal_transitions_name_state_and_holder(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    before = repo.commits()
+    # done before claim
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 1
+    msg = error(res)
+    assert "p/a" in msg and "ready" in msg and "claim" in msg
+    # claim of a pending task
+    res = repo.run("claim", "p/b", "--worker", "w1")
+    assert res.code == 1
+    msg = error(res)
+    assert "p/b" in msg and "pending" in msg and "a" in msg
+    assert repo.commits() == before
+
+    claim(repo, "p/a", "w1")
+    after_claim = repo.commits()
+    # done by another worker
+    res = repo.run("done", "p/a", "--worker", "w2")
+    assert res.code == 1
+    msg = error(res)
+    assert "claimed" in msg and "w1" in msg and "p/a" in msg
+    # claim of a task claimed by another
+    res = repo.run("claim", "p/a", "--worker", "w2", "--json")
+    assert res.code == 1
+    err = res.json["error"]
+    assert "claimed" in err["message"] and "w1" in err["message"]
+    # start / heartbeat / release / fail by someone else
+    for args in (("start", "p/a"), ("heartbeat", "p/a"), ("release", "p/a"),
+                 ("fail", "p/a", "--error", "x")):
+        res = repo.run(*args, "--worker", "w2")
+        assert res.code == 1, args
+        assert "w1" in error(res)
+    # in progress: the message says so
+    repo.ok("start", "p/a", "--worker", "w1")
+    res = repo.run("claim", "p/a", "--worker", "w2")
+    assert res.code == 1 and "in_progress" in error(res) and "w1" in error(res)
+    # a second claim by the holder is refused too (use heartbeat)
+    res = repo.run("claim", "p/a", "--worker", "w1")
+    assert res.code == 1 and "heartbeat" in error(res)
+    # claim of a finished task
+    repo.ok("done", "p/a", "--worker", "w1")
+    res = repo.run("claim", "p/a", "--worker", "w2")
+    assert res.code == 1 and "done" in error(res)
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 1 and "done" in error(res)
+    # refusals wrote nothing: claim, start, done
+    assert repo.commits() == after_claim + 2
+    assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.started", "task.done"]
+
+
+def test_unknown_task_and_plan(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    for args in (("claim", "p/nope"), ("done", "p/nope"), ("claim", "nope/a"), ("done", "nope")):
+        res = repo.run(*args, "--worker", "w1")
+        assert res.code == 1, args
+        assert "nope" in error(res)
+
+
+# ----- leases -------------------------------------------------------------------------------------
+
+def test_expired_lease_makes_task_ready_and_refuses_late_done(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    res = claim(repo, "p/a", "w1", "--lease", "1")
+    assert parse_time(res["lease_until"]) == pytest.approx(time.time() + 1, abs=0.5)
+    assert state(repo, "p", "a") == "claimed"
+    time.sleep(1.2)
+    st = status(repo, "p")
+    a = next(t for t in st["tasks"] if t["id"] == "a")
+    assert a["state"] == "ready" and a.get("interrupted") is True
+    assert "a" in st["ready"] and st["interrupted"] == ["a"]
+    assert st["counts"]["claimed"] == 0
+    # the old holder, before anyone else took it: refused, told the lease expired
+    commits = repo.commits()
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 1
+    msg = error(res)
+    assert "lease" in msg and "expired" in msg and "p/a" in msg
+    # another worker can take it
+    assert claim(repo, "p", "w2")["task"] == "p/a"
+    st = status(repo, "p")
+    assert st["interrupted"] == [] and state(repo, "p", "a") == "claimed"
+    # the old holder's late done: refused, names the new holder
+    res = repo.run("done", "p/a", "--worker", "w1", "--json")
+    assert res.code == 1
+    msg = res.json["error"]["message"]
+    assert "w2" in msg and "p/a" in msg
+    assert repo.commits() == commits + 1
+    repo.ok("done", "p/a", "--worker", "w2")
+    done = [e for e in events(repo, "p", "a") if e["type"] == "task.done"]
+    assert [e["actor"] for e in done] == ["w2"]
+    assert row(repo, "p", "a")["attempts"] == 2
+
+
+def test_expired_lease_old_holder_may_claim_again(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1", "--lease", "1")
+    time.sleep(1.2)
+    claim(repo, "p/a", "w1")
+    repo.ok("done", "p/a", "--worker", "w1")
+    assert state(repo, "p", "a") == "done"
+
+
+def test_heartbeat_extends_the_lease(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    first = claim(repo, "p/a", "w1", "--lease", "1")
+    res = repo.ok("heartbeat", "p/a", "--worker", "w1", "--json").json
+    assert parse_time(res["lease_until"]) > parse_time(first["lease_until"]) + 10
+    assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.heartbeat"]
+    time.sleep(1.2)
+    r = row(repo, "p", "a")
+    assert r["state"] == "claimed" and r["worker"] == "w1" and not r.get("interrupted")
+    assert repo.run("claim", "p/a", "--worker", "w2").code == 1
+    repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_heartbeat_after_expiry_is_refused(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1", "--lease", "1")
+    time.sleep(1.2)
+    res = repo.run("heartbeat", "p/a", "--worker", "w1")
+    assert res.code == 1 and "expired" in error(res)
+
+
+def test_start_and_release(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    res = repo.ok("start", "p/a", "--worker", "w1", "--json").json
+    assert res["event"] == "started" and "lease_until" in res
+    r = row(repo, "p", "a")
+    assert r["state"] == "in_progress" and r["worker"] == "w1"
+    assert status(repo, "p")["counts"]["in_progress"] == 1
+    res = repo.run("start", "p/a", "--worker", "w1")
+    assert res.code == 1 and "in progress" in error(res)
+    repo.ok("release", "p/a", "--worker", "w1")
+    r = row(repo, "p", "a")
+    assert r["state"] == "ready" and r["worker"] is None
+    assert repo.run("done", "p/a", "--worker", "w1").code == 1
+    assert claim(repo, "p", "w2")["task"] == "p/a"
+    repo.ok("done", "p/a", "--worker", "w2", "--note", "ok", "--files-modified", "x.py")
+    last = events(repo, "p", "a")[-1]
+    assert last["type"] == "task.done" and last["data"]["note"] == "ok"
+    assert last["data"]["files_modified"] == ["x.py"]
+    assert state(repo, "p", "b") == "ready"
+
+
+# ----- retries ------------------------------------------------------------------------------------
+
+def _fail_retry(repo: Repo, ref: str, worker: str) -> tuple[dict[str, Any], float]:
+    t0 = time.time()
+    res = repo.ok("fail", ref, "--worker", worker, "--error", "boom", "--retry", "--json").json
+    return res, t0
+
+
+def _claim_when_due(repo: Repo, plan: str, worker: str, due: float) -> dict[str, Any]:
+    # not claimable before it is due: claim PLAN finds nothing ready
+    res = repo.run("claim", plan, "--worker", worker)
+    assert res.code == 3, res
+    assert repo.run("next", plan).code == 3
+    time.sleep(max(0.0, due - time.time()) + 0.1)
+    return claim(repo, plan, worker)
+
+
+def test_retry_exponential_then_failed_and_dependents_blocked(repo: Repo) -> None:
+    repo.plan("r", RETRY)
+    assert claim(repo, "r", "w1")["task"] == "r/flaky"
+    res, t0 = _fail_retry(repo, "r/flaky", "w1")
+    assert res["state"] == "retry_wait" and res["attempt"] == 1 and res["max_attempts"] == 3
+    due = parse_time(res["retry_at"])
+    assert due - t0 == pytest.approx(1.0, abs=0.4)
+    r = row(repo, "r", "flaky")
+    assert r["state"] == "retry_wait" and r["error"] == "boom"
+    assert parse_time(r["retry_at"]) == pytest.approx(due, abs=0.001)
+    assert status(repo, "r")["counts"]["retry_wait"] == 1
+    assert not status(repo, "r")["stalled"]
+
+    assert _claim_when_due(repo, "r", "w2", due)["task"] == "r/flaky"
+    res, t0 = _fail_retry(repo, "r/flaky", "w2")
+    assert res["state"] == "retry_wait" and res["attempt"] == 2
+    due = parse_time(res["retry_at"])
+    assert due - t0 == pytest.approx(2.0, abs=0.4)
+
+    assert _claim_when_due(repo, "r", "w1", due)["task"] == "r/flaky"
+    res, _ = _fail_retry(repo, "r/flaky", "w1")
+    assert res["state"] == "failed" and res["attempt"] == 3 and res["retry_at"] is None
+    st = status(repo, "r")
+    by_id = {t["id"]: t for t in st["tasks"]}
+    assert by_id["flaky"]["state"] == "failed" and by_id["flaky"]["attempts"] == 3
+    assert by_id["after"]["state"] == "blocked" and by_id["after"]["blocked_by"] == ["flaky"]
+    assert by_id["later"]["state"] == "blocked"
+    assert st["stalled"] is True
+    assert repo.run("claim", "r", "--worker", "w1").code == 3
+    plan_log = events(repo, "r", "_plan")
+    failed = [e for e in plan_log if e["type"] == "plan.task_failed"]
+    assert len(failed) == 1 and failed[0]["data"]["task"] == "flaky"
+    assert failed[0]["data"]["error"] == "boom"
+    assert trailers(repo)["Flow-Event"] == "failed"
+    assert files_in(repo) == [".flow/plans/r/events/_plan.jsonl", ".flow/plans/r/events/flaky.jsonl"]
+
+
+def test_fail_without_retry_is_final(repo: Repo) -> None:
+    repo.plan("r", RETRY)
+    claim(repo, "r/flaky", "w1")
+    res = repo.ok("fail", "r/flaky", "--worker", "w1", "--error", "bad", "--json").json
+    assert res["state"] == "failed"
+    assert state(repo, "r", "flaky") == "failed" and state(repo, "r", "after") == "blocked"
+    assert any(e["type"] == "plan.task_failed" for e in events(repo, "r", "_plan"))
+    assert repo.run("claim", "r/flaky", "--worker", "w2").code == 1
+
+
+def test_task_policy_overrides_plan_policy(repo: Repo) -> None:
+    repo.plan("o", """\
+id: o
+title: Task-level policies
+retry: {strategy: exponential, base: 1, max_attempts: 3}
+tasks:
+  - {id: fix, title: Fixed, retry: {strategy: fixed, base: 7}}
+  - {id: fib, title: Fibonacci, retry: {strategy: fibonacci, base: 60, cap: 1800}}
+  - {id: once, title: One attempt, retry: {max_attempts: 1}}
+""")
+    for task, expect in (("fix", 7.0), ("fib", 60.0)):
+        claim(repo, f"o/{task}", "w1")
+        res, t0 = _fail_retry(repo, f"o/{task}", "w1")
+        assert res["state"] == "retry_wait"
+        assert parse_time(res["retry_at"]) - t0 == pytest.approx(expect, abs=0.4)
+    claim(repo, "o/once", "w1")
+    res, _ = _fail_retry(repo, "o/once", "w1")
+    assert res["state"] == "failed" and res["max_attempts"] == 1
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    pytest.param(RetryPolicy("exponential", 1, 1800, 5), [1, 2, 4, 8, 16], id="exponential-seconds"),
+    pytest.param(RetryPolicy("exponential", 1, 10, 9), [1, 2, 4, 8, 10, 10], id="exponential-capped"),
+    pytest.param(RetryPolicy("fibonacci", 60, 1800, 12),
+                 [60, 120, 180, 300, 480, 780, 1260, 1800, 1800], id="fibonacci-minutes-cap-30"),
+    pytest.param(RetryPolicy("fibonacci", 1, 1800, 9), [1, 2, 3, 5, 8, 13, 21], id="fibonacci-seconds"),
+    pytest.param(RetryPolicy("fixed", 5, 1800, 3), [5, 5, 5, 5], id="fixed"),
+    pytest.param(RetryPolicy("fixed", 50, 30, 3), [30, 30], id="fixed-capped"),
+])
+def test_retry_delay_sequences(policy: RetryPolicy, expected: list[float]) -> None:
+    assert [retry.delay(policy, n) for n in range(1, len(expected) + 1)] == expected
+
+
+def test_retry_exhausted() -> None:
+    policy = RetryPolicy("exponential", 1, 1800, 5)
+    assert [retry.exhausted(policy, n) for n in range(1, 7)] == [False] * 4 + [True] * 2
+    assert retry.delay(policy, 200) == 1800  # no overflow on huge attempt numbers
+
+
+# ----- skipping -----------------------------------------------------------------------------------
+
+SKIP = """\
+id: s
+title: Skips
+tasks:
+  - {id: s1, title: S1}
+  - {id: s2, title: S2, depends_on: [s1]}
+  - {id: k1, title: K1}
+  - {id: k2, title: K2, depends_on: [k1]}
+  - {id: k3, title: K3, depends_on: [k2]}
+  - {id: k4, title: K4, depends_on: [k3, s2]}
+  - {id: free, title: Free}
+"""
+
+
+def test_skip_lets_dependents_go_on(repo: Repo) -> None:
+    repo.plan("s", SKIP)
+    claim(repo, "s/s1", "w1")
+    res = repo.ok("fail", "s/s1", "--worker", "w1", "--error", "not needed", "--skip", "--json").json
+    assert res["state"] == "skipped" and res["dependents_skipped"] is False
+    assert state(repo, "s", "s1") == "skipped"
+    assert state(repo, "s", "s2") == "ready"
+    assert trailers(repo)["Flow-Event"] == "skipped"
+    # a ready task may be skipped without a claim; held by someone else it may not
+    claim(repo, "s/free", "w2")
+    res = repo.run("fail", "s/free", "--worker", "w1", "--error", "x", "--skip")
+    assert res.code == 1 and "w2" in error(res)
+
+
+def test_skip_dependents_is_transitive(repo: Repo) -> None:
+    repo.plan("s", SKIP)
+    claim(repo, "s/k1", "w1")
+    res = repo.ok("fail", "s/k1", "--worker", "w1", "--error", "drop", "--skip-dependents", "--json").json
+    assert res["dependents_skipped"] is True
+    st = {t["id"]: t["state"] for t in status(repo, "s")["tasks"]}
+    assert st == {"s1": "ready", "s2": "pending", "k1": "skipped", "k2": "skipped",
+                  "k3": "skipped", "k4": "skipped", "free": "ready"}
+    assert repo.run("claim", "s/k2", "--worker", "w1").code == 1
+    # the rest of the plan finishes; skipped counts as finished
+    for task in ("s1", "s2", "free"):
+        claim(repo, f"s/{task}", "w1")
+        repo.ok("done", f"s/{task}", "--worker", "w1")
+    st = status(repo, "s")
+    assert st["progress"] == 100 and st["counts"]["skipped"] == 4 and st["counts"]["done"] == 3
+    assert repo.run("claim", "s", "--worker", "w1").code == 3
+
+
+# ----- adding work during execution ---------------------------------------------------------------
+
+def test_task_add_during_execution(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    repo.ok("done", "p/a", "--worker", "w1")
+    assert status(repo, "p")["phase"] == "execute"
+    res = repo.ok("task", "add", "p", "n1", "--title", "New", "--dep", "a", "--priority", "high",
+                  "--json").json
+    assert res["state"] == "ready"
+    res = repo.ok("task", "add", "p", "n2", "--title", "After new", "--dep", "n1", "--json").json
+    assert res["state"] == "pending"
+    assert state(repo, "p", "n1") == "ready" and state(repo, "p", "n2") == "pending"
+    taken = claim(repo, "p", "w2")["task"]
+    assert taken == "p/n1"  # on the longest remaining chain (n1 -> n2)
+    repo.ok("done", "p/n1", "--worker", "w2")
+    assert state(repo, "p", "n2") == "ready"
+    assert "n2" in status(repo, "p")["ready"]
+    assert claim(repo, "p/n2", "w2")["task"] == "p/n2"
+
+
+# ----- commits ------------------------------------------------------------------------------------
+
+def test_one_commit_per_transition_with_trailers(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    log = ".flow/plans/p/events/a.jsonl"
+    steps = [
+        (("claim", "p/a", "--worker", "w1"), "claimed"),
+        (("start", "p/a", "--worker", "w1"), "started"),
+        (("heartbeat", "p/a", "--worker", "w1"), "heartbeat"),
+        (("release", "p/a", "--worker", "w1"), "released"),
+        (("claim", "p/a", "--worker", "w2"), "claimed"),
+        (("done", "p/a", "--worker", "w2"), "done"),
+    ]
+    for i, (args, event) in enumerate(steps):
+        before = repo.commits()
+        res = repo.ok(*args, "--json").json
+        assert repo.commits() == before + 1, args
+        assert res["commit"] == repo.git("rev-parse", "HEAD")
+        assert repo.git("log", "-1", "--format=%s") == f"flow(p/a): {event}"
+        actor = args[-1]
+        assert trailers(repo) == {"Flow-Plan": "p", "Flow-Task": "a", "Flow-Event": event,
+                                  "Flow-Actor": actor}
+        expected = [log, ".flow/plans/p/events/_plan.jsonl"] if i == 0 else [log]
+        assert files_in(repo) == sorted(expected)  # the first claim also starts execution
+        assert len(events(repo, "p", "a")) == i + 1
+    assert repo.git("status", "--porcelain", "--", ".flow") == ""
+
+
+def test_users_staged_changes_stay_staged_and_out(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    repo.write("README.md", "hello, edited\n")
+    repo.write("src/new.txt", "new file\n")
+    repo.git("add", "README.md", "src/new.txt")
+    repo.write("unstaged.txt", "not added\n")
+    staged = repo.git("diff", "--cached", "--name-status")
+    claim(repo, "p/a", "w1")
+    repo.ok("done", "p/a", "--worker", "w1")
+    for rev in ("HEAD", "HEAD~1"):
+        assert all(f.startswith(".flow/") for f in files_in(repo, rev)), files_in(repo, rev)
+    assert repo.git("show", "HEAD:README.md") == "hello"
+    assert repo.run("validate").code == 0
+    assert repo.git("diff", "--cached", "--name-status") == staged
+    assert sorted(repo.git("diff", "--cached", "--name-only").split()) == ["README.md", "src/new.txt"]
+    assert (repo.path / "README.md").read_text() == "hello, edited\n"
+    assert "?? unstaged.txt" in repo.git("status", "--porcelain")
+    with pytest.raises(subprocess.CalledProcessError):
+        repo.git("cat-file", "-e", "HEAD:src/new.txt")
+
+
+# ----- git operations in progress -----------------------------------------------------------------
+
+def _diverge(repo: Repo, branch: str) -> None:
+    """`branch` and main both change README.md differently from the current commit."""
+    repo.git("branch", branch)
+    repo.git("checkout", "-q", branch)
+    repo.write("README.md", f"{branch} side\n")
+    repo.git("commit", "-q", "--no-verify", "-am", f"{branch} edit")
+    repo.git("checkout", "-q", "main")
+    repo.write("README.md", "main side\n")
+    repo.git("commit", "-q", "--no-verify", "-am", "main edit")
+
+
+def _assert_refused(repo: Repo, what: str, *args: str) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    snap = flow_snapshot(repo)
+    st = repo.git("status", "--porcelain", "--", ".flow")
+    for json_flag in ((), ("--json",)):
+        res = repo.run(*args, *json_flag)
+        assert res.code != 0, (args, res)
+        assert res.code in (1, 4)
+        msg = res.json["error"]["message"] if json_flag else error(res)
+        assert what in msg, msg
+    proc = repo.proc(*args)
+    assert proc.returncode not in (0, 2, 3) and what in proc.stderr and "Traceback" not in proc.stderr
+    assert repo.git("rev-parse", "HEAD") == head
+    assert flow_snapshot(repo) == snap
+    assert repo.git("status", "--porcelain", "--", ".flow") == st
+    assert not (repo.path / ".git" / "flowgit-journal").exists()
+
+
+def test_merge_in_progress_refuses_and_writes_nothing(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    _diverge(repo, "other")
+    proc = subprocess.run(["git", "merge", "other"], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode != 0 and (repo.path / ".git" / "MERGE_HEAD").exists()
+    _assert_refused(repo, "merge", "claim", "p", "--worker", "w2")
+    _assert_refused(repo, "merge", "claim", "--worker", "w2")
+    _assert_refused(repo, "merge", "done", "p/a", "--worker", "w1")
+    _assert_refused(repo, "merge", "fail", "p/a", "--worker", "w1", "--error", "x", "--retry")
+    repo.git("merge", "--abort")
+    repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_rebase_in_progress_refuses_and_writes_nothing(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_EDITOR", "true")
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    _diverge(repo, "side")
+    repo.git("checkout", "-q", "side")
+    proc = subprocess.run(["git", "rebase", "main"], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert (repo.path / ".git" / "rebase-merge").exists() or (repo.path / ".git" / "rebase-apply").exists()
+    _assert_refused(repo, "rebase", "claim", "p", "--worker", "w2")
+    _assert_refused(repo, "rebase", "done", "p/a", "--worker", "w1")
+    repo.git("rebase", "--abort")
+    repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_cherry_pick_in_progress_refuses(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    _diverge(repo, "cp")
+    proc = subprocess.run(["git", "cherry-pick", "cp"], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode != 0
+    _assert_refused(repo, "cherry-pick", "claim", "p", "--worker", "w2")
+    repo.git("cherry-pick", "--abort")
+    claim(repo, "p", "w2")
+
+
+# ----- the lock -----------------------------------------------------------------------------------
+
+def test_lock_timeout_exits_4(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    set_config(repo, lock_timeout=1)
+    head = repo.git("rev-parse", "HEAD")
+    with HeldLock(repo.path / ".git"):
+        t0 = time.monotonic()
+        proc = repo.proc("claim", "p", "--worker", "w1")
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 4, proc
+        assert "timed out" in proc.stderr and "Traceback" not in proc.stderr
+        assert 0.9 <= elapsed < 10
+        proc = repo.proc("--json", "status", "p")  # reads take no lock
+        assert proc.returncode == 0
+        proc = repo.proc("claim", "p", "--worker", "w1", "--json")
+        assert proc.returncode == 4 and json.loads(proc.stdout)["error"]["code"]
+    assert repo.git("rev-parse", "HEAD") == head
+    claim(repo, "p", "w1")
+
+
+def test_lock_path_symlink_is_refused(repo: Repo, tmp_path: Path) -> None:
+    repo.plan("p", TWO)
+    target = tmp_path / "elsewhere.lock"
+    link = repo.path / ".git" / "flowgit.lock"
+    link.unlink(missing_ok=True)
+    os.symlink(target, link)
+    head = repo.git("rev-parse", "HEAD")
+    res = repo.run("claim", "p", "--worker", "w1")
+    assert res.code == 1  # a user-fixable problem, not a race that retrying may win
+    assert "symlink" in error(res)
+    assert not target.exists()
+    target.write_text("")
+    res = repo.run("claim", "p", "--worker", "w1")
+    assert res.code == 1 and "symlink" in error(res)
+    assert repo.git("rev-parse", "HEAD") == head
+    link.unlink()
+    claim(repo, "p", "w1")
+
+
+def test_worktree_shares_the_lock(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    set_config(repo, lock_timeout=1)
+    wt = repo.path.parent / "wt"
+    repo.git("worktree", "add", "-q", "-b", "wt", str(wt))
+    flow = FlowRepo(wt)
+    assert flow.dirs.common_dir == (repo.path / ".git").resolve()
+    assert flow.dirs.git_dir != flow.dirs.common_dir
+    assert flow.lock().path == (repo.path / ".git" / "flowgit.lock").resolve()
+    wrepo = Repo(wt)
+    with HeldLock(repo.path / ".git"):
+        proc = wrepo.proc("claim", "p", "--worker", "w1")
+        assert proc.returncode == 4, proc
+    assert not (flow.dirs.git_dir / "flowgit.lock").exists()
+    res = wrepo.ok("claim", "p", "--worker", "w1", "--json").json
+    assert git(wt, "log", "-1", "--format=%s") == f"flow({res['task']}): claimed"
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "wt"
+    # a git operation in the main work tree does not block the worktree, and vice versa
+    assert repo.git("log", "-1", "--format=%s", "main").startswith("config")
+
+
+# ----- crashes and doctor -------------------------------------------------------------------------
+
+def _append_orphan(repo: Repo, plan: str, task: str, actor: str, type_: str = "task.claimed",
+                   journal: bool = True) -> dict[str, Any]:
+    """What a command that crashed between append and commit leaves behind."""
+    existing = events(repo, plan, task)
+    clock = max((e["clock"] for e in existing), default=0) + 1
+    now = time.time()
+    data = {"lease_until": None, "lease_seconds": 900} if type_ == "task.claimed" else {"text": "hi"}
+    if type_ == "task.claimed":
+        from flowgit.events import format_time
+        data["lease_until"] = format_time(now + 900)
+    ev = make_event(type_, plan, task, actor, clock, data, now)
+    path = log_path(repo, plan, task)
+    rel = path.relative_to(repo.path).as_posix()
+    if journal:
+        (repo.path / ".git" / "flowgit-journal").write_text(json.dumps({"paths": [rel]}))
+    with open(path, "a") as fh:
+        fh.write(ev.to_line())
+    return ev.to_dict()
+
+
+def test_crash_between_append_and_commit_is_recovered_by_next_claim(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    ev = _append_orphan(repo, "p", "c", "w9")
+    assert ".flow/plans/p/events/c.jsonl" in repo.git("status", "--porcelain")
+    before = repo.commits()
+    doc = repo.run("doctor", "--json")
+    assert doc.code == 1
+    kinds = {p["kind"] for p in doc.json["problems"]}
+    assert {"journal", "uncommitted"} <= kinds
+    # the next transition commits the orphan first, then its own event
+    res = repo.run("claim", "p", "--worker", "w2", "--json")
+    assert res.code == 3  # a is held by w1, b waits on a, c is held by the crashed w9
+    assert repo.commits() == before + 1
+    assert "recover" in repo.git("log", "-1", "--format=%s")
+    assert files_in(repo) == [".flow/plans/p/events/c.jsonl"]
+    assert not (repo.path / ".git" / "flowgit-journal").exists()
+    assert repo.git("status", "--porcelain", "--", ".flow") == ""
+    assert events(repo, "p", "c")[-1]["id"] == ev["id"]
+    r = row(repo, "p", "c")
+    assert r["state"] == "claimed" and r["worker"] == "w9"
+    assert repo.ok("doctor").code == 0
+
+
+def test_recovered_commit_comes_before_the_next_transition(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    _append_orphan(repo, "p", "a", "w1", "task.note")
+    before = repo.commits()
+    repo.ok("done", "p/a", "--worker", "w1")
+    assert repo.commits() == before + 2
+    assert repo.git("log", "-1", "--format=%s") == "flow(p/a): done"
+    assert "recover" in repo.git("log", "-1", "--format=%s", "HEAD~1")
+    assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.note", "task.done"]
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_torn_line_is_repaired_by_next_writer(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    path = log_path(repo, "p", "a")
+    good = path.read_bytes()
+    rel = path.relative_to(repo.path).as_posix()
+    (repo.path / ".git" / "flowgit-journal").write_text(json.dumps({"paths": [rel]}))
+    with open(path, "ab") as fh:
+        fh.write(b'{"id":"01JD0000000000000000000000","type":"task.do')
+    assert state(repo, "p", "a") == "claimed"  # a torn line is never parsed as data
+    repo.ok("done", "p/a", "--worker", "w1")
+    data = path.read_bytes()
+    assert data.startswith(good) and data.endswith(b"\n")
+    assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.done"]
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.ok("doctor").code == 0
+
+
+def test_doctor_torn_line(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    path = log_path(repo, "p", "a")
+    good = path.read_bytes()
+    with open(path, "ab") as fh:
+        fh.write(b'{"id":"01JD00000000')
+    res = repo.run("doctor", "--json")
+    assert res.code == 1
+    problems = res.json["problems"]
+    assert any(p["kind"] == "torn" and p["path"].endswith("p/events/a.jsonl") for p in problems)
+    assert res.json["ok"] is False
+    res = repo.run("doctor")
+    assert res.code == 1 and "torn" in res.out and "--fix" in res.out
+    res = repo.run("doctor", "--fix", "--json")
+    assert res.code == 0, res
+    assert path.read_bytes() == good
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.run("doctor").code == 0
+    repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_doctor_uncommitted_event(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    ev = _append_orphan(repo, "p", "a", "w1", "task.note", journal=False)
+    res = repo.run("doctor", "--json")
+    assert res.code == 1
+    assert [p["kind"] for p in res.json["problems"]] == ["uncommitted"]
+    before = repo.commits()
+    assert repo.run("doctor", "--fix").code == 0
+    assert repo.commits() == before + 1
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.git("show", "HEAD:.flow/plans/p/events/a.jsonl").count(ev["id"]) == 1
+    assert repo.run("doctor").code == 0
+
+
+def test_doctor_duplicate_event_ids(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    repo.ok("start", "p/a", "--worker", "w1")
+    path = log_path(repo, "p", "a")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1] + lines[0])  # a bad hand merge, committed
+    repo.git("commit", "-q", "--no-verify", "-am", "bad merge")
+    res = repo.run("doctor", "--json")
+    assert res.code == 1
+    assert any(p["kind"] == "duplicates" for p in res.json["problems"])
+    assert repo.run("doctor", "--fix").code == 0
+    ids = [e["id"] for e in events(repo, "p", "a")]
+    assert len(ids) == len(set(ids)) == 2
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.run("doctor").code == 0
+    assert repo.run("validate").code == 0
+    repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_doctor_journal_only(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    (repo.path / ".git" / "flowgit-journal").write_text(json.dumps({"paths": [".flow/plans/p/events/a.jsonl"]}))
+    res = repo.run("doctor", "--json")
+    assert res.code == 1 and [p["kind"] for p in res.json["problems"]] == ["journal"]
+    assert repo.run("doctor", "--fix").code == 0
+    assert not (repo.path / ".git" / "flowgit-journal").exists()
+    assert repo.run("doctor").code == 0
+
+
+def test_doctor_clean_repo_exits_0(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    res = repo.run("doctor", "--json")
+    assert res.code == 0 and res.json["ok"] is True and res.json["problems"] == []
