@@ -64,10 +64,22 @@ def bench_env(home: Path) -> dict[str, str]:
         "GIT_COMMITTER_DATE": "2026-01-01T00:00:00+0000",
         "FLOWGIT_ACTOR": ACTOR,
         "LC_ALL": "C",
+        # flowgit on PATH, as installed: the git hooks and merge driver `flowgit init` sets up
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     })
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # compiled bytecode is part of a warm start
     (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[gc]\n\tauto = 0\n")
     return env
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float   # seconds, spawn to exit
+    cpu: float    # seconds of user+system CPU, the process and the children it reaped
+    rc: int = 0
+
+    def __add__(self, other: Sample) -> Sample:
+        return Sample(self.wall + other.wall, self.cpu + other.cpu, self.rc or other.rc)
 
 
 class Runner:
@@ -95,13 +107,23 @@ class Runner:
            ) -> subprocess.CompletedProcess[bytes]:
         return self.run([*self.flowgit, *args], check=check, env=env)
 
-    def timed(self, argv: Sequence[str], check: bool = True) -> float:
-        """Wall time of one whole process, from spawn to exit."""
+    def timed(self, argv: Sequence[str], check: bool = True) -> Sample:
+        """Wall time of one whole process from spawn to exit, and the CPU time it and the
+        children it waited for (git) used. Output is discarded (sent to /dev/null)."""
         t0 = time.perf_counter()
-        self.run(argv, check=check)
-        return time.perf_counter() - t0
+        proc = subprocess.Popen(list(argv), cwd=self.repo, env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        err = proc.stderr.read() if proc.stderr else b""
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.stderr:
+            proc.stderr.close()
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {err.decode(errors='replace')}")
+        return Sample(wall, ru.ru_utime + ru.ru_stime, proc.returncode)
 
-    def timed_fg(self, *args: str, check: bool = True) -> float:
+    def timed_fg(self, *args: str, check: bool = True) -> Sample:
         return self.timed([*self.flowgit, *args], check=check)
 
     def head(self) -> str:
@@ -142,7 +164,7 @@ class Workspace:
         (repo / "src").mkdir()
         (repo / "src" / "work.txt").write_text("line 0\n")
         r.git("add", "-A")
-        r.git("commit", "-q", "-m", "initial")
+        r.git("commit", "-q", "--no-verify", "-m", "initial")
         r.fg("init")
         return r
 
@@ -329,6 +351,7 @@ def base_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir for inspection")
     p.add_argument("--json", dest="json_out", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return p
 
 
@@ -345,3 +368,51 @@ def progress(msg: str) -> None:
 
 
 Timer = Callable[[], float]
+
+
+def wall(samples: Sequence[Sample]) -> float:
+    return median(s.wall for s in samples)
+
+
+def cpu(samples: Sequence[Sample]) -> float:
+    return median(s.cpu for s in samples)
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def import_report(r: Runner, args: Sequence[str], runs: int = 3) -> dict[str, Any]:
+    """`python -X importtime -m flowgit ARGS`: the modules imported, and the largest by
+    cumulative time (median of `runs`)."""
+    per_run: list[dict[str, tuple[int, int, int]]] = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "flowgit", *args],
+                              cwd=r.repo, env=r.env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        mods: dict[str, tuple[int, int, int]] = {}
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            head = line.split("|")
+            self_us = int(head[0].split(":")[1])
+            cum_us = int(head[1])
+            raw = head[2]
+            depth = (len(raw) - len(raw.lstrip(" ")) - 1) // 2
+            mods[raw.strip()] = (self_us, cum_us, depth)
+        per_run.append(mods)
+    names = set().union(*per_run)
+    med = {n: (median(m[n][0] for m in per_run if n in m), median(m[n][1] for m in per_run if n in m),
+               per_run[0].get(n, (0, 0, 0))[2]) for n in names}
+    top_level = [n for n, v in med.items() if v[2] == 0]
+    total = sum(med[n][1] for n in top_level)
+    return {"modules": sorted(names), "total_us": total,
+            "top": sorted(((n, v[1]) for n, v in med.items()), key=lambda x: -x[1])[:15],
+            "top_self": sorted(((n, v[0]) for n, v in med.items()), key=lambda x: -x[1])[:15]}
+
+
+def has_module(report: dict[str, Any], prefix: str) -> bool:
+    return any(m == prefix or m.startswith(prefix + ".") for m in report["modules"])

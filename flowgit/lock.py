@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Callable
 
 from flowgit.errors import FlowError, RaceLost
 
@@ -14,9 +15,11 @@ LOCK_NAME = "flowgit.lock"
 
 
 class RepoLock:
-    def __init__(self, common_dir: Path, timeout: float) -> None:
+    def __init__(self, common_dir: Path, timeout: float,
+                 on_acquire: Callable[[], None] | None = None) -> None:
         self.path = common_dir / LOCK_NAME
         self.timeout = timeout
+        self.on_acquire = on_acquire
         self.fd: int | None = None
 
     def __enter__(self) -> RepoLock:
@@ -44,6 +47,12 @@ class RepoLock:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
         self.fd = fd
+        if self.on_acquire is not None:
+            try:
+                self.on_acquire()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(

@@ -375,6 +375,16 @@ def doctor_cmd(app: App, fix: bool) -> int:
     return doctor.doctor(app, fix)
 
 
+@command(cli, "run")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("-n", "workers", type=int, default=1, show_default=True, help="Tasks to run at once.")
+@click.option("--executor", help="Use this executor for every task.")
+def run_cmd(app: App, plan_id: str, workers: int, executor: str | None) -> int:
+    """Run ready tasks with executors, each in its own worktree, merging results back."""
+    from flowgit.commands import run
+    return run.run(app, plan_id, workers, executor)
+
+
 @command(cli, "demo")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def demo_cmd(app: App, directory: Path | None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -264,7 +265,7 @@ class Plan:
         cps_raw = data.get("checkpoints") or []
         if not isinstance(tasks_raw, list) or not isinstance(cps_raw, list):
             raise _fail(where, "tasks and checkpoints must be lists")
-        return cls(
+        plan = cls(
             id=plan_id,
             title=_str(data.get("title"), f"{where}: title"),
             goal=_str(data.get("goal"), f"{where}: goal", default=""),
@@ -282,6 +283,13 @@ class Plan:
             milestones=tuple(data.get("milestones") or ()),
             risks=tuple(data.get("risks") or ()),
         )
+        # Two tasks with one id would fold into one state and hide the other: refuse them here,
+        # where every reader (status, claim, validate) passes.
+        ids = plan.node_ids()
+        if len(set(ids)) != len(ids):
+            dup, n = Counter(ids).most_common(1)[0]
+            raise _fail(where, f"duplicate id {dup!r} ({n} times): give each task and checkpoint its own id")
+        return plan
 
     def task(self, task_id: str) -> Task | None:
         for task in self.tasks:

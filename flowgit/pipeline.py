@@ -113,7 +113,6 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         if move.checkpoint:
             plan = repo.load_plan(plan_id).plan
             results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, move.checkpoint)]
-        repo.refuse_during_git_operation()
         with repo.lock():
             repo.recover()
             repo.forget(plan_id)

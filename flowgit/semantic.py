@@ -21,7 +21,8 @@ def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = Non
     known = set(ids)
     deps: dict[str, list[str]] = {}
     for task in plan.tasks:
-        deps[task.id] = [d for d in task.depends_on if d in known]
+        # a self-dependency is reported below on its own, not again as a cycle
+        deps[task.id] = [d for d in task.depends_on if d in known and d != task.id]
         for dep in task.depends_on:
             if dep in known:
                 if dep == task.id:

@@ -289,7 +289,11 @@ class FlowRepo:
 
     # ----- writing -------------------------------------------------------------------------
     def lock(self) -> RepoLock:
-        return RepoLock(self.dirs.common_dir, self.config.lock_timeout)
+        """The repository lock. Once held, a git operation in progress (merge, rebase,
+        cherry-pick) refuses the write: checked under the lock, so our own merges never
+        look like someone else's."""
+        return RepoLock(self.dirs.common_dir, self.config.lock_timeout,
+                        on_acquire=self.refuse_during_git_operation)
 
     def refuse_during_git_operation(self) -> None:
         busy = git.operation_in_progress(self.dirs)

@@ -69,7 +69,6 @@ def backoff(attempt: int) -> None:
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:
     name, branch = target(repo, remote)
     for attempt in range(retries):
-        repo.refuse_during_git_operation()
         with repo.lock():
             repo.recover()
             merged = fetch_merge(repo.root, name, branch)

@@ -85,7 +85,7 @@ def test_init_commits_once_and_twice_changes_nothing(repo: Repo) -> None:
     assert (repo.path / ".flow" / "config.yaml").is_file()
     assert ".flow/.cache/" in (repo.path / ".gitignore").read_text().splitlines()
     assert "merge=flowgit-jsonl" in (repo.path / ".gitattributes").read_text()
-    assert repo.git("config", "merge.flowgit-jsonl.driver").startswith("flowgit merge-driver")
+    assert "flowgit merge-driver %O %A %B" in repo.git("config", "merge.flowgit-jsonl.driver")
     before = head(repo)
     attrs = (repo.path / ".gitattributes").read_text()
     res = repo.ok("--json", "init")

@@ -78,7 +78,6 @@ FIXABLE = ("journal", "torn", "duplicates", "uncommitted", "merge_driver")
 def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
     from flowgit.commands.init import setup_local
 
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         touched = []

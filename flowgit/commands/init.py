@@ -12,7 +12,7 @@ from flowgit.app import App
 from flowgit.store import write_atomic
 
 GITATTRIBUTES = ".flow/**/*.jsonl merge=flowgit-jsonl"
-GITIGNORE = ".flow/.cache/"
+GITIGNORE = (".flow/.cache/", ".flow/logs/")
 
 
 def template_dir() -> Path:
@@ -61,7 +61,6 @@ def setup_local(root: Path) -> list[str]:
 def init(app: App) -> int:
     root = app.repo.root
     flow = root / ".flow"
-    app.repo.refuse_during_git_operation()
     created: list[str] = []
     with app.repo.lock():
         src = template_dir()
@@ -76,7 +75,7 @@ def init(app: App) -> int:
                 created.append(f".flow/{rel.as_posix()}")
         if _ensure_line(root / ".gitattributes", GITATTRIBUTES):
             created.append(".gitattributes")
-        if _ensure_line(root / ".gitignore", GITIGNORE):
+        if any([_ensure_line(root / ".gitignore", line) for line in GITIGNORE]):
             created.append(".gitignore")
         local = setup_local(root)
         sha = None

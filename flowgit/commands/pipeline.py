@@ -21,7 +21,6 @@ Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], 
 
 
 def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         repo.forget(plan_id)

@@ -83,7 +83,6 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
         text = _from_file(source, plan_id, title, goal, parent)
     plan = check_plan_text(repo, text, display, plan_id)
     actor = actor_for(repo, None)
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         if path.exists():
@@ -187,7 +186,6 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     repo = app.repo
     check_id(task_id, "task id")
     actor = actor_for(repo, None)
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         loaded = repo.load_plan(plan_id)
@@ -304,7 +302,6 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     repo = app.repo
     repo.require_init()
     actor = actor_for(repo, None)
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         numbers = [int(a.split("-")[1]) for a in adr_ids(repo)]

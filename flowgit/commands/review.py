@@ -130,7 +130,6 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
     text = yamlio.decode(data, f"{rev}:{rel}")
     plan = check_plan_text(repo, text, f"{rev}:{rel}", plan_id)
     actor = actor_for(repo, None)
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         path = repo.plan_file(plan_id)

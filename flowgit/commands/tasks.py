@@ -40,7 +40,6 @@ def transact(app: App, plan_id: str, actor: str,
         sync = repo.config.sync == "push"
     if sync:
         return _transact_synced(app, plan_id, actor, decide)
-    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         now = time.time()
@@ -59,7 +58,6 @@ def _transact_synced(app: App, plan_id: str, actor: str,
     repo = app.repo
     remote, branch = syncing.target(repo, None)
     for attempt in range(syncing.RETRIES):
-        repo.refuse_during_git_operation()
         with repo.lock():
             repo.recover()
             syncing.fetch_merge(repo.root, remote, branch)

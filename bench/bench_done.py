@@ -1,0 +1,221 @@
+"""Issue 3 speed: `done` as a whole process, and 8 workers on one repository.
+
+1. `done` vs plain git, interleaved in one run: for each round, `claim` a task (not timed),
+   then time `flowgit done TASK` and, in the same repository, a plain `git add` + `git commit`
+   of a one-line change to a tracked file (src/work.txt); the order alternates each round.
+   Done at 20 tasks (200 events) and at 2,000 tasks (20,000 events): ratio done/git in each,
+   and the ratio of `done` at 2,000 tasks to `done` at 20 tasks.
+2. 8 worker processes looping `claim` / `done` on one repository (a 200-task plan with
+   dependencies): successful transitions per second, against one process making serialized
+   plain `git add` + `git commit`s per second (8 processes committing at once would fail on
+   index.lock). Counts failed transitions (exit codes other than 0, and 3 from a claim that
+   found nothing ready yet), and checks every task was done exactly once.
+
+Run: python bench/bench_done.py [--quick] [--json FILE]
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, has_module,  # noqa: E402
+                    import_report, loadavg, machine, ms, print_table, progress, wall,
+                    write_json, write_plan)
+
+BIG = (2000, 20000)
+SMALL = (20, 200)
+WORKERS = 8
+
+TARGET_VS_GIT = 2.0
+TARGET_SIZE_RATIO = 1.3
+TARGET_RATE_RATIO = 0.5
+
+
+def plain_commit(r: Runner, i: int) -> Sample:
+    """A one-line change to a tracked file, `git add` and `git commit`: the baseline.
+    `--no-verify`, as flowgit's own commits: pure git, not the pre-commit hook `flowgit init`
+    installs (that hook adds a `sh` and a `git diff --cached` to every commit)."""
+    t0 = time.perf_counter()
+    with open(r.repo / "src" / "work.txt", "a") as f:
+        f.write(f"line {i}\n")
+    s = r.timed(["git", "add", "src/work.txt"]) + r.timed(["git", "commit", "-q", "--no-verify",
+                                                            "-m", f"plain {i}"])
+    return Sample(time.perf_counter() - t0, s.cpu, s.rc)
+
+
+def claim(r: Runner, worker: str, target: str = PLAN) -> str | None:
+    proc = r.fg("claim", target, "--worker", worker, "--json", check=False)
+    if proc.returncode == 3:
+        return None
+    if proc.returncode != 0:
+        raise RuntimeError(f"claim exited {proc.returncode}: {proc.stdout.decode()} {proc.stderr.decode()}")
+    return json.loads(proc.stdout)["task"]
+
+
+def done_vs_git(r: Runner, rounds: int, label: str) -> tuple[list[Sample], list[Sample]]:
+    progress(f"done vs git add+commit, {label}: {rounds} rounds (interleaved)")
+    task = claim(r, "warmup")  # warm the cache and the page cache once, untimed
+    assert task, "nothing to claim"
+    r.fg("done", task, "--worker", "warmup")
+    plain_commit(r, -1)
+    dones: list[Sample] = []
+    plains: list[Sample] = []
+    for i in range(rounds):
+        task = claim(r, "w1")
+        assert task, f"nothing left to claim in round {i}"
+        if i % 2 == 0:
+            dones.append(r.timed_fg("done", task, "--worker", "w1"))
+            plains.append(plain_commit(r, i))
+        else:
+            plains.append(plain_commit(r, i))
+            dones.append(r.timed_fg("done", task, "--worker", "w1"))
+    return dones, plains
+
+
+def workers_run(r: Runner, n_tasks: int, workers: int) -> dict:
+    """`workers` threads, each looping claim/done through its own flowgit processes."""
+    lock = threading.Lock()
+    stats = {"ok": 0, "failed": 0, "nothing_ready": 0, "done": 0, "errors": []}
+    stop = threading.Event()
+
+    def worker(name: str) -> None:
+        while not stop.is_set():
+            proc = r.fg("claim", PLAN, "--worker", name, "--json", check=False)
+            if proc.returncode == 3:
+                with lock:
+                    stats["nothing_ready"] += 1
+                    finished = stats["done"] >= n_tasks
+                if finished:
+                    return
+                time.sleep(0.05)
+                continue
+            if proc.returncode != 0:
+                with lock:
+                    stats["failed"] += 1
+                    stats["errors"].append(f"claim rc={proc.returncode}: {proc.stdout.decode()[:200]}")
+                continue
+            task = json.loads(proc.stdout)["task"]
+            with lock:
+                stats["ok"] += 1
+            proc = r.fg("done", task, "--worker", name, "--json", check=False)
+            with lock:
+                if proc.returncode == 0:
+                    stats["ok"] += 1
+                    stats["done"] += 1
+                else:
+                    stats["failed"] += 1
+                    stats["errors"].append(f"done {task} rc={proc.returncode}: {proc.stdout.decode()[:200]}")
+
+    threads = [threading.Thread(target=worker, args=(f"w{k}",)) for k in range(workers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats["seconds"] = time.perf_counter() - t0
+    return stats
+
+
+def check_exactly_once(r: Runner, n_tasks: int) -> list[str]:
+    """Every task has exactly one claim and one done in its log; status agrees."""
+    problems = []
+    status = json.loads(r.fg("status", PLAN, "--json").stdout)
+    if status["counts"]["done"] != n_tasks:
+        problems.append(f"{status['counts']['done']} of {n_tasks} tasks done")
+    evdir = r.repo / ".flow" / "plans" / PLAN / "events"
+    for log in evdir.glob("T-*.jsonl"):
+        types = [json.loads(line)["type"] for line in log.read_text().splitlines()]
+        if types.count("task.claimed") != 1 or types.count("task.done") != 1:
+            problems.append(f"{log.name}: {types}")
+    dirty = r.git("status", "--porcelain", "--", ".flow").stdout.decode().strip()
+    if dirty:
+        problems.append(f"uncommitted .flow changes: {dirty[:200]}")
+    return problems
+
+
+def run(quick: bool = False, keep: bool = False, json_out: str | None = None) -> list[Row]:
+    rounds = 5 if quick else 15
+    n_workers_tasks = 48 if quick else 200
+    n_serial = 15 if quick else 40
+    rows: list[Row] = []
+    extra: dict = {"load_before": loadavg()}
+    with Workspace(keep=keep) as ws:
+        progress("generating plans")
+        small = ws.new_repo("small")
+        write_plan(small, *SMALL, done_fraction=0.1)
+        big = ws.new_repo("big")
+        write_plan(big, *BIG, done_fraction=0.7)
+
+        d_small, g_small = done_vs_git(small, rounds, f"{SMALL[0]} tasks")
+        d_big, g_big = done_vs_git(big, rounds, f"{BIG[0]} tasks")
+        rs = wall(d_small) / wall(g_small)
+        rb = wall(d_big) / wall(g_big)
+        size = wall(d_big) / wall(d_small)
+        rows += [
+            Row(f"done, {SMALL[0]} tasks (cpu {ms(cpu(d_small))})", ms(wall(d_small))),
+            Row(f"git add + commit, same repo (cpu {ms(cpu(g_small))})", ms(wall(g_small))),
+            Row(f"done / git, {SMALL[0]} tasks", f"{rs:.2f}x", f"<= {TARGET_VS_GIT}x", rs <= TARGET_VS_GIT),
+            Row(f"done, {BIG[0]} tasks/{BIG[1]} events (cpu {ms(cpu(d_big))})", ms(wall(d_big))),
+            Row(f"git add + commit, same repo (cpu {ms(cpu(g_big))})", ms(wall(g_big))),
+            Row(f"done / git, {BIG[0]} tasks", f"{rb:.2f}x", f"<= {TARGET_VS_GIT}x", rb <= TARGET_VS_GIT),
+            Row(f"done {BIG[0]} tasks / done {SMALL[0]} tasks", f"{size:.2f}x",
+                f"<= {TARGET_SIZE_RATIO}x", size <= TARGET_SIZE_RATIO),
+        ]
+        progress("imports of `done` (-X importtime)")
+        task = claim(small, "imp")
+        rep = import_report(small, ("done", task or "none", "--worker", "imp"), runs=1)
+        heavy = [m for m in ("jsonschema", "watchdog", "git", "ruamel") if has_module(rep, m)]
+        rows.append(Row("`done` imports (of jsonschema, watchdog, git, ruamel)",
+                        ", ".join(heavy) or "none of them", "no jsonschema, no watchdog",
+                        not any(m in heavy for m in ("jsonschema", "watchdog"))))
+
+        progress(f"{WORKERS} workers looping claim/done on a {n_workers_tasks}-task plan")
+        wr = ws.new_repo("workers")
+        write_plan(wr, n_workers_tasks, 0, done_fraction=0.0)
+        stats = workers_run(wr, n_workers_tasks, WORKERS)
+        problems = check_exactly_once(wr, n_workers_tasks)
+        rate = stats["ok"] / stats["seconds"]
+
+        progress(f"one process, {n_serial} serialized git add + git commit in the same repo")
+        t0 = time.perf_counter()
+        for i in range(n_serial):
+            plain_commit(wr, i)
+        git_rate = n_serial / (time.perf_counter() - t0)
+        ratio = rate / git_rate
+        rows += [
+            Row(f"{WORKERS} workers: transitions/s ({stats['ok']} in {stats['seconds']:.1f} s)", f"{rate:.1f}/s"),
+            Row("serialized plain git add + commit/s (1 process)", f"{git_rate:.1f}/s"),
+            Row(f"{WORKERS} workers rate / serialized git rate", f"{ratio:.2f}x", f">= {TARGET_RATE_RATIO}x",
+                ratio >= TARGET_RATE_RATIO),
+            Row(f"failed transitions ({stats['nothing_ready']} claims found nothing ready yet)",
+                str(stats["failed"]), "0", stats["failed"] == 0),
+            Row("every task claimed and done exactly once, all committed",
+                "yes" if not problems else f"NO: {problems[0]}", "yes", not problems),
+        ]
+        extra.update({"workers": {k: v for k, v in stats.items() if k != "errors"},
+                      "worker_errors": stats["errors"][:20], "exactly_once_problems": problems[:20],
+                      "samples": {"done_small": [(s.wall, s.cpu) for s in d_small],
+                                  "git_small": [(s.wall, s.cpu) for s in g_small],
+                                  "done_big": [(s.wall, s.cpu) for s in d_big],
+                                  "git_big": [(s.wall, s.cpu) for s in g_big]},
+                      "load_after": loadavg()})
+    print_table(f"bench_done (issue 3): {machine()}; load {extra['load_before']} -> {extra['load_after']}", rows)
+    if stats["errors"]:
+        print("\nfirst failures:", *stats["errors"][:5], sep="\n  ")
+    write_json(json_out, "done", rows, extra)
+    return rows
+
+
+def main() -> int:
+    args = base_parser(__doc__).parse_args()
+    rows = run(args.quick, args.keep, args.json_out)
+    return 1 if args.strict and any(r.ok is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""`flowgit run PLAN -n N [--executor NAME]`."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+from flowgit import git
+from flowgit.app import App
+from flowgit.errors import FlowError
+from flowgit.ids import check_id
+from flowgit.pipeline import advance_plan
+from flowgit.runner import Runner
+from flowgit.store import automatic_actor
+
+
+def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
+    repo = app.repo
+    repo.require_init()
+    check_id(plan_id, "plan id")
+    repo.load_plan(plan_id)
+    repo.refuse_during_git_operation()
+    if workers < 1:
+        raise FlowError("-n must be at least 1", code="usage")
+    if git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
+        raise FlowError("the work tree has staged changes: `flowgit run` merges task branches into it; "
+                        "commit or unstage them first", code="dirty")
+    tty = app.out.is_tty and not app.out.as_json
+    last = [0.0]
+
+    def log(line: str) -> None:
+        if tty:
+            app.out.out.write("\r\033[K")
+        app.out.info(line)
+
+    def progress(line: str) -> None:
+        if tty and time.monotonic() - last[0] > 0.2:
+            last[0] = time.monotonic()
+            app.out.out.write("\r\033[K" + line)
+            app.out.out.flush()
+
+    runner = Runner(repo.root, [plan_id], workers, executor, log, progress if tty else None)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log(f"stopping ({signal.Signals(signum).name}): executors stopped, claims released")
+        runner.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = runner.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if tty:
+        app.out.out.write("\r\033[K")
+    moves = [] if code == 130 else advance_plan(repo, plan_id, automatic_actor(repo))
+    for m in moves:
+        log(f"phase {m['from']} -> {m['to']} ({m['reason']})")
+    state = repo.state(plan_id)
+    result = {"plan": plan_id, "phase": state.phase, "done": runner.done, "failed": runner.failed,
+              "counts": state.counts, "seconds": round(time.monotonic() - runner.start, 2),
+              "interrupted": code == 130, "moves": moves}
+    app.out.result(result, f"{plan_id}: {runner.status_line()}; phase {state.phase}")
+    return code

@@ -1,0 +1,30 @@
+"""The built-in demo executor: writes each declared file of its task, for real.
+
+Run as `python -m flowgit.demo_executor PROMPT_FILE` in a task's worktree (FLOWGIT_* set)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    task = os.environ.get("FLOWGIT_TASK", "task")
+    files = [f for f in os.environ.get("FLOWGIT_FILES", "").split("\n") if f]
+    title = os.environ.get("FLOWGIT_TITLE", task)
+    if not files:
+        files = [f"notes/{task}.md"]
+    for rel in files:
+        path = Path(rel)
+        if path.is_absolute() or ".." in path.parts:
+            print(f"refusing to write outside the worktree: {rel}", file=sys.stderr)
+            return 2
+        path.parent.mkdir(parents=True, exist_ok=True)
+        comment = "--" if rel.endswith(".sql") else "#" if rel.endswith((".py", ".sh", ".md")) else "//"
+        path.write_text(f"{comment} {task}: {title}\n{comment} written by the flowgit demo executor\n")
+        print(f"wrote {rel}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""Executors: named argv templates with placeholders, never a shell string built from task text."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from flowgit.errors import FlowError
+from flowgit.model import Config, Executor, Plan, Task
+
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+BUILTIN: dict[str, Executor] = {
+    # `shell` runs the task's own `run:` argv (see argv_for).
+    "shell": Executor("shell", ("{run}",), {}, 3600.0),
+    # The demo executor writes the task's declared files for real (see flowgit.demo_executor).
+    "demo": Executor("demo", ("{python}", "-m", "flowgit.demo_executor", "{prompt_file}"), {}, 60.0),
+    # Documented templates for command-line coding agents (docs/executors.md).
+    "claude": Executor("claude", ("claude", "-p", "{prompt}", "--permission-mode", "acceptEdits"), {}, 3600.0),
+    "codex": Executor("codex", ("codex", "exec", "--full-auto", "{prompt}"), {}, 3600.0),
+    "gemini": Executor("gemini", ("gemini", "--yolo", "-p", "{prompt}"), {}, 3600.0),
+}
+
+
+def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
+    name = override or task.executor or plan.executor or config.default_executor
+    if name in config.executors:
+        return config.executors[name]
+    if name in BUILTIN:
+        return BUILTIN[name]
+    known = ", ".join(sorted(set(config.executors) | set(BUILTIN)))
+    raise FlowError(f"task {plan.id}/{task.id}: unknown executor {name!r} (known: {known}): "
+                    "define it under executors: in .flow/config.yaml", code="unknown_executor")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    timeout: float
+
+
+def argv_for(executor: Executor, values: Mapping[str, str], task: Task, plan_id: str) -> tuple[str, ...]:
+    """Fill placeholders element by element. `{run}` as a whole element expands to the task's
+    run argv. Values are inserted as data: no element is ever re-split or given to a shell."""
+    out: list[str] = []
+    for element in executor.argv:
+        if element == "{run}":
+            if not task.run:
+                raise FlowError(f"task {plan_id}/{task.id} has no run: command for the shell executor: "
+                                "add `run: [cmd, args...]` or choose another executor", code="no_run")
+            out.extend(task.run)
+            continue
+        out.append(PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), element))
+    if not out:
+        raise FlowError(f"executor {executor.name} has an empty argv", code="bad_executor")
+    return tuple(out)
+
+
+def prompt_text(plan: Plan, task: Task, spec: Mapping[str, object] | None,
+                adrs: Mapping[str, Mapping[str, object]], dep_notes: Mapping[str, str]) -> str:
+    """Everything an agent needs for one task, as Markdown."""
+    lines = [f"# Task {task.id}: {task.title}", "", f"Plan: {plan.id} - {plan.title}"]
+    if plan.goal:
+        lines += ["", "## Goal", "", plan.goal.strip()]
+    scope = plan.scope or {}
+    if scope:
+        lines += ["", "## Scope"]
+        for key in ("included", "excluded", "assumptions", "constraints"):
+            items = scope.get(key) or []
+            if items:
+                lines += ["", f"{key.capitalize()}:"] + [f"- {i}" for i in items]
+    if task.description:
+        lines += ["", "## Description", "", task.description.strip()]
+    if task.acceptance:
+        lines += ["", "## Acceptance criteria", ""] + [f"- [ ] {a}" for a in task.acceptance]
+    if task.files:
+        lines += ["", "## Files", ""] + [f"- {f}" for f in task.files]
+    reqs = (spec or {}).get("requirements") or []
+    if isinstance(reqs, list) and reqs:
+        lines += ["", "## Requirements", ""]
+        for r in reqs:
+            if isinstance(r, dict):
+                lines.append(f"- {r.get('id', '')} ({r.get('kind', '')}): {r.get('text', '')}")
+    wanted = list(plan.adrs) + list(task.adrs)
+    if wanted:
+        lines += ["", "## Architecture decisions", ""]
+        for adr_id in dict.fromkeys(wanted):
+            adr = adrs.get(adr_id) or {}
+            lines.append(f"- {adr_id} {adr.get('title', '')} [{adr.get('status', '?')}]: {adr.get('decision', '')}")
+    if dep_notes:
+        lines += ["", "## Notes from the tasks this one depends on", ""]
+        lines += [f"- {dep}: {note}" for dep, note in dep_notes.items()]
+    lines += ["", "Work in the current directory (a git worktree for this task). Commit or leave your "
+              "changes; flowgit commits and merges them when you exit 0."]
+    return "\n".join(lines) + "\n"
+
+
+def values_for(plan: Plan, task: Task, worktree: Path, prompt_file: Path, prompt: str,
+               branch: str, repo_root: Path, attempt: int, python: str) -> dict[str, str]:
+    return {"plan": plan.id, "task": task.id, "title": task.title, "worktree": str(worktree),
+            "prompt_file": str(prompt_file), "prompt": prompt, "branch": branch,
+            "repo": str(repo_root), "attempt": str(attempt), "python": python}
