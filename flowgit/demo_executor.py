@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 
 
+def check(paths: list[str]) -> int:
+    """The demo's test command: every produced file exists and names its task."""
+    bad = [p for p in paths if not Path(p).is_file() or "written by the flowgit demo executor" not in Path(p).read_text()]
+    for p in paths:
+        print(("FAIL " if p in bad else "ok   ") + p)
+    return 1 if bad else 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--check"]:
+        return check(argv[1:])
     task = os.environ.get("FLOWGIT_TASK", "task")
     files = [f for f in os.environ.get("FLOWGIT_FILES", "").split("\n") if f]
     title = os.environ.get("FLOWGIT_TITLE", task)

@@ -1,4 +1,6 @@
-"""`flowgit demo [DIR]`: the built-in webhook plan worked by concurrent workers, end to end."""
+"""`flowgit demo [DIR]`: the whole pipeline on the built-in webhook plan, end to end, with real
+processes: plan -> review and approval -> `run -n 3` with the demo executor (which writes the
+tasks' files) -> checkpoint with a validation run on those files -> approval -> finish."""
 from __future__ import annotations
 
 import json
@@ -9,103 +11,108 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from flowgit import git
+from flowgit import git, yamlio
 from flowgit.app import App
-from flowgit.errors import UsageError
+from flowgit.errors import FlowError, UsageError
 
 WORKERS = 3
 
 
-def example_plan() -> bytes:
-    return (resources.files("flowgit") / "examples" / "webhooks.yaml").read_bytes()
-
-
-def flowgit_argv(repo: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "flowgit", "--repo", str(repo), *args]
-
-
-def _worker_script(name: str) -> str:
-    """A simulated worker: claim, pretend to work, done; until nothing is left."""
-    return f"""
-import json, subprocess, sys, time
-repo = sys.argv[1]
-def fg(*a):
-    return subprocess.run([sys.executable, "-m", "flowgit", "--repo", repo, *a, "--json"],
-                          capture_output=True, text=True)
-idle = 0
-while True:
-    p = fg("claim", "webhooks", "--worker", {name!r})
-    if p.returncode == 3:
-        s = json.loads(fg("status", "webhooks").stdout)
-        if s["counts"]["ready"] + s["counts"]["pending"] + s["counts"]["claimed"] + s["counts"]["in_progress"] == 0 or idle > 200:
-            break
-        idle += 1
-        time.sleep(0.05)
-        continue
-    if p.returncode != 0:
-        print({name!r} + " error: " + p.stdout.strip() + p.stderr.strip(), flush=True)
-        time.sleep(0.05)
-        continue
-    task = json.loads(p.stdout)["task"]
-    print({name!r} + " claimed " + task, flush=True)
-    time.sleep(0.2)
-    d = fg("done", task, "--worker", {name!r}, "--note", "implemented by " + {name!r})
-    print({name!r} + (" done    " if d.returncode == 0 else " FAILED  ") + task, flush=True)
-"""
+def example_plan() -> str:
+    return (resources.files("flowgit") / "examples" / "webhooks.yaml").read_text(encoding="utf-8")
 
 
 def _prepare(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         raise UsageError(f"{directory} is not empty: give an empty or new directory")
-    env = {"GIT_AUTHOR_NAME": "flowgit demo", "GIT_AUTHOR_EMAIL": "demo@flowgit.invalid",
-           "GIT_COMMITTER_NAME": "flowgit demo", "GIT_COMMITTER_EMAIL": "demo@flowgit.invalid"}
-    os.environ.update(env)
-    git.run(["init", "-q", "-b", "main"], directory)
+    git.run(["init", "-q"], directory)
+    git.run(["symbolic-ref", "HEAD", "refs/heads/main"], directory)
     git.run(["config", "user.email", "demo@flowgit.invalid"], directory)
     git.run(["config", "user.name", "flowgit demo"], directory)
     (directory / "README.md").write_text("# webhook service (flowgit demo)\n")
     git.run(["add", "README.md"], directory)
-    git.run(["commit", "-q", "-m", "initial commit"], directory)
+    git.run(["commit", "-q", "--no-verify", "-m", "initial commit"], directory)
 
 
-def _run(app: App, repo: Path, *args: str) -> str:
-    proc = subprocess.run(flowgit_argv(repo, *args), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UsageError(f"demo step `flowgit {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc.stdout
+class Steps:
+    def __init__(self, app: App, repo: Path) -> None:
+        self.app = app
+        self.repo = repo
+        self.env = {**os.environ, "FLOWGIT_ACTOR": "demo-lead"}
+        for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+            self.env.pop(key, None)
+
+    def run(self, *args: str, show: bool = True) -> str:
+        self.app.out.info(f"$ flowgit {' '.join(args)}")
+        proc = subprocess.run([sys.executable, "-m", "flowgit", "--repo", str(self.repo), *args],
+                              capture_output=True, text=True, env=self.env)
+        if proc.returncode != 0:
+            raise FlowError(f"demo step `flowgit {' '.join(args)}` failed (exit {proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()}", code="demo_failed")
+        if show and proc.stdout.strip():
+            for line in proc.stdout.rstrip().splitlines():
+                self.app.out.info("  " + line)
+        return proc.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json", show=False))
 
 
 def demo(app: App, directory: Path | None) -> int:
-    target = directory or Path(tempfile.mkdtemp(prefix="flowgit-demo-"))
-    target = target.resolve()
+    start = time.monotonic()
+    target = (directory or Path(tempfile.mkdtemp(prefix="flowgit-demo-"))).resolve()
     _prepare(target)
     say = app.out.info
-    start = time.monotonic()
+    steps = Steps(app, target)
     say(f"== flowgit demo in {target}")
-    _run(app, target, "init")
-    plan_file = target / "webhooks.yaml"
-    plan_file.write_bytes(example_plan())
-    _run(app, target, "plan", "new", "webhooks", "--from", str(plan_file))
-    plan_file.unlink()
-    say("== plan webhooks created (6 tasks, checkpoint CP-WH); 3 workers start")
-    procs = [subprocess.Popen([sys.executable, "-c", _worker_script(f"worker-{i + 1}"), str(target)],
-                              stdout=subprocess.PIPE, text=True) for i in range(WORKERS)]
-    for proc in procs:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            say("   " + line.rstrip())
-        proc.wait()
-    status = json.loads(_run(app, target, "status", "webhooks", "--json"))
+    steps.run("init")
+    config = target / ".flow" / "config.yaml"
+    doc = yamlio.rt_load(config.read_text(), "config.yaml")
+    doc["approvals"]["required"] = 1
+    config.write_text(yamlio.rt_dump(doc))
+    git.run(["commit", "-q", "--no-verify", "-m", "flow: require one plan approval", "--", ".flow/config.yaml"], target)
+    plan = yamlio.rt_load(example_plan(), "webhooks.yaml")
+    plan.insert(list(plan).index("tags") + 1, "executor", "demo")
+    files = [f for t in plan["tasks"] for f in t.get("files", [])]
+    plan["checkpoints"][0]["validations"] = [
+        {"name": "files-written", "run": [sys.executable, "-m", "flowgit.demo_executor", "--check", *files],
+         "timeout": 60}]
+    source = target.parent / f".{target.name}-webhooks.yaml"
+    source.write_text(yamlio.rt_dump(plan))
+    try:
+        say("== 1. plan: the seeds' webhook delivery plan (6 tasks, checkpoint CP-WH)")
+        steps.run("plan", "new", "webhooks", "--from", str(source))
+    finally:
+        source.unlink(missing_ok=True)
+    base = git.head(target)
+    say("== 2. review: submit and approve")
+    steps.run("submit", "webhooks")
+    steps.run("approve", "webhooks", "--reviewer", "alice", "--comment", "looks right")
+    say(f"== 3. run: {WORKERS} workers, each task in its own worktree, merged back")
+    steps.run("run", "webhooks", "-n", str(WORKERS))
+    say("== 4. checkpoint review (changes, validation results, notes)")
+    review = steps.json("checkpoint", "webhooks")
+    steps.run("checkpoint", "webhooks")
+    steps.run("checkpoint", "webhooks", "--approve", "--reviewer", "alice", "--comment", "ship it")
+    say("== 5. finish: final validations, CHANGELOG.md, complete")
+    steps.run("finish", "webhooks")
     say("== status")
-    say(_run(app, target, "status", "webhooks").rstrip())
+    status = steps.json("status", "webhooks")
+    steps.run("status", "webhooks")
     say("== graph")
-    say(_run(app, target, "graph", "webhooks", "--format", "ascii").rstrip())
+    steps.run("graph", "webhooks", "--format", "ascii")
+    say("== plan diff since the plan was created")
+    steps.run("diff", base or "HEAD~1", "HEAD", "--plan", "webhooks")
     commits = int(git.out(["rev-list", "--count", "HEAD"], target))
     elapsed = time.monotonic() - start
+    ok = status["phase"] == "complete" and all(v["exit_code"] == 0 for v in review["validations"])
     result = {"repo": str(target), "plan": "webhooks", "phase": status["phase"],
               "progress": status["progress"], "counts": status["counts"], "commits": commits,
-              "seconds": round(elapsed, 2)}
-    app.out.result(result, f"== done in {elapsed:.1f}s: {status['progress']}% of webhooks, {commits} commits in {target}")
-    return 0 if status["progress"] == 100 else 1
+              "validations": review["validations"], "changes": review["changes"],
+              "seconds": round(elapsed, 2), "ok": ok}
+    app.out.result(result, f"== done in {elapsed:.1f}s: webhooks is {status['phase']}, "
+                           f"{commits} commits in {target}")
+    return 0 if ok else 1
