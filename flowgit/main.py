@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TextIO
 
 import click
 
@@ -385,6 +385,14 @@ def run_cmd(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     return run.run(app, plan_id, workers, executor)
 
 
+@command(cli, "mcp")
+def mcp_cmd(app: App) -> int:
+    """Serve the same operations as an MCP server over stdio."""
+    from flowgit.mcp_server import serve
+    app.repo.require_init()
+    return serve(app.repo.root)
+
+
 @command(cli, "demo")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def demo_cmd(app: App, directory: Path | None) -> int:
@@ -401,9 +409,10 @@ def merge_driver_cmd(paths: tuple[str, ...]) -> None:
     raise SystemExit(merge_driver_main(list(paths)))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run one flowgit command; `out`/`err` default to the process's streams."""
     args = list(sys.argv[1:] if argv is None else argv)
-    app = App(out=Output(as_json="--json" in args))
+    app = App(out=Output(as_json="--json" in args, out=out, err=err))
     try:
         rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
     except FlowError as exc:

@@ -160,7 +160,7 @@ def test_checkpoint_commit_within_two_seconds_and_resume(repo: Repo, watchers: l
     proc = repo.proc("checkpoint", "g", "--approve", "--reviewer", "rev")
     assert proc.returncode == 0, proc.stderr
     wait_for(lambda: phase(repo, "g") == "execute", 3, "execution to resume")
-    settle()
+    settle(0.5)
     assert subjects(repo).count("flow(g): phase execute") == 1  # (the first claim entered execute itself)
     repo.ok("claim", "g/c", "--worker", "w1")
     repo.ok("done", "g/c", "--worker", "w1")
@@ -172,7 +172,7 @@ def test_checkpoint_commit_within_two_seconds_and_resume(repo: Repo, watchers: l
     repo.ok("claim", "g/d", "--worker", "w1")
     repo.ok("done", "g/d", "--worker", "w1")
     wait_for(head_is(repo, "flow(g): phase finish"), 3, "the finish phase")
-    settle(0.6)
+    settle(0.5)
     assert subjects(repo, "-n", "1") == ["flow(g): phase finish"]
     assert repo.git("status", "--porcelain") == "", "the watcher writes nothing but its commits"
     stop_cleanly(w)
@@ -269,14 +269,14 @@ def test_checkout_storm_and_rebase(repo: Repo, watchers: list[Watcher]) -> None:
     flow_before = flow_commits(repo)
 
     w = start(watchers, repo, "--interval", "5")
-    for _ in range(4):
+    for _ in range(3):
         repo.git("checkout", "-q", "big")
         repo.git("checkout", "-q", "main")
     repo.git("checkout", "-q", "feature")
     repo.git("rebase", "-q", "main")
     repo.git("checkout", "-q", "big")
     repo.git("checkout", "-q", "main")
-    settle(1.5)
+    settle(1.0)
     assert w.proc.poll() is None, w.output
     assert flow_commits(repo) == flow_before, w.output
     assert repo.git("status", "--porcelain") == ""
@@ -346,7 +346,7 @@ def test_no_growth_over_a_long_run(repo: Repo, watchers: list[Watcher]) -> None:
     marks: dict[int, tuple[int, int, int]] = {}
     for i in range(1, 201):
         notes.write_text(f"pass {i}\n")
-        time.sleep(0.035)  # > debounce + one pass (~20 ms): about one pass per write
+        time.sleep(0.025)  # > debounce + one pass (~20 ms): about one pass per write
         if i in (50, 200):
             time.sleep(0.1)
             marks[i] = (_rss_kb(pid), _fds(pid), _cpu_ticks(pid))

@@ -1,0 +1,155 @@
+"""`flowgit mcp`: the CLI's operations as an MCP server over stdio.
+
+Every tool runs the same command the CLI runs (same lock, rules and errors) with `--json`
+and returns its JSON object; a flowgit error becomes a tool error carrying its code."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from flowgit.main import main
+
+
+def tool_error(message: str) -> Exception:
+    """The SDK's ToolError, whose message reaches the client (other exceptions are masked)."""
+    return _tool_error_class()(message)
+
+
+def _tool_error_class() -> type[Exception]:
+    try:
+        from mcp.server.mcpserver.exceptions import ToolError as V2
+        return V2
+    except ImportError:
+        try:
+            from mcp.server.fastmcp.exceptions import ToolError as V1
+            return V1
+        except ImportError:
+            return RuntimeError
+
+
+
+
+def call(repo: Path, *args: str) -> dict[str, Any]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--repo", str(repo), *args, "--json"], out=out, err=err)
+    text = out.getvalue().strip()
+    try:
+        data = json.loads(text.splitlines()[-1]) if text else {}
+    except ValueError:
+        data = {"output": text}
+    if code != 0:
+        error = data.get("error") if isinstance(data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else (err.getvalue().strip() or text)
+        slug = error.get("code") if isinstance(error, dict) else "error"
+        raise tool_error(f"[{slug}, exit {code}] {message}")
+    return data if isinstance(data, dict) else {"result": data}
+
+
+def build(repo: Path) -> Any:
+    try:
+        from mcp.server.mcpserver import MCPServer as Server  # mcp >= 2
+    except ImportError:
+        from mcp.server.fastmcp import FastMCP as Server  # mcp 1.x
+
+    server = Server("flowgit", instructions=(
+        "flowgit: plans, tasks and their history in git. Use status/next to see work, claim to "
+        "take a task, heartbeat while working, done or fail when finished."))
+
+    def opt(flag: str, value: Any) -> list[str]:
+        return [] if value in (None, "", [], False) else ([flag] if value is True else [flag, str(value)])
+
+    @server.tool()
+    def status(plan: str | None = None) -> dict[str, Any]:
+        """Phase, progress, counts, ready tasks, stalled chains and tasks of a plan (or all)."""
+        return call(repo, "status", *([plan] if plan else []))
+
+    @server.tool()
+    def next(plan: str | None = None) -> dict[str, Any]:  # noqa: A001 - the CLI's name
+        """The task `claim` would take; changes nothing."""
+        return call(repo, "next", *([plan] if plan else []))
+
+    @server.tool()
+    def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
+        """Claim the best ready task of a plan, or the task named (PLAN/TASK)."""
+        return call(repo, "claim", *([target] if target else []), "--worker", worker,
+                    *opt("--lease", lease_seconds))
+
+    @server.tool()
+    def start(task: str, worker: str) -> dict[str, Any]:
+        """Mark a claimed task in progress."""
+        return call(repo, "start", task, "--worker", worker)
+
+    @server.tool()
+    def heartbeat(task: str, worker: str) -> dict[str, Any]:
+        """Extend the lease on a task you hold."""
+        return call(repo, "heartbeat", task, "--worker", worker)
+
+    @server.tool()
+    def done(task: str, worker: str, note: str | None = None,
+             files_modified: list[str] | None = None) -> dict[str, Any]:
+        """Record a task you hold as done."""
+        args = ["done", task, "--worker", worker, *opt("--note", note)]
+        for f in files_modified or []:
+            args += ["--files-modified", f]
+        return call(repo, *args)
+
+    @server.tool()
+    def fail(task: str, worker: str, error: str, mode: str = "fail") -> dict[str, Any]:
+        """Record a failure. mode: fail | retry | skip | skip-dependents."""
+        flags = {"fail": [], "retry": ["--retry"], "skip": ["--skip"], "skip-dependents": ["--skip-dependents"]}
+        if mode not in flags:
+            raise tool_error("mode must be fail, retry, skip or skip-dependents")
+        return call(repo, "fail", task, "--worker", worker, "--error", error, *flags[mode])
+
+    @server.tool()
+    def plan_show(plan: str, rev: str | None = None) -> dict[str, Any]:
+        """A plan's definition, now or at a git revision."""
+        return call(repo, "plan", "show", plan, *opt("--rev", rev))
+
+    @server.tool()
+    def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
+                 files: list[str] | None = None, acceptance: list[str] | None = None,
+                 priority: str | None = None) -> dict[str, Any]:
+        """Add a task to a plan (ready as soon as its dependencies allow)."""
+        args = ["task", "add", plan, task, "--title", title, *opt("--priority", priority)]
+        for flag, values in (("--dep", depends_on), ("--file", files), ("--accept", acceptance)):
+            for v in values or []:
+                args += [flag, v]
+        return call(repo, *args)
+
+    @server.tool()
+    def graph(plan: str, format: str = "mermaid") -> dict[str, Any]:  # noqa: A002
+        """The task graph (mermaid, dot, gantt or ascii), critical path and parallel groups."""
+        return call(repo, "graph", plan, "--format", format)
+
+    @server.tool()
+    def diff(rev_a: str | None = None, rev_b: str | None = None, plan: str | None = None) -> dict[str, Any]:
+        """Semantic plan diff between two revisions (default: merge-base .. working tree)."""
+        revs = [r for r in (rev_a, rev_b) if r]
+        return call(repo, "diff", *revs, *opt("--plan", plan), "--format", "json")
+
+    @server.tool()
+    def approve(plan: str, reviewer: str, comment: str | None = None) -> dict[str, Any]:
+        """Approve a plan in review."""
+        return call(repo, "approve", plan, "--reviewer", reviewer, *opt("--comment", comment))
+
+    @server.tool()
+    def events(plan: str, task: str | None = None) -> dict[str, Any]:
+        """The events of a plan or of one task, in order."""
+        return call(repo, "events", plan, *([task] if task else []))
+
+    return server
+
+
+def serve(repo: Path) -> int:
+    try:
+        server = build(repo)
+    except ImportError:
+        from flowgit.errors import FlowError
+
+        raise FlowError("the MCP server needs the mcp package: pip install 'flowgit[mcp]'",
+                        code="missing_extra") from None
+    server.run("stdio")
+    return 0
