@@ -367,6 +367,25 @@ def hooks_install_cmd(app: App) -> int:
     return hooks.install(app)
 
 
+@command(cli, "signal")
+@click.argument("plan_id", metavar="PLAN")
+@click.argument("name")
+@click.option("--data", help="A JSON value passed to the signal's action.")
+def signal_cmd(app: App, plan_id: str, name: str, data: str | None) -> int:
+    """Send a signal to a plan; the watcher runs its configured action once."""
+    from flowgit.commands import compact
+    return compact.signal(app, plan_id, name, data)
+
+
+@command(cli, "compact")
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--keep", type=int, help="Events to keep after the snapshot (default: config compact.keep).")
+def compact_cmd(app: App, plan_id: str, keep: int | None) -> int:
+    """Replace long event logs by a snapshot plus their last N events, in one commit."""
+    from flowgit.commands import compact
+    return compact.compact(app, plan_id, keep)
+
+
 @command(cli, "doctor")
 @click.option("--fix", is_flag=True, help="Repair what can be repaired.")
 def doctor_cmd(app: App, fix: bool) -> int:

@@ -68,7 +68,7 @@ def apply(rec: TaskRecord, ev: Event) -> TaskRecord:
     t = ev.type
     if t == "task.snapshot":
         snap = TaskRecord.from_dict(d.get("state") or {})
-        return replace(snap, events=rec.events, last_clock=rec.last_clock)
+        return replace(snap, last_clock=max(snap.last_clock, rec.last_clock))
     if t == "task.claimed":
         if rec.status in ("done", "skipped", "failed"):
             return rec

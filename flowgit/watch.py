@@ -94,23 +94,37 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
     return schedule(PollingObserver(timeout=1)), "polling"
 
 
+BUSY_RECHECK = 1.0  # seconds between looks while git is busy (file events usually come first)
+
+
 def git_busy(dirs: git.RepoDirs) -> str | None:
+    """Why the watcher must not write now, if it must not: git owns the index, or HEAD is
+    detached (a checkout of an old commit to look at it is no branch to commit moves to)."""
     busy = git.operation_in_progress(dirs)
     if busy:
-        return busy
+        return f"{busy} is in progress"
     if (dirs.git_dir / "index.lock").exists():
-        return "another git command (index.lock exists)"
+        return "another git command is in progress (index.lock exists)"
+    try:
+        head = (dirs.git_dir / "HEAD").read_bytes()
+    except OSError:
+        return None
+    if not head.startswith(b"ref:"):
+        return "HEAD is detached (no branch to commit to)"
     return None
 
 
-def one_pass(root: Path, log: Callable[[str], None], extra: Callable[[FlowRepo], None] | None = None) -> int:
-    """Read the state afresh and apply whatever the rules decide. Returns moves applied."""
+def one_pass(root: Path, log: Callable[[str], None],
+             extra: Callable[[FlowRepo, Callable[[str], None]], None] | None = None,
+             busy_log: Callable[[str], None] | None = None) -> int:
+    """Read the state afresh and apply whatever the rules decide. Returns moves applied, or
+    -1 when git is busy (nothing read, nothing written)."""
     from flowgit.pipeline import advance_plan
 
     repo = FlowRepo(root)
     busy = git_busy(repo.dirs)
     if busy:
-        log(f"waiting: {busy} is in progress")
+        (busy_log or log)(f"waiting: {busy}")
         return -1
     applied = 0
     actor = automatic_actor(repo)
@@ -124,9 +138,20 @@ def one_pass(root: Path, log: Callable[[str], None], extra: Callable[[FlowRepo],
         except FlowError as exc:
             log(f"{pid}: skipped: {exc.message}")
     if extra is not None:
-        extra(repo)
+        extra(repo, log)
     repo.save_cache()
     return applied
+
+
+def extras(dispatcher: Any) -> Callable[[FlowRepo, Callable[[str], None]], None]:
+    """Signals, schedules, waits and compaction, then dispatching (with --run)."""
+    from flowgit.durable import watcher_extras
+
+    def run(repo: FlowRepo, log: Callable[[str], None]) -> None:
+        watcher_extras(repo, automatic_actor(repo), log)
+        if dispatcher is not None:
+            dispatcher.tick(repo)
+    return run
 
 
 def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None = None,
@@ -157,20 +182,32 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
         dispatcher = Dispatcher(root, workers, log)
     log(f"watching {root} ({mode}; rescan every {rescan:g}s{f'; running {workers} worker(s)' if workers else ''})")
     passes = 0
+    waiting: list[str] = []  # the busy line last logged: said once, not on every look
+
+    def busy_log(line: str) -> None:
+        if waiting != [line]:
+            waiting[:] = [line]
+            log(line)
+
     try:
         trigger.poke()
+        timeout = rescan
         while not stop.is_set():
-            due = trigger.wait(rescan, stop)
+            trigger.wait(timeout, stop)
             if stop.is_set():
                 break
-            result = one_pass(root, log, dispatcher.tick if dispatcher else None)
+            result = one_pass(root, log, extras(dispatcher), busy_log)
             if result == -1:
-                trigger.poke()  # git is busy: look again after the next quiet period
-                time.sleep(trigger.debounce)
+                # git is busy: its end is a file event in the git dir; look again soon anyway
+                timeout = min(rescan, BUSY_RECHECK)
+            else:
+                if waiting:
+                    log("git is done: watching again")
+                    waiting.clear()
+                timeout = rescan
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break
-            del due
     finally:
         if dispatcher is not None:
             dispatcher.stop()

@@ -154,7 +154,8 @@ def test_checkpoint_commit_within_two_seconds_and_resume(repo: Repo, watchers: l
     repo.ok("done", "g/a", "--worker", "w1", "--note", "store done")
     took = wait_for(head_is(repo, "flow(g): phase checkpoint"), 2.0, "the checkpoint commit")
     assert took < 2.0
-    assert any("g: execute -> checkpoint" in line and "CP1" in line for line in w.lines), w.output
+    wait_for(lambda: any("g: execute -> checkpoint" in line and "CP1" in line for line in w.lines), 2,
+             "the decision's log line")
 
     # an approval from another process: execution resumes, with one phase commit only
     proc = repo.proc("checkpoint", "g", "--approve", "--reviewer", "rev")
@@ -239,9 +240,27 @@ def test_silent_while_index_lock_exists(repo: Repo, watchers: list[Watcher]) -> 
     w = start(watchers, repo, "--interval", "5")
     settle(1.0)
     assert repo.git("rev-parse", "HEAD") == head
-    assert any("index.lock" in line for line in w.lines), w.output
+    said = [line for line in w.lines if "index.lock" in line]
+    assert len(said) == 1, f"the wait is logged once, not on every look:\n{w.output}"
     lock.unlink()
     wait_for(head_is(repo, "flow(g): phase checkpoint"), 3, "the move after index.lock went away")
+    stop_cleanly(w)
+
+
+def test_no_commit_on_a_detached_head(repo: Repo, watchers: list[Watcher]) -> None:
+    """Looking at an old commit (where a move was still due) must not grow a commit there."""
+    _needs_a_move(repo)
+    repo.ok("advance")
+    repo.git("checkout", "-q", "--detach", "HEAD~1")
+    old = repo.git("rev-parse", "HEAD")
+    w = start(watchers, repo, "--interval", "5")
+    settle(1.0)
+    assert repo.git("rev-parse", "HEAD") == old, f"a move was committed on a detached HEAD:\n{w.output}"
+    assert any("detached" in line for line in w.lines), w.output
+    main = repo.git("rev-parse", "main")
+    repo.git("checkout", "-q", "main")
+    settle(0.6)
+    assert repo.git("rev-parse", "HEAD") == main
     stop_cleanly(w)
 
 

@@ -1,0 +1,24 @@
+"""Event history from git: every event any version of a log held, so compaction loses nothing."""
+from __future__ import annotations
+
+from flowgit import git
+from flowgit.events import Event, parse_log
+from flowgit.store import FlowRepo, iter_events_all
+
+
+def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[Event]:
+    """The current logs plus the logs as they were just before each compaction commit."""
+    prefix = f".flow/plans/{plan_id}/events"
+    path = f"{prefix}/{task_id}.jsonl" if task_id else prefix
+    shas = git.out(["log", "--format=%H", "--grep=^Flow-Event: compact", "--", path], repo.root).split()
+    seen: dict[str, Event] = {}
+    for sha in shas:
+        files = git.read_tree(repo.root, f"{sha}^", path)
+        for rel, data in files.items():
+            for ev in parse_log(data, f"{sha[:10]}^:{rel}").events:
+                seen.setdefault(ev.id, ev)
+    current = (repo.read_log(plan_id, task_id).events if task_id else iter_events_all(repo, plan_id))
+    for ev in current:
+        if ev.type not in ("task.snapshot", "plan.snapshot") or not shas:
+            seen.setdefault(ev.id, ev)
+    return list(seen.values())
