@@ -20,6 +20,15 @@ def split_point(events: Sequence[Event], keep: int) -> int:
     return cut
 
 
+def snapshot_actor(prefix: Sequence[Event]) -> str:
+    """The snapshot's actor: one that sorts after every event it replaces. Events are ordered
+    by (clock, actor, id) and the snapshot takes the last replaced clock, so were it to sort
+    before a replaced event with that clock, a merge with a branch that still has the long log
+    (the merge driver keeps the union by id) would apply that event a second time."""
+    top = max(e.actor for e in prefix if e.clock == prefix[-1].clock)
+    return COMPACTOR if COMPACTOR > top else f"{top}~{COMPACTOR}"
+
+
 def compact_task_log(events: Sequence[Event], keep: int, now: float) -> list[Event] | None:
     """The new log, or None when there is nothing worth compacting."""
     ordered = canonical(events)
@@ -29,13 +38,21 @@ def compact_task_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     prefix = ordered[:cut]
     record = reduce_task(prefix)
     last = prefix[-1]
-    snap = make_event("task.snapshot", last.plan, last.task, COMPACTOR, last.clock,
+    snap = make_event("task.snapshot", last.plan, last.task, snapshot_actor(prefix), last.clock,
                       {"state": record.to_dict(), "replaces": len(prefix),
                        "through": last.id}, now)
     return [snap, *ordered[cut:]]
 
 
-KEEP_ALWAYS = ("signal.received", "signal.handled")
+def handled_signal_ids(events: Sequence[Event]) -> set[str]:
+    """Ids of the signals a watcher took (`signal.handled`, or listed by a plan snapshot)."""
+    out: set[str] = set()
+    for ev in events:
+        if ev.type == "signal.handled":
+            out.add(str(ev.data.get("signal")))
+        elif ev.type == "plan.snapshot":
+            out.update(str(x) for x in (ev.data.get("state") or {}).get("signals_handled") or ())
+    return out
 
 
 def compact_plan_log(events: Sequence[Event], keep: int, now: float) -> list[Event] | None:
@@ -48,17 +65,22 @@ def compact_plan_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     schedules: dict[str, str] = {}
     for ev in prefix:
         if ev.type == "schedule.ran":
-            schedules[str(ev.data.get("schedule"))] = ev.at
+            slot = ev.data.get("slot")
+            schedules[str(ev.data.get("schedule"))] = slot if isinstance(slot, str) else ev.at
         elif ev.type == "plan.snapshot":
             schedules.update((ev.data.get("state") or {}).get("schedules", {}))
+    # Signals: a handled one is remembered by its id alone (so an old copy of the log merged
+    # back in cannot make it pending again); only the pending ones are kept as events.
+    handled = handled_signal_ids(ordered)
     state = {
         "phase": info.phase, "base_commit": info.base_commit, "accepted_hash": info.accepted_hash,
         "halted_from": info.halted_from, "failed_tasks": list(info.failed_tasks),
         "approvals": [asdict(a) for a in info.approvals],
         "checkpoints": checkpoint_decisions(prefix), "schedules": schedules,
+        "signals_handled": sorted(handled_signal_ids(prefix)),
     }
     last = prefix[-1]
-    snap = make_event("plan.snapshot", last.plan, None, COMPACTOR, last.clock,
+    snap = make_event("plan.snapshot", last.plan, None, snapshot_actor(prefix), last.clock,
                       {"state": state, "replaces": len(prefix), "through": last.id}, now)
-    kept_signals = [e for e in prefix if e.type in KEEP_ALWAYS]
+    kept_signals = [e for e in prefix if e.type == "signal.received" and e.id not in handled]
     return [snap, *kept_signals, *ordered[cut:]]

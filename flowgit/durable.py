@@ -8,13 +8,13 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from flowgit import retry
 from flowgit.errors import FlowError, IllegalTransition
-from flowgit.events import PLAN_LOG, Event, canonical, make_event, parse_time
+from flowgit.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
 from flowgit.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
-from flowgit.pipeline import plan_clock, run_validation
+from flowgit.pipeline import OUTPUT_TAIL, plan_clock, run_validation
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, commit_message
 from flowgit.txn import transaction
@@ -25,8 +25,16 @@ Log = Callable[[str], None]
 # ----- signals ---------------------------------------------------------------------------------
 
 def pending_signals(events: list[Event]) -> list[Event]:
-    handled = {e.data.get("signal") for e in events if e.type == "signal.handled"}
+    from flowgit.compaction import handled_signal_ids
+
+    handled = handled_signal_ids(events)
     return [e for e in canonical(events) if e.type == "signal.received" and e.id not in handled]
+
+
+def _is_handled(events: Sequence[Event], sig_id: str) -> bool:
+    from flowgit.compaction import handled_signal_ids
+
+    return sig_id in handled_signal_ids(events)
 
 
 def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
@@ -36,26 +44,33 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         action = repo.config.signals.get(name)
         if action is None:
             outcome: dict[str, Any] = {"outcome": "ignored", "reason": f"no action configured for {name!r}"}
-            _record_signal(repo, plan_id, sig, actor, outcome, {})
-            log(f"{plan_id}: signal {name}: no action configured (recorded as ignored)")
-            done += 1
+            # under the lock and only if still unhandled: two watchers record it once
+            if _record_signal(repo, plan_id, sig, actor, outcome, {}, only_if_unhandled=True):
+                log(f"{plan_id}: signal {name}: no action configured (recorded as ignored)")
+                done += 1
             continue
+        if not isinstance(action, Mapping):
+            action = {}
         if not _start_signal(repo, plan_id, sig, actor):
             continue
         files: dict[Path, bytes] = {}
+        data = sig.data.get("data")
         try:
             if "builtin" in action:
-                outcome, files = _builtin(repo, plan_id, str(action["builtin"]), sig.data.get("data") or {})
+                outcome, files = _builtin(repo, plan_id, str(action["builtin"]),
+                                          data if isinstance(data, Mapping) else {})
             else:
-                v = Validation(name=name, argv=argv_of(action.get("run"), f"signals.{name}.run"),
-                               timeout=float(action.get("timeout", 600)))
-                env = {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SIGNAL": name,
-                       "FLOWGIT_SIGNAL_DATA": json.dumps(sig.data.get("data") or {})}
-                r = run_validation(v, str(repo.root), env)
-                outcome = {"outcome": "ok" if r.ok else "failed", "exit_code": r.exit_code,
-                           "duration": r.duration, "output_tail": r.output_tail}
+                argv = argv_of(action.get("run"), f"signals.{name}.run")
+                payload = json.dumps({} if data is None else data)
+                env = {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SIGNAL": name, "FLOWGIT_SIGNAL_DATA": payload}
+                code, duration, tail = run_action(argv, repo.root, float(action.get("timeout", 600)),
+                                                  env, payload)
+                outcome = {"outcome": "ok" if code == 0 else "failed", "exit_code": code,
+                           "duration": duration, "output_tail": tail}
         except FlowError as exc:
             outcome = {"outcome": "failed", "error": exc.message}
+        except (TypeError, ValueError) as exc:
+            outcome = {"outcome": "failed", "error": f"signals.{name}: {exc}"}
         _record_signal(repo, plan_id, sig, actor, outcome, files)
         log(f"{plan_id}: signal {name}: {outcome['outcome']}")
         done += 1
@@ -65,8 +80,7 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
 def _start_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str) -> bool:
     """Take the signal under the lock, so only one watcher runs its action."""
     def decide(state: PlanState, now: float) -> Any:
-        events = list(repo.plan_events(plan_id))
-        if any(e.type == "signal.handled" and e.data.get("signal") == sig.id for e in events):
+        if _is_handled(repo.plan_events(plan_id), sig.id):
             return {}, {}, "", False
         ev = make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
                         {"signal": sig.id, "name": sig.data.get("name"), "outcome": "started"}, now)
@@ -77,13 +91,38 @@ def _start_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str) -> bool:
 
 
 def _record_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str, outcome: dict[str, Any],
-                   files: Mapping[Path, bytes]) -> None:
+                   files: Mapping[Path, bytes], only_if_unhandled: bool = False) -> bool:
     def decide(state: PlanState, now: float) -> Any:
+        if only_if_unhandled and _is_handled(repo.plan_events(plan_id), sig.id):
+            return {}, {}, "", False
         ev = make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
                         {"signal": sig.id, "name": sig.data.get("name"), **outcome}, now)
         return {repo.log_file(plan_id, PLAN_LOG): [ev]}, files, \
-            commit_message(plan_id, None, f"signal {sig.data.get('name')} {outcome['outcome']}", actor), None
-    transaction(repo, plan_id, decide)
+            commit_message(plan_id, None, f"signal {sig.data.get('name')} {outcome['outcome']}", actor), True
+    recorded, _ = transaction(repo, plan_id, decide)
+    return bool(recorded)
+
+
+def run_action(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[str, str],
+               stdin: str) -> tuple[int, float, str]:
+    """Run a signal's argv action (never a shell) with the signal's data on stdin: its exit
+    code, duration and the tail of its output."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **env})
+    except OSError as exc:
+        return 127, 0.0, f"cannot run {argv[0]!r}: {exc.strerror}"
+    try:
+        out, _ = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        code = 124
+        out = (out or b"") + f"\n[flowgit: timed out after {timeout:g}s]".encode()
+    return code, round(time.monotonic() - start, 3), (out or b"").decode("utf-8", "replace")[-OUTPUT_TAIL:]
 
 
 def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[Path, bytes]]:
@@ -115,8 +154,45 @@ def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str,
     text = loaded.path.read_text(encoding="utf-8")
     if new:
         text = append_tasks(text, repo.rel(loaded.path), new)
-        check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
+        plan = check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
+        _refuse_cross_plan_cycle(repo, plan)
     return text, [t["id"] for t in new]
+
+
+def _append_to(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str, list[str]]:
+    """`text` with one more task, checked like `add_tasks_text` (the same id twice: unchanged)."""
+    from flowgit.commands.plans import append_tasks, check_plan_text
+    from flowgit import yamlio
+
+    if not isinstance(task, dict) or "id" not in task or "title" not in task:
+        raise FlowError(f"a task to add needs an id and a title: {task!r}")
+    display = repo.rel(repo.plan_file(plan_id))
+    current = Plan.from_dict(yamlio.loads(text, display), display)
+    if task["id"] in set(current.node_ids()):
+        return text, []
+    new = append_tasks(text, display, [{k: v for k, v in task.items() if k not in ("kind", "plan")}])
+    plan = check_plan_text(repo, new, display, plan_id)
+    _refuse_cross_plan_cycle(repo, plan)
+    return new, [str(task["id"])]
+
+
+def _refuse_cross_plan_cycle(repo: FlowRepo, plan: Plan) -> None:
+    """`validate` rejects plans that wait on each other in a cycle: never write one."""
+    from flowgit.semantic import cross_plan_cycle
+
+    plans: dict[str, Plan] = {}
+    for pid in repo.plan_ids():
+        if pid == plan.id:
+            continue
+        try:
+            plans[pid] = repo.load_plan(pid).plan
+        except FlowError:
+            continue
+    plans[plan.id] = plan
+    cycle = cross_plan_cycle(plans)
+    if cycle:
+        raise FlowError(f"plan {plan.id}: the new tasks would make plans wait on each other in a "
+                        f"cycle {' -> '.join(cycle)}")
 
 
 # ----- scheduled discovery ---------------------------------------------------------------------
@@ -125,11 +201,22 @@ def last_runs(events: list[Event]) -> dict[str, float]:
     out: dict[str, float] = {}
     for ev in canonical(events):
         if ev.type == "schedule.ran":
-            out[str(ev.data.get("schedule"))] = ev.timestamp
+            out[str(ev.data.get("schedule"))] = slot_of(ev)
         elif ev.type == "plan.snapshot":
             for k, v in ((ev.data.get("state") or {}).get("schedules") or {}).items():
                 out[k] = parse_time(v)
     return out
+
+
+def slot_of(ev: Event) -> float:
+    """The time a `schedule.ran` event ran for: its `slot` (the pass's clock), else its time."""
+    slot = ev.data.get("slot")
+    if isinstance(slot, str):
+        try:
+            return parse_time(slot)
+        except ValueError:
+            pass
+    return ev.timestamp
 
 
 def due_schedules(schedules: list[Mapping[str, Any]], runs: Mapping[str, float], now: float) -> list[Mapping[str, Any]]:
@@ -152,13 +239,21 @@ def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None
             continue
         plan_id = str(sched["plan"])
         sid = str(sched.get("id"))
-        if not due_schedules([sched], last_runs(list(repo.plan_events(plan_id))), now):
-            continue
-        argv = argv_of(sched.get("run"), f"schedules.{sid}.run")
-        code, out = run_discovery(argv, repo.root, float(sched.get("timeout", 600)),
-                                  {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SCHEDULE": sid})
-        items, problems = parse_discovery(out)
-        count += _apply_discovery(repo, plan_id, sid, actor, items, problems, code, log, now)
+        # one bad schedule (unknown plan, bad interval or argv) is logged and skipped: it
+        # must not stop the watcher's pass, nor the other schedules
+        try:
+            repo.load_plan(plan_id)
+            if not due_schedules([sched], last_runs(list(repo.plan_events(plan_id))), now):
+                continue
+            argv = argv_of(sched.get("run"), f"schedules.{sid}.run")
+            code, out = run_discovery(argv, repo.root, float(sched.get("timeout", 600)),
+                                      {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SCHEDULE": sid})
+            items, problems = parse_discovery(out)
+            count += _apply_discovery(repo, plan_id, sid, actor, items, problems, code, log, now)
+        except FlowError as exc:
+            log(f"schedule {sid}: skipped: {exc.message}")
+        except (TypeError, ValueError) as exc:
+            log(f"schedule {sid}: skipped: {exc}")
     return count
 
 
@@ -202,12 +297,25 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
         sched = next(s for s in repo.config.schedules if str(s.get("id")) == sid)
         if not due_schedules([sched], runs, started):
             return {}, {}, "", None  # another watcher ran it meanwhile
+        from flowgit.commands.plans import check_plan_text
+
+        issues = list(problems)
         tasks = [i for i in items if i.get("kind", "task") == "task" and i.get("plan", plan_id) == plan_id]
         plans = [i for i in items if i.get("kind") == "plan"]
         files: dict[Path, bytes] = {}
         added: list[str] = []
         if tasks and code == 0:
-            text, added = add_tasks_text(repo, plan_id, tasks)
+            # a bad item is reported and skipped; it must not keep the good ones out forever
+            try:
+                text, added = add_tasks_text(repo, plan_id, tasks)
+            except FlowError:
+                text, added = repo.load_plan(plan_id).path.read_text(encoding="utf-8"), []
+                for t in tasks:
+                    try:
+                        text, more = _append_to(repo, plan_id, text, t)
+                        added += more
+                    except FlowError as exc:
+                        issues.append(f"task {t.get('id')!r}: {exc.message}")
             if added:
                 files[repo.plan_file(plan_id)] = text.encode()
         created = []
@@ -215,18 +323,30 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
         for p in plans if code == 0 else []:
             pid = p.get("id")
             if not is_valid_id(pid) or repo.plan_file(str(pid)).exists():
+                if not is_valid_id(pid):
+                    issues.append(f"plan {pid!r}: not a valid plan id")
                 continue
             data = {"id": pid, "title": p.get("title") or pid, "goal": p.get("goal") or "",
-                    "tasks": p.get("tasks") or []}
+                    "tasks": [{k: v for k, v in t.items() if k not in ("kind", "plan")}
+                              if isinstance(t, dict) else t for t in p.get("tasks") or []]}
             if p.get("parent"):
                 data["parent"] = p["parent"]
-            files[repo.plan_file(str(pid))] = yamlio.dump_new(data).encode()
+            rendered = yamlio.dump_new(data)
+            try:
+                check_plan_text(repo, rendered, repo.rel(repo.plan_file(str(pid))), str(pid))
+            except FlowError as exc:
+                issues.append(f"plan {pid!r}: {exc.message}")
+                continue
+            files[repo.plan_file(str(pid))] = rendered.encode()
             appends[repo.log_file(str(pid), PLAN_LOG)] = [make_event(
                 "plan.created", str(pid), None, actor, 1, {"title": data["title"], "schedule": sid}, now)]
             created.append(str(pid))
+        # `slot` is the time the schedule ran for (the pass's clock): the next run is due an
+        # interval after it, however long the watcher was down before
         ev = make_event("schedule.ran", plan_id, None, actor, plan_clock(repo, plan_id),
-                        {"schedule": sid, "exit_code": code, "tasks_added": added,
-                         "plans_created": created, "problems": problems}, now)
+                        {"schedule": sid, "slot": format_time(started),
+                         "outcome": "ok" if code == 0 else "failed", "exit_code": code,
+                         "tasks_added": added, "plans_created": created, "problems": issues}, now)
         appends[repo.log_file(plan_id, PLAN_LOG)] = [ev]
         return appends, files, commit_message(plan_id, None, f"schedule {sid}", actor), (added, created)
 

@@ -23,15 +23,20 @@ BUILTIN: dict[str, Executor] = {
 }
 
 
-def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
-    name = override or task.executor or plan.executor or config.default_executor
+def by_name(config: Config, name: str, where: str) -> Executor:
+    """The executor called `name` (config first, then the built-ins), or an error naming the known ones."""
     if name in config.executors:
         return config.executors[name]
     if name in BUILTIN:
         return BUILTIN[name]
     known = ", ".join(sorted(set(config.executors) | set(BUILTIN)))
-    raise FlowError(f"task {plan.id}/{task.id}: unknown executor {name!r} (known: {known}): "
+    raise FlowError(f"{where}: unknown executor {name!r} (known: {known}): "
                     "define it under executors: in .flow/config.yaml", code="unknown_executor")
+
+
+def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
+    name = override or task.executor or plan.executor or config.default_executor
+    return by_name(config, name, f"task {plan.id}/{task.id}")
 
 
 @dataclass(frozen=True)

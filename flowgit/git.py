@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from flowgit.errors import FlowError, GitError
+from flowgit.errors import FlowError, GitError, RaceLost
 
 GIT_ENV_DROP = ("GIT_INDEX_FILE",)
 
@@ -32,8 +32,13 @@ def run(
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH: install git") from None
     if check and proc.returncode != 0:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = msg[-1] if msg else f"exit {proc.returncode}"
+        msg = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
+        # git's first fatal/error line says what happened; its last line is often advice
+        detail = next((ln for ln in msg if ln.startswith(("fatal:", "error:"))), msg[-1] if msg else "")
+        detail = detail or f"exit {proc.returncode}"
+        if ".lock': File exists" in detail or "cannot lock ref" in detail:
+            raise RaceLost(f"git {args[0]} failed: {detail} (another git command is using the "
+                           "repository: retry when it has finished)")
         raise GitError(f"git {args[0]} failed: {detail}")
     return proc
 

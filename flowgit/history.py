@@ -19,6 +19,12 @@ def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[E
                 seen.setdefault(ev.id, ev)
     current = (repo.read_log(plan_id, task_id).events if task_id else iter_events_all(repo, plan_id))
     for ev in current:
-        if ev.type not in ("task.snapshot", "plan.snapshot") or not shas:
-            seen.setdefault(ev.id, ev)
+        seen.setdefault(ev.id, ev)
+    if shas:
+        # a snapshot stands for events replayed here: an earlier compaction's snapshot (in the
+        # log as it was before a later one) is no more an event than the current one
+        return [ev for ev in seen.values() if ev.type not in SNAPSHOTS]
     return list(seen.values())
+
+
+SNAPSHOTS = ("task.snapshot", "plan.snapshot")

@@ -288,7 +288,8 @@ class Plan:
         ids = plan.node_ids()
         if len(set(ids)) != len(ids):
             dup, n = Counter(ids).most_common(1)[0]
-            raise _fail(where, f"duplicate id {dup!r} ({n} times): give each task and checkpoint its own id")
+            raise _fail(where, f"duplicate id {dup!r} ({n} times): "
+                               "give each task and checkpoint its own id")
         return plan
 
     def task(self, task_id: str) -> Task | None:

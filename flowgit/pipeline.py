@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from flowgit import git
-from flowgit.events import PLAN_LOG, Event, make_event
+from flowgit.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.model import Plan, Validation
 from flowgit.rules import Facts, Move, decide
 from flowgit.state import PlanState
@@ -20,7 +21,16 @@ OUTPUT_TAIL = 2000
 def facts_for(repo: FlowRepo, plan_id: str) -> Facts:
     cfg = repo.config
     return Facts(repo.load_plan(plan_id).hash, cfg.approvals_required, cfg.auto_approve,
-                 cfg.reset_on_change)
+                 cfg.reset_on_change, entered_checkpoint(repo.plan_events(plan_id)))
+
+
+def entered_checkpoint(plan_events: Sequence[Event]) -> str | None:
+    """The checkpoint named by the last move into the `checkpoint` phase."""
+    entered = None
+    for ev in canonical(plan_events):
+        if ev.type == "plan.phase" and ev.data.get("to") == "checkpoint" and ev.data.get("checkpoint"):
+            entered = str(ev.data["checkpoint"])
+    return entered
 
 
 def plan_clock(repo: FlowRepo, plan_id: str) -> int:
@@ -40,23 +50,57 @@ class ValidationResult:
         return self.exit_code == 0
 
 
-def run_validation(v: Validation, cwd: str, env: dict[str, str] | None = None) -> ValidationResult:
-    """Run one validation as an argv list (never a shell string), with a timeout."""
+# Set by a long-running process (`flowgit watch`) asked to stop: an interruptible validation
+# under way is killed and `Stopped` raised, so no move is applied on half-run validations.
+stop_requested = threading.Event()
+STOP_CHECK = 0.25  # seconds between looks at stop_requested while a validation runs
+
+
+class Stopped(BaseException):
+    """A validation was cut short because the process is stopping (not an `Exception`, so
+    nothing on the way up mistakes it for a failed command and records it)."""
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+def run_validation(v: Validation, cwd: str, env: dict[str, str] | None = None,
+                   interruptible: bool = False) -> ValidationResult:
+    """Run one validation as an argv list (never a shell string), with a timeout.
+    `interruptible`: a stop request kills it and raises `Stopped` (for callers that record
+    nothing of a half-run validation, like a phase move)."""
+    if interruptible and stop_requested.is_set():
+        raise Stopped(v.name)
     start = time.monotonic()
+    deadline = start + v.timeout
     try:
         proc = subprocess.Popen(list(v.argv), cwd=cwd, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env={**os.environ, **(env or {})})
     except OSError as exc:
         return ValidationResult(v.name, v.argv, 127, 0.0, f"cannot run {v.argv[0]!r}: {exc.strerror}")
-    try:
-        out, _ = proc.communicate(timeout=v.timeout)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, _ = proc.communicate()
-        code = 124
-        out = (out or b"") + f"\n[flowgit: timed out after {v.timeout:g}s]".encode()
+    while True:
+        try:
+            # short waits (retrying communicate loses no output) so a stop is seen promptly
+            out, _ = proc.communicate(timeout=max(0.0, min(STOP_CHECK, deadline - time.monotonic())))
+            code = proc.returncode
+            break
+        except subprocess.TimeoutExpired:
+            if interruptible and stop_requested.is_set():
+                _kill_group(proc)
+                proc.communicate()
+                raise Stopped(v.name) from None
+            if time.monotonic() < deadline:
+                continue
+            _kill_group(proc)
+            out, _ = proc.communicate()
+            code = 124
+            out = (out or b"") + f"\n[flowgit: timed out after {v.timeout:g}s]".encode()
+            break
     text = (out or b"").decode("utf-8", "replace")
     return ValidationResult(v.name, v.argv, code, round(time.monotonic() - start, 3),
                             text[-OUTPUT_TAIL:])
@@ -112,7 +156,8 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         results: list[ValidationResult] = []
         if move.checkpoint:
             plan = repo.load_plan(plan_id).plan
-            results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, move.checkpoint)]
+            results = [run_validation(v, str(repo.root), interruptible=True)
+                       for v in validations_for(repo, plan, move.checkpoint)]
         with repo.lock():
             repo.recover()
             repo.forget(plan_id)

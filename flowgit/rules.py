@@ -21,6 +21,10 @@ class Facts:
     approvals_required: int
     auto_approve: bool
     reset_on_change: bool
+    # the checkpoint the plan last entered the `checkpoint` phase for (its validations ran
+    # then); None when unknown. A second checkpoint reached while the plan is in review of the
+    # first is entered in turn, so its validations run too.
+    entered: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,11 @@ def decide(state: PlanState, facts: Facts) -> list[Move]:
             return [Move("halted", f"stalled: nothing can run ({cause} failed)" if failed
                          else f"stalled: {cause}")]
         return []
-    if phase == "checkpoint" and not reached:
-        return [Move("execute", "checkpoint reviewed")]
+    if phase == "checkpoint":
+        if not reached:
+            return [Move("execute", "checkpoint reviewed")]
+        if facts.entered is not None and facts.entered not in reached:
+            return [Move("checkpoint", f"checkpoint {reached[0]} reached", checkpoint=reached[0])]
     return []
 
 

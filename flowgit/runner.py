@@ -149,10 +149,13 @@ class Runner:
             if state.phase in ("complete", "halted", "finish"):
                 continue
             plan = repo.load_plan(pid).plan
+            held = files_held(plan, state)
             for task_id in state.order:
                 task = plan.task(task_id)
                 assert task is not None
                 files = frozenset(task.files)
+                if files & held:
+                    continue  # claimed elsewhere (another run, a person): wait for it
                 with self.mu:
                     key = f"{pid}/{task_id}"
                     if key in self.running or files & self.files_in_use:
@@ -184,6 +187,10 @@ class Runner:
             if view is None or view.state != "ready":
                 raise IllegalTransition(f"{job.plan}/{job.task} is no longer ready")
             plan = repo.load_plan(job.plan).plan
+            clash = job.files & files_held(plan, state)
+            if clash:
+                raise IllegalTransition(f"{job.plan}/{job.task}: {', '.join(sorted(clash))} "
+                                        "is in use by a task claimed elsewhere")
             pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
             gate = phase_gate(plan, state, repo.config, job.actor, pclock, now, base, plan_hash)
             clock = view.record.last_clock + 1
@@ -421,6 +428,18 @@ class Runner:
             shutil.rmtree(job.worktree, ignore_errors=True)
         if job.branch and not keep_branch:
             git.run(["branch", "-q", "-D", job.branch], self.root, check=False)
+
+
+def files_held(plan: Any, state: PlanState) -> frozenset[str]:
+    """The declared files of the tasks of a plan held under a live claim (by anyone): a task
+    touching one of them must not start, whichever process or machine holds it."""
+    held: set[str] = set()
+    for view in state.tasks.values():
+        if view.state in ("claimed", "in_progress"):
+            task = plan.task(view.id)
+            if task is not None:
+                held.update(task.files)
+    return frozenset(held)
 
 
 class _Conflict(FlowError):

@@ -317,17 +317,60 @@ class FlowRepo:
             paths = []
         pending = [p for p in paths if isinstance(p, str) and p.startswith(FLOW + "/")
                    and (self.root / p).exists()]
+        # The command that wrote the journal died (we hold the lock it held): a git child
+        # killed with it may have left the index or ref locks, which would fail every commit.
+        self._clear_stale_git_locks(self.journal.stat().st_mtime)
         sha = None
         if pending:
             for p in pending:
                 self._repair_if_torn(p)
-            # a repaired torn line may leave the file as committed: commit only what differs
+            # a repaired torn line may leave the file as committed, and a commit cut off
+            # after moving HEAD leaves only the index behind: commit only what differs
             changed = set(git.changed_paths(self.root, FLOW))
             todo = [p for p in pending if p in changed]
+            if todo:
+                git.add(self.root, todo)
+                if git.head(self.root) is not None:
+                    todo = [p for p in todo if p in set(git.out(
+                        ["diff", "--cached", "--name-only", "HEAD", "--", *todo], self.root).splitlines())]
             if todo:
                 sha = git.commit_paths(self.root, todo, "flow: recover events appended before a crash\n\nFlow-Event: recover")
         self.journal.unlink(missing_ok=True)
         return sha
+
+    def _clear_stale_git_locks(self, since: float) -> list[str]:
+        """Remove git lock files created by a flowgit command that died mid-commit: only
+        those created after its journal, and only once they stop changing (a git child that
+        outlived its parent finishes in a moment). Call under the lock, with a journal."""
+        g = self.dirs.git_dir
+        candidates = [g / "index.lock", g / "HEAD.lock", *sorted(g.glob("next-index-*.lock"))]
+        try:
+            head = (g / "HEAD").read_text().strip()
+        except OSError:
+            head = ""
+        if head.startswith("ref: refs/heads/"):
+            candidates.append(self.dirs.common_dir / f"{head[5:]}.lock")
+        removed = []
+        for lock in candidates:
+            try:
+                st = os.lstat(lock)
+            except OSError:
+                continue
+            if st.st_mtime < since - 1.0:
+                continue  # older than the interrupted command: not its own; leave it to the user
+            time.sleep(0.3)
+            try:
+                again = os.lstat(lock)
+            except OSError:
+                continue
+            if (again.st_mtime_ns, again.st_size) != (st.st_mtime_ns, st.st_size):
+                continue
+            try:
+                os.unlink(lock)
+                removed.append(str(lock))
+            except OSError:
+                pass
+        return removed
 
     def _repair_if_torn(self, rel: str) -> None:
         if not rel.endswith(".jsonl"):
@@ -346,7 +389,9 @@ class FlowRepo:
         Call under the lock, after deciding. A journal makes a crash between append and
         commit recoverable by the next command."""
         paths = [self.rel(p) for p in [*appends, *files]]
-        self.journal.write_text(json.dumps({"paths": paths}))
+        self.journal.write_text(json.dumps({"paths": paths, "pid": os.getpid()}))
+        sizes: dict[Path, int | None] = {}
+        olds: dict[Path, bytes | None] = {}
         for path, events in appends.items():
             self._no_symlink(path)
             if path.exists():
@@ -354,12 +399,48 @@ class FlowRepo:
                 end = data.rfind(b"\n") + 1
                 if end < len(data):
                     repair_torn(path, end)
+                sizes[path] = end
+            else:
+                sizes[path] = None
             append(path, events)
         for path, content in files.items():
+            self._no_symlink(path)
+            olds[path] = path.read_bytes() if path.exists() else None
             write_atomic(path, content)
-        sha = git.commit_paths(self.root, paths, message) if commit else None
+        if not commit:
+            self.journal.unlink(missing_ok=True)
+            return None
+        try:
+            sha = git.commit_paths(self.root, paths, message)
+        except FlowError:
+            # the commit did not happen (another git command held the index, say): take the
+            # writes back, so a command that reported failure leaves nothing to commit later
+            if self._rollback(paths, sizes, olds):
+                self.journal.unlink(missing_ok=True)
+            raise
         self.journal.unlink(missing_ok=True)
         return sha
+
+    def _rollback(self, paths: Sequence[str], sizes: Mapping[Path, int | None],
+                  olds: Mapping[Path, bytes | None]) -> bool:
+        """Undo an uncommitted write. False (and the journal stays) if HEAD has it after all."""
+        try:
+            if all(git.show(self.root, "HEAD", rel) == (self.root / rel).read_bytes() for rel in paths):
+                return False  # every path already matches HEAD: the commit went through
+            for path, size in sizes.items():
+                if size is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    repair_torn(path, size)
+            for path, old in olds.items():
+                if old is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_atomic(path, old)
+            git.run(["reset", "-q", "--", *paths], self.root, check=False)
+            return True
+        except (OSError, FlowError):
+            return False
 
 
 def write_atomic(path: Path, content: bytes) -> None:

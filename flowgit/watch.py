@@ -166,8 +166,13 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         app.out.info(f"{stamp} {line}")
 
+    from flowgit.pipeline import Stopped, stop_requested
+
+    stop_requested.clear()
+
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
+        stop_requested.set()  # cuts a running validation short
         with trigger.cond:
             trigger.cond.notify_all()
 
@@ -196,7 +201,11 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
             trigger.wait(timeout, stop)
             if stop.is_set():
                 break
-            result = one_pass(root, log, extras(dispatcher), busy_log)
+            try:
+                result = one_pass(root, log, extras(dispatcher), busy_log)
+            except Stopped as exc:
+                log(f"validation {exc} cut short by the stop: its move was not applied")
+                break
             if result == -1:
                 # git is busy: its end is a file event in the git dir; look again soon anyway
                 timeout = min(rescan, BUSY_RECHECK)
@@ -209,6 +218,7 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
             if max_passes is not None and passes >= max_passes:
                 break
     finally:
+        stop_requested.clear()
         if dispatcher is not None:
             dispatcher.stop()
         observer.stop()

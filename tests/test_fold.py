@@ -3,7 +3,8 @@ plan events + now -> states), driven by tables of events with explicit times."""
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 

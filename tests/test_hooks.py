@@ -2,6 +2,7 @@
 real `git commit`, and `.pre-commit-hooks.yaml` under the real pre-commit framework (issue 5)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -11,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, Repo, git, make_git_repo
 
 from flowgit.commands import hooks
-
-from conftest import ROOT, Repo, git, make_git_repo
 
 VALID = """\
 id: ok
@@ -59,7 +59,7 @@ def hook_env(**extra: str) -> dict[str, str]:
 
 def commit(path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "commit", "-q", "-m", "change", *args], cwd=path,
-                          capture_output=True, text=True, env=env or hook_env())
+                          capture_output=True, text=True, env=env or hook_env(), check=False)
 
 
 def head(path: Path) -> str:
@@ -397,59 +397,53 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-@pytest.fixture(scope="module")
-def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pre-commit-home")
+def try_repo(project: Path, hook_repo: Path, cache: Path) -> dict[str, tuple[str, str]]:
+    """Run every hook of `hook_repo` on the staged files: hook id -> (status, output).
+
+    try-repo installs the hooks into a fresh temporary store each time (PRE_COMMIT_HOME is not
+    used), so each call pip-installs flowgit; a shared pip cache keeps the second one short."""
+    env = hook_env(PRE_COMMIT_HOME=str(cache / "pre-commit"), PIP_CACHE_DIR=str(cache / "pip"),
+                   PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("PYTHONPATH", None)  # the hooks must run the flowgit that pre-commit installed
+    proc = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo),
+                           "--verbose", "--color", "never"],
+                          cwd=project, capture_output=True, text=True, env=env, timeout=900,
+                          check=False)
+    assert "- hook id: " in proc.stdout, proc.stdout + proc.stderr
+    chunks = proc.stdout.split("\n- hook id: ")
+    results = {}
+    for before, chunk in itertools.pairwise(chunks):
+        status = before.rstrip().splitlines()[-1].rsplit(".", 1)[-1]
+        hook_id, _, output = chunk.partition("\n")
+        results[hook_id.strip()] = (status, output)
+    assert set(results) == {"flowgit-validate", "flowgit-validate-repo", "flowgit-validate-staged"}
+    assert proc.returncode == (1 if any(s == "Failed" for s, _ in results.values()) else 0)
+    return results
 
 
-def try_repo(project: Path, hook_repo: Path, home: Path, hook_id: str,
-             *args: str) -> subprocess.CompletedProcess[str]:
-    env = hook_env(PRE_COMMIT_HOME=str(home), PRE_COMMIT_COLOR="never")
-    env.pop("PYTHONPATH", None)  # the hook must run the flowgit pre-commit installed
-    return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo),
-                           hook_id, "--color", "never", *args],
-                          cwd=project, capture_output=True, text=True, env=env, timeout=900)
-
-
-skip_pre_commit = pytest.mark.skipif(os.environ.get("FLOWGIT_SKIP_PRECOMMIT") == "1",
-                                     reason="FLOWGIT_SKIP_PRECOMMIT=1")
-
-
-@skip_pre_commit
-def test_pre_commit_framework(worked: Repo, hook_repo: Path, pre_commit_home: Path) -> None:
-    def run(hook_id: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return try_repo(worked.path, hook_repo, pre_commit_home, hook_id, *args)
-
-    # a valid change passes, per file and repository-wide
+@pytest.mark.skipif(os.environ.get("FLOWGIT_SKIP_PRECOMMIT") == "1",
+                    reason="FLOWGIT_SKIP_PRECOMMIT=1")
+def test_pre_commit_framework(worked: Repo, hook_repo: Path, tmp_path: Path) -> None:
+    # a valid change passes every hook
     worked.write(".flow/plans/ok/plan.yaml", VALID)
     worked.git("add", ".flow")
-    for res in (run("flowgit-validate", "--files", ".flow/plans/ok/plan.yaml"),
-                run("flowgit-validate-repo", "--all-files"),
-                run("flowgit-validate-staged")):
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert "Passed" in res.stdout
+    results = try_repo(worked.path, hook_repo, tmp_path)
+    assert {hook: status for hook, (status, _) in results.items()} == {
+        "flowgit-validate": "Passed", "flowgit-validate-repo": "Passed",
+        "flowgit-validate-staged": "Passed"}, results
     worked.git("commit", "-q", "--no-verify", "-m", "ok plan")
 
-    # an invalid plan is refused
+    # an invalid plan, a rewritten event line and a deleted log, staged together
     worked.write(".flow/plans/bad/plan.yaml", INVALID)
-    worked.git("add", ".flow")
-    for res in (run("flowgit-validate", "--files", ".flow/plans/bad/plan.yaml"),
-                run("flowgit-validate-repo", "--all-files"),
-                run("flowgit-validate-staged")):
-        assert res.returncode == 1, res.stdout
-        assert ".flow/plans/bad/plan.yaml" in res.stdout and "Failed" in res.stdout
-    worked.git("rm", "-q", "-r", "-f", ".flow/plans/bad")
-
-    # a rewritten event line is refused: only the staged check compares with HEAD
     rewrite_event(worked, 2)
     worked.git("add", ".flow")
-    res = run("flowgit-validate-staged")
-    assert res.returncode == 1, res.stdout
-    assert ".flow/plans/p/events/T1.jsonl:2: event line edited" in res.stdout
-    worked.git("checkout", "-q", "HEAD", "--", ".flow")
-
-    # so is a deleted log, which pre-commit never names to a hook
-    worked.git("rm", "-q", ".flow/plans/p/events/T1.jsonl")
-    res = run("flowgit-validate-staged")
-    assert res.returncode == 1, res.stdout
-    assert "T1.jsonl: an event log was deleted" in res.stdout
+    worked.git("rm", "-q", ".flow/plans/p/events/_plan.jsonl")
+    results = try_repo(worked.path, hook_repo, tmp_path)
+    for hook in results:
+        status, output = results[hook]
+        assert status == "Failed", (hook, output)
+        assert ".flow/plans/bad/plan.yaml" in output, (hook, output)
+    # only the staged check compares with HEAD, so only it sees the history being rewritten
+    output = results["flowgit-validate-staged"][1]
+    assert ".flow/plans/p/events/T1.jsonl:2: event line edited" in output
+    assert ".flow/plans/p/events/_plan.jsonl: an event log was deleted" in output

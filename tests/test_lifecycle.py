@@ -844,3 +844,86 @@ def test_doctor_clean_repo_exits_0(repo: Repo) -> None:
     claim(repo, "p/a", "w1")
     res = repo.run("doctor", "--json")
     assert res.code == 0 and res.json["ok"] is True and res.json["problems"] == []
+
+
+# ----- git's own locks ----------------------------------------------------------------------------
+
+def _journal(repo: Repo, *rels: str) -> Path:
+    path = repo.path / ".git" / "flowgit-journal"
+    path.write_text(json.dumps({"paths": list(rels)}))
+    return path
+
+
+def test_index_held_by_another_git_command_exits_4_and_writes_nothing(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    head = repo.git("rev-parse", "HEAD")
+    snap = flow_snapshot(repo)
+    index_lock = repo.path / ".git" / "index.lock"
+    index_lock.write_text("")  # a user's `git add` running right now
+    for args in (("done", "p/a", "--worker", "w1"), ("claim", "p/c", "--worker", "w2")):
+        res = repo.run(*args)
+        assert res.code == 4, res
+        msg = error(res)
+        assert "index.lock" in msg and "retry" in msg
+        assert repo.git("rev-parse", "HEAD") == head
+        assert flow_snapshot(repo) == snap  # the appended event was taken back
+        assert not (repo.path / ".git" / "flowgit-journal").exists()
+    assert index_lock.exists()  # not ours to remove
+    index_lock.unlink()
+    repo.ok("done", "p/a", "--worker", "w1")
+    assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.done"]
+    assert not log_path(repo, "p", "c").exists()
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_stale_git_locks_of_a_killed_command_are_cleared(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    # killed in `git commit`: appended, journal written, git's locks left behind
+    _append_orphan(repo, "p", "c", "w9")
+    locks = [repo.path / ".git" / "index.lock", repo.path / ".git" / "next-index-999999.lock",
+             repo.path / ".git" / "refs" / "heads" / "main.lock"]
+    for lock in locks:
+        lock.write_text("partial")
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 0, res
+    assert not any(lock.exists() for lock in locks)
+    assert repo.git("log", "-1", "--format=%s") == "flow(p/a): done"
+    assert "recover" in repo.git("log", "-1", "--format=%s", "HEAD~1")
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.ok("doctor").code == 0
+
+
+def test_git_lock_older_than_the_journal_is_left_alone(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    index_lock = repo.path / ".git" / "index.lock"
+    index_lock.write_text("")
+    old = time.time() - 60
+    os.utime(index_lock, (old, old))
+    _append_orphan(repo, "p", "c", "w9")
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 4 and "index.lock" in error(res)
+    assert index_lock.exists()
+    index_lock.unlink()
+    repo.ok("done", "p/a", "--worker", "w1")
+    assert events(repo, "p", "c")[-1]["actor"] == "w9"  # the orphan was recovered too
+    assert repo.git("status", "--porcelain") == ""
+
+
+def test_commit_cut_off_after_head_moved_is_not_recommitted(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    rel = ".flow/plans/p/events/a.jsonl"
+    # HEAD has the claim, the index still has the file as before it (killed before the
+    # index was written back), and the journal is still there
+    repo.git("reset", "-q", "HEAD~1", "--", rel)
+    _journal(repo, rel)
+    assert rel in repo.git("status", "--porcelain")
+    before = repo.commits()
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 0, res
+    assert repo.commits() == before + 1
+    assert repo.git("log", "-1", "--format=%s") == "flow(p/a): done"
+    assert repo.git("status", "--porcelain") == ""

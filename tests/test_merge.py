@@ -157,11 +157,11 @@ def test_first_claims_on_both_branches_merge(repo: Repo) -> None:
     repo.ok("done", "webhooks/T-WH-01", "--worker", "b")
     merge(repo, "A", "B", "AB")
     assert_canonical(repo)
-    st_ab = status(repo, "webhooks")
+    st_ab, files_ab = status(repo, "webhooks"), flow_files(repo)
     merge(repo, "B", "A", "BA")
     assert_canonical(repo)
     assert status(repo, "webhooks") == st_ab
-    assert flow_files(repo) == {k: v for k, v in flow_files(repo).items()}
+    assert flow_files(repo) == files_ab
     states = {t["id"]: t["state"] for t in st_ab["tasks"]}
     assert states["T-WH-01"] == "done" and states["T-WH-02"] == "ready"
 

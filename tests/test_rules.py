@@ -3,13 +3,14 @@ and the idempotence of every move (apply its events, decide again: never the sam
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import pytest
 
 from flowgit.events import Event, format_time, make_event
 from flowgit.model import Plan
+from flowgit.pipeline import entered_checkpoint
 from flowgit.rules import Facts, Move, decide, is_stale, resume_phase
 from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
 
@@ -105,8 +106,25 @@ def world(plan: dict[str, Any], phases: Sequence[str] = (), tasks: dict[str, str
     return w
 
 
-def facts(required: int = 1, auto: bool = False, reset: bool = False, digest: str = H1) -> Facts:
-    return Facts(digest, required, auto, reset)
+def facts(required: int = 1, auto: bool = False, reset: bool = False, digest: str = H1,
+          entered: str | None = None) -> Facts:
+    return Facts(digest, required, auto, reset, entered)
+
+
+TWO_CPS = {
+    "id": "p", "title": "P",
+    "tasks": [{"id": "a", "title": "A"}, {"id": "b", "title": "B"}],
+    "checkpoints": [{"id": "CP1", "after": ["a"]}, {"id": "CP2", "after": ["b"]}],
+}
+
+
+def in_review_of(entered: str, approved: Sequence[str], tasks: dict[str, str] | None = None) -> World:
+    """TWO_CPS in the checkpoint phase, entered for `entered`."""
+    w = world(TWO_CPS, EXEC, tasks or {"a": "done", "b": "done"})
+    w.plan_events.append(phase_ev("checkpoint", w.clock, checkpoint=entered))
+    for cp in approved:
+        w.plan_events.append(cp_approved(cp, w.clock))
+    return w
 
 
 def apply_move(w: World, move: Move, f: Facts) -> None:
@@ -188,6 +206,16 @@ TABLE: list[tuple[str, Any, Facts, tuple[str, str | None, bool] | None]] = [
      ("halted", None, False)),
     ("execute, failed task but other work left",
      lambda: world(NO_CP, EXEC, {"a": "failed"}), facts(0), None),
+    # --- two checkpoints reached together: each is entered (its validations run) in turn
+    ("execute, two reached", lambda: world(TWO_CPS, EXEC, {"a": "done", "b": "done"}), facts(0),
+     ("checkpoint", "CP1", False)),
+    ("in review of CP1, CP2 also reached", lambda: in_review_of("CP1", []), facts(0, entered="CP1"), None),
+    ("CP1 approved, CP2 reached, not yet entered", lambda: in_review_of("CP1", ["CP1"]),
+     facts(0, entered="CP1"), ("checkpoint", "CP2", False)),
+    ("CP1 approved, CP2 entered", lambda: in_review_of("CP2", ["CP1"]), facts(0, entered="CP2"), None),
+    ("CP1 approved, CP2 reached, entry unknown", lambda: in_review_of("CP1", ["CP1"]), facts(0), None),
+    ("both approved", lambda: in_review_of("CP2", ["CP1", "CP2"]), facts(0, entered="CP2"),
+     ("execute", None, False)),
     # --- phases the rules leave alone
     ("draft", lambda: world(PLAN), facts(0), None),
     ("draft, auto_approve", lambda: world(PLAN), facts(1, auto=True), None),
@@ -222,6 +250,8 @@ def test_applying_a_move_never_calls_for_it_again(name: str, build: Any, f: Fact
     w = build()
     seen: list[Move] = []
     for _ in range(8):
+        if f.entered is not None:
+            f = replace(f, entered=entered_checkpoint(w.plan_events))
         moves = decide(w.state(), f)
         if not moves:
             break
@@ -230,7 +260,8 @@ def test_applying_a_move_never_calls_for_it_again(name: str, build: Any, f: Fact
         before = w.state().phase
         seen.append(move)
         apply_move(w, move, f)
-        assert w.state().phase == move.to != before
+        assert w.state().phase == move.to
+        assert move.to != before or move.checkpoint, "a move changes the phase or the checkpoint in review"
     else:  # pragma: no cover
         pytest.fail(f"{name}: the rules never settle: {seen}")
     assert seen and seen[0].to == expected[0]

@@ -16,7 +16,7 @@ from tests.conftest import WEBHOOKS, Repo, make_git_repo
 
 BAD = ".flow/plans/bad/plan.yaml"
 LOG = ".flow/plans/webhooks/events/T-WH-01.jsonl"
-SUMMARY = re.compile(r"^flowgit: \d+ problem\(s\) in \d+ file\(s\)$")
+SUMMARY = re.compile(r"^flowgit: \d+ problems in \d+ file\(s\)$")
 YAML_LIMIT = 8 * 1024 * 1024
 
 
@@ -160,7 +160,8 @@ def break_it(repo: Repo, case: Case) -> None:
 def test_broken_file_in_flow(base: Repo, case: Case) -> None:
     break_it(base, case)
     before = snapshot(base)
-    runs = [("validate", base.proc("validate")), ("validate PATH", inproc(base, "validate", str(base.path / case.path)))]
+    runs = [("validate", base.proc("validate")),
+            ("validate PATH", inproc(base, "validate", str(base.path / case.path)))]
     if case.status:
         runs.append(("status", base.proc("status", case.status)))
         runs.append(("status --json", inproc(base, "--json", "status", case.status)))
@@ -183,7 +184,10 @@ def test_broken_file_in_flow(base: Repo, case: Case) -> None:
         assert snapshot(base) == before, f"{what} changed the repository"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.from_file], ids=[c.name for c in CASES if c.from_file])
+FROM_CASES = [c for c in CASES if c.from_file]
+
+
+@pytest.mark.parametrize("case", FROM_CASES, ids=[c.name for c in FROM_CASES])
 def test_broken_plan_new_from(base: Repo, case: Case, tmp_path: Path) -> None:
     src = tmp_path / "src" / "broken.yaml"
     src.parent.mkdir()
@@ -258,10 +262,8 @@ def test_validate_reports_each_problem_once(base: Repo) -> None:
     assert "urgent" in proc.stderr and "title" in proc.stderr
 
 
-# ----- contract points `validate` does not meet yet (flowgit/commands/validate.py) ---------------
+# ----- the CLI.md contract for one problem ------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="validate adds a 'flowgit: N problem(s) in M file(s)' line: "
-                                       "CLI.md wants one line for one problem")
 def test_validate_single_problem_is_exactly_one_line(base: Repo) -> None:
     (base.path / BAD).parent.mkdir(parents=True)
     (base.path / BAD).write_bytes(plan("tasks: [\n"))
@@ -270,8 +272,6 @@ def test_validate_single_problem_is_exactly_one_line(base: Repo) -> None:
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="validate --json prints {ok, files, errors} on failure, not the "
-                                       "CLI.md error envelope {error: {code, message}}")
 def test_validate_json_error_envelope(base: Repo) -> None:
     (base.path / BAD).parent.mkdir(parents=True)
     (base.path / BAD).write_bytes(plan("tasks: [\n"))

@@ -197,6 +197,37 @@ def test_signals_stop_it_cleanly(repo: Repo, watchers: list[Watcher], sig: int) 
     assert time.monotonic() - begin < 3
 
 
+def test_a_stop_cuts_a_running_validation_short(repo: Repo, watchers: list[Watcher]) -> None:
+    """SIGTERM must not wait for a checkpoint validation (up to its timeout), nor apply a
+    move on validations that did not finish."""
+    script = ("import os, pathlib, time; pathlib.Path('validation.pid').write_text(str(os.getpid())); "
+              "time.sleep(30)")
+    repo.plan("l", f"""\
+id: l
+title: Long check
+tasks:
+  - id: a
+    title: A
+checkpoints:
+  - id: CP
+    after: [a]
+    validations: [{{name: long, run: [{sys.executable}, -c, "{script}"], timeout: 60}}]
+""")
+    repo.ok("claim", "l/a", "--worker", "w1")
+    repo.ok("done", "l/a", "--worker", "w1")
+    head = repo.git("rev-parse", "HEAD")
+    w = start(watchers, repo, "--interval", "5")
+    pidfile = repo.path / "validation.pid"
+    wait_for(lambda: pidfile.exists() and pidfile.read_text() != "", 5, "the validation to start")
+    begin = time.monotonic()
+    stop_cleanly(w)
+    assert time.monotonic() - begin < 3
+    assert repo.git("rev-parse", "HEAD") == head, "no move on a validation cut short"
+    assert any("cut short" in line for line in w.lines), w.output
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+
+
 # ----- git owns the index: hands off ----------------------------------------------------------
 
 def _needs_a_move(repo: Repo) -> None:

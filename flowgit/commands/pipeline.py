@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -278,6 +279,16 @@ def _changelog(repo: FlowRepo, entry: str) -> tuple[Path, bytes]:
     return path, new.rstrip("\n").encode() + b"\n"
 
 
+def _changelog_is_clean(repo: FlowRepo) -> None:
+    """The entry is committed with the file: the user's own uncommitted edits of CHANGELOG.md
+    would go into that commit, so they must be committed (or stashed) first."""
+    proc = git.run(["status", "--porcelain", "--", "CHANGELOG.md"], repo.root, check=False)
+    if proc.returncode == 0 and proc.stdout.strip():
+        raise FlowError("CHANGELOG.md has uncommitted changes: commit or stash them first, "
+                        "then run finish again (its entry is committed with the file)",
+                        code="dirty_changelog")
+
+
 def finish(app: App, plan_id: str) -> int:
     repo = app.repo
     check_id(plan_id, "plan id")
@@ -290,6 +301,7 @@ def finish(app: App, plan_id: str) -> int:
         why = (f"tasks not done: {', '.join(left[:8])}" if left else
                f"checkpoints not approved: {', '.join(cps)}" if cps else f"it is {state.phase}")
         raise IllegalTransition(f"plan {plan_id} cannot finish yet ({why})")
+    _changelog_is_clean(repo)
     plan = repo.load_plan(plan_id).plan
     results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, None)]
     failed = [r for r in results if not r.ok]
@@ -348,6 +360,17 @@ def resume(app: App, plan_id: str) -> int:
         if state.phase != "halted":
             raise IllegalTransition(f"plan {plan_id} is {state.phase}, not halted")
         target["to"] = resume_phase(state)
+        still = replace(state, phase=target["to"])
+        if still.stalled:
+            # resuming would only halt again at once: say what keeps it stalled instead
+            failed = [t.id for t in state.tasks.values() if t.state == "failed"]
+            chains = "; ".join(" <- ".join(c) for c in still.stall_chains())
+            raise IllegalTransition(
+                f"plan {plan_id} is still stalled: nothing could run"
+                + (f" ({', '.join(failed)} failed)" if failed else "")
+                + (f"; blocked: {chains}" if chains else "")
+                + f": change .flow/plans/{plan_id}/plan.yaml (drop or replace the failed work) "
+                  "and resume again", code="stalled")
         return [make_event("plan.phase", plan_id, None, actor, clock,
                            {"to": target["to"], "reason": "resumed", "from": "halted"}, now)], {}, "resumed"
 
@@ -360,8 +383,27 @@ def advance(app: App, plan_id: str | None) -> int:
     actor = automatic_actor(repo)
     pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
     moves: list[dict[str, Any]] = []
+    broken: list[FlowError] = []
     for pid in pids:
-        moves += advance_plan(repo, pid, actor)
+        try:
+            moves += advance_plan(repo, pid, actor)
+        except FlowError as exc:
+            # one broken plan must not hold every other plan back; a busy git or a lost
+            # race concerns them all, so those still stop the run
+            if plan_id or exc.exit_code != EXIT_USER or exc.code == "git_busy":
+                raise
+            broken.append(exc)
     text = "\n".join(f"{m['plan']}: {m['from']} -> {m['to']} ({m['reason']})" for m in moves) or "nothing to do"
-    app.out.result({"moves": moves}, text)
-    return 0
+    if not broken:
+        app.out.result({"moves": moves}, text)
+        return 0
+    if app.out.as_json:
+        app.out.result({"error": {"code": broken[0].code, "message": broken[0].message},
+                        "errors": [{"code": e.code, "message": e.message} for e in broken],
+                        "moves": moves})
+    else:
+        if moves:
+            app.out.result({"moves": moves}, text)
+        for exc in broken:
+            app.out.err.write(f"flowgit: error: {exc.message}\n")
+    return EXIT_USER

@@ -49,6 +49,8 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
     base = rev_a or _default_base(app)
     a = at_rev(repo.root, base, plan_id)
     b = at_rev(repo.root, rev_b, plan_id) if rev_b else work_tree(repo.root, plan_id)
+    if plan_id and plan_id not in a.plans and plan_id not in b.plans:
+        raise NotFound(f"plan {plan_id} exists neither at {a.label} nor at {b.label}: see `flowgit plan list`")
     result = compare(a, b, plan_id)
     if fmt == "json" or app.out.as_json:
         app.out.as_json = True
@@ -119,22 +121,37 @@ def history(app: App, plan_id: str) -> int:
 
 
 def rollback(app: App, plan_id: str, rev: str) -> int:
+    """Restore the plan's definition (plan.yaml, and spec.yaml with it) as it was at REV, as
+    one new commit. Event logs are never touched. The spec goes back with the plan: a spec
+    left from later could name tasks the restored plan does not have (an invalid repository);
+    a spec that did not exist at REV is removed (it stays in git history)."""
     from flowgit.commands.plans import check_plan_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
     rel = f".flow/plans/{plan_id}/plan.yaml"
+    spec_rel = f".flow/plans/{plan_id}/spec.yaml"
+    if git.run(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo.root, check=False).returncode != 0:
+        raise NotFound(f"unknown revision {rev!r}: see `flowgit history {plan_id}`")
     data = git.show(repo.root, rev, rel)
     if data is None:
         raise NotFound(f"{rel} does not exist at {rev!r}: see `flowgit history {plan_id}`")
+    spec_data = git.show(repo.root, rev, spec_rel)
     text = yamlio.decode(data, f"{rev}:{rel}")
     plan = check_plan_text(repo, text, f"{rev}:{rel}", plan_id)
     actor = actor_for(repo, None)
+    repo.refuse_during_git_operation()
     with repo.lock():
         repo.recover()
         path = repo.plan_file(plan_id)
-        if path.exists() and path.read_bytes() == data:
-            app.out.result({"plan": plan_id, "rev": rev, "commit": None, "orphans": []},
+        spec_path = repo.spec_file(plan_id)
+        dirty = [p for p in git.changed_paths(repo.root, f".flow/plans/{plan_id}") if p in (rel, spec_rel)]
+        if dirty:
+            raise FlowError(f"{dirty[0]} has uncommitted changes: commit or stash them before "
+                            f"`flowgit rollback {plan_id}`", code="dirty")
+        current_spec = spec_path.read_bytes() if spec_path.is_file() else None
+        if path.exists() and path.read_bytes() == data and current_spec == spec_data:
+            app.out.result({"plan": plan_id, "rev": rev, "commit": None, "orphans": [], "spec": "unchanged"},
                            f"plan {plan_id} already matches {rev}: nothing to do")
             return 0
         known = set(plan.node_ids())
@@ -142,9 +159,21 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
         orphans = sorted(p.name[:-6] for p in events_dir.glob("*.jsonl")
                          if p.name != "_plan.jsonl" and p.name[:-6] not in known) if events_dir.is_dir() else []
         full = git.out(["rev-parse", "--short", rev], repo.root)
-        sha = repo.commit({}, {path: data}, commit_message(plan_id, None, f"rollback to {full}", actor))
+        message = commit_message(plan_id, None, f"rollback to {full}", actor)
+        if current_spec == spec_data:
+            spec_change = "unchanged"
+            sha = repo.commit({}, {path: data}, message)
+        elif spec_data is not None:
+            spec_change = "restored"
+            sha = repo.commit({}, {path: data, spec_path: spec_data}, message)
+        else:
+            spec_change = "removed"
+            repo.commit({}, {path: data}, message, commit=False)
+            spec_path.unlink()
+            sha = git.commit_paths(repo.root, [rel, spec_rel], message)
     for task in orphans:
         app.out.warn(f"task {plan_id}/{task} is not in the restored plan but has events (kept in its log)")
-    app.out.result({"plan": plan_id, "rev": rev, "commit": sha, "orphans": orphans},
-                   f"restored {plan_id} from {full} (events kept)")
+    extra = {"restored": " (spec restored too)", "removed": " (spec removed: it did not exist then)"}
+    app.out.result({"plan": plan_id, "rev": rev, "commit": sha, "orphans": orphans, "spec": spec_change},
+                   f"restored {plan_id} from {full} (events kept){extra.get(spec_change, '')}")
     return 0

@@ -8,11 +8,26 @@ from typing import Any
 
 from flowgit import git
 from flowgit.app import App
-from flowgit.errors import FlowError
+from flowgit.errors import FlowError, IllegalTransition
 from flowgit.ids import check_id
 from flowgit.pipeline import advance_plan
 from flowgit.runner import Runner
+from flowgit.executors import by_name
+from flowgit.lifecycle import CLAIMABLE_PHASES, phase_gate
 from flowgit.store import automatic_actor
+
+
+def _check_startable(repo: Any, plan_id: str) -> None:
+    """A plan still waiting for its approval (or halted) cannot run: say so instead of
+    finishing at once with nothing done. phase_gate raises exactly the error `claim` gives."""
+    state = repo.state(plan_id)
+    if state.phase in CLAIMABLE_PHASES or state.phase not in ("draft", "plan_review", "halted"):
+        return
+    if state.phase == "halted":
+        raise IllegalTransition(f"plan {plan_id} is halted: nothing can run until "
+                                f"`flowgit resume {plan_id}`", code="phase")
+    loaded = repo.load_plan(plan_id)
+    phase_gate(loaded.plan, state, repo.config, "run", 0, time.time(), None, loaded.hash)
 
 
 def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
@@ -23,6 +38,10 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     repo.refuse_during_git_operation()
     if workers < 1:
         raise FlowError("-n must be at least 1", code="usage")
+    if executor is not None:
+        # a typo in --executor must not claim and fail every task of the plan
+        by_name(repo.config, executor, "--executor")
+    _check_startable(repo, plan_id)
     if git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
         raise FlowError("the work tree has staged changes: `flowgit run` merges task branches into it; "
                         "commit or unstage them first", code="dirty")

@@ -73,11 +73,13 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
     result = {"ok": not errors, "files": report.files, "errors": errors}
     if errors:
         if app.out.as_json:
-            app.out.result(result)
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            app.out.result({"error": {"code": "invalid_file", "message": errors[0] + more}, **result})
         else:
             for line in errors:
                 app.out.err.write(f"{line}\n")
-            app.out.err.write(f"flowgit: {len(errors)} problem(s) in {report.files} file(s)\n")
+            if len(errors) > 1:
+                app.out.err.write(f"flowgit: {len(errors)} problems in {report.files} file(s)\n")
         return EXIT_USER
     app.out.result(result, f"ok: {report.files} file(s) valid")
     return 0

@@ -1,0 +1,572 @@
+"""`flowgit run` and `watch --run` with real executors (issue 6): small Python scripts configured
+under `executors:` run in a worktree per task, and the results are merged back with `done`.
+
+Every run is a real `flowgit` process; the executors report what they saw to a control
+directory (events.jsonl, pid files) so the tests can check overlap, cwd, env and cleanup."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from conftest import Repo
+
+PRELUDE = '''\
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+CTL = Path(sys.argv[1])
+TASK = os.environ["FLOWGIT_TASK"]
+(CTL / f"{TASK}.{os.getpid()}.pid").write_text(str(os.getpid()))
+
+
+def log(kind, **kw):
+    with open(CTL / "events.jsonl", "a") as f:
+        f.write(json.dumps({"task": TASK, "kind": kind, "t": time.time(), **kw}) + "\\n")
+
+
+def wait_until(cond, timeout=20):
+    deadline = time.time() + timeout
+    while not cond() and time.time() < deadline:
+        time.sleep(0.02)
+
+
+def started(*tasks):
+    return lambda: all((CTL / f"{t}.started").exists() for t in tasks)
+
+
+(CTL / f"{TASK}.started").write_text("")
+
+
+def spawn_child():
+    child = subprocess.Popen(["sleep", "60"])
+    (CTL / f"{TASK}.{child.pid}.child").write_text(str(child.pid))
+    return child
+
+'''
+
+
+# ----- helpers --------------------------------------------------------------------------------
+
+def use_executor(repo: Repo, tmp_path: Path, body: str, *, timeout: float = 60,
+                 lease: float | None = None, extra: str = "") -> Path:
+    """Write the executor script, make it the default executor `script`, commit the config."""
+    ctl = tmp_path / "ctl"
+    ctl.mkdir()
+    script = tmp_path / "executor.py"
+    script.write_text(PRELUDE + textwrap.dedent(body))
+    argv = [sys.executable, str(script), str(ctl), "{task}", "{title}", "{worktree}", "{prompt_file}", "{repo}"]
+    cfg = repo.path / ".flow" / "config.yaml"
+    text = cfg.read_text().replace("executors: {}\n", "")
+    text = re.sub(r"(?m)^default_executor: .*$", "default_executor: script", text)
+    if lease is not None:
+        text = re.sub(r"(?m)^lease_seconds: .*$", f"lease_seconds: {lease}", text)
+    text += (f"executors:\n  script:\n    argv: {json.dumps(argv)}\n    timeout: {timeout}\n"
+             f"  alt:\n    argv: {json.dumps(argv + ['alt'])}\n    env: {{TEST_EXECUTOR: alt}}\n" + extra)
+    cfg.write_text(text)
+    repo.git("commit", "-q", "-am", "test: use the script executor")
+    return ctl
+
+
+def records(ctl: Path) -> list[dict[str, Any]]:
+    path = ctl / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def interval(ctl: Path, task: str) -> tuple[float, float]:
+    recs = records(ctl)
+    start = [r["t"] for r in recs if r["task"] == task and r["kind"] == "start"]
+    end = [r["t"] for r in recs if r["task"] == task and r["kind"] == "end"]
+    assert len(start) == 1 and len(end) == 1, recs
+    return start[0], end[0]
+
+
+def overlaps(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, just not reaped
+    except OSError:
+        return False
+
+
+def pids(ctl: Path, suffix: str, task: str | None = None) -> list[int]:
+    return [int(p.read_text()) for p in ctl.glob(f"{task or '*'}.*.{suffix}")]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def status(repo: Repo, plan: str = "p") -> dict[str, Any]:
+    return json.loads(repo.ok("status", plan, "--json").out)
+
+
+def states(repo: Repo, plan: str = "p") -> dict[str, str]:
+    return {t["id"]: t["state"] for t in status(repo, plan)["tasks"]}
+
+
+def events(repo: Repo, task: str, plan: str = "p") -> list[dict[str, Any]]:
+    return json.loads(repo.ok("events", plan, task, "--json").out)["events"]
+
+
+def assert_clean(repo: Repo) -> None:
+    """Only the main work tree, no task branches, nothing half-merged, nothing uncommitted."""
+    porcelain = repo.git("worktree", "list", "--porcelain")
+    trees = [line for line in porcelain.splitlines() if line.startswith("worktree ")]
+    assert trees == [f"worktree {repo.path}"], porcelain
+    common = Path(repo.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
+    leftover = [p for p in (common / "flowgit-worktrees").rglob("*") if p.is_file()] \
+        if (common / "flowgit-worktrees").exists() else []
+    assert leftover == []
+    assert not (common / "MERGE_HEAD").exists()
+    assert repo.git("status", "--porcelain") == ""
+
+
+def popen(repo: Repo, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "flowgit", "--repo", str(repo.path), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture
+def reaper(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """Whatever a test leaves running (flowgit processes, orphaned executors) is killed after it."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ctl = tmp_path / "ctl"
+    if ctl.exists():
+        for pid in pids(ctl, "pid") + pids(ctl, "child"):
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def plan_yaml(*tasks: str, extra: str = "") -> str:
+    return "id: p\ntitle: Run test\ngoal: Exercise flowgit run\n" + extra + "tasks:\n" + "".join(
+        f"  - {t}\n" for t in tasks)
+
+
+# ----- a parallel run -------------------------------------------------------------------------
+
+PARALLEL = """\
+head = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], capture_output=True, text=True).stdout.strip()
+log("start", cwd=os.getcwd(), argv=sys.argv[2:], branch=head,
+    env={k: v for k, v in os.environ.items() if k.startswith(("FLOWGIT_", "TEST_"))},
+    prompt_exists=Path(os.environ["FLOWGIT_PROMPT_FILE"]).is_file())
+wait_until(started("A", "B", "C"))  # released only if all three run at once
+time.sleep(0.1)
+Path(f"{TASK}.txt").write_text(f"{TASK}\\nsecond line\\n")
+print(f"hello from {TASK}")
+if TASK == "C":  # an executor may commit its own work
+    subprocess.run(["git", "add", "C.txt"], check=True)
+    subprocess.run(["git", "commit", "-q", "--no-verify", "-m", "C committed by its executor"], check=True)
+log("end")
+"""
+
+
+def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path) -> None:
+    ctl = use_executor(repo, tmp_path, PARALLEL)
+    repo.plan("p", plan_yaml("{id: A, title: Alpha}", "{id: B, title: Beta task}", "{id: C, title: Gamma}"))
+    t0 = time.monotonic()
+    res = repo.proc("run", "p", "-n", "3", timeout=60)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert elapsed < 10
+
+    # all three ran at the same time
+    spans = {t: interval(ctl, t) for t in "ABC"}
+    assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
+
+    common = Path(repo.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
+    titles = {"A": "Alpha", "B": "Beta task", "C": "Gamma"}
+    for rec in (r for r in records(ctl) if r["kind"] == "start"):
+        t = rec["task"]
+        # cwd is the task's own worktree on its own branch; placeholders and env are filled
+        assert rec["cwd"] == str(common / "flowgit-worktrees" / "p" / t)
+        assert rec["branch"] == f"flow/p/{t}"
+        assert rec["argv"][:3] == [t, titles[t], rec["cwd"]]
+        assert rec["env"]["FLOWGIT_PLAN"] == "p" and rec["env"]["FLOWGIT_TASK"] == t
+        assert rec["env"]["FLOWGIT_TITLE"] == titles[t]
+        assert rec["env"]["FLOWGIT_WORKTREE"] == rec["cwd"]
+        assert rec["env"]["FLOWGIT_PROMPT_FILE"] == rec["argv"][3] and rec["prompt_exists"]
+        assert rec["env"]["FLOWGIT_ACTOR"].startswith("run-")
+        assert "TEST_EXECUTOR" not in rec["env"]
+
+    # everything is merged into main, each done in a merge commit
+    for t in "ABC":
+        assert (repo.path / f"{t}.txt").read_text() == f"{t}\nsecond line\n"
+        assert repo.git("show", f"main:{t}.txt") == f"{t}\nsecond line"
+    assert "C committed by its executor" in repo.git("log", "--format=%s", "main")
+    st = status(repo)
+    assert st["counts"]["done"] == 3 and st["progress"] == 100
+
+    for t in "ABC":
+        evs = events(repo, t)
+        types = [e["type"] for e in evs]
+        assert types == ["task.claimed", "task.started", "task.done"], types
+        done = evs[-1]["data"]
+        assert done["files_modified"] == [f"{t}.txt"]
+        assert (done["lines_added"], done["lines_removed"]) == (2, 0)
+        logs = {e["data"].get("log") for e in evs if e["data"].get("log")}
+        logs |= {e["data"].get("path") for e in evs if e["type"] == "task.log"}
+        assert len(logs) == 1, evs
+        log_file = repo.path / logs.pop()
+        assert log_file.is_file() and f"hello from {t}" in log_file.read_text()
+        # the commit that recorded done is the merge of the task branch
+        sha = repo.git("log", "-1", "--format=%H", "--", f".flow/plans/p/events/{t}.jsonl")
+        parents = repo.git("log", "-1", "--format=%P", sha).split()
+        assert len(parents) == 2, (t, parents)
+        body = repo.git("log", "-1", "--format=%B", sha)
+        assert f"Flow-Task: {t}" in body and "Flow-Event: done" in body.replace("task.done", "done")
+        assert repo.git("show", f"{sha}:{t}.txt") == f"{t}\nsecond line"
+
+    assert repo.git("branch", "--list", "flow/*") == ""
+    assert_clean(repo)
+
+
+def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
+    """The prompt file carries goal, scope, spec, ADRs, acceptance, files and the notes of the
+    dependencies; `--executor` chooses another configured executor (its env included)."""
+    ctl = use_executor(repo, tmp_path, """\
+        Path(CTL / f"{TASK}.prompt.md").write_text(Path(sys.argv[5]).read_text())
+        log("start", argv=sys.argv[2:], env=os.environ.get("TEST_EXECUTOR"))
+        Path("store.go").write_text("package store\\n")
+        log("end")
+        """)
+    repo.write(".flow/adrs/ADR-0001-sqlite-retry-table.yaml", textwrap.dedent("""\
+        id: ADR-0001
+        title: SQLite-backed retry table
+        status: accepted
+        date: 2026-11-22
+        plans: []
+        context: Deliveries must survive restarts
+        decision: Keep pending deliveries in SQLite
+        """))
+    repo.git("add", ".flow/adrs")
+    repo.git("commit", "-q", "-m", "adr")
+    repo.plan("p", plan_yaml(
+        "{id: A, title: Schema}",
+        "{id: B, title: WebhookStore, depends_on: [A], files: [store.go], "
+        "acceptance: ['CRUD is tested'], description: Store the hooks}",
+        extra="adrs: [ADR-0001]\nscope: {included: [HTTP delivery], excluded: [gRPC push]}\n"))
+    repo.write(".flow/plans/p/spec.yaml", textwrap.dedent("""\
+        plan: p
+        requirements:
+          - id: R1
+            kind: event_driven
+            text: When job.completed fires, the system shall deliver to all registered hooks
+            tasks: [B]
+        """))
+    repo.git("add", ".flow/plans/p/spec.yaml")
+    repo.git("commit", "-q", "-m", "spec")
+    repo.ok("claim", "p/A", "--worker", "human")
+    repo.ok("done", "p/A", "--worker", "human", "--note", "table webhooks(id, url) in migration 0007")
+
+    res = repo.proc("run", "p", "-n", "2", "--executor", "alt", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (rec,) = [r for r in records(ctl) if r["kind"] == "start"]
+    assert rec["task"] == "B" and rec["argv"][-1] == "alt" and rec["env"] == "alt"
+    prompt = (ctl / "B.prompt.md").read_text()
+    for expected in ("WebhookStore", "Exercise flowgit run", "HTTP delivery", "gRPC push", "Store the hooks",
+                     "When job.completed fires, the system shall deliver to all registered hooks",
+                     "ADR-0001", "SQLite-backed retry table", "Keep pending deliveries in SQLite",
+                     "CRUD is tested", "store.go", "table webhooks(id, url) in migration 0007"):
+        assert expected in prompt, (expected, prompt)
+    assert states(repo) == {"A": "done", "B": "done"}
+
+
+def test_unknown_executor_override_is_refused_before_anything_is_claimed(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, "log('start')\n")
+    repo.plan("p", plan_yaml("{id: A, title: Alpha}", "{id: B, title: Beta}"))
+    before = repo.commits()
+    res = repo.proc("run", "p", "-n", "2", "--executor", "nope", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    err = res.stderr + res.stdout
+    assert "nope" in err and "script" in err and "shell" in err and "Traceback" not in err
+    assert states(repo) == {"A": "ready", "B": "ready"}
+    assert repo.commits() == before
+
+
+def test_run_on_a_plan_waiting_for_approval_says_so(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, "log('start')\n")
+    cfg = repo.path / ".flow" / "config.yaml"
+    cfg.write_text(re.sub(r"required: 0", "required: 1", cfg.read_text()))
+    repo.git("commit", "-q", "-am", "one approval")
+    repo.plan("p", plan_yaml("{id: A, title: Alpha}"))
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "approv" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "ctl" / "events.jsonl").exists()
+
+
+def test_run_on_a_halted_plan_says_so(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, "log('start')\n")
+    repo.plan("p", plan_yaml("{id: A, title: Alpha}", "{id: B, title: Beta, depends_on: [A]}"))
+    repo.ok("claim", "p/A", "--worker", "w")
+    repo.ok("fail", "p/A", "--worker", "w", "--error", "boom")
+    repo.ok("advance", "p")
+    assert status(repo)["phase"] == "halted"
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "halted" in res.stderr and "flowgit resume p" in res.stderr
+    assert not (tmp_path / "ctl" / "events.jsonl").exists()
+
+
+# ----- failures -------------------------------------------------------------------------------
+
+def test_failing_task_is_retried_then_succeeds(repo: Repo, tmp_path: Path) -> None:
+    ctl = use_executor(repo, tmp_path, """\
+        attempt = len(list(CTL.glob(f"{TASK}.attempt.*"))) + 1
+        (CTL / f"{TASK}.attempt.{attempt}").write_text(os.getcwd())
+        if attempt == 1:
+            Path("half.txt").write_text("half done\\n")
+            print("failing on purpose")
+            sys.exit(3)
+        Path("r.txt").write_text("ok\\n")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: Flaky}",
+                             extra="retry: {strategy: fixed, base: 0.2, max_attempts: 3}\n"))
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(list(ctl.glob("A.attempt.*"))) == 2
+    evs = events(repo, "A")
+    types = [e["type"] for e in evs]
+    assert types.count("task.claimed") == 2 and types[-1] == "task.done", types
+    (failed,) = [e for e in evs if e["type"] == "task.failed"]
+    assert failed["data"]["retry"] and failed["data"]["retry_at"]
+    assert "exit 3" in failed["data"]["error"]
+    logs = [e["data"]["log"] for e in evs if e["type"] == "task.started"]
+    assert len(set(logs)) == 2
+    assert "failing on purpose" in (repo.path / logs[0]).read_text()
+    assert (status(repo)["tasks"][0]["attempts"], states(repo)["A"]) == (2, "done")
+    # the failed attempt's half-done work was thrown away with its worktree
+    assert (repo.path / "r.txt").exists() and not (repo.path / "half.txt").exists()
+    assert events(repo, "A")[-1]["data"]["files_modified"] == ["r.txt"]
+    assert_clean(repo)
+
+
+def test_timeout_kills_the_whole_process_group(repo: Repo, tmp_path: Path) -> None:
+    """Attempt 1 dies on SIGTERM; attempt 2 ignores it (and so does its child), so only the
+    SIGKILL that follows ends them. Both attempts fail and the retry policy fails the task."""
+    ctl = use_executor(repo, tmp_path, """\
+        attempt = len(list(CTL.glob(f"{TASK}.attempt.*"))) + 1
+        (CTL / f"{TASK}.attempt.{attempt}").write_text("")
+        if attempt == 2:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        spawn_child()
+        print("sleeping", flush=True)
+        time.sleep(60)
+        """, timeout=1)
+    repo.plan("p", plan_yaml("{id: A, title: Sleeper}",
+                             extra="retry: {strategy: fixed, base: 0.1, max_attempts: 2}\n"))
+    t0 = time.monotonic()
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    elapsed = time.monotonic() - t0
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert elapsed < 15
+    executors, children = pids(ctl, "pid", "A"), pids(ctl, "child", "A")
+    assert len(executors) == 2 and len(children) == 2
+    for pid in executors + children:
+        assert not alive(pid), f"process {pid} survived the timeout"
+    evs = [e for e in events(repo, "A") if e["type"] == "task.failed"]
+    assert len(evs) == 2
+    assert all("timed out after 1s" in e["data"]["error"] for e in evs)
+    assert evs[0]["data"]["retry_at"] and evs[1]["data"]["retry_at"] is None
+    row = status(repo)["tasks"][0]
+    assert (row["state"], row["attempts"]) == ("failed", 2)
+    assert "timed out" in row["error"]
+    assert_clean(repo)
+    assert repo.git("branch", "--list", "flow/*") == ""
+
+
+def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path: Path) -> None:
+    repo.write("shared.txt", "base line\n")
+    repo.git("add", "shared.txt")
+    repo.git("commit", "-q", "-m", "shared file")
+    ctl = use_executor(repo, tmp_path, """\
+        wait_until(started("A", "B"))  # both branch from the same base
+        Path("shared.txt").write_text(f"changed by {TASK}\\n")
+        if TASK == "B":  # A merges first; B then conflicts
+            wait_until(lambda: Path(sys.argv[6], "shared.txt").read_text() == "changed by A\\n")
+        """)
+    # no declared files, so both run at once from the same base
+    repo.plan("p", plan_yaml("{id: A, title: Edit shared}", "{id: B, title: Edit shared too}"))
+    res = repo.proc("run", "p", "-n", "2", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert states(repo) == {"A": "done", "B": "failed"}
+    row = [t for t in status(repo)["tasks"] if t["id"] == "B"][0]
+    assert "merge conflict" in row["error"] and "shared.txt" in row["error"] and "flow/p/B" in row["error"]
+    assert (repo.path / "shared.txt").read_text() == "changed by A\n"
+    # the branch is kept with B's work on it, nothing is half-merged
+    assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/B"]
+    assert repo.git("show", "flow/p/B:shared.txt") == "changed by B"
+    assert_clean(repo)
+
+
+def test_overlapping_files_never_run_together(repo: Repo, tmp_path: Path) -> None:
+    ctl = use_executor(repo, tmp_path, """\
+        log("start")
+        if TASK.startswith("Y"):  # ends early only if the other Y runs meanwhile
+            wait_until(started("Y1", "Y2"), 10)
+        time.sleep(0.3)
+        Path(f"{TASK}.out").write_text(TASK + "\\n")
+        log("end")
+        """)
+    repo.plan("p", plan_yaml(
+        "{id: X1, title: x1, files: [cfg/app.yaml, x1.txt]}",
+        "{id: X2, title: x2, files: [cfg/app.yaml]}",
+        "{id: X3, title: x3, files: [x1.txt]}",
+        "{id: Y1, title: y1, files: [y1.txt]}",
+        "{id: Y2, title: y2, files: [y2.txt]}"))
+    res = repo.proc("run", "p", "-n", "4", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    spans = {t: interval(ctl, t) for t in ("X1", "X2", "X3", "Y1", "Y2")}
+    for a, b in (("X1", "X2"), ("X1", "X3")):
+        assert not overlaps(spans[a], spans[b]), (a, b, spans)
+    assert overlaps(spans["Y1"], spans["Y2"]), spans
+    assert set(states(repo).values()) == {"done"}
+    assert_clean(repo)
+
+
+def test_overlapping_files_are_serialised_across_two_run_processes(
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
+    """Two `flowgit run` processes on one plan (or `run` beside `watch --run`): the rule holds
+    through the claims in the repository, not only inside one process."""
+    ctl = use_executor(repo, tmp_path, """\
+        log("start")
+        wait_until(started("X1", "X2"), 1.0)  # ends at once if the other one is (wrongly) running
+        Path(f"{TASK}.out").write_text(TASK + "\\n")
+        log("end")
+        """)
+    repo.plan("p", plan_yaml("{id: X1, title: x1, files: [cfg/app.yaml]}",
+                             "{id: X2, title: x2, files: [cfg/app.yaml]}"))
+    procs = [popen(repo, "run", "p", "-n", "1") for _ in range(2)]
+    reaper.extend(procs)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert not overlaps(interval(ctl, "X1"), interval(ctl, "X2")), records(ctl)
+    assert set(states(repo).values()) == {"done"}
+    assert_clean(repo)
+
+
+# ----- stopping and resuming ------------------------------------------------------------------
+
+SLOW_UNLESS_FAST = """\
+if not (CTL / "fast").exists():
+    spawn_child()
+    (CTL / f"{TASK}.running").write_text("")
+    time.sleep(60)
+Path(f"{TASK}.txt").write_text(TASK + "\\n")
+"""
+
+
+def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
+    ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}", "{id: C, title: c, depends_on: [A]}"))
+    proc = popen(repo, "run", "p", "-n", "2")
+    reaper.append(proc)
+    wait_for(lambda: (ctl / "A.running").exists() and (ctl / "B.running").exists(), 20, "both executors")
+    assert states(repo) == {"A": "in_progress", "B": "in_progress", "C": "pending"}
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode != 0, out
+    for pid in pids(ctl, "pid") + pids(ctl, "child"):
+        assert not alive(pid), f"executor process {pid} survived SIGTERM\n{out}"
+    st = status(repo)
+    assert {t["id"]: t["state"] for t in st["tasks"]} == {"A": "ready", "B": "ready", "C": "pending"}, out
+    assert st["counts"]["claimed"] == st["counts"]["in_progress"] == 0
+    for t in "AB":
+        assert "task.released" in [e["type"] for e in events(repo, t)]
+    assert not (repo.path / "A.txt").exists()
+    assert repo.git("branch", "--list", "flow/*") == ""
+    assert_clean(repo)
+
+    (ctl / "fast").write_text("")
+    res = repo.proc("run", "p", "-n", "2", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(states(repo).values()) == {"done"}
+    assert all((repo.path / f"{t}.txt").exists() for t in "ABC")
+    assert_clean(repo)
+
+
+def test_a_killed_runner_leaves_a_lease_that_expires(
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
+    ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST, lease=2)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    proc = popen(repo, "run", "p", "-n", "1")
+    reaper.append(proc)
+    wait_for(lambda: (ctl / "A.running").exists(), 20, "the executor")
+    time.sleep(0.8)  # at least one heartbeat has kept the 2 s lease alive meanwhile
+    proc.kill()
+    proc.wait()
+    killed = time.monotonic()
+    assert states(repo)["A"] == "in_progress"
+    row = wait_for(lambda: next((t for t in status(repo)["tasks"] if t["state"] == "ready"), None), 5,
+                   "the lease to expire")
+    assert time.monotonic() - killed <= 4
+    assert row["id"] == "A" and row.get("interrupted") is True
+    assert status(repo)["interrupted"] == ["A"]
+    # the orphaned executor (its own process group) is still ours to stop
+    for pid in pids(ctl, "pid"):
+        os.killpg(pid, signal.SIGKILL)
+    (ctl / "fast").write_text("")
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").exists()
+    assert_clean(repo)
+
+
+def test_watch_run_dispatches_tasks_as_they_become_ready(
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
+    ctl = use_executor(repo, tmp_path, """\
+        log("start")
+        time.sleep(0.3)
+        Path(f"{TASK}.txt").write_text(TASK + "\\n")
+        log("end")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}",
+                             "{id: C, title: c, depends_on: [A, B]}", "{id: D, title: d, depends_on: [C]}"))
+    proc = popen(repo, "watch", "--run", "2")
+    reaper.append(proc)
+    t0 = time.monotonic()
+    # the default rescan is 30 s: finishing well before that means file events drove dispatch
+    wait_for(lambda: set(states(repo).values()) == {"done"}, 15, "watch --run to finish the plan")
+    assert time.monotonic() - t0 < 15
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    spans = {t: interval(ctl, t) for t in "ABCD"}
+    assert overlaps(spans["A"], spans["B"]), spans
+    assert spans["C"][0] >= max(spans["A"][1], spans["B"][1]) and spans["D"][0] >= spans["C"][1]
+    assert all((repo.path / f"{t}.txt").exists() for t in "ABCD")
+    assert_clean(repo)

@@ -1,0 +1,340 @@
+"""Many machines through one remote: `sync`, `claim --sync` and config `sync: push`, on a bare
+repository and real clones driven by real processes (issue 5, "Many machines through one
+remote")."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import WEBHOOKS, Repo, git, make_git_repo
+
+PLAN_DIR = ".flow/plans/{plan}/events"
+
+
+def set_sync_push(repo: Repo) -> None:
+    cfg = repo.path / ".flow" / "config.yaml"
+    text = cfg.read_text()
+    assert "sync: none" in text
+    cfg.write_text(text.replace("sync: none", "sync: push"))
+    repo.git("add", ".flow/config.yaml")
+    repo.git("commit", "-q", "-m", "config: sync push")
+
+
+def make_remote(tmp_path: Path, n: int, plan: tuple[str, str] | None = None,
+                sync_push: bool = False) -> tuple[Path, list[Repo]]:
+    """A bare `origin` seeded from a repository with .flow/ (and a plan), and n clones, each
+    set up by `flowgit init` (merge driver and hooks, no commit)."""
+    seed = Repo(make_git_repo(tmp_path / "seed"))
+    seed.ok("init")
+    if plan:
+        seed.plan(*plan)
+    if sync_push:
+        set_sync_push(seed)
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed.git("push", "-q", str(bare), "main")
+    clones = []
+    for i in range(n):
+        path = tmp_path / f"clone{i}"
+        git(tmp_path, "clone", "-q", str(bare), str(path))
+        git(path, "config", "user.email", f"c{i}@example.com")
+        git(path, "config", "user.name", f"Clone {i}")
+        clone = Repo(path)
+        count = clone.commits()
+        assert clone.ok("init", "--json").json["commit"] is None
+        assert clone.commits() == count
+        clones.append(clone)
+    return bare, clones
+
+
+def remote_head(bare: Path) -> str:
+    return git(bare, "rev-parse", "main")
+
+
+def remote_log(bare: Path, plan: str, stream: str) -> list[dict[str, Any]]:
+    proc = subprocess.run(["git", "show", f"main:{PLAN_DIR.format(plan=plan)}/{stream}.jsonl"],
+                          cwd=bare, capture_output=True)
+    if proc.returncode != 0:
+        return []
+    return [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
+
+
+def states(repo: Repo, plan: str) -> dict[str, str]:
+    return {t["id"]: t["state"] for t in repo.ok("status", plan, "--json").json["tasks"]}
+
+
+# ----- sync and claim --sync between two clones -------------------------------------------------
+
+
+def test_sync_pushes_and_merges_both_ways(tmp_path: Path) -> None:
+    bare, (a, b) = make_remote(tmp_path, 2, ("webhooks", WEBHOOKS))
+    start = remote_head(bare)
+
+    # A works locally (no sync configured), then syncs: the remote has it.
+    a.ok("claim", "webhooks/T-WH-01", "--worker", "wa")
+    assert remote_head(bare) == start
+    res = a.ok("sync", "--json").json
+    assert res["remote"] == "origin" and res["branch"] == "main"
+    assert remote_head(bare) == a.git("rev-parse", "HEAD")
+
+    # B diverged meanwhile (its own commit on the same plan's logs): sync merges, pushes.
+    b.ok("halt", "webhooks", "--reason", "lunch")
+    b.ok("resume", "webhooks")
+    res = b.ok("sync", "--json").json
+    assert res["merge"] == "merged"
+    assert remote_head(bare) == b.git("rev-parse", "HEAD")
+    assert states(b, "webhooks")["T-WH-01"] == "claimed"
+
+    # A finishes, syncs; B syncs; both fold to the same state, which is the remote's.
+    a.ok("done", "webhooks/T-WH-01", "--worker", "wa")
+    a.ok("sync")
+    b.ok("sync")
+    assert a.git("rev-parse", "HEAD") == b.git("rev-parse", "HEAD") == remote_head(bare)
+    assert a.ok("status", "webhooks", "--json").json == b.ok("status", "webhooks", "--json").json
+    assert states(a, "webhooks")["T-WH-02"] == "ready"
+    assert a.git("status", "--porcelain") == "" and b.git("status", "--porcelain") == ""
+
+    # Nothing new: up to date, and the remote does not move.
+    head = remote_head(bare)
+    assert a.ok("sync", "--json").json["merge"] == "up to date"
+    assert remote_head(bare) == head
+
+
+def test_sync_errors(tmp_path: Path, repo: Repo) -> None:
+    res = repo.run("sync")  # no remote at all
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1 and "origin" in res.err
+    bare, (a,) = make_remote(tmp_path, 1, ("webhooks", WEBHOOKS))
+    res = a.run("sync", "--remote", "nosuch", "--json")
+    assert res.code == 1 and "nosuch" in res.json["error"]["message"]
+    a.git("checkout", "-q", "--detach")
+    res = a.run("sync")
+    assert res.code == 1 and "detached" in res.err.lower()
+
+
+def test_claim_sync_sequential_loser_sees_the_winner(tmp_path: Path) -> None:
+    """B has not fetched A's claim; `claim --sync` fetches and merges before deciding."""
+    bare, (a, b) = make_remote(tmp_path, 2, ("webhooks", WEBHOOKS))
+    plan = "id: two\ntitle: Two\ntasks:\n  - {id: X, title: x}\n  - {id: Y, title: y}\n"
+    a.plan("two", plan)
+    a.ok("sync")
+    b.ok("sync")
+
+    won = a.ok("claim", "two/X", "--sync", "--worker", "wa", "--json").json
+    assert won["pushed"] is True and remote_head(bare) == won["commit"]
+    lost = b.run("claim", "two/X", "--sync", "--worker", "wb", "--json")
+    assert lost.code == 1, lost.out
+    assert "wa" in lost.json["error"]["message"]
+    other = b.ok("claim", "two", "--sync", "--worker", "wb", "--json").json
+    assert other["task"] == "two/Y"
+    assert remote_head(bare) == other["commit"]
+    none = a.run("claim", "two", "--sync", "--worker", "wa")
+    assert none.code == 3
+    claimed = [e for t in ("X", "Y") for e in remote_log(bare, "two", t) if e["type"] == "task.claimed"]
+    assert sorted((e["task"], e["actor"]) for e in claimed) == [("X", "wa"), ("Y", "wb")]
+
+
+@pytest.mark.parametrize("target", ["two/X", "two"])
+def test_claim_sync_race_exactly_one_wins(tmp_path: Path, target: str) -> None:
+    """Both clones at once, as separate processes, several rounds."""
+    bare, (a, b) = make_remote(tmp_path, 2)
+    for round_ in range(4):
+        plan_id = f"two{round_}"
+        a.plan(plan_id, f"id: {plan_id}\ntitle: Two\ntasks:\n  - {{id: X, title: x}}\n  - {{id: Y, title: y}}\n")
+        a.ok("sync")
+        b.ok("sync")
+        tgt = target.replace("two", plan_id)
+        procs = [subprocess.Popen([sys.executable, "-m", "flowgit", "--repo", str(r.path), "claim", tgt,
+                                   "--sync", "--worker", w, "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for r, w in ((a, "wa"), (b, "wb"))]
+        results = [(p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        for p in procs:
+            p.stdout.close()  # type: ignore[union-attr]
+            p.stderr.close()  # type: ignore[union-attr]
+        codes = [c for c, _, _ in results]
+        claims = Counter()
+        for _, task in ((w, e["task"]) for w in ("X", "Y")
+                        for e in remote_log(bare, plan_id, w) if e["type"] == "task.claimed"):
+            claims[task] += 1
+        if "/" in target:
+            # The same task named: exactly one wins, the loser is told who has it (or, if it
+            # kept losing the push race, exit 4). Never two claims.
+            assert sorted(codes) in ([0, 1], [0, 4]), results
+            assert claims == Counter({"X": 1}), results
+        else:
+            # Any ready task: both can win, but never the same task.
+            assert all(c in (0, 4) for c in codes), results
+            won = [json.loads(out)["task"] for c, out, _ in results if c == 0]
+            assert len(won) == len(set(won)) >= 1, results
+            assert all(n == 1 for n in claims.values()) and sum(claims.values()) == len(won)
+        for r in (a, b):
+            assert r.git("status", "--porcelain") == "", r.path
+            assert r.git("rev-parse", "HEAD") in (remote_head(bare),) or subprocess.run(
+                ["git", "merge-base", "--is-ancestor", r.git("rev-parse", "HEAD"), remote_head(bare)],
+                cwd=bare).returncode == 0, "a clone kept an unpushed claim"
+
+
+def test_config_sync_push_makes_every_transition_pushed(tmp_path: Path) -> None:
+    bare, (a, b) = make_remote(tmp_path, 2, ("webhooks", WEBHOOKS), sync_push=True)
+    res = a.ok("claim", "webhooks", "--worker", "wa", "--json").json
+    assert res["pushed"] is True and remote_head(bare) == res["commit"]
+    d = a.ok("done", res["task"], "--worker", "wa", "--json").json
+    assert remote_head(bare) == d["commit"]
+    # B, without any explicit sync, decides on the remote's state.
+    got = b.ok("claim", "webhooks", "--worker", "wb", "--json").json
+    assert got["task"] == "webhooks/T-WH-02"
+    assert remote_head(bare) == got["commit"]
+
+
+# ----- the big one: 4 clones, 4 processes, 100 tasks ---------------------------------------------
+
+WORKER = r"""
+import json, os, random, subprocess, sys, time
+repo, plan, worker, record, deadline = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+base = [sys.executable, "-m", "flowgit", "--repo", repo]
+rng = random.Random(worker)
+
+def note(obj):
+    obj["worker"] = worker
+    obj["t"] = time.time()
+    with open(record, "a") as fh:
+        fh.write(json.dumps(obj) + "\n")
+
+def run(*args):
+    return subprocess.run(base + list(args), capture_output=True, text=True)
+
+while time.time() < deadline:
+    p = run("claim", plan, "--sync", "--worker", worker, "--json")
+    if p.returncode == 0:
+        task = json.loads(p.stdout)["task"]
+        note({"op": "claim", "code": 0, "task": task, "commit": json.loads(p.stdout)["commit"]})
+        while time.time() < deadline:
+            d = run("done", task, "--worker", worker, "--json")
+            if d.returncode == 0:
+                note({"op": "done", "code": 0, "task": task, "commit": json.loads(d.stdout)["commit"]})
+                break
+            note({"op": "done", "code": d.returncode, "task": task, "err": d.stderr[-300:]})
+            if d.returncode != 4:
+                break
+            time.sleep(rng.random() * 0.2)
+    elif p.returncode == 3:
+        s = run("sync")
+        st = run("status", plan, "--json")
+        if st.returncode == 0:
+            status = json.loads(st.stdout)
+            if status["counts"]["done"] == len(status["tasks"]):
+                note({"op": "finished", "code": 0})
+                break
+        time.sleep(0.2 + rng.random() * 0.3)
+    else:
+        note({"op": "claim", "code": p.returncode, "err": (p.stderr or p.stdout)[-300:]})
+        time.sleep(rng.random() * 0.3)
+else:
+    note({"op": "timeout", "code": -1})
+"""
+
+
+def hundred_tasks(plan_id: str) -> str:
+    lines = [f"id: {plan_id}", "title: A hundred tasks over four machines", "tasks:"]
+    for i in range(100):
+        deps = []
+        if i >= 20 and i % 4 == 0:
+            deps = [f"t{i - 20:03d}", f"t{i - 7:03d}"]
+        dep = f", depends_on: [{', '.join(deps)}]" if deps else ""
+        lines.append(f"  - {{id: t{i:03d}, title: Task {i}{dep}}}")
+    return "\n".join(lines) + "\n"
+
+
+def added_event_ids(repo: Repo, commit: str) -> set[str]:
+    """Ids of the event lines a transition commit added (against its first parent)."""
+    diff = repo.git("diff", "--no-color", "-U0", f"{commit}~1", commit, "--", ".flow/plans")
+    return {json.loads(line[1:])["id"] for line in diff.splitlines()
+            if line.startswith("+") and not line.startswith("+++") and line[1:].strip()}
+
+
+def test_four_clones_four_workers_a_hundred_tasks(tmp_path: Path) -> None:
+    plan = "hundred"
+    bare, clones = make_remote(tmp_path, 4, (plan, hundred_tasks(plan)), sync_push=True)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    records = [tmp_path / f"w{i}.jsonl" for i in range(4)]
+    started = time.monotonic()
+    deadline = time.time() + 240
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, str(script), str(c.path), plan, f"w{i}", str(records[i]),
+                               str(deadline)], env=env)
+             for i, c in enumerate(clones)]
+    for p in procs:
+        p.wait(timeout=300)
+    work_time = time.monotonic() - started
+
+    notes = [json.loads(line) for r in records if r.exists() for line in r.read_text().splitlines()]
+    assert not [n for n in notes if n["op"] == "timeout"], "a worker ran out of time"
+    errors = [n for n in notes if n["code"] not in (0, 4)]
+    assert not errors, errors[:5]
+
+    # Every clone syncs (twice: the first round spreads the last merges), then all agree.
+    for _ in range(2):
+        for c in clones:
+            c.ok("sync")
+    trees = {c.git("rev-parse", "HEAD:.flow") for c in clones}
+    assert len(trees) == 1 and trees == {git(bare, "rev-parse", "main:.flow")}
+    statuses = [c.ok("status", plan, "--json").json for c in clones]
+    assert all(s == statuses[0] for s in statuses[1:])
+    st = statuses[0]
+    assert st["counts"]["done"] == 100 and st["progress"] == 100
+    assert {t["state"] for t in st["tasks"]} == {"done"}
+
+    # Every task done exactly once, claimed exactly once, in the remote's history.
+    done_notes = [n for n in notes if n["op"] == "done" and n["code"] == 0]
+    claim_notes = [n for n in notes if n["op"] == "claim" and n["code"] == 0]
+    assert sorted(n["task"] for n in done_notes) == [f"{plan}/t{i:03d}" for i in range(100)]
+    assert len(claim_notes) == 100
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for i in range(100):
+        tid = f"t{i:03d}"
+        log = remote_log(bare, plan, tid)
+        by_task[tid] = log
+        types = Counter(e["type"] for e in log)
+        assert types["task.done"] == 1, (tid, types)
+        assert types["task.claimed"] == 1, (tid, types)
+        ids = [e["id"] for e in log]
+        assert len(ids) == len(set(ids))
+    for n in done_notes:
+        tid = n["task"].split("/")[1]
+        done = next(e for e in by_task[tid] if e["type"] == "task.done")
+        assert done["actor"] == n["worker"], (tid, done, n)
+
+    # No event lost: every event written by a command that exited 0 is on the remote.
+    remote_ids = {e["id"] for tid in by_task for e in by_task[tid]}
+    remote_ids |= {e["id"] for e in remote_log(bare, plan, "_plan")}
+    clone_of = {f"w{i}": c for i, c in enumerate(clones)}
+    for n in claim_notes + done_notes:
+        ids = added_event_ids(clone_of[n["worker"]], n["commit"])
+        assert ids, n
+        missing = ids - remote_ids
+        assert not missing, (n, missing)
+        assert subprocess.run(["git", "merge-base", "--is-ancestor", n["commit"], "main"],
+                              cwd=bare).returncode == 0, n
+
+    # Dependencies held: a task was claimed only after its dependencies were done (the Lamport
+    # clock of the claim is above the clock of each dependency's done).
+    for i in range(20, 100, 4):
+        claim = next(e for e in by_task[f"t{i:03d}"] if e["type"] == "task.claimed")
+        for dep in (f"t{i - 20:03d}", f"t{i - 7:03d}"):
+            done = next(e for e in by_task[dep] if e["type"] == "task.done")
+            assert claim["clock"] > done["clock"], (i, dep)
+
+    # Work was shared (not one clone doing everything while the others lost every race).
+    per_worker = Counter(n["worker"] for n in done_notes)
+    assert len(per_worker) >= 2, per_worker
+    print(f"4 clones x 100 tasks: {work_time:.1f} s; done per worker {dict(per_worker)}; "
+          f"lost races (exit 4) {sum(1 for n in notes if n['code'] == 4)}")
