@@ -6,8 +6,9 @@ from flowgit.store import FLOW, FlowRepo
 
 
 def append_only_errors(repo: FlowRepo) -> list[str]:
+    env = git.hook_index_env()
     out = git.run(["diff", "--cached", "--name-status", "-z", "--no-renames", "--", FLOW],
-                  repo.root).stdout.decode().split("\0")
+                  repo.root, env=env).stdout.decode().split("\0")
     errors = []
     pairs = list(zip(out[0::2], out[1::2]))
     if git.head(repo.root) is None:
@@ -22,7 +23,7 @@ def append_only_errors(repo: FlowRepo) -> list[str]:
         if status != "M":
             continue
         old = git.show(repo.root, "HEAD", rel) or b""
-        new = git.run(["show", f":{rel}"], repo.root).stdout
+        new = git.run(["show", f":{rel}"], repo.root, env=env).stdout
         if new.startswith(old):
             continue
         old_lines = old.split(b"\n")

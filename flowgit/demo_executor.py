@@ -33,6 +33,9 @@ def main(argv: list[str]) -> int:
         comment = "--" if rel.endswith(".sql") else "#" if rel.endswith((".py", ".sh", ".md")) else "//"
         path.write_text(f"{comment} {task}: {title}\n{comment} written by the flowgit demo executor\n")
         print(f"wrote {rel}")
+    note = os.environ.get("FLOWGIT_NOTE_FILE")
+    if note:  # the note the tasks depending on this one see in their prompts
+        Path(note).write_text(f"{title}: wrote {', '.join(files)}\n")
     return 0
 
 

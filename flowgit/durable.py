@@ -58,7 +58,7 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         try:
             if "builtin" in action:
                 outcome, files = _builtin(repo, plan_id, str(action["builtin"]),
-                                          data if isinstance(data, Mapping) else {})
+                                          {} if data is None else data)
             else:
                 argv = argv_of(action.get("run"), f"signals.{name}.run")
                 payload = json.dumps({} if data is None else data)
@@ -125,8 +125,10 @@ def run_action(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[st
     return code, round(time.monotonic() - start, 3), (out or b"").decode("utf-8", "replace")[-OUTPUT_TAIL:]
 
 
-def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[Path, bytes]]:
+def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Any) -> tuple[dict[str, Any], dict[Path, bytes]]:
     if name == "add_tasks":
+        if not isinstance(data, Mapping):
+            raise FlowError('add_tasks: --data must be a JSON object like {"tasks": [{"id": ..., "title": ...}]}')
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
             raise FlowError("add_tasks: data.tasks must be a list of tasks")
@@ -390,19 +392,24 @@ def check_waits(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         delay = retry.delay(wait_policy(plan, repo), rec.wait_checks + 1)
 
         def decide(state: PlanState, now: float, task_id: str = task.id) -> Any:
-            cur = state.tasks[task_id]
-            if cur.waiting_on != ("wait",):
-                return {}, {}, "", None
+            cur = state.tasks.get(task_id)
+            # gone, no longer waiting, or another watcher recorded a check meanwhile: the
+            # backoff must advance once per check, not once per watcher
+            if cur is None or cur.waiting_on != ("wait",) or cur.record.wait_checks != checks:
+                return {}, {}, "", False
             ev = make_event("task.wait", plan_id, task_id, actor, cur.record.last_clock + 1,
                             {"ok": result.ok, "exit_code": result.exit_code,
                              "next_at": None if result.ok else now + delay}, now)
             return {repo.log_file(plan_id, task_id): [ev]}, {}, \
-                commit_message(plan_id, task_id, "wait satisfied" if result.ok else "waiting", actor), None
+                commit_message(plan_id, task_id, "wait satisfied" if result.ok else "waiting", actor), True
 
+        checks = rec.wait_checks
         try:
-            transaction(repo, plan_id, decide)
+            recorded, _ = transaction(repo, plan_id, decide)
         except (FlowError, IllegalTransition) as exc:
             log(f"{plan_id}/{task.id}: wait check not recorded: {exc.message}")
+            continue
+        if not recorded:
             continue
         checked += 1
         log(f"{plan_id}/{task.id}: wait condition {'met' if result.ok else f'not met; next check in {delay:g}s'}")

@@ -127,6 +127,13 @@ def changed_paths(root: Path, pathspec: str) -> list[str]:
     return paths
 
 
+def hook_index_env() -> dict[str, str]:
+    """Inside a git hook for `git commit -a` or `git commit PATH`, git points GIT_INDEX_FILE at
+    the temporary index being committed: staged checks must read that one."""
+    index = os.environ.get("GIT_INDEX_FILE")
+    return {"GIT_INDEX_FILE": os.path.abspath(index)} if index else {}
+
+
 def show(root: Path, rev: str, path: str) -> bytes | None:
     proc = run(["show", f"{rev}:{path}"], root, check=False)
     if proc.returncode != 0:

@@ -37,6 +37,7 @@ class Job:
     branch: str = ""
     log: Path = Path()
     proc: subprocess.Popen[bytes] | None = None
+    note_file: Path = Path()
     started: float = field(default_factory=time.monotonic)
 
 
@@ -55,6 +56,7 @@ class Runner:
         self.files_in_use: set[str] = set()
         self.done = 0
         self.failed = 0
+        self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
         repo = FlowRepo(root)
@@ -89,7 +91,8 @@ class Runner:
     def status_line(self) -> str:
         with self.mu:
             running = len(self.running)
-        return (f"done {self.done} | running {running} | failed {self.failed} | "
+            ready = sum(self.ready.values())
+        return (f"done {self.done} | running {running} | ready {ready} | failed {self.failed} | "
                 f"{time.monotonic() - self.start:.1f}s")
 
     def _worker(self, index: int) -> None:
@@ -126,6 +129,8 @@ class Runner:
             mine = bool(self.running)
         for pid in self.plan_ids(repo):
             state = repo.state(pid, now)
+            with self.mu:
+                self.ready[pid] = len(state.order)
             if state.phase in ("complete", "halted", "finish", "draft", "plan_review"):
                 continue
             if state.order:
@@ -146,6 +151,8 @@ class Runner:
         now = time.time()
         for pid in self.plan_ids(repo):
             state = repo.state(pid, now)
+            with self.mu:
+                self.ready[pid] = len(state.order)
             if state.phase in ("complete", "halted", "finish"):
                 continue
             plan = repo.load_plan(pid).plan
@@ -165,6 +172,8 @@ class Runner:
                     self.files_in_use |= files
                 try:
                     if self._claim_one(repo, job):
+                        with self.mu:
+                            self.ready[pid] = max(0, self.ready.get(pid, 0) - 1)
                         return job
                 except FlowError:
                     pass
@@ -223,6 +232,8 @@ class Runner:
             prompt_file = self.common / "flowgit-runs" / job.plan / f"{job.worktree.name}.prompt.md"
             prompt_file.parent.mkdir(parents=True, exist_ok=True)
             prompt_file.write_text(prompt)
+            job.note_file = prompt_file.with_name(f"{job.worktree.name}.note")
+            job.note_file.unlink(missing_ok=True)
             values = values_for(plan, task, job.worktree, prompt_file, prompt, job.branch, self.root,
                                 job.attempt, sys.executable)
             argv = argv_for(executor, values, task, plan.id)
@@ -233,7 +244,8 @@ class Runner:
         env = {**os.environ, **executor.env,
                "FLOWGIT_PLAN": job.plan, "FLOWGIT_TASK": job.task, "FLOWGIT_TITLE": task.title,
                "FLOWGIT_FILES": "\n".join(task.files), "FLOWGIT_WORKTREE": str(job.worktree),
-               "FLOWGIT_PROMPT_FILE": str(prompt_file), "FLOWGIT_ACTOR": job.actor}
+               "FLOWGIT_PROMPT_FILE": str(prompt_file), "FLOWGIT_ACTOR": job.actor,
+               "FLOWGIT_NOTE_FILE": str(job.note_file)}
         env.pop("GIT_INDEX_FILE", None)
         job.log.parent.mkdir(parents=True, exist_ok=True)
         timeout = executor.timeout
@@ -319,6 +331,7 @@ class Runner:
                     env={"FLOWGIT_INTERNAL": "1"})
         repo = FlowRepo(self.root)
         elapsed = round(time.monotonic() - job.started, 3)
+        note = _read_note(job.note_file) or f"ran in {elapsed}s"
 
         def decide(state: PlanState, now: float) -> Any:
             view = state.tasks.get(job.task)
@@ -328,9 +341,11 @@ class Runner:
             if git.run(["diff", "--cached", "--quiet"], self.root, check=False).returncode != 0:
                 raise IllegalTransition("the main work tree has staged changes: flowgit run merges into "
                                         f"it; commit or unstage them (branch {job.branch} kept)")
-            stats = git.out(["diff", "--numstat", f"HEAD...{job.branch}"], self.root)
+            # -z: paths as they are (no C quoting of spaces or non-ASCII); no renames: both names count
+            stats = git.run(["diff", "--numstat", "-z", "--no-renames", f"HEAD...{job.branch}"],
+                            self.root).stdout.decode("utf-8", "replace")
             files, added, removed = [], 0, 0
-            for line in stats.splitlines():
+            for line in filter(None, stats.split("\0")):
                 a, r, path = line.split("\t", 2)
                 files.append(path)
                 added += int(a) if a.isdigit() else 0
@@ -338,11 +353,12 @@ class Runner:
             merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], self.root, check=False,
                             env={"FLOWGIT_INTERNAL": "1"})
             if merge.returncode != 0:
-                conflicted = git.out(["diff", "--name-only", "--diff-filter=U"], self.root).split()
+                conflicted = [p for p in git.run(["diff", "--name-only", "-z", "--diff-filter=U"], self.root,
+                                                 check=False).stdout.decode("utf-8", "replace").split("\0") if p]
                 git.run(["merge", "--abort"], self.root, check=False)
                 raise _Conflict(conflicted or ["(merge failed)"])
             ev = make_event("task.done", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                            {"note": f"ran in {elapsed}s", "files_modified": files, "lines_added": added,
+                            {"note": note, "seconds": elapsed, "files_modified": files, "lines_added": added,
                              "lines_removed": removed, "log": repo.rel(job.log), "branch": job.branch}, now)
             return ({repo.log_file(job.plan, job.task): [ev]}, {},
                     commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}"),
@@ -428,6 +444,24 @@ class Runner:
             shutil.rmtree(job.worktree, ignore_errors=True)
         if job.branch and not keep_branch:
             git.run(["branch", "-q", "-D", job.branch], self.root, check=False)
+
+
+NOTE_LIMIT = 4000
+
+
+def _read_note(path: Path) -> str:
+    """What the executor left in $FLOWGIT_NOTE_FILE for the tasks that depend on this one
+    (their prompts) and the changelog; bounded, and only when it left something."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(NOTE_LIMIT + 1)
+    except OSError:
+        return ""
+    finally:
+        if path != Path():
+            path.unlink(missing_ok=True)
+    text = data.decode("utf-8", "replace").strip()
+    return text if len(text) <= NOTE_LIMIT else text[:NOTE_LIMIT].rstrip() + " ..."
 
 
 def files_held(plan: Any, state: PlanState) -> frozenset[str]:

@@ -45,6 +45,8 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         assert rel in tracked
     changelog = target / "CHANGELOG.md"
     assert changelog.is_file() and "webhooks" in changelog.read_text()
+    # each task's note is what its executor reported (the prompts of its dependents carry it)
+    assert "wrote migrations/00060_webhooks.sql" in changelog.read_text()
 
     # the checkpoint's validation ran the test command on the produced files and passed
     evs = json.loads(flowgit("--repo", str(target), "events", "webhooks", "--json").stdout)["events"]

@@ -370,10 +370,12 @@ def test_builtin_add_tasks_keeps_comments_and_tasks_become_ready(repo: Repo) -> 
     one_pass(repo)
     assert (repo.path / ".flow/plans/p/plan.yaml").read_text() == text
     assert of_type(repo, "p", "signal.handled")[-1]["data"]["added"] == []
-    # a bad task is a recorded failure, not a crash, and changes nothing
-    repo.ok("signal", "p", "add", "--data", json.dumps({"tasks": [{"title": "no id"}]}))
-    one_pass(repo)
-    assert of_type(repo, "p", "signal.handled")[-1]["data"]["outcome"] == "failed"
+    # a bad task, or data that is not an object, is a recorded failure, not a crash
+    for bad in ({"tasks": [{"title": "no id"}]}, ["n3"], {"tasks": [{"id": "n3", "title": "x", "bogus": 1}]}):
+        repo.ok("signal", "p", "add", "--data", json.dumps(bad))
+        one_pass(repo)
+        final = of_type(repo, "p", "signal.handled")[-1]["data"]
+        assert final["outcome"] == "failed" and final["error"], (bad, final)
     assert (repo.path / ".flow/plans/p/plan.yaml").read_text() == text
     assert repo.run("validate").code == 0
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
@@ -418,14 +420,12 @@ def test_two_watcher_processes_never_run_an_action_twice(repo: Repo, tmp_path: P
     add_config(repo, f"signals:\n  rescan: {{run: [{PY}, {script}]}}\n"
                      f"schedules:\n  - {{id: disc, every: 1h, plan: p, run: [{PY}, {disc}]}}\n")
     repo.plan("p", PLAN)
-    os.environ["ACTION_SLEEP"] = "0.1"  # a slower action widens any race window
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ACTION_SLEEP", "0.1")  # a slower action widens any race window
         w1 = Watcher(repo, "--interval", "0.1")
         watchers.append(w1)
         w2 = Watcher(repo, "--interval", "0.1")
         watchers.append(w2)
-    finally:
-        del os.environ["ACTION_SLEEP"]
     sent = [repo.ok("signal", "p", "rescan", "--data", str(i), "--json").json["event"] for i in range(3)]
     sent += [repo.ok("signal", "p", "unknown", "--json").json["event"] for _ in range(2)]
 
@@ -666,6 +666,28 @@ def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch
     repo.ok("done", "wp/gate", "--worker", "w")
     assert row(repo, "wp", "after")["state"] == "ready"
     assert repo.run("validate").code == 0
+
+
+def test_two_watchers_checking_at_once_advance_the_backoff_once(repo: Repo,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.plan("wp", WAITING.replace("python3", PY))
+    repo.ok("submit", "wp")
+    real = durable.run_validation
+    nested: list[int] = []
+
+    def racing(v: Any, cwd: str, env: Any = None) -> Any:
+        # while this watcher runs the condition, another one checks and records first
+        if not nested and v.name == "wait:gate":
+            nested.append(1)
+            fr = FlowRepo(repo.path)
+            durable.check_waits(fr, "wp", "other-watcher", lambda line: None)
+        return real(v, cwd, env)
+
+    monkeypatch.setattr(durable, "run_validation", racing)
+    durable.check_waits(FlowRepo(repo.path), "wp", automatic_actor(FlowRepo(repo.path)), lambda line: None)
+    checks = of_type(repo, "wp", "task.wait", "gate")
+    assert len(checks) == 1, checks
+    assert checks[0]["actor"] == "other-watcher"
 
 
 def test_wait_uses_the_plans_explicit_strategy(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -302,15 +302,29 @@ def test_expired_lease_old_holder_may_claim_again(repo: Repo) -> None:
 
 def test_heartbeat_extends_the_lease(repo: Repo) -> None:
     repo.plan("p", TWO)
-    first = claim(repo, "p/a", "w1", "--lease", "1")
+    first = claim(repo, "p/a", "w1", "--lease", "1.5")
+    time.sleep(0.8)
     res = repo.ok("heartbeat", "p/a", "--worker", "w1", "--json").json
-    assert parse_time(res["lease_until"]) > parse_time(first["lease_until"]) + 10
+    until = parse_time(res["lease_until"])
+    # extended by the lease it was claimed with, from now
+    assert until == pytest.approx(time.time() + 1.5, abs=0.4)
+    assert until > parse_time(first["lease_until"]) + 0.5
     assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.heartbeat"]
-    time.sleep(1.2)
-    r = row(repo, "p", "a")
+    time.sleep(max(0.0, parse_time(first["lease_until"]) - time.time()) + 0.2)
+    r = row(repo, "p", "a")  # past the first lease, within the extended one
     assert r["state"] == "claimed" and r["worker"] == "w1" and not r.get("interrupted")
+    assert parse_time(r["lease_until"]) == pytest.approx(until, abs=0.001)
     assert repo.run("claim", "p/a", "--worker", "w2").code == 1
+    repo.ok("start", "p/a", "--worker", "w1")
+    assert row(repo, "p", "a")["state"] == "in_progress"
     repo.ok("done", "p/a", "--worker", "w1")
+
+
+def test_heartbeat_default_lease_from_config(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    res = repo.ok("heartbeat", "p/a", "--worker", "w1", "--json").json
+    assert parse_time(res["lease_until"]) == pytest.approx(time.time() + 900, abs=5)
 
 
 def test_heartbeat_after_expiry_is_refused(repo: Repo) -> None:
@@ -691,8 +705,13 @@ def test_worktree_shares_the_lock(repo: Repo) -> None:
     res = wrepo.ok("claim", "p", "--worker", "w1", "--json").json
     assert git(wt, "log", "-1", "--format=%s") == f"flow({res['task']}): claimed"
     assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "wt"
-    # a git operation in the main work tree does not block the worktree, and vice versa
     assert repo.git("log", "-1", "--format=%s", "main").startswith("config")
+    # a merge in progress in the main work tree does not stop the worktree
+    _diverge(repo, "other")
+    assert subprocess.run(["git", "merge", "other"], cwd=repo.path, capture_output=True).returncode != 0
+    assert wrepo.ok("claim", "p", "--worker", "w2", "--json").json["task"]
+    assert repo.run("claim", "p", "--worker", "w3").code == 1
+    repo.git("merge", "--abort")
 
 
 # ----- crashes and doctor -------------------------------------------------------------------------

@@ -185,6 +185,9 @@ log("start", cwd=os.getcwd(), argv=sys.argv[2:], branch=head,
 wait_until(started("A", "B", "C"))  # released only if all three run at once
 time.sleep(0.1)
 Path(f"{TASK}.txt").write_text(f"{TASK}\\nsecond line\\n")
+if TASK == "B":  # names git would quote (space, non-ASCII)
+    Path("données").mkdir()
+    Path("données/é b.txt").write_text("x\\n")
 print(f"hello from {TASK}")
 if TASK == "C":  # an executor may commit its own work
     subprocess.run(["git", "add", "C.txt"], check=True)
@@ -234,8 +237,12 @@ def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path
         types = [e["type"] for e in evs]
         assert types == ["task.claimed", "task.started", "task.done"], types
         done = evs[-1]["data"]
-        assert done["files_modified"] == [f"{t}.txt"]
-        assert (done["lines_added"], done["lines_removed"]) == (2, 0)
+        if t == "B":
+            assert sorted(done["files_modified"]) == ["B.txt", "données/é b.txt"]
+            assert (done["lines_added"], done["lines_removed"]) == (3, 0)
+        else:
+            assert done["files_modified"] == [f"{t}.txt"]
+            assert (done["lines_added"], done["lines_removed"]) == (2, 0)
         logs = {e["data"].get("log") for e in evs if e["data"].get("log")}
         logs |= {e["data"].get("path") for e in evs if e["type"] == "task.log"}
         assert len(logs) == 1, evs
@@ -259,7 +266,11 @@ def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
     ctl = use_executor(repo, tmp_path, """\
         Path(CTL / f"{TASK}.prompt.md").write_text(Path(sys.argv[5]).read_text())
         log("start", argv=sys.argv[2:], env=os.environ.get("TEST_EXECUTOR"))
-        Path("store.go").write_text("package store\\n")
+        if TASK == "A":  # a note for the tasks that depend on this one
+            Path(os.environ["FLOWGIT_NOTE_FILE"]).write_text("table webhooks(id, url) in migration 0007\\n")
+            Path("schema.sql").write_text("create table webhooks(id, url);\\n")
+        else:
+            Path("store.go").write_text("package store\\n")
         log("end")
         """)
     repo.write(".flow/adrs/ADR-0001-sqlite-retry-table.yaml", textwrap.dedent("""\
@@ -288,13 +299,13 @@ def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
         """))
     repo.git("add", ".flow/plans/p/spec.yaml")
     repo.git("commit", "-q", "-m", "spec")
-    repo.ok("claim", "p/A", "--worker", "human")
-    repo.ok("done", "p/A", "--worker", "human", "--note", "table webhooks(id, url) in migration 0007")
-
     res = repo.proc("run", "p", "-n", "2", "--executor", "alt", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    (rec,) = [r for r in records(ctl) if r["kind"] == "start"]
-    assert rec["task"] == "B" and rec["argv"][-1] == "alt" and rec["env"] == "alt"
+    recs = [r for r in records(ctl) if r["kind"] == "start"]
+    assert [r["task"] for r in recs] == ["A", "B"]
+    assert all(r["argv"][-1] == "alt" and r["env"] == "alt" for r in recs), recs
+    assert events(repo, "A")[-1]["data"]["note"] == "table webhooks(id, url) in migration 0007"
+    assert "table webhooks" not in (ctl / "A.prompt.md").read_text()
     prompt = (ctl / "B.prompt.md").read_text()
     for expected in ("WebhookStore", "Exercise flowgit run", "HTTP delivery", "gRPC push", "Store the hooks",
                      "When job.completed fires, the system shall deliver to all registered hooks",
@@ -339,6 +350,36 @@ def test_run_on_a_halted_plan_says_so(repo: Repo, tmp_path: Path) -> None:
     assert res.returncode == 1, res.stdout + res.stderr
     assert "halted" in res.stderr and "flowgit resume p" in res.stderr
     assert not (tmp_path / "ctl" / "events.jsonl").exists()
+
+
+def test_a_terminal_gets_a_live_progress_line(repo: Repo, tmp_path: Path) -> None:
+    import pty
+
+    use_executor(repo, tmp_path, """\
+        time.sleep(0.6)
+        Path(f"{TASK}.txt").write_text(TASK)
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "flowgit", "--repo", str(repo.path), "run", "p", "-n", "1"],
+                            stdout=slave, stderr=slave, stdin=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert "\r\x1b[K" in out, out
+    assert re.search(r"done 0 \| running 1 \| ready 1 \| failed 0 \| \d+\.\ds", out), out
+    assert "p/A done" in out and "p/B done" in out
 
 
 # ----- failures -------------------------------------------------------------------------------
@@ -409,14 +450,14 @@ def test_timeout_kills_the_whole_process_group(repo: Repo, tmp_path: Path) -> No
 
 
 def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path: Path) -> None:
-    repo.write("shared.txt", "base line\n")
-    repo.git("add", "shared.txt")
+    repo.write("shared notes.txt", "base line\n")
+    repo.git("add", "shared notes.txt")
     repo.git("commit", "-q", "-m", "shared file")
     ctl = use_executor(repo, tmp_path, """\
         wait_until(started("A", "B"))  # both branch from the same base
-        Path("shared.txt").write_text(f"changed by {TASK}\\n")
+        Path("shared notes.txt").write_text(f"changed by {TASK}\\n")
         if TASK == "B":  # A merges first; B then conflicts
-            wait_until(lambda: Path(sys.argv[6], "shared.txt").read_text() == "changed by A\\n")
+            wait_until(lambda: Path(sys.argv[6], "shared notes.txt").read_text() == "changed by A\\n")
         """)
     # no declared files, so both run at once from the same base
     repo.plan("p", plan_yaml("{id: A, title: Edit shared}", "{id: B, title: Edit shared too}"))
@@ -424,11 +465,11 @@ def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path
     assert res.returncode == 1, res.stdout + res.stderr
     assert states(repo) == {"A": "done", "B": "failed"}
     row = [t for t in status(repo)["tasks"] if t["id"] == "B"][0]
-    assert "merge conflict" in row["error"] and "shared.txt" in row["error"] and "flow/p/B" in row["error"]
-    assert (repo.path / "shared.txt").read_text() == "changed by A\n"
+    assert "merge conflict" in row["error"] and "shared notes.txt" in row["error"] and "flow/p/B" in row["error"]
+    assert (repo.path / "shared notes.txt").read_text() == "changed by A\n"
     # the branch is kept with B's work on it, nothing is half-merged
     assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/B"]
-    assert repo.git("show", "flow/p/B:shared.txt") == "changed by B"
+    assert repo.git("show", "flow/p/B:shared notes.txt") == "changed by B"
     assert_clean(repo)
 
 

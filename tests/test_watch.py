@@ -78,7 +78,9 @@ class Watcher:
 @pytest.fixture
 def watchers() -> Iterator[list[Watcher]]:
     started: list[Watcher] = []
+    LIVE[:] = []
     yield started
+    LIVE[:] = []
     for w in started:
         if w.proc.poll() is None:
             w.proc.kill()
@@ -88,17 +90,22 @@ def watchers() -> Iterator[list[Watcher]]:
 def start(watchers: list[Watcher], repo: Repo, *args: str) -> Watcher:
     w = Watcher(repo, *args)
     watchers.append(w)
+    LIVE.append(w)
     return w
 
 
+LIVE: list[Watcher] = []  # the watchers of the running test, for failure messages
+
+
 def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll `pred`; the seconds it took. Fails after `timeout`."""
+    """Poll `pred`; the seconds it took. Fails after `timeout`, showing the watchers' logs."""
     begin = time.monotonic()
     while True:
         if pred():
             return time.monotonic() - begin
         if time.monotonic() - begin > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            logs = "\n---\n".join(w.output for w in LIVE)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
         time.sleep(0.02)
 
 

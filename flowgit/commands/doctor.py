@@ -24,6 +24,12 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     if repo.journal.exists():
         problems.append(_problem("journal", repo.rel(repo.journal) if repo.journal.is_relative_to(repo.root) else str(repo.journal),
                                  "a command was interrupted between appending and committing"))
+    index_lock = repo.dirs.git_dir / "index.lock"
+    if index_lock.exists():
+        problems.append(_problem(
+            "git_lock", str(index_lock),
+            "git's index is locked: a git command is running, or one was killed; --fix removes it "
+            "only when a flowgit command died mid-commit, else remove it once no git command runs"))
     if git.config_get(repo.root, "merge.flowgit-jsonl.driver") is None:
         problems.append(_problem("merge_driver", ".git/config", "the event-log merge driver is not configured in this clone"))
     for path in iter_flow_files(repo):
@@ -72,7 +78,7 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     return problems
 
 
-FIXABLE = ("journal", "torn", "duplicates", "uncommitted", "merge_driver")
+FIXABLE = ("journal", "torn", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
 def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -29,8 +30,12 @@ hook_dir=$(dirname "$0")
 # FLOWGIT_INTERNAL=1 marks flowgit's own commits; a commit that stages nothing under .flow/
 # has nothing to check. Either way the chained hook below still runs.
 if [ "${FLOWGIT_INTERNAL:-}" != "1" ] && ! git diff --cached --quiet -- .flow; then
+    # flowgit.python: the interpreter that ran `flowgit hooks install` (PATH may lack flowgit's
+    # bin directory in GUI clients, cron jobs and test runners)
     if command -v flowgit >/dev/null 2>&1; then
         flowgit validate --staged >/dev/null
+    elif python=$(git config flowgit.python) && [ -x "$python" ]; then
+        "$python" -m flowgit validate --staged >/dev/null
     elif command -v python3 >/dev/null 2>&1 && python3 -c 'import flowgit' >/dev/null 2>&1; then
         python3 -m flowgit validate --staged >/dev/null
     else
@@ -128,6 +133,17 @@ def _write_executable(path: Path, content: bytes) -> Path:
     return tmp
 
 
+def record_python(root: Path) -> str | None:
+    """Remember this interpreter (it imports flowgit) as `flowgit.python`, for a hook run where
+    flowgit is not on PATH."""
+    python = sys.executable
+    if not python or not os.path.isabs(python):
+        return None
+    if git.config_get(root, "flowgit.python") != python:
+        git.run(["config", "flowgit.python", python], root)
+    return python
+
+
 def install_hook(root: Path) -> dict[str, str | None]:
     """Install or update the pre-commit hook; an existing foreign hook becomes pre-commit.local."""
     directory = hooks_dir(root)
@@ -161,7 +177,8 @@ def install_hook(root: Path) -> dict[str, str | None]:
             raise FlowError(f"{hook}: cannot install the pre-commit hook: {exc.strerror or exc}: "
                             "check the hooks directory's permissions", code="hook_io") from None
     return {"hook": str(hook), "action": action,
-            "local": str(local) if os.path.lexists(local) else None}
+            "local": str(local) if os.path.lexists(local) else None,
+            "python": record_python(root)}
 
 
 def install(app: App) -> int:

@@ -136,6 +136,19 @@ def _clock(state: PlanState, task_id: str) -> int:
     return (view.record.last_clock if view else 0) + 1
 
 
+def _claim_lease(repo: FlowRepo, plan_id: str, task_id: str, actor: str, default: float) -> float:
+    """start and heartbeat extend by the lease the holder claimed with (`claim --lease`)."""
+    from flowgit.events import canonical
+
+    claims = [e for e in canonical(repo.read_log(plan_id, task_id).events)
+              if e.type == "task.claimed" and e.actor == actor]
+    if claims:
+        value = claims[-1].data.get("lease_seconds")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return default
+
+
 def simple(app: App, kind: str, ref: str, worker: str | None, data: dict[str, Any] | None = None) -> int:
     repo = app.repo
     actor = actor_for(repo, worker)
@@ -144,7 +157,8 @@ def simple(app: App, kind: str, ref: str, worker: str | None, data: dict[str, An
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         plan = repo.load_plan(plan_id).plan
-        return decide_simple(plan, state, task_id, actor, _clock(state, task_id), now, kind, lease, data)
+        extend = _claim_lease(repo, plan_id, task_id, actor, lease) if kind in ("start", "heartbeat") else lease
+        return decide_simple(plan, state, task_id, actor, _clock(state, task_id), now, kind, extend, data)
 
     result = transact(app, plan_id, actor, decide)
     verb = {"start": "started", "heartbeat": "extended the lease of", "release": "released",

@@ -43,9 +43,10 @@ def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
 
 
 def _staged(repo: FlowRepo) -> dict[str, bytes]:
+    env = git.hook_index_env()
     names = git.run(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMR", "--", FLOW],
-                    repo.root).stdout.decode().split("\0")
-    return {n: git.run(["show", f":{n}"], repo.root).stdout for n in names if n}
+                    repo.root, env=env).stdout.decode().split("\0")
+    return {n: git.run(["show", f":{n}"], repo.root, env=env).stdout for n in names if n}
 
 
 def validate(app: App, paths: list[Path], staged: bool) -> int:
