@@ -374,6 +374,11 @@ def wall(samples: Sequence[Sample]) -> float:
     return median(s.wall for s in samples)
 
 
+def lo(samples: Sequence[Sample]) -> float:
+    """The fastest run: the least disturbed by other load on the machine."""
+    return min((s.wall for s in samples), default=float("nan"))
+
+
 def cpu(samples: Sequence[Sample]) -> float:
     return median(s.cpu for s in samples)
 

@@ -353,8 +353,8 @@ class Runner:
             merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], self.root, check=False,
                             env={"FLOWGIT_INTERNAL": "1"})
             if merge.returncode != 0:
-                conflicted = [p for p in git.run(["diff", "--name-only", "-z", "--diff-filter=U"], self.root,
-                                                 check=False).stdout.decode("utf-8", "replace").split("\0") if p]
+                names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], self.root, check=False)
+                conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
                 git.run(["merge", "--abort"], self.root, check=False)
                 raise _Conflict(conflicted or ["(merge failed)"])
             ev = make_event("task.done", job.plan, job.task, job.actor, view.record.last_clock + 1,
@@ -518,22 +518,72 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Dispatcher:
-    """`watch --run N`: keep up to N tasks running, started from the watcher's passes."""
+    """`watch --run N`: keep up to N tasks running, started from the watcher's passes, when a
+    task of its own ends, and when a retry or someone else's lease falls due (no file changes
+    then, so the watcher's next pass could be a whole rescan interval away)."""
 
     def __init__(self, root: Path, workers: int, log: Callable[[str], None]) -> None:
         self.runner = Runner(root, None, workers, None, log)
+        self.log = log
         self.threads: list[threading.Thread] = []
+        self.mu = threading.Lock()
+        self.timer: threading.Timer | None = None
+        self.active = 0  # jobs started and not yet finished (a thread may outlive its job briefly)
+        self.seq = 0
 
-    def tick(self, _repo: FlowRepo) -> None:
-        self.threads = [t for t in self.threads if t.is_alive()]
-        while len(self.threads) < self.runner.workers and not self.runner.stop_event.is_set():
-            actor = f"{self.runner.ident}-w{len(self.threads)}-{int(time.time() * 1000) % 100000}"
-            job = self.runner._claim(actor)
-            if job is None:
+    def tick(self, _repo: FlowRepo | None = None) -> None:
+        with self.mu:
+            if self.runner.stop_event.is_set():
                 return
-            t = threading.Thread(target=self._one, args=(job,), daemon=True)
-            t.start()
-            self.threads.append(t)
+            self.threads = [t for t in self.threads if t.is_alive()]
+            while self.active < self.runner.workers and not self.runner.stop_event.is_set():
+                self.seq += 1
+                actor = f"{self.runner.ident}-w{self.seq}"
+                job = self.runner._claim(actor)
+                if job is None:
+                    break
+                self.active += 1
+                t = threading.Thread(target=self._one, args=(job,), daemon=True)
+                t.start()
+                self.threads.append(t)
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """Wake up when the earliest retry or foreign lease falls due."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        delay = self._next_due()
+        if delay is not None:
+            self.timer = threading.Timer(delay, self._wake)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def _next_due(self) -> float | None:
+        repo = FlowRepo(self.runner.root)
+        now = time.time()
+        due: float | None = None
+        with self.runner.mu:
+            mine = set(self.runner.running)
+        for pid in repo.plan_ids():
+            state = repo.state(pid, now)
+            if state.phase in ("complete", "halted", "finish", "draft", "plan_review"):
+                continue
+            for view in state.tasks.values():
+                at = None
+                if view.state == "retry_wait":
+                    at = view.retry_at
+                elif view.state in ("claimed", "in_progress") and f"{pid}/{view.id}" not in mine:
+                    at = view.lease_until
+                if at is not None:
+                    due = at if due is None else min(due, at)
+        return None if due is None else max(0.05, due - now + 0.05)
+
+    def _wake(self) -> None:
+        try:
+            self.tick()
+        except FlowError as exc:
+            self.log(f"dispatch: {exc.message}")
 
     def _one(self, job: Job) -> None:
         try:
@@ -542,8 +592,16 @@ class Dispatcher:
             with self.runner.mu:
                 self.runner.running.pop(f"{job.plan}/{job.task}", None)
                 self.runner.files_in_use -= job.files
+            with self.mu:
+                self.active -= 1
+        # a slot is free and the task's dependents may be ready: look now, not at the next pass
+        threading.Thread(target=self._wake, daemon=True).start()
 
     def stop(self) -> None:
         self.runner.stop()
-        for t in self.threads:
+        with self.mu:
+            if self.timer is not None:
+                self.timer.cancel()
+            threads = list(self.threads)
+        for t in threads:
             t.join(timeout=10)

@@ -95,3 +95,23 @@ def cross_plan_cycle(plans: Mapping[str, Plan]) -> list[str] | None:
                 if other in plans and other != pid:
                     edges[pid].append(other)
     return find_cycle(edges)
+
+
+def with_referenced_plans(plans: Mapping[str, Plan], find: Callable[[str], "Plan | None"]) -> dict[str, Plan]:
+    """`plans` plus every plan they reach through cross-plan dependencies (found by `find`),
+    so a cycle through a plan that is not being checked is still seen."""
+    out = dict(plans)
+    frontier = list(plans.values())
+    while frontier:
+        plan = frontier.pop()
+        local = set(plan.node_ids())
+        for task in plan.tasks:
+            for dep in task.depends_on:
+                other = dep.partition("/")[0]
+                if dep in local or other in out:
+                    continue
+                found = find(other)
+                if found is not None:
+                    out[other] = found
+                    frontier.append(found)
+    return out

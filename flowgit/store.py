@@ -350,24 +350,24 @@ class FlowRepo:
             head = ""
         if head.startswith("ref: refs/heads/"):
             candidates.append(self.dirs.common_dir / f"{head[5:]}.lock")
-        removed = []
+        seen: dict[Path, tuple[int, int]] = {}
         for lock in candidates:
             try:
                 st = os.lstat(lock)
             except OSError:
                 continue
-            if st.st_mtime < since - 1.0:
-                continue  # older than the interrupted command: not its own; leave it to the user
-            time.sleep(0.3)
+            if st.st_mtime >= since - 1.0:  # older: not the interrupted command's; the user's
+                seen[lock] = (st.st_mtime_ns, st.st_size)
+        if not seen:
+            return []
+        time.sleep(0.3)
+        removed = []
+        for lock, key in seen.items():
             try:
                 again = os.lstat(lock)
-            except OSError:
-                continue
-            if (again.st_mtime_ns, again.st_size) != (st.st_mtime_ns, st.st_size):
-                continue
-            try:
-                os.unlink(lock)
-                removed.append(str(lock))
+                if (again.st_mtime_ns, again.st_size) == key:
+                    os.unlink(lock)
+                    removed.append(str(lock))
             except OSError:
                 pass
         return removed

@@ -15,6 +15,14 @@ from flowgit.errors import FlowError, RaceLost
 from flowgit.store import FlowRepo
 
 RETRIES = 8
+MIN_SLOT = 0.02   # seconds
+MAX_SLEEP = 3.0   # seconds, one backoff at most
+
+# How long one fetch..push round took in this process (the "slot" backoff is measured in):
+# a rejected push means another machine pushed inside that window, so waiting a random number
+# of such windows spreads the contenders out whatever the speed of the machine and remote.
+_round_started: float | None = None
+_last_round: float | None = None
 
 
 def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
@@ -30,6 +38,8 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
 
 def fetch_merge(root: Path, remote: str, branch: str) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts."""
+    global _round_started
+    _round_started = time.monotonic()
     proc = git.run(["fetch", "--quiet", remote, branch], root, check=False)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
@@ -51,9 +61,12 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
 
 
 def push(root: Path, remote: str, branch: str) -> bool:
+    global _last_round
     proc = git.run(["push", "--quiet", "--no-verify", remote, f"HEAD:refs/heads/{branch}"], root, check=False)
     if proc.returncode == 0:
         return True
+    if _round_started is not None:
+        _last_round = time.monotonic() - _round_started
     err = proc.stderr.decode("utf-8", "replace")
     if "rejected" in err or "fetch first" in err or "non-fast-forward" in err or "failed to update ref" in err \
             or "cannot lock ref" in err:
@@ -63,7 +76,12 @@ def push(root: Path, remote: str, branch: str) -> bool:
 
 
 def backoff(attempt: int) -> None:
-    time.sleep(min(0.05 * (2 ** attempt), 1.0) * (0.5 + random.random()))
+    """Randomised exponential backoff in slots of one fetch..push round (binary exponential
+    backoff, as on a shared wire): after the n-th rejection wait 0..2^(n+1) rounds (at most
+    16). A fixed 50 ms base is shorter than a round on a busy machine, so every loser came back
+    inside the next winner's window and lost again; measured in rounds, they take turns."""
+    slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
+    time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
 
 
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:

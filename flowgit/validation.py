@@ -146,7 +146,7 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
     for plan_id, plan in report.plans.items():
         rel = raw_plans[plan_id][0]
         report.errors.extend(semantic.plan_errors(plan, rel, adr_ids=all_adrs, other_plan=find))
-    cycle = semantic.cross_plan_cycle(report.plans)
+    cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(report.plans, find))
     if cycle:
         report.errors.append(f".flow/plans: plans wait on each other in a cycle {' -> '.join(cycle)}: remove one cross-plan dependency")
     for adr_id, obj in adrs.items():

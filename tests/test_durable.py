@@ -232,9 +232,6 @@ def test_cross_plan_cycle_is_rejected_by_validate(repo: Repo, a_dep: str) -> Non
     assert repo.run("status").code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="validate --staged (the pre-commit hook) and validate PATH only "
-                   "look for cross-plan cycles among the plans being validated, so the edit closing the loop "
-                   "is committed (flowgit/validation.py: cross_plan_cycle(report.plans))")
 def test_commit_hook_refuses_a_cross_plan_cycle(repo: Repo) -> None:
     _cycle_pair(repo, "cb/Y")
     assert repo.run("validate", str(repo.path / ".flow/plans/ca/plan.yaml")).code == 1
@@ -243,8 +240,6 @@ def test_commit_hook_refuses_a_cross_plan_cycle(repo: Repo) -> None:
     assert proc.returncode != 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="`task add` checks the plan alone (commands/plans.py check_plan_text "
-                   "has no cross-plan cycle check) and commits a cycle that `validate` then rejects")
 def test_task_add_refuses_a_cross_plan_cycle(repo: Repo) -> None:
     repo.plan("ca", "id: ca\ntitle: A\ntasks:\n  - id: X\n    title: x\n")
     repo.plan("cb", "id: cb\ntitle: B\ntasks:\n  - id: Y\n    title: y\n    depends_on: [ca/X]\n")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flowgit import retry
-from flowgit.events import make_event, parse_time
+from flowgit.events import format_time, make_event, parse_time
 from flowgit.model import RetryPolicy
 from flowgit.store import FlowRepo
 
@@ -724,7 +724,6 @@ def _append_orphan(repo: Repo, plan: str, task: str, actor: str, type_: str = "t
     now = time.time()
     data = {"lease_until": None, "lease_seconds": 900} if type_ == "task.claimed" else {"text": "hi"}
     if type_ == "task.claimed":
-        from flowgit.events import format_time
         data["lease_until"] = format_time(now + 900)
     ev = make_event(type_, plan, task, actor, clock, data, now)
     path = log_path(repo, plan, task)
@@ -946,3 +945,27 @@ def test_commit_cut_off_after_head_moved_is_not_recommitted(repo: Repo) -> None:
     assert repo.commits() == before + 1
     assert repo.git("log", "-1", "--format=%s") == "flow(p/a): done"
     assert repo.git("status", "--porcelain") == ""
+
+
+def test_doctor_reports_a_git_lock_and_fixes_one_left_by_a_killed_command(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    claim(repo, "p/a", "w1")
+    index_lock = repo.path / ".git" / "index.lock"
+    index_lock.write_text("")
+    res = repo.run("doctor", "--json")
+    assert res.code == 1 and [p["kind"] for p in res.json["problems"]] == ["git_lock"]
+    # no journal: nothing says a flowgit command left it, so --fix leaves it
+    res = repo.run("doctor", "--fix", "--json")
+    assert res.code == 1 and index_lock.exists()
+    index_lock.unlink()
+    # killed mid-commit: the journal, the appended event and git's lock
+    _append_orphan(repo, "p", "c", "w9")
+    index_lock.write_text("")
+    res = repo.run("doctor", "--json")
+    assert res.code == 1
+    assert {p["kind"] for p in res.json["problems"]} == {"git_lock", "journal", "uncommitted"}
+    res = repo.run("doctor", "--fix", "--json")
+    assert res.code == 0, res.out
+    assert not index_lock.exists()
+    assert repo.git("status", "--porcelain") == ""
+    assert repo.run("doctor").code == 0

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import pytest
 
 from flowgit.events import make_event
+from flowgit.store import FlowRepo
 
 from conftest import Repo
 
@@ -132,14 +133,16 @@ def phase(repo: Repo, plan: str) -> str:
 
 def approve_behind_flowgits_back(repo: Repo, plan: str, cp: str) -> None:
     """A checkpoint approval that arrives as a plain commit (as from a pull), with no
-    `advance` after it: only the watcher can move the phase on."""
+    `advance` after it: only the watcher can move the phase on. Written under flowgit's
+    lock, so it never interleaves with a watcher's own append-and-commit."""
     log = repo.path / ".flow" / "plans" / plan / "events" / "_plan.jsonl"
-    clock = max(json.loads(line)["clock"] for line in log.read_text().splitlines()) + 1
-    ev = make_event("checkpoint.approved", plan, None, "remote-reviewer", clock,
-                    {"checkpoint": cp, "reviewer": "remote-reviewer", "comment": ""})
-    with log.open("a") as fh:
-        fh.write(ev.to_line())
-    repo.git("commit", "-q", "--no-verify", "-m", "pull: checkpoint approved", "--", str(log))
+    with FlowRepo(repo.path).lock():
+        clock = max(json.loads(line)["clock"] for line in log.read_text().splitlines()) + 1
+        ev = make_event("checkpoint.approved", plan, None, "remote-reviewer", clock,
+                        {"checkpoint": cp, "reviewer": "remote-reviewer", "comment": ""})
+        with log.open("a") as fh:
+            fh.write(ev.to_line())
+        repo.git("commit", "-q", "--no-verify", "-m", "pull: checkpoint approved", "--", str(log))
 
 
 def stop_cleanly(w: Watcher, sig: int = signal.SIGTERM) -> None:

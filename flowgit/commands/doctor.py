@@ -90,6 +90,8 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
         for p in problems:
             if p["kind"] == "journal":
                 p["fixed"] = True
+            elif p["kind"] == "git_lock":
+                p["fixed"] = not (repo.dirs.git_dir / "index.lock").exists()
             elif p["kind"] == "merge_driver":
                 setup_local(repo.root)
                 p["fixed"] = True

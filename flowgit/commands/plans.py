@@ -33,6 +33,11 @@ def check_plan_text(repo: FlowRepo, text: str, display: str, plan_id: str) -> Pl
                                     other_plan=lambda pid: _other(repo, pid, plan_id))
     if problems:
         raise InvalidFile(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(
+        {plan_id: plan}, lambda pid: _other(repo, pid, plan_id)))
+    if cycle:
+        raise InvalidFile(f"{display}: plans would wait on each other in a cycle {' -> '.join(cycle)}: "
+                          "remove one cross-plan dependency")
     return plan
 
 
