@@ -260,17 +260,20 @@ def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 
 @command(cli, "checkpoint")
 @click.argument("plan_id", metavar="PLAN")
-@click.argument("cp_id", required=False, metavar="[CP]")
+@click.argument("rest", nargs=-1, metavar="[CP] [TEXT]...")
 @click.option("--approve", "do_approve", is_flag=True, help="Approve the checkpoint; execution continues.")
-@click.option("--request-changes", "changes", multiple=True, metavar="TEXT",
-              help="Add a task with this title and return to execute (repeatable).")
+@click.option("--request-changes", "changes", multiple=True, metavar="TEXT...",
+              help="Add one task per TEXT and return to execute.")
 @click.option("--reviewer", help="Who decides.")
 @click.option("--comment", help="Why.")
-def checkpoint_cmd(app: App, plan_id: str, cp_id: str | None, do_approve: bool,
+def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bool,
                    changes: tuple[str, ...], reviewer: str | None, comment: str | None) -> int:
-    """Show a checkpoint's review (changes, validations, notes), or decide it."""
+    """Show a checkpoint's review (changes, validations, notes), or decide it.
+
+    `--request-changes A B C` adds three tasks: words after the first that are not a
+    checkpoint id are further change requests."""
     from flowgit.commands import pipeline
-    return pipeline.checkpoint(app, plan_id, cp_id, do_approve, list(changes), reviewer, comment)
+    return pipeline.checkpoint(app, plan_id, list(rest), do_approve, list(changes), reviewer, comment)
 
 
 @command(cli, "finish")

@@ -381,15 +381,10 @@ def test_request_changes_repeated_flag(repo: Repo) -> None:
     _request_changes_flow(repo, ["--request-changes", "A", "--request-changes", "B"])
 
 
-@pytest.mark.xfail(strict=True, reason="CLI.md gives `--request-changes TEXT...` but main.py declares a "
-                   "click option taking one value: the second text is read as the [CP] argument")
 def test_request_changes_several_texts_after_one_flag(repo: Repo) -> None:
     _request_changes_flow(repo, ["--request-changes", "A", "B"])
 
 
-@pytest.mark.xfail(strict=True, reason="status.approval_stale compares each approval's hash with the "
-                   "plan file, ignoring the hash a reviewer accepted through --request-changes "
-                   "(rules.is_stale uses PhaseInfo.accepted_hash): status says stale, the rules do not")
 def test_request_changes_is_not_a_stale_approval(repo: Repo) -> None:
     set_config(repo, required=1)
     repo.plan("g", GATED)

@@ -605,7 +605,9 @@ def test_watch_run_dispatches_tasks_as_they_become_ready(
             (CTL / "A.failed").write_text("")
             sys.exit(1)
         log("start")
-        time.sleep(0.3)
+        if TASK in ("B", "C"):  # ends early only if both were dispatched together
+            wait_until(started("B", "C"), 10)
+        time.sleep(0.2)
         Path(f"{TASK}.txt").write_text(TASK + "\\n")
         log("end")
         """)

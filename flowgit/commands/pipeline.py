@@ -192,12 +192,32 @@ def _pick_checkpoint(repo: FlowRepo, plan_id: str, cp_id: str | None, state: Pla
                             + ", ".join(f"{c.id}: {c.state}" for c in state.checkpoints.values()) + ")")
 
 
-def checkpoint(app: App, plan_id: str, cp_id: str | None, do_approve: bool,
+def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
+                          changes: Sequence[str]) -> tuple[str | None, list[str]]:
+    """`checkpoint PLAN [CP] --request-changes A B`: click gives A to the option and leaves B
+    positional. A checkpoint id is the CP; any other word is one more change request."""
+    cp_id = None
+    extra = []
+    for word in rest:
+        if cp_id is None and word in plan_cps and not extra:
+            cp_id = word
+        else:
+            extra.append(word)
+    if extra and not changes:
+        if cp_id is None and len(extra) == 1:
+            return extra[0], []  # an unknown checkpoint id: let the caller say so
+        raise UsageError(f"unexpected argument(s) {' '.join(extra)!r}: give one checkpoint id")
+    return cp_id, [*changes, *extra]
+
+
+def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
                changes: Sequence[str], reviewer: str | None, comment: str | None) -> int:
     from flowgit.commands.plans import append_tasks, check_plan_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
+    cp_id, changes = split_checkpoint_args(
+        [c.id for c in repo.load_plan(plan_id).plan.checkpoints], rest, changes)
     if do_approve and changes:
         raise UsageError("give either --approve or --request-changes, not both")
     actor = actor_for(repo, reviewer)

@@ -42,7 +42,9 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
         # a typo in --executor must not claim and fail every task of the plan
         by_name(repo.config, executor, "--executor")
     _check_startable(repo, plan_id)
-    if git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
+    with repo.lock():  # not while another run is half-way through a merge (its index is staged)
+        staged = git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0
+    if staged:
         raise FlowError("the work tree has staged changes: `flowgit run` merges task branches into it; "
                         "commit or unstage them first", code="dirty")
     tty = app.out.is_tty and not app.out.as_json

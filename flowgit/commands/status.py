@@ -35,7 +35,10 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
             row["error"] = view.record.last_error
         tasks.append(row)
     approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
-    stale = [a["reviewer"] for a in approvals if a["plan_hash"] and a["plan_hash"] != loaded.hash]
+    from flowgit.rules import Facts, is_stale
+
+    cfg = repo.config
+    stale = is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve, cfg.reset_on_change))
     return {
         "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
         "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
