@@ -32,15 +32,19 @@ def run(
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH: install git") from None
     if check and proc.returncode != 0:
-        msg = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
-        # git's first fatal/error line says what happened; its last line is often advice
-        detail = next((ln for ln in msg if ln.startswith(("fatal:", "error:"))), msg[-1] if msg else "")
-        detail = detail or f"exit {proc.returncode}"
-        if ".lock': File exists" in detail or "cannot lock ref" in detail:
-            raise RaceLost(f"git {args[0]} failed: {detail} (another git command is using the "
-                           "repository: retry when it has finished)")
-        raise GitError(f"git {args[0]} failed: {detail}")
+        raise failure(args, proc)
     return proc
+
+
+def failure(args: Sequence[str], proc: subprocess.CompletedProcess[bytes]) -> FlowError:
+    """The error for a failed git command: its first fatal/error line (the last is often advice)."""
+    msg = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
+    detail = next((ln for ln in msg if ln.startswith(("fatal:", "error:"))), msg[-1] if msg else "")
+    detail = detail or f"exit {proc.returncode}"
+    if ".lock': File exists" in detail or "cannot lock ref" in detail:
+        return RaceLost(f"git {args[0]} failed: {detail} (another git command is using the "
+                        "repository: retry when it has finished)")
+    return GitError(f"git {args[0]} failed: {detail}")
 
 
 def out(args: Sequence[str], cwd: Path, **kw: object) -> str:
@@ -98,14 +102,48 @@ def add(root: Path, paths: Sequence[str]) -> None:
         run(["add", "--", *paths], root)
 
 
-def commit_paths(root: Path, paths: Sequence[str], message: str) -> str:
-    """Commit exactly these paths (the user's other staged changes stay staged and out)."""
-    add(root, paths)
+def read_head(dirs: RepoDirs) -> str | None:
+    """HEAD's commit from the files, without a subprocess (None on an unborn branch)."""
+    try:
+        text = (dirs.git_dir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("ref: "):
+        return text or None
+    ref = text[5:]
+    try:
+        return (dirs.common_dir / ref).read_text().strip() or None
+    except OSError:
+        pass
+    try:
+        for line in (dirs.common_dir / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
+    return None
+
+
+def commit_paths(root: Path, paths: Sequence[str], message: str,
+                 new_paths: Sequence[str] | None = None, dirs: RepoDirs | None = None) -> str:
+    """Commit exactly these paths (the user's other staged changes stay staged and out).
+
+    `new_paths` (files this command created) are added first; tracked files need no `git add`
+    with `--only`. Passing `dirs` saves the subprocesses that find HEAD."""
+    dirs = dirs or find_dirs(root)
+    parent = read_head(dirs)
+    add(root, paths if new_paths is None else [p for p in paths if p in set(new_paths)])
     args = ["commit", "--no-verify", "--quiet", "-m", message, "--only", "--", *paths]
-    if head(root) is None:
+    if parent is None:
         args = ["commit", "--no-verify", "--quiet", "-m", message, "--", *paths]
-    run(args, root, env={"FLOWGIT_INTERNAL": "1"})
-    return out(["rev-parse", "HEAD"], root)
+    proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
+    if proc.returncode != 0 and b"did not match any file" in proc.stderr and new_paths is not None:
+        add(root, paths)  # a path we took for tracked was not: add everything and retry
+        proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
+    if proc.returncode != 0:
+        raise failure(args, proc)
+    sha = read_head(dirs)
+    return sha if sha and sha != parent else out(["rev-parse", "HEAD"], root)
 
 
 def changed_paths(root: Path, pathspec: str) -> list[str]:

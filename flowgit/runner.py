@@ -209,6 +209,9 @@ class Runner:
                            {"lease_until": until, "lease_seconds": lease}, now),
                 make_event("task.started", job.plan, job.task, job.actor, clock + 1,
                            {"lease_until": until, "branch": job.branch, "log": repo.rel(job.log)}, now),
+                # FORMAT.md's event for it: the fold keeps the path on the task's record
+                make_event("task.log", job.plan, job.task, job.actor, clock + 2,
+                           {"path": repo.rel(job.log)}, now),
             ]
             appends: dict[Path, list[Any]] = {repo.log_file(job.plan, job.task): events}
             if gate:

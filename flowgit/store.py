@@ -410,8 +410,10 @@ class FlowRepo:
         if not commit:
             self.journal.unlink(missing_ok=True)
             return None
+        created = [self.rel(p) for p, size in sizes.items() if size is None]
+        created += [self.rel(p) for p, old in olds.items() if old is None]
         try:
-            sha = git.commit_paths(self.root, paths, message)
+            sha = git.commit_paths(self.root, paths, message, created, self.dirs)
         except FlowError:
             # the commit did not happen (another git command held the index, say): take the
             # writes back, so a command that reported failure leaves nothing to commit later

@@ -144,6 +144,7 @@ def assert_clean(repo: Repo) -> None:
     assert leftover == []
     assert not (common / "MERGE_HEAD").exists()
     assert repo.git("status", "--porcelain") == ""
+    repo.ok("validate")  # every event the runner wrote is well-formed
 
 
 def popen(repo: Repo, *args: str, stderr: int = subprocess.STDOUT) -> subprocess.Popen[str]:
@@ -242,7 +243,7 @@ def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path
     for t in "ABC":
         evs = events(repo, t)
         types = [e["type"] for e in evs]
-        assert types == ["task.claimed", "task.started", "task.done"], types
+        assert types == ["task.claimed", "task.started", "task.log", "task.done"], types
         done = evs[-1]["data"]
         if t == "B":
             assert sorted(done["files_modified"]) == ["B.txt", "données/é b.txt"]
@@ -252,7 +253,7 @@ def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path
             assert (done["lines_added"], done["lines_removed"]) == (2, 0)
         logs = {e["data"].get("log") for e in evs if e["data"].get("log")}
         logs |= {e["data"].get("path") for e in evs if e["type"] == "task.log"}
-        assert len(logs) == 1, evs
+        assert len(logs) == 1 and None not in logs, evs
         log_file = repo.path / logs.pop()
         assert log_file.is_file() and f"hello from {t}" in log_file.read_text()
         # the commit that recorded done is the merge of the task branch
@@ -322,7 +323,7 @@ def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
     assert states(repo) == {"A": "done", "B": "done"}
 
 
-def test_unknown_executor_override_is_refused_before_anything_is_claimed(repo: Repo, tmp_path: Path) -> None:
+def test_bad_executor_override_or_staged_changes_are_refused_before_any_claim(repo: Repo, tmp_path: Path) -> None:
     use_executor(repo, tmp_path, "log('start')\n")
     repo.plan("p", plan_yaml("{id: A, title: Alpha}", "{id: B, title: Beta}"))
     before = repo.commits()
@@ -332,6 +333,12 @@ def test_unknown_executor_override_is_refused_before_anything_is_claimed(repo: R
     assert "nope" in err and "script" in err and "shell" in err and "Traceback" not in err
     assert states(repo) == {"A": "ready", "B": "ready"}
     assert repo.commits() == before
+    # staged changes of the user's: refused too (run merges into this work tree)
+    repo.write("mine.txt", "staged\n")
+    repo.git("add", "mine.txt")
+    res = repo.proc("run", "p", "-n", "2", timeout=60)
+    assert res.returncode == 1 and "staged changes" in res.stderr, res.stdout + res.stderr
+    assert states(repo) == {"A": "ready", "B": "ready"} and repo.commits() == before
 
 
 def test_run_on_a_plan_waiting_for_approval_says_so(repo: Repo, tmp_path: Path) -> None:

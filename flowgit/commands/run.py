@@ -35,14 +35,15 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     repo.require_init()
     check_id(plan_id, "plan id")
     repo.load_plan(plan_id)
-    repo.refuse_during_git_operation()
     if workers < 1:
         raise FlowError("-n must be at least 1", code="usage")
     if executor is not None:
         # a typo in --executor must not claim and fail every task of the plan
         by_name(repo.config, executor, "--executor")
     _check_startable(repo, plan_id)
-    with repo.lock():  # not while another run is half-way through a merge (its index is staged)
+    # under the lock (which also refuses a merge/rebase in progress): another run half-way
+    # through its merge has a staged index and a MERGE_HEAD that are not the user's
+    with repo.lock():
         staged = git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0
     if staged:
         raise FlowError("the work tree has staged changes: `flowgit run` merges task branches into it; "
