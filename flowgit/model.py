@@ -9,6 +9,7 @@ import re
 import shlex
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from flowgit.errors import InvalidFile
@@ -255,7 +256,11 @@ class Plan:
     )
 
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> Plan:
+    def from_dict(cls, data: Any, where: str, trusted: bool = False) -> Plan:
+        """Build a plan, checking it; `trusted` skips the checks for data that passed them
+        before (the derived cache holds only checked plans)."""
+        if trusted:
+            return cls._from_checked(data)
         if data is None:
             raise _fail(where, "the plan file is empty: it needs at least id and title")
         data = _mapping(data, where)
@@ -292,11 +297,44 @@ class Plan:
                                "give each task and checkpoint its own id")
         return plan
 
+    @classmethod
+    def _from_checked(cls, data: Mapping[str, Any]) -> Plan:
+        tuple_keys = ("depends_on", "files", "acceptance", "tags", "adrs")
+        tasks = []
+        for t in data.get("tasks") or ():
+            kw = dict(t)
+            for k in tuple_keys:
+                if k in kw:
+                    kw[k] = tuple(kw[k] or ())
+            if "run" in kw:
+                kw["run"] = argv_of(kw["run"], "run")
+            kw.setdefault("description", "")
+            if kw["description"] is None:
+                kw["description"] = ""
+            tasks.append(Task(**{k: v for k, v in kw.items() if k in Task._KEYS}))
+        cps = [Checkpoint.from_dict(c, "checkpoint") for c in data.get("checkpoints") or ()]
+        return cls(
+            id=data["id"], title=data["title"], goal=data.get("goal") or "",
+            description=data.get("description") or "", parent=data.get("parent"),
+            tags=tuple(data.get("tags") or ()), executor=data.get("executor"),
+            adrs=tuple(data.get("adrs") or ()), scope=dict(data.get("scope") or {}),
+            retry=data.get("retry"), tasks=tuple(tasks), checkpoints=tuple(cps),
+            milestones=tuple(data.get("milestones") or ()), risks=tuple(data.get("risks") or ()),
+        )
+
+    @cached_property
+    def _index(self) -> dict[str, Task]:
+        return {t.id: t for t in self.tasks}
+
+    @cached_property
+    def has_external_deps(self) -> bool:
+        """Whether a task waits on another plan (`OTHER/TASK` or `OTHER`)."""
+        local = set(self.node_ids())
+        return any(d not in local for t in self.tasks for d in t.depends_on) or \
+            any(a not in local for c in self.checkpoints for a in c.after)
+
     def task(self, task_id: str) -> Task | None:
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        return None
+        return self._index.get(task_id)
 
     def checkpoint(self, cp_id: str) -> Checkpoint | None:
         for cp in self.checkpoints:

@@ -45,11 +45,25 @@ class TaskRecord:
         out["files_modified"] = list(self.files_modified)
         return out
 
+    def to_row(self) -> list[Any]:
+        return [getattr(self, k) if k != "files_modified" else list(self.files_modified)
+                for k in _RECORD_FIELDS]
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> TaskRecord:
+        rec = cls(*row)
+        if rec.files_modified:
+            object.__setattr__(rec, "files_modified", tuple(rec.files_modified))
+        return rec
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["files_modified"] = tuple(known.get("files_modified") or ())
         return cls(**known)
+
+
+_RECORD_FIELDS = tuple(TaskRecord.__dataclass_fields__)
 
 
 def _holds(rec: TaskRecord, actor: str) -> bool:
@@ -60,59 +74,86 @@ def _lease_live(rec: TaskRecord, at: float) -> bool:
     return rec.status in ACTIVE and rec.lease_until is not None and rec.lease_until > at
 
 
-def apply(rec: TaskRecord, ev: Event) -> TaskRecord:
+class _Fold:
+    """The mutable accumulator of one task's fold (one TaskRecord is built at the end)."""
+
+    __slots__ = _RECORD_FIELDS
+
+    def __init__(self, rec: TaskRecord) -> None:
+        for name in _RECORD_FIELDS:
+            setattr(self, name, getattr(rec, name))
+
+    def record(self) -> TaskRecord:
+        return TaskRecord(*(getattr(self, name) for name in _RECORD_FIELDS))
+
+    def holds(self, actor: str) -> bool:
+        return self.status in ACTIVE and self.worker == actor
+
+    def lease_live(self, at: float) -> bool:
+        return self.status in ACTIVE and self.lease_until is not None and self.lease_until > at
+
+
+def _step(f: _Fold, ev: Event) -> None:
     """One event's effect. An event that was not legal where it falls in the order is ignored,
     so merged logs from two machines fold the same way: the first legal claim wins."""
-    rec = replace(rec, events=rec.events + 1, last_clock=max(rec.last_clock, ev.clock))
+    f.events += 1
+    if ev.clock > f.last_clock:
+        f.last_clock = ev.clock
     d = ev.data
     t = ev.type
     if t == "task.snapshot":
         snap = TaskRecord.from_dict(d.get("state") or {})
-        return replace(snap, last_clock=max(snap.last_clock, rec.last_clock))
-    if t == "task.claimed":
-        if rec.status in ("done", "skipped", "failed"):
-            return rec
+        last = f.last_clock
+        _Fold.__init__(f, snap)
+        f.last_clock = max(snap.last_clock, last)
+    elif t == "task.claimed":
+        if f.status in ("done", "skipped", "failed"):
+            return
         at = ev.timestamp
-        if _lease_live(rec, at) and rec.worker != ev.actor:
-            return rec
-        attempts = rec.attempts if _holds(rec, ev.actor) and _lease_live(rec, at) else rec.attempts + 1
-        return replace(rec, status="claimed", worker=ev.actor, lease_until=_f(d.get("lease_until")),
-                       attempts=attempts, retry_at=None)
-    if t in ("task.started", "task.heartbeat"):
-        if not _holds(rec, ev.actor):
-            return rec
-        status = "in_progress" if t == "task.started" else rec.status
-        lease = _f(d.get("lease_until")) or rec.lease_until
-        return replace(rec, status=status, lease_until=lease)
-    if t == "task.done":
-        if not _holds(rec, ev.actor):
-            return rec
-        return replace(rec, status="done", lease_until=None, note=d.get("note") or rec.note,
-                       files_modified=tuple(d.get("files_modified") or ()))
-    if t == "task.failed":
-        if not _holds(rec, ev.actor):
-            return rec
-        retry_at = _f(d.get("retry_at"))
-        status = "retry_wait" if retry_at is not None else "failed"
-        return replace(rec, status=status, lease_until=None, failures=rec.failures + 1,
-                       retry_at=retry_at, last_error=d.get("error"))
-    if t == "task.skipped":
-        if rec.status == "done":
-            return rec
-        return replace(rec, status="skipped", lease_until=None,
-                       skip_dependents=bool(d.get("dependents")), note=d.get("reason") or rec.note)
-    if t == "task.released":
-        if not _holds(rec, ev.actor):
-            return rec
-        return replace(rec, status="open", worker=None, lease_until=None)
-    if t == "task.note":
-        return replace(rec, note=d.get("text") or rec.note)
-    if t == "task.log":
-        return replace(rec, log_path=d.get("path") or rec.log_path)
-    if t == "task.wait":
-        return replace(rec, wait_ok=bool(d.get("ok")), wait_next_at=_f(d.get("next_at")),
-                       wait_checks=rec.wait_checks + 1)
-    return rec
+        live = f.lease_live(at)
+        if live and f.worker != ev.actor:
+            return
+        if not (live and f.holds(ev.actor)):
+            f.attempts += 1
+        f.status, f.worker, f.lease_until, f.retry_at = "claimed", ev.actor, _f(d.get("lease_until")), None
+    elif t in ("task.started", "task.heartbeat"):
+        if f.holds(ev.actor):
+            if t == "task.started":
+                f.status = "in_progress"
+            f.lease_until = _f(d.get("lease_until")) or f.lease_until
+    elif t == "task.done":
+        if f.holds(ev.actor):
+            f.status, f.lease_until = "done", None
+            f.note = d.get("note") or f.note
+            f.files_modified = tuple(d.get("files_modified") or ())
+    elif t == "task.failed":
+        if f.holds(ev.actor):
+            retry_at = _f(d.get("retry_at"))
+            f.status = "retry_wait" if retry_at is not None else "failed"
+            f.lease_until, f.retry_at, f.last_error = None, retry_at, d.get("error")
+            f.failures += 1
+    elif t == "task.skipped":
+        if f.status != "done":
+            f.status, f.lease_until = "skipped", None
+            f.skip_dependents = bool(d.get("dependents"))
+            f.note = d.get("reason") or f.note
+    elif t == "task.released":
+        if f.holds(ev.actor):
+            f.status, f.worker, f.lease_until = "open", None, None
+    elif t == "task.note":
+        f.note = d.get("text") or f.note
+    elif t == "task.log":
+        f.log_path = d.get("path") or f.log_path
+    elif t == "task.wait":
+        f.wait_ok, f.wait_next_at = bool(d.get("ok")), _f(d.get("next_at"))
+        f.wait_checks += 1
+
+
+def apply(rec: TaskRecord, ev: Event) -> TaskRecord:
+    """One event applied to a record (see `_step`)."""
+    f = _Fold(rec)
+    _step(f, ev)
+    return f.record()
 
 
 def _f(value: Any) -> float | None:
@@ -124,10 +165,10 @@ def _f(value: Any) -> float | None:
 
 
 def reduce_task(events: Iterable[Event]) -> TaskRecord:
-    rec = TaskRecord()
+    f = _Fold(TaskRecord())
     for ev in canonical(events):
-        rec = apply(rec, ev)
-    return rec
+        _step(f, ev)
+    return f.record()
 
 
 @dataclass(frozen=True)
@@ -306,6 +347,7 @@ def evaluate(
     now: float,
     external: Mapping[str, str] | None = None,
     rank: Mapping[str, float] | None = None,
+    order: Sequence[str] | None = None,
 ) -> PlanState:
     """Task and checkpoint states at `now`.
 
@@ -326,7 +368,7 @@ def evaluate(
     skip_spread: set[str] = set()
     views: dict[str, TaskView] = {}
     cviews: dict[str, CheckpointView] = {}
-    for node in topo_order(local):
+    for node in (order if order is not None else topo_order(local)):
         unmet: list[str] = []
         blockers: list[str] = []
         spread = False

@@ -20,7 +20,8 @@ from flowgit.model import Config, Plan
 from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
 
 FLOW = ".flow"
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+CONFIG_CACHE = "_config"
 JOURNAL = "flowgit-journal"
 
 
@@ -94,11 +95,24 @@ class FlowRepo:
     # ----- config and plans ----------------------------------------------------------------
     @property
     def config(self) -> Config:
+        """config.yaml, parsed once per change (the derived cache keeps the YAML parser off
+        the hot path)."""
         if self._config is None:
-            from flowgit import yamlio
-
             path = self.safe("config.yaml")
-            data = yamlio.load_file(path, self.rel(path)) if path.exists() else None
+            try:
+                key: list[int] | None = _stat_key(os.stat(path, follow_symlinks=False))
+            except FileNotFoundError:
+                key = None
+            cache = self._plan_cache(CONFIG_CACHE)
+            if key is not None and cache.get("stat") == key:
+                data = cache.get("data")
+            else:
+                from flowgit import yamlio
+
+                data = yamlio.load_file(path, self.rel(path)) if key is not None else None
+                Config.from_dict(data, self.rel(path))
+                cache.update({"stat": key, "data": data})
+                self._cache_dirty.add(CONFIG_CACHE)
             self._config = Config.from_dict(data, self.rel(path))
         return self._config
 
@@ -129,6 +143,10 @@ class FlowRepo:
         key = _stat_key(st)
         if entry and entry.get("stat") == key:
             raw, digest = entry["data"], entry["hash"]
+            if entry.get("checked"):
+                loaded = LoadedPlan(Plan.from_dict(raw, display, trusted=True), raw, path, digest)
+                self._plans[plan_id] = loaded
+                return loaded
         else:
             from flowgit import yamlio
 
@@ -140,6 +158,8 @@ class FlowRepo:
         plan = Plan.from_dict(raw, display)
         if plan.id != plan_id:
             raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
+        cache["plan"]["checked"] = True
+        self._cache_dirty.add(plan_id)
         loaded = LoadedPlan(plan, raw, path, digest)
         self._plans[plan_id] = loaded
         return loaded
@@ -178,37 +198,53 @@ class FlowRepo:
             seen.add(task)
             key = _stat_key(entry.stat(follow_symlinks=False))
             hit = logs.get(task)
-            if hit and hit["stat"] == key:
-                out[task] = TaskRecord.from_dict(hit["record"])
+            if hit and hit[0] == key:
+                out[task] = TaskRecord.from_row(hit[1])
                 continue
             read = parse_log(Path(entry.path).read_bytes(), self.rel(Path(entry.path)))
             rec = reduce_task(read.events)
             out[task] = rec
-            logs[task] = {"stat": key, "record": rec.to_dict()}
+            logs[task] = [key, rec.to_row()]
             self._cache_dirty.add(plan_id)
         for gone in set(logs) - seen:
             del logs[gone]
             self._cache_dirty.add(plan_id)
         return out
 
-    def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
-        from flowgit.graph import critical_rank
-
+    def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
+        """Execution order and critical-path rank of the plan's graph, cached with the plan."""
         loaded = self.load_plan(plan_id)
+        entry = self._plan_cache(plan_id).get("plan") or {}
+        if "order" in entry and entry.get("hash") == loaded.hash:
+            return entry["order"], entry["rank"]
+        from flowgit.graph import critical_rank, find_cycle, topo_order
+
         plan = loaded.plan
         deps = {t.id: t.depends_on for t in plan.tasks}
         deps.update({c.id: c.after for c in plan.checkpoints})
-        weights = {t.id: t.hours for t in plan.tasks}
         local = {k: [d for d in v if d in deps] for k, v in deps.items()}
-        external = self._external_states(plan, deps, now, _seen | {plan_id})
-        from flowgit.graph import find_cycle
-
         cycle = find_cycle(local)
         if cycle:
-            raise InvalidFile(f"{self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: remove one of these dependencies")
-        rank = critical_rank(local, weights)
+            raise InvalidFile(f"{self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: "
+                              "remove one of these dependencies")
+        order = topo_order(local)
+        rank = critical_rank(local, {t.id: t.hours for t in plan.tasks})
+        if entry.get("hash") == loaded.hash:
+            entry.update({"order": order, "rank": rank})
+            self._cache_dirty.add(plan_id)
+        return order, rank
+
+    def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
+        loaded = self.load_plan(plan_id)
+        plan = loaded.plan
+        order, rank = self.graph_facts(plan_id)
+        external: dict[str, str] = {}
+        if plan.has_external_deps:
+            deps = {t.id: t.depends_on for t in plan.tasks}
+            deps.update({c.id: c.after for c in plan.checkpoints})
+            external = self._external_states(plan, deps, now, _seen | {plan_id})
         return evaluate(plan, self.records(plan_id), self.plan_events(plan_id),
-                        time.time() if now is None else now, external, rank)
+                        time.time() if now is None else now, external, rank, order)
 
     def _external_states(self, plan: Plan, deps: Mapping[str, Sequence[str]], now: float | None,
                          seen: frozenset[str]) -> dict[str, str]:
