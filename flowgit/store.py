@@ -246,6 +246,19 @@ class FlowRepo:
         return evaluate(plan, self.records(plan_id), self.plan_events(plan_id),
                         time.time() if now is None else now, external, rank, order)
 
+    def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
+        """The plan's phase and this one task's state from its own log only (dependencies
+        unread): enough to check who holds it. None when it is not a plain task."""
+        from dataclasses import replace
+
+        plan = self.load_plan(plan_id).plan
+        task = plan.task(task_id)
+        if task is None:
+            return None
+        alone = replace(plan, tasks=(replace(task, depends_on=()),), checkpoints=())
+        record = reduce_task(self.read_log(plan_id, task_id).events)
+        return evaluate(alone, {task_id: record}, self.plan_events(plan_id), now, {}, {}, [task_id])
+
     def _external_states(self, plan: Plan, deps: Mapping[str, Sequence[str]], now: float | None,
                          seen: frozenset[str]) -> dict[str, str]:
         refs = {d for ds in deps.values() for d in ds if d not in deps}

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.app import App
-from flowgit.errors import RaceLost, UsageError
+from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.events import PLAN_LOG, Event
 from flowgit.ids import check_id, is_valid_id
 from flowgit.lifecycle import Decision, decide_claim, decide_fail, decide_simple, phase_gate
@@ -30,7 +30,7 @@ def apply_decision(repo: FlowRepo, plan_id: str, decision: Decision, actor: str)
 
 def transact(app: App, plan_id: str, actor: str,
              decide: Callable[[FlowRepo, PlanState, float], Decision],
-             sync: bool | None = None) -> dict[str, Any]:
+             sync: bool | None = None, task: str | None = None) -> dict[str, Any]:
     """The one way a task changes: lock, recover, read, decide, append, commit.
 
     With sync (`--sync` or config `sync: push`) the transition counts only once pushed: a
@@ -43,12 +43,25 @@ def transact(app: App, plan_id: str, actor: str,
     with repo.lock():
         repo.recover()
         now = time.time()
-        state = repo.state(plan_id, now)
-        decision = decide(repo, state, now)
+        decision = _decide(repo, plan_id, task, now, decide)
         sha = apply_decision(repo, plan_id, decision, actor)
     result = dict(decision.result or {})
     result["commit"] = sha
     return result
+
+
+def _decide(repo: FlowRepo, plan_id: str, task: str | None, now: float,
+            decide: Callable[[FlowRepo, PlanState, float], Decision]) -> Decision:
+    """Transitions of one held task (`task` given) need only that task's log: decide on it
+    alone, and read the whole plan only to explain a refusal."""
+    if task is not None:
+        quick = repo.task_state(plan_id, task, now)
+        if quick is not None:
+            try:
+                return decide(repo, quick, now)
+            except FlowError:
+                pass
+    return decide(repo, repo.state(plan_id, now), now)
 
 
 def _transact_synced(app: App, plan_id: str, actor: str,
@@ -160,7 +173,7 @@ def simple(app: App, kind: str, ref: str, worker: str | None, data: dict[str, An
         extend = _claim_lease(repo, plan_id, task_id, actor, lease) if kind in ("start", "heartbeat") else lease
         return decide_simple(plan, state, task_id, actor, _clock(state, task_id), now, kind, extend, data)
 
-    result = transact(app, plan_id, actor, decide)
+    result = transact(app, plan_id, actor, decide, task=task_id)
     verb = {"start": "started", "heartbeat": "extended the lease of", "release": "released",
             "done": "done:"}[kind]
     app.out.result(result, f"{verb} {result['task']}"
@@ -187,7 +200,7 @@ def fail(app: App, ref: str, worker: str | None, error: str, mode: str) -> int:
         return decide_fail(plan, state, repo.config, task_id, actor, _clock(state, task_id),
                            plan_clock(repo, plan_id), now, error, mode)
 
-    result = transact(app, plan_id, actor, decide)
+    result = transact(app, plan_id, actor, decide, task=None if mode.startswith("skip") else task_id)
     if result["state"] == "retry_wait":
         text = f"{result['task']} failed (attempt {result['attempt']}/{result['max_attempts']}); retry at {result['retry_at']}"
     elif result["state"] == "skipped":
