@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from flowgit.errors import FlowError, UsageError
+from flowgit.errors import UsageError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID = re.compile(ID_PATTERN)
@@ -32,4 +32,4 @@ def split_ref(ref: str) -> tuple[str | None, str]:
     return None, check_id(ref, "task id")
 
 
-__all__ = ["FlowError", "ID_PATTERN", "check_id", "is_valid_id", "split_ref"]
+__all__ = ["ID_PATTERN", "check_id", "is_valid_id", "split_ref"]

@@ -120,7 +120,8 @@ def require_holder(plan: Plan, state: PlanState, task_id: str, actor: str, now: 
 def decide_simple(plan: Plan, state: PlanState, task_id: str, actor: str, clock: int, now: float,
                   kind: str, lease: float, data: dict[str, Any] | None = None) -> Decision:
     """start, heartbeat, release, done: all need the caller to hold a live lease."""
-    view = require_holder(plan, state, task_id, actor, now, kind)
+    verb = {"done": "mark done", "heartbeat": "extend the lease of"}.get(kind, kind)
+    view = require_holder(plan, state, task_id, actor, now, verb)
     payload = dict(data or {})
     if kind == "start" and view.state == "in_progress":
         raise IllegalTransition(f"{plan.id}/{task_id} is already in progress by you")

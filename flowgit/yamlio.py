@@ -41,7 +41,7 @@ def decode(data: bytes, path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InvalidFile(f"{path}:{line}: not valid UTF-8 (byte {exc.start}): save it as UTF-8")
+        raise InvalidFile(f"{path}:{line}: not valid UTF-8 (byte {exc.start}): save it as UTF-8") from None
 
 
 def loads(text: str, path: str) -> Any:

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from flowgit.app import App
 from flowgit.compaction import compact_plan_log, compact_task_log
 from flowgit.errors import UsageError
-from flowgit.events import PLAN_LOG, Event, make_event
+from flowgit.events import PLAN_LOG, make_event
 from flowgit.ids import check_id
 from flowgit.pipeline import plan_clock
 from flowgit.state import PlanState
-from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message, write_atomic
+from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message
 from flowgit.txn import transaction
 
 
@@ -89,4 +88,4 @@ def signal(app: App, plan_id: str, name: str, data: str | None) -> int:
     return 0
 
 
-__all__ = ["compact", "compact_plan", "signal", "write_atomic", "time", "Event"]
+__all__ = ["compact", "compact_plan", "signal"]

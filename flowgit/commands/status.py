@@ -7,7 +7,7 @@ from typing import Any
 
 from flowgit.app import App
 from flowgit.errors import NothingToDo
-from flowgit.events import PLAN_LOG, canonical, format_time
+from flowgit.events import canonical, format_time
 from flowgit.ids import check_id
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, iter_events_all

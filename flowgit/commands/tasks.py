@@ -8,7 +8,7 @@ from flowgit import git
 from flowgit.app import App
 from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.events import PLAN_LOG, Event
-from flowgit.ids import check_id, is_valid_id
+from flowgit.ids import check_id
 from flowgit.lifecycle import Decision, decide_claim, decide_fail, decide_simple, phase_gate
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, actor_for, commit_message
@@ -211,4 +211,4 @@ def fail(app: App, ref: str, worker: str | None, error: str, mode: str) -> int:
     return 0
 
 
-__all__ = ["claim", "simple", "done", "fail", "is_valid_id"]
+__all__ = ["claim", "simple", "done", "fail"]
