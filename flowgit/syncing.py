@@ -23,6 +23,23 @@ MAX_SLEEP = 3.0   # seconds, one backoff at most
 # of such windows spreads the contenders out whatever the speed of the machine and remote.
 _round_started: float | None = None
 _last_round: float | None = None
+# A push that failed for good (no such remote, access denied, a hook that declines): `push`
+# reports it as not pushed, so the caller takes its transition commit back as after any
+# rejection, and the `backoff` that follows raises it instead of retrying.
+_push_error: FlowError | None = None
+
+RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cannot lock ref",
+                "stale info", "incorrect old value")
+
+
+def _git_error_line(err: str, fallback: object) -> str:
+    """The line of git's stderr that says what went wrong (git often ends with advice)."""
+    lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
+    for prefix in ("fatal:", "error:", "remote: error:", "!"):
+        for line in lines:
+            if line.startswith(prefix):
+                return line
+    return lines[-1] if lines else str(fallback)
 
 
 def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
@@ -45,7 +62,7 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
         err = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in err:
             return "no remote branch"
-        raise RaceLost(f"git fetch {remote} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+        raise RaceLost(f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}")
     theirs = git.out(["rev-parse", "FETCH_HEAD"], root)
     ours = git.head(root)
     if ours == theirs or git.run(["merge-base", "--is-ancestor", theirs, "HEAD"], root, check=False).returncode == 0:
@@ -61,25 +78,34 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
 
 
 def push(root: Path, remote: str, branch: str) -> bool:
-    global _last_round
+    """Push HEAD to the remote branch. False when it was not pushed: the caller takes its own
+    commit back and calls `backoff`, which waits before the next try after a lost race, and
+    raises (exit 1) when the push can never succeed as it is."""
+    global _last_round, _push_error
+    _push_error = None
     proc = git.run(["push", "--quiet", "--no-verify", remote, f"HEAD:refs/heads/{branch}"], root, check=False)
     if proc.returncode == 0:
         return True
     if _round_started is not None:
         _last_round = time.monotonic() - _round_started
     err = proc.stderr.decode("utf-8", "replace")
-    if "rejected" in err or "fetch first" in err or "non-fast-forward" in err or "failed to update ref" in err \
-            or "cannot lock ref" in err:
-        return False
-    raise FlowError(f"git push {remote} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}",
-                    code="push_failed")
+    if "hook declined" in err or not any(marker in err for marker in RACE_MARKERS):
+        _push_error = FlowError(f"git push {remote} failed: {_git_error_line(err, proc.returncode)}",
+                                code="push_failed")
+    return False
 
 
 def backoff(attempt: int) -> None:
     """Randomised exponential backoff in slots of one fetch..push round (binary exponential
     backoff, as on a shared wire): after the n-th rejection wait 0..2^(n+1) rounds (at most
     16). A fixed 50 ms base is shorter than a round on a busy machine, so every loser came back
-    inside the next winner's window and lost again; measured in rounds, they take turns."""
+    inside the next winner's window and lost again; measured in rounds, they take turns.
+
+    Raises the error of the last push instead when it was not a lost race."""
+    global _push_error
+    if _push_error is not None:
+        exc, _push_error = _push_error, None
+        raise exc
     slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
     time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
 

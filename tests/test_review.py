@@ -7,7 +7,6 @@ import hashlib
 import json
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,7 +251,7 @@ def test_diff_usage_error(repo: Repo) -> None:
 
 
 def test_history_newest_first_with_summaries(revs: tuple[Repo, str, str]) -> None:
-    repo, r1, _ = revs
+    repo, _, _ = revs
     repo.ok("task", "add", "webhooks", "T-WH-08", "--title", "Metrics")
     out = repo.ok("history", "webhooks", "--json").json
     versions = out["versions"]

@@ -98,7 +98,7 @@ def history(app: App, plan_id: str) -> int:
         grepo.close()
     if not commits:
         raise NotFound(f"plan {plan_id} has no history in git: is {rel} committed?")
-    rows = []
+    rows: list[dict[str, Any]] = []
     previous: dict[str, Any] | None = None
     for commit in reversed(commits):
         data = git.show(repo.root, commit.hexsha, rel)

@@ -79,7 +79,13 @@ def _transact_synced(app: App, plan_id: str, actor: str,
             state = repo.state(plan_id, now)
             decision = decide(repo, state, now)
             sha = apply_decision(repo, plan_id, decision, actor)
-            if syncing.push(repo.root, remote, branch):
+            try:
+                pushed = syncing.push(repo.root, remote, branch)
+            except BaseException:
+                if sha:
+                    syncing.take_back(repo.root, sha)  # never leave an unpushed claim behind
+                raise
+            if pushed:
                 result = dict(decision.result or {})
                 result.update({"commit": sha, "pushed": True, "attempts": attempt + 1})
                 return result
