@@ -1,7 +1,6 @@
 """The pipeline: submit, approve, reject, checkpoint, finish, halt, resume, advance."""
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -22,14 +21,15 @@ Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], 
 
 
 def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
-    with repo.lock():
-        repo.recover()
-        repo.forget(plan_id)
-        now = time.time()
-        state = repo.state(plan_id, now)
+    """A plan-level transition: `build` returns the plan events, whole files and event name."""
+    from flowgit.txn import transaction
+
+    def decide(state: PlanState, now: float) -> Any:
         events, files, name = build(state, plan_clock(repo, plan_id), now)
-        return repo.commit({repo.log_file(plan_id, PLAN_LOG): events} if events else {}, files,
-                           commit_message(plan_id, None, name, actor))
+        appends = {repo.log_file(plan_id, PLAN_LOG): events} if events else {}
+        return appends, files, commit_message(plan_id, None, name, actor), None
+
+    return transaction(repo, plan_id, decide)[1]
 
 
 def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
