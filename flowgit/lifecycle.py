@@ -50,7 +50,8 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
                             "from": state.phase, "base_commit": base_commit,
                             "plan_hash": plan_hash}, now),)
     if state.phase == "plan_review" and approvals_valid(state, facts) >= needs:
-        data = {"to": "execute", "reason": "approved", "from": state.phase, "plan_hash": plan_hash}
+        data: dict[str, Any] = {"to": "execute", "reason": "approved", "from": state.phase,
+                                "plan_hash": plan_hash}
         if state.base_commit is None:
             data["base_commit"] = base_commit
         return (make_event("plan.phase", plan.id, None, actor, clock, data, now),)

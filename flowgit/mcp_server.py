@@ -4,12 +4,38 @@ Every tool runs the same command the CLI runs (same lock, rules and errors) with
 and returns its JSON object; a flowgit error becomes a tool error carrying its code."""
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol, TypeVar
 
 from flowgit.main import main
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# mcp 2.x and 1.x name the same things differently: (module, attribute), newest first
+_SERVER_CLASS = (("mcp.server.mcpserver", "MCPServer"), ("mcp.server.fastmcp", "FastMCP"))
+_TOOL_ERROR = (("mcp.server.mcpserver.exceptions", "ToolError"),
+               ("mcp.server.fastmcp.exceptions", "ToolError"))
+
+
+class _Server(Protocol):
+    """The part of the SDK's server (MCPServer in 2.x, FastMCP in 1.x) used here."""
+
+    def tool(self) -> Callable[[_F], _F]: ...
+
+    def run(self, transport: str) -> None: ...
+
+
+def _first_of(candidates: tuple[tuple[str, str], ...]) -> Any:
+    """The first (module, attribute) that imports; ImportError if none does."""
+    for module, attr in candidates:
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"none of {', '.join(f'{m}.{a}' for m, a in candidates)} is available")
 
 
 def tool_error(message: str) -> Exception:
@@ -19,16 +45,10 @@ def tool_error(message: str) -> Exception:
 
 def _tool_error_class() -> type[Exception]:
     try:
-        from mcp.server.mcpserver.exceptions import ToolError as V2
-        return V2
+        cls: type[Exception] = _first_of(_TOOL_ERROR)
     except ImportError:
-        try:
-            from mcp.server.fastmcp.exceptions import ToolError as V1
-            return V1
-        except ImportError:
-            return RuntimeError
-
-
+        return RuntimeError
+    return cls
 
 
 def call(repo: Path, *args: str) -> dict[str, Any]:
@@ -48,12 +68,8 @@ def call(repo: Path, *args: str) -> dict[str, Any]:
 
 
 def build(repo: Path) -> Any:
-    try:
-        from mcp.server.mcpserver import MCPServer as Server  # mcp >= 2
-    except ImportError:
-        from mcp.server.fastmcp import FastMCP as Server  # mcp 1.x
-
-    server = Server("flowgit", instructions=(
+    server_class = _first_of(_SERVER_CLASS)  # ImportError without the mcp package
+    server: _Server = server_class("flowgit", instructions=(
         "flowgit: plans, tasks and their history in git. Use status/next to see work, claim to "
         "take a task, heartbeat while working, done or fail when finished."))
 

@@ -7,7 +7,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 KINDS = ("plan", "spec", "adr", "config", "event")
 
@@ -310,10 +310,11 @@ def _line(root: Any, loc: Location) -> int:
     line = 0
     for part in loc:
         try:
+            # ruamel's CommentedMap/CommentedSeq carry `lc` (line/column) on top of dict/list
             if isinstance(node, dict):
-                pos = node.lc.key(part)
+                pos = cast(Any, node).lc.key(part)
             elif isinstance(node, list):
-                pos = node.lc.item(part)
+                pos = cast(Any, node).lc.item(part)
             else:
                 break
             node = node[part]

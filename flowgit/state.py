@@ -79,6 +79,24 @@ class _Fold:
 
     __slots__ = _RECORD_FIELDS
 
+    # the same fields as TaskRecord (declared for the type checker; __slots__ holds them)
+    status: str
+    worker: str | None
+    lease_until: float | None
+    attempts: int
+    failures: int
+    retry_at: float | None
+    last_error: str | None
+    note: str | None
+    files_modified: tuple[str, ...]
+    skip_dependents: bool
+    wait_ok: bool
+    wait_next_at: float | None
+    wait_checks: int
+    events: int
+    last_clock: int
+    log_path: str | None
+
     def __init__(self, rec: TaskRecord) -> None:
         for name in _RECORD_FIELDS:
             setattr(self, name, getattr(rec, name))

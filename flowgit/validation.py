@@ -176,10 +176,10 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
             if ref not in all_adrs:
                 report.errors.append(f".flow/adrs/{adr_id}: supersedes {ref!r}, which does not exist")
     for plan_id, (rel, obj) in specs.items():
-        plan = find(plan_id)
-        if plan is None:
+        spec_plan = find(plan_id)
+        if spec_plan is None:
             continue
-        known = set(plan.node_ids())
+        known = set(spec_plan.node_ids())
         ids = [r.get("id") for r in obj.get("requirements") or [] if isinstance(r, dict)]
         for dup in {i for i in ids if ids.count(i) > 1 and i}:
             report.errors.append(f"{rel}: duplicate requirement id {dup!r}")

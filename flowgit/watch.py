@@ -66,7 +66,7 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
     from watchdog.observers import Observer
     from watchdog.observers.polling import PollingObserver
 
-    class Handler(FileSystemEventHandler):  # type: ignore[misc]
+    class Handler(FileSystemEventHandler):
         def on_any_event(self, event: Any) -> None:
             if event.event_type in ("opened", "closed_no_write"):
                 return

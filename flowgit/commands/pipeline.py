@@ -197,7 +197,7 @@ def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
     """`checkpoint PLAN [CP] --request-changes A B`: click gives A to the option and leaves B
     positional. A checkpoint id is the CP; any other word is one more change request."""
     cp_id = None
-    extra = []
+    extra: list[str] = []
     for word in rest:
         if cp_id is None and word in plan_cps and not extra:
             cp_id = word
@@ -424,6 +424,6 @@ def advance(app: App, plan_id: str | None) -> int:
     else:
         if moves:
             app.out.result({"moves": moves}, text)
-        for exc in broken:
-            app.out.err.write(f"flowgit: error: {exc.message}\n")
+        for err in broken:
+            app.out.err.write(f"flowgit: error: {err.message}\n")
     return EXIT_USER

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from flowgit import git, yamlio
 from flowgit.app import App
@@ -127,6 +127,7 @@ def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
     yamlio.loads(text, display)  # refuses aliases
     if not isinstance(doc, dict):
         raise InvalidFile(f"{display}: a plan file must be a mapping with id, title and tasks")
+    doc = cast(Any, doc)  # a ruamel CommentedMap: a dict with insert()
     changes = {"id": plan_id, "title": title, "goal": goal, "parent": parent}
     if all(v is None or doc.get(k) == v for k, v in changes.items()):
         return text
@@ -143,7 +144,7 @@ def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
 
 def plan_list(app: App, phase: str | None, tag: str | None) -> int:
     repo = app.repo
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pid in repo.plan_ids():
         loaded = repo.load_plan(pid)
         state = repo.state(pid)
@@ -269,7 +270,7 @@ def _take_trailing(seq: Any) -> str | None:
         if not rest:
             return None
         token.value = head + newline
-        return rest
+        return cast(str, rest)
     return None
 
 

@@ -122,15 +122,17 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
     base = git.head(repo.root)
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
-        plan = repo.load_plan(plan_id).plan  # type: ignore[arg-type]
+        plan = repo.load_plan(plan_id).plan
         pclock = plan_clock(repo, plan.id)
         gate = phase_gate(plan, state, repo.config, actor, pclock, now, base,
                           repo.load_plan(plan.id).hash)
-        tclock = (state.tasks[task_id].record.last_clock + 1) if task_id in state.tasks else 1
+        tclock = (state.tasks[task_id].record.last_clock + 1
+                  if task_id is not None and task_id in state.tasks else 1)
         d = decide_claim(plan, state, task_id, actor, tclock, now, lease_s)
         if task_id is None:
+            assert d.task is not None  # decide_claim names the task it picked
             d = decide_claim(plan, state, d.task, actor,
-                             state.tasks[d.task].record.last_clock + 1, now, lease_s)  # type: ignore[index]
+                             state.tasks[d.task].record.last_clock + 1, now, lease_s)
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
     result = transact(app, plan_id, actor, decide, True if sync else None)
