@@ -115,15 +115,6 @@ def edit_title(r: Runner, i: int, suffix: str) -> None:
     path.write_text(text.replace(old, f"    title: Generated task number {i}{suffix}\n", 1))
 
 
-def timed_seq(r: Runner, *argvs: list[str]) -> Sample:
-    """Several processes one after the other, as one sample."""
-    t0 = time.perf_counter()
-    total = Sample(0.0, 0.0)
-    for argv in argvs:
-        total = total + r.timed(argv)
-    return Sample(time.perf_counter() - t0, total.cpu, total.rc)
-
-
 def run(quick: bool = False, keep: bool = False, json_out: str | None = None) -> list[Row]:
     n = 3 if quick else 9
     n_commit = 3 if quick else 7

@@ -1,9 +1,10 @@
 """Run every flowgit benchmark and print their tables, then a summary of the targets.
 
-    python bench/run.py [--quick] [--only status,done,watch] [--out DIR] [--strict]
+    python bench/run.py [--quick] [--only status,done,watch,review,run,compact] [--out DIR] [--strict]
 
 Each bench runs in its own process (so one failing does not stop the others) and can be run
-alone: python bench/bench_status.py | bench_done.py | bench_watch.py [--quick].
+alone: python bench/bench_status.py | bench_done.py | bench_watch.py | bench_review.py |
+bench_run.py | bench_compact.py [--quick].
 With --out DIR, each writes DIR/<name>.json (figures, raw samples, machine, load average).
 """
 from __future__ import annotations
@@ -17,13 +18,13 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("status", "done", "watch")
+BENCHES = ("status", "done", "watch", "review", "run", "compact")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run, ~3 min)")
-    p.add_argument("--only", default=",".join(BENCHES), help="comma-separated: status,done,watch")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run, ~5 min)")
+    p.add_argument("--only", default=",".join(BENCHES), help="comma-separated: " + ",".join(BENCHES))
     p.add_argument("--out", metavar="DIR", help="write each bench's results as DIR/<name>.json")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args()
