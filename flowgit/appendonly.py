@@ -5,25 +5,19 @@ from flowgit import git
 from flowgit.store import FLOW, FlowRepo
 
 
-def append_only_errors(repo: FlowRepo) -> list[str]:
-    env = git.hook_index_env()
-    out = git.run(["diff", "--cached", "--name-status", "-z", "--no-renames", "--", FLOW],
-                  repo.root, env=env).stdout.decode().split("\0")
-    errors = []
-    pairs = list(zip(out[0::2], out[1::2]))
+def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[str]:
     if git.head(repo.root) is None:
         return []
-    for status, rel in pairs:
-        if not rel.endswith(".jsonl"):
-            continue
-        if status == "D":
+    logs = [c for c in changes if c.path.endswith(".jsonl") and c.status in "DM"]
+    blobs = git.cat_blobs(repo.root, [sha for c in logs if c.status == "M" for sha in (c.old, c.new)])
+    errors = []
+    for change in logs:
+        rel = change.path
+        if change.status == "D":
             errors.append(f"{rel}: an event log was deleted: event logs are append-only; restore it "
                           f"with `git restore --staged --worktree {rel}`")
             continue
-        if status != "M":
-            continue
-        old = git.show(repo.root, "HEAD", rel) or b""
-        new = git.run(["show", f":{rel}"], repo.root, env=env).stdout
+        old, new = blobs[change.old], blobs[change.new]
         if new.startswith(old):
             continue
         old_lines = old.split(b"\n")

@@ -9,7 +9,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from flowgit.errors import FlowError, GitError, RaceLost
 
@@ -190,30 +190,62 @@ def user_email(root: Path) -> str | None:
 
 def read_tree(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
     """Every file under `prefix` at `rev`, read in one `git cat-file --batch`."""
+    ids = tree_blob_ids(root, rev, prefix)
+    blobs = cat_blobs(root, list(ids.values()))
+    return {path: blobs[sha] for path, sha in ids.items()}
+
+
+def tree_blob_ids(root: Path, rev: str, prefix: str) -> dict[str, str]:
+    """The blob id of every regular file under `prefix` at `rev` (symlinks left out)."""
     proc = run(["ls-tree", "-r", "-z", "--full-tree", rev, "--", prefix], root, check=False)
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise GitError(f"unknown revision {rev!r}: {msg[-1] if msg else 'not found'}")
-    entries = []
+    ids = {}
     for item in proc.stdout.decode("utf-8", "replace").split("\0"):
         if not item:
             continue
         meta, _, path = item.partition("\t")
         mode, kind, sha = meta.split()
         if kind == "blob" and mode != "120000":
-            entries.append((path, sha))
-    if not entries:
+            ids[path] = sha
+    return ids
+
+
+def cat_blobs(root: Path, shas: Sequence[str]) -> dict[str, bytes]:
+    """The contents of many blobs, read in one `git cat-file --batch`."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
         return {}
-    batch = run(["cat-file", "--batch"], root, input="".join(f"{sha}\n" for _, sha in entries).encode()).stdout
+    batch = run(["cat-file", "--batch"], root, input="".join(f"{sha}\n" for sha in wanted).encode()).stdout
     out: dict[str, bytes] = {}
     pos = 0
-    for path, _sha in entries:
+    for sha in wanted:
         header_end = batch.index(b"\n", pos)
         size = int(batch[pos:header_end].split()[2])
         start = header_end + 1
-        out[path] = batch[start:start + size]
+        out[sha] = batch[start:start + size]
         pos = start + size + 1
     return out
+
+
+class StagedChange(NamedTuple):
+    status: str
+    path: str
+    old: str
+    new: str
+    mode: str
+
+
+def staged_changes(root: Path, prefix: str, env: Mapping[str, str] | None = None) -> list[StagedChange]:
+    """The index against HEAD under `prefix`, with both blob ids, in one `git diff --raw`."""
+    out = run(["diff", "--cached", "--raw", "-z", "--no-renames", "--full-index", "--", prefix],
+              root, env=env).stdout.decode("utf-8", "surrogateescape").split("\0")
+    changes = []
+    for meta, path in zip(out[0::2], out[1::2]):
+        _old_mode, new_mode, old, new, status = meta.lstrip(":").split()
+        changes.append(StagedChange(status[0], path, old, new, new_mode))
+    return changes
 
 
 def merge_base(root: Path, a: str, b: str) -> str | None:

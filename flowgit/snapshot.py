@@ -11,10 +11,26 @@ from flowgit import git, yamlio
 from flowgit.errors import InvalidFile
 from flowgit.events import PLAN_LOG, Event, parse_log
 from flowgit.model import Plan
-from flowgit.state import evaluate, reduce_task
+from flowgit.state import TaskRecord, evaluate, reduce_task
 
 PLAN_FILE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml$")
 ADR_FILE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml$")
+
+
+@dataclass
+class Memo:
+    """What two snapshots of one repository share: most files are the same in both, so each
+    distinct blob is read, parsed and folded once."""
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    yaml: dict[bytes, Any] = field(default_factory=dict)
+    folds: dict[tuple[str, bytes], TaskRecord] = field(default_factory=dict)
+
+    def fold(self, stream: str, data: bytes) -> TaskRecord:
+        key = (stream, data)
+        record = self.folds.get(key)
+        if record is None:
+            record = self.folds[key] = reduce_task(parse_log(data, stream).events)
+        return record
 
 
 @dataclass
@@ -22,6 +38,7 @@ class PlanSnap:
     raw: Mapping[str, Any] | None = None
     spec: Mapping[str, Any] | None = None
     logs: dict[str, bytes] = field(default_factory=dict)
+    memo: Memo = field(default_factory=Memo)
 
     def states(self, now: float) -> dict[str, str]:
         if self.raw is None:
@@ -31,11 +48,10 @@ class PlanSnap:
             records = {}
             plan_events: tuple[Event, ...] = ()
             for stream, data in self.logs.items():
-                read = parse_log(data, stream)
                 if stream == PLAN_LOG:
-                    plan_events = read.events
+                    plan_events = parse_log(data, stream).events
                 else:
-                    records[stream] = reduce_task(read.events)
+                    records[stream] = self.memo.fold(stream, data)
             state = evaluate(plan, records, plan_events, now)
         except (InvalidFile, ValueError):
             return {}
@@ -51,14 +67,20 @@ class Snapshot:
     adrs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
-def _safe_yaml(data: bytes, display: str) -> Any:
+def _safe_yaml(data: bytes, display: str, memo: Memo) -> Any:
+    if data in memo.yaml:
+        return memo.yaml[data]
     try:
-        return yamlio.loads(yamlio.decode(data, display), display)
+        value = yamlio.loads(yamlio.decode(data, display), display)
     except InvalidFile:
-        return None
+        value = None
+    memo.yaml[data] = value
+    return value
 
 
-def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None) -> Snapshot:
+def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
+          memo: Memo | None = None) -> Snapshot:
+    memo = memo or Memo()
     snap = Snapshot(label)
     for path, data in files.items():
         parts = path.split("/")
@@ -66,32 +88,33 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None) 
             pid = parts[2]
             if only_plan and pid != only_plan:
                 continue
-            ps = snap.plans.setdefault(pid, PlanSnap())
+            ps = snap.plans.setdefault(pid, PlanSnap(memo=memo))
             if parts[3] == "plan.yaml" and len(parts) == 4:
-                raw = _safe_yaml(data, f"{label}:{path}")
+                raw = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.raw = raw if isinstance(raw, dict) else None
             elif parts[3] == "spec.yaml" and len(parts) == 4:
-                spec = _safe_yaml(data, f"{label}:{path}")
+                spec = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.spec = spec if isinstance(spec, dict) else None
             elif parts[3] == "events" and len(parts) == 5 and parts[4].endswith(".jsonl"):
                 ps.logs[parts[4][:-6]] = data
         elif m := ADR_FILE.match(path):
-            adr = _safe_yaml(data, f"{label}:{path}")
+            adr = _safe_yaml(data, f"{label}:{path}", memo)
             if isinstance(adr, dict):
                 snap.adrs[m.group(1)] = adr
     snap.plans = {k: v for k, v in snap.plans.items() if v.raw is not None or v.logs}
     return snap
 
 
-def at_rev(root: Path, rev: str, only_plan: str | None = None) -> Snapshot:
-    prefix = f".flow/plans/{only_plan}" if only_plan else ".flow"
-    files = git.read_tree(root, rev, prefix)
+def at_rev(root: Path, rev: str, only_plan: str | None = None, memo: Memo | None = None) -> Snapshot:
+    memo = memo or Memo()
+    ids = git.tree_blob_ids(root, rev, f".flow/plans/{only_plan}" if only_plan else ".flow")
     if only_plan:
-        files.update(git.read_tree(root, rev, ".flow/adrs"))
-    return build(files, rev, only_plan)
+        ids.update(git.tree_blob_ids(root, rev, ".flow/adrs"))
+    memo.blobs.update(git.cat_blobs(root, [sha for sha in ids.values() if sha not in memo.blobs]))
+    return build({path: memo.blobs[sha] for path, sha in ids.items()}, rev, only_plan, memo)
 
 
-def work_tree(root: Path, only_plan: str | None = None) -> Snapshot:
+def work_tree(root: Path, only_plan: str | None = None, memo: Memo | None = None) -> Snapshot:
     files: dict[str, bytes] = {}
     base = root / ".flow"
     for path in base.rglob("*") if base.is_dir() else []:
@@ -99,7 +122,7 @@ def work_tree(root: Path, only_plan: str | None = None) -> Snapshot:
         if "/.cache/" in rel or path.is_symlink() or not path.is_file():
             continue
         files[rel] = path.read_bytes()
-    return build(files, "working tree", only_plan)
+    return build(files, "working tree", only_plan, memo)
 
 
 def now() -> float:

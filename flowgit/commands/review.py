@@ -9,7 +9,7 @@ from flowgit.app import App
 from flowgit.errors import FlowError, NotFound
 from flowgit.ids import check_id
 from flowgit.plandiff import diff_adrs, diff_plan, render_markdown, render_text
-from flowgit.snapshot import Snapshot, at_rev, work_tree
+from flowgit.snapshot import Memo, Snapshot, at_rev, work_tree
 from flowgit.store import actor_for, commit_message
 
 
@@ -47,8 +47,9 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
     if plan_id:
         check_id(plan_id, "plan id")
     base = rev_a or _default_base(app)
-    a = at_rev(repo.root, base, plan_id)
-    b = at_rev(repo.root, rev_b, plan_id) if rev_b else work_tree(repo.root, plan_id)
+    memo = Memo()
+    a = at_rev(repo.root, base, plan_id, memo)
+    b = at_rev(repo.root, rev_b, plan_id, memo) if rev_b else work_tree(repo.root, plan_id, memo)
     if plan_id and plan_id not in a.plans and plan_id not in b.plans:
         raise NotFound(f"plan {plan_id} exists neither at {a.label} nor at {b.label}: see `flowgit plan list`")
     result = compare(a, b, plan_id)

@@ -42,11 +42,14 @@ def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
     return files
 
 
-def _staged(repo: FlowRepo) -> dict[str, bytes]:
-    env = git.hook_index_env()
-    names = git.run(["diff", "--cached", "--name-only", "-z", "--diff-filter=ACMR", "--", FLOW],
-                    repo.root, env=env).stdout.decode().split("\0")
-    return {n: git.run(["show", f":{n}"], repo.root, env=env).stdout for n in names if n}
+def _staged(repo: FlowRepo, changes: list[git.StagedChange]) -> dict[str, bytes]:
+    added = [c for c in changes if c.status in "ACMRT"]
+    links = [c.path for c in added if c.mode == "120000"]
+    if links:
+        raise InvalidFile(f"{links[0]}: is a symlink: flowgit never follows symlinks in .flow/; "
+                          f"unstage it with `git rm --cached {links[0]}`")
+    blobs = git.cat_blobs(repo.root, [c.new for c in added])
+    return {c.path: blobs[c.new] for c in added}
 
 
 def validate(app: App, paths: list[Path], staged: bool) -> int:
@@ -54,8 +57,9 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
     if staged:
         from flowgit.appendonly import append_only_errors
 
-        files = _staged(repo)
-        extra = append_only_errors(repo)
+        changes = git.staged_changes(repo.root, FLOW, git.hook_index_env())
+        files = _staged(repo, changes)
+        extra = append_only_errors(repo, changes)
     else:
         repo.require_init()
         files = _collect(repo, paths)
