@@ -39,7 +39,7 @@ def _resolver_class() -> Any:
             def versioned_resolver(self) -> Any:
                 table = self.__dict__.get("_one_version_table")
                 if table is None:
-                    table = VersionedResolver.versioned_resolver.fget(self)
+                    table = VersionedResolver.versioned_resolver.fget(self)  # type: ignore[attr-defined]
                     self.__dict__["_one_version_table"] = table
                 return table
 
