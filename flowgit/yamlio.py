@@ -30,7 +30,7 @@ def _resolver_class() -> Any:
     if _RESOLVER is None:
         from ruamel.yaml.resolver import VersionedResolver
 
-        class OneVersionResolver(VersionedResolver):  # type: ignore[misc]
+        class OneVersionResolver(VersionedResolver):
             @property
             def processing_version(self) -> Any:
                 return (1, 2)
