@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 from flowgit.events import Event, canonical, parse_time
-from flowgit.model import PRIORITY_RANK, Plan
+from flowgit.model import PRIORITY_RANK, Plan, trusted_instance
 
 TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
                "skipped", "blocked")
@@ -45,16 +45,13 @@ class TaskRecord:
         out["files_modified"] = list(self.files_modified)
         return out
 
-    def to_row(self) -> list[Any]:
-        return [getattr(self, k) if k != "files_modified" else list(self.files_modified)
-                for k in _RECORD_FIELDS]
+    def to_row(self) -> dict[str, Any]:
+        """The record for the marshal cache (which keeps tuples as tuples)."""
+        return dict(self.__dict__)
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> TaskRecord:
-        rec = cls(*row)
-        if rec.files_modified:
-            object.__setattr__(rec, "files_modified", tuple(rec.files_modified))
-        return rec
+    def from_row(cls, row: Mapping[str, Any]) -> TaskRecord:
+        return trusted_instance(cls, row)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
@@ -439,12 +436,12 @@ def evaluate(
         else:
             state = status
         node_state[node] = state
-        views[node] = TaskView(
+        views[node] = trusted_instance(TaskView, dict(
             id=node, state=state, worker=rec.worker if state in ACTIVE else None,
             attempts=rec.attempts, lease_until=rec.lease_until if state in ACTIVE else None,
             retry_at=rec.retry_at if state == "retry_wait" else None, interrupted=interrupted,
             waiting_on=waiting, blocked_by=tuple(blockers or unmet), record=rec,
-        )
+        ))
     rank = rank or {}
     ready = [v.id for v in views.values() if v.state == "ready"]
     ready.sort(key=lambda t: (-rank.get(t, 0.0), PRIORITY_RANK[tasks[t].priority], t))
