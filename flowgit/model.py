@@ -274,11 +274,13 @@ class Plan:
     )
 
     @classmethod
-    def from_dict(cls, data: Any, where: str, trusted: bool = False) -> Plan:
+    def from_dict(cls, data: Any, where: str, trusted: bool = False,
+                  task_values: Sequence[Mapping[str, Any]] | None = None) -> Plan:
         """Build a plan, checking it; `trusted` skips the checks for data that passed them
-        before (the derived cache holds only checked plans)."""
+        before (the derived cache holds only checked plans, and `task_values`, each task's
+        fields as built before)."""
         if trusted:
-            return cls._from_checked(data)
+            return cls._from_checked(data, task_values)
         if data is None:
             raise _fail(where, "the plan file is empty: it needs at least id and title")
         data = _mapping(data, where)
@@ -316,10 +318,11 @@ class Plan:
         return plan
 
     @classmethod
-    def _from_checked(cls, data: Mapping[str, Any]) -> Plan:
+    def _from_checked(cls, data: Mapping[str, Any],
+                      task_values: Sequence[Mapping[str, Any]] | None = None) -> Plan:
         tuple_keys = ("depends_on", "files", "acceptance", "tags", "adrs")
-        tasks = []
-        for t in data.get("tasks") or ():
+        tasks = [trusted_instance(Task, values) for values in task_values or ()]
+        for t in data.get("tasks") or () if task_values is None else ():
             kw = dict(t)
             for k in tuple_keys:
                 if k in kw:

@@ -369,8 +369,6 @@ def evaluate(
     `external` maps references to other plans (`OTHER/TASK` or `OTHER`) to their state;
     `rank` maps task ids to their critical-path length (higher is claimed first).
     """
-    from flowgit.graph import topo_order
-
     external = external or {}
     info = phase_of(plan_events)
     decisions = checkpoint_decisions(plan_events)
@@ -383,7 +381,11 @@ def evaluate(
     skip_spread: set[str] = set()
     views: dict[str, TaskView] = {}
     cviews: dict[str, CheckpointView] = {}
-    for node in (order if order is not None else topo_order(local)):
+    if order is None:
+        from flowgit.graph import topo_order
+
+        order = topo_order(local)
+    for node in order:
         unmet: list[str] = []
         blockers: list[str] = []
         spread = False

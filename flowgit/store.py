@@ -21,7 +21,7 @@ from flowgit.model import Config, Plan
 from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
 
 FLOW = ".flow"
-CACHE_VERSION = 6
+CACHE_VERSION = 9
 CONFIG_CACHE = "_config"
 JOURNAL = "flowgit-journal"
 
@@ -33,9 +33,18 @@ def _stat_key(st: os.stat_result) -> list[int]:
 @dataclass
 class LoadedPlan:
     plan: Plan
-    raw: Mapping[str, Any]
     path: Path
     hash: str
+    _raw: Mapping[str, Any] | None = None
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The plan file as parsed YAML (read again when the plan came from the cache)."""
+        if self._raw is None:
+            from flowgit import yamlio
+
+            self._raw = yamlio.load_file(self.path, str(self.path))
+        return self._raw
 
 
 class FlowRepo:
@@ -145,7 +154,8 @@ class FlowRepo:
         if entry and entry.get("stat") == key:
             raw, digest = entry["data"], entry["hash"]
             if entry.get("checked"):
-                loaded = LoadedPlan(Plan.from_dict(raw, display, trusted=True), raw, path, digest)
+                plan = Plan.from_dict(raw, display, trusted=True, task_values=entry["tasks"])
+                loaded = LoadedPlan(plan, path, digest)
                 self._plans[plan_id] = loaded
                 return loaded
         else:
@@ -159,9 +169,12 @@ class FlowRepo:
         plan = Plan.from_dict(raw, display)
         if plan.id != plan_id:
             raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
+        # checked: keep the tasks as built, not as written (the rest of the file is small)
+        cache["plan"]["data"] = {k: v for k, v in raw.items() if k != "tasks"}
         cache["plan"]["checked"] = True
+        cache["plan"]["tasks"] = [dict(task.__dict__) for task in plan.tasks]
         self._cache_dirty.add(plan_id)
-        loaded = LoadedPlan(plan, raw, path, digest)
+        loaded = LoadedPlan(plan, path, digest, raw)
         self._plans[plan_id] = loaded
         return loaded
 
@@ -182,18 +195,17 @@ class FlowRepo:
 
     def records(self, plan_id: str) -> dict[str, TaskRecord]:
         """Each task log reduced to its record, reusing the cache for unchanged files."""
-        cache = self._plan_cache(plan_id)
-        logs: dict[str, Any] = cache.setdefault("logs", {})
+        name = f"{plan_id}@logs"  # '@' is never in an id: apart, so a transition need not load it
+        logs: dict[str, Any] = self._plan_cache(name).setdefault("logs", {})
         out: dict[str, TaskRecord] = {}
         events_dir = self.safe("plans", plan_id, "events")
         if not events_dir.is_dir():
             return out
         seen = set()
         for entry in os.scandir(events_dir):
-            name = entry.name
-            if not name.endswith(".jsonl") or name == f"{PLAN_LOG}.jsonl":
+            if not entry.name.endswith(".jsonl") or entry.name == f"{PLAN_LOG}.jsonl":
                 continue
-            task = name[:-6]
+            task = entry.name[:-6]
             if entry.is_symlink():
                 continue
             key = _stat_key(entry.stat(follow_symlinks=False))
@@ -209,10 +221,10 @@ class FlowRepo:
             rec = reduce_task(read.events)
             out[task] = rec
             logs[task] = [key, rec.to_row()]
-            self._cache_dirty.add(plan_id)
+            self._cache_dirty.add(name)
         for gone in set(logs) - seen:
             del logs[gone]
-            self._cache_dirty.add(plan_id)
+            self._cache_dirty.add(name)
         return out
 
     def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
