@@ -83,4 +83,18 @@ def compact_plan_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     snap = make_event("plan.snapshot", last.plan, None, snapshot_actor(prefix), last.clock,
                       {"state": state, "replaces": len(prefix), "through": last.id}, now)
     kept_signals = [e for e in prefix if e.type == "signal.received" and e.id not in handled]
-    return [snap, *kept_signals, *ordered[cut:]]
+    return [snap, *kept_signals, *open_review(prefix, info.phase), *ordered[cut:]]
+
+
+def open_review(events: Sequence[Event], phase: str) -> list[Event]:
+    """While a checkpoint awaits review, the event that entered it and its validation results
+    are what the review shows: they stay (sorting before the snapshot, they change no state)."""
+    if phase != "checkpoint":
+        return []
+    entered = [i for i, e in enumerate(events) if e.type == "plan.phase" and e.data.get("checkpoint")]
+    if not entered:
+        return []
+    start = events[entered[-1]]
+    cp = start.data["checkpoint"]
+    return [start, *(e for e in events[entered[-1] + 1:]
+                     if e.type == "checkpoint.validation" and e.data.get("checkpoint") == cp)]

@@ -283,6 +283,29 @@ def test_handled_signals_do_not_keep_the_plan_log_long() -> None:
     assert plan_view(roundtrip(new)) == plan_view(events)
 
 
+def test_compaction_during_a_checkpoint_review_keeps_what_the_review_shows() -> None:
+    """The checkpoint review lists the validation results recorded since the plan entered the
+    checkpoint: compacting the plan log then must not make them disappear."""
+    events = [make_event("plan.phase", "p", None, "w1", 1, {"to": "execute"}, T0),
+              make_event("plan.phase", "p", None, "watcher", 2, {"to": "checkpoint", "checkpoint": "cp1"}, T0 + 1)]
+    events += [make_event("checkpoint.validation", "p", None, "watcher", 3 + i,
+                          {"checkpoint": "cp1", "name": f"v{i}", "argv": ["true"], "exit_code": i,
+                           "duration": 0.1, "output_tail": ""}, T0 + 2) for i in range(3)]
+    events += [make_event("schedule.ran", "p", None, "w1", 6 + i, {"schedule": "s", "slot": format_time(T0 + 60 * i)}, T0 + 3) for i in range(4)]
+    new = compact_plan_log(events, 1, T0 + 10**6)
+    assert new is not None
+    kept = [e for e in canonical(roundtrip(new)) if e.type in ("plan.phase", "checkpoint.validation")]
+    assert [e.data.get("name") for e in kept[1:]] == ["v0", "v1", "v2"]
+    assert kept[0].data["checkpoint"] == "cp1"
+    assert plan_view(roundtrip(new)) == plan_view(events)
+    # once the plan has left the checkpoint, the old review is history (in git) only
+    events.append(make_event("plan.phase", "p", None, "w1", 10, {"to": "execute"}, T0 + 4))
+    events += [make_event("schedule.ran", "p", None, "w1", 11 + i, {"schedule": "s", "slot": format_time(T0 + 600 + 60 * i)}, T0 + 5) for i in range(2)]
+    later = compact_plan_log(events, 1, T0 + 10**6)
+    assert later is not None
+    assert not any(e.type == "checkpoint.validation" for e in later)
+
+
 # ----- the command line ----------------------------------------------------------------------------
 
 PLAN = """\
