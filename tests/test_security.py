@@ -51,3 +51,15 @@ def test_a_symlinked_flow_config_is_refused(repo: Repo, tmp_path: Path) -> None:
     for args in (("status", "p"), ("claim", "p", "--worker", "w")):
         res = repo.proc(*args)
         assert res.returncode == 1 and "symlink" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_staged_symlink_under_flow_is_refused_by_the_hook_check(repo: Repo, tmp_path: Path) -> None:
+    repo.plan("p", PLAN)
+    outside = tmp_path / "secret.yaml"
+    outside.write_text("id: x\ntitle: X\n")
+    os.symlink(outside, repo.path / ".flow/plans/p/spec.yaml")
+    repo.git("add", ".flow/plans/p/spec.yaml")
+    res = repo.proc("validate", "--staged")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "spec.yaml" in res.stderr and "symlink" in res.stderr and "git rm --cached" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
