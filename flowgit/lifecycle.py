@@ -36,8 +36,11 @@ def describe(view: TaskView, now: float) -> str:
 
 
 def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: int,
-               now: float, base_commit: str | None, plan_hash: str) -> tuple[Event, ...]:
-    """Claims happen in execute. A plan that needs no (more) approval starts executing."""
+               now: float, base_commit: str | None, plan_hash: str,
+               task_id: str | None = None) -> tuple[Event, ...]:
+    """Claims happen in execute. A plan that needs no (more) approval starts executing.
+    A plan past execution has nothing to claim (exit 3, as `next`); a named task, or a
+    halted plan, is refused (exit 1)."""
     from flowgit.rules import Facts, approvals_valid
 
     if state.phase in CLAIMABLE_PHASES:
@@ -61,7 +64,10 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
             f"plan {plan.id} is in {state.phase} and needs {needs} approval(s), has {have}: "
             f"run `flowgit submit {plan.id}` and `flowgit approve {plan.id} --reviewer R` first",
             code="needs_approval")
-    raise IllegalTransition(f"plan {plan.id} is {state.phase}: no task can be claimed", code="phase")
+    if state.phase == "halted" or task_id is not None:
+        hint = f": `flowgit resume {plan.id}` first" if state.phase == "halted" else ""
+        raise IllegalTransition(f"plan {plan.id} is {state.phase}: no task can be claimed{hint}", code="phase")
+    raise NothingToDo(f"plan {plan.id} is {state.phase}: no task is left to claim")
 
 
 def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:

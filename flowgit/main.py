@@ -218,14 +218,19 @@ def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tu
 @click.argument("ref", metavar="TASKREF")
 @WORKER
 @click.option("--error", required=True, help="What went wrong.")
-@click.option("--retry", "mode", flag_value="retry", help="Try again later, by the retry policy.")
-@click.option("--skip", "mode", flag_value="skip", help="Skip it; dependents may go on.")
-@click.option("--skip-dependents", "mode", flag_value="skip_dependents",
-              help="Skip it and everything that depends on it.")
-def fail_cmd(app: App, ref: str, worker: str | None, error: str, mode: str | None) -> int:
+@click.option("--retry", is_flag=True, help="Try again later, by the retry policy.")
+@click.option("--skip", is_flag=True, help="Skip it; dependents may go on.")
+@click.option("--skip-dependents", is_flag=True, help="Skip it and everything that depends on it.")
+def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, skip: bool,
+             skip_dependents: bool) -> int:
     """Record a failure: final, retried later, or skipped."""
     from flowgit.commands import tasks
-    return tasks.fail(app, ref, worker, error, mode or "fail")
+    from flowgit.errors import UsageError
+
+    modes = [m for m, on in (("retry", retry), ("skip", skip), ("skip_dependents", skip_dependents)) if on]
+    if len(modes) > 1:
+        raise UsageError("--retry, --skip and --skip-dependents exclude each other: give one of them")
+    return tasks.fail(app, ref, worker, error, modes[0] if modes else "fail")
 
 
 # ----- the pipeline ------------------------------------------------------------------------------

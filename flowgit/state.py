@@ -235,6 +235,12 @@ class PlanState:
     base_commit: str | None
     order: tuple[str, ...]  # ready tasks, best first
     info: PhaseInfo = PhaseInfo()
+    external: Mapping[str, str] = field(default_factory=dict)  # other plans' tasks waited on
+
+    @property
+    def unknown_refs(self) -> list[str]:
+        """Dependencies that name no plan or task (yet): waited on, and shown."""
+        return sorted(ref for ref, state in self.external.items() if state == "unknown")
 
     @property
     def counts(self) -> dict[str, int]:
@@ -450,4 +456,4 @@ def evaluate(
     ordered_views = {t.id: views[t.id] for t in plan.tasks}
     ordered_cps = {c.id: cviews[c.id] for c in plan.checkpoints}
     return PlanState(plan.id, info.phase, ordered_views, ordered_cps, info.approvals,
-                     info.base_commit, tuple(ready), info)
+                     info.base_commit, tuple(ready), info, external)

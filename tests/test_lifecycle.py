@@ -256,6 +256,45 @@ def test_unknown_task_and_plan(repo: Repo) -> None:
         assert "nope" in error(res)
 
 
+def test_events_of_an_unknown_task_exit_1(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    res = repo.run("events", "p", "nope")
+    assert res.code == 1 and "nope" in error(res) and "flowgit status p" in error(res)
+    assert repo.ok("events", "p", "a", "--json").json["events"] == []
+
+
+def test_fail_modes_exclude_each_other(repo: Repo) -> None:
+    repo.plan("r", RETRY)
+    claim(repo, "r/flaky", "w1")
+    head = repo.git("rev-parse", "HEAD")
+    res = repo.run("fail", "r/flaky", "--worker", "w1", "--error", "e", "--retry", "--skip")
+    assert res.code == 2 and "--skip" in error(res)
+    assert repo.git("rev-parse", "HEAD") == head and state(repo, "r", "flaky") == "claimed"
+
+
+def test_claim_on_a_finished_plan_is_nothing_to_do_like_next(repo: Repo) -> None:
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - id: a\n    title: A\n")
+    claim(repo, "p/a", "w1")
+    repo.ok("done", "p/a", "--worker", "w1")
+    repo.ok("finish", "p")
+    assert repo.ok("status", "p", "--json").json["phase"] == "complete"
+    for args in (("next", "p"), ("claim", "p", "--worker", "w2")):
+        res = repo.run(*args)
+        assert res.code == 3, (args, res.out, res.err)
+    assert "complete" in error(repo.run("claim", "p", "--worker", "w2"))
+
+
+def test_a_dependency_on_nothing_known_is_shown_not_hidden(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    plan_file = repo.path / ".flow/plans/p/plan.yaml"  # edited by hand: `plan new` refuses it
+    plan_file.write_text(plan_file.read_text().replace("depends_on: [a]", "depends_on: [a, later-plan]"))
+    data = repo.ok("status", "p", "--json").json
+    assert data["unknown_refs"] == ["later-plan"] and not data["stalled"]
+    assert "waiting on unknown plans or tasks: later-plan" in repo.ok("status", "p").out
+    repo.plan("later-plan", "id: later-plan\ntitle: L\ntasks: []\n")
+    assert repo.ok("status", "p", "--json").json["unknown_refs"] == []
+
+
 # ----- leases -------------------------------------------------------------------------------------
 
 def test_expired_lease_makes_task_ready_and_refuses_late_done(repo: Repo) -> None:

@@ -445,7 +445,7 @@ def test_complete_is_final(repo: Repo) -> None:
     first = (repo.path / "CHANGELOG.md").read_text()
     before = repo.commits()
     assert repo.run("finish", "p").code == 1
-    assert repo.run("claim", "p", "--worker", "w1").code == 1
+    assert repo.run("claim", "p", "--worker", "w1").code == 3  # nothing to claim, as `next`
     assert repo.run("claim", "p/a", "--worker", "w1").code == 1
     assert repo.run("halt", "p", "--reason", "x").code == 1
     assert repo.run("resume", "p").code == 1

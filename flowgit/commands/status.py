@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from flowgit.app import App
-from flowgit.errors import NothingToDo
+from flowgit.errors import NotFound, NothingToDo
 from flowgit.events import canonical, format_time
 from flowgit.ids import check_id
 from flowgit.state import PlanState
@@ -46,7 +46,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
         "interrupted": state.interrupted,
         "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
         "approvals": approvals, "approval_stale": bool(stale),
-        "parent": loaded.plan.parent,
+        "parent": loaded.plan.parent, "unknown_refs": state.unknown_refs,
         "tasks": tasks,
     }
 
@@ -67,6 +67,9 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
     for cp in data["checkpoints"]:
         if cp["state"] == "reached":
             lines.append(f"checkpoint {cp['id']} reached: review with `flowgit checkpoint {data['plan']} {cp['id']}`")
+    if data.get("unknown_refs"):
+        lines.append(f"waiting on unknown plans or tasks: {', '.join(data['unknown_refs'])} "
+                     "(nothing by that name yet: if it is a typo, `flowgit validate` shows where)")
     if data["approval_stale"]:
         lines.append("approval is stale: the plan changed after it was approved")
     if data["stalled"]:
@@ -142,7 +145,12 @@ def next_task(app: App, plan_id: str | None) -> int:
 
 def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
     repo = app.repo
-    repo.load_plan(check_id(plan_id, "plan id"))
+    plan = repo.load_plan(check_id(plan_id, "plan id")).plan
+    if task_id is not None and task_id not in plan.node_ids():
+        check_id(task_id, "task id")
+        if not repo.log_file(plan_id, task_id).exists():  # a removed task's log still counts
+            known = ", ".join(plan.node_ids()[:8]) or "none"
+            raise NotFound(f"plan {plan_id} has no task {task_id!r} (tasks: {known}): see `flowgit status {plan_id}`")
     if from_git:
         from flowgit.history import events_from_git
 

@@ -125,7 +125,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         plan = repo.load_plan(plan_id).plan
         pclock = plan_clock(repo, plan.id)
         gate = phase_gate(plan, state, repo.config, actor, pclock, now, base,
-                          repo.load_plan(plan.id).hash)
+                          repo.load_plan(plan.id).hash, task_id)
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
         d = decide_claim(plan, state, task_id, actor, tclock, now, lease_s)
