@@ -200,7 +200,7 @@ def test_eight_workers_200_tasks_every_task_once(repo: Repo, tmp_path: Path) -> 
     # every recorded (exit 0) transition is a commit on the branch with its event in the log
     assert len(recs) == 400
     assert Counter(r["op"] for r in recs) == {"claimed": 200, "done": 200}
-    subjects = repo.git("log", "--format=%H %s", f"HEAD~400..HEAD").splitlines()
+    subjects = repo.git("log", "--format=%H %s", "HEAD~400..HEAD").splitlines()
     by_sha = dict(line.split(" ", 1) for line in subjects)
     for r in recs:
         assert by_sha[r["commit"]] == f"flow({r['task']}): {r['op']}", r
