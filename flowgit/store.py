@@ -166,7 +166,10 @@ class FlowRepo:
             digest = hashlib.sha256(data).hexdigest()
             cache["plan"] = {"stat": key, "data": raw, "hash": digest}
             self._cache_dirty.add(plan_id)
-        plan = Plan.from_dict(raw, display)
+        try:
+            plan = Plan.from_dict(raw, display)
+        except InvalidFile as exc:
+            raise _with_line(exc, raw, path, display) from None
         if plan.id != plan_id:
             raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
         # checked: keep the tasks as built, not as written (the rest of the file is small)
@@ -510,6 +513,18 @@ class FlowRepo:
             return True
         except (OSError, FlowError):
             return False
+
+
+def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str) -> InvalidFile:
+    """The schema checker's message for a broken plan, with the line `validate` gives
+    (only on this error path: it imports jsonschema)."""
+    from flowgit.schemacheck import schema_errors
+
+    try:
+        errors = schema_errors("plan", raw, path.read_text(encoding="utf-8"), display)
+    except (OSError, ValueError):
+        errors = []
+    return InvalidFile(errors[0]) if errors else exc
 
 
 def write_atomic(path: Path, content: bytes) -> None:
