@@ -1008,3 +1008,17 @@ def test_doctor_reports_a_git_lock_and_fixes_one_left_by_a_killed_command(repo: 
     assert not index_lock.exists()
     assert repo.git("status", "--porcelain") == ""
     assert repo.run("doctor").code == 0
+
+
+def test_who_acts_is_worker_then_flowgit_actor_then_git_email(repo: Repo) -> None:
+    repo.plan("p", TWO)
+    env = {**os.environ, "FLOWGIT_ACTOR": "agent-7"}
+    res = repo.proc("claim", "p/a", "--json", env=env)
+    assert res.returncode == 0 and json.loads(res.stdout)["worker"] == "agent-7"
+    assert trailers(repo)["Flow-Actor"] == "agent-7"
+    env.pop("FLOWGIT_ACTOR")
+    email = repo.git("config", "user.email")
+    res = repo.proc("claim", "p/c", "--json", env=env)
+    assert res.returncode == 0 and json.loads(res.stdout)["worker"] == email
+    res = repo.proc("done", "p/a", "--worker", "agent-7", env={**env, "FLOWGIT_ACTOR": "someone-else"})
+    assert res.returncode == 0, res.stderr

@@ -417,3 +417,27 @@ def test_no_growth_over_a_long_run(repo: Repo, watchers: list[Watcher]) -> None:
     assert rss200 - rss50 < 3 * 1024, f"VmRSS grew from {rss50} kB to {rss200} kB over 150 passes"
     assert repo.git("log", "-1", "--format=%s") == "fast watch", "touching a note decides nothing"
     stop_cleanly(w)
+
+
+def test_falls_back_to_polling_when_native_events_cannot_start(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a network filesystem, or with inotify's watch limit reached."""
+    import watchdog.observers
+
+    from flowgit import git, watch
+
+    class NoInotify:
+        def schedule(self, *args: object, **kw: object) -> None:
+            raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watchdog.observers, "Observer", NoInotify)
+    lines: list[str] = []
+    trigger = watch.Trigger(0.05)
+    observer, mode = watch.start_observer(repo.path, git.find_dirs(repo.path), trigger, False, lines.append)
+    try:
+        assert mode == "polling"
+        assert any("polling instead" in line and "watch limit" in line for line in lines), lines
+        repo.plan("p", "id: p\ntitle: P\ntasks: []\n")
+        assert trigger.wait(10, threading.Event()), "the polling observer saw no change"
+    finally:
+        observer.stop()
+        observer.join()
