@@ -10,6 +10,9 @@
    plain `git add` + `git commit`s per second (8 processes committing at once would fail on
    index.lock). Counts failed transitions (exit codes other than 0, and 3 from a claim that
    found nothing ready yet), and checks every task was done exactly once.
+3. The same `done` through `flowgit mcp` (one long-lived process, as an agent uses it), when
+   the `mcp` extra is installed: the time of the tool call against the same plain git commit,
+   to show what start-up costs (docs/adr/0007).
 
 Run: python bench/bench_done.py [--quick] [--json FILE]
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (lo, PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, has_module,  # noqa: E402
-                    import_report, loadavg, machine, ms, print_table, progress, wall,
+                    import_report, loadavg, machine, median, ms, print_table, progress, wall,
                     write_json, write_plan)
 
 BIG = (2000, 20000)
@@ -79,6 +82,40 @@ def done_vs_git(r: Runner, rounds: int, label: str) -> tuple[list[Sample], list[
     return dones, plains
 
 
+def done_via_mcp(r: Runner, rounds: int) -> tuple[list[float], list[float]] | None:
+    """`done` as an MCP tool call to one `flowgit mcp` server, interleaved with plain commits."""
+    try:
+        import anyio
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+    except ImportError:
+        return None
+    progress(f"done through `flowgit mcp`: {rounds} rounds (interleaved with git)")
+    params = StdioServerParameters(command=r.flowgit[0], args=[*r.flowgit[1:], "mcp"],
+                                   env=r.env, cwd=str(r.repo))
+    dones: list[float] = []
+    plains: list[float] = []
+
+    async def session_rounds() -> None:
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                for i in range(rounds + 1):
+                    claimed = await session.call_tool("claim", {"target": PLAN, "worker": "mcp"})
+                    data = claimed.structured_content or json.loads(claimed.content[0].text)
+                    task = data.get("result", data)["task"]
+                    t0 = time.perf_counter()
+                    res = await session.call_tool("done", {"task": task, "worker": "mcp"})
+                    took = time.perf_counter() - t0
+                    assert not res.is_error, res.content
+                    if i:  # the first round warms the server's caches
+                        dones.append(took)
+                        plains.append(plain_commit(r, 1000 + i).wall)
+
+    anyio.run(session_rounds)
+    return dones, plains
+
+
 def workers_run(r: Runner, n_tasks: int, workers: int) -> dict:
     """`workers` threads, each looping claim/done through its own flowgit processes."""
     lock = threading.Lock()
@@ -123,6 +160,65 @@ def workers_run(r: Runner, n_tasks: int, workers: int) -> dict:
     stats["seconds"] = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     stats["cpu_seconds"] = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return stats
+
+
+def workers_via_mcp(r: Runner, n_tasks: int, workers: int) -> dict | None:
+    """The same loop, each worker one `flowgit mcp` server it keeps (start-up paid once)."""
+    try:
+        import anyio
+        from mcp import ClientSession, StdioServerParameters
+        from mcp.client.stdio import stdio_client
+    except ImportError:
+        return None
+    params = StdioServerParameters(command=r.flowgit[0], args=[*r.flowgit[1:], "mcp"],
+                                   env=r.env, cwd=str(r.repo))
+    stats = {"ok": 0, "failed": 0, "nothing_ready": 0, "done": 0, "errors": []}
+
+    async def worker(name: str, ready: anyio.Event, go: anyio.Event, started: list[str]) -> None:
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                started.append(name)
+                if len(started) == workers:
+                    ready.set()
+                await go.wait()
+                while True:
+                    res = await session.call_tool("claim", {"target": PLAN, "worker": name})
+                    if res.is_error:
+                        text = res.content[0].text
+                        if "exit 3" in text:
+                            stats["nothing_ready"] += 1
+                            if stats["done"] >= n_tasks:
+                                return
+                            await anyio.sleep(0.05)
+                            continue
+                        stats["failed"] += 1
+                        stats["errors"].append(f"claim: {text[:200]}")
+                        continue
+                    data = res.structured_content or json.loads(res.content[0].text)
+                    task = data.get("result", data)["task"]
+                    stats["ok"] += 1
+                    res = await session.call_tool("done", {"task": task, "worker": name})
+                    if res.is_error:
+                        stats["failed"] += 1
+                        stats["errors"].append(f"done {task}: {res.content[0].text[:200]}")
+                    else:
+                        stats["ok"] += 1
+                        stats["done"] += 1
+
+    async def all_workers() -> None:
+        ready, go, started = anyio.Event(), anyio.Event(), []
+        async with anyio.create_task_group() as tg:
+            for k in range(workers):
+                tg.start_soon(worker, f"m{k}", ready, go, started)
+            await ready.wait()  # every server started: time the work, not the start-up
+            t0 = time.perf_counter()
+            go.set()
+            stats["t0"] = t0
+        stats["seconds"] = time.perf_counter() - stats.pop("t0")
+
+    anyio.run(all_workers)
     return stats
 
 
@@ -172,6 +268,14 @@ def run(quick: bool = False, keep: bool = False, json_out: str | None = None) ->
                 f"{size:.2f}x",
                 f"<= {TARGET_SIZE_RATIO}x", size <= TARGET_SIZE_RATIO),
         ]
+        via = done_via_mcp(small, rounds)
+        if via is not None:
+            m_done, m_git = median(via[0]), median(via[1])
+            rows += [
+                Row("done through `flowgit mcp` (one long-lived process), a tool call", ms(m_done)),
+                Row("git add + commit, same repo", ms(m_git)),
+                Row("done through mcp / git", f"{m_done / m_git:.2f}x"),
+            ]
         progress("imports of `done` (-X importtime)")
         task = claim(small, "imp")
         rep = import_report(small, ("done", task or "none", "--worker", "imp"), runs=1)
@@ -212,6 +316,20 @@ def run(quick: bool = False, keep: bool = False, json_out: str | None = None) ->
             Row("every task claimed and done exactly once, all committed",
                 "yes" if not problems else f"NO: {problems[0]}", "yes", not problems),
         ]
+        progress(f"{WORKERS} workers through `flowgit mcp`, one server each, on a {n_workers_tasks}-task plan")
+        wm = ws.new_repo("workers-mcp")
+        write_plan(wm, n_workers_tasks, 0, done_fraction=0.0)
+        mstats = workers_via_mcp(wm, n_workers_tasks, WORKERS)
+        if mstats is not None:
+            mproblems = check_exactly_once(wm, n_workers_tasks)
+            mrate = mstats["ok"] / mstats["seconds"]
+            rows += [
+                Row(f"{WORKERS} workers through `flowgit mcp`: transitions/s ({mstats['ok']} in {mstats['seconds']:.1f} s)",
+                    f"{mrate:.1f}/s"),
+                Row(f"  / serialized git rate (failed transitions: {mstats['failed']}; "
+                    f"exactly once: {'yes' if not mproblems else 'NO'})", f"{mrate / git_rate:.2f}x"),
+            ]
+            extra["workers_mcp"] = {k: v for k, v in mstats.items() if k != "errors"}
         extra.update({"workers": {k: v for k, v in stats.items() if k != "errors"},
                       "worker_errors": stats["errors"][:20], "exactly_once_problems": problems[:20],
                       "samples": {"done_small": [(s.wall, s.cpu) for s in d_small],
