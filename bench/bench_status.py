@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (lo, PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, drop_cache,  # noqa: E402
+from common import (lo, PLAN, Row, Sample, Workspace, base_parser, cpu, drop_cache,  # noqa: E402
                     has_module, import_report, loadavg, machine, ms, print_table, progress, wall,
                     write_json, write_plan)
 
