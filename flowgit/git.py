@@ -268,3 +268,30 @@ def default_branch(root: Path) -> str | None:
 def current_branch(root: Path) -> str | None:
     proc = run(["symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
     return proc.stdout.decode().strip() or None
+
+
+def read_ref(dirs: RepoDirs, ref: str) -> str | None:
+    """A ref's commit from the files (loose, then packed), without a subprocess."""
+    try:
+        return (dirs.common_dir / ref).read_text().strip() or None
+    except OSError:
+        pass
+    try:
+        for line in (dirs.common_dir / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
+    return None
+
+
+def commit_tracked(root: Path, paths: Sequence[str], message: str, *, merging: bool) -> None:
+    """Commit `paths` (tracked files): only them, or with the merge in progress (`merging`).
+
+    No automatic maintenance after it: `git maintenance run --auto` is one more process while
+    the caller holds its lock, and the other commits flowgit makes still run it."""
+    args = ["-c", "maintenance.auto=false", "commit", "--no-verify", "--quiet", "-m", message,
+            "--include" if merging else "--only", "--", *paths]
+    proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
+    if proc.returncode != 0:
+        raise failure(args[2:], proc)

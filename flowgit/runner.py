@@ -10,20 +10,23 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from flowgit import git, yamlio
-from flowgit.errors import FlowError, IllegalTransition
-from flowgit.events import PLAN_LOG, format_time, make_event
+from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound
+from flowgit.events import PLAN_LOG, append, format_time, make_event, repair_torn
 from flowgit.executors import argv_for, prompt_text, resolve, values_for
-from flowgit.lifecycle import decide_fail, phase_gate
+from flowgit.lifecycle import CLAIMABLE_PHASES, decide_fail, phase_gate
+from flowgit.model import Plan, Task
 from flowgit.state import PlanState
-from flowgit.store import FlowRepo, commit_message
+from flowgit.store import FLOW, FlowRepo, commit_message
 from flowgit.txn import transaction
 
 LOGS = "logs"
+OLD_BRANCHES_BATCH = 16
 
 
 @dataclass
@@ -35,21 +38,37 @@ class Job:
     attempt: int
     worktree: Path = Path()
     branch: str = ""
+    base: str = ""  # the commit the branch starts from
+    has_tree: bool = False
+    tree_clean: bool = False  # nothing untracked or ignored left in the worktree
     log: Path = Path()
     proc: subprocess.Popen[bytes] | None = None
     note_file: Path = Path()
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class Tree:
+    """A task's worktree after its task: the next task moves it to its own path and resets it
+    there (`worktree move`, `checkout -f -B`, `clean`), far cheaper than `worktree add` and
+    `worktree remove` for every task."""
+    path: Path
+    branch: str  # still checked out in it
+    branch_done: bool  # nobody needs the branch: delete it once no worktree has it
+    clean: bool
+
+
 class Runner:
     def __init__(self, root: Path, plans: list[str] | None, workers: int, executor: str | None,
-                 log: Callable[[str], None], progress: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None], progress: Callable[[str], None] | None = None,
+                 reuse_trees: bool = True) -> None:
         self.root = root
         self.plans = plans
         self.workers = max(1, workers)
         self.executor = executor
         self.log = log
         self.progress = progress
+        self.reuse_trees = reuse_trees
         self.stop_event = threading.Event()
         self.mu = threading.Lock()
         self.running: dict[str, Job] = {}
@@ -59,11 +78,28 @@ class Runner:
         self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
-        repo = FlowRepo(root)
-        self.common = repo.dirs.common_dir
+        # this run's threads queue here for the repository lock instead of polling its file
+        self.repo_lock_queue = threading.Lock()
+        # worktree moves, branch checkouts and deletions, and the two lists below
+        self.trees_mu = threading.Lock()
+        self.idle_trees: list[Tree] = []
+        self.old_branches: list[str] = []
+        self.local = threading.local()
+        self.dirs = git.find_dirs(root)
+        self.common = self.dirs.common_dir
         self.base_branch = git.current_branch(root)
         if self.base_branch is None:
             raise FlowError("HEAD is detached: check out the branch tasks should merge into", code="detached")
+
+    def repo(self) -> FlowRepo:
+        """This thread's FlowRepo, kept from task to task so that its caches stay warm; a new
+        one when config.yaml changes (a FlowRepo reads it once)."""
+        stamp = _file_stamp(self.root / FLOW / "config.yaml")
+        local = self.local
+        if getattr(local, "repo", None) is None or local.config_stamp != stamp:
+            local.repo, local.config_stamp = FlowRepo(self.root), stamp
+        repo: FlowRepo = local.repo
+        return repo
 
     # ----- the loop ----------------------------------------------------------------------------
     def plan_ids(self, repo: FlowRepo) -> list[str]:
@@ -73,11 +109,14 @@ class Runner:
         threads = [threading.Thread(target=self._worker, args=(i,), daemon=True) for i in range(self.workers)]
         for t in threads:
             t.start()
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.2)
-            if self.progress:
-                self.progress(self.status_line())
+        try:
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.2)
+                if self.progress:
+                    self.progress(self.status_line())
+        finally:
+            self.close()
         return 130 if self.stop_event.is_set() else (1 if self.failed else 0)
 
     def stop(self) -> None:
@@ -87,6 +126,12 @@ class Runner:
         for job in jobs:
             if job.proc is not None and job.proc.poll() is None:
                 _kill_group(job.proc)
+
+    def close(self) -> None:
+        """Remove the idle worktrees and delete the branches nobody needs any more."""
+        with self.trees_mu:
+            trees, self.idle_trees = self.idle_trees, []
+            self._remove_trees(trees)
 
     def status_line(self) -> str:
         with self.mu:
@@ -98,43 +143,47 @@ class Runner:
     def _worker(self, index: int) -> None:
         actor = f"{self.ident}-{index}"
         idle = 0.05
-        while not self.stop_event.is_set():
-            try:
-                job = self._claim(actor)
-            except FlowError as exc:
-                self.log(f"{actor}: {exc.message}")
-                self.stop_event.wait(0.5)
-                continue
-            if job is None:
-                wait = self._idle_wait()
-                if wait is None:
-                    return
-                self.stop_event.wait(min(wait, idle))
-                idle = min(idle * 2, 0.5)
-                continue
-            idle = 0.05
-            try:
-                self._execute(job)
-            finally:
-                with self.mu:
-                    self.running.pop(f"{job.plan}/{job.task}", None)
-                    self.files_in_use -= job.files
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    job = self._claim(actor)
+                except FlowError as exc:
+                    self.log(f"{actor}: {exc.message}")
+                    self.stop_event.wait(0.5)
+                    continue
+                if job is None:
+                    wait = self._idle_wait()
+                    if wait is None:
+                        return
+                    self.stop_event.wait(min(wait, idle))
+                    idle = min(idle * 2, 0.5)
+                    continue
+                idle = 0.05
+                try:
+                    self._execute(job)
+                finally:
+                    self._unreserve(job)
+        finally:
+            with self.repo_lock_queue:  # the cache file's temporary name is per process
+                self.repo().save_cache()
 
     def _idle_wait(self) -> float | None:
         """Seconds to wait before looking again, or None when this run has nothing left."""
-        repo = FlowRepo(self.root)
+        repo = self.repo()
         now = time.time()
         wait: float | None = None
         with self.mu:
             mine = bool(self.running)
         for pid in self.plan_ids(repo):
+            repo.forget(pid)
             state = repo.state(pid, now)
             with self.mu:
                 self.ready[pid] = len(state.order)
             if state.phase in ("complete", "halted", "finish", "draft", "plan_review"):
                 continue
-            if state.order:
-                return 0.05
+            with self.mu:
+                if next(self._claimable(repo.load_plan(pid).plan, state), None) is not None:
+                    return 0.05
             for view in state.tasks.values():
                 if view.state == "retry_wait" and view.retry_at:
                     due = max(view.retry_at - now, 0.05)
@@ -145,86 +194,121 @@ class Runner:
             return 0.1
         return wait
 
+    def _transaction(self, plan_id: str, decide: Callable[[PlanState, float], Any]) -> Any:
+        with self.repo_lock_queue:
+            result, _sha = transaction(self.repo(), plan_id, decide)
+        return result
+
+    @contextmanager
+    def _holding(self, job: Job) -> Iterator[tuple[FlowRepo, PlanState, float]]:
+        """The repository lock, and the task's state read from its own log: all that the
+        transitions of a task this run holds need (the rest of the plan is not evaluated)."""
+        repo = self.repo()
+        with self.repo_lock_queue, repo.lock():
+            repo.recover()
+            repo.forget(job.plan)
+            now = time.time()
+            state = repo.task_state(job.plan, job.task, now)
+            if state is None:
+                raise IllegalTransition(f"{job.plan}/{job.task} is no longer a task of its plan")
+            yield repo, state, now
+
     # ----- claiming ----------------------------------------------------------------------------
     def _claim(self, actor: str) -> Job | None:
-        repo = FlowRepo(self.root)
-        now = time.time()
+        repo = self.repo()
         for pid in self.plan_ids(repo):
-            state = repo.state(pid, now)
-            with self.mu:
-                self.ready[pid] = len(state.order)
-            if state.phase in ("complete", "halted", "finish"):
-                continue
-            plan = repo.load_plan(pid).plan
-            held = files_held(plan, state)
-            for task_id in state.order:
-                task = plan.task(task_id)
-                assert task is not None
-                files = frozenset(task.files)
-                if files & held:
-                    continue  # claimed elsewhere (another run, a person): wait for it
-                with self.mu:
-                    key = f"{pid}/{task_id}"
-                    if key in self.running or files & self.files_in_use:
-                        continue
-                    job = Job(pid, task_id, actor, files, state.tasks[task_id].attempts + 1)
-                    self.running[key] = job
-                    self.files_in_use |= files
-                try:
-                    if self._claim_one(repo, job):
-                        with self.mu:
-                            self.ready[pid] = max(0, self.ready.get(pid, 0) - 1)
-                        return job
-                except FlowError:
-                    pass
-                with self.mu:
-                    self.running.pop(key, None)
-                    self.files_in_use -= files
+            job = self._claim_in(repo, pid, actor)
+            if job is not None:
+                return job
         return None
 
-    def _claim_one(self, repo: FlowRepo, job: Job) -> bool:
-        lease = float(repo.config.lease_seconds)
-        safe = job.task.replace("/", "_")
-        job.branch = f"flow/{job.plan}/{job.task}"
-        job.worktree = self.common / "flowgit-worktrees" / job.plan / safe
-        job.log = repo.flow / LOGS / job.plan / f"{safe}.{job.attempt}.log"
-        base = git.head(self.root)
-        plan_hash = repo.load_plan(job.plan).hash
+    def _claim_in(self, repo: FlowRepo, plan_id: str, actor: str) -> Job | None:
+        """Choose and claim a task in one transaction: the state read under the lock is the
+        one that decides, so no claim is tried on a task someone took a moment before."""
+        picked: list[Job] = []
 
         def decide(state: PlanState, now: float) -> Any:
-            view = state.tasks.get(job.task)
-            if view is None or view.state != "ready":
-                raise IllegalTransition(f"{job.plan}/{job.task} is no longer ready")
-            plan = repo.load_plan(job.plan).plan
-            clash = job.files & files_held(plan, state)
-            if clash:
-                raise IllegalTransition(f"{job.plan}/{job.task}: {', '.join(sorted(clash))} "
-                                        "is in use by a task claimed elsewhere")
-            pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
-            gate = phase_gate(plan, state, repo.config, job.actor, pclock, now, base, plan_hash)
-            clock = view.record.last_clock + 1
-            until = format_time(now + lease)
-            events = [
-                make_event("task.claimed", job.plan, job.task, job.actor, clock,
-                           {"lease_until": until, "lease_seconds": lease}, now),
-                make_event("task.started", job.plan, job.task, job.actor, clock + 1,
-                           {"lease_until": until, "branch": job.branch, "log": repo.rel(job.log)}, now),
-                # FORMAT.md's event for it: the fold keeps the path on the task's record
-                make_event("task.log", job.plan, job.task, job.actor, clock + 2,
-                           {"path": repo.rel(job.log)}, now),
-            ]
-            appends: dict[Path, list[Any]] = {repo.log_file(job.plan, job.task): events}
-            if gate:
-                appends[repo.log_file(job.plan, PLAN_LOG)] = list(gate)
-            return appends, {}, commit_message(job.plan, job.task, "claimed", job.actor), True
+            with self.mu:
+                self.ready[plan_id] = len(state.order)
+            job = None if state.phase in ("complete", "halted", "finish") else \
+                self._pick(repo, plan_id, actor, state)
+            if job is None:
+                return {}, {}, "", None
+            picked.append(job)
+            return self._claim_events(repo, job, state, now), {}, \
+                commit_message(plan_id, job.task, "claimed", actor), None
 
-        transaction(repo, job.plan, decide)
-        self.log(f"{job.actor} claimed {job.plan}/{job.task}")
-        return True
+        try:
+            self._transaction(plan_id, decide)
+        except BaseException as exc:
+            for job in picked:
+                self._unreserve(job)
+            if isinstance(exc, FlowError) and not isinstance(exc, (InvalidFile, NotFound)):
+                return None  # nothing to claim for now: waiting for approval, git busy, ...
+            raise
+        if not picked:
+            return None
+        with self.mu:
+            self.ready[plan_id] = max(0, self.ready.get(plan_id, 0) - 1)
+        self.log(f"{actor} claimed {plan_id}/{picked[0].task}")
+        return picked[0]
+
+    def _pick(self, repo: FlowRepo, plan_id: str, actor: str, state: PlanState) -> Job | None:
+        """The best task this run may claim, reserved for it (call under the repository lock)."""
+        plan = repo.load_plan(plan_id).plan
+        with self.mu:
+            task = next(self._claimable(plan, state), None)
+            if task is None:
+                return None
+            job = Job(plan_id, task.id, actor, frozenset(task.files), state.tasks[task.id].attempts + 1)
+            self.running[f"{plan_id}/{task.id}"] = job
+            self.files_in_use |= job.files
+        safe = task.id.replace("/", "_")
+        job.branch = f"flow/{plan_id}/{task.id}"
+        job.worktree = self.common / "flowgit-worktrees" / plan_id / safe
+        job.log = repo.flow / LOGS / plan_id / f"{safe}.{job.attempt}.log"
+        return job
+
+    def _claimable(self, plan: Plan, state: PlanState) -> Iterator[Task]:
+        """Ready tasks, best first, that this run is not running and whose files nobody holds
+        (a claim elsewhere: another run, a person). Call with self.mu held."""
+        held = files_held(plan, state) | self.files_in_use
+        for task_id in state.order:
+            task = plan.task(task_id)
+            if task is not None and f"{plan.id}/{task_id}" not in self.running and not held & set(task.files):
+                yield task
+
+    def _unreserve(self, job: Job) -> None:
+        with self.mu:
+            self.running.pop(f"{job.plan}/{job.task}", None)
+            self.files_in_use -= job.files
+
+    def _claim_events(self, repo: FlowRepo, job: Job, state: PlanState, now: float) -> dict[Path, list[Any]]:
+        """claimed, started and the log's path; the phase move to execute with the first claim."""
+        appends: dict[Path, list[Any]] = {}
+        if state.phase not in CLAIMABLE_PHASES:
+            loaded = repo.load_plan(job.plan)
+            pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
+            gate = phase_gate(loaded.plan, state, repo.config, job.actor, pclock, now,
+                              git.read_head(repo.dirs), loaded.hash)
+            appends[repo.log_file(job.plan, PLAN_LOG)] = list(gate)
+        lease = float(repo.config.lease_seconds)
+        clock = state.tasks[job.task].record.last_clock + 1
+        until = format_time(now + lease)
+        appends[repo.log_file(job.plan, job.task)] = [
+            make_event("task.claimed", job.plan, job.task, job.actor, clock,
+                       {"lease_until": until, "lease_seconds": lease}, now),
+            make_event("task.started", job.plan, job.task, job.actor, clock + 1,
+                       {"lease_until": until, "branch": job.branch, "log": repo.rel(job.log)}, now),
+            # FORMAT.md's event for it: the fold keeps the path on the task's record
+            make_event("task.log", job.plan, job.task, job.actor, clock + 2,
+                       {"path": repo.rel(job.log)}, now),
+        ]
+        return appends
 
     # ----- running -----------------------------------------------------------------------------
     def _execute(self, job: Job) -> None:
-        repo = FlowRepo(self.root)
+        repo = self.repo()
         loaded = repo.load_plan(job.plan)
         plan, task = loaded.plan, loaded.plan.task(job.task)
         assert task is not None
@@ -242,7 +326,7 @@ class Runner:
             argv = argv_for(executor, values, task, plan.id)
         except FlowError as exc:
             self._fail(job, exc.message, retry=False)
-            self._cleanup(job, keep_branch=False)
+            self._put_back(job, keep_branch=False)
             return
         env = {**os.environ, **executor.env,
                "FLOWGIT_PLAN": job.plan, "FLOWGIT_TASK": job.task, "FLOWGIT_TITLE": task.title,
@@ -255,15 +339,15 @@ class Runner:
         code = self._spawn(job, argv, env, timeout, repo)
         if self.stop_event.is_set():
             self._release(job, "run interrupted")
-            self._cleanup(job, keep_branch=False)
+            self._put_back(job, keep_branch=False)
             return
         if code != 0:
             why = f"timed out after {timeout:g}s" if code == 124 else f"exit {code}"
             self._fail(job, f"executor {executor.name} {why}; log: {repo.rel(job.log)}", retry=True)
-            self._cleanup(job, keep_branch=False)
+            self._put_back(job, keep_branch=False)
             return
         merged = self._merge_done(job)
-        self._cleanup(job, keep_branch=not merged)
+        self._put_back(job, keep_branch=not merged)
 
     def _spawn(self, job: Job, argv: tuple[str, ...], env: dict[str, str], timeout: float,
                repo: FlowRepo) -> int:
@@ -296,13 +380,102 @@ class Runner:
                 beat = time.monotonic() + lease / 3
                 self._heartbeat(job, lease)
 
+    # ----- worktrees ---------------------------------------------------------------------------
+    # A branch flow/PLAN/TASK is checked out only in the worktree at TASK's path (between
+    # the holds of trees_mu): no two worktrees ever want the same branch at once.
     def _make_worktree(self, job: Job) -> None:
-        if job.worktree.exists():
-            git.run(["worktree", "remove", "--force", str(job.worktree)], self.root, check=False)
-            shutil.rmtree(job.worktree, ignore_errors=True)
-        git.run(["worktree", "prune"], self.root, check=False)
+        """The job's worktree on its branch, at the main work tree's HEAD: an idle one moved
+        to the job's path and reset there, else a new one."""
+        base = git.read_head(self.dirs)
+        if base is None:
+            raise FlowError("the branch to merge into has no commit yet: commit something first",
+                            code="no_commit")
+        job.base = base
+        with self.trees_mu:
+            if job.branch in self.old_branches:
+                self.old_branches.remove(job.branch)  # a new attempt: the branch is needed again
+            tree = self._take_idle_tree(job.worktree)
+            if tree is not None and not self._reset_tree(tree, job):
+                tree = None
+            if tree is None:
+                self._add_tree(job)
+        job.has_tree = True
+        if tree is not None and not tree.clean:
+            git.run(["clean", "-q", "-ffdx"], job.worktree)
+
+    def _take_idle_tree(self, path: Path) -> Tree | None:
+        """The idle worktree at `path` (the same task again), else any idle one."""
+        for i, tree in enumerate(self.idle_trees):
+            if tree.path == path:
+                return self.idle_trees.pop(i)
+        return self.idle_trees.pop() if self.idle_trees else None
+
+    def _reset_tree(self, tree: Tree, job: Job) -> bool:
+        """Move an idle worktree to the job's path and check out the job's branch, reset to
+        its base; False (and the worktree removed) if git refuses."""
+        try:
+            if git.operation_in_progress(git.find_dirs(tree.path)):
+                raise FlowError("a git operation is in progress in it")
+            if tree.path != job.worktree:
+                self._clear_path(job.worktree)
+                job.worktree.parent.mkdir(parents=True, exist_ok=True)
+                git.run(["worktree", "move", str(tree.path), str(job.worktree)], self.root)
+                tree.path = job.worktree
+            git.run(["checkout", "-q", "-f", "-B", job.branch, job.base], job.worktree)
+        except FlowError:
+            self._remove_trees([tree])
+            return False
+        if tree.branch_done and tree.branch != job.branch:
+            self.old_branches.append(tree.branch)
+            if len(self.old_branches) >= OLD_BRANCHES_BATCH:
+                self._delete_old_branches()
+        return True
+
+    def _add_tree(self, job: Job) -> None:
+        self._clear_path(job.worktree)
         job.worktree.parent.mkdir(parents=True, exist_ok=True)
-        git.run(["worktree", "add", "-q", "-B", job.branch, str(job.worktree), "HEAD"], self.root)
+        args = ["worktree", "add", "-q", "-B", job.branch, str(job.worktree), job.base]
+        if git.run(args, self.root, check=False).returncode != 0:
+            git.run(["worktree", "prune"], self.root, check=False)  # registered, its directory gone
+            git.run(args, self.root)
+
+    def _clear_path(self, path: Path) -> None:
+        """Remove what a killed run (or another run's idle worktree) left at a task's path."""
+        if path.exists():
+            git.run(["worktree", "remove", "--force", str(path)], self.root, check=False)
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _put_back(self, job: Job, keep_branch: bool) -> None:
+        """Done with the job's worktree: idle until the next task (`run`), or removed (`watch
+        --run`, or when it was never made). Its branch goes once unneeded, unless kept."""
+        tree = Tree(job.worktree, job.branch, branch_done=not keep_branch, clean=job.tree_clean)
+        with self.trees_mu:
+            if job.has_tree and self.reuse_trees:
+                self.idle_trees.append(tree)
+            elif job.has_tree:
+                self._remove_trees([tree])
+            elif tree.branch_done:  # no worktree made: whatever is at its path is not the job's
+                self.old_branches.append(job.branch)
+                self._delete_old_branches()
+
+    def _remove_trees(self, trees: list[Tree]) -> None:
+        """Remove worktrees and delete their finished branches (call with trees_mu held)."""
+        pruned = False
+        for tree in trees:
+            if tree.path.exists():
+                removed = git.run(["worktree", "remove", "--force", str(tree.path)], self.root, check=False)
+                shutil.rmtree(tree.path, ignore_errors=True)
+                if removed.returncode != 0 and not pruned:
+                    git.run(["worktree", "prune"], self.root, check=False)
+                    pruned = True
+        self.old_branches += [t.branch for t in trees if t.branch_done]
+        self._delete_old_branches()
+
+    def _delete_old_branches(self) -> None:
+        if self.old_branches:
+            # one process for many; a branch some worktree has checked out is refused, not lost
+            git.run(["branch", "-q", "-D", *self.old_branches], self.root, check=False)
+            self.old_branches = []
 
     def _prompt(self, repo: FlowRepo, job: Job) -> str:
         from flowgit.commands.plans import adr_ids
@@ -319,56 +492,33 @@ class Runner:
                 adr_id = "-".join(path.name.split("-")[:2])
                 if adr_id in wanted and adr_id in adr_ids(repo):
                     adrs[adr_id] = yamlio.load_file(path, repo.rel(path)) or {}
-        state = repo.state(job.plan)
-        notes = {d: state.tasks[d].record.note or "" for d in task.depends_on
-                 if d in state.tasks and state.tasks[d].record.note}
+        records = repo.records(job.plan) if task.depends_on else {}
+        notes = {d: records[d].note or "" for d in task.depends_on if d in records and records[d].note}
         return prompt_text(plan, task, spec if isinstance(spec, dict) else None, adrs, notes)
 
     # ----- finishing ---------------------------------------------------------------------------
     def _merge_done(self, job: Job) -> bool:
-        """Commit the worktree's changes, then merge the branch and record `done` in one commit."""
-        wt = job.worktree
-        if git.out(["status", "--porcelain"], wt):
-            git.run(["add", "-A"], wt)
-            git.run(["commit", "-q", "--no-verify", "-m", f"flow({job.plan}/{job.task}): work"], wt,
-                    env={"FLOWGIT_INTERNAL": "1"})
-        repo = FlowRepo(self.root)
+        """Commit the worktree's changes, then merge the branch and record `done` in one commit.
+        Everything but the merge and the commit happens before the lock."""
         elapsed = round(time.monotonic() - job.started, 3)
         note = _read_note(job.note_file) or f"ran in {elapsed}s"
-
-        def decide(state: PlanState, now: float) -> Any:
-            view = state.tasks.get(job.task)
-            if view is None or view.state not in ("claimed", "in_progress") or view.worker != job.actor:
-                raise IllegalTransition(f"{job.plan}/{job.task}: lost the lease while running "
-                                        f"(now {view.state if view else 'gone'}); branch {job.branch} kept")
-            if git.run(["diff", "--cached", "--quiet"], self.root, check=False).returncode != 0:
-                raise IllegalTransition("the main work tree has staged changes: flowgit run merges into "
-                                        f"it; commit or unstage them (branch {job.branch} kept)")
-            # -z: paths as they are (no C quoting of spaces or non-ASCII); no renames: both names count
-            stats = git.run(["diff", "--numstat", "-z", "--no-renames", f"HEAD...{job.branch}"],
-                            self.root).stdout.decode("utf-8", "replace")
-            files, added, removed = [], 0, 0
-            for line in filter(None, stats.split("\0")):
-                a, r, path = line.split("\t", 2)
-                files.append(path)
-                added += int(a) if a.isdigit() else 0
-                removed += int(r) if r.isdigit() else 0
-            merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], self.root, check=False,
-                            env={"FLOWGIT_INTERNAL": "1"})
-            if merge.returncode != 0:
-                names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], self.root, check=False)
-                conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
-                git.run(["merge", "--abort"], self.root, check=False)
-                raise _Conflict(conflicted or ["(merge failed)"])
-            ev = make_event("task.done", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                            {"note": note, "seconds": elapsed, "files_modified": files, "lines_added": added,
-                             "lines_removed": removed, "log": repo.rel(job.log), "branch": job.branch}, now)
-            return ({repo.log_file(job.plan, job.task): [ev]}, {},
-                    commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}"),
-                    (len(files), added, removed))
-
         try:
-            (nfiles, added, removed), _sha = _merge_transaction(repo, job.plan, decide)
+            self._commit_work(job)
+            to_merge = git.read_ref(self.dirs, f"refs/heads/{job.branch}") != job.base
+            files, added, removed = self._branch_stats(job) if to_merge else ([], 0, 0)
+            with self._holding(job) as (repo, state, now):
+                view = state.tasks[job.task]
+                if view.state not in ("claimed", "in_progress") or view.worker != job.actor:
+                    raise IllegalTransition(f"{job.plan}/{job.task}: lost the lease while running "
+                                            f"(now {view.state}); branch {job.branch} kept")
+                done = make_event("task.done", job.plan, job.task, job.actor, view.record.last_clock + 1,
+                                  {"note": note, "seconds": elapsed, "files_modified": files,
+                                   "lines_added": added, "lines_removed": removed,
+                                   "log": repo.rel(job.log), "branch": job.branch}, now)
+                message = commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}")
+                if to_merge:
+                    self._merge(repo, job)
+                self._commit_done(repo, job, done, message, merging=to_merge)
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
             return False
@@ -377,29 +527,83 @@ class Runner:
             return False
         with self.mu:
             self.done += 1
-        self.log(f"{job.plan}/{job.task} done: {nfiles} file(s), +{added} -{removed} "
+        self.log(f"{job.plan}/{job.task} done: {len(files)} file(s), +{added} -{removed} "
                  f"in {time.monotonic() - job.started:.2f}s")
         return True
 
-    def _fail(self, job: Job, error: str, retry: bool) -> None:
-        repo = FlowRepo(self.root)
+    def _commit_work(self, job: Job) -> None:
+        """Commit what the executor left uncommitted in its worktree; note whether the
+        worktree is clean afterwards (nothing ignored left either)."""
+        wt = job.worktree
+        entries = git.out(["status", "--porcelain", "--ignored"], wt).splitlines()
+        if any(not e.startswith("!! ") for e in entries):
+            git.run(["add", "-A"], wt)
+            git.run(["commit", "-q", "--no-verify", "-m", f"flow({job.plan}/{job.task}): work"], wt,
+                    env={"FLOWGIT_INTERNAL": "1"})
+        job.tree_clean = not any(e.startswith("!! ") for e in entries)
 
-        def decide(state: PlanState, now: float) -> Any:
-            plan = repo.load_plan(job.plan).plan
-            pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
-            d = decide_fail(plan, state, repo.config, job.task, job.actor,
-                            state.tasks[job.task].record.last_clock + 1, pclock, now, error,
-                            "retry" if retry else "fail")
-            appends: dict[Path, Any] = {repo.log_file(job.plan, job.task): list(d.task_events)}
-            if d.plan_events:
-                appends[repo.log_file(job.plan, PLAN_LOG)] = list(d.plan_events)
-            return appends, {}, commit_message(job.plan, job.task, d.event_name, job.actor), d.result
+    def _branch_stats(self, job: Job) -> tuple[list[str], int, int]:
+        """Files changed, lines added and removed on the branch since it forked from the main
+        work tree's branch. Read before the lock: the commits that land on HEAD meanwhile are
+        not on the branch, so the fork point, and the answer, stay the same."""
+        # -z: paths as they are (no C quoting of spaces or non-ASCII); no renames: both names count
+        stats = git.run(["diff", "--numstat", "-z", "--no-renames", f"HEAD...{job.branch}"],
+                        self.root).stdout.decode("utf-8", "replace")
+        files, added, removed = [], 0, 0
+        for line in filter(None, stats.split("\0")):
+            a, r, path = line.split("\t", 2)
+            files.append(path)
+            added += int(a) if a.isdigit() else 0
+            removed += int(r) if r.isdigit() else 0
+        return files, added, removed
 
+    def _merge(self, repo: FlowRepo, job: Job) -> None:
+        """Merge the branch without committing (call under the lock); nothing is left half-way
+        when it fails."""
+        merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], repo.root, check=False,
+                        env={"FLOWGIT_INTERNAL": "1"})
+        if merge.returncode == 0:
+            return
+        # git refuses to start a merge over staged changes: no MERGE_HEAD then
+        if not (repo.dirs.git_dir / "MERGE_HEAD").exists() and \
+                git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
+            raise IllegalTransition("the main work tree has staged changes: flowgit run merges into "
+                                    f"it; commit or unstage them (branch {job.branch} kept)")
+        names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], repo.root, check=False)
+        conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
+        git.run(["merge", "--abort"], repo.root, check=False)
+        raise _Conflict(conflicted or ["(merge failed)"])
+
+    def _commit_done(self, repo: FlowRepo, job: Job, done: Any, message: str, merging: bool) -> None:
+        """Append the done event (fsynced) and commit it, with the merge in progress if any
+        (call under the lock). When the commit fails, the event and the merge are taken back."""
+        log = repo.log_file(job.plan, job.task)
+        size = log.stat().st_size
         try:
-            result, _ = transaction(repo, job.plan, decide)
+            append(log, [done])
+            git.commit_tracked(repo.root, [repo.rel(log)], message, merging=merging)
+        except Exception:
+            repair_torn(log, size)
+            if merging:
+                git.run(["merge", "--abort"], repo.root, check=False)
+            raise
+
+    def _fail(self, job: Job, error: str, retry: bool) -> None:
+        try:
+            with self._holding(job) as (repo, state, now):
+                plan = repo.load_plan(job.plan).plan
+                pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
+                d = decide_fail(plan, state, repo.config, job.task, job.actor,
+                                state.tasks[job.task].record.last_clock + 1, pclock, now, error,
+                                "retry" if retry else "fail")
+                appends: dict[Path, Any] = {repo.log_file(job.plan, job.task): list(d.task_events)}
+                if d.plan_events:
+                    appends[repo.log_file(job.plan, PLAN_LOG)] = list(d.plan_events)
+                repo.commit(appends, {}, commit_message(job.plan, job.task, d.event_name, job.actor))
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: could not record the failure: {exc.message}")
             return
+        result = d.result or {}
         if result["state"] == "failed":
             with self.mu:
                 self.failed += 1
@@ -407,49 +611,41 @@ class Runner:
                  + (f"; retry at {result['retry_at']}" if result.get("retry_at") else ""))
 
     def _release(self, job: Job, reason: str) -> None:
-        repo = FlowRepo(self.root)
-
-        def decide(state: PlanState, now: float) -> Any:
-            view = state.tasks[job.task]
-            if view.worker != job.actor or view.state not in ("claimed", "in_progress"):
-                return {}, {}, "", None
-            ev = make_event("task.released", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                            {"reason": reason}, now)
-            return {repo.log_file(job.plan, job.task): [ev]}, {}, \
-                commit_message(job.plan, job.task, "released", job.actor), None
-
         try:
-            transaction(repo, job.plan, decide)
+            with self._holding(job) as (repo, state, now):
+                view = state.tasks[job.task]
+                if view.worker != job.actor or view.state not in ("claimed", "in_progress"):
+                    return
+                ev = make_event("task.released", job.plan, job.task, job.actor, view.record.last_clock + 1,
+                                {"reason": reason}, now)
+                repo.commit({repo.log_file(job.plan, job.task): [ev]}, {},
+                            commit_message(job.plan, job.task, "released", job.actor))
             self.log(f"released {job.plan}/{job.task} ({reason})")
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: could not release: {exc.message}")
 
     def _heartbeat(self, job: Job, lease: float) -> None:
-        repo = FlowRepo(self.root)
-
-        def decide(state: PlanState, now: float) -> Any:
-            view = state.tasks[job.task]
-            if view.worker != job.actor:
-                return {}, {}, "", None
-            ev = make_event("task.heartbeat", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                            {"lease_until": format_time(now + lease)}, now)
-            return {repo.log_file(job.plan, job.task): [ev]}, {}, \
-                commit_message(job.plan, job.task, "heartbeat", job.actor), None
-
         try:
-            transaction(repo, job.plan, decide)
+            with self._holding(job) as (repo, state, now):
+                view = state.tasks[job.task]
+                if view.worker != job.actor:
+                    return
+                ev = make_event("task.heartbeat", job.plan, job.task, job.actor, view.record.last_clock + 1,
+                                {"lease_until": format_time(now + lease)}, now)
+                repo.commit({repo.log_file(job.plan, job.task): [ev]}, {},
+                            commit_message(job.plan, job.task, "heartbeat", job.actor))
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: heartbeat failed: {exc.message}")
 
-    def _cleanup(self, job: Job, keep_branch: bool) -> None:
-        if job.worktree != Path() and job.worktree.exists():
-            git.run(["worktree", "remove", "--force", str(job.worktree)], self.root, check=False)
-            shutil.rmtree(job.worktree, ignore_errors=True)
-        if job.branch and not keep_branch:
-            git.run(["branch", "-q", "-D", job.branch], self.root, check=False)
-
-
 NOTE_LIMIT = 4000
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
 def _read_note(path: Path) -> str:
@@ -485,27 +681,6 @@ class _Conflict(FlowError):
         self.paths = paths
 
 
-def _merge_transaction(repo: FlowRepo, plan_id: str, decide: Callable[[PlanState, float], Any]) -> Any:
-    """Like `transaction`, but the commit is the pending merge plus the done event."""
-    with repo.lock():
-        repo.recover()
-        repo.forget(plan_id)
-        now = time.time()
-        state = repo.state(plan_id, now)
-        appends, _files, message, result = decide(state, now)
-        try:
-            for path, events in appends.items():
-                from flowgit.events import append
-
-                append(path, events)
-            git.run(["add", "--", *[repo.rel(p) for p in appends]], repo.root)
-            git.run(["commit", "--no-verify", "-q", "-m", message], repo.root, env={"FLOWGIT_INTERNAL": "1"})
-        except Exception:
-            git.run(["merge", "--abort"], repo.root, check=False)
-            raise
-        return result, git.head(repo.root)
-
-
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -526,7 +701,8 @@ class Dispatcher:
     then, so the watcher's next pass could be a whole rescan interval away)."""
 
     def __init__(self, root: Path, workers: int, log: Callable[[str], None]) -> None:
-        self.runner = Runner(root, None, workers, None, log)
+        # a watch may sit idle for hours: no idle worktrees (and branches) left waiting meanwhile
+        self.runner = Runner(root, None, workers, None, log, reuse_trees=False)
         self.log = log
         self.threads: list[threading.Thread] = []
         self.mu = threading.Lock()
@@ -563,12 +739,13 @@ class Dispatcher:
             self.timer.start()
 
     def _next_due(self) -> float | None:
-        repo = FlowRepo(self.runner.root)
+        repo = self.runner.repo()
         now = time.time()
         due: float | None = None
         with self.runner.mu:
             mine = set(self.runner.running)
         for pid in repo.plan_ids():
+            repo.forget(pid)
             state = repo.state(pid, now)
             if state.phase in ("complete", "halted", "finish", "draft", "plan_review"):
                 continue
@@ -592,9 +769,7 @@ class Dispatcher:
         try:
             self.runner._execute(job)
         finally:
-            with self.runner.mu:
-                self.runner.running.pop(f"{job.plan}/{job.task}", None)
-                self.runner.files_in_use -= job.files
+            self.runner._unreserve(job)
             with self.mu:
                 self.active -= 1
         # a slot is free and the task's dependents may be ready: look now, not at the next pass

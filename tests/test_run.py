@@ -396,6 +396,87 @@ def test_a_terminal_gets_a_live_progress_line(repo: Repo, tmp_path: Path) -> Non
     assert "p/A done" in out and "p/B done" in out
 
 
+def test_one_worker_reuses_its_worktree_yet_every_task_starts_pristine(repo: Repo, tmp_path: Path) -> None:
+    """The worktree moves from task to task: each task still gets it at its own path, on its
+    own branch, exactly at its commit (nothing left of the last task: changes, untracked or
+    ignored files), and the run leaves no worktree or finished branch behind."""
+    with open(repo.path / ".gitignore", "a") as f:
+        f.write("build/\n")
+    repo.git("add", ".gitignore")
+    repo.git("commit", "-q", "-m", "ignore build/")
+    ctl = use_executor(repo, tmp_path, """\
+        def git_out(*args):
+            return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+        log("start", cwd=os.getcwd(), status=git_out("status", "--porcelain", "--ignored"),
+            branch=git_out("rev-parse", "--abbrev-ref", "HEAD"), gitdir=Path(".git").read_text().strip())
+        Path("build").mkdir()
+        Path("build/out.o").write_text(TASK)  # ignored: never merged
+        if TASK == "B" and not (CTL / "B.failed").exists():
+            (CTL / "B.failed").write_text("")
+            Path("junk.txt").write_text("half done\\n")
+            Path("README.md").write_text("clobbered\\n")
+            sys.exit(1)
+        if TASK != "C":  # C changes nothing
+            Path(f"{TASK}.txt").write_text(TASK + "\\n")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}", "{id: C, title: c}", "{id: D, title: d}",
+                             extra="retry: {strategy: fixed, base: 0.2, max_attempts: 2}\n"))
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    starts = [r for r in records(ctl) if r["kind"] == "start"]
+    assert sorted(r["task"] for r in starts) == ["A", "B", "B", "C", "D"]
+    common = Path(repo.git("rev-parse", "--path-format=absolute", "--git-common-dir"))
+    for rec in starts:
+        assert rec["status"] == "", rec
+        assert rec["cwd"] == str(common / "flowgit-worktrees" / "p" / rec["task"])
+        assert rec["branch"] == f"flow/p/{rec['task']}"
+    assert len({rec["gitdir"] for rec in starts}) == 1, starts  # one worktree, moved along
+
+    assert set(states(repo).values()) == {"done"}
+    assert (repo.path / "README.md").read_text() == "hello\n"
+    assert not (repo.path / "junk.txt").exists() and not (repo.path / "build").exists()
+
+    def parents(task: str) -> int:
+        sha = repo.git("log", "-1", "--format=%H", "--", f".flow/plans/p/events/{task}.jsonl")
+        return len(repo.git("log", "-1", "--format=%P", sha).split())
+
+    # C changed nothing: no merge, its done is a plain commit
+    assert {t: parents(t) for t in "ABCD"} == {"A": 2, "B": 2, "C": 1, "D": 2}
+    assert events(repo, "C")[-1]["data"]["files_modified"] == []
+    assert repo.git("branch", "--list", "flow/*") == ""
+    assert_clean(repo)
+
+
+def test_changes_staged_during_a_run_release_the_task_and_stay_the_users(repo: Repo, tmp_path: Path) -> None:
+    """git refuses to merge over staged changes: the task is released (its branch kept), the
+    staged file is neither committed nor unstaged, and the next attempt merges."""
+    ctl = use_executor(repo, tmp_path, """\
+        main = Path(sys.argv[6])
+        if not (CTL / "staged").exists():  # the user stages a file while the task runs
+            (CTL / "staged").write_text("")
+            (main / "mine.txt").write_text("the user's\\n")
+            subprocess.run(["git", "-C", str(main), "add", "mine.txt"], check=True)
+        else:
+            staged = subprocess.run(["git", "-C", str(main), "diff", "--cached", "--name-only"],
+                                    capture_output=True, text=True).stdout.split()
+            log("retry", staged=staged)
+            subprocess.run(["git", "-C", str(main), "reset", "-q", "--", "mine.txt"], check=True)
+        Path("A.txt").write_text("A\\n")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [r["staged"] for r in records(ctl) if r["kind"] == "retry"] == [["mine.txt"]]
+    evs = events(repo, "A")
+    (released,) = [e for e in evs if e["type"] == "task.released"]
+    assert "staged changes" in released["data"]["reason"] and "flow/p/A kept" in released["data"]["reason"]
+    assert [e["type"] for e in evs].count("task.claimed") == 2 and evs[-1]["type"] == "task.done"
+    assert repo.git("log", "--format=%H", "--", "mine.txt") == ""
+    assert (repo.path / "A.txt").read_text() == "A\n"
+    (repo.path / "mine.txt").unlink()
+    assert_clean(repo)
+
+
 # ----- failures -------------------------------------------------------------------------------
 
 def test_failing_task_is_retried_then_succeeds(repo: Repo, tmp_path: Path) -> None:
@@ -467,7 +548,7 @@ def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path
     repo.write("shared notes.txt", "base line\n")
     repo.git("add", "shared notes.txt")
     repo.git("commit", "-q", "-m", "shared file")
-    ctl = use_executor(repo, tmp_path, """\
+    use_executor(repo, tmp_path, """\
         wait_until(started("A", "B"))  # both branch from the same base
         Path("shared notes.txt").write_text(f"changed by {TASK}\\n")
         if TASK == "B":  # A merges first; B then conflicts
