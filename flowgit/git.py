@@ -110,18 +110,7 @@ def read_head(dirs: RepoDirs) -> str | None:
         return None
     if not text.startswith("ref: "):
         return text or None
-    ref = text[5:]
-    try:
-        return (dirs.common_dir / ref).read_text().strip() or None
-    except OSError:
-        pass
-    try:
-        for line in (dirs.common_dir / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
-                return line.split(" ", 1)[0]
-    except OSError:
-        pass
-    return None
+    return read_ref(dirs, text[5:])
 
 
 def commit_paths(root: Path, paths: Sequence[str], message: str,

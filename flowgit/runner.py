@@ -516,9 +516,13 @@ class Runner:
                                    "lines_added": added, "lines_removed": removed,
                                    "log": repo.rel(job.log), "branch": job.branch}, now)
                 message = commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}")
-                if to_merge:
-                    self._merge(repo, job)
-                self._commit_done(repo, job, done, message, merging=to_merge)
+                repo.begin_merge(job.branch, [repo.log_file(job.plan, job.task)])
+                try:
+                    if to_merge:
+                        self._merge(repo, job)
+                    self._commit_done(repo, job, done, message, merging=to_merge)
+                finally:  # a failure took both back already; a kill leaves the journal
+                    repo.end_merge()
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
             return False

@@ -254,6 +254,8 @@ class FlowRepo:
         return order, rank
 
     def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
+        if not _seen and self.journal.exists():
+            self._settle_dead_merge()
         loaded = self.load_plan(plan_id)
         plan = loaded.plan
         order, rank = self.graph_facts(plan_id)
@@ -366,6 +368,7 @@ class FlowRepo:
                         on_acquire=self.refuse_during_git_operation)
 
     def refuse_during_git_operation(self) -> None:
+        self.undo_interrupted_merge()
         busy = git.operation_in_progress(self.dirs)
         if busy:
             raise FlowError(
@@ -376,6 +379,61 @@ class FlowRepo:
     @property
     def journal(self) -> Path:
         return self.dirs.git_dir / JOURNAL
+
+    def begin_merge(self, branch: str, logs: Sequence[Path]) -> None:
+        """`run` is about to merge a task's branch and append `done` to these logs, then commit
+        both: note what to take back should it die before the commit. Call under the lock."""
+        sizes = {self.rel(p): p.stat().st_size for p in logs}
+        self.journal.write_text(json.dumps({"paths": [], "merge": branch, "sizes": sizes,
+                                            "pid": os.getpid()}))
+
+    def end_merge(self) -> None:
+        self.journal.unlink(missing_ok=True)
+
+    def _settle_dead_merge(self) -> None:
+        """Readers too must not see a `done` whose merge a killed `run` never committed: when
+        the journal says so and its writer is dead, take the lock, which undoes it."""
+        try:
+            entry = json.loads(self.journal.read_text())
+            pid = int(entry["pid"]) if entry.get("merge") else 0
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return
+        if pid <= 0 or pid == os.getpid():
+            return
+        try:
+            os.kill(pid, 0)
+            return  # alive: its commit is on its way
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return
+        with self.lock():
+            self._cache.clear()
+            self._plans.clear()
+
+    def undo_interrupted_merge(self) -> bool:
+        """A `run` killed between merging a task's branch and committing it left the merge in
+        progress and `done` appended: take both back, so `done` is never recorded without its
+        merge (the task's lease expires and it runs again; its branch is kept). Call under the
+        lock: holding it, the journal's writer is gone."""
+        try:
+            entry = json.loads(self.journal.read_text())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(entry, dict) or not entry.get("merge"):
+            return False
+        self._clear_stale_git_locks(self.journal.stat().st_mtime)
+        if (self.dirs.git_dir / "MERGE_HEAD").exists():
+            git.run(["merge", "--abort"], self.root, check=False)
+        for rel, size in (entry.get("sizes") or {}).items():
+            path = self.root / rel
+            if not (isinstance(rel, str) and isinstance(size, int) and rel.startswith(FLOW + "/")
+                    and ".." not in rel.split("/") and path.is_file() and not path.is_symlink()):
+                continue
+            if path.stat().st_size > size and git.show(self.root, "HEAD", rel) != path.read_bytes():
+                repair_torn(path, size)
+        self.journal.unlink(missing_ok=True)
+        return True
 
     def recover(self) -> str | None:
         """Commit what a crashed command appended but did not commit. Call under the lock."""

@@ -685,6 +685,57 @@ def test_a_killed_runner_leaves_a_lease_that_expires(
     assert_clean(repo)
 
 
+KILL_AT_THE_DONE_COMMIT = """\
+#!{python}
+# prepare-commit-msg: runs even with --no-verify. At the commit that would merge the task's
+# branch and record `done`, kill the `flowgit run` that is making it (git's parent).
+import os, signal, sys
+from pathlib import Path
+git_dir = Path(os.environ.get("GIT_DIR", ".git"))
+if (git_dir / "MERGE_HEAD").exists() and "done" in Path(sys.argv[1]).read_text():
+    git_pid = os.getppid()
+    runner = int(Path(f"/proc/{{git_pid}}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    Path({marker!r}).write_text(str(runner))
+    os.kill(runner, signal.SIGKILL)
+    sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("then", ["next-command", "user-aborts-first"])
+def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_merge(
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], then: str) -> None:
+    use_executor(repo, tmp_path, 'Path(f"{TASK}.txt").write_text("work\\n")\n', lease=2)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    head = repo.git("rev-parse", "HEAD")
+    hook = repo.path / ".git" / "hooks" / "prepare-commit-msg"
+    marker = tmp_path / "killed"
+    hook.write_text(KILL_AT_THE_DONE_COMMIT.format(python=sys.executable, marker=str(marker)))
+    hook.chmod(0o755)
+    proc = popen(repo, "run", "p", "-n", "1")
+    reaper.append(proc)
+    proc.wait(timeout=60)
+    assert marker.exists(), proc.stdout.read() if proc.stdout else ""
+    hook.unlink()
+    log = repo.path / ".flow/plans/p/events/A.jsonl"
+    assert (repo.path / ".git" / "MERGE_HEAD").exists() and '"task.done"' in log.read_text()
+    if then == "user-aborts-first":
+        repo.git("merge", "--abort")
+        assert '"task.done"' in log.read_text()  # the abort leaves the appended line
+    st = status(repo)  # any flowgit command takes back the half-made transition
+    assert {t["id"]: t["state"] for t in st["tasks"]}["A"] in ("claimed", "in_progress", "ready")
+    assert not (repo.path / ".git" / "MERGE_HEAD").exists()
+    assert '"task.done"' not in log.read_text()
+    assert repo.git("status", "--porcelain", "--untracked-files=no") == ""
+    assert not (repo.path / "A.txt").exists()  # the work is on its branch, not merged
+    assert repo.git("rev-list", "--count", f"{head}..HEAD") == "1"  # the claim (with its start)
+    assert repo.run("doctor").code == 0
+    time.sleep(2.1)  # the dead worker's lease expires; the task runs again, in full
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "work\n"
+    assert_clean(repo)
+
+
 def test_watch_run_dispatches_tasks_as_they_become_ready(
         repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
     """Including a retry falling due (no file changes then) and dependents of a finished task."""
