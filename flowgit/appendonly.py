@@ -17,6 +17,8 @@ def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[
             errors.append(f"{rel}: an event log was deleted: event logs are append-only; restore it "
                           f"with `git restore --staged --worktree {rel}`")
             continue
+        if change.old not in blobs or change.new not in blobs:
+            continue  # not in this repository (a partial clone): nothing to compare
         old, new = blobs[change.old], blobs[change.new]
         if new.startswith(old):
             continue

@@ -181,7 +181,7 @@ def read_tree(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
     """Every file under `prefix` at `rev`, read in one `git cat-file --batch`."""
     ids = tree_blob_ids(root, rev, prefix)
     blobs = cat_blobs(root, list(ids.values()))
-    return {path: blobs[sha] for path, sha in ids.items()}
+    return {path: blobs[sha] for path, sha in ids.items() if sha in blobs}
 
 
 def tree_blob_ids(root: Path, rev: str, prefix: str) -> dict[str, str]:
@@ -211,7 +211,11 @@ def cat_blobs(root: Path, shas: Sequence[str]) -> dict[str, bytes]:
     pos = 0
     for sha in wanted:
         header_end = batch.index(b"\n", pos)
-        size = int(batch[pos:header_end].split()[2])
+        header = batch[pos:header_end].split()
+        if len(header) < 3:  # "<sha> missing": not in this repository (a partial clone, say)
+            pos = header_end + 1
+            continue
+        size = int(header[2])
         start = header_end + 1
         out[sha] = batch[start:start + size]
         pos = start + size + 1
@@ -233,7 +237,8 @@ def staged_changes(root: Path, prefix: str, env: Mapping[str, str] | None = None
     changes = []
     for meta, path in zip(out[0::2], out[1::2]):
         _old_mode, new_mode, old, new, status = meta.lstrip(":").split()
-        changes.append(StagedChange(status[0], path, old, new, new_mode))
+        if new_mode != "160000" and _old_mode != "160000":  # a submodule is no flowgit file
+            changes.append(StagedChange(status[0], path, old, new, new_mode))
     return changes
 
 
@@ -260,7 +265,11 @@ def current_branch(root: Path) -> str | None:
 
 
 def read_ref(dirs: RepoDirs, ref: str) -> str | None:
-    """A ref's commit from the files (loose, then packed), without a subprocess."""
+    """A ref's commit from the files (loose, then packed), without a subprocess; with the
+    reftable backend, from git."""
+    if (dirs.common_dir / "reftable").is_dir():
+        proc = run(["rev-parse", "--verify", "-q", ref], dirs.root, check=False)
+        return proc.stdout.decode().strip() or None
     try:
         return (dirs.common_dir / ref).read_text().strip() or None
     except OSError:

@@ -56,6 +56,39 @@ class Tree:
     branch: str  # still checked out in it
     branch_done: bool  # nobody needs the branch: delete it once no worktree has it
     clean: bool
+    owner: str | None = None  # the run that made it, as marked in its git admin dir
+
+    def still_ours(self) -> bool:
+        """Another run may have removed it, and made its own worktree at the same path."""
+        return self.owner is not None and owner_of(self.path) == self.owner
+
+
+OWNER_FILE = "flowgit-run"
+
+
+def _admin_dir(tree: Path) -> Path | None:
+    """A worktree's own directory under .git/worktrees/ (its `.git` file points at it)."""
+    try:
+        text = (tree / ".git").read_text()
+    except OSError:
+        return None
+    return Path(text[len("gitdir: "):].strip()) if text.startswith("gitdir: ") else None
+
+
+def owner_of(tree: Path) -> str | None:
+    admin = _admin_dir(tree)
+    try:
+        return (admin / OWNER_FILE).read_text() if admin else None
+    except OSError:
+        return None
+
+
+def mark_owner(tree: Path, owner: str) -> None:
+    """`git worktree remove` deletes the admin dir and `move` keeps it: the mark lives exactly
+    as long as this worktree does, even if another is made at the same path later."""
+    admin = _admin_dir(tree)
+    if admin is not None:
+        (admin / OWNER_FILE).write_text(owner)
 
 
 class Runner:
@@ -400,11 +433,13 @@ class Runner:
             if tree is None:
                 self._add_tree(job)
         job.has_tree = True
-        if tree is not None and not tree.clean:
+        if tree is not None:  # even if it looked clean: an executor's child may have written since
             git.run(["clean", "-q", "-ffdx"], job.worktree)
 
     def _take_idle_tree(self, path: Path) -> Tree | None:
-        """The idle worktree at `path` (the same task again), else any idle one."""
+        """The idle worktree at `path` (the same task again), else any idle one; never one
+        that is no longer this run's."""
+        self.idle_trees = [t for t in self.idle_trees if t.still_ours()]
         for i, tree in enumerate(self.idle_trees):
             if tree.path == path:
                 return self.idle_trees.pop(i)
@@ -438,6 +473,7 @@ class Runner:
         if git.run(args, self.root, check=False).returncode != 0:
             git.run(["worktree", "prune"], self.root, check=False)  # registered, its directory gone
             git.run(args, self.root)
+        mark_owner(job.worktree, self.ident)
 
     def _clear_path(self, path: Path) -> None:
         """Remove what a killed run (or another run's idle worktree) left at a task's path."""
@@ -448,9 +484,10 @@ class Runner:
     def _put_back(self, job: Job, keep_branch: bool) -> None:
         """Done with the job's worktree: idle until the next task (`run`), or removed (`watch
         --run`, or when it was never made). Its branch goes once unneeded, unless kept."""
-        tree = Tree(job.worktree, job.branch, branch_done=not keep_branch, clean=job.tree_clean)
+        tree = Tree(job.worktree, job.branch, branch_done=not keep_branch, clean=job.tree_clean,
+                    owner=owner_of(job.worktree))
         with self.trees_mu:
-            if job.has_tree and self.reuse_trees:
+            if job.has_tree and self.reuse_trees and tree.owner == self.ident:
                 self.idle_trees.append(tree)
             elif job.has_tree:
                 self._remove_trees([tree])
@@ -462,6 +499,8 @@ class Runner:
         """Remove worktrees and delete their finished branches (call with trees_mu held)."""
         pruned = False
         for tree in trees:
+            if tree.owner is not None and not tree.still_ours():
+                continue  # another run's now (or gone): not ours to remove
             if tree.path.exists():
                 removed = git.run(["worktree", "remove", "--force", str(tree.path)], self.root, check=False)
                 shutil.rmtree(tree.path, ignore_errors=True)
@@ -521,8 +560,9 @@ class Runner:
                     if to_merge:
                         self._merge(repo, job)
                     self._commit_done(repo, job, done, message, merging=to_merge)
-                finally:  # a failure took both back already; a kill leaves the journal
-                    repo.end_merge()
+                finally:  # a failure took both back; a kill, or a merge left on, keeps the journal
+                    if not (repo.dirs.git_dir / "MERGE_HEAD").exists():
+                        repo.end_merge()
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
             return False

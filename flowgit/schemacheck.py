@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, cast
 
+from flowgit import yamlio
+
 KINDS = ("plan", "spec", "adr", "config", "event")
 
 _TYPE_NAMES = {
@@ -74,12 +76,25 @@ def _inline(node: Any, defs: dict[str, Any], depth: int) -> Any:
     return node
 
 
+def _is_real_date(value: object) -> bool:
+    """A string date must name a day that exists (the schema's pattern only checks its shape)."""
+    if not isinstance(value, str):
+        return True
+    try:
+        _dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 @functools.lru_cache(maxsize=None)
 def _validator(kind: str) -> Any:
-    """Return the prebuilt Draft 2020-12 validator for `kind`."""
-    from jsonschema import Draft202012Validator
+    """Return the prebuilt Draft 2020-12 validator for `kind`; of the formats, dates are checked."""
+    from jsonschema import Draft202012Validator, FormatChecker
 
-    return Draft202012Validator(_flat_schema(kind))
+    dates = FormatChecker(formats=())
+    dates.checks("date")(_is_real_date)
+    return Draft202012Validator(_flat_schema(kind), format_checker=dates)
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,7 +113,7 @@ def schema_errors(kind: str, data: object, text: str | None, path: str) -> list[
         return []
     if text is None:
         return _unique(f"{path}: {_field(loc)}: {msg}" for loc, msg in problems)
-    root = _round_trip(text)
+    root = yamlio.rt_positions(text)
     numbered = [(_line(root, loc), _field(loc), msg) for loc, msg in problems]
     numbered.sort(key=lambda item: item[0])
     return _unique(f"{path}:{line}: {field}: {msg}" for line, field, msg in numbered)
@@ -179,6 +194,8 @@ def _explain(error: Any) -> list[Problem]:
         return [(loc, f"expected one of: {allowed}, got {_got(inst)}")]
     if kind == "const":
         return [(loc, f"must be {_show(error.validator_value)}, got {_got(inst)}")]
+    if kind == "format" and error.validator_value == "date":
+        return [(loc, f"{_show(inst)} is not a day in the calendar: use YYYY-MM-DD")]
     if kind == "pattern":
         title = schema.get("title", "value")
         rule = str(schema.get("description", f"match {error.validator_value}"))
@@ -294,16 +311,6 @@ def _field(loc: Location) -> str:
     return out or "(top)"
 
 
-def _round_trip(text: str) -> Any:
-    """Parse `text` with the round-trip loader for its line info; None if it does not parse."""
-    try:
-        from ruamel.yaml import YAML
-
-        return YAML().load(text)
-    except Exception:  # noqa: BLE001 - line numbers are a nicety; never fail on them
-        return None
-
-
 def _line(root: Any, loc: Location) -> int:
     """1-based line of `loc` in the round-trip tree, or of its nearest parent with one, or 1."""
     node = root
@@ -335,9 +342,9 @@ class _Unsupported(Exception):
 
 
 _ANNOTATIONS = frozenset(
-    {"title", "description", "$comment", "format", "$schema", "$id", "default", "examples"}
+    {"title", "description", "$comment", "$schema", "$id", "default", "examples"}
 )
-_DATE_KEYWORDS = frozenset({"type", "pattern", "minLength", "maxLength"})
+_DATE_KEYWORDS = frozenset({"type", "format", "pattern", "minLength", "maxLength"})
 
 
 def _never(value: Any) -> bool:
@@ -488,6 +495,10 @@ def _k_const(val: Any, schema: dict[str, Any]) -> Callable[[Any], bool]:
     return lambda v: _equal(v, val)
 
 
+def _k_format(val: Any, schema: dict[str, Any]) -> Callable[[Any], bool]:
+    return _is_real_date if val == "date" else (lambda v: True)
+
+
 def _k_pattern(val: Any, schema: dict[str, Any]) -> Callable[[Any], bool]:
     rx = re.compile(val)
     return lambda v: not isinstance(v, str) or rx.search(v) is not None
@@ -555,6 +566,7 @@ _MAKERS: dict[str, Callable[[Any, dict[str, Any]], Callable[[Any], bool]]] = {
     "enum": _k_enum,
     "const": _k_const,
     "pattern": _k_pattern,
+    "format": _k_format,
     "minLength": _k_min_length,
     "maxLength": _k_max_length,
     "minItems": _k_min_items,

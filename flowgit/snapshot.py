@@ -111,7 +111,7 @@ def at_rev(root: Path, rev: str, only_plan: str | None = None, memo: Memo | None
     if only_plan:
         ids.update(git.tree_blob_ids(root, rev, ".flow/adrs"))
     memo.blobs.update(git.cat_blobs(root, [sha for sha in ids.values() if sha not in memo.blobs]))
-    return build({path: memo.blobs[sha] for path, sha in ids.items()}, rev, only_plan, memo)
+    return build({path: memo.blobs[sha] for path, sha in ids.items() if sha in memo.blobs}, rev, only_plan, memo)
 
 
 def work_tree(root: Path, only_plan: str | None = None, memo: Memo | None = None) -> Snapshot:

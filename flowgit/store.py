@@ -24,6 +24,7 @@ FLOW = ".flow"
 CACHE_VERSION = 9
 CONFIG_CACHE = "_config"
 JOURNAL = "flowgit-journal"
+STALE_LOCK_WINDOW = 30.0  # seconds after a journal in which its command's git locks appear
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
@@ -347,6 +348,8 @@ class FlowRepo:
 
     def save_cache(self) -> None:
         for plan_id in list(self._cache_dirty):
+            if plan_id not in self._cache:
+                continue
             path = self._cache_path(plan_id)
             try:
                 path.parent.mkdir(exist_ok=True)
@@ -384,19 +387,28 @@ class FlowRepo:
         """`run` is about to merge a task's branch and append `done` to these logs, then commit
         both: note what to take back should it die before the commit. Call under the lock."""
         sizes = {self.rel(p): p.stat().st_size for p in logs}
-        self.journal.write_text(json.dumps({"paths": [], "merge": branch, "sizes": sizes,
-                                            "pid": os.getpid()}))
+        self.journal.write_text(json.dumps({
+            "paths": [], "merge": branch, "pid": os.getpid(), "sizes": sizes,
+            "head": git.read_head(self.dirs), "tip": git.read_ref(self.dirs, f"refs/heads/{branch}")}))
 
     def end_merge(self) -> None:
         self.journal.unlink(missing_ok=True)
 
-    def _settle_dead_merge(self) -> None:
-        """Readers too must not see a `done` whose merge a killed `run` never committed: when
-        the journal says so and its writer is dead, take the lock, which undoes it."""
+    def _merge_journal(self) -> dict[str, Any] | None:
         try:
             entry = json.loads(self.journal.read_text())
-            pid = int(entry["pid"]) if entry.get("merge") else 0
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        except (OSError, ValueError):
+            return None
+        return entry if isinstance(entry, dict) and entry.get("merge") else None
+
+    def _settle_dead_merge(self) -> None:
+        """Readers too must not see a `done` whose merge a killed `run` never committed: when
+        the journal says so and its writer is dead, undo it if the lock is free right now
+        (otherwise read as is: the next writer undoes it)."""
+        entry = self._merge_journal()
+        try:
+            pid = int(entry["pid"]) if entry else 0
+        except (KeyError, TypeError, ValueError):
             return
         if pid <= 0 or pid == os.getpid():
             return
@@ -407,31 +419,54 @@ class FlowRepo:
             pass
         except PermissionError:
             return
-        with self.lock():
-            self._cache.clear()
-            self._plans.clear()
-
-    def undo_interrupted_merge(self) -> bool:
-        """A `run` killed between merging a task's branch and committing it left the merge in
-        progress and `done` appended: take both back, so `done` is never recorded without its
-        merge (the task's lease expires and it runs again; its branch is kept). Call under the
-        lock: holding it, the journal's writer is gone."""
         try:
-            entry = json.loads(self.journal.read_text())
-        except (OSError, ValueError):
+            with RepoLock(self.dirs.common_dir, 0):
+                if self.undo_interrupted_merge(clear_git_locks=False):
+                    self._cache.clear()
+                    self._cache_dirty.clear()
+                    self._plans.clear()
+        except (FlowError, OSError):
+            return
+
+    def undo_interrupted_merge(self, clear_git_locks: bool = True) -> bool:
+        """A `run` killed between merging a task's branch and committing it left the merge in
+        progress and `done` appended. If the branch's work is not in HEAD, take both back, so
+        `done` is never recorded without its merge (the task's lease expires and it runs
+        again; its branch is kept); if it is (the commit went through, there was nothing to
+        merge, or the user finished the merge), what was appended stands and is committed as
+        any interrupted append (`recover`). Only that merge (MERGE_HEAD at the branch tip
+        noted) is ever aborted. Call under the lock: holding it, the journal's writer is gone.
+        False when there is nothing, or nothing safe, to do now."""
+        entry = self._merge_journal()
+        if entry is None:
             return False
-        if not isinstance(entry, dict) or not entry.get("merge"):
-            return False
-        self._clear_stale_git_locks(self.journal.stat().st_mtime)
-        if (self.dirs.git_dir / "MERGE_HEAD").exists():
-            git.run(["merge", "--abort"], self.root, check=False)
-        for rel, size in (entry.get("sizes") or {}).items():
-            path = self.root / rel
-            if not (isinstance(rel, str) and isinstance(size, int) and rel.startswith(FLOW + "/")
-                    and ".." not in rel.split("/") and path.is_file() and not path.is_symlink()):
-                continue
-            if path.stat().st_size > size and git.show(self.root, "HEAD", rel) != path.read_bytes():
-                repair_torn(path, size)
+        if clear_git_locks:
+            self._clear_stale_git_locks(self.journal.stat().st_mtime)
+        tip = entry.get("tip")
+        merge_head = self.dirs.git_dir / "MERGE_HEAD"
+        if merge_head.exists():
+            try:
+                ours = merge_head.read_text().split()[0] == tip
+            except (OSError, IndexError):
+                ours = False
+            if not ours:
+                return False  # someone else's merge: leave it, and the journal, alone
+            if git.run(["merge", "--abort"], self.root, check=False).returncode != 0:
+                return False
+        if git.operation_in_progress(self.dirs):
+            return False  # the user's rebase or cherry-pick: later
+        logs = [(rel, size) for rel, size in (entry.get("sizes") or {}).items()
+                if isinstance(rel, str) and isinstance(size, int) and rel.startswith(FLOW + "/")
+                and ".." not in rel.split("/") and (self.root / rel).is_file()
+                and not (self.root / rel).is_symlink()]
+        merged = not isinstance(tip, str) or git.run(
+            ["merge-base", "--is-ancestor", tip, "HEAD"], self.root, check=False).returncode == 0
+        if merged:
+            self.journal.write_text(json.dumps({"paths": [rel for rel, _ in logs], "pid": entry.get("pid")}))
+            return True
+        for rel, size in logs:
+            if (self.root / rel).stat().st_size > size:
+                repair_torn(self.root / rel, size)
         self.journal.unlink(missing_ok=True)
         return True
 
@@ -484,7 +519,9 @@ class FlowRepo:
                 st = os.lstat(lock)
             except OSError:
                 continue
-            if st.st_mtime >= since - 1.0:  # older: not the interrupted command's; the user's
+            # made within moments of the journal: the interrupted command's (an older or a much
+            # newer one is the user's, a `git commit` waiting in its editor, say)
+            if since - 1.0 <= st.st_mtime <= since + STALE_LOCK_WINDOW:
                 seen[lock] = (st.st_mtime_ns, st.st_size)
         if not seen:
             return []

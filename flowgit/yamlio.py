@@ -16,7 +16,27 @@ def _safe_yaml() -> Any:
 
     yaml = YAML(typ="safe", pure=False)
     yaml.Resolver = _resolver_class()
+    yaml.Constructor = _constructor_class()
     return yaml
+
+
+_CONSTRUCTOR: Any = None
+
+
+def _constructor_class() -> Any:
+    """Dates and times stay the text they were written as (`due: 2025-01-31`): JSON output,
+    the cache and the schemas all deal in strings."""
+    global _CONSTRUCTOR
+    if _CONSTRUCTOR is None:
+        from ruamel.yaml.constructor import SafeConstructor
+
+        class TextTimestampConstructor(SafeConstructor):
+            pass
+
+        TextTimestampConstructor.add_constructor("tag:yaml.org,2002:timestamp",
+                                                 SafeConstructor.construct_yaml_str)
+        _CONSTRUCTOR = TextTimestampConstructor
+    return _CONSTRUCTOR
 
 
 _RESOLVER: Any = None
@@ -111,11 +131,54 @@ def load_file(path: Path, display: str) -> Any:
     return loads(decode(data, display), display)
 
 
+_RT_CONSTRUCTOR: Any = None
+
+
+def _rt_constructor_class() -> Any:
+    """The round-trip loader keeps dates as dates (so they are written back unquoted), but an
+    impossible one (2026-13-45) must be a positioned YAML error, not a ValueError."""
+    global _RT_CONSTRUCTOR
+    if _RT_CONSTRUCTOR is None:
+        from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+
+        class CheckedDateConstructor(RoundTripConstructor):
+            def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+                try:
+                    return super().construct_yaml_timestamp(node, values)
+                except ValueError as exc:
+                    raise ConstructorError(None, None, f"{node.value!r} is not a real date ({exc}):"
+                                           " use YYYY-MM-DD", node.start_mark) from None
+
+        CheckedDateConstructor.add_constructor("tag:yaml.org,2002:timestamp",
+                                               CheckedDateConstructor.construct_yaml_timestamp)
+        _RT_CONSTRUCTOR = CheckedDateConstructor
+    return _RT_CONSTRUCTOR
+
+
+def rt_positions(text: str) -> Any:
+    """The round-trip tree of `text`, for its line numbers only (dates stay text, so an impossible
+    one still has a line); None if it does not parse."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    class DatesAsText(RoundTripConstructor):
+        pass
+
+    DatesAsText.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
+    yaml = YAML()
+    yaml.Constructor = DatesAsText
+    try:
+        return yaml.load(text)
+    except Exception:  # noqa: BLE001 - line numbers are a nicety; never fail on them
+        return None
+
+
 def roundtrip() -> Any:
     """A YAML instance that keeps comments, key order and quoting."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
+    yaml.Constructor = _rt_constructor_class()
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)

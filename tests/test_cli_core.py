@@ -521,3 +521,43 @@ def test_json_flag_output_is_one_object(repo: Repo) -> None:
         out = repo.ok("--json", *args).out
         assert out.endswith("\n") and out.count("\n") == 1
         assert isinstance(json.loads(out), dict)
+
+
+def test_dates_in_a_plan_stay_text_in_json_and_the_plan_is_cached(repo: Repo) -> None:
+    """`due: 2025-01-31` is a YAML timestamp: it must not break `--json` output (a date is no
+    JSON type) nor keep the plan out of the derived cache."""
+    src = repo.path.parent / "dated.yaml"
+    src.write_text("id: dated\ntitle: D\nmilestones:\n  - {id: m1, title: M, due: 2025-01-31}\n"
+                   "tasks:\n  - {id: a, title: A}\n")
+    repo.ok("plan", "new", "dated", "--from", str(src))
+    shown = repo.ok("plan", "show", "dated", "--json").json
+    assert shown["definition"]["milestones"][0]["due"] == "2025-01-31"
+    repo.ok("status", "dated", "--json")
+    assert (repo.path / ".flow/.cache/dated.marshal").is_file()
+    assert repo.ok("plan", "show", "dated", "--json").json == shown
+    assert repo.run("validate").code == 0
+
+
+def test_an_impossible_date_is_a_one_line_error_with_its_line(repo: Repo) -> None:
+    """2025-02-30 has the shape of a date but names no day: validate says where, and an edit of
+    the plan refuses with the file and line instead of a traceback, writing nothing."""
+    src = repo.path.parent / "dated.yaml"
+    src.write_text("id: dated\ntitle: D\nmilestones:\n  - {id: m1, title: M, due: 2025-02-30}\n"
+                   "tasks:\n  - {id: a, title: A}\n")
+    res = repo.run("plan", "new", "dated", "--from", str(src))
+    assert res.code == 1 and "dated.yaml:4" in res.err and "Traceback" not in res.err
+
+    src.write_text(src.read_text().replace("02-30", "02-28"))
+    repo.ok("plan", "new", "dated", "--from", str(src))
+    plan = repo.path / ".flow/plans/dated/plan.yaml"
+    plan.write_text(plan.read_text().replace("2025-02-28", "'2025-02-30'"))
+    res = repo.run("validate")
+    assert res.code == 1
+    assert ".flow/plans/dated/plan.yaml:4: milestones[0].due: '2025-02-30' is not a day" in res.err
+
+    plan.write_text(plan.read_text().replace("'2025-02-30'", "2025-02-30"))
+    before, text = repo.commits(), plan.read_text()
+    res = repo.run("task", "add", "dated", "b", "--title", "B")
+    assert res.code == 1 and res.err.count("\n") == 1
+    assert ".flow/plans/dated/plan.yaml:4" in res.err and "YYYY-MM-DD" in res.err
+    assert repo.commits() == before and plan.read_text() == text

@@ -119,12 +119,12 @@ def test_both_directions_merge_cleanly_and_fold_the_same(forked: Repo) -> None:
     # Nothing lost: every event of either side is in the merge, exactly once.
     for branch in ("A", "B"):
         for path in (".flow/plans/shared/events/T3.jsonl", ".flow/plans/shared/events/_plan.jsonl"):
-            side = {json.loads(l)["id"] for l in repo.git("show", f"{branch}:{path}").splitlines()}
-            merged = {json.loads(l)["id"] for l in files_ab[path].decode().splitlines()}
+            side = {json.loads(line)["id"] for line in repo.git("show", f"{branch}:{path}").splitlines()}
+            merged = {json.loads(line)["id"] for line in files_ab[path].decode().splitlines()}
             assert side <= merged, f"{branch}:{path} lost events in the merge"
-    t3 = [json.loads(l) for l in files_ab[".flow/plans/shared/events/T3.jsonl"].decode().splitlines()]
+    t3 = [json.loads(line) for line in files_ab[".flow/plans/shared/events/T3.jsonl"].decode().splitlines()]
     assert [e["type"] for e in t3].count("task.heartbeat") == 3
-    plan_log = [json.loads(l) for l in files_ab[".flow/plans/shared/events/_plan.jsonl"].decode().splitlines()]
+    plan_log = [json.loads(line) for line in files_ab[".flow/plans/shared/events/_plan.jsonl"].decode().splitlines()]
     reasons = [e["data"].get("reason") for e in plan_log if e["type"] == "plan.phase"]
     assert "pause on A" in reasons and "pause on B" in reasons
 

@@ -701,12 +701,12 @@ if (git_dir / "MERGE_HEAD").exists() and "done" in Path(sys.argv[1]).read_text()
 """
 
 
-@pytest.mark.parametrize("then", ["next-command", "user-aborts-first"])
+@pytest.mark.parametrize("then", ["next-command", "user-aborts-first", "user-merges-something-else"])
 def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_merge(
         repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], then: str) -> None:
     use_executor(repo, tmp_path, 'Path(f"{TASK}.txt").write_text("work\\n")\n', lease=2)
     repo.plan("p", plan_yaml("{id: A, title: a}"))
-    head = repo.git("rev-parse", "HEAD")
+    head, claims = repo.git("rev-parse", "HEAD"), "1"
     hook = repo.path / ".git" / "hooks" / "prepare-commit-msg"
     marker = tmp_path / "killed"
     hook.write_text(KILL_AT_THE_DONE_COMMIT.format(python=sys.executable, marker=str(marker)))
@@ -718,16 +718,30 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
     hook.unlink()
     log = repo.path / ".flow/plans/p/events/A.jsonl"
     assert (repo.path / ".git" / "MERGE_HEAD").exists() and '"task.done"' in log.read_text()
-    if then == "user-aborts-first":
+    if then != "next-command":
         repo.git("merge", "--abort")
         assert '"task.done"' in log.read_text()  # the abort leaves the appended line
+    if then == "user-merges-something-else":
+        repo.git("checkout", "-q", "-b", "other")
+        repo.write("other.txt", "other\n")
+        repo.git("add", "other.txt")
+        repo.git("commit", "-q", "--no-verify", "-m", "other")
+        repo.git("checkout", "-q", "-")
+        repo.git("merge", "-q", "--no-ff", "--no-commit", "other")
+        theirs = (repo.path / ".git" / "MERGE_HEAD").read_text()
+        assert repo.proc("status", "p").returncode == 0  # a reader leaves the user's merge alone
+        assert (repo.path / ".git" / "MERGE_HEAD").read_text() == theirs
+        assert repo.run("claim", "p", "--worker", "w").code == 1  # a writer waits for it to end
+        assert (repo.path / ".git" / "MERGE_HEAD").read_text() == theirs
+        repo.git("commit", "-q", "--no-verify", "-m", "merged other")
+        head, claims = repo.git("rev-parse", "HEAD"), "0"
     st = status(repo)  # any flowgit command takes back the half-made transition
     assert {t["id"]: t["state"] for t in st["tasks"]}["A"] in ("claimed", "in_progress", "ready")
     assert not (repo.path / ".git" / "MERGE_HEAD").exists()
     assert '"task.done"' not in log.read_text()
     assert repo.git("status", "--porcelain", "--untracked-files=no") == ""
     assert not (repo.path / "A.txt").exists()  # the work is on its branch, not merged
-    assert repo.git("rev-list", "--count", f"{head}..HEAD") == "1"  # the claim (with its start)
+    assert repo.git("rev-list", "--count", f"{head}..HEAD") == claims  # the claim (with its start)
     assert repo.run("doctor").code == 0
     time.sleep(2.1)  # the dead worker's lease expires; the task runs again, in full
     res = repo.proc("run", "p", "-n", "1", timeout=60)
@@ -770,3 +784,32 @@ def test_watch_run_dispatches_tasks_as_they_become_ready(
     assert spans["D"][0] >= max(spans["B"][1], spans["C"][1])
     assert all((repo.path / f"{t}.txt").exists() for t in "ABCD")
     assert_clean(repo)
+
+
+def test_two_runs_never_reuse_or_remove_each_others_worktrees(repo: Repo) -> None:
+    """Run A keeps its finished task's worktree idle; run B, given that task's retry, makes its
+    own worktree at the same path. A must then neither move B's worktree to its next task nor
+    remove it when it ends."""
+    from flowgit.runner import Job, Runner
+
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
+    run_a = Runner(repo.path, ["p"], 1, None, lambda line: None)
+    run_b = Runner(repo.path, ["p"], 1, None, lambda line: None)
+    run_b.ident = "another-run"
+
+    def job(run: Runner, task: str) -> Job:
+        j = Job("p", task, "w", frozenset(), 1)
+        j.branch, j.worktree = f"flow/p/{task}", run.common / "flowgit-worktrees" / "p" / task
+        return j
+
+    first = job(run_a, "A")
+    run_a._make_worktree(first)
+    run_a._put_back(first, keep_branch=False)
+    theirs = job(run_b, "A")
+    run_b._make_worktree(theirs)
+    (theirs.worktree / "in-progress.txt").write_text("B's executor is writing here\n")
+    run_a._make_worktree(job(run_a, "B"))  # must make a new one, not take B's
+    assert (theirs.worktree / "in-progress.txt").is_file()
+    run_a.close()
+    assert (theirs.worktree / "in-progress.txt").is_file()
+    assert str(theirs.worktree) in repo.git("worktree", "list")

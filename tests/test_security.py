@@ -63,3 +63,12 @@ def test_a_staged_symlink_under_flow_is_refused_by_the_hook_check(repo: Repo, tm
     assert res.returncode == 1, res.stdout + res.stderr
     assert "spec.yaml" in res.stderr and "symlink" in res.stderr and "git rm --cached" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_a_submodule_staged_under_flow_does_not_break_the_hook_check(repo: Repo) -> None:
+    repo.plan("p", PLAN)
+    elsewhere = "1234567890abcdef1234567890abcdef12345678"  # a submodule's commit: not in this repository
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{elsewhere},.flow/vendored")
+    res = repo.proc("validate", "--staged")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr

@@ -49,6 +49,10 @@ def _staged(repo: FlowRepo, changes: list[git.StagedChange]) -> dict[str, bytes]
         raise InvalidFile(f"{links[0]}: is a symlink: flowgit never follows symlinks in .flow/; "
                           f"unstage it with `git rm --cached {links[0]}`")
     blobs = git.cat_blobs(repo.root, [c.new for c in added])
+    missing = [c.path for c in added if c.new not in blobs]
+    if missing:
+        raise InvalidFile(f"{missing[0]}: its staged content is not in this repository: "
+                          f"stage it again with `git add {missing[0]}`")
     return {c.path: blobs[c.new] for c in added}
 
 
