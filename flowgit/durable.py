@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit import retry
+from flowgit import retry, yamlio
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
 from flowgit.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
@@ -153,7 +153,7 @@ def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str,
             continue
         existing.add(t["id"])
         new.append({k: v for k, v in t.items() if k != "kind" and k != "plan"})
-    text = loaded.path.read_text(encoding="utf-8")
+    text = yamlio.read_text(loaded.path)
     if new:
         text = append_tasks(text, repo.rel(loaded.path), new)
         plan = check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
@@ -164,7 +164,6 @@ def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str,
 def _append_to(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str, list[str]]:
     """`text` with one more task, checked like `add_tasks_text` (the same id twice: unchanged)."""
     from flowgit.commands.plans import append_tasks, check_plan_text
-    from flowgit import yamlio
 
     if not isinstance(task, dict) or "id" not in task or "title" not in task:
         raise FlowError(f"a task to add needs an id and a title: {task!r}")
@@ -291,7 +290,6 @@ def parse_discovery(output: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: list[dict[str, Any]],
                      problems: list[str], code: int, log: Log, started: float) -> int:
-    from flowgit import yamlio
     from flowgit.ids import is_valid_id
 
     def decide(state: PlanState, now: float) -> Any:
@@ -311,7 +309,7 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
             try:
                 text, added = add_tasks_text(repo, plan_id, tasks)
             except FlowError:
-                text, added = repo.load_plan(plan_id).path.read_text(encoding="utf-8"), []
+                text, added = yamlio.read_text(repo.load_plan(plan_id).path), []
                 for t in tasks:
                     try:
                         text, more = _append_to(repo, plan_id, text, t)

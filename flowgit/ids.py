@@ -10,7 +10,7 @@ _ID = re.compile(ID_PATTERN)
 
 
 def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ID.match(value)) and ".." not in value
+    return isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
 
 
 def check_id(value: str, what: str = "id") -> str:

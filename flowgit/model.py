@@ -5,6 +5,7 @@ error rather than a silently ignored field. Full schema checks live in `validate
 """
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections import Counter
@@ -46,6 +47,15 @@ def _check_keys(data: Mapping[str, Any], allowed: frozenset[str], where: str) ->
     for key in data:
         if key not in allowed and not (isinstance(key, str) and key.startswith("x-")):
             raise _fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(value: Any, where: str, *, whole: bool = False, minimum: float = 0.0) -> Any:
+    """A finite number >= minimum (a whole one if asked), or a one-line error naming `where`."""
+    ok = isinstance(value, int) if whole else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
+        kind = "a whole number" if whole else "a number"
+        raise _fail(where, f"expected {kind} >= {minimum:g}, got {value!r}")
+    return value
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -103,10 +113,16 @@ def estimate_hours(value: Any) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] / 3600.0
 
 
+def _estimate(value: Any, where: str) -> Any:
+    if isinstance(value, (int, float)):
+        _number(value, where)
+    return value
+
+
 def parse_seconds(value: Any, where: str) -> float:
     """'30s', '15m', '1h', '1d', a bare number of seconds, or @hourly/@daily."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, (int, float)):
+        return float(_number(value, where))
     text = str(value).strip()
     named = {"@hourly": 3600.0, "@daily": 86400.0, "@weekly": 604800.0}
     if text in named:
@@ -142,8 +158,8 @@ class RetryPolicy:
             raise _fail(where, "max_attempts must be a whole number >= 1")
         return cls(
             strategy=strategy,
-            base=float(data.get("base", base.base)),
-            cap=float(data.get("cap", base.cap)),
+            base=float(_number(data.get("base", base.base), f"{where}.base")),
+            cap=float(_number(data.get("cap", base.cap), f"{where}.cap")),
             max_attempts=attempts,
         )
 
@@ -214,7 +230,7 @@ class Task:
             files=_strs(data.get("files"), f"{where}.files"),
             acceptance=_strs(data.get("acceptance"), f"{where}.acceptance"),
             priority=priority,
-            estimate=data.get("estimate"),
+            estimate=_estimate(data.get("estimate"), f"{where}.estimate"),
             executor=data.get("executor"),
             run=argv_of(data.get("run"), f"{where}.run"),
             retry=data.get("retry"),
@@ -418,16 +434,17 @@ class Config:
                 name=name,
                 argv=argv_of(spec.get("argv"), f"{where}: executors.{name}.argv"),
                 env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
-                timeout=float(spec.get("timeout", 3600)),
+                timeout=float(_number(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout")),
             )
         vals = data.get("validations") or []
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
         return cls(
-            lease_seconds=float(data.get("lease_seconds", 900)),
-            lock_timeout=float(data.get("lock_timeout", 30)),
-            approvals_required=int(approvals.get("required", 0)),
+            lease_seconds=float(_number(data.get("lease_seconds", 900), f"{where}: lease_seconds")),
+            lock_timeout=float(_number(data.get("lock_timeout", 30), f"{where}: lock_timeout")),
+            approvals_required=_number(approvals.get("required", 0), f"{where}: approvals.required",
+                                       whole=True),
             auto_approve=bool(approvals.get("auto_approve", False)),
             reset_on_change=bool(approvals.get("reset_on_change", False)),
             retry=RetryPolicy.from_dict(data.get("retry"), f"{where}: retry"),
@@ -440,10 +457,13 @@ class Config:
             ),
             signals=dict(data.get("signals") or {}),
             schedules=tuple(data.get("schedules") or ()),
-            compact_threshold=int(compact.get("threshold", 0)),
-            compact_keep=int(compact.get("keep", 100)),
-            debounce_ms=int(watch.get("debounce_ms", 200)),
-            rescan_seconds=float(watch.get("rescan_seconds", 30)),
+            compact_threshold=_number(compact.get("threshold", 0), f"{where}: compact.threshold",
+                                      whole=True),
+            compact_keep=_number(compact.get("keep", 100), f"{where}: compact.keep", whole=True),
+            debounce_ms=_number(watch.get("debounce_ms", 200), f"{where}: watch.debounce_ms",
+                                whole=True),
+            rescan_seconds=float(_number(watch.get("rescan_seconds", 30),
+                                         f"{where}: watch.rescan_seconds")),
             raw=dict(data),
         )
 

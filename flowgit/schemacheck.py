@@ -5,6 +5,7 @@ import datetime as _dt
 import difflib
 import functools
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, cast
@@ -54,6 +55,14 @@ def _flat_schema(kind: str) -> dict[str, Any]:
     return flat
 
 
+def _end_anchor(pattern: Any) -> Any:
+    """In JSON Schema (ECMA-262) `$` is the end of the text; in Python it also matches before a
+    final newline, which would let an id like "T-1\\n" through. `\\Z` says what the schema means."""
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+        return pattern[:-1] + "\\Z"
+    return pattern
+
+
 def _inline(node: Any, defs: dict[str, Any], depth: int) -> Any:
     """Replace `{"$ref": "#/$defs/x"}` by a copy of the definition, recursively."""
     if depth > 50:
@@ -67,7 +76,8 @@ def _inline(node: Any, defs: dict[str, Any], depth: int) -> Any:
                 return {**target, **rest}
             return {**rest, "allOf": [target, *rest.get("allOf", [])]}
         return {
-            k: v if k in ("enum", "const") else _inline(v, defs, depth)
+            k: _end_anchor(v) if k == "pattern" else
+            v if k in ("enum", "const") else _inline(v, defs, depth)
             for k, v in node.items()
             if k != "$defs"
         }
@@ -90,11 +100,14 @@ def _is_real_date(value: object) -> bool:
 @functools.lru_cache(maxsize=None)
 def _validator(kind: str) -> Any:
     """Return the prebuilt Draft 2020-12 validator for `kind`; of the formats, dates are checked."""
-    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema import Draft202012Validator, FormatChecker, validators
 
     dates = FormatChecker(formats=())
     dates.checks("date")(_is_real_date)
-    return Draft202012Validator(_flat_schema(kind), format_checker=dates)
+    types = Draft202012Validator.TYPE_CHECKER.redefine(
+        "number", lambda checker, value: _is_type(value, "number"))
+    cls = validators.extend(Draft202012Validator, type_checker=types)
+    return cls(_flat_schema(kind), format_checker=dates)
 
 
 @functools.lru_cache(maxsize=None)
@@ -373,8 +386,8 @@ def _is_type(value: Any, name: str) -> bool:
         return False
     if name == "integer":
         return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    if name == "number":
-        return isinstance(value, (int, float))
+    if name == "number":  # JSON has no infinity or NaN, which YAML's .inf and .nan would be
+        return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
     return False
 
 

@@ -55,7 +55,9 @@ def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = Non
                 who = f"task {owner}" if owner else "the plan"
                 errors.append(f"{display}: {who} refers to {ref!r}, which is not an ADR in .flow/adrs/: "
                               "create it with `flowgit adr new` or fix the id")
-    if plan.parent is not None and other_plan is not None and plan.parent != plan.id:
+    if plan.parent == plan.id:
+        errors.append(f"{display}: plan {plan.id} is its own parent: remove `parent` or name another plan")
+    elif plan.parent is not None and other_plan is not None:
         if other_plan(plan.parent) is None:
             errors.append(f"{display}: parent plan {plan.parent!r} does not exist")
     return errors
@@ -63,6 +65,10 @@ def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = Non
 
 def _external_problem(this_plan: str, dep: str, other_plan: ExternalLookup | None) -> str | None:
     other, sep, task = dep.partition("/")
+    if other == this_plan:
+        if not sep:
+            return "which is this plan itself: a task cannot wait for its own plan to complete; remove it"
+        return f"which names this plan: write {task!r} without the {this_plan + '/'!r} prefix"
     if not sep:
         if other_plan is None:
             return "which is not a task or checkpoint of this plan: fix the id"
@@ -70,8 +76,6 @@ def _external_problem(this_plan: str, dep: str, other_plan: ExternalLookup | Non
         if target is None:
             return "which is neither a task of this plan nor a plan: fix the id"
         return None
-    if other == this_plan:
-        return "which is not a task of this plan: fix the id"
     if other_plan is None:
         return None
     target = other_plan(other)
@@ -79,6 +83,20 @@ def _external_problem(this_plan: str, dep: str, other_plan: ExternalLookup | Non
         return f"but there is no plan {other!r}: fix the id"
     if target.task(task) is None and target.checkpoint(task) is None:
         return f"but plan {other} has no task {task!r}: fix the id"
+    return None
+
+
+def parent_cycle(plans: Mapping[str, Plan], find: Callable[[str], "Plan | None"]) -> list[str] | None:
+    """A chain of `parent` links that comes back to where it started (a plan that is its own
+    parent is reported on its own)."""
+    for start in sorted(plans):
+        chain = [start]
+        plan: Plan | None = plans[start]
+        while plan is not None and plan.parent is not None and plan.parent != plan.id:
+            if plan.parent in chain:
+                return chain[chain.index(plan.parent):] + [plan.parent]
+            chain.append(plan.parent)
+            plan = plans.get(plan.parent) or find(plan.parent)
     return None
 
 

@@ -13,8 +13,8 @@ from flowgit.events import PLAN_LOG, Event, parse_log
 from flowgit.model import Plan
 from flowgit.state import TaskRecord, evaluate, reduce_task
 
-PLAN_FILE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml$")
-ADR_FILE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml$")
+PLAN_FILE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
+ADR_FILE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml\Z")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Memo:
 @dataclass
 class PlanSnap:
     raw: Mapping[str, Any] | None = None
+    invalid: str | None = None  # why plan.yaml, which exists, could not be read
     spec: Mapping[str, Any] | None = None
     logs: dict[str, bytes] = field(default_factory=dict)
     memo: Memo = field(default_factory=Memo)
@@ -68,12 +69,13 @@ class Snapshot:
 
 
 def _safe_yaml(data: bytes, display: str, memo: Memo) -> Any:
+    """The parsed document, or an InvalidFile (kept, not raised) saying why it does not parse."""
     if data in memo.yaml:
         return memo.yaml[data]
     try:
         value = yamlio.loads(yamlio.decode(data, display), display)
-    except InvalidFile:
-        value = None
+    except InvalidFile as exc:
+        value = exc
     memo.yaml[data] = value
     return value
 
@@ -92,6 +94,10 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
             if parts[3] == "plan.yaml" and len(parts) == 4:
                 raw = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.raw = raw if isinstance(raw, dict) else None
+                if isinstance(raw, InvalidFile):
+                    ps.invalid = raw.message
+                elif ps.raw is None:
+                    ps.invalid = f"{label}:{path}: not a mapping of plan keys"
             elif parts[3] == "spec.yaml" and len(parts) == 4:
                 spec = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.spec = spec if isinstance(spec, dict) else None
@@ -101,7 +107,7 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
             adr = _safe_yaml(data, f"{label}:{path}", memo)
             if isinstance(adr, dict):
                 snap.adrs[m.group(1)] = adr
-    snap.plans = {k: v for k, v in snap.plans.items() if v.raw is not None or v.logs}
+    snap.plans = {k: v for k, v in snap.plans.items() if v.raw is not None or v.invalid or v.logs}
     return snap
 
 

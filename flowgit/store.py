@@ -21,7 +21,7 @@ from flowgit.model import Config, Plan
 from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
 
 FLOW = ".flow"
-CACHE_VERSION = 9
+CACHE_VERSION = 10
 CONFIG_CACHE = "_config"
 JOURNAL = "flowgit-journal"
 STALE_LOCK_WINDOW = 30.0  # seconds after a journal in which its command's git locks appear
@@ -137,6 +137,13 @@ class FlowRepo:
             if is_valid_id(e.name) and e.is_dir(follow_symlinks=False)
             and (Path(e.path) / "plan.yaml").exists()
         )
+
+    def linked_plans(self) -> list[str]:
+        """Entries of plans/ that are symlinks: never read, so listings say they were left out."""
+        plans = self.safe("plans")
+        if not plans.is_dir():
+            return []
+        return sorted(e.name for e in os.scandir(plans) if e.is_symlink())
 
     def load_plan(self, plan_id: str) -> LoadedPlan:
         if plan_id in self._plans:
@@ -650,9 +657,12 @@ def commit_message(plan: str, task: str | None, event: str, actor: str, body: st
 
 
 def iter_flow_files(repo: FlowRepo) -> Iterator[Path]:
+    """Every file under .flow/, and every symlinked directory (never entered) so that it is
+    reported rather than silently skipped."""
     for dirpath, dirnames, filenames in os.walk(repo.flow, followlinks=False):
-        dirnames[:] = [d for d in dirnames if d != ".cache"]
-        for name in filenames:
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [d for d in dirnames if d != ".cache" and d not in links]
+        for name in links + filenames:
             yield Path(dirpath) / name
 
 

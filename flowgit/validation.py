@@ -12,10 +12,10 @@ from flowgit.errors import InvalidFile
 from flowgit.ids import is_valid_id
 from flowgit.model import Config, Plan
 
-PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml$")
-SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml$")
-LOG_RE = re.compile(r"^\.flow/plans/([^/]+)/events/([^/]+)\.jsonl$")
-ADR_RE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml$")
+PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
+SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml\Z")
+LOG_RE = re.compile(r"^\.flow/plans/([^/]+)/events/([^/]+)\.jsonl\Z")
+ADR_RE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml\Z")
 CONFLICT = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.M)
 MAX_LOG_BYTES = 256 * 1024 * 1024
 
@@ -45,8 +45,8 @@ def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
     return None if errors else obj
 
 
-_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
-_AT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$")
+_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
+_AT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z\Z")
 _EVENT_KEYS = {"id", "type", "plan", "task", "actor", "at", "clock", "data"}
 _EVENT_REQUIRED = _EVENT_KEYS - {"data"}
 
@@ -171,6 +171,9 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
     cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(report.plans, find))
     if cycle:
         report.errors.append(f".flow/plans: plans wait on each other in a cycle {' -> '.join(cycle)}: remove one cross-plan dependency")
+    parents = semantic.parent_cycle(report.plans, find)
+    if parents:
+        report.errors.append(f".flow/plans: plans are each other's parents {' -> '.join(parents)}: remove one `parent`")
     for adr_id, obj in adrs.items():
         for ref in obj.get("supersedes") or []:
             if ref not in all_adrs:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,19 +186,65 @@ def roundtrip() -> Any:
     return yaml
 
 
+def read_text(path: Path) -> str:
+    """A file to edit, as written: its line endings and byte order mark are kept (rt_dump
+    puts them back)."""
+    return path.read_bytes().decode("utf-8")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a hand-written file is laid out, beyond what ruamel keeps by itself."""
+    crlf: bool = False
+    bom: bool = False
+    start: bool = False  # an explicit `---`
+    mapping: int = 2  # columns a nested mapping is indented
+    offset: int = 2  # columns from a key to the dash of its list's items
+
+
+def layout_of(text: str) -> Layout:
+    crlf = "\r\n" in text
+    lines = [line for line in text.lstrip("\ufeff").splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    mapping = offset = None
+    for prev, line in zip(lines, lines[1:]):
+        if not prev.rstrip().endswith(":") or prev.lstrip().startswith("- "):
+            continue
+        step = _indent(line) - _indent(prev)
+        if line.lstrip().startswith("- ") and offset is None and step >= 0:
+            offset = step
+        elif not line.lstrip().startswith("- ") and mapping is None and step > 0:
+            mapping = step
+    return Layout(crlf=crlf, bom=text.startswith("\ufeff"),
+                  start=bool(lines) and lines[0].rstrip() == "---",
+                  mapping=mapping or 2, offset=2 if offset is None else offset)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
 def rt_load(text: str, path: str) -> Any:
     from ruamel.yaml.error import YAMLError
 
     try:
-        return roundtrip().load(text)
+        return roundtrip().load(text.lstrip("\ufeff"))
     except YAMLError as exc:
         raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
 
 
-def rt_dump(data: Any) -> str:
+def rt_dump(data: Any, like: str | None = None) -> str:
+    """`data` as YAML; with `like` (the text it was loaded from), laid out as that text was."""
+    yaml = roundtrip()
+    layout = layout_of(like) if like is not None else Layout()
+    yaml.indent(mapping=layout.mapping, sequence=layout.offset + 2, offset=layout.offset)
+    yaml.explicit_start = layout.start
     buf = io.StringIO()
-    roundtrip().dump(data, buf)
-    return buf.getvalue()
+    yaml.dump(data, buf)
+    out = buf.getvalue()
+    if layout.crlf:
+        out = out.replace("\r\n", "\n").replace("\n", "\r\n")
+    return "\ufeff" + out if layout.bom else out
 
 
 def dump_new(data: Any) -> str:

@@ -245,6 +245,36 @@ def test_task_add_keeps_a_hand_written_plan(repo: Repo) -> None:
     assert clean(repo)
 
 
+LAYOUTS = {
+    "crlf": "id: p\r\ntitle: P  # a comment\r\ntasks:\r\n  - id: T1\r\n    title: 'x'\r\n",
+    "bom": "\ufeffid: p\ntitle: P\ntasks:\n  - id: T1\n    title: x\n",
+    "explicit start": "---\n# top\nid: p\ntitle: P\ntasks:\n  - id: T1\n    title: x\n",
+    "unindented lists": "id: p\ntitle: P\nscope:\n    included:\n    - a\ntasks:\n- id: T1\n"
+                        "  title: x\n  depends_on:\n  - T0\n- id: T0\n  title: y\n",
+    "wide lists": "id: p\ntitle: P\ntasks:\n    - id: T1\n      title: x\n",
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_task_add_keeps_the_files_layout(repo: Repo, name: str) -> None:
+    """Line endings, a byte order mark, `---` and the list indentation are the author's: an
+    edit adds its lines and changes no other byte."""
+    text = LAYOUTS[name]
+    path = repo.path / ".flow/plans/p/plan.yaml"
+    src = repo.path.parent / "p.yaml"
+    src.write_bytes(text.encode())
+    repo.ok("plan", "new", "p", "--from", str(src))
+    assert path.read_bytes() == text.encode()
+    repo.ok("task", "add", "p", "T9", "--title", "nine")
+    after = path.read_bytes().decode()
+    assert after.startswith(text), after
+    nl = "\r\n" if name == "crlf" else "\n"
+    dash = {"unindented lists": "- ", "wide lists": "    - "}.get(name, "  - ")
+    pad = " " * len(dash)
+    assert after[len(text):] == f"{dash}id: T9{nl}{pad}title: nine{nl}"
+    assert yamlio.rt_dump(yamlio.rt_load(after, "x"), like=after) == after
+
+
 def test_task_add_to_an_empty_plan(repo: Repo) -> None:
     repo.ok("plan", "new", "e")
     repo.ok("task", "add", "e", "A", "--title", "A")
@@ -556,6 +586,7 @@ def test_an_impossible_date_is_a_one_line_error_with_its_line(repo: Repo) -> Non
     assert ".flow/plans/dated/plan.yaml:4: milestones[0].due: '2025-02-30' is not a day" in res.err
 
     plan.write_text(plan.read_text().replace("'2025-02-30'", "2025-02-30"))
+    repo.git("commit", "-qam", "an impossible date", "--no-verify")
     before, text = repo.commits(), plan.read_text()
     res = repo.run("task", "add", "dated", "b", "--title", "B")
     assert res.code == 1 and res.err.count("\n") == 1

@@ -212,7 +212,7 @@ def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
 
 def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
                changes: Sequence[str], reviewer: str | None, comment: str | None) -> int:
-    from flowgit.commands.plans import append_tasks, check_plan_text
+    from flowgit.commands.plans import append_tasks, check_plan_text, committed_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
@@ -247,7 +247,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
             tid = f"{cp}-fix-{n}"
             existing.add(tid)
             new_tasks.append({"id": tid, "title": text})
-        content = loaded.path.read_text(encoding="utf-8")
+        content = committed_text(repo, loaded.path, "checkpoint --request-changes")
         for t in new_tasks:
             content = append_tasks(content, repo.rel(loaded.path), [t], checkpoint_after=(cp, t["id"]))
         check_plan_text(repo, content, repo.rel(loaded.path), plan_id)

@@ -10,6 +10,7 @@ from flowgit import git, yamlio
 from flowgit.app import App
 from flowgit.errors import FlowError, InvalidFile, NotFound, UsageError
 from flowgit.events import PLAN_LOG, make_event
+from flowgit.commands.status import warn_linked_plans
 from flowgit.ids import check_id, is_valid_id
 from flowgit.model import Plan
 from flowgit.store import FlowRepo, actor_for, commit_message
@@ -139,12 +140,13 @@ def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
                 doc.insert(1 if key == "id" else len(doc), key, value)
     if "id" not in doc:
         doc.insert(0, "id", plan_id)
-    return yamlio.rt_dump(doc)
+    return yamlio.rt_dump(doc, like=text)
 
 
 def plan_list(app: App, phase: str | None, tag: str | None) -> int:
     repo = app.repo
     rows: list[dict[str, Any]] = []
+    warn_linked_plans(app)
     for pid in repo.plan_ids():
         loaded = repo.load_plan(pid)
         state = repo.state(pid)
@@ -203,7 +205,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
                            ("priority", priority), ("estimate", estimate), ("run", run_cmd)):
             if value:
                 task[key] = value
-        text = append_tasks(loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path), [task])
+        text = append_tasks(committed_text(repo, loaded.path, "task add"), repo.rel(loaded.path), [task])
         check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
         sha = repo.commit({}, {loaded.path: text.encode()},
                           commit_message(plan_id, task_id, "added", actor))
@@ -213,6 +215,16 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     app.out.result({"task": f"{plan_id}/{task_id}", "state": view.state, "commit": sha},
                    f"added {plan_id}/{task_id} ({view.state})")
     return 0
+
+
+def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
+    """The plan file to edit and commit; refused while it has edits of the user's own, which
+    would otherwise go into flowgit's commit under its message."""
+    rel = repo.rel(path)
+    if git.changed_paths(repo.root, rel):
+        raise FlowError(f"{rel} has uncommitted changes: commit or stash them before "
+                        f"`flowgit {command}`", code="dirty")
+    return yamlio.read_text(path)
 
 
 def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
@@ -238,7 +250,7 @@ def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
         for cp in doc.get("checkpoints") or []:
             if cp.get("id") == checkpoint_after[0]:
                 cp["after"].append(checkpoint_after[1])
-    return yamlio.rt_dump(doc)
+    return yamlio.rt_dump(doc, like=text)
 
 
 def _last_path(node: Any) -> list[tuple[Any, Any]]:
@@ -307,6 +319,8 @@ def _slug(title: str) -> str:
 def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     repo = app.repo
     repo.require_init()
+    if not title.strip() or "\n" in title:
+        raise UsageError("an ADR needs a one-line title, e.g. `flowgit adr new \"Use SQLite for the cache\"`")
     actor = actor_for(repo, None)
     with repo.lock():
         repo.recover()
@@ -321,13 +335,14 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
         files = {path: yamlio.dump_new(data).encode()}
         if plan_id:
             loaded = repo.load_plan(plan_id)
-            doc = yamlio.rt_load(loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path))
+            text = committed_text(repo, loaded.path, "adr new --plan")
+            doc = yamlio.rt_load(text, repo.rel(loaded.path))
             adrs = doc.get("adrs")
             if adrs is None:
                 doc.insert(len(doc) if "tasks" not in doc else list(doc).index("tasks"), "adrs", [adr_id])
             else:
                 adrs.append(adr_id)
-            files[loaded.path] = yamlio.rt_dump(doc).encode()
+            files[loaded.path] = yamlio.rt_dump(doc, like=text).encode()
         sha = repo.commit({}, files, commit_message(plan_id or "adr", None, f"{adr_id} created", actor))
     app.out.result({"adr": adr_id, "path": repo.rel(path), "commit": sha},
                    f"created {adr_id}: {repo.rel(path)}")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flowgit import git, yamlio
 from flowgit.app import App
-from flowgit.errors import FlowError, NotFound
+from flowgit.errors import FlowError, InvalidFile, NotFound
 from flowgit.ids import check_id
 from flowgit.plandiff import diff_adrs, diff_plan, render_markdown, render_text
 from flowgit.snapshot import Memo, Snapshot, at_rev, work_tree
@@ -52,6 +52,12 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
     b = at_rev(repo.root, rev_b, plan_id, memo) if rev_b else work_tree(repo.root, plan_id, memo)
     if plan_id and plan_id not in a.plans and plan_id not in b.plans:
         raise NotFound(f"plan {plan_id} exists neither at {a.label} nor at {b.label}: see `flowgit plan list`")
+    for snap in (a, b):
+        broken = [ps.invalid for pid, ps in sorted(snap.plans.items())
+                  if ps.invalid and (plan_id is None or pid == plan_id)]
+        if broken:
+            raise InvalidFile(f"{broken[0]}: a plan that does not parse cannot be compared; fix it "
+                              "(or compare other revisions)")
     result = compare(a, b, plan_id)
     if fmt == "json" or app.out.as_json:
         app.out.as_json = True
@@ -103,18 +109,24 @@ def history(app: App, plan_id: str) -> int:
     previous: dict[str, Any] | None = None
     for commit in reversed(commits):
         data = git.show(repo.root, commit.hexsha, rel)
-        raw = None
+        raw: Any = None
+        summary = "deleted"
         if data is not None:
             try:
                 raw = yamlio.loads(yamlio.decode(data, rel), rel)
-            except FlowError:
-                raw = None
-        result = diff_plan(previous, raw, plan_id=plan_id)
+                summary = "" if isinstance(raw, dict) else "invalid: not a mapping of plan keys"
+            except FlowError as exc:
+                summary = f"invalid ({exc.message})"
+        if not isinstance(raw, dict):
+            raw = None
+        if raw is not None:
+            summary = _one_line(diff_plan(previous, raw, plan_id=plan_id))
         rows.append({"commit": commit.hexsha, "author": commit.author.name,
                      "date": commit.committed_datetime.isoformat(),
-                     "subject": commit.summary, "summary": _one_line(result) if raw is not None else "deleted",
-                     "tasks": len(raw.get("tasks") or []) if isinstance(raw, dict) else 0})
-        previous = raw if isinstance(raw, dict) else None
+                     "subject": commit.summary, "summary": summary,
+                     "tasks": len(raw.get("tasks") or []) if raw is not None else 0})
+        if raw is not None or data is None:
+            previous = raw
     rows.reverse()
     text = "\n".join(f"{r['commit'][:10]}  {r['date'][:19]}  {r['tasks']:>4} tasks  {r['summary']}" for r in rows)
     app.out.result({"plan": plan_id, "versions": rows}, text)

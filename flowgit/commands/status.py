@@ -89,6 +89,12 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
     return "\n".join(lines)
 
 
+def warn_linked_plans(app: App) -> None:
+    for name in app.repo.linked_plans():
+        app.out.warn(f".flow/plans/{name} is a symlink and was left out: flowgit never follows "
+                     "symlinks in .flow/ (make it a real directory)")
+
+
 def status(app: App, plan_id: str | None) -> int:
     repo = app.repo
     now = time.time()
@@ -99,6 +105,7 @@ def status(app: App, plan_id: str | None) -> int:
         app.out.result(data, lambda: status_text(data, app.out.is_tty))
         return 0
     plans = []
+    warn_linked_plans(app)
     for pid in repo.plan_ids():
         state = repo.state(pid, now)
         plans.append(status_dict(repo, pid, state, now))
@@ -112,7 +119,12 @@ def status(app: App, plan_id: str | None) -> int:
         by_id = {p["plan"]: p for p in plans}
         out: list[str] = []
 
+        shown: set[str] = set()
+
         def walk(pid: str, depth: int) -> None:
+            if pid in shown:  # a parent cycle (validate reports it): show each plan once
+                return
+            shown.add(pid)
             p = by_id[pid]
             flag = "  STALLED" if p["stalled"] else ""
             out.append(f"{'  ' * depth}{pid:<{24 - 2 * depth}} {p['phase']:<11} {_bar(p['progress'])}"
@@ -120,7 +132,7 @@ def status(app: App, plan_id: str | None) -> int:
             for child in children.get(pid, []):
                 walk(child, depth + 1)
         roots = [p["plan"] for p in plans if p["parent"] not in by_id]
-        for pid in roots:
+        for pid in roots + [p["plan"] for p in plans]:
             walk(pid, 0)
         return "\n".join(out)
     app.out.result({"plans": plans}, text)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from flowgit import git
 from flowgit.app import App
 from flowgit.errors import EXIT_USER, InvalidFile, NotFound
 from flowgit.model import Plan
 from flowgit.store import FLOW, FlowRepo, iter_flow_files
-from flowgit.validation import validate_files
+from flowgit.validation import PLAN_RE, validate_files
 
 
 def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
@@ -56,6 +57,24 @@ def _staged(repo: FlowRepo, changes: list[git.StagedChange]) -> dict[str, bytes]
     return {c.path: blobs[c.new] for c in added}
 
 
+def _orphaning_deletions(repo: FlowRepo, changes: list[git.StagedChange],
+                         lookup: Callable[[str], Plan | None]) -> list[str]:
+    """A staged deletion of a plan that other plans still wait on or name as their parent."""
+    gone = {m.group(1): c.path for c in changes if c.status == "D" and (m := PLAN_RE.match(c.path))}
+    errors: list[str] = []
+    for pid in repo.plan_ids() if gone else []:
+        plan = None if pid in gone else lookup(pid)
+        if plan is None:
+            continue
+        local = set(plan.node_ids())
+        uses = [(d.partition("/")[0], f"task {t.id} depends on {d!r}")
+                for t in plan.tasks for d in t.depends_on if d not in local]
+        uses.append((plan.parent or "", f"its parent is {plan.parent!r}"))
+        errors += [f"{gone[other]}: deleting plan {other} breaks plan {pid} ({use}): "
+                   "remove that reference first" for other, use in uses if other in gone]
+    return errors
+
+
 def validate(app: App, paths: list[Path], staged: bool) -> int:
     repo = app.repo
     if staged:
@@ -79,6 +98,8 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
 
     report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [])
     errors = extra + report.errors
+    if staged:
+        errors += _orphaning_deletions(repo, changes, lookup)
     result = {"ok": not errors, "files": report.files, "errors": errors}
     if errors:
         if app.out.as_json:

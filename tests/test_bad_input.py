@@ -1,0 +1,150 @@
+"""Bad input found by black-box review: each gets one line naming the file or task and what to
+do, the contract's exit code, no traceback, and nothing written or committed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import Repo
+
+
+def unchanged(repo: Repo, commits: int) -> bool:
+    return repo.commits() == commits and repo.git("status", "--porcelain", "--", ".flow") == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "new", "nl\n"],
+    ["task", "add", "p", "T1\n", "--title", "x"],
+    ["claim", "p/T1\n"],
+])
+def test_an_id_ending_in_a_newline_is_a_usage_error(repo: Repo, args: list[str]) -> None:
+    repo.ok("plan", "new", "p")
+    n = repo.commits()
+    res = repo.run(*args)
+    assert res.code == 2 and "invalid" in res.err and "Traceback" not in res.err
+    assert unchanged(repo, n)
+
+
+def test_an_id_ending_in_a_newline_in_a_file_is_a_schema_error(repo: Repo) -> None:
+    repo.write(".flow/plans/q/plan.yaml", 'id: q\ntitle: Q\ntasks:\n  - id: "T-1\\n"\n    title: x\n')
+    res = repo.run("validate")
+    assert res.code == 1
+    assert ".flow/plans/q/plan.yaml:4: tasks[0].id: invalid id 'T-1\\n'" in res.err
+
+
+@pytest.mark.parametrize("setting,field", [
+    ('lease_seconds: "abc"', "lease_seconds"),
+    ("lease_seconds: [1]", "lease_seconds"),
+    ("lease_seconds: .nan", "lease_seconds"),
+    ("lock_timeout: -1", "lock_timeout"),
+    ("approvals: {required: x}", "approvals.required"),
+    ("retry: {base: x}", "retry.base"),
+])
+def test_a_config_value_of_the_wrong_type_is_one_line(repo: Repo, setting: str, field: str) -> None:
+    repo.ok("plan", "new", "p")
+    repo.ok("task", "add", "p", "A", "--title", "a")
+    repo.write(".flow/config.yaml", f"version: 1\n{setting}\n")
+    for args in (["--json", "status", "p"], ["claim", "p", "--worker", "w"]):
+        res = repo.run(*args)
+        assert res.code == 1, res
+        line = res.out if args[0] == "--json" else res.err
+        assert ".flow/config.yaml" in line and field in line and "Traceback" not in res.err
+    assert repo.run("validate").code == 1
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-1"])
+def test_a_non_finite_estimate_is_refused_everywhere(repo: Repo, value: str) -> None:
+    repo.ok("plan", "new", "num")
+    repo.write(".flow/plans/num/plan.yaml",
+               f"id: num\ntitle: N\ntasks:\n  - id: T-1\n    title: x\n    estimate: {value}\n")
+    res = repo.run("validate")
+    assert res.code == 1 and ".flow/plans/num/plan.yaml:6: tasks[0].estimate" in res.err
+    for args in (["status", "num"], ["graph", "num"], ["status"]):
+        res = repo.run(*args)
+        assert res.code == 1 and "num/plan.yaml" in res.err and "Traceback" not in res.err
+
+
+def test_a_symlinked_plan_directory_is_reported_not_skipped(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "plan.yaml").write_text("id: s\ntitle: S\ntasks: []\n")
+    os.symlink(outside, repo.path / ".flow/plans/s")
+    res = repo.run("validate")
+    assert res.code == 1 and ".flow/plans/s: is a symlink" in res.err
+    for args in (["plan", "list"], ["status"]):
+        assert ".flow/plans/s is a symlink and was left out" in repo.ok(*args).err
+
+
+def test_parent_cycles_are_refused_and_status_still_shows_every_plan(repo: Repo) -> None:
+    res = repo.run("plan", "new", "selfish", "--parent", "selfish")
+    assert res.code == 1 and "is its own parent" in res.err
+    repo.ok("plan", "new", "e")
+    repo.ok("plan", "new", "f", "--parent", "e")
+    plan = repo.path / ".flow/plans/e/plan.yaml"
+    plan.write_text(plan.read_text().replace("title: e", "title: e\nparent: f"))
+    res = repo.run("validate")
+    assert res.code == 1 and "plans are each other's parents e -> f -> e" in res.err
+    shown = repo.ok("status").out
+    assert "e " in shown and "f " in shown
+
+
+def test_dependencies_on_the_plan_itself(repo: Repo) -> None:
+    src = repo.path.parent / "cp.yaml"
+    src.write_text("id: cp\ntitle: C\ntasks:\n  - {id: T-1, title: a}\n"
+                   "  - {id: T-2, title: b, depends_on: [cp]}\n")
+    res = repo.run("plan", "new", "cp", "--from", str(src))
+    assert res.code == 1 and "task T-2 depends on 'cp', which is this plan itself" in res.err
+    src.write_text(src.read_text().replace("[cp]", "[cp/T-1]"))
+    res = repo.run("plan", "new", "cp", "--from", str(src))
+    assert res.code == 1 and "write 'T-1' without the 'cp/' prefix" in res.err
+
+
+@pytest.mark.parametrize("title", ["", "  ", "two\nlines"])
+def test_adr_new_needs_a_one_line_title(repo: Repo, title: str) -> None:
+    n = repo.commits()
+    res = repo.run("adr", "new", title)
+    assert res.code == 2 and "one-line title" in res.err
+    assert unchanged(repo, n)
+
+
+def test_diff_and_history_say_a_plan_does_not_parse(repo: Repo) -> None:
+    repo.ok("plan", "new", "a")
+    plan = repo.path / ".flow/plans/a/plan.yaml"
+    plan.write_text("id: a\ntitle: [\n")
+    res = repo.run("diff", "HEAD")
+    assert res.code == 1 and res.err.count("\n") == 1
+    assert "working tree:.flow/plans/a/plan.yaml:3: invalid YAML" in res.err
+    repo.git("commit", "-qam", "broken", "--no-verify")
+    assert repo.run("--json", "diff", "HEAD~1", "HEAD").code == 1
+    plan.write_text("id: a\ntitle: A\ntasks: [{id: t, title: T}]\n")
+    repo.git("commit", "-qam", "fixed", "--no-verify")
+    versions = repo.ok("--json", "history", "a").json["versions"]
+    assert [v["summary"].split(" (")[0] for v in versions] == [
+        "+1 task(s)", "invalid", "created with 0 task(s)"]
+    assert "removed" not in repo.ok("diff", "HEAD~2", "HEAD").out
+
+
+def test_staged_deletion_of_a_plan_others_wait_on_is_refused(repo: Repo) -> None:
+    repo.plan("a2", "id: a2\ntitle: A\ntasks: [{id: T-1, title: x}]\n")
+    repo.plan("b2", "id: b2\ntitle: B\nparent: a2\ntasks: [{id: T-1, title: x, depends_on: [a2/T-1]}]\n")
+    repo.git("rm", "-q", ".flow/plans/a2/plan.yaml")
+    res = repo.run("validate", "--staged")
+    assert res.code == 1
+    assert ("deleting plan a2 breaks plan b2 (task T-1 depends on 'a2/T-1')" in res.err
+            and "(its parent is 'a2')" in res.err)
+
+
+@pytest.mark.parametrize("args", [
+    ["task", "add", "n", "X", "--title", "x"],
+    ["adr", "new", "Pick one", "--plan", "n"],
+])
+def test_plan_editors_refuse_over_the_users_uncommitted_edits(repo: Repo, args: list[str]) -> None:
+    repo.ok("plan", "new", "n")
+    plan = repo.path / ".flow/plans/n/plan.yaml"
+    plan.write_text(plan.read_text().replace("title: n", "title: edited by hand"))
+    n = repo.commits()
+    res = repo.run(*args)
+    assert res.code == 1 and "n/plan.yaml has uncommitted changes" in res.err
+    assert repo.commits() == n and "edited by hand" in plan.read_text()
