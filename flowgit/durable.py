@@ -438,6 +438,32 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
+def next_wake(repo: FlowRepo, now: float) -> float | None:
+    """The earliest time something falls due without any file changing: a schedule, a wait
+    condition's next check, a retry, a lease running out. The watcher sleeps until then
+    (or its rescan) instead of finding it on a later pass."""
+    times: list[float] = []
+    for sched in repo.config.schedules:
+        try:
+            every = parse_seconds(sched.get("every", "1h"), "schedule")
+            last = last_runs(list(repo.plan_events(str(sched["plan"])))).get(str(sched.get("id")))
+        except (FlowError, KeyError, TypeError, AttributeError):
+            continue
+        if last is not None:
+            times.append(last + every)
+    for pid in repo.plan_ids():
+        try:
+            state = repo.state(pid, now)
+        except FlowError:
+            continue
+        for view in state.tasks.values():
+            if view.waiting_on == ("wait",) and view.record.wait_next_at is not None:
+                times.append(view.record.wait_next_at)
+            times += [t for t in (view.retry_at, view.lease_until) if t is not None]
+    future = [t for t in times if t > now]  # what is due now was this pass's work
+    return min(future) if future else None
+
+
 def watcher_extras(repo: FlowRepo, actor: str, log: Log) -> None:
     """Everything the watcher does besides the phase rules, once per pass."""
     run_schedules(repo, actor, log)

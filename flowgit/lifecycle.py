@@ -30,6 +30,10 @@ def describe(view: TaskView, now: float) -> str:
         return f"waiting to retry at {format_time(view.retry_at or 0)}"
     if view.state in ("pending", "blocked") and view.blocked_by:
         return f"{view.state} on {', '.join(view.blocked_by)}"
+    if view.state == "pending" and view.waiting_on:
+        what = ["its wait condition (the watcher checks it)" if w == "wait" else w
+                for w in view.waiting_on]
+        return f"pending, waiting on {', '.join(what)}"
     if view.interrupted:
         return "ready again (its last lease expired)"
     return view.state
@@ -43,7 +47,10 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
     halted plan, is refused (exit 1)."""
     from flowgit.rules import Facts, approvals_valid
 
+    blocked = approval_block(plan.id, state, config, plan_hash)
     if state.phase in CLAIMABLE_PHASES:
+        if blocked:
+            raise IllegalTransition(blocked, code="needs_approval")
         return ()
     needs = config.approvals_required
     facts = Facts(plan_hash, needs, config.auto_approve, config.reset_on_change)
@@ -58,16 +65,34 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
         if state.base_commit is None:
             data["base_commit"] = base_commit
         return (make_event("plan.phase", plan.id, None, actor, clock, data, now),)
-    if state.phase in ("draft", "plan_review"):
-        have = approvals_valid(state, facts)
-        raise IllegalTransition(
-            f"plan {plan.id} is in {state.phase} and needs {needs} approval(s), has {have}: "
-            f"run `flowgit submit {plan.id}` and `flowgit approve {plan.id} --reviewer R` first",
-            code="needs_approval")
+    if blocked:
+        raise IllegalTransition(blocked, code="needs_approval")
     if state.phase == "halted" or task_id is not None:
         hint = f": `flowgit resume {plan.id}` first" if state.phase == "halted" else ""
         raise IllegalTransition(f"plan {plan.id} is {state.phase}: no task can be claimed{hint}", code="phase")
     raise NothingToDo(f"plan {plan.id} is {state.phase}: no task is left to claim")
+
+
+def approval_block(plan_id: str, state: PlanState, config: Config, plan_hash: str) -> str | None:
+    """Why a claim must wait for a review, if it must: too few approvals of this version of
+    the plan, or (with reset_on_change) an approval of an earlier version."""
+    from flowgit.rules import Facts, approvals_valid, is_stale
+
+    needs = config.approvals_required
+    if needs == 0:
+        return None
+    facts = Facts(plan_hash, needs, config.auto_approve, config.reset_on_change)
+    have = approvals_valid(state, facts)
+    if state.phase == "draft":
+        return (f"plan {plan_id} is in draft and needs {needs} approval(s): run `flowgit submit "
+                f"{plan_id}`, then `flowgit approve {plan_id} --reviewer R`")
+    if state.phase == "plan_review" and have < needs:
+        return (f"plan {plan_id} is in plan_review and needs {needs} approval(s), has {have}: "
+                f"run `flowgit approve {plan_id} --reviewer R`")
+    if state.phase in CLAIMABLE_PHASES and config.reset_on_change and is_stale(state, facts):
+        return (f"plan {plan_id} changed after it was approved and goes back to review "
+                f"(reset_on_change): run `flowgit advance {plan_id}`, then get it approved again")
+    return None
 
 
 def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:
@@ -120,8 +145,11 @@ def require_holder(plan: Plan, state: PlanState, task_id: str, actor: str, now: 
     if view.state in ("claimed", "in_progress"):
         raise IllegalTransition(
             f"cannot {action} {plan.id}/{task_id}: it is {describe(view, now)}, not you")
-    raise IllegalTransition(f"cannot {action} {plan.id}/{task_id}: it is {describe(view, now)}; "
-                            f"claim it first")
+    hint = {"ready": "; claim it first", "interrupted": "; claim it first",
+            "pending": "; it must be ready and claimed first",
+            "retry_wait": "; claim it again once its retry is due"}.get(
+        "interrupted" if view.interrupted else view.state, ": there is nothing left to do with it")
+    raise IllegalTransition(f"cannot {action} {plan.id}/{task_id}: it is {describe(view, now)}{hint}")
 
 
 def decide_simple(plan: Plan, state: PlanState, task_id: str, actor: str, clock: int, now: float,

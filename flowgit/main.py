@@ -14,6 +14,24 @@ from flowgit.output import Output
 F = Callable[..., Any]
 
 
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """A duration in seconds: finite, above zero, and at most ten years (a date must follow)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        from flowgit.model import MAX_SECONDS
+
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not 0 < seconds <= MAX_SECONDS:  # NaN fails this too
+            self.fail(f"{value!r}: use a number of seconds above 0 and at most {MAX_SECONDS:g}",
+                      param, ctx)
+        return seconds
+
+
 def _json_flag(f: F) -> F:
     """`--json` is accepted after the command too."""
     def set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
@@ -181,7 +199,7 @@ WORKER = click.option("--worker", help="Who acts (default: $FLOWGIT_ACTOR, then 
 @command(cli, "claim")
 @click.argument("target", required=False, metavar="[PLAN | TASKREF]")
 @WORKER
-@click.option("--lease", type=float, help="Lease in seconds (default: config lease_seconds).")
+@click.option("--lease", type=Seconds(), help="Lease in seconds (default: config lease_seconds).")
 @click.option("--sync", "sync_", is_flag=True, help="Count the claim only once it is pushed to the remote.")
 def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool) -> int:
     """Take the best ready task (or the one named)."""
@@ -317,7 +335,7 @@ def advance_cmd(app: App, plan_id: str | None) -> int:
 @command(cli, "watch")
 @click.option("--run", "workers", type=int, default=0, help="Also dispatch ready tasks to N executors.")
 @click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
-@click.option("--interval", type=float, default=None, help="Seconds between rescans.")
+@click.option("--interval", type=Seconds(), default=None, help="Seconds between rescans.")
 def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int:
     """Apply the phase rules whenever .flow/ or the branch changes, until stopped."""
     from flowgit.watch import watch

@@ -49,13 +49,23 @@ def _check_keys(data: Mapping[str, Any], allowed: frozenset[str], where: str) ->
             raise _fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _number(value: Any, where: str, *, whole: bool = False, minimum: float = 0.0) -> Any:
-    """A finite number >= minimum (a whole one if asked), or a one-line error naming `where`."""
+MAX_SECONDS = 10 * 365 * 86400.0  # leases, retries, intervals: beyond this a date overflows soon
+
+
+def _number(value: Any, where: str, *, whole: bool = False, minimum: float = 0.0,
+            maximum: float = math.inf) -> Any:
+    """A finite number in [minimum, maximum] (a whole one if asked), or a one-line error
+    naming `where`."""
     ok = isinstance(value, int) if whole else isinstance(value, (int, float))
-    if not ok or isinstance(value, bool) or not math.isfinite(value) or value < minimum:
+    if not ok or isinstance(value, bool) or not math.isfinite(value) or not minimum <= value <= maximum:
         kind = "a whole number" if whole else "a number"
-        raise _fail(where, f"expected {kind} >= {minimum:g}, got {value!r}")
+        upto = f" and <= {maximum:g}" if maximum < math.inf else ""
+        raise _fail(where, f"expected {kind} >= {minimum:g}{upto}, got {value!r}")
     return value
+
+
+def _seconds(value: Any, where: str) -> float:
+    return float(_number(value, where, maximum=MAX_SECONDS))
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -122,7 +132,7 @@ def _estimate(value: Any, where: str) -> Any:
 def parse_seconds(value: Any, where: str) -> float:
     """'30s', '15m', '1h', '1d', a bare number of seconds, or @hourly/@daily."""
     if isinstance(value, (int, float)):
-        return float(_number(value, where))
+        return _seconds(value, where)
     text = str(value).strip()
     named = {"@hourly": 3600.0, "@daily": 86400.0, "@weekly": 604800.0}
     if text in named:
@@ -158,8 +168,8 @@ class RetryPolicy:
             raise _fail(where, "max_attempts must be a whole number >= 1")
         return cls(
             strategy=strategy,
-            base=float(_number(data.get("base", base.base), f"{where}.base")),
-            cap=float(_number(data.get("cap", base.cap), f"{where}.cap")),
+            base=_seconds(data.get("base", base.base), f"{where}.base"),
+            cap=_seconds(data.get("cap", base.cap), f"{where}.cap"),
             max_attempts=attempts,
         )
 
@@ -434,15 +444,15 @@ class Config:
                 name=name,
                 argv=argv_of(spec.get("argv"), f"{where}: executors.{name}.argv"),
                 env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
-                timeout=float(_number(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout")),
+                timeout=_seconds(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout"),
             )
         vals = data.get("validations") or []
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
         return cls(
-            lease_seconds=float(_number(data.get("lease_seconds", 900), f"{where}: lease_seconds")),
-            lock_timeout=float(_number(data.get("lock_timeout", 30), f"{where}: lock_timeout")),
+            lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds"),
+            lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),
             approvals_required=_number(approvals.get("required", 0), f"{where}: approvals.required",
                                        whole=True),
             auto_approve=bool(approvals.get("auto_approve", False)),

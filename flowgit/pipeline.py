@@ -13,6 +13,7 @@ from flowgit.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.model import Plan, Validation
 from flowgit.rules import Facts, Move, decide
 from flowgit.state import PlanState
+from flowgit.errors import FlowError
 from flowgit.store import FlowRepo, commit_message
 
 OUTPUT_TAIL = 2000
@@ -153,6 +154,11 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         if not moves:
             break
         move = moves[0]
+        rel = repo.rel(repo.plan_file(plan_id))
+        if git.changed_paths(repo.root, rel):
+            raise FlowError(f"{rel} has uncommitted changes: the phase rules act on the committed "
+                            f"plan; commit them (or restore the file) for the move to {move.to}",
+                            code="plan_edited")
         results: list[ValidationResult] = []
         if move.checkpoint:
             plan = repo.load_plan(plan_id).plan

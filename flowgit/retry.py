@@ -17,7 +17,7 @@ def delay(policy: RetryPolicy, failures: int) -> float:
     if policy.strategy == "fixed":
         raw = policy.base
     elif policy.strategy == "fibonacci":
-        raw = policy.base * fibonacci(n)
+        raw = policy.base * fibonacci(min(n, 80))  # past 80 the cap has long applied
     else:
         raw = policy.base * (2 ** min(n - 1, 62))
     return float(min(raw, policy.cap))

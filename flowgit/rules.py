@@ -70,6 +70,9 @@ def decide(state: PlanState, facts: Facts) -> list[Move]:
             return [Move("halted", f"stalled: nothing can run ({cause} failed)" if failed
                          else f"stalled: {cause}")]
         return []
+    if phase == "finish" and not (state.all_finished
+                                  and all(c.state == "approved" for c in state.checkpoints.values())):
+        return [Move("execute", "work was added after execution finished")]
     if phase == "checkpoint":
         if not reached:
             return [Move("execute", "checkpoint reviewed")]

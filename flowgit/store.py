@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from flowgit import git
-from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.errors import FlowError, InvalidFile, NotFound, RaceLost
 from flowgit.events import PLAN_LOG, Event, LogRead, append, parse_log, repair_torn
 from flowgit.ids import check_id, is_valid_id, split_ref
 from flowgit.lock import RepoLock
@@ -549,9 +549,26 @@ class FlowRepo:
             return
         path = self.root / rel
         data = path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            repair_torn(path, end)
+        if data.rfind(b"\n") + 1 < len(data):
+            self.heal_log(path)
+
+    def heal_log(self, path: Path) -> str | None:
+        """Make a log append-only again: cut a torn last line (a crash mid-append), but never
+        into what HEAD has; committed lines that were cut or edited come back from HEAD, and
+        complete lines appended after them are kept. Says what it did: "torn", "restored"."""
+        data = path.read_bytes()
+        whole = data[: data.rfind(b"\n") + 1]
+        committed = git.show(self.root, "HEAD", self.rel(path)) or b""
+        if whole.startswith(committed):
+            if len(whole) == len(data):
+                return None
+            repair_torn(path, len(whole))
+            return "torn"
+        known = {_event_id(line) for line in committed.splitlines()}
+        extra = [line + b"\n" for line in whole.splitlines()
+                 if line.strip() and _event_id(line) not in known]
+        write_atomic(path, committed + b"".join(extra))
+        return "restored"
 
     def commit(
         self, appends: Mapping[Path, Sequence[Event]], files: Mapping[Path, bytes],
@@ -564,16 +581,19 @@ class FlowRepo:
         self.journal.write_text(json.dumps({"paths": paths, "pid": os.getpid()}))
         sizes: dict[Path, int | None] = {}
         olds: dict[Path, bytes | None] = {}
-        for path, events in appends.items():
+        for path in appends:
             self._no_symlink(path)
             if path.exists():
                 data = path.read_bytes()
                 end = data.rfind(b"\n") + 1
-                if end < len(data):
-                    repair_torn(path, end)
-                sizes[path] = end
+                if end < len(data) and self.heal_log(path) == "restored":
+                    self.journal.unlink(missing_ok=True)
+                    raise RaceLost(f"{self.rel(path)}: committed events had been cut or edited and "
+                                   "are restored from HEAD; run the command again to decide on them")
+                sizes[path] = path.stat().st_size
             else:
                 sizes[path] = None
+        for path, events in appends.items():
             append(path, events)
         for path, content in files.items():
             self._no_symlink(path)
@@ -627,6 +647,15 @@ def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str) -> InvalidF
     except (OSError, ValueError):
         errors = []
     return InvalidFile(errors[0]) if errors else exc
+
+
+def _event_id(line: bytes) -> object:
+    """The id of one event line, or the line itself when it is not a readable event."""
+    try:
+        ident = json.loads(line).get("id")
+    except (ValueError, AttributeError):
+        return line
+    return ident if isinstance(ident, str) else line
 
 
 def write_atomic(path: Path, content: bytes) -> None:

@@ -94,6 +94,7 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
     return schedule(PollingObserver(timeout=1)), "polling"
 
 
+MIN_WAKE = 0.2  # seconds: the shortest sleep before a timer that falls due
 BUSY_RECHECK = 1.0  # seconds between looks while git is busy (file events usually come first)
 
 
@@ -143,14 +144,17 @@ def one_pass(root: Path, log: Callable[[str], None],
     return applied
 
 
-def extras(dispatcher: Any) -> Callable[[FlowRepo, Callable[[str], None]], None]:
-    """Signals, schedules, waits and compaction, then dispatching (with --run)."""
-    from flowgit.durable import watcher_extras
+def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[str], None]], None]:
+    """Signals, schedules, waits and compaction, then dispatching (with --run); leaves in
+    `wake` when the next of them falls due."""
+    from flowgit.durable import next_wake, watcher_extras
 
     def run(repo: FlowRepo, log: Callable[[str], None]) -> None:
         watcher_extras(repo, automatic_actor(repo), log)
         if dispatcher is not None:
             dispatcher.tick(repo)
+        due = next_wake(repo, time.time())
+        wake[:] = [] if due is None else [due]
     return run
 
 
@@ -194,6 +198,7 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
             waiting[:] = [line]
             log(line)
 
+    wake: list[float] = []
     try:
         trigger.poke()
         timeout = rescan
@@ -202,7 +207,7 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
             if stop.is_set():
                 break
             try:
-                result = one_pass(root, log, extras(dispatcher), busy_log)
+                result = one_pass(root, log, extras(dispatcher, wake), busy_log)
             except Stopped as exc:
                 log(f"validation {exc} cut short by the stop: its move was not applied")
                 break
@@ -214,6 +219,8 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
                     log("git is done: watching again")
                     waiting.clear()
                 timeout = rescan
+                if wake:  # a schedule, wait, retry or lease falls due before the rescan
+                    timeout = min(rescan, max(MIN_WAKE, wake[0] - time.time() + 0.05))
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break

@@ -148,3 +148,34 @@ def test_plan_editors_refuse_over_the_users_uncommitted_edits(repo: Repo, args: 
     res = repo.run(*args)
     assert res.code == 1 and "n/plan.yaml has uncommitted changes" in res.err
     assert repo.commits() == n and "edited by hand" in plan.read_text()
+
+
+def _claimed_then_cut(repo: Repo) -> tuple[Path, bytes]:
+    repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n")
+    repo.ok("claim", "n/A", "--worker", "w")
+    log = repo.path / ".flow/plans/n/events/A.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good[:-10])  # the committed claim, cut short: not a crash of ours
+    return log, good
+
+
+def test_doctor_fix_restores_cut_committed_events_instead_of_committing_the_loss(repo: Repo) -> None:
+    log, good = _claimed_then_cut(repo)
+    kinds = {p["kind"] for p in repo.run("--json", "doctor").json["problems"]}
+    assert "rewritten" in kinds
+    n = repo.commits()
+    assert repo.ok("--json", "doctor", "--fix").json["ok"]
+    assert log.read_bytes() == good and repo.commits() == n
+    assert repo.ok("--json", "status", "n").json["counts"]["claimed"] == 1
+
+
+def test_a_transition_on_a_cut_log_restores_it_and_asks_to_retry(repo: Repo) -> None:
+    log, good = _claimed_then_cut(repo)
+    n = repo.commits()
+    res = repo.run("claim", "n/A", "--worker", "other")  # the cut log made A look ready
+    assert res.code == 4 and "restored from HEAD" in res.err
+    assert log.read_bytes() == good and repo.commits() == n
+    res = repo.run("claim", "n/A", "--worker", "other")
+    assert res.code == 1 and "w" in res.err
+    repo.ok("heartbeat", "n/A", "--worker", "w")
+    assert repo.git("show", "HEAD:.flow/plans/n/events/A.jsonl").encode().startswith(good.rstrip(b"\n"))

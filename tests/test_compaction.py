@@ -430,20 +430,20 @@ def test_auto_compaction_by_the_watcher(repo: Repo) -> None:
     repo.ok("submit", "p")
     ids = long_history(repo, 40)
     lines: list[str] = []
-    watch.one_pass(repo.path, lines.append, watch.extras(None))
+    watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert len(lines_of(repo, "t")) == 40, lines  # below the threshold: untouched
     ids += long_history(repo, 20)
     before = status_json(repo)
     commits = repo.commits()
     plan_log = log_file(repo, "_plan").read_text()
-    watch.one_pass(repo.path, lines.append, watch.extras(None))
+    watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert repo.commits() == commits + 1, lines
     assert "Flow-Event: compact" in repo.git("log", "-1", "--format=%B")
     new = lines_of(repo, "t")
     assert len(new) == 6 and new[0]["type"] == "task.snapshot"
     assert log_file(repo, "_plan").read_text() == plan_log
     assert status_json(repo) == before
-    watch.one_pass(repo.path, lines.append, watch.extras(None))
+    watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert repo.commits() == commits + 1  # nothing more to do
     replay = repo.ok("events", "p", "t", "--from-git", "--json").json["events"]
     assert [e["id"] for e in replay] == ids
@@ -463,7 +463,7 @@ def test_plan_log_compaction_keeps_pending_signals_and_schedule_times(repo: Repo
     repo.plan("p", PLAN)
     for i in range(3):
         repo.ok("signal", "p", "ping", "--data", str(i))
-    watch.one_pass(repo.path, lambda line: None, watch.extras(None))
+    watch.one_pass(repo.path, lambda line: None, watch.extras(None, []))
     assert marker.read_text().split() == ["0", "1", "2"]
     assert (tmp_path / "disc.count").read_text() == "x"
     repo.ok("signal", "p", "ping", "--data", "3")  # not handled yet
@@ -474,7 +474,7 @@ def test_plan_log_compaction_keeps_pending_signals_and_schedule_times(repo: Repo
     assert [e["type"] for e in after] == ["plan.snapshot", "signal.received"], after
     assert len(after) < n
     assert repo.ok("status", "p", "--json").json == before
-    watch.one_pass(repo.path, lambda line: None, watch.extras(None))
+    watch.one_pass(repo.path, lambda line: None, watch.extras(None, []))
     assert marker.read_text().split() == ["0", "1", "2", "3"]  # handled ones are not run again
     assert (tmp_path / "disc.count").read_text() == "x"  # the schedule's last run survived
     replay = repo.ok("events", "p", "--from-git", "--json").json["events"]

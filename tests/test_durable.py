@@ -61,7 +61,7 @@ def row(repo: Repo, plan: str, task: str) -> dict[str, Any]:
 
 def one_pass(repo: Repo) -> list[str]:
     lines: list[str] = []
-    result = watch.one_pass(repo.path, lines.append, watch.extras(None))
+    result = watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert result != -1, lines
     assert not any("Traceback" in line for line in lines), lines
     return lines
@@ -703,3 +703,31 @@ def test_wait_is_not_checked_outside_execution(repo: Repo) -> None:
     one_pass(repo)
     assert of_type(repo, "wp", "task.wait", "gate") == []
     assert row(repo, "wp", "gate")["waiting_on"] == ["wait"]
+
+
+def test_the_watcher_wakes_for_timers_not_only_for_file_changes(repo: Repo, tmp_path: Path,
+                                                                watchers: list[Watcher]) -> None:
+    """A 1 s schedule and a wait re-checked every second are honoured by a watcher whose rescan
+    is a minute away and that sees no file change: it sleeps until the next thing falls due."""
+    script, count = tmp_path / "tick.py", tmp_path / "ticks"
+    script.write_text(f"open({str(count)!r}, 'a').write('x\\n')\n")
+    flag = tmp_path / "flag"
+    add_config(repo, "watch: {rescan_seconds: 60}\n"
+                     f"schedules:\n  - {{id: tick, every: 1s, plan: wp, run: [{PY}, {script}]}}\n")
+    repo.plan("wp", f"""\
+id: wp
+title: Timers
+retry: {{strategy: fixed, base: 1, cap: 1}}
+tasks:
+  - id: gate
+    title: Waits for a flag outside the repository
+    wait: {{run: [{PY}, -c, "import os,sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"]}}
+""")
+    repo.ok("submit", "wp")
+    w = Watcher(repo)
+    watchers.append(w)
+    wait_for(lambda: runs(count) >= 3, 8, "three runs of a 1 s schedule")
+    wait_for(lambda: "gate: wait condition not met" in w.output, 5, "the first wait check")
+    flag.write_text("up")
+    wait_for(lambda: row(repo, "wp", "gate")["state"] == "ready", 6, "the wait re-checked on its timer")
+    w.stop()

@@ -463,7 +463,7 @@ def test_finish_before_the_work_is_done_says_why(repo: Repo) -> None:
     work(repo, "g", "b")
     res = repo.run("finish", "g")
     assert res.code == 1 and "tasks not done: c" in res.err
-    assert phase(repo, "g") == "checkpoint"
+    assert phase(repo, "g") == "execute"  # a refused finish writes nothing, not even that move
 
 
 def test_second_changelog_entry_goes_first(repo: Repo) -> None:
@@ -673,10 +673,124 @@ def test_finish_never_commits_the_users_own_changelog_edits(repo: Repo) -> None:
         fh.write("half-written line\n")
     res = repo.run("finish", "p")
     assert res.code == 1 and "CHANGELOG.md" in res.err and "commit or stash" in res.err
-    assert phase(repo, "p") == "finish"
+    assert phase(repo, "p") == "execute"
     assert "half-written" not in repo.git("show", "HEAD:CHANGELOG.md")
     repo.git("commit", "-q", "-am", "my notes")
     repo.ok("finish", "p")
     log = repo.git("show", "HEAD:CHANGELOG.md")
     assert "half-written line" in log and "Simple plan" in log
     assert repo.git("status", "--porcelain") == ""
+
+
+# ----- found by black-box review ------------------------------------------------------------------
+
+ONE = "id: m\ntitle: M\ngoal: g\ntasks:\n  - id: A\n    title: a\n"
+
+
+def test_work_added_in_finish_takes_the_plan_back_to_execute(repo: Repo) -> None:
+    repo.plan("m", ONE)
+    work(repo, "m", "A")
+    repo.ok("advance", "m")
+    assert phase(repo, "m") == "finish"
+    repo.ok("task", "add", "m", "LATE", "--title", "late")
+    assert phase(repo, "m") == "execute"
+    repo.ok("claim", "m/LATE", "--worker", "w")
+    n = repo.commits()
+    res = repo.run("finish", "m")
+    assert res.code == 1 and "tasks not done: LATE" in res.err and repo.commits() == n
+    repo.ok("done", "m/LATE", "--worker", "w")
+    repo.ok("finish", "m")
+    res = repo.run("task", "add", "m", "AFTER", "--title", "too late")
+    assert res.code == 1 and "complete, which is final" in res.err
+
+
+def test_rules_send_a_finishing_plan_with_open_work_back() -> None:
+    from flowgit.model import Plan
+    from flowgit.rules import Facts, decide
+    from flowgit.state import evaluate
+
+    plan = Plan.from_dict({"id": "m", "title": "M", "tasks": [{"id": "A", "title": "a"}]}, "m")
+    state = evaluate(plan, {}, (), 0.0)
+    finishing = type(state)(**{**state.__dict__, "phase": "finish"})
+    assert [m.to for m in decide(finishing, Facts("h", 0, False, False))] == ["execute"]
+
+
+def test_a_refused_finish_writes_nothing(repo: Repo) -> None:
+    repo.plan("g", GATED)
+    for t in ("a", "b"):
+        work(repo, "g", t)
+    n = repo.commits()
+    res = repo.run("finish", "g")
+    assert res.code == 1 and "cannot finish yet" in res.err
+    assert repo.commits() == n
+
+
+def test_automatic_moves_wait_for_the_users_plan_edits_to_be_committed(repo: Repo) -> None:
+    repo.plan("p", SIMPLE)
+    work(repo, "p", "a")
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("  - id: b\n    title: Second\n    depends_on: [a]\n", ""))
+    n = repo.commits()
+    res = repo.run("advance", "p")
+    assert res.code == 1 and "uncommitted changes" in res.err and repo.commits() == n
+    assert repo.run("finish", "p").code == 1 and repo.commits() == n
+    repo.git("commit", "-qam", "drop b", "--no-verify")
+    repo.ok("advance", "p")
+    assert phase(repo, "p") == "finish"
+
+
+def test_a_stale_approval_stops_claims_and_next(repo: Repo) -> None:
+    set_config(repo, required=2, reset=True)
+    repo.plan("p", SIMPLE)
+    assert repo.run("next", "p").code == 3
+    repo.ok("submit", "p")
+    res = repo.run("next", "p")
+    assert res.code == 3 and "needs 2 approval(s), has 0" in res.err
+    res = repo.run("claim", "p", "--worker", "w")
+    assert res.code == 1 and "flowgit submit" not in res.err
+    repo.ok("approve", "p", "--reviewer", "alice")
+    n = repo.commits()
+    assert "already approved" in repo.ok("approve", "p", "--reviewer", "alice").out
+    assert repo.commits() == n and phase(repo, "p") == "plan_review"
+    repo.ok("approve", "p", "--reviewer", "bob")
+    repo.ok("next", "p")
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("title: Second", "title: Second, changed"))
+    repo.git("commit", "-qam", "edit after approval", "--no-verify")
+    res = repo.run("claim", "p/a", "--worker", "w")
+    assert res.code == 1 and "changed after it was approved" in res.err
+    assert repo.run("next", "p").code == 3
+
+
+def test_no_stale_approval_without_a_review(repo: Repo) -> None:
+    repo.plan("p", SIMPLE)
+    work(repo, "p", "a")
+    repo.ok("task", "add", "p", "c", "--title", "Third")
+    assert status(repo, "p")["approval_stale"] is False
+
+
+@pytest.mark.parametrize("lease", ["1e12", "inf", "nan", "0", "-5", "abc"])
+def test_a_lease_out_of_range_is_a_usage_error(repo: Repo, lease: str) -> None:
+    repo.plan("p", SIMPLE)
+    res = repo.run("claim", "p", "--worker", "w", "--lease", lease)
+    assert res.code == 2 and "--lease" in res.err
+
+
+def test_huge_retry_delays_are_refused_by_validate(repo: Repo) -> None:
+    repo.plan("p", SIMPLE)
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("tasks:", "retry: {strategy: fixed, base: 1e300}\ntasks:"))
+    res = repo.run("validate")
+    assert res.code == 1 and "retry.base" in res.err
+    repo.ok("claim", "p", "--worker", "w")
+    res = repo.run("fail", "p/a", "--worker", "w", "--retry", "--error", "boom")
+    assert res.code == 1 and "retry.base" in res.err and "Traceback" not in res.err
+
+
+def test_refusals_say_what_would_help(repo: Repo) -> None:
+    repo.plan("p", SIMPLE)
+    work(repo, "p", "a")
+    res = repo.run("done", "p/a", "--worker", "w1")
+    assert res.code == 1 and "claim it first" not in res.err and "nothing left to do" in res.err
+    res = repo.run("done", "p/b", "--worker", "w1")
+    assert res.code == 1 and "claim it first" in res.err

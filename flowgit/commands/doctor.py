@@ -7,7 +7,6 @@ from typing import Any
 from flowgit import git
 from flowgit.app import App
 from flowgit.errors import EXIT_USER, InvalidFile, NotFound
-from flowgit.events import repair_torn
 from flowgit.jsonlmerge import event_sort_key, parse_lines
 from flowgit.store import FLOW, FlowRepo, iter_flow_files, write_atomic
 
@@ -52,7 +51,13 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
             problems.append(_problem("duplicates", rel, f"{len(ids) - len(set(ids))} duplicate event(s)"))
     uncommitted = [p for p in git.changed_paths(repo.root, FLOW) if p.endswith(".jsonl")]
     for rel in uncommitted:
-        problems.append(_problem("uncommitted", rel, "events appended but not committed"))
+        path = repo.root / rel
+        committed = git.show(repo.root, "HEAD", rel) or b""
+        if path.is_file() and not path.read_bytes().startswith(committed):
+            problems.append(_problem("rewritten", rel, "committed events were cut or edited (event "
+                                     "logs are append-only): --fix takes them back from HEAD"))
+        else:
+            problems.append(_problem("uncommitted", rel, "events appended but not committed"))
     from flowgit.commands.plans import adr_ids
     from flowgit.validation import validate_files
 
@@ -78,7 +83,7 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     return problems
 
 
-FIXABLE = ("journal", "torn", "duplicates", "uncommitted", "merge_driver", "git_lock")
+FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
 def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
@@ -95,11 +100,11 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
             elif p["kind"] == "merge_driver":
                 setup_local(repo.root)
                 p["fixed"] = True
-            elif p["kind"] in ("torn", "duplicates"):
+            elif p["kind"] in ("torn", "rewritten", "duplicates"):
                 path = repo.root / p["path"]
                 data = path.read_bytes()
-                if p["kind"] == "torn":
-                    repair_torn(path, data.rfind(b"\n") + 1)
+                if p["kind"] in ("torn", "rewritten"):
+                    repo.heal_log(path)
                 else:
                     seen: dict[str, bytes] = {}
                     for raw in data.split(b"\n"):

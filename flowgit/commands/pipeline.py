@@ -13,7 +13,7 @@ from flowgit.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.ids import check_id
 from flowgit.pipeline import (advance_plan, facts_for, plan_clock, run_validation,
                               validation_events, validations_for)
-from flowgit.rules import resume_phase
+from flowgit.rules import decide, resume_phase
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
 
@@ -32,8 +32,19 @@ def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | N
     return transaction(repo, plan_id, decide)[1]
 
 
+def advance_after(app: App, plan_id: str, actor: str) -> list[dict[str, Any]]:
+    """The rules' moves after a command's own event, which stands even if they must wait."""
+    try:
+        return advance_plan(app.repo, plan_id, actor)
+    except FlowError as exc:
+        if exc.code != "plan_edited":
+            raise
+        app.out.warn(exc.message)
+        return []
+
+
 def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
-    moves = advance_plan(app.repo, plan_id, actor)
+    moves = advance_after(app, plan_id, actor)
     state = app.repo.state(plan_id)
     result.update({"phase": state.phase, "moves": moves})
     lines = [text] + [f"phase {m['from']} -> {m['to']} ({m['reason']})" for m in moves]
@@ -78,6 +89,8 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
         if state.phase != "plan_review":
             raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
         digest = facts_for(repo, plan_id).plan_hash
+        if any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
+            return [], {}, ""  # this reviewer already approved this version: nothing to add
         ev = make_event("plan.approved", plan_id, None, actor, clock,
                         {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest}, now)
         return [ev], {}, "approved"
@@ -88,7 +101,8 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
     return _finish(app, plan_id, actor,
                    {"plan": plan_id, "reviewer": reviewer, "commit": sha,
                     "approvals": len(state.approvals), "required": needed},
-                   f"approved {plan_id} by {reviewer} ({len(state.approvals)}/{max(needed, 1)})")
+                   f"{'approved' if sha else 'already approved'} {plan_id} by {reviewer} "
+                   f"({len(state.approvals)}/{max(needed, 1)})")
 
 
 def reject(app: App, plan_id: str, reviewer: str, comment: str) -> int:
@@ -313,15 +327,18 @@ def finish(app: App, plan_id: str) -> int:
     repo = app.repo
     check_id(plan_id, "plan id")
     actor = actor_for(repo, None)
-    advance_plan(repo, plan_id, actor)
     state = repo.state(plan_id)
-    if state.phase != "finish":
+    moves = decide(state, facts_for(repo, plan_id))
+    to = moves[0].to if moves else state.phase
+    if to != "finish" or state.phase not in ("execute", "finish"):
         left = [t.id for t in state.tasks.values() if t.state not in ("done", "skipped")]
         cps = [c.id for c in state.checkpoints.values() if c.state != "approved"]
         why = (f"tasks not done: {', '.join(left[:8])}" if left else
                f"checkpoints not approved: {', '.join(cps)}" if cps else f"it is {state.phase}")
         raise IllegalTransition(f"plan {plan_id} cannot finish yet ({why})")
     _changelog_is_clean(repo)
+    if state.phase == "execute":
+        advance_plan(repo, plan_id, actor)  # the move into `finish` the watcher would make
     plan = repo.load_plan(plan_id).plan
     results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, None)]
     failed = [r for r in results if not r.ok]

@@ -8,7 +8,7 @@ from typing import Any, Sequence, cast
 
 from flowgit import git, yamlio
 from flowgit.app import App
-from flowgit.errors import FlowError, InvalidFile, NotFound, UsageError
+from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound, UsageError
 from flowgit.events import PLAN_LOG, make_event
 from flowgit.commands.status import warn_linked_plans
 from flowgit.ids import check_id, is_valid_id
@@ -199,6 +199,9 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
         loaded = repo.load_plan(plan_id)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
             raise FlowError(f"plan {plan_id} already has {task_id!r}: pick another id", code="exists")
+        if repo.state(plan_id).phase == "complete":
+            raise IllegalTransition(f"plan {plan_id} is complete, which is final: put new work in "
+                                    "a new plan (`flowgit plan new NAME --parent ...`)")
         task: dict[str, Any] = {"id": task_id, "title": title}
         for key, value in (("description", description), ("depends_on", list(deps)),
                            ("files", list(files)), ("acceptance", list(acceptance)),
@@ -209,6 +212,12 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
         check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
         sha = repo.commit({}, {loaded.path: text.encode()},
                           commit_message(plan_id, task_id, "added", actor))
+        repo.forget(plan_id)
+        state = repo.state(plan_id)
+    if state.phase == "finish":  # new work: the rules take the plan back to execute
+        from flowgit.commands.pipeline import advance_after
+
+        advance_after(app, plan_id, actor)
         repo.forget(plan_id)
         state = repo.state(plan_id)
     view = state.tasks[task_id]

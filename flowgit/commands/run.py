@@ -9,7 +9,7 @@ from flowgit import git
 from flowgit.app import App
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.ids import check_id
-from flowgit.pipeline import advance_plan
+from flowgit.commands.pipeline import advance_after
 from flowgit.runner import Runner
 from flowgit.executors import by_name
 from flowgit.lifecycle import CLAIMABLE_PHASES, phase_gate
@@ -75,7 +75,7 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
             signal.signal(s, h)
     if tty:
         app.out.out.write("\r\033[K")
-    moves = [] if code == 130 else advance_plan(repo, plan_id, automatic_actor(repo))
+    moves = [] if code == 130 else advance_after(app, plan_id, automatic_actor(repo))
     for m in moves:
         log(f"phase {m['from']} -> {m['to']} ({m['reason']})")
     state = repo.state(plan_id)

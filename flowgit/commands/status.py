@@ -9,6 +9,7 @@ from flowgit.app import App
 from flowgit.errors import NotFound, NothingToDo
 from flowgit.events import canonical, format_time
 from flowgit.ids import check_id
+from flowgit.lifecycle import approval_block
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, iter_events_all
 
@@ -38,7 +39,9 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
     from flowgit.rules import Facts, is_stale
 
     cfg = repo.config
-    stale = is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve, cfg.reset_on_change))
+    reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
+    stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required,
+                                               cfg.auto_approve, cfg.reset_on_change))
     return {
         "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
         "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
@@ -85,6 +88,9 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
                 extra = f" (on {', '.join(row['blocked_by'])})"
             elif row.get("retry_at"):
                 extra = f" (retry at {row['retry_at']})"
+            elif row.get("waiting_on"):
+                extra = " (waiting on " + ", ".join(
+                    "its wait condition" if w == "wait" else w for w in row["waiting_on"]) + ")"
             lines.append(f"  {row['state']:<12} {row['id']}{extra}")
     return "\n".join(lines)
 
@@ -143,16 +149,21 @@ def next_task(app: App, plan_id: str | None) -> int:
     repo = app.repo
     now = time.time()
     pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
+    waiting = ""
     for pid in pids:
         state = repo.state(pid, now)
         if state.phase in ("complete", "halted", "finish"):
+            continue
+        blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)
+        if blocked:
+            waiting = waiting or f": {blocked}"
             continue
         if state.order:
             task = state.order[0]
             title = repo.load_plan(pid).plan.task(task).title  # type: ignore[union-attr]
             app.out.result({"task": f"{pid}/{task}", "title": title}, f"{pid}/{task}  {title}")
             return 0
-    raise NothingToDo("no ready task" + (f" in plan {plan_id}" if plan_id else ""))
+    raise NothingToDo("no ready task" + (f" in plan {plan_id}" if plan_id else "") + waiting)
 
 
 def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
