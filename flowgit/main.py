@@ -89,7 +89,8 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
 
 
 @command(plan_group, "list")
-@click.option("--phase", help="Only plans in this phase.")
+@click.option("--phase", type=click.Choice(["draft", "plan_review", "execute", "checkpoint", "finish",
+                                            "complete", "halted"]), help="Only plans in this phase.")
 @click.option("--tag", help="Only plans with this tag.")
 def plan_list(app: App, phase: str | None, tag: str | None) -> int:
     """List plans with their phase and progress."""

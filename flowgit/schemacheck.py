@@ -86,10 +86,13 @@ def _inline(node: Any, defs: dict[str, Any], depth: int) -> Any:
     return node
 
 
+_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
 def _is_real_date(value: object) -> bool:
     """A string date must name a day that exists (the schema's pattern only checks its shape)."""
-    if not isinstance(value, str):
-        return True
+    if not isinstance(value, str) or not _DATE_SHAPE.match(value):
+        return True  # not a string, or not shaped like a date: the type or pattern says so
     try:
         _dt.date.fromisoformat(value)
     except ValueError:

@@ -179,3 +179,17 @@ def test_a_transition_on_a_cut_log_restores_it_and_asks_to_retry(repo: Repo) -> 
     assert res.code == 1 and "w" in res.err
     repo.ok("heartbeat", "n/A", "--worker", "w")
     assert repo.git("show", "HEAD:.flow/plans/n/events/A.jsonl").encode().startswith(good.rstrip(b"\n"))
+
+
+def test_small_refusals_say_what_is_wrong(repo: Repo) -> None:
+    repo.ok("plan", "new", "p")
+    res = repo.run("validate", str(repo.path / "README.md"))
+    assert res.code == 1 and "README.md: not under .flow/" in res.err
+    assert repo.ok("validate", str(repo.path)).out.startswith("ok:")
+    assert repo.run("plan", "list", "--phase", "bogus").code == 2
+    res = repo.run("plan", "show", "p", "--rev", "no-such-rev")
+    assert res.code == 1 and "unknown revision 'no-such-rev'" in res.err
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text() + "milestones:\n  - {id: m1, due: not-a-date}\n")
+    res = repo.run("validate")
+    assert res.code == 1 and res.err.count("milestones[0].due") == 1

@@ -25,11 +25,19 @@ def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
         except ValueError:
             errors.append(f"{target}: outside the repository {repo.root}")
             continue
+        if full in repo.flow.parents:  # `flowgit validate .` at the top: all of .flow/
+            full, rel = repo.flow, FLOW
+        if rel != FLOW and not rel.startswith(FLOW + "/"):
+            errors.append(f"{rel}: not under {FLOW}/: validate checks the plans, specs, ADRs, config "
+                          f"and event logs there")
+            continue
         if os.path.islink(full):
             errors.append(f"{rel}: is a symlink: flowgit never follows symlinks in .flow/")
             continue
         if full.is_dir():
-            for path in iter_flow_files(repo) if full == repo.flow else sorted(full.rglob("*")):
+            for path in iter_flow_files(repo):
+                if full != repo.flow and full not in path.parents:
+                    continue
                 if path.is_symlink():
                     errors.append(f"{path.relative_to(repo.root).as_posix()}: is a symlink: flowgit never follows symlinks in .flow/")
                 elif path.is_file():
