@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit import retry, yamlio
+from flowgit import git, retry, yamlio
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
 from flowgit.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
@@ -51,6 +51,8 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
             continue
         if not isinstance(action, Mapping):
             action = {}
+        if "builtin" in action and _plan_edited(repo, plan_id, f"signal {name}", log):
+            continue  # stays pending: handled once the user's edits are committed
         if not _start_signal(repo, plan_id, sig, actor):
             continue
         files: dict[Path, bytes] = {}
@@ -75,6 +77,15 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         log(f"{plan_id}: signal {name}: {outcome['outcome']}")
         done += 1
     return done
+
+
+def _plan_edited(repo: FlowRepo, plan_id: str, what: str, log: Log) -> bool:
+    """The user has uncommitted edits in plan.yaml: writing it now would commit them as ours."""
+    rel = repo.rel(repo.plan_file(plan_id))
+    if not git.changed_paths(repo.root, rel):
+        return False
+    log(f"{plan_id}: {what}: waiting: {rel} has uncommitted changes")
+    return True
 
 
 def _start_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str) -> bool:
@@ -245,6 +256,8 @@ def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None
         try:
             repo.load_plan(plan_id)
             if not due_schedules([sched], last_runs(list(repo.plan_events(plan_id))), now):
+                continue
+            if _plan_edited(repo, plan_id, f"schedule {sid}", log):
                 continue
             argv = argv_of(sched.get("run"), f"schedules.{sid}.run")
             code, out = run_discovery(argv, repo.root, float(sched.get("timeout", 600)),

@@ -376,6 +376,23 @@ def test_builtin_add_tasks_keeps_comments_and_tasks_become_ready(repo: Repo) -> 
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
 
 
+def test_add_tasks_waits_while_the_user_edits_the_plan(repo: Repo) -> None:
+    add_config(repo, "signals:\n  add: {builtin: add_tasks}\n")
+    repo.plan("p", PLAN)
+    repo.ok("submit", "p")
+    repo.ok("signal", "p", "add", "--data", json.dumps({"tasks": [{"id": "n1", "title": "New"}]}))
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("Signalled plan", "Signalled plan, edited"))
+    lines = one_pass(repo)
+    assert any("waiting: .flow/plans/p/plan.yaml has uncommitted changes" in ln for ln in lines), lines
+    assert of_type(repo, "p", "signal.handled") == []
+    assert "edited" not in repo.git("show", "HEAD:.flow/plans/p/plan.yaml")
+    repo.git("commit", "-qam", "my edit", "--no-verify")
+    one_pass(repo)
+    assert of_type(repo, "p", "signal.handled")[-1]["data"]["added"] == ["n1"]
+    assert "edited" in repo.git("show", "HEAD:.flow/plans/p/plan.yaml")
+
+
 def test_add_tasks_never_writes_a_cross_plan_cycle(repo: Repo) -> None:
     add_config(repo, "signals:\n  add: {builtin: add_tasks}\n")
     repo.plan("p", PLAN)
