@@ -137,8 +137,9 @@ def commit_paths(root: Path, paths: Sequence[str], message: str,
 
 def changed_paths(root: Path, pathspec: str) -> list[str]:
     """Paths under `pathspec` that differ from HEAD or are untracked."""
-    text = run(
-        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", pathspec], root
+    text = run(  # no optional locks: a read must not rewrite the index (the watcher sees that)
+        ["--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+         pathspec], root
     ).stdout.decode("utf-8", "replace")
     paths = []
     entries = text.split("\0")

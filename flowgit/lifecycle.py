@@ -90,8 +90,9 @@ def approval_block(plan_id: str, state: PlanState, config: Config, plan_hash: st
         return (f"plan {plan_id} is in plan_review and needs {needs} approval(s), has {have}: "
                 f"run `flowgit approve {plan_id} --reviewer R`")
     if state.phase in CLAIMABLE_PHASES and config.reset_on_change and is_stale(state, facts):
-        return (f"plan {plan_id} changed after it was approved and goes back to review "
-                f"(reset_on_change): run `flowgit advance {plan_id}`, then get it approved again")
+        return (f"plan {plan_id} changed after it was approved (reset_on_change): commit the change "
+                f"and run `flowgit advance {plan_id}` to send it back to review, or restore the "
+                "approved version")
     return None
 
 

@@ -56,16 +56,16 @@ def _number(value: Any, where: str, *, whole: bool = False, minimum: float = 0.0
             maximum: float = math.inf) -> Any:
     """A finite number in [minimum, maximum] (a whole one if asked), or a one-line error
     naming `where`."""
-    ok = isinstance(value, int) if whole else isinstance(value, (int, float))
-    if not ok or isinstance(value, bool) or not math.isfinite(value) or not minimum <= value <= maximum:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (whole and value != int(value)) or not minimum <= value <= maximum:
         kind = "a whole number" if whole else "a number"
         upto = f" and <= {maximum:g}" if maximum < math.inf else ""
         raise _fail(where, f"expected {kind} >= {minimum:g}{upto}, got {value!r}")
-    return value
+    return int(value) if whole else value  # 1.0 is a whole number, as in JSON Schema
 
 
-def _seconds(value: Any, where: str) -> float:
-    return float(_number(value, where, maximum=MAX_SECONDS))
+def _seconds(value: Any, where: str, minimum: float = 0.0) -> float:
+    return float(_number(value, where, minimum=minimum, maximum=MAX_SECONDS))
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -141,7 +141,7 @@ def parse_seconds(value: Any, where: str) -> float:
     if not match:
         raise _fail(where, f"invalid interval {value!r}: use 30s, 15m, 1h, 1d, @hourly or @daily")
     unit = match.group(2) or "s"
-    return float(match.group(1)) * _UNIT_SECONDS[unit]
+    return _seconds(float(match.group(1)) * _UNIT_SECONDS[unit], where)
 
 
 @dataclass(frozen=True)
@@ -451,7 +451,7 @@ class Config:
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
         return cls(
-            lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds"),
+            lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds", 1),
             lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),
             approvals_required=_number(approvals.get("required", 0), f"{where}: approvals.required",
                                        whole=True),
@@ -472,8 +472,8 @@ class Config:
             compact_keep=_number(compact.get("keep", 100), f"{where}: compact.keep", whole=True),
             debounce_ms=_number(watch.get("debounce_ms", 200), f"{where}: watch.debounce_ms",
                                 whole=True),
-            rescan_seconds=float(_number(watch.get("rescan_seconds", 30),
-                                         f"{where}: watch.rescan_seconds")),
+            rescan_seconds=_seconds(watch.get("rescan_seconds", 30), f"{where}: watch.rescan_seconds",
+                                    0.05),
             raw=dict(data),
         )
 

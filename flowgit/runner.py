@@ -19,7 +19,7 @@ from flowgit import git, yamlio
 from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound
 from flowgit.events import PLAN_LOG, append, format_time, make_event, repair_torn
 from flowgit.executors import argv_for, prompt_text, resolve, values_for
-from flowgit.lifecycle import CLAIMABLE_PHASES, decide_fail, phase_gate
+from flowgit.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
 from flowgit.model import Plan, Task
 from flowgit.state import PlanState
 from flowgit.store import FLOW, FlowRepo, commit_message
@@ -319,8 +319,12 @@ class Runner:
     def _claim_events(self, repo: FlowRepo, job: Job, state: PlanState, now: float) -> dict[Path, list[Any]]:
         """claimed, started and the log's path; the phase move to execute with the first claim."""
         appends: dict[Path, list[Any]] = {}
-        if state.phase not in CLAIMABLE_PHASES:
-            loaded = repo.load_plan(job.plan)
+        loaded = repo.load_plan(job.plan)
+        if state.phase in CLAIMABLE_PHASES:
+            blocked = approval_block(job.plan, state, repo.config, loaded.hash)
+            if blocked:
+                raise IllegalTransition(blocked, code="needs_approval")
+        else:
             pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
             gate = phase_gate(loaded.plan, state, repo.config, job.actor, pclock, now,
                               git.read_head(repo.dirs), loaded.hash)
@@ -622,6 +626,14 @@ class Runner:
         """Append the done event (fsynced) and commit it, with the merge in progress if any
         (call under the lock). When the commit fails, the event and the merge are taken back."""
         log = repo.log_file(job.plan, job.task)
+        with open(log, "rb") as fh:
+            fh.seek(max(log.stat().st_size - 1, 0))
+            torn = fh.read(1) not in (b"", b"\n")
+        if torn and repo.heal_log(log) == "restored":  # never glue `done` onto a broken line
+            if merging:
+                git.run(["merge", "--abort"], repo.root, check=False)
+            raise IllegalTransition(f"{repo.rel(log)}: committed events had been cut or edited and "
+                                    "are restored from HEAD; the task is tried again")
         size = log.stat().st_size
         try:
             append(log, [done])

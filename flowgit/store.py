@@ -192,6 +192,9 @@ class FlowRepo:
     def forget(self, plan_id: str) -> None:
         self._plans.pop(plan_id, None)
 
+    def forget_all(self) -> None:
+        self._plans.clear()
+
     # ----- events --------------------------------------------------------------------------
     def read_log(self, plan_id: str, stream: str) -> LogRead:
         path = self.log_file(plan_id, stream)
@@ -558,15 +561,17 @@ class FlowRepo:
         complete lines appended after them are kept. Says what it did: "torn", "restored"."""
         data = path.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
-        committed = git.show(self.root, "HEAD", self.rel(path)) or b""
+        head = git.show(self.root, "HEAD", self.rel(path)) or b""
+        committed = head[: head.rfind(b"\n") + 1]  # a torn line committed by hand is no event
         if whole.startswith(committed):
             if len(whole) == len(data):
                 return None
             repair_torn(path, len(whole))
             return "torn"
+        # lines past HEAD's count that are whole events HEAD lacks were appended since: keep them
         known = {_event_id(line) for line in committed.splitlines()}
-        extra = [line + b"\n" for line in whole.splitlines()
-                 if line.strip() and _event_id(line) not in known]
+        extra = [line + b"\n" for line in whole.splitlines()[committed.count(b"\n"):]
+                 if (ident := _event_id(line)) is not None and ident not in known]
         write_atomic(path, committed + b"".join(extra))
         return "restored"
 
@@ -649,13 +654,13 @@ def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str) -> InvalidF
     return InvalidFile(errors[0]) if errors else exc
 
 
-def _event_id(line: bytes) -> object:
-    """The id of one event line, or the line itself when it is not a readable event."""
+def _event_id(line: bytes) -> str | None:
+    """The id of one event line; None for a fragment or anything else that is no event."""
     try:
         ident = json.loads(line).get("id")
     except (ValueError, AttributeError):
-        return line
-    return ident if isinstance(ident, str) else line
+        return None
+    return ident if isinstance(ident, str) else None
 
 
 def write_atomic(path: Path, content: bytes) -> None:

@@ -70,6 +70,9 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
         def on_any_event(self, event: Any) -> None:
             if event.event_type in ("opened", "closed_no_write"):
                 return
+            if event.is_directory and event.event_type == "modified":
+                return  # a file in it came or went: that file's own event says so (git's
+                # short-lived locks in the git dir would otherwise wake the watcher)
             if _relevant(str(event.src_path)):
                 trigger.poke()
 

@@ -203,25 +203,39 @@ class Layout:
 
 
 def layout_of(text: str) -> Layout:
-    crlf = "\r\n" in text
-    lines = [line for line in text.lstrip("\ufeff").splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
-    mapping = offset = None
-    for prev, line in zip(lines, lines[1:]):
-        if not prev.rstrip().endswith(":") or prev.lstrip().startswith("- "):
-            continue
-        step = _indent(line) - _indent(prev)
-        if line.lstrip().startswith("- ") and offset is None and step >= 0:
-            offset = step
-        elif not line.lstrip().startswith("- ") and mapping is None and step > 0:
-            mapping = step
-    return Layout(crlf=crlf, bom=text.startswith("\ufeff"),
-                  start=bool(lines) and lines[0].rstrip() == "---",
-                  mapping=mapping or 2, offset=2 if offset is None else offset)
+    """Read the layout off the parsed document (so text inside a block scalar, which merely
+    looks like YAML, is never taken for it): the first block mapping nested on its own lines
+    gives the mapping indent, the first block list the column of its dashes."""
+    lines = text.lstrip("\ufeff").splitlines()
+    body = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    found: dict[str, int] = {}
 
+    def walk(node: Any) -> None:
+        if len(found) == 2 or not hasattr(node, "lc"):
+            return
+        items: Any = node.items() if isinstance(node, dict) else ()
+        for key, value in items:
+            if not hasattr(value, "lc") or not value or value.fa.flow_style():
+                continue
+            key_line, key_col = node.lc.key(key)
+            pos: Any = value.lc
+            if isinstance(value, dict):
+                line, col = pos.key(next(iter(value)))
+                if line > key_line and "mapping" not in found:
+                    found["mapping"] = col - key_col
+            elif isinstance(value, list):
+                line, col = pos.item(0)
+                dash = lines[line].rfind("-", 0, col) if line < len(lines) else -1
+                if line > key_line and dash >= key_col and "offset" not in found:
+                    found["offset"] = dash - key_col
+            walk(value)
+        for item in node if isinstance(node, list) else ():
+            walk(item)
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip(" "))
+    walk(rt_positions(text))
+    return Layout(crlf="\r\n" in text, bom=text.startswith("\ufeff"),
+                  start=bool(body) and body[0].rstrip() == "---",
+                  mapping=found.get("mapping", 2) or 2, offset=found.get("offset", 2))
 
 
 def rt_load(text: str, path: str) -> Any:

@@ -193,3 +193,33 @@ def test_small_refusals_say_what_is_wrong(repo: Repo) -> None:
     plan.write_text(plan.read_text() + "milestones:\n  - {id: m1, due: not-a-date}\n")
     res = repo.run("validate")
     assert res.code == 1 and res.err.count("milestones[0].due") == 1
+
+
+def test_a_torn_line_committed_by_hand_is_dropped_not_a_wedge(repo: Repo) -> None:
+    repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n")
+    repo.ok("claim", "n/A", "--worker", "w")
+    log = repo.path / ".flow/plans/n/events/A.jsonl"
+    with log.open("ab") as fh:
+        fh.write(b'{"id":"01JX')
+    repo.git("commit", "-qam", "a torn line, committed without the hook", "--no-verify")
+    repo.ok("heartbeat", "n/A", "--worker", "w")
+    lines = repo.git("show", "HEAD:.flow/plans/n/events/A.jsonl").splitlines()
+    assert len(lines) == 2 and all(line.startswith("{") and line.endswith("}") for line in lines)
+    assert repo.ok("--json", "doctor").json["ok"]
+
+
+@pytest.mark.parametrize("damage", ["cut in the middle", "id edited"])
+def test_restoring_a_log_keeps_no_fragment_and_no_duplicate(repo: Repo, damage: str) -> None:
+    repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n")
+    repo.ok("claim", "n/A", "--worker", "w")
+    repo.ok("start", "n/A", "--worker", "w")
+    log = repo.path / ".flow/plans/n/events/A.jsonl"
+    good = log.read_bytes()
+    first, second = good.splitlines(keepends=True)
+    if damage == "cut in the middle":
+        log.write_bytes(first[:40] + b"\n" + second + b'{"torn')
+    else:
+        log.write_bytes(first.replace(b'"id":"', b'"id":"X', 1) + second)
+    repo.ok("doctor", "--fix")
+    assert log.read_bytes() == good
+    assert repo.git("status", "--porcelain", "--", ".flow") == ""

@@ -252,6 +252,8 @@ LAYOUTS = {
     "unindented lists": "id: p\ntitle: P\nscope:\n    included:\n    - a\ntasks:\n- id: T1\n"
                         "  title: x\n  depends_on:\n  - T0\n- id: T0\n  title: y\n",
     "wide lists": "id: p\ntitle: P\ntasks:\n    - id: T1\n      title: x\n",
+    "text that looks like YAML": "id: p\ntitle: P\ngoal: |\n  Steps:\n  - first\n  Config:\n"
+                                 "      deep: 1\ntasks:\n  - id: T1\n    title: x\n",
 }
 
 

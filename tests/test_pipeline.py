@@ -794,3 +794,41 @@ def test_refusals_say_what_would_help(repo: Repo) -> None:
     assert res.code == 1 and "claim it first" not in res.err and "nothing left to do" in res.err
     res = repo.run("done", "p/b", "--worker", "w1")
     assert res.code == 1 and "claim it first" in res.err
+
+
+def test_claim_without_a_plan_passes_over_plans_waiting_for_review(repo: Repo) -> None:
+    set_config(repo, required=1)
+    repo.plan("p", SIMPLE)
+    repo.plan("q", SIMPLE.replace("id: p", "id: q"))
+    repo.ok("submit", "q")
+    repo.ok("approve", "q", "--reviewer", "alice")
+    assert repo.ok("next").out.startswith("q/a")
+    assert repo.ok("--json", "claim", "--worker", "w").json["task"] == "q/a"
+
+
+def test_run_stops_at_a_stale_approval(repo: Repo) -> None:
+    set_config(repo, required=1, reset=True)
+    repo.plan("p", SIMPLE)
+    repo.ok("submit", "p")
+    repo.ok("approve", "p", "--reviewer", "alice")
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("title: Second", "title: Second, changed"))
+    repo.git("commit", "-qam", "edit after approval", "--no-verify")
+    res = repo.run("run", "p", "-n", "1")
+    assert res.code == 1 and "changed after it was approved" in res.err
+    assert status(repo, "p")["counts"]["done"] == 0
+
+
+@pytest.mark.parametrize("setting,ok", [
+    ("approvals: {required: 1.0}", True),
+    ("watch: {debounce_ms: 200.0}", True),
+    ("lease_seconds: 60", True),
+    ("watch: {rescan_seconds: 0}", False),
+    ("lease_seconds: 0", False),
+    ("approvals: {required: 1.5}", False),
+])
+def test_config_numbers_agree_with_the_schema(repo: Repo, setting: str, ok: bool) -> None:
+    repo.plan("p", SIMPLE)
+    repo.write(".flow/config.yaml", f"version: 1\n{setting}\n")
+    assert (repo.run("validate").code == 0) is ok
+    assert (repo.run("status", "p").code == 0) is ok

@@ -52,8 +52,8 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     uncommitted = [p for p in git.changed_paths(repo.root, FLOW) if p.endswith(".jsonl")]
     for rel in uncommitted:
         path = repo.root / rel
-        committed = git.show(repo.root, "HEAD", rel) or b""
-        if path.is_file() and not path.read_bytes().startswith(committed):
+        head = git.show(repo.root, "HEAD", rel) or b""
+        if path.is_file() and not path.read_bytes().startswith(head[: head.rfind(b"\n") + 1]):
             problems.append(_problem("rewritten", rel, "committed events were cut or edited (event "
                                      "logs are append-only): --fix takes them back from HEAD"))
         else:
@@ -126,12 +126,25 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+def _key(problem: dict[str, Any]) -> tuple[str, str, str]:
+    return problem["kind"], problem["path"], problem["message"]
+
+
 def doctor(app: App, do_fix: bool) -> int:
     repo = app.repo
     repo.require_init()
     problems = diagnose(repo)
     if do_fix and any(p["kind"] in FIXABLE for p in problems):
         fix(repo, problems)
+        # fixed is what a second look no longer finds (a repair can also clear a follow-on
+        # problem, such as the schema error of a line restored from HEAD)
+        repo.forget_all()
+        still = diagnose(repo)
+        left = {_key(p) for p in still}
+        for p in problems:
+            p["fixed"] = _key(p) not in left
+        seen = {_key(p) for p in problems}
+        problems += [p for p in still if _key(p) not in seen]
     remaining = [p for p in problems if not p["fixed"] and p["kind"] != "orphan_log"]
 
     def text() -> str:

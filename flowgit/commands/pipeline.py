@@ -235,7 +235,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
     if do_approve and changes:
         raise UsageError("give either --approve or --request-changes, not both")
     actor = actor_for(repo, reviewer)
-    advance_plan(repo, plan_id, actor)
+    advance_after(app, plan_id, actor)
     state = repo.state(plan_id)
     cp = _pick_checkpoint(repo, plan_id, cp_id, state)
     if not do_approve and not changes:

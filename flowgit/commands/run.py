@@ -12,7 +12,7 @@ from flowgit.ids import check_id
 from flowgit.commands.pipeline import advance_after
 from flowgit.runner import Runner
 from flowgit.executors import by_name
-from flowgit.lifecycle import CLAIMABLE_PHASES, phase_gate
+from flowgit.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
 from flowgit.store import automatic_actor
 
 
@@ -20,7 +20,12 @@ def _check_startable(repo: Any, plan_id: str) -> None:
     """A plan still waiting for its approval (or halted) cannot run: say so instead of
     finishing at once with nothing done. phase_gate raises exactly the error `claim` gives."""
     state = repo.state(plan_id)
-    if state.phase in CLAIMABLE_PHASES or state.phase not in ("draft", "plan_review", "halted"):
+    if state.phase in CLAIMABLE_PHASES:
+        blocked = approval_block(plan_id, state, repo.config, repo.load_plan(plan_id).hash)
+        if blocked:
+            raise IllegalTransition(blocked, code="needs_approval")
+        return
+    if state.phase not in ("draft", "plan_review", "halted"):
         return
     if state.phase == "halted":
         raise IllegalTransition(f"plan {plan_id} is halted: nothing can run until "

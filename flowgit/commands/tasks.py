@@ -9,7 +9,8 @@ from flowgit.app import App
 from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.events import PLAN_LOG, Event
 from flowgit.ids import check_id
-from flowgit.lifecycle import Decision, decide_claim, decide_fail, decide_simple, phase_gate
+from flowgit.lifecycle import (Decision, approval_block, decide_claim, decide_fail, decide_simple,
+                               phase_gate)
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, actor_for, commit_message
 
@@ -145,11 +146,17 @@ def _plan_with_ready(app: App) -> str:
 
     repo = app.repo
     now = time.time()
+    waiting = ""
     for pid in repo.plan_ids():
         state = repo.state(pid, now)
-        if state.order and state.phase not in ("complete", "halted", "finish"):
-            return pid
-    raise NothingToDo("no ready task in any plan")
+        if not state.order or state.phase in ("complete", "halted", "finish"):
+            continue
+        blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)
+        if blocked:  # as `next`: a plan waiting for its review is passed over
+            waiting = waiting or f": {blocked}"
+            continue
+        return pid
+    raise NothingToDo("no ready task in any plan" + waiting)
 
 
 def _clock(state: PlanState, task_id: str) -> int:
