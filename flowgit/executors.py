@@ -1,15 +1,12 @@
 """Executors: named argv templates with placeholders, never a shell string built from task text."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from flowgit.errors import FlowError
-from flowgit.model import Config, Executor, Plan, Task
-
-PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+from flowgit.model import PLACEHOLDER, Config, Executor, Plan, Task
 
 BUILTIN: dict[str, Executor] = {
     # `shell` runs the task's own `run:` argv (see argv_for).

@@ -76,37 +76,43 @@ def build(repo: Path) -> Any:
     def opt(flag: str, value: Any) -> list[str]:
         return [] if value in (None, "", [], False) else ([flag] if value is True else [flag, str(value)])
 
+    def arg(value: str, what: str) -> str:
+        """A positional argument; one that starts with '-' would be read as an option."""
+        if value.startswith("-"):
+            raise tool_error(f"[usage, exit 2] invalid {what} {value!r}: it cannot start with '-'")
+        return value
+
     @server.tool()
     def status(plan: str | None = None) -> dict[str, Any]:
         """Phase, progress, counts, ready tasks, stalled chains and tasks of a plan (or all)."""
-        return call(repo, "status", *([plan] if plan else []))
+        return call(repo, "status", *([arg(plan, "plan id")] if plan else []))
 
     @server.tool()
     def next(plan: str | None = None) -> dict[str, Any]:  # noqa: A001 - the CLI's name
         """The task `claim` would take; changes nothing."""
-        return call(repo, "next", *([plan] if plan else []))
+        return call(repo, "next", *([arg(plan, "plan id")] if plan else []))
 
     @server.tool()
     def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
         """Claim the best ready task of a plan, or the task named (PLAN/TASK)."""
-        return call(repo, "claim", *([target] if target else []), "--worker", worker,
+        return call(repo, "claim", *([arg(target, "task reference")] if target else []), "--worker", worker,
                     *opt("--lease", lease_seconds))
 
     @server.tool()
     def start(task: str, worker: str) -> dict[str, Any]:
         """Mark a claimed task in progress."""
-        return call(repo, "start", task, "--worker", worker)
+        return call(repo, "start", arg(task, "task reference"), "--worker", worker)
 
     @server.tool()
     def heartbeat(task: str, worker: str) -> dict[str, Any]:
         """Extend the lease on a task you hold."""
-        return call(repo, "heartbeat", task, "--worker", worker)
+        return call(repo, "heartbeat", arg(task, "task reference"), "--worker", worker)
 
     @server.tool()
     def done(task: str, worker: str, note: str | None = None,
              files_modified: list[str] | None = None) -> dict[str, Any]:
         """Record a task you hold as done."""
-        args = ["done", task, "--worker", worker, *opt("--note", note)]
+        args = ["done", arg(task, "task reference"), "--worker", worker, *opt("--note", note)]
         for f in files_modified or []:
             args += ["--files-modified", f]
         return call(repo, *args)
@@ -117,19 +123,21 @@ def build(repo: Path) -> Any:
         flags = {"fail": [], "retry": ["--retry"], "skip": ["--skip"], "skip-dependents": ["--skip-dependents"]}
         if mode not in flags:
             raise tool_error("mode must be fail, retry, skip or skip-dependents")
-        return call(repo, "fail", task, "--worker", worker, "--error", error, *flags[mode])
+        return call(repo, "fail", arg(task, "task reference"), "--worker", worker, "--error", error,
+                    *flags[mode])
 
     @server.tool()
     def plan_show(plan: str, rev: str | None = None) -> dict[str, Any]:
         """A plan's definition, now or at a git revision."""
-        return call(repo, "plan", "show", plan, *opt("--rev", rev))
+        return call(repo, "plan", "show", arg(plan, "plan id"), *opt("--rev", rev))
 
     @server.tool()
     def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
                  files: list[str] | None = None, acceptance: list[str] | None = None,
                  priority: str | None = None) -> dict[str, Any]:
         """Add a task to a plan (ready as soon as its dependencies allow)."""
-        args = ["task", "add", plan, task, "--title", title, *opt("--priority", priority)]
+        args = ["task", "add", arg(plan, "plan id"), arg(task, "task id"), "--title", title,
+                *opt("--priority", priority)]
         for flag, values in (("--dep", depends_on), ("--file", files), ("--accept", acceptance)):
             for v in values or []:
                 args += [flag, v]
@@ -138,23 +146,24 @@ def build(repo: Path) -> Any:
     @server.tool()
     def graph(plan: str, format: str = "mermaid") -> dict[str, Any]:  # noqa: A002
         """The task graph (mermaid, dot, gantt or ascii), critical path and parallel groups."""
-        return call(repo, "graph", plan, "--format", format)
+        return call(repo, "graph", arg(plan, "plan id"), "--format", format)
 
     @server.tool()
     def diff(rev_a: str | None = None, rev_b: str | None = None, plan: str | None = None) -> dict[str, Any]:
         """Semantic plan diff between two revisions (default: merge-base .. working tree)."""
-        revs = [r for r in (rev_a, rev_b) if r]
+        revs = [arg(r, "revision") for r in (rev_a, rev_b) if r]
         return call(repo, "diff", *revs, *opt("--plan", plan), "--format", "json")
 
     @server.tool()
     def approve(plan: str, reviewer: str, comment: str | None = None) -> dict[str, Any]:
         """Approve a plan in review."""
-        return call(repo, "approve", plan, "--reviewer", reviewer, *opt("--comment", comment))
+        return call(repo, "approve", arg(plan, "plan id"), "--reviewer", reviewer,
+                    *opt("--comment", comment))
 
     @server.tool()
     def events(plan: str, task: str | None = None) -> dict[str, Any]:
         """The events of a plan or of one task, in order."""
-        return call(repo, "events", plan, *([task] if task else []))
+        return call(repo, "events", arg(plan, "plan id"), *([arg(task, "task id")] if task else []))
 
     return server
 

@@ -49,6 +49,9 @@ def _check_keys(data: Mapping[str, Any], allowed: frozenset[str], where: str) ->
             raise _fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
 
+PLACEHOLDERS = frozenset({"plan", "task", "title", "worktree", "prompt_file", "prompt", "branch",
+                          "repo", "attempt", "python", "run"})  # what executors fill in argv
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 MAX_SECONDS = 10 * 365 * 86400.0  # leases, retries, intervals: beyond this a date overflows soon
 
 
@@ -440,9 +443,15 @@ class Config:
         for name, spec in _mapping(data.get("executors") or {}, f"{where}: executors").items():
             spec = _mapping(spec, f"{where}: executors.{name}")
             _check_keys(spec, frozenset({"argv", "env", "timeout"}), f"{where}: executors.{name}")
+            argv = argv_of(spec.get("argv"), f"{where}: executors.{name}.argv")
+            unknown = sorted({m for a in argv for m in PLACEHOLDER.findall(a)} - PLACEHOLDERS)
+            if unknown:
+                raise _fail(f"{where}: executors.{name}.argv",
+                            f"unknown placeholder {{{unknown[0]}}}: use one of "
+                            + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS)))
             executors[name] = Executor(
                 name=name,
-                argv=argv_of(spec.get("argv"), f"{where}: executors.{name}.argv"),
+                argv=argv,
                 env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
                 timeout=_seconds(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout"),
             )

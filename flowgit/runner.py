@@ -108,6 +108,7 @@ class Runner:
         self.files_in_use: set[str] = set()
         self.done = 0
         self.failed = 0
+        self.halted: str | None = None  # why the run stopped itself
         self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
@@ -150,7 +151,18 @@ class Runner:
                     self.progress(self.status_line())
         finally:
             self.close()
+        if self.halted is not None:
+            return 1
         return 130 if self.stop_event.is_set() else (1 if self.failed else 0)
+
+    def halt(self, reason: str) -> None:
+        """Stop for a reason of the run's own (not a signal): the run then exits 1."""
+        with self.mu:
+            first = self.halted is None
+            self.halted = self.halted or reason
+        if first:
+            self.log(f"stopping: {reason}")
+        self.stop()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -180,6 +192,9 @@ class Runner:
             while not self.stop_event.is_set():
                 try:
                     job = self._claim(actor)
+                except InvalidFile as exc:  # it will not mend itself while we wait
+                    self.halt(f"{exc.message} (fix it, see `flowgit validate`, then run again)")
+                    return
                 except FlowError as exc:
                     self.log(f"{actor}: {exc.message}")
                     self.stop_event.wait(0.5)
@@ -345,6 +360,17 @@ class Runner:
 
     # ----- running -----------------------------------------------------------------------------
     def _execute(self, job: Job) -> None:
+        try:
+            self._run_job(job)
+        finally:  # the prompt and the note served this attempt; the task's events keep the note
+            prompt_file = self._prompt_file(job)
+            prompt_file.unlink(missing_ok=True)
+            prompt_file.with_name(f"{job.worktree.name}.note").unlink(missing_ok=True)
+
+    def _prompt_file(self, job: Job) -> Path:
+        return self.common / "flowgit-runs" / job.plan / f"{job.worktree.name}.prompt.md"
+
+    def _run_job(self, job: Job) -> None:
         repo = self.repo()
         loaded = repo.load_plan(job.plan)
         plan, task = loaded.plan, loaded.plan.task(job.task)
@@ -353,7 +379,7 @@ class Runner:
             executor = resolve(repo.config, plan, task, self.executor)
             self._make_worktree(job)
             prompt = self._prompt(repo, job)
-            prompt_file = self.common / "flowgit-runs" / job.plan / f"{job.worktree.name}.prompt.md"
+            prompt_file = self._prompt_file(job)
             prompt_file.parent.mkdir(parents=True, exist_ok=True)
             prompt_file.write_text(prompt)
             job.note_file = prompt_file.with_name(f"{job.worktree.name}.note")
@@ -549,6 +575,12 @@ class Runner:
             self._commit_work(job)
             to_merge = git.read_ref(self.dirs, f"refs/heads/{job.branch}") != job.base
             files, added, removed = self._branch_stats(job) if to_merge else ([], 0, 0)
+            own = [f for f in files if f == FLOW or f.startswith(FLOW + "/")]
+            if own:  # plan and events are flowgit's: an executor's edit would skip every check
+                self._fail(job, f"the executor changed flowgit's own files ({', '.join(own[:5])}): "
+                           f"change plans with `flowgit task add` and the like; branch {job.branch} kept",
+                           retry=False)
+                return False
             with self._holding(job) as (repo, state, now):
                 view = state.tasks[job.task]
                 if view.state not in ("claimed", "in_progress") or view.worker != job.actor:
@@ -569,6 +601,10 @@ class Runner:
                         repo.end_merge()
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
+            return False
+        except _Halt as exc:
+            self._release(job, exc.message)
+            self.halt(exc.message)
             return False
         except FlowError as exc:
             self._release(job, exc.message)
@@ -617,6 +653,13 @@ class Runner:
                 git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
             raise IllegalTransition("the main work tree has staged changes: flowgit run merges into "
                                     f"it; commit or unstage them (branch {job.branch} kept)")
+        if not (repo.dirs.git_dir / "MERGE_HEAD").exists():
+            # git would overwrite the user's uncommitted or untracked files: no task's fault
+            said = merge.stderr.decode("utf-8", "replace")
+            paths = [ln.strip() for ln in said.splitlines() if ln.startswith("\t")]
+            raise _Halt(f"merging {job.branch} would overwrite files in the main work tree "
+                        f"({', '.join(paths[:5]) or said.strip().splitlines()[0]}): commit, stash "
+                        "or remove them, then run again")
         names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], repo.root, check=False)
         conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
         git.run(["merge", "--abort"], repo.root, check=False)
@@ -735,6 +778,11 @@ class _Conflict(FlowError):
     def __init__(self, paths: list[str]) -> None:
         super().__init__("merge conflict")
         self.paths = paths
+
+
+class _Halt(FlowError):
+    """Nothing this run can do will get past it (the user's files, an invalid .flow/): release
+    the task and stop the run with this message."""
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -32,14 +32,24 @@ RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cann
                 "stale info", "incorrect old value")
 
 
+# A fetch that fails like this will fail again: no point retrying (exit 1, not 4).
+FETCH_FOR_GOOD = ("does not appear to be a git repository", "repository not found",
+                  "authentication failed", "permission denied", "could not read username",
+                  "no such file or directory")
+
+
 def _git_error_line(err: str, fallback: object) -> str:
-    """The line of git's stderr that says what went wrong (git often ends with advice)."""
+    """The line of git's stderr that says what went wrong (git often ends with advice), with
+    what the remote itself said (a declining hook's reason) in front."""
     lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
-    for prefix in ("fatal:", "error:", "remote: error:", "!"):
+    remote = [ln[len("remote:"):].strip() for ln in lines if ln.startswith("remote:")]
+    said = "; ".join(r for r in remote if r)
+    for prefix in ("fatal:", "error:", "!"):
         for line in lines:
-            if line.startswith(prefix):
-                return line
-    return lines[-1] if lines else str(fallback)
+            if line.startswith(prefix) and not line.startswith("error: failed to push"):
+                return f"{said}: {line}" if said else line
+    main = lines[-1] if lines else str(fallback)
+    return f"{said}: {main}" if said else main
 
 
 def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
@@ -48,7 +58,8 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     if branch is None:
         raise FlowError("HEAD is detached: check out a branch before syncing", code="detached")
     if git.run(["remote", "get-url", name], repo.root, check=False).returncode != 0:
-        raise FlowError(f"no remote named {name!r}: add it with `git remote add {name} URL` or pass --remote",
+        raise FlowError(f"no remote named {name!r}: add it with `git remote add {name} URL`, or name "
+                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)",
                         code="no_remote")
     return name, branch
 
@@ -62,7 +73,10 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
         err = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in err:
             return "no remote branch"
-        raise RaceLost(f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}")
+        message = f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}"
+        if any(marker in err.lower() for marker in FETCH_FOR_GOOD):
+            raise FlowError(message + f" (check `git remote get-url {remote}`)", code="fetch_failed")
+        raise RaceLost(message)  # the network may come back: retrying may win
     theirs = git.out(["rev-parse", "FETCH_HEAD"], root)
     ours = git.head(root)
     if ours == theirs or git.run(["merge-base", "--is-ancestor", theirs, "HEAD"], root, check=False).returncode == 0:

@@ -223,3 +223,26 @@ def test_restoring_a_log_keeps_no_fragment_and_no_duplicate(repo: Repo, damage: 
     repo.ok("doctor", "--fix")
     assert log.read_bytes() == good
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
+
+
+def test_an_executor_with_an_unknown_placeholder_is_refused(repo: Repo) -> None:
+    cfg = repo.path / ".flow/config.yaml"
+    cfg.write_text(cfg.read_text().replace("executors: {}", "executors:\n  mine: {argv: [echo, '{nosuch}']}"))
+    res = repo.run("validate")
+    assert res.code == 1 and "executors.mine.argv: unknown placeholder {nosuch}" in res.err
+
+
+@pytest.mark.parametrize("where", ["a-file/sub", "missing-parent-is-fine"])
+def test_demo_into_a_directory_it_cannot_use(tmp_path: Path, where: str) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / where
+    if where == "missing-parent-is-fine":
+        target.mkdir()
+        (target / "occupied").write_text("x")
+    res = subprocess.run([sys.executable, "-m", "flowgit", "demo", str(target)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1

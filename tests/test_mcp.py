@@ -152,6 +152,11 @@ def test_errors_are_the_cli_errors(repo: Repo) -> None:
             assert err["message"] in messages[key], (key, err, messages[key])
             assert f"[{err['code']}, exit {code}]" in messages[key], (key, err, messages[key])
         messages["mode"] = await c.error("fail", task="p/A", worker="alice", error="x", mode="bogus")
+        # a value that looks like an option is refused, never read as one
+        for tool, args in (("status", {"plan": "--help"}), ("claim", {"worker": "w", "target": "--sync"}),
+                           ("events", {"plan": "p", "task": "--from-git"}), ("next", {"plan": "--json"})):
+            said = await c.error(tool, **args)
+            assert "[usage, exit 2]" in said and "cannot start with '-'" in said, (tool, said)
         # the illegal attempts changed nothing
         st = await c.call("status", plan="p")
         assert {t["id"]: (t["state"], t["worker"]) for t in st["tasks"]}["A"] == ("claimed", "alice")

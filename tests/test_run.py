@@ -813,3 +813,53 @@ def test_two_runs_never_reuse_or_remove_each_others_worktrees(repo: Repo) -> Non
     run_a.close()
     assert (theirs.worktree / "in-progress.txt").is_file()
     assert str(theirs.worktree) in repo.git("worktree", "list")
+
+
+def test_an_executor_that_edits_flow_files_fails_its_task(repo: Repo, tmp_path: Path) -> None:
+    """Plans and events are flowgit's: a branch that changes them is never merged unchecked."""
+    use_executor(repo, tmp_path, """\
+        if TASK == "A":
+            with open(".flow/plans/p/events/A.jsonl", "a") as fh:
+                fh.write("{}\\n")
+        Path(f"{TASK}.txt").write_text(TASK)
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
+    res = repo.proc("run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert states(repo) == {"A": "failed", "B": "done"}
+    row = [t for t in status(repo)["tasks"] if t["id"] == "A"][0]
+    assert "changed flowgit's own files (.flow/plans/p/events/A.jsonl)" in row["error"]
+    assert repo.run("validate").code == 0 and not (repo.path / "A.txt").exists()
+    assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/A"]
+
+
+def test_a_merge_that_would_overwrite_the_users_files_stops_the_run(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, """\
+        Path("out.txt").write_text("the task's")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    (repo.path / "out.txt").write_text("the user's, untracked")
+    res = repo.proc("--json", "run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    out = json.loads(res.stdout)
+    assert "would overwrite files in the main work tree (out.txt)" in out["stopped"]
+    assert states(repo) == {"A": "ready"}  # released, not failed: not the task's fault
+    assert (repo.path / "out.txt").read_text() == "the user's, untracked"
+    (repo.path / "out.txt").unlink()
+    repo.ok("run", "p", "-n", "1")
+    assert states(repo) == {"A": "done"}
+
+
+def test_prompt_and_note_files_do_not_pile_up(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, """\
+        Path(f"{TASK}.txt").write_text(TASK)
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
+    repo.ok("run", "p", "-n", "2")
+    runs = repo.path / ".git" / "flowgit-runs"
+    assert not [p for p in runs.rglob("*") if p.is_file()], list(runs.rglob("*"))
+
+
+def test_run_with_no_workers_is_a_usage_error(repo: Repo) -> None:
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    assert repo.run("run", "p", "-n", "0").code == 2

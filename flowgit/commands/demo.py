@@ -25,8 +25,13 @@ def example_plan() -> str:
 
 
 def _prepare(directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    if any(directory.iterdir()):
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        empty = not any(directory.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{directory}: cannot use it for the demo ({exc.strerror}): give an empty "
+                         "or new directory") from None
+    if not empty:
         raise UsageError(f"{directory} is not empty: give an empty or new directory")
     git.run(["init", "-q"], directory)
     git.run(["symbolic-ref", "HEAD", "refs/heads/main"], directory)

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowgit import git
 from flowgit.app import App
-from flowgit.errors import FlowError, IllegalTransition
+from flowgit.errors import FlowError, IllegalTransition, UsageError
 from flowgit.ids import check_id
 from flowgit.commands.pipeline import advance_after
 from flowgit.runner import Runner
@@ -40,7 +40,7 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     check_id(plan_id, "plan id")
     repo.load_plan(plan_id)
     if workers < 1:
-        raise FlowError("-n must be at least 1", code="usage")
+        raise UsageError("-n must be at least 1")
     if executor is not None:
         # a typo in --executor must not claim and fail every task of the plan
         by_name(repo.config, executor, "--executor")
@@ -86,6 +86,6 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     state = repo.state(plan_id)
     result = {"plan": plan_id, "phase": state.phase, "done": runner.done, "failed": runner.failed,
               "counts": state.counts, "seconds": round(time.monotonic() - runner.start, 2),
-              "interrupted": code == 130, "moves": moves}
+              "interrupted": code == 130, "stopped": runner.halted, "moves": moves}
     app.out.result(result, f"{plan_id}: {runner.status_line()}; phase {state.phase}")
     return code
