@@ -246,3 +246,11 @@ def test_demo_into_a_directory_it_cannot_use(tmp_path: Path, where: str) -> None
                          text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+def test_plan_new_from_a_file_with_another_id_says_so(repo: Repo) -> None:
+    src = repo.path.parent / "o.yaml"
+    src.write_text("id: other\ntitle: T\ntasks: []\n")
+    res = repo.ok("plan", "new", "renamed", "--from", str(src))
+    assert "has id 'other': the plan is created as 'renamed'" in res.err
+    assert (repo.path / ".flow/plans/renamed/plan.yaml").read_text().startswith("id: renamed\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
 from flowgit import git, yamlio
 from flowgit.app import App
@@ -86,7 +86,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
             data["parent"] = parent
         text = yamlio.dump_new(_ordered(data))
     else:
-        text = _from_file(source, plan_id, title, goal, parent)
+        text = _from_file(source, plan_id, title, goal, parent, app.out.warn)
     plan = check_plan_text(repo, text, display, plan_id)
     actor = actor_for(repo, None)
     with repo.lock():
@@ -103,7 +103,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
 
 
 def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
-               parent: str | None) -> str:
+               parent: str | None, warn: Callable[[str], None]) -> str:
     display = str(source)
     try:
         raw = source.read_bytes()
@@ -129,6 +129,9 @@ def _from_file(source: Path, plan_id: str, title: str | None, goal: str | None,
     if not isinstance(doc, dict):
         raise InvalidFile(f"{display}: a plan file must be a mapping with id, title and tasks")
     doc = cast(Any, doc)  # a ruamel CommentedMap: a dict with insert()
+    if doc.get("id") not in (None, plan_id):
+        warn(f"{display} has id {doc.get('id')!r}: the plan is created as {plan_id!r}, "
+                      "the name given on the command line")
     changes = {"id": plan_id, "title": title, "goal": goal, "parent": parent}
     if all(v is None or doc.get(k) == v for k, v in changes.items()):
         return text
