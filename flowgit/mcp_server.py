@@ -74,7 +74,9 @@ def build(repo: Path) -> Any:
         "take a task, heartbeat while working, done or fail when finished."))
 
     def opt(flag: str, value: Any) -> list[str]:
-        return [] if value in (None, "", [], False) else ([flag] if value is True else [flag, str(value)])
+        if value is None or value is False or value == "" or value == []:  # not `in`: 0 == False
+            return []
+        return [flag] if value is True else [flag, str(value)]
 
     def arg(value: str, what: str) -> str:
         """A positional argument; one that starts with '-' would be read as an option."""

@@ -5,6 +5,7 @@ error rather than a silently ignored field. Full schema checks live in `validate
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import shlex
@@ -444,11 +445,13 @@ class Config:
             spec = _mapping(spec, f"{where}: executors.{name}")
             _check_keys(spec, frozenset({"argv", "env", "timeout"}), f"{where}: executors.{name}")
             argv = argv_of(spec.get("argv"), f"{where}: executors.{name}.argv")
-            unknown = sorted({m for a in argv for m in PLACEHOLDER.findall(a)} - PLACEHOLDERS)
-            if unknown:
-                raise _fail(f"{where}: executors.{name}.argv",
-                            f"unknown placeholder {{{unknown[0]}}}: use one of "
-                            + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS)))
+            # an unknown {name} stays as written (awk '{print}', sh -c '${f}'); one that looks
+            # like a misspelt placeholder is a mistake worth stopping for
+            for found in sorted({m for a in argv for m in PLACEHOLDER.findall(a)} - PLACEHOLDERS):
+                near = difflib.get_close_matches(found, sorted(PLACEHOLDERS), n=1, cutoff=0.8)
+                if near:
+                    raise _fail(f"{where}: executors.{name}.argv",
+                                f"unknown placeholder {{{found}}}: did you mean {{{near[0]}}}?")
             executors[name] = Executor(
                 name=name,
                 argv=argv,

@@ -26,6 +26,7 @@ from flowgit.store import FLOW, FlowRepo, commit_message
 from flowgit.txn import transaction
 
 LOGS = "logs"
+INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run stops for it
 OLD_BRANCHES_BATCH = 16
 
 
@@ -156,13 +157,13 @@ class Runner:
         return 130 if self.stop_event.is_set() else (1 if self.failed else 0)
 
     def halt(self, reason: str) -> None:
-        """Stop for a reason of the run's own (not a signal): the run then exits 1."""
+        """Claim nothing more, for a reason of the run's own (not a signal); the tasks already
+        running finish as usual, and the run then exits 1."""
         with self.mu:
             first = self.halted is None
             self.halted = self.halted or reason
         if first:
-            self.log(f"stopping: {reason}")
-        self.stop()
+            self.log(f"stopping once the running tasks finish: {reason}")
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -189,12 +190,19 @@ class Runner:
         actor = f"{self.ident}-{index}"
         idle = 0.05
         try:
-            while not self.stop_event.is_set():
+            invalid_since: float | None = None
+            while not self.stop_event.is_set() and self.halted is None:
                 try:
                     job = self._claim(actor)
-                except InvalidFile as exc:  # it will not mend itself while we wait
-                    self.halt(f"{exc.message} (fix it, see `flowgit validate`, then run again)")
-                    return
+                    invalid_since = None
+                except InvalidFile as exc:
+                    # a file saved half-way mends itself in a moment; one that stays broken won't
+                    invalid_since = invalid_since or time.monotonic()
+                    if time.monotonic() - invalid_since > INVALID_PATIENCE:
+                        self.halt(f"{exc.message} (fix it, see `flowgit validate`, then run again)")
+                        return
+                    self.stop_event.wait(0.5)
+                    continue
                 except FlowError as exc:
                     self.log(f"{actor}: {exc.message}")
                     self.stop_event.wait(0.5)
@@ -651,15 +659,15 @@ class Runner:
         # git refuses to start a merge over staged changes: no MERGE_HEAD then
         if not (repo.dirs.git_dir / "MERGE_HEAD").exists() and \
                 git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
-            raise IllegalTransition("the main work tree has staged changes: flowgit run merges into "
-                                    f"it; commit or unstage them (branch {job.branch} kept)")
+            raise _Halt("the main work tree has staged changes: flowgit run merges into it; "
+                        "commit or unstage them, then run again")
         if not (repo.dirs.git_dir / "MERGE_HEAD").exists():
             # git would overwrite the user's uncommitted or untracked files: no task's fault
             said = merge.stderr.decode("utf-8", "replace")
             paths = [ln.strip() for ln in said.splitlines() if ln.startswith("\t")]
+            what = ", ".join(paths[:5]) or (said.strip().splitlines() or ["git merge failed"])[0]
             raise _Halt(f"merging {job.branch} would overwrite files in the main work tree "
-                        f"({', '.join(paths[:5]) or said.strip().splitlines()[0]}): commit, stash "
-                        "or remove them, then run again")
+                        f"({what}): commit, stash or remove them, then run again")
         names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], repo.root, check=False)
         conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
         git.run(["merge", "--abort"], repo.root, check=False)
@@ -818,8 +826,13 @@ class Dispatcher:
         with self.mu:
             if self.runner.stop_event.is_set():
                 return
+            if self.runner.halted is not None and self.active == 0:
+                # a watcher outlives what halted it: once its own tasks are done, try again
+                self.log(f"dispatching again after: {self.runner.halted}")
+                self.runner.halted = None
             self.threads = [t for t in self.threads if t.is_alive()]
-            while self.active < self.runner.workers and not self.runner.stop_event.is_set():
+            while self.active < self.runner.workers and not self.runner.stop_event.is_set() \
+                    and self.runner.halted is None:
                 self.seq += 1
                 actor = f"{self.runner.ident}-w{self.seq}"
                 job = self.runner._claim(actor)

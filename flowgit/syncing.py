@@ -33,9 +33,9 @@ RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cann
 
 
 # A fetch that fails like this will fail again: no point retrying (exit 1, not 4).
-FETCH_FOR_GOOD = ("does not appear to be a git repository", "repository not found",
+FETCH_FOR_GOOD = ("does not appear to be a git repository", "not found", "not allowed",
                   "authentication failed", "permission denied", "could not read username",
-                  "no such file or directory")
+                  "no such file or directory", "is not a git command", "unable to find remote helper")
 
 
 def _git_error_line(err: str, fallback: object) -> str:
@@ -44,7 +44,7 @@ def _git_error_line(err: str, fallback: object) -> str:
     lines = [line.strip() for line in err.strip().splitlines() if line.strip()]
     remote = [ln[len("remote:"):].strip() for ln in lines if ln.startswith("remote:")]
     said = "; ".join(r for r in remote if r)
-    for prefix in ("fatal:", "error:", "!"):
+    for prefix in ("fatal:", "error:", "git: ", "!"):
         for line in lines:
             if line.startswith(prefix) and not line.startswith("error: failed to push"):
                 return f"{said}: {line}" if said else line

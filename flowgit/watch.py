@@ -73,7 +73,10 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
             if event.is_directory and event.event_type == "modified":
                 return  # a file in it came or went: that file's own event says so (git's
                 # short-lived locks in the git dir would otherwise wake the watcher)
-            if _relevant(str(event.src_path)):
+            # git writes refs, HEAD and the index as X.lock renamed to X: the name that counts
+            # is where the file went
+            paths = [str(event.src_path), str(getattr(event, "dest_path", "") or "")]
+            if any(p and _relevant(p) for p in paths):
                 trigger.poke()
 
     handler = Handler()

@@ -225,11 +225,15 @@ def test_restoring_a_log_keeps_no_fragment_and_no_duplicate(repo: Repo, damage: 
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
 
 
-def test_an_executor_with_an_unknown_placeholder_is_refused(repo: Repo) -> None:
+def test_a_misspelt_executor_placeholder_is_refused_other_braces_are_text(repo: Repo) -> None:
     cfg = repo.path / ".flow/config.yaml"
-    cfg.write_text(cfg.read_text().replace("executors: {}", "executors:\n  mine: {argv: [echo, '{nosuch}']}"))
+    text = cfg.read_text()
+    cfg.write_text(text.replace("executors: {}", "executors:\n  mine: {argv: [agent, '{prompt_fiel}']}"))
     res = repo.run("validate")
-    assert res.code == 1 and "executors.mine.argv: unknown placeholder {nosuch}" in res.err
+    assert res.code == 1 and "unknown placeholder {prompt_fiel}: did you mean {prompt_file}?" in res.err
+    cfg.write_text(text.replace("executors: {}", "executors:\n  mine: {argv: [awk, '{print}', "
+                                                 "sh, -c, 'echo ${f}']}"))
+    assert repo.run("validate").code == 0
 
 
 @pytest.mark.parametrize("where", ["a-file/sub", "missing-parent-is-fine"])

@@ -157,6 +157,8 @@ def test_errors_are_the_cli_errors(repo: Repo) -> None:
                            ("events", {"plan": "p", "task": "--from-git"}), ("next", {"plan": "--json"})):
             said = await c.error(tool, **args)
             assert "[usage, exit 2]" in said and "cannot start with '-'" in said, (tool, said)
+        said = await c.error("claim", worker="w", target="p/B", lease_seconds=0)  # not dropped
+        assert "exit 2" in said and "--lease" in said, said
         # the illegal attempts changed nothing
         st = await c.call("status", plan="p")
         assert {t["id"]: (t["state"], t["worker"]) for t in st["tasks"]}["A"] == ("claimed", "alice")

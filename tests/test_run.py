@@ -447,34 +447,51 @@ def test_one_worker_reuses_its_worktree_yet_every_task_starts_pristine(repo: Rep
     assert_clean(repo)
 
 
-def test_changes_staged_during_a_run_release_the_task_and_stay_the_users(repo: Repo, tmp_path: Path) -> None:
-    """git refuses to merge over staged changes: the task is released (its branch kept), the
-    staged file is neither committed nor unstaged, and the next attempt merges."""
+def test_changes_staged_during_a_run_stop_it_and_stay_the_users(repo: Repo, tmp_path: Path) -> None:
+    """git refuses to merge over staged changes, and would again on every retry: the run
+    releases the task (its branch kept) and stops; the staged file is neither committed nor
+    unstaged; once the user unstages it, the next run merges."""
     ctl = use_executor(repo, tmp_path, """\
         main = Path(sys.argv[6])
         if not (CTL / "staged").exists():  # the user stages a file while the task runs
             (CTL / "staged").write_text("")
             (main / "mine.txt").write_text("the user's\\n")
             subprocess.run(["git", "-C", str(main), "add", "mine.txt"], check=True)
-        else:
-            staged = subprocess.run(["git", "-C", str(main), "diff", "--cached", "--name-only"],
-                                    capture_output=True, text=True).stdout.split()
-            log("retry", staged=staged)
-            subprocess.run(["git", "-C", str(main), "reset", "-q", "--", "mine.txt"], check=True)
+        log("ran")
         Path("A.txt").write_text("A\\n")
         """)
     repo.plan("p", plan_yaml("{id: A, title: a}"))
-    res = repo.proc("run", "p", "-n", "1", timeout=60)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert [r["staged"] for r in records(ctl) if r["kind"] == "retry"] == [["mine.txt"]]
-    evs = events(repo, "A")
-    (released,) = [e for e in evs if e["type"] == "task.released"]
-    assert "staged changes" in released["data"]["reason"] and "flow/p/A kept" in released["data"]["reason"]
-    assert [e["type"] for e in evs].count("task.claimed") == 2 and evs[-1]["type"] == "task.done"
+    res = repo.proc("--json", "run", "p", "-n", "1", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "staged changes" in json.loads(res.stdout)["stopped"]
+    assert len([r for r in records(ctl) if r["kind"] == "ran"]) == 1  # not re-run in a loop
+    (released,) = [e for e in events(repo, "A") if e["type"] == "task.released"]
+    assert "staged changes" in released["data"]["reason"]
+    assert states(repo) == {"A": "ready"}
+    assert repo.git("diff", "--cached", "--name-only") == "mine.txt"
     assert repo.git("log", "--format=%H", "--", "mine.txt") == ""
-    assert (repo.path / "A.txt").read_text() == "A\n"
+    repo.git("reset", "-q", "--", "mine.txt")
+    repo.ok("run", "p", "-n", "1")
+    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "A\n"
     (repo.path / "mine.txt").unlink()
     assert_clean(repo)
+
+
+def test_a_halt_lets_the_other_running_tasks_finish(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, """\
+        if TASK != "A":
+            wait_until(lambda: (CTL / "A.ended").exists())
+            time.sleep(1.0)  # still running when A's merge is refused
+        Path(f"{TASK}.txt").write_text(TASK)
+        if TASK == "A":
+            (CTL / "A.ended").write_text("")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}", "{id: C, title: c}"))
+    (repo.path / "A.txt").write_text("the user's, untracked")
+    res = repo.proc("--json", "run", "p", "-n", "3", timeout=60)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "(A.txt)" in json.loads(res.stdout)["stopped"]
+    assert states(repo) == {"A": "ready", "B": "done", "C": "done"}
 
 
 # ----- failures -------------------------------------------------------------------------------

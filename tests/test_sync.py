@@ -118,6 +118,10 @@ def test_sync_errors(tmp_path: Path, repo: Repo) -> None:
     for args in (["sync"], ["claim", "webhooks", "--worker", "w", "--sync"]):
         res = a.run(*args)  # a wrong URL fails for good: exit 1, not 4 (retrying cannot win)
         assert res.code == 1 and "does not appear to be a git repository" in res.err, res
+    for url in ("htps://example.invalid/x.git", "ext::git-upload-pack x"):
+        a.git("remote", "set-url", "origin", url)
+        res = a.run("sync")
+        assert res.code == 1 and "fetch_failed" not in res.err and "git fetch origin failed" in res.err, (url, res)
     a.git("checkout", "-q", "--detach")
     res = a.run("sync")
     assert res.code == 1 and "detached" in res.err.lower()

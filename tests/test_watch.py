@@ -441,3 +441,19 @@ def test_falls_back_to_polling_when_native_events_cannot_start(repo: Repo, monke
     finally:
         observer.stop()
         observer.join()
+
+
+def test_a_commit_made_by_renaming_a_ref_lock_wakes_it(repo: Repo, watchers: list[Watcher]) -> None:
+    """Tools that commit without `git commit` (libgit2, scripts) write HEAD's ref as a lock
+    file renamed into place: that rename alone must wake the watcher."""
+    _needs_a_move(repo)
+    plan = repo.path / ".flow/plans/g/plan.yaml"
+    plan.write_text(plan.read_text().replace("title: Gated plan", "title: Gated plan, edited"))
+    w = start(watchers, repo, "--interval", "60")
+    wait_for(lambda: any("uncommitted changes" in line for line in w.lines), 5, "the wait logged")
+    repo.git("add", ".flow/plans/g/plan.yaml")
+    tree = repo.git("write-tree")
+    sha = repo.git("commit-tree", tree, "-p", "HEAD", "-m", "edit, committed by a script")
+    repo.git("update-ref", "refs/heads/main", sha)
+    wait_for(head_is(repo, "flow(g): phase checkpoint"), 5, "the move after a scripted commit")
+    stop_cleanly(w)
