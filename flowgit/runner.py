@@ -27,6 +27,7 @@ from flowgit.txn import transaction
 
 LOGS = "logs"
 INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run stops for it
+LOCKED_INDEX_TRIES = 20  # a merge waits up to ~5 s for someone else's index.lock to go
 OLD_BRANCHES_BATCH = 16
 
 
@@ -652,10 +653,21 @@ class Runner:
     def _merge(self, repo: FlowRepo, job: Job) -> None:
         """Merge the branch without committing (call under the lock); nothing is left half-way
         when it fails."""
-        merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], repo.root, check=False,
-                        env={"FLOWGIT_INTERNAL": "1"})
-        if merge.returncode == 0:
-            return
+        for _ in range(LOCKED_INDEX_TRIES):  # another git command (an editor's, say) has the index
+            merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], repo.root,
+                            check=False, env={"FLOWGIT_INTERNAL": "1"})
+            if merge.returncode == 0:
+                return
+            if b"index.lock" not in merge.stderr and b"Unable to write index" not in merge.stderr:
+                break
+            # git wrote its MERGE_* files before it found the index locked, and nothing else:
+            # take them back (our own merge, under our lock) and try again in a moment
+            for name in ("MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"):
+                (repo.dirs.git_dir / name).unlink(missing_ok=True)
+            time.sleep(0.25)
+        if b"Unable to write index" in merge.stderr:  # still locked: as if the merge never began
+            for name in ("MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"):
+                (repo.dirs.git_dir / name).unlink(missing_ok=True)
         # git refuses to start a merge over staged changes: no MERGE_HEAD then
         if not (repo.dirs.git_dir / "MERGE_HEAD").exists() and \
                 git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
@@ -665,6 +677,9 @@ class Runner:
             # git would overwrite the user's uncommitted or untracked files: no task's fault
             said = merge.stderr.decode("utf-8", "replace")
             paths = [ln.strip() for ln in said.splitlines() if ln.startswith("\t")]
+            if "index.lock" in said or "Unable to write index" in said:
+                raise _Halt("the main work tree's index stayed locked (.git/index.lock): another git "
+                            "command is running or died; remove the lock once none runs, then run again")
             what = ", ".join(paths[:5]) or (said.strip().splitlines() or ["git merge failed"])[0]
             raise _Halt(f"merging {job.branch} would overwrite files in the main work tree "
                         f"({what}): commit, stash or remove them, then run again")

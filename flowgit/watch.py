@@ -158,7 +158,10 @@ def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[
     def run(repo: FlowRepo, log: Callable[[str], None]) -> None:
         watcher_extras(repo, automatic_actor(repo), log)
         if dispatcher is not None:
-            dispatcher.tick(repo)
+            try:
+                dispatcher.tick(repo)
+            except FlowError as exc:  # a plan saved half-way, say: the next pass tries again
+                log(f"dispatch: {exc.message}")
         due = next_wake(repo, time.time())
         wake[:] = [] if due is None else [due]
     return run

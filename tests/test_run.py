@@ -477,6 +477,19 @@ def test_changes_staged_during_a_run_stop_it_and_stay_the_users(repo: Repo, tmp_
     assert_clean(repo)
 
 
+def test_a_merge_waits_for_someone_elses_index_lock(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, """\
+        lock = Path(sys.argv[6], ".git", "index.lock")
+        lock.write_text("")  # an editor's git command, busy for a moment
+        subprocess.Popen([sys.executable, "-c",
+                          f"import time, os; time.sleep(1.0); os.unlink({str(lock)!r})"])
+        Path("A.txt").write_text("A")
+        """)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    repo.ok("run", "p", "-n", "1")
+    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "A"
+
+
 def test_a_halt_lets_the_other_running_tasks_finish(repo: Repo, tmp_path: Path) -> None:
     use_executor(repo, tmp_path, """\
         if TASK != "A":
