@@ -111,6 +111,7 @@ class Runner:
         self.done = 0
         self.failed = 0
         self.halted: str | None = None  # why the run stopped itself
+        self.waiting_said: str | None = None  # the foreign claim last reported as waited for
         self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
@@ -231,6 +232,7 @@ class Runner:
         wait: float | None = None
         with self.mu:
             mine = bool(self.running)
+        foreign: list[str] = []
         for pid in self.plan_ids(repo):
             repo.forget(pid)
             state = repo.state(pid, now)
@@ -247,8 +249,16 @@ class Runner:
                     wait = due if wait is None else min(wait, due)
                 if view.state in ("claimed", "in_progress"):
                     wait = 0.2 if wait is None else min(wait, 0.2)
+                    if not mine:  # none of ours runs: the claim is someone else's
+                        foreign.append(f"{pid}/{view.id} ({view.worker}, lease until "
+                                       f"{format_time(view.lease_until or now)})")
         if mine:
             return 0.1
+        if foreign and wait is not None:
+            with self.mu:
+                said, self.waiting_said = self.waiting_said, foreign[0]
+            if said != foreign[0]:  # once per change, not on every look
+                self.log(f"waiting for work claimed by others: {', '.join(foreign[:3])}")
         return wait
 
     def _transaction(self, plan_id: str, decide: Callable[[PlanState, float], Any]) -> Any:

@@ -893,3 +893,16 @@ def test_prompt_and_note_files_do_not_pile_up(repo: Repo, tmp_path: Path) -> Non
 def test_run_with_no_workers_is_a_usage_error(repo: Repo) -> None:
     repo.plan("p", plan_yaml("{id: A, title: a}"))
     assert repo.run("run", "p", "-n", "0").code == 2
+
+
+def test_run_says_when_it_waits_for_someone_elses_claim(repo: Repo, tmp_path: Path) -> None:
+    use_executor(repo, tmp_path, """\
+        Path(f"{TASK}.txt").write_text(TASK)
+        """, lease=2)
+    repo.plan("p", plan_yaml("{id: A, title: a}"))
+    repo.ok("claim", "p/A", "--worker", "someone-else")
+    res = repo.proc("run", "p", "-n", "1", timeout=60)  # the lease runs out, then A runs here
+    assert res.returncode == 0, res.stdout + res.stderr
+    said = res.stdout + res.stderr
+    assert said.count("waiting for work claimed by others: p/A (someone-else") == 1, said
+    assert states(repo) == {"A": "done"}
