@@ -5,7 +5,6 @@ error rather than a silently ignored field. Full schema checks live in `validate
 """
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import shlex
@@ -448,6 +447,8 @@ class Config:
             # an unknown {name} stays as written (awk '{print}', sh -c '${f}'); one that looks
             # like a misspelt placeholder is a mistake worth stopping for
             for found in sorted({m for a in argv for m in PLACEHOLDER.findall(a)} - PLACEHOLDERS):
+                import difflib  # only here: every command imports this module
+
                 near = difflib.get_close_matches(found, sorted(PLACEHOLDERS), n=1, cutoff=0.8)
                 if near:
                     raise _fail(f"{where}: executors.{name}.argv",
