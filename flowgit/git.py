@@ -265,6 +265,33 @@ def current_branch(root: Path) -> str | None:
     return proc.stdout.decode().strip() or None
 
 
+def indexed_size(dirs: RepoDirs, path: str) -> int | None:
+    """The size git's index recorded for `path` (what was last added or committed), read from
+    the index file without a subprocess; None when it cannot tell (no entry, index format 4,
+    a split or odd index): callers then skip the check it serves."""
+    import mmap
+    import struct
+
+    try:
+        with open(dirs.git_dir / "index", "rb") as fh, \
+                mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if data[:4] != b"DIRC" or struct.unpack(">I", data[4:8])[0] not in (2, 3):
+                return None
+            name = path.encode("utf-8")
+            at = data.find(name + b"\0", 12)  # an entry's name follows its flags
+            while at != -1:
+                start = at
+                for flags_at, extended in ((start - 2, False), (start - 4, True)):
+                    flags = struct.unpack(">H", data[flags_at:flags_at + 2])[0]
+                    if (flags & 0x0FFF) == min(len(name), 0x0FFF) and bool(flags & 0x4000) == extended:
+                        size_at = flags_at - 20 - 4
+                        return int(struct.unpack(">I", data[size_at:size_at + 4])[0])
+                at = data.find(name + b"\0", at + 1)
+    except (OSError, ValueError, struct.error):
+        return None
+    return None
+
+
 def read_ref(dirs: RepoDirs, ref: str) -> str | None:
     """A ref's commit from the files (loose, then packed), without a subprocess; with the
     reftable backend, from git."""

@@ -702,10 +702,7 @@ class Runner:
         """Append the done event (fsynced) and commit it, with the merge in progress if any
         (call under the lock). When the commit fails, the event and the merge are taken back."""
         log = repo.log_file(job.plan, job.task)
-        with open(log, "rb") as fh:
-            fh.seek(max(log.stat().st_size - 1, 0))
-            torn = fh.read(1) not in (b"", b"\n")
-        if torn and repo.heal_log(log) == "restored":  # never glue `done` onto a broken line
+        if repo.log_needs_care(log) and repo.heal_log(log) == "restored":  # never glue `done` on
             if merging:
                 git.run(["merge", "--abort"], repo.root, check=False)
             raise IllegalTransition(f"{repo.rel(log)}: committed events had been cut or edited and "

@@ -555,6 +555,18 @@ class FlowRepo:
         if data.rfind(b"\n") + 1 < len(data):
             self.heal_log(path)
 
+    def log_needs_care(self, path: Path) -> bool:
+        """A torn last line, or fewer bytes than git's index recorded for the file (lines cut
+        since it was last committed): both cheap to see, no subprocess."""
+        size = path.stat().st_size
+        if size:
+            with open(path, "rb") as fh:
+                fh.seek(size - 1)
+                if fh.read(1) != b"\n":
+                    return True
+        recorded = git.indexed_size(self.dirs, self.rel(path))
+        return recorded is not None and size < recorded
+
     def heal_log(self, path: Path) -> str | None:
         """Make a log append-only again: cut a torn last line (a crash mid-append), but never
         into what HEAD has; committed lines that were cut or edited come back from HEAD, and
@@ -589,9 +601,7 @@ class FlowRepo:
         for path in appends:
             self._no_symlink(path)
             if path.exists():
-                data = path.read_bytes()
-                end = data.rfind(b"\n") + 1
-                if end < len(data) and self.heal_log(path) == "restored":
+                if self.log_needs_care(path) and self.heal_log(path) == "restored":
                     self.journal.unlink(missing_ok=True)
                     raise RaceLost(f"{self.rel(path)}: committed events had been cut or edited and "
                                    "are restored from HEAD; run the command again to decide on them")

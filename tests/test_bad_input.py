@@ -258,3 +258,35 @@ def test_plan_new_from_a_file_with_another_id_says_so(repo: Repo) -> None:
     res = repo.ok("plan", "new", "renamed", "--from", str(src))
     assert "has id 'other': the plan is created as 'renamed'" in res.err
     assert (repo.path / ".flow/plans/renamed/plan.yaml").read_text().startswith("id: renamed\n")
+
+
+def test_a_log_cut_at_a_line_boundary_is_restored_not_committed(repo: Repo) -> None:
+    """No torn tail to see: git's index still knows how long the committed log was."""
+    repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n")
+    repo.ok("claim", "n/A", "--worker", "w")
+    repo.ok("start", "n/A", "--worker", "w")
+    log = repo.path / ".flow/plans/n/events/A.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(good.splitlines(keepends=True)[0])  # `task.started` gone, at a line end
+    n = repo.commits()
+    res = repo.run("heartbeat", "n/A", "--worker", "w")
+    assert res.code == 4 and "restored from HEAD" in res.err
+    assert log.read_bytes() == good and repo.commits() == n
+    repo.ok("heartbeat", "n/A", "--worker", "w")
+    assert repo.git("show", "HEAD:.flow/plans/n/events/A.jsonl").encode().startswith(good)
+
+
+def test_indexed_size_reads_index_versions_2_and_3_and_declines_4(repo: Repo) -> None:
+    from flowgit import git
+
+    repo.write("deep/file.txt", "12345\n")
+    repo.write("file.txt", "1\n")  # a name that ends another: the entry's own length decides
+    repo.git("add", "deep/file.txt", "file.txt")
+    dirs = git.find_dirs(repo.path)
+    assert git.indexed_size(dirs, "deep/file.txt") == 6 and git.indexed_size(dirs, "file.txt") == 2
+    assert git.indexed_size(dirs, "no/such") is None
+    repo.git("update-index", "--skip-worktree", "file.txt")  # extended flags: version 3
+    assert git.indexed_size(dirs, "file.txt") == 2
+    repo.git("update-index", "--no-skip-worktree", "file.txt")
+    repo.git("update-index", "--index-version", "4")
+    assert git.indexed_size(dirs, "file.txt") is None  # compressed names: not read, not guessed
