@@ -290,3 +290,19 @@ def test_indexed_size_reads_index_versions_2_and_3_and_declines_4(repo: Repo) ->
     repo.git("update-index", "--no-skip-worktree", "file.txt")
     repo.git("update-index", "--index-version", "4")
     assert git.indexed_size(dirs, "file.txt") is None  # compressed names: not read, not guessed
+
+
+def test_compact_never_snapshots_a_cut_log(repo: Repo) -> None:
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
+    for _ in range(3):
+        repo.ok("claim", "p/A", "--worker", "w1")
+        repo.ok("release", "p/A", "--worker", "w1")
+    log = repo.path / ".flow/plans/p/events/A.jsonl"
+    good = log.read_bytes()
+    log.write_bytes(b"".join(good.splitlines(keepends=True)[:-1]))  # the last release, cut
+    n = repo.commits()
+    res = repo.run("compact", "p", "--keep", "1")
+    assert res.code == 4 and "restored from HEAD" in res.err
+    assert log.read_bytes() == good and repo.commits() == n
+    repo.ok("compact", "p", "--keep", "1")
+    assert repo.ok("--json", "status", "p").json["counts"]["ready"] == 1
