@@ -66,6 +66,7 @@ class Snapshot:
     label: str
     plans: dict[str, PlanSnap] = field(default_factory=dict)
     adrs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    broken: list[str] = field(default_factory=list)  # specs and ADRs that do not parse
 
 
 def _safe_yaml(data: bytes, display: str, memo: Memo) -> Any:
@@ -101,12 +102,16 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
             elif parts[3] == "spec.yaml" and len(parts) == 4:
                 spec = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.spec = spec if isinstance(spec, dict) else None
+                if isinstance(spec, InvalidFile):
+                    snap.broken.append(spec.message)
             elif parts[3] == "events" and len(parts) == 5 and parts[4].endswith(".jsonl"):
                 ps.logs[parts[4][:-6]] = data
         elif m := ADR_FILE.match(path):
             adr = _safe_yaml(data, f"{label}:{path}", memo)
             if isinstance(adr, dict):
                 snap.adrs[m.group(1)] = adr
+            elif isinstance(adr, InvalidFile):
+                snap.broken.append(adr.message)
     snap.plans = {k: v for k, v in snap.plans.items() if v.raw is not None or v.invalid or v.logs}
     return snap
 

@@ -306,3 +306,17 @@ def test_compact_never_snapshots_a_cut_log(repo: Repo) -> None:
     assert log.read_bytes() == good and repo.commits() == n
     repo.ok("compact", "p", "--keep", "1")
     assert repo.ok("--json", "status", "p").json["counts"]["ready"] == 1
+
+
+@pytest.mark.parametrize("broken", ["spec", "adr"])
+def test_diff_refuses_a_spec_or_adr_that_does_not_parse(repo: Repo, broken: str) -> None:
+    repo.ok("plan", "new", "p")
+    repo.ok("adr", "new", "Use Postgres")
+    if broken == "spec":
+        path = repo.write(".flow/plans/p/spec.yaml", "plan: p\nrequirements: [\n")
+    else:
+        (path,) = (repo.path / ".flow/adrs").glob("ADR-0001-*.yaml")
+        path.write_text(path.read_text() + ": [\n")
+    res = repo.run("diff", "HEAD")
+    assert res.code == 1 and res.err.count("\n") == 1 and "cannot be compared" in res.err
+    assert path.name in res.err

@@ -54,9 +54,9 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
         raise NotFound(f"plan {plan_id} exists neither at {a.label} nor at {b.label}: see `flowgit plan list`")
     for snap in (a, b):
         broken = [ps.invalid for pid, ps in sorted(snap.plans.items())
-                  if ps.invalid and (plan_id is None or pid == plan_id)]
+                  if ps.invalid and (plan_id is None or pid == plan_id)] + snap.broken
         if broken:
-            raise InvalidFile(f"{broken[0]}: a plan that does not parse cannot be compared; fix it "
+            raise InvalidFile(f"{broken[0]}: a file that does not parse cannot be compared; fix it "
                               "(or compare other revisions)")
     result = compare(a, b, plan_id)
     if fmt == "json" or app.out.as_json:
