@@ -112,10 +112,12 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
     """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
     not in `files` (for references); `adr_ids` lists ADRs not in `files`."""
     from flowgit import semantic
+    from flowgit.graph import find_cycle
 
     report = Report()
     adrs: dict[str, Any] = {}
     specs: dict[str, Any] = {}
+    adr_files: dict[str, str] = {}
     raw_plans: dict[str, tuple[str, Any]] = {}
     for rel in sorted(files):
         data = files[rel]
@@ -146,7 +148,11 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
             if obj is not None:
                 if obj.get("id") != m.group(1):
                     report.errors.append(f"{rel}: id {obj.get('id')!r} does not match the file name ({m.group(1)}): make them equal")
+                if m.group(1) in adrs:
+                    report.errors.append(f"{rel}: {m.group(1)} is also {adr_files[m.group(1)]}: give one "
+                                         "of them the next free number")
                 adrs[m.group(1)] = obj
+                adr_files[m.group(1)] = rel
         else:
             report.files -= 1
     for plan_id, (rel, obj) in raw_plans.items():
@@ -174,18 +180,38 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
     parents = semantic.parent_cycle(report.plans, find)
     if parents:
         report.errors.append(f".flow/plans: plans are each other's parents {' -> '.join(parents)}: remove one `parent`")
+    supersedes: dict[str, list[str]] = {}
     for adr_id, obj in adrs.items():
-        for ref in obj.get("supersedes") or []:
-            if ref not in all_adrs:
-                report.errors.append(f".flow/adrs/{adr_id}: supersedes {ref!r}, which does not exist")
+        rel = adr_files[adr_id]
+        refs = [r for r in obj.get("supersedes") or [] if isinstance(r, str)]
+        later = obj.get("superseded_by")
+        for ref in refs + ([later] if isinstance(later, str) else []):
+            if ref == adr_id:
+                report.errors.append(f"{rel}: {adr_id} names itself in supersedes/superseded_by: remove it")
+            elif ref not in all_adrs:
+                report.errors.append(f"{rel}: names {ref!r} in supersedes/superseded_by, which does not exist")
+        for pid in obj.get("plans") or []:
+            if isinstance(pid, str) and find(pid) is None:
+                report.errors.append(f"{rel}: plans lists {pid!r}, which is not a plan: fix the id")
+        supersedes[adr_id] = [r for r in refs if r != adr_id and r in adrs]
+    cycle_adrs = find_cycle(supersedes)
+    if cycle_adrs:
+        report.errors.append(f".flow/adrs: ADRs supersede each other in a cycle {' -> '.join(cycle_adrs)}: "
+                             "remove one `supersedes`")
     for plan_id, (rel, obj) in specs.items():
+        if obj.get("plan") not in (None, plan_id):
+            report.errors.append(f"{rel}: plan {obj.get('plan')!r} does not match its directory "
+                                 f"{plan_id!r}: make them equal")
         spec_plan = find(plan_id)
         if spec_plan is None:
+            report.errors.append(f"{rel}: there is no plan {plan_id} (.flow/plans/{plan_id}/plan.yaml) "
+                                 "for this spec: create the plan or remove the spec")
             continue
-        known = set(spec_plan.node_ids())
-        ids = [r.get("id") for r in obj.get("requirements") or [] if isinstance(r, dict)]
-        for dup in {i for i in ids if ids.count(i) > 1 and i}:
-            report.errors.append(f"{rel}: duplicate requirement id {dup!r}")
+        known = {t.id for t in spec_plan.tasks}
+        for what, key in (("requirement", "requirements"), ("question", "questions")):
+            ids = [r.get("id") for r in obj.get(key) or [] if isinstance(r, dict)]
+            for dup in sorted({i for i in ids if ids.count(i) > 1 and isinstance(i, str)}):
+                report.errors.append(f"{rel}: duplicate {what} id {dup!r}")
         for req in obj.get("requirements") or []:
             for ref in req.get("tasks") or []:
                 if ref not in known:

@@ -320,3 +320,34 @@ def test_diff_refuses_a_spec_or_adr_that_does_not_parse(repo: Repo, broken: str)
     res = repo.run("diff", "HEAD")
     assert res.code == 1 and res.err.count("\n") == 1 and "cannot be compared" in res.err
     assert path.name in res.err
+
+
+def test_adr_references_are_checked(repo: Repo) -> None:
+    repo.ok("plan", "new", "p")
+    repo.ok("adr", "new", "One")
+    repo.ok("adr", "new", "Two")
+    (one,) = (repo.path / ".flow/adrs").glob("ADR-0001-*.yaml")
+    (two,) = (repo.path / ".flow/adrs").glob("ADR-0002-*.yaml")
+    one.write_text(one.read_text().replace("supersedes: []", "supersedes: [ADR-0002]")
+                   .replace("plans: []", "plans: [nope]"))
+    two.write_text(two.read_text().replace("supersedes: []", "supersedes: [ADR-0001]")
+                   + "superseded_by: ADR-0099\n")
+    (repo.path / ".flow/adrs/ADR-0002-again.yaml").write_text(two.read_text())
+    err = repo.run("validate").err
+    assert "ADRs supersede each other in a cycle" in err
+    assert "plans lists 'nope', which is not a plan" in err
+    assert "names 'ADR-0099' in supersedes/superseded_by, which does not exist" in err
+    assert "ADR-0002-two.yaml: ADR-0002 is also .flow/adrs/ADR-0002-again.yaml" in err
+
+
+def test_spec_checks(repo: Repo) -> None:
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: T-1, title: a}\ncheckpoints:\n  - {id: CP-1, after: [T-1]}\n")
+    repo.write(".flow/plans/p/spec.yaml",
+               "plan: other\nrequirements:\n  - {id: R1, kind: ubiquitous, text: 'The system shall x.', tasks: [CP-1]}\n"
+               "questions:\n  - {id: Q1, question: 'a?'}\n  - {id: Q1, question: 'b?'}\n")
+    repo.write(".flow/plans/ghost/spec.yaml", "plan: ghost\nrequirements: []\n")
+    err = repo.run("validate").err
+    assert "plan 'other' does not match its directory 'p'" in err
+    assert "duplicate question id 'Q1'" in err
+    assert "refers to task 'CP-1', not in plan p" in err
+    assert "ghost/spec.yaml: there is no plan ghost" in err
