@@ -351,3 +351,8 @@ def test_spec_checks(repo: Repo) -> None:
     assert "duplicate question id 'Q1'" in err
     assert "refers to task 'CP-1', not in plan p" in err
     assert "ghost/spec.yaml: there is no plan ghost" in err
+
+
+def test_adr_slugs_keep_the_letters_of_accented_titles(repo: Repo) -> None:
+    assert repo.ok("--json", "adr", "new", "Ünïcode ✓ title").json["path"].endswith(
+        "ADR-0001-unicode-title.yaml")

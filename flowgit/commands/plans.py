@@ -327,7 +327,11 @@ def _commented(value: Any) -> Any:
 
 
 def _slug(title: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    import unicodedata
+
+    # "Ünïcode" -> "unicode": letters keep their base, accents and other marks go
+    plain = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
     return slug[:40].strip("-") or "decision"
 
 
