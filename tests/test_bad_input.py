@@ -356,3 +356,25 @@ def test_spec_checks(repo: Repo) -> None:
 def test_adr_slugs_keep_the_letters_of_accented_titles(repo: Repo) -> None:
     assert repo.ok("--json", "adr", "new", "Ünïcode ✓ title").json["path"].endswith(
         "ADR-0001-unicode-title.yaml")
+
+
+def test_the_hook_sees_what_a_change_breaks_in_files_it_leaves_alone(repo: Repo) -> None:
+    repo.plan("base", "id: base\ntitle: B\nadrs: []\ntasks:\n  - {id: T-1, title: a}\n  - {id: T-2, title: b}\n")
+    repo.plan("dep", "id: dep\ntitle: D\ntasks:\n  - {id: D-1, title: d, depends_on: [base/T-1]}\n")
+    repo.write(".flow/plans/base/spec.yaml", "plan: base\nrequirements:\n"
+               "  - {id: R1, kind: ubiquitous, text: 'The system shall x.', tasks: [T-2]}\n")
+    repo.ok("adr", "new", "Keep it", "--plan", "dep")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "spec", "--no-verify")
+    plan = repo.path / ".flow/plans/base/plan.yaml"
+    plan.write_text("id: base\ntitle: B\nadrs: []\ntasks: []\n")
+    repo.git("add", str(plan))
+    err = repo.run("validate", "--staged").err
+    assert "T-1 is gone, but plan dep task D-1 depends on 'base/T-1'" in err
+    assert "T-2 is gone, but .flow/plans/base/spec.yaml requirement R1 names it" in err
+    repo.git("reset", "-q")
+    repo.git("checkout", "-q", "--", str(plan))
+    (adr,) = (repo.path / ".flow/adrs").glob("ADR-0001-*.yaml")
+    repo.git("rm", "-q", str(adr))
+    res = repo.run("validate", "--staged")
+    assert res.code == 1 and "deleting ADR-0001 breaks plan dep, which lists it" in res.err

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from flowgit import git
+from flowgit import git, yamlio
 from flowgit.app import App
 from flowgit.errors import EXIT_USER, InvalidFile, NotFound
 from flowgit.model import Plan
 from flowgit.store import FLOW, FlowRepo, iter_flow_files
-from flowgit.validation import PLAN_RE, validate_files
+from flowgit.validation import ADR_RE, PLAN_RE, validate_files
 
 
 def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
@@ -65,21 +65,54 @@ def _staged(repo: FlowRepo, changes: list[git.StagedChange]) -> dict[str, bytes]
     return {c.path: blobs[c.new] for c in added}
 
 
-def _orphaning_deletions(repo: FlowRepo, changes: list[git.StagedChange],
-                         lookup: Callable[[str], Plan | None]) -> list[str]:
-    """A staged deletion of a plan that other plans still wait on or name as their parent."""
+def _broken_references(repo: FlowRepo, changes: list[git.StagedChange], staged: Mapping[str, Plan],
+                       lookup: Callable[[str], Plan | None]) -> list[str]:
+    """What the staged change breaks in files it leaves alone: a deleted plan that other plans
+    still wait on or name as parent, a task removed from a staged plan that another plan or
+    the plan's spec still names, a deleted ADR that a plan still lists."""
     gone = {m.group(1): c.path for c in changes if c.status == "D" and (m := PLAN_RE.match(c.path))}
+    gone_adrs = {m.group(1): c.path for c in changes if c.status == "D" and (m := ADR_RE.match(c.path))}
+    if not (gone or staged or gone_adrs):
+        return []
+    tasks = {pid: {t.id for t in plan.tasks} | {c.id for c in plan.checkpoints}
+             for pid, plan in staged.items()}
     errors: list[str] = []
-    for pid in repo.plan_ids() if gone else []:
-        plan = None if pid in gone else lookup(pid)
+    for pid in repo.plan_ids():
+        plan = None if pid in gone or pid in staged else lookup(pid)
         if plan is None:
             continue
         local = set(plan.node_ids())
-        uses = [(d.partition("/")[0], f"task {t.id} depends on {d!r}")
-                for t in plan.tasks for d in t.depends_on if d not in local]
-        uses.append((plan.parent or "", f"its parent is {plan.parent!r}"))
-        errors += [f"{gone[other]}: deleting plan {other} breaks plan {pid} ({use}): "
-                   "remove that reference first" for other, use in uses if other in gone]
+        for t in plan.tasks:
+            for dep in t.depends_on:
+                other, _, task = dep.partition("/")
+                if dep in local:
+                    continue
+                if other in gone:
+                    errors.append(f"{gone[other]}: deleting plan {other} breaks plan {pid} (task {t.id} "
+                                  f"depends on {dep!r}): remove that reference first")
+                elif task and other in tasks and task not in tasks[other]:
+                    errors.append(f".flow/plans/{other}/plan.yaml: {task} is gone, but plan {pid} "
+                                  f"task {t.id} depends on {dep!r}: change that dependency too")
+        if plan.parent in gone:
+            errors.append(f"{gone[plan.parent]}: deleting plan {plan.parent} breaks plan {pid} "
+                          f"(its parent is {plan.parent!r}): remove that reference first")
+        for adr in [*plan.adrs, *(a for t in plan.tasks for a in t.adrs)]:
+            if adr in gone_adrs:
+                errors.append(f"{gone_adrs[adr]}: deleting {adr} breaks plan {pid}, which lists it: "
+                              "remove it from the plan first")
+    for pid in staged:
+        spec = repo.spec_file(pid)
+        if any(c.path == repo.rel(spec) for c in changes) or not spec.is_file():
+            continue  # a staged spec was checked with the plan
+        try:
+            reqs = yamlio.load_file(spec, repo.rel(spec)).get("requirements") or []
+        except (InvalidFile, AttributeError):
+            continue
+        for req in reqs:
+            for ref in (req.get("tasks") or []) if isinstance(req, dict) else []:
+                if ref not in tasks[pid]:
+                    errors.append(f".flow/plans/{pid}/plan.yaml: {ref} is gone, but {repo.rel(spec)} "
+                                  f"requirement {req.get('id')} names it: change the spec too")
     return errors
 
 
@@ -107,7 +140,7 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
     report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [])
     errors = extra + report.errors
     if staged:
-        errors += _orphaning_deletions(repo, changes, lookup)
+        errors += _broken_references(repo, changes, report.plans, lookup)
     result = {"ok": not errors, "files": report.files, "errors": errors}
     if errors:
         if app.out.as_json:
