@@ -461,7 +461,12 @@ class FlowRepo:
                 ours = False
             if not ours:
                 return False  # someone else's merge: leave it, and the journal, alone
-            if git.run(["merge", "--abort"], self.root, check=False).returncode != 0:
+            for _ in range(20):  # the dead writer's `git commit` may still be letting go of the index
+                abort = git.run(["merge", "--abort"], self.root, check=False)
+                if abort.returncode == 0 or b"index.lock" not in abort.stderr:
+                    break
+                time.sleep(0.1)
+            if abort.returncode != 0:
                 return False
         if git.operation_in_progress(self.dirs):
             return False  # the user's rebase or cherry-pick: later

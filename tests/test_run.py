@@ -749,6 +749,8 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
     log = repo.path / ".flow/plans/p/events/A.jsonl"
     assert (repo.path / ".git" / "MERGE_HEAD").exists() and '"task.done"' in log.read_text()
     if then != "next-command":
+        # the killed run's `git commit` lets go of the index a moment after the run died
+        wait_for(lambda: not (repo.path / ".git" / "index.lock").exists(), 10, "git to let go")
         repo.git("merge", "--abort")
         assert '"task.done"' in log.read_text()  # the abort leaves the appended line
     if then == "user-merges-something-else":
