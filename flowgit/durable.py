@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit import git, retry, yamlio
+from flowgit import retry, yamlio
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
 from flowgit.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
@@ -81,8 +81,8 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
 
 def _plan_edited(repo: FlowRepo, plan_id: str, what: str, log: Log) -> bool:
     """The user has uncommitted edits in plan.yaml: writing it now would commit them as ours."""
-    rel = repo.rel(repo.plan_file(plan_id))
-    if not git.changed_paths(repo.root, rel):
+    rel = repo.plan_edited(plan_id)
+    if rel is None:
         return False
     log(f"{plan_id}: {what}: waiting: {rel} has uncommitted changes")
     return True

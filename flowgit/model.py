@@ -459,6 +459,9 @@ class Config:
                 env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
                 timeout=_seconds(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout"),
             )
+        for i, sched in enumerate(data.get("schedules") or ()):
+            if isinstance(sched, Mapping) and "every" in sched:  # an interval that can never run
+                parse_seconds(sched["every"], f"{where}: schedules[{i}].every")
         vals = data.get("validations") or []
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):

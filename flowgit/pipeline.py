@@ -154,8 +154,8 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         if not moves:
             break
         move = moves[0]
-        rel = repo.rel(repo.plan_file(plan_id))
-        if git.changed_paths(repo.root, rel):
+        rel = repo.plan_edited(plan_id)
+        if rel:
             raise FlowError(f"{rel} has uncommitted changes: the phase rules act on the committed "
                             f"plan; commit them (or restore the file) for the move to {move.to}",
                             code="plan_edited")

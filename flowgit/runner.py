@@ -702,11 +702,12 @@ class Runner:
         """Append the done event (fsynced) and commit it, with the merge in progress if any
         (call under the lock). When the commit fails, the event and the merge are taken back."""
         log = repo.log_file(job.plan, job.task)
-        if repo.log_needs_care(log) and repo.heal_log(log) == "restored":  # never glue `done` on
+        try:  # never glue `done` onto a broken line
+            repo.ensure_log_intact(log, "the task is tried again")
+        except FlowError:
             if merging:
                 git.run(["merge", "--abort"], repo.root, check=False)
-            raise IllegalTransition(f"{repo.rel(log)}: committed events had been cut or edited and "
-                                    "are restored from HEAD; the task is tried again")
+            raise
         size = log.stat().st_size
         try:
             append(log, [done])

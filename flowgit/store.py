@@ -560,6 +560,20 @@ class FlowRepo:
         if data.rfind(b"\n") + 1 < len(data):
             self.heal_log(path)
 
+    def plan_edited(self, plan_id: str) -> str | None:
+        """The plan file's path when it has uncommitted edits of the user's own: writing it, or
+        acting on it, would put them in flowgit's commit (ADR 0008)."""
+        rel = self.rel(self.plan_file(plan_id))
+        return rel if git.changed_paths(self.root, rel) else None
+
+    def ensure_log_intact(self, path: Path, then: str = "run the command again") -> None:
+        """Before appending to (or rewriting) a log: a torn line is cut; committed lines that
+        were cut or edited come back from HEAD, and the caller, whose decision was made on the
+        damaged log, stops (exit 4)."""
+        if self.log_needs_care(path) and self.heal_log(path) == "restored":
+            raise RaceLost(f"{self.rel(path)}: committed events had been cut or edited and are "
+                           f"restored from HEAD; {then}")
+
     def log_needs_care(self, path: Path) -> bool:
         """A torn last line, or fewer bytes than git's index recorded for the file (lines cut
         since it was last committed): both cheap to see, no subprocess."""
@@ -606,10 +620,11 @@ class FlowRepo:
         for path in appends:
             self._no_symlink(path)
             if path.exists():
-                if self.log_needs_care(path) and self.heal_log(path) == "restored":
+                try:
+                    self.ensure_log_intact(path, "run the command again to decide on them")
+                except RaceLost:
                     self.journal.unlink(missing_ok=True)
-                    raise RaceLost(f"{self.rel(path)}: committed events had been cut or edited and "
-                                   "are restored from HEAD; run the command again to decide on them")
+                    raise
                 sizes[path] = path.stat().st_size
             else:
                 sizes[path] = None

@@ -378,3 +378,10 @@ def test_the_hook_sees_what_a_change_breaks_in_files_it_leaves_alone(repo: Repo)
     repo.git("rm", "-q", str(adr))
     res = repo.run("validate", "--staged")
     assert res.code == 1 and "deleting ADR-0001 breaks plan dep, which lists it" in res.err
+
+
+def test_a_schedule_interval_past_ten_years_is_a_config_error(repo: Repo) -> None:
+    cfg = repo.path / ".flow/config.yaml"
+    cfg.write_text(cfg.read_text() + "schedules:\n  - {id: s, every: 4000d, plan: p, run: [echo]}\n")
+    res = repo.run("validate")
+    assert res.code == 1 and "schedules[0].every: expected a number >= 0 and <= 3.1536e+08" in res.err

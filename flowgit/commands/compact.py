@@ -7,7 +7,7 @@ from typing import Any
 
 from flowgit.app import App
 from flowgit.compaction import compact_plan_log, compact_task_log
-from flowgit.errors import RaceLost, UsageError
+from flowgit.errors import UsageError
 from flowgit.events import PLAN_LOG, make_event
 from flowgit.ids import check_id
 from flowgit.pipeline import plan_clock
@@ -28,9 +28,7 @@ def compact_plan(repo: FlowRepo, plan_id: str, keep: int, actor: str, min_events
             if len(read.events) <= max(keep, min_events):
                 continue
             # a snapshot of a log whose committed lines were cut would commit the loss
-            if repo.log_needs_care(path) and repo.heal_log(path) == "restored":
-                raise RaceLost(f"{repo.rel(path)}: committed events had been cut or edited and are "
-                               "restored from HEAD; run the command again to compact them")
+            repo.ensure_log_intact(path, "run the command again to compact them")
             new = (compact_plan_log(read.events, keep, now) if stream == PLAN_LOG
                    else compact_task_log(read.events, keep, now))
             if new is None:

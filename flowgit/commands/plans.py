@@ -13,6 +13,7 @@ from flowgit.events import PLAN_LOG, make_event
 from flowgit.commands.status import warn_linked_plans
 from flowgit.ids import check_id, is_valid_id
 from flowgit.model import Plan
+from flowgit.state import phase_of
 from flowgit.store import FlowRepo, actor_for, commit_message
 
 PLAN_KEY_ORDER = ("id", "title", "goal", "description", "parent", "tags", "executor", "adrs",
@@ -205,7 +206,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
         loaded = repo.load_plan(plan_id)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
             raise FlowError(f"plan {plan_id} already has {task_id!r}: pick another id", code="exists")
-        if repo.state(plan_id).phase == "complete":
+        if phase_of(repo.plan_events(plan_id)).phase == "complete":
             raise IllegalTransition(f"plan {plan_id} is complete, which is final: put new work in "
                                     "a new plan (`flowgit plan new NAME --parent ...`)")
         task: dict[str, Any] = {"id": task_id, "title": title}
@@ -235,8 +236,8 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
 def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
     """The plan file to edit and commit; refused while it has edits of the user's own, which
     would otherwise go into flowgit's commit under its message."""
-    rel = repo.rel(path)
-    if git.changed_paths(repo.root, rel):
+    rel = repo.plan_edited(path.parent.name)
+    if rel:
         raise FlowError(f"{rel} has uncommitted changes: commit or stash them before "
                         f"`flowgit {command}`", code="dirty")
     return yamlio.read_text(path)
