@@ -9,7 +9,6 @@ from flowgit.app import App
 from flowgit.errors import NotFound, NothingToDo
 from flowgit.events import canonical, format_time
 from flowgit.ids import check_id
-from flowgit.lifecycle import approval_block
 from flowgit.state import PlanState
 from flowgit.store import FlowRepo, iter_events_all
 
@@ -146,6 +145,8 @@ def status(app: App, plan_id: str | None) -> int:
 
 
 def next_task(app: App, plan_id: str | None) -> int:
+    from flowgit.lifecycle import approval_block  # `status` does not need it
+
     repo = app.repo
     now = time.time()
     pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
