@@ -24,9 +24,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ACTOR, PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, drop_cache,  # noqa: E402
-                    lo, loadavg, machine, make_event, ms, print_table, progress, wall, write_json,
-                    write_plan)
+from common import (  # noqa: E402
+    ACTOR,
+    PLAN,
+    Row,
+    Runner,
+    Sample,
+    Workspace,
+    base_parser,
+    cpu,
+    drop_cache,
+    lo,
+    loadavg,
+    machine,
+    make_event,
+    ms,
+    print_table,
+    progress,
+    wall,
+    write_json,
+    write_plan,
+)
 
 TASKS = (20, 200)
 LONG = "LONG"
@@ -56,7 +74,7 @@ def long_log(n: int) -> tuple[str, int]:
 
 
 def _fmt(ts: float) -> str:
-    from flowgit.events import format_time
+    from flowgit.core.events import format_time
     return format_time(ts)
 
 

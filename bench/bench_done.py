@@ -28,9 +28,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (lo, PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, has_module,  # noqa: E402
-                    import_report, loadavg, machine, median, ms, print_table, progress, wall,
-                    write_json, write_plan)
+from common import (  # noqa: E402
+    PLAN,
+    Row,
+    Runner,
+    Sample,
+    Workspace,
+    base_parser,
+    cpu,
+    has_module,
+    import_report,
+    lo,
+    loadavg,
+    machine,
+    median,
+    ms,
+    print_table,
+    progress,
+    wall,
+    write_json,
+    write_plan,
+)
 
 BIG = (2000, 20000)
 SMALL = (20, 200)

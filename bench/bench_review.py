@@ -23,9 +23,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ACTOR, PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, lo,  # noqa: E402
-                    loadavg, machine, make_event, ms, print_table, progress, task_id, wall,
-                    write_json, write_plan)
+from common import (  # noqa: E402
+    ACTOR,
+    PLAN,
+    Row,
+    Runner,
+    Sample,
+    Workspace,
+    base_parser,
+    cpu,
+    lo,
+    loadavg,
+    machine,
+    make_event,
+    ms,
+    print_table,
+    progress,
+    task_id,
+    wall,
+    write_json,
+    write_plan,
+)
 
 BIG = (2000, 20000)
 CHECKPOINTS = 3

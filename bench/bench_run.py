@@ -26,9 +26,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (PLAN, Row, Runner, Sample, Workspace, base_parser, cpu, lo, loadavg,  # noqa: E402
-                    machine, median, ms, print_table, progress, task_id, wall, write_json,
-                    write_plan)
+from common import (  # noqa: E402
+    PLAN,
+    Row,
+    Runner,
+    Sample,
+    Workspace,
+    base_parser,
+    cpu,
+    lo,
+    loadavg,
+    machine,
+    median,
+    ms,
+    print_table,
+    progress,
+    task_id,
+    wall,
+    write_json,
+    write_plan,
+)
 
 PER_TASK_TASKS = 30
 PARALLEL_TASKS = 100

@@ -18,9 +18,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (lo, PLAN, Row, Sample, Workspace, base_parser, cpu, drop_cache,  # noqa: E402
-                    has_module, import_report, loadavg, machine, ms, print_table, progress, wall,
-                    write_json, write_plan)
+from common import (  # noqa: E402
+    PLAN,
+    Row,
+    Sample,
+    Workspace,
+    base_parser,
+    cpu,
+    drop_cache,
+    has_module,
+    import_report,
+    lo,
+    loadavg,
+    machine,
+    ms,
+    print_table,
+    progress,
+    wall,
+    write_json,
+    write_plan,
+)
 
 BIG = (2000, 20000)
 SMALL = (20, 200)

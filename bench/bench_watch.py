@@ -24,8 +24,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (lo, PLAN, Row, Runner, Workspace, base_parser, cpu, loadavg, machine, median,  # noqa: E402
-                    ms, print_table, progress, wall, write_json, write_plan)
+from common import (  # noqa: E402
+    PLAN,
+    Row,
+    Runner,
+    Workspace,
+    base_parser,
+    cpu,
+    lo,
+    loadavg,
+    machine,
+    median,
+    ms,
+    print_table,
+    progress,
+    wall,
+    write_json,
+    write_plan,
+)
 
 CP_PLAN = "cp"
 POLL = 0.010

@@ -31,7 +31,7 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # `python bench/x.py` from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from flowgit.events import PLAN_LOG, make_event  # noqa: E402
+from flowgit.core.events import PLAN_LOG, make_event  # noqa: E402
 
 PLAN = "big"
 ACTOR = "bench@example.com"
@@ -247,7 +247,7 @@ def _retried_history(plan: str, task: str, clock: int, t0: float, per_task: int)
 
 
 def _fmt(ts: float) -> str:
-    from flowgit.events import format_time
+    from flowgit.core.events import format_time
     return format_time(ts)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flowgit.main import main
+from flowgit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flowgit import yamlio
+from flowgit.formats import yamlio
 from tests.conftest import WEBHOOKS, Repo
 
 # A plan as a person writes it: comments, quotes of every kind, flow lists, an x- key, keys in

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from flowgit import durable, watch
-from flowgit.compaction import compact_plan_log, compact_task_log
-from flowgit.events import Event, canonical, format_time, make_event, parse_log
-from flowgit.state import TaskRecord, checkpoint_decisions, phase_of, reduce_task
-
 from conftest import Repo
+
+from flowgit.core.compaction import compact_plan_log, compact_task_log
+from flowgit.core.events import Event, canonical, format_time, make_event, parse_log
+from flowgit.core.fold import TaskRecord, checkpoint_decisions, phase_of, reduce_task
+from flowgit.watcher import durable
+from flowgit.watcher import observer as watch
 
 BIN = str(Path(sys.executable).parent)
 T0 = 1_800_000_000.0

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from flowgit.events import parse_time
-
 from conftest import Repo
+
+from flowgit.core.events import parse_time
 
 WORKER = r"""
 import json, os, random, subprocess, sys, time

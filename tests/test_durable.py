@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
-import flowgit.durable
-from flowgit import durable, watch
-from flowgit.events import make_event, parse_time
-from flowgit.store import FlowRepo, automatic_actor
-
 from conftest import Repo
+from flowgit.store.repo import FlowRepo, automatic_actor
+
+import flowgit.watcher.durable
+from flowgit.core.events import make_event, parse_time
+from flowgit.watcher import durable
+from flowgit.watcher import observer as watch
 
 PY = sys.executable
 BIN = str(Path(sys.executable).parent)
@@ -650,7 +650,7 @@ def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch
 
     # simulate the time passing: every check is due, every pass checks once
     clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(flowgit.watcher.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
     for _ in range(6):
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")
@@ -707,7 +707,7 @@ def test_wait_uses_the_plans_explicit_strategy(repo: Repo, monkeypatch: pytest.M
                                                               "retry: {strategy: exponential, base: 1, cap: 100, max_attempts: 2}"))
     repo.ok("submit", "wp")
     clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(flowgit.watcher.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
     for _ in range(4):
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flowgit.core.model import Config, Executor, Plan, Task
 from flowgit.errors import FlowError
-from flowgit.executors import BUILTIN, argv_for, prompt_text, resolve, values_for
-from flowgit.model import Config, Executor, Plan, Task
+from flowgit.runner.executors import BUILTIN, argv_for, prompt_text, resolve, values_for
 
 HOSTILE = "; rm -rf / $(touch pwned) `touch pwned2` \"quoted\" 'single' && echo $HOME | cat"
 

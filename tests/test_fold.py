@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from flowgit.events import Event, format_time, make_event
-from flowgit.model import Plan
-from flowgit.state import TaskRecord, evaluate, reduce_task
+from flowgit.core.events import Event, format_time, make_event
+from flowgit.core.fold import TaskRecord, evaluate, reduce_task
+from flowgit.core.model import Plan
 
 T0 = 1_800_000_000.0  # a fixed "now" base; every time below is an offset from it
 PLAN = "p"

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from flowgit.graph import (
+from flowgit.core.graph import (
     FORMATS,
     Node,
     critical_path,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, Repo, git, make_git_repo
 
-from flowgit.commands import hooks
+from flowgit.ops import clone_setup as hooks
 
 VALID = """\
 id: ok

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowgit.jsonlmerge import event_sort_key, merge_driver_main, merge_logs, parse_lines
+from flowgit.formats.jsonlmerge import event_sort_key, merge_driver_main, merge_logs, parse_lines
 
 
 def line(ident: str, clock: int, actor: str = "w1", **extra: Any) -> bytes:

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from flowgit import retry
-from flowgit.events import format_time, make_event, parse_time
-from flowgit.model import RetryPolicy
-from flowgit.store import FlowRepo
-
 from conftest import Repo, git
+
+from flowgit.core import retry
+from flowgit.core.events import format_time, make_event, parse_time
+from flowgit.core.model import RetryPolicy
+from flowgit.store.repo import FlowRepo
 
 TWO = """\
 id: p

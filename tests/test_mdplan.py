@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowgit.mdplan import parse_markdown_plan
+from flowgit.formats.mdplan import parse_markdown_plan
 
 WEBHOOKS_MD = """\
 # Webhook delivery with retry

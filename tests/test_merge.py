@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowgit.jsonlmerge import event_sort_key
+from flowgit.formats.jsonlmerge import event_sort_key
 from tests.conftest import WEBHOOKS, Repo, git
 
 SHARED = """\

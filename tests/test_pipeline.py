@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-
 from conftest import Repo
 
 PY = sys.executable
@@ -705,9 +704,9 @@ def test_work_added_in_finish_takes_the_plan_back_to_execute(repo: Repo) -> None
 
 
 def test_rules_send_a_finishing_plan_with_open_work_back() -> None:
-    from flowgit.model import Plan
-    from flowgit.rules import Facts, decide
-    from flowgit.state import evaluate
+    from flowgit.core.fold import evaluate
+    from flowgit.core.model import Plan
+    from flowgit.core.rules import Facts, decide
 
     plan = Plan.from_dict({"id": "m", "title": "M", "tasks": [{"id": "A", "title": "a"}]}, "m")
     state = evaluate(plan, {}, (), 0.0)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowgit.plandiff import diff_adrs, diff_plan, render_markdown, render_text
+from flowgit.formats.plandiff import diff_adrs, diff_plan, render_markdown, render_text
 
 
 def base_plan() -> dict[str, Any]:

@@ -8,11 +8,11 @@ from typing import Any, Sequence
 
 import pytest
 
-from flowgit.events import Event, format_time, make_event
-from flowgit.model import Plan
-from flowgit.pipeline import entered_checkpoint
-from flowgit.rules import Facts, Move, decide, is_stale, resume_phase
-from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
+from flowgit.core.events import Event, format_time, make_event
+from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
+from flowgit.core.model import Plan
+from flowgit.core.rules import Facts, Move, decide, is_stale, resume_phase
+from flowgit.ops.phases import entered_checkpoint
 
 NOW = 1_800_000_000.0
 H1 = "a" * 64   # the hash approved

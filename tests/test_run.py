@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-
 from conftest import Repo
 
 PRELUDE = '''\
@@ -822,7 +821,7 @@ def test_two_runs_never_reuse_or_remove_each_others_worktrees(repo: Repo) -> Non
     """Run A keeps its finished task's worktree idle; run B, given that task's retry, makes its
     own worktree at the same path. A must then neither move B's worktree to its next task nor
     remove it when it ends."""
-    from flowgit.runner import Job, Runner
+    from flowgit.runner.runner import Job, Runner
 
     repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
     run_a = Runner(repo.path, ["p"], 1, None, lambda line: None)

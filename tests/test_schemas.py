@@ -13,8 +13,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from ruamel.yaml import YAML
 
-from flowgit import schemacheck
-from flowgit.schemacheck import KINDS, event_errors, load_schema, schema_errors
+from flowgit.formats import schemacheck
+from flowgit.formats.schemacheck import KINDS, event_errors, load_schema, schema_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT = (ROOT / "docs" / "FORMAT.md").read_text(encoding="utf-8")

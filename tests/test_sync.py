@@ -206,7 +206,7 @@ def test_bounded_retries_then_exit_4_with_nothing_left_behind(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Every push loses the race: each attempt's claim commit is taken back, and after the
     retries the command exits 4 ("retrying may win") with the clone as it was."""
-    from flowgit import syncing
+    from flowgit.ops import sync as syncing
 
     _, (a,) = make_remote(tmp_path, 1, ("webhooks", WEBHOOKS))
     head = a.git("rev-parse", "HEAD")

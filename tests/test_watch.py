@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-
-from flowgit.events import make_event
-from flowgit.store import FlowRepo
-
 from conftest import Repo
+
+from flowgit.core.events import make_event
+from flowgit.store.repo import FlowRepo
 
 GATED = """\
 id: g
@@ -423,7 +422,8 @@ def test_falls_back_to_polling_when_native_events_cannot_start(repo: Repo, monke
     """As on a network filesystem, or with inotify's watch limit reached."""
     import watchdog.observers
 
-    from flowgit import git, watch
+    from flowgit import git
+    from flowgit.watcher import observer as watch
 
     class NoInotify:
         def schedule(self, *args: object, **kw: object) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from flowgit.output import Output
-from flowgit.store import FlowRepo
+from flowgit.cli.output import Output
+from flowgit.store.repo import FlowRepo
 
 
 @dataclass
@@ -24,3 +25,21 @@ class App:
     def close(self) -> None:
         if self._repo is not None:
             self._repo.save_cache()
+
+    def advance_after(self, plan_id: str, actor: str) -> list[dict[str, Any]]:
+        """The rules' moves after a command's own event, which stands even if they must wait."""
+        from flowgit.errors import FlowError
+        from flowgit.ops.phases import advance_plan
+
+        try:
+            return advance_plan(self.repo, plan_id, actor)
+        except FlowError as exc:
+            if exc.code != "plan_edited":
+                raise
+            self.out.warn(exc.message)
+            return []
+
+    def warn_linked_plans(self) -> None:
+        for name in self.repo.linked_plans():
+            self.out.warn(f".flow/plans/{name} is a symlink and was left out: flowgit never follows "
+                          "symlinks in .flow/ (make it a real directory)")

@@ -7,9 +7,9 @@ from typing import Any, Callable, Sequence, TextIO
 
 import click
 
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.cli.output import Output
 from flowgit.errors import EXIT_USAGE, FlowError
-from flowgit.output import Output
 
 F = Callable[..., Any]
 
@@ -20,7 +20,7 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only from c
     name = "seconds"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        from flowgit.model import MAX_SECONDS
+        from flowgit.core.model import MAX_SECONDS
 
         try:
             seconds = float(value)
@@ -65,7 +65,7 @@ def cli(ctx: click.Context, repo_dir: Path | None, as_json: bool) -> None:
 @command(cli, "init")
 def init_cmd(app: App) -> int:
     """Create .flow/ from the template, git attributes, merge driver and hooks; one commit."""
-    from flowgit.commands import init
+    from flowgit.cli.commands import init
     return init.init(app)
 
 
@@ -84,7 +84,7 @@ def plan_group() -> None:
 def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source: Path | None,
              parent: str | None) -> int:
     """Create a plan (empty, or from a YAML or Markdown file) and commit it."""
-    from flowgit.commands import plans
+    from flowgit.cli.commands import plans
     return plans.plan_new(app, plan_id, title, goal, source, parent)
 
 
@@ -94,7 +94,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
 @click.option("--tag", help="Only plans with this tag.")
 def plan_list(app: App, phase: str | None, tag: str | None) -> int:
     """List plans with their phase and progress."""
-    from flowgit.commands import plans
+    from flowgit.cli.commands import plans
     return plans.plan_list(app, phase, tag)
 
 
@@ -103,7 +103,7 @@ def plan_list(app: App, phase: str | None, tag: str | None) -> int:
 @click.option("--rev", help="Show the plan as it was at this git revision.")
 def plan_show(app: App, plan_id: str, rev: str | None) -> int:
     """Print a plan's definition (now, or at --rev)."""
-    from flowgit.commands import plans
+    from flowgit.cli.commands import plans
     return plans.plan_show(app, plan_id, rev)
 
 
@@ -127,7 +127,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
              deps: tuple[str, ...], files: tuple[str, ...], acceptance: tuple[str, ...],
              priority: str | None, estimate: str | None, run_cmd: str | None) -> int:
     """Add a task to a plan (its comments and formatting are kept) and commit it."""
-    from flowgit.commands import plans
+    from flowgit.cli.commands import plans
     return plans.task_add(app, plan_id, task_id, title, description, deps, files, acceptance,
                           priority, estimate, run_cmd)
 
@@ -144,7 +144,7 @@ def adr_group() -> None:
               type=click.Choice(["proposed", "accepted", "superseded", "deprecated"]))
 def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     """Create the next ADR-NNNN file and commit it."""
-    from flowgit.commands import plans
+    from flowgit.cli.commands import plans
     return plans.adr_new(app, title, plan_id, status)
 
 
@@ -153,7 +153,7 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
 @click.option("--staged", is_flag=True, help="Check the staged .flow/ files (pre-commit).")
 def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool) -> int:
     """Check .flow/ files against the schemas and the plan rules."""
-    from flowgit.commands import validate
+    from flowgit.cli.commands import validate
     return validate.validate(app, list(paths), staged)
 
 
@@ -163,7 +163,7 @@ def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool) -> int:
 @click.argument("plan_id", required=False, metavar="[PLAN]")
 def status_cmd(app: App, plan_id: str | None) -> int:
     """Phase, progress, counts, ready, stalled and tasks."""
-    from flowgit.commands import status
+    from flowgit.cli.commands import status
     return status.status(app, plan_id)
 
 
@@ -171,7 +171,7 @@ def status_cmd(app: App, plan_id: str | None) -> int:
 @click.argument("plan_id", required=False, metavar="[PLAN]")
 def next_cmd(app: App, plan_id: str | None) -> int:
     """The task `claim` would take; changes nothing."""
-    from flowgit.commands import status
+    from flowgit.cli.commands import status
     return status.next_task(app, plan_id)
 
 
@@ -181,7 +181,7 @@ def next_cmd(app: App, plan_id: str | None) -> int:
 @click.option("--from-git", is_flag=True, help="Replay the full history from git (before compaction).")
 def events_cmd(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
     """The events of a plan or one task, in order."""
-    from flowgit.commands import status
+    from flowgit.cli.commands import status
     return status.events(app, plan_id, task_id, from_git)
 
 
@@ -190,7 +190,7 @@ def events_cmd(app: App, plan_id: str, task_id: str | None, from_git: bool) -> i
 @click.option("--format", "fmt", default="ascii", type=click.Choice(["mermaid", "dot", "gantt", "ascii"]))
 def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
     """The task graph, with the critical path, parallel groups and an execution order."""
-    from flowgit.commands import status
+    from flowgit.cli.commands import status
     return status.graph(app, plan_id, fmt)
 
 
@@ -204,7 +204,7 @@ WORKER = click.option("--worker", help="Who acts (default: $FLOWGIT_ACTOR, then 
 @click.option("--sync", "sync_", is_flag=True, help="Count the claim only once it is pushed to the remote.")
 def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool) -> int:
     """Take the best ready task (or the one named)."""
-    from flowgit.commands import tasks
+    from flowgit.cli.commands import tasks
     return tasks.claim(app, target, worker, lease, sync_)
 
 
@@ -213,7 +213,7 @@ def _simple(name: str, doc: str) -> None:
     @click.argument("ref", metavar="TASKREF")
     @WORKER
     def cmd(app: App, ref: str, worker: str | None) -> int:
-        from flowgit.commands import tasks
+        from flowgit.cli.commands import tasks
         return tasks.simple(app, name, ref, worker)
 
 
@@ -229,7 +229,7 @@ _simple("release", "Give a claimed task back, ready for others.")
 @click.option("--files-modified", "files", multiple=True, help="A file changed (repeatable).")
 def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tuple[str, ...]) -> int:
     """Record a task you hold as done."""
-    from flowgit.commands import tasks
+    from flowgit.cli.commands import tasks
     return tasks.done(app, ref, worker, note, list(files))
 
 
@@ -243,7 +243,7 @@ def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tu
 def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, skip: bool,
              skip_dependents: bool) -> int:
     """Record a failure: final, retried later, or skipped."""
-    from flowgit.commands import tasks
+    from flowgit.cli.commands import tasks
     from flowgit.errors import UsageError
 
     modes = [m for m, on in (("retry", retry), ("skip", skip), ("skip_dependents", skip_dependents)) if on]
@@ -258,7 +258,7 @@ def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, sk
 @click.argument("plan_id", metavar="PLAN")
 def submit_cmd(app: App, plan_id: str) -> int:
     """Validate a draft plan and send it to review (draft -> plan_review)."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.submit(app, plan_id)
 
 
@@ -268,7 +268,7 @@ def submit_cmd(app: App, plan_id: str) -> int:
 @click.option("--comment", help="Why.")
 def approve_cmd(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
     """Approve a plan in review (records the reviewer and the plan file's hash)."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.approve(app, plan_id, reviewer, comment)
 
 
@@ -278,7 +278,7 @@ def approve_cmd(app: App, plan_id: str, reviewer: str, comment: str | None) -> i
 @click.option("--comment", required=True, help="What to change.")
 def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
     """Send a plan in review back to draft."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.reject(app, plan_id, reviewer, comment)
 
 
@@ -296,7 +296,7 @@ def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bo
 
     `--request-changes A B C` adds three tasks: words after the first that are not a
     checkpoint id are further change requests."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.checkpoint(app, plan_id, list(rest), do_approve, list(changes), reviewer, comment)
 
 
@@ -304,7 +304,7 @@ def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bo
 @click.argument("plan_id", metavar="PLAN")
 def finish_cmd(app: App, plan_id: str) -> int:
     """Run the final validations, write the CHANGELOG entry, and complete the plan."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.finish(app, plan_id)
 
 
@@ -313,7 +313,7 @@ def finish_cmd(app: App, plan_id: str) -> int:
 @click.option("--reason", required=True, help="Why the plan stops.")
 def halt_cmd(app: App, plan_id: str, reason: str) -> int:
     """Stop a plan in any active phase (claims are refused until `resume`)."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.halt(app, plan_id, reason)
 
 
@@ -321,7 +321,7 @@ def halt_cmd(app: App, plan_id: str, reason: str) -> int:
 @click.argument("plan_id", metavar="PLAN")
 def resume_cmd(app: App, plan_id: str) -> int:
     """Return a halted plan to the phase it was in."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.resume(app, plan_id)
 
 
@@ -329,7 +329,7 @@ def resume_cmd(app: App, plan_id: str) -> int:
 @click.argument("plan_id", required=False, metavar="[PLAN]")
 def advance_cmd(app: App, plan_id: str | None) -> int:
     """Apply the phase rules once (a second run does nothing)."""
-    from flowgit.commands import pipeline
+    from flowgit.cli.commands import pipeline
     return pipeline.advance(app, plan_id)
 
 
@@ -339,8 +339,8 @@ def advance_cmd(app: App, plan_id: str | None) -> int:
 @click.option("--interval", type=Seconds(), default=None, help="Seconds between rescans.")
 def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int:
     """Apply the phase rules whenever .flow/ or the branch changes, until stopped."""
-    from flowgit.watch import watch
-    return watch(app, workers=workers, poll=poll, interval=interval)
+    from flowgit.watcher.observer import watch
+    return watch(app.repo, app.out.info, workers=workers, poll=poll, interval=interval)
 
 
 # ----- git-native review and many machines ----------------------------------------------------
@@ -351,7 +351,7 @@ def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "markdown", "json"]))
 def diff_cmd(app: App, revs: tuple[str, ...], plan_id: str | None, fmt: str) -> int:
     """Compare plans semantically between two revisions (default: merge-base .. working tree)."""
-    from flowgit.commands import review
+    from flowgit.cli.commands import review
     if len(revs) > 2:
         raise click.UsageError("give at most two revisions")
     return review.diff(app, revs[0] if revs else None, revs[1] if len(revs) > 1 else None, plan_id, fmt)
@@ -361,7 +361,7 @@ def diff_cmd(app: App, revs: tuple[str, ...], plan_id: str | None, fmt: str) -> 
 @click.argument("plan_id", metavar="PLAN")
 def history_cmd(app: App, plan_id: str) -> int:
     """The plan's versions from git log, each with what changed."""
-    from flowgit.commands import review
+    from flowgit.cli.commands import review
     return review.history(app, plan_id)
 
 
@@ -370,7 +370,7 @@ def history_cmd(app: App, plan_id: str) -> int:
 @click.option("--to", "rev", required=True, help="The revision whose definition to restore.")
 def rollback_cmd(app: App, plan_id: str, rev: str) -> int:
     """Restore a plan's definition from REV as a new commit; every event is kept."""
-    from flowgit.commands import review
+    from flowgit.cli.commands import review
     return review.rollback(app, plan_id, rev)
 
 
@@ -378,7 +378,7 @@ def rollback_cmd(app: App, plan_id: str, rev: str) -> int:
 @click.option("--remote", help="The remote (default: config remote, then origin).")
 def sync_cmd(app: App, remote: str | None) -> int:
     """Fetch, merge (event logs through flowgit's merge driver) and push, with bounded retries."""
-    from flowgit.commands import sync
+    from flowgit.cli.commands import sync
     return sync.sync(app, remote)
 
 
@@ -390,7 +390,7 @@ def hooks_group() -> None:
 @command(hooks_group, "install")
 def hooks_install_cmd(app: App) -> int:
     """Install the pre-commit hook (respects core.hooksPath; never clobbers a hook)."""
-    from flowgit.commands import hooks
+    from flowgit.cli.commands import hooks
     return hooks.install(app)
 
 
@@ -400,7 +400,7 @@ def hooks_install_cmd(app: App) -> int:
 @click.option("--data", help="A JSON value passed to the signal's action.")
 def signal_cmd(app: App, plan_id: str, name: str, data: str | None) -> int:
     """Send a signal to a plan; the watcher runs its configured action once."""
-    from flowgit.commands import compact
+    from flowgit.cli.commands import compact
     return compact.signal(app, plan_id, name, data)
 
 
@@ -409,7 +409,7 @@ def signal_cmd(app: App, plan_id: str, name: str, data: str | None) -> int:
 @click.option("--keep", type=int, help="Events to keep after the snapshot (default: config compact.keep).")
 def compact_cmd(app: App, plan_id: str, keep: int | None) -> int:
     """Replace long event logs by a snapshot plus their last N events, in one commit."""
-    from flowgit.commands import compact
+    from flowgit.cli.commands import compact
     return compact.compact(app, plan_id, keep)
 
 
@@ -417,7 +417,7 @@ def compact_cmd(app: App, plan_id: str, keep: int | None) -> int:
 @click.option("--fix", is_flag=True, help="Repair what can be repaired.")
 def doctor_cmd(app: App, fix: bool) -> int:
     """Find (and with --fix, repair) torn logs, uncommitted events and other inconsistencies."""
-    from flowgit.commands import doctor
+    from flowgit.cli.commands import doctor
     return doctor.doctor(app, fix)
 
 
@@ -427,23 +427,23 @@ def doctor_cmd(app: App, fix: bool) -> int:
 @click.option("--executor", help="Use this executor for every task.")
 def run_cmd(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     """Run ready tasks with executors, each in its own worktree, merging results back."""
-    from flowgit.commands import run
+    from flowgit.cli.commands import run
     return run.run(app, plan_id, workers, executor)
 
 
 @command(cli, "mcp")
 def mcp_cmd(app: App) -> int:
     """Serve the same operations as an MCP server over stdio."""
-    from flowgit.mcp_server import serve
+    from flowgit.cli.mcp_server import serve
     app.repo.require_init()
-    return serve(app.repo.root)
+    return serve(app.repo.root, main)
 
 
 @command(cli, "demo")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def demo_cmd(app: App, directory: Path | None) -> int:
     """Run the built-in webhook example end to end in a fresh repository."""
-    from flowgit.commands import demo
+    from flowgit.cli.commands import demo
     return demo.demo(app, directory)
 
 
@@ -451,7 +451,7 @@ def demo_cmd(app: App, directory: Path | None) -> int:
 @click.argument("paths", nargs=-1)
 def merge_driver_cmd(paths: tuple[str, ...]) -> None:
     """git merge driver for .flow/**/*.jsonl (registered by init)."""
-    from flowgit.jsonlmerge import merge_driver_main
+    from flowgit.formats.jsonlmerge import merge_driver_main
     raise SystemExit(merge_driver_main(list(paths)))
 
 

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
 
-from flowgit.main import main
-
 _F = TypeVar("_F", bound=Callable[..., Any])
+# the CLI's `main(argv, out=, err=)`, handed in by the CLI so this module never imports it
+Invoke = Callable[..., int]
 
 # mcp 2.x and 1.x name the same things differently: (module, attribute), newest first
 _SERVER_CLASS = (("mcp.server.mcpserver", "MCPServer"), ("mcp.server.fastmcp", "FastMCP"))
@@ -51,9 +51,9 @@ def _tool_error_class() -> type[Exception]:
     return cls
 
 
-def call(repo: Path, *args: str) -> dict[str, Any]:
+def call(invoke: Invoke, repo: Path, *args: str) -> dict[str, Any]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(["--repo", str(repo), *args, "--json"], out=out, err=err)
+    code = invoke(["--repo", str(repo), *args, "--json"], out=out, err=err)
     text = out.getvalue().strip()
     try:
         data = json.loads(text.splitlines()[-1]) if text else {}
@@ -67,7 +67,7 @@ def call(repo: Path, *args: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {"result": data}
 
 
-def build(repo: Path) -> Any:
+def build(repo: Path, invoke: Invoke) -> Any:
     server_class = _first_of(_SERVER_CLASS)  # ImportError without the mcp package
     server: _Server = server_class("flowgit", instructions=(
         "flowgit: plans, tasks and their history in git. Use status/next to see work, claim to "
@@ -87,28 +87,28 @@ def build(repo: Path) -> Any:
     @server.tool()
     def status(plan: str | None = None) -> dict[str, Any]:
         """Phase, progress, counts, ready tasks, stalled chains and tasks of a plan (or all)."""
-        return call(repo, "status", *([arg(plan, "plan id")] if plan else []))
+        return call(invoke, repo, "status", *([arg(plan, "plan id")] if plan else []))
 
     @server.tool()
     def next(plan: str | None = None) -> dict[str, Any]:  # noqa: A001 - the CLI's name
         """The task `claim` would take; changes nothing."""
-        return call(repo, "next", *([arg(plan, "plan id")] if plan else []))
+        return call(invoke, repo, "next", *([arg(plan, "plan id")] if plan else []))
 
     @server.tool()
     def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
         """Claim the best ready task of a plan, or the task named (PLAN/TASK)."""
-        return call(repo, "claim", *([arg(target, "task reference")] if target else []), "--worker", worker,
+        return call(invoke, repo, "claim", *([arg(target, "task reference")] if target else []), "--worker", worker,
                     *opt("--lease", lease_seconds))
 
     @server.tool()
     def start(task: str, worker: str) -> dict[str, Any]:
         """Mark a claimed task in progress."""
-        return call(repo, "start", arg(task, "task reference"), "--worker", worker)
+        return call(invoke, repo, "start", arg(task, "task reference"), "--worker", worker)
 
     @server.tool()
     def heartbeat(task: str, worker: str) -> dict[str, Any]:
         """Extend the lease on a task you hold."""
-        return call(repo, "heartbeat", arg(task, "task reference"), "--worker", worker)
+        return call(invoke, repo, "heartbeat", arg(task, "task reference"), "--worker", worker)
 
     @server.tool()
     def done(task: str, worker: str, note: str | None = None,
@@ -117,7 +117,7 @@ def build(repo: Path) -> Any:
         args = ["done", arg(task, "task reference"), "--worker", worker, *opt("--note", note)]
         for f in files_modified or []:
             args += ["--files-modified", f]
-        return call(repo, *args)
+        return call(invoke, repo, *args)
 
     @server.tool()
     def fail(task: str, worker: str, error: str, mode: str = "fail") -> dict[str, Any]:
@@ -125,13 +125,13 @@ def build(repo: Path) -> Any:
         flags = {"fail": [], "retry": ["--retry"], "skip": ["--skip"], "skip-dependents": ["--skip-dependents"]}
         if mode not in flags:
             raise tool_error("mode must be fail, retry, skip or skip-dependents")
-        return call(repo, "fail", arg(task, "task reference"), "--worker", worker, "--error", error,
+        return call(invoke, repo, "fail", arg(task, "task reference"), "--worker", worker, "--error", error,
                     *flags[mode])
 
     @server.tool()
     def plan_show(plan: str, rev: str | None = None) -> dict[str, Any]:
         """A plan's definition, now or at a git revision."""
-        return call(repo, "plan", "show", arg(plan, "plan id"), *opt("--rev", rev))
+        return call(invoke, repo, "plan", "show", arg(plan, "plan id"), *opt("--rev", rev))
 
     @server.tool()
     def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
@@ -143,36 +143,36 @@ def build(repo: Path) -> Any:
         for flag, values in (("--dep", depends_on), ("--file", files), ("--accept", acceptance)):
             for v in values or []:
                 args += [flag, v]
-        return call(repo, *args)
+        return call(invoke, repo, *args)
 
     @server.tool()
     def graph(plan: str, format: str = "mermaid") -> dict[str, Any]:  # noqa: A002
         """The task graph (mermaid, dot, gantt or ascii), critical path and parallel groups."""
-        return call(repo, "graph", arg(plan, "plan id"), "--format", format)
+        return call(invoke, repo, "graph", arg(plan, "plan id"), "--format", format)
 
     @server.tool()
     def diff(rev_a: str | None = None, rev_b: str | None = None, plan: str | None = None) -> dict[str, Any]:
         """Semantic plan diff between two revisions (default: merge-base .. working tree)."""
         revs = [arg(r, "revision") for r in (rev_a, rev_b) if r]
-        return call(repo, "diff", *revs, *opt("--plan", plan), "--format", "json")
+        return call(invoke, repo, "diff", *revs, *opt("--plan", plan), "--format", "json")
 
     @server.tool()
     def approve(plan: str, reviewer: str, comment: str | None = None) -> dict[str, Any]:
         """Approve a plan in review."""
-        return call(repo, "approve", arg(plan, "plan id"), "--reviewer", reviewer,
+        return call(invoke, repo, "approve", arg(plan, "plan id"), "--reviewer", reviewer,
                     *opt("--comment", comment))
 
     @server.tool()
     def events(plan: str, task: str | None = None) -> dict[str, Any]:
         """The events of a plan or of one task, in order."""
-        return call(repo, "events", arg(plan, "plan id"), *([arg(task, "task id")] if task else []))
+        return call(invoke, repo, "events", arg(plan, "plan id"), *([arg(task, "task id")] if task else []))
 
     return server
 
 
-def serve(repo: Path) -> int:
+def serve(repo: Path, invoke: Invoke) -> int:
     try:
-        server = build(repo)
+        server = build(repo, invoke)
     except ImportError:
         from flowgit.errors import FlowError
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Sequence
 
-from flowgit.events import Event, canonical, make_event
-from flowgit.state import checkpoint_decisions, phase_of, reduce_task
+from flowgit.core.events import Event, canonical, make_event
+from flowgit.core.fold import checkpoint_decisions, phase_of, reduce_task
 
 COMPACTOR = "flowgit-compact"
 

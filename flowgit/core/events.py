@@ -1,13 +1,11 @@
-"""Event lines: ULIDs, canonical order, fsynced appends and torn-line repair."""
+"""Event lines: ULIDs, canonical order, parsing. Pure; the files are `flowgit.store.eventlog`."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from flowgit.errors import InvalidFile
@@ -126,34 +124,3 @@ def canonical(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda e: e.sort_key)
 
 
-def _open_nofollow(path: Path, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-
-
-def repair_torn(path: Path, good_bytes: int) -> None:
-    fd = _open_nofollow(path, os.O_WRONLY)
-    try:
-        os.ftruncate(fd, good_bytes)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def append(path: Path, events: Iterable[Event]) -> None:
-    """Append lines and fsync them (and the directory for a new file) before returning."""
-    payload = "".join(e.to_line() for e in events).encode("utf-8")
-    created = not path.exists()
-    if created:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from flowgit.events import Event, canonical, parse_time
-from flowgit.model import PRIORITY_RANK, Plan, trusted_instance
+from flowgit.core.events import Event, canonical, parse_time
+from flowgit.core.model import PRIORITY_RANK, Plan, trusted_instance
 
 TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
                "skipped", "blocked")
@@ -388,7 +388,7 @@ def evaluate(
     views: dict[str, TaskView] = {}
     cviews: dict[str, CheckpointView] = {}
     if order is None:
-        from flowgit.graph import topo_order
+        from flowgit.core.graph import topo_order
 
         order = topo_order(local)
     for node in order:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flowgit import retry
+from flowgit.core import retry
+from flowgit.core.events import Event, format_time, make_event
+from flowgit.core.fold import PlanState, TaskView
+from flowgit.core.model import Config, Plan, policy_for
 from flowgit.errors import IllegalTransition, LostLease, NothingToDo
-from flowgit.events import Event, format_time, make_event
-from flowgit.model import Config, Plan, policy_for
-from flowgit.state import PlanState, TaskView
 
 CLAIMABLE_PHASES = ("execute", "checkpoint")
 
@@ -45,7 +45,7 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
     """Claims happen in execute. A plan that needs no (more) approval starts executing.
     A plan past execution has nothing to claim (exit 3, as `next`); a named task, or a
     halted plan, is refused (exit 1)."""
-    from flowgit.rules import Facts, approvals_valid
+    from flowgit.core.rules import Facts, approvals_valid
 
     blocked = approval_block(plan.id, state, config, plan_hash)
     if state.phase in CLAIMABLE_PHASES:
@@ -76,7 +76,7 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
 def approval_block(plan_id: str, state: PlanState, config: Config, plan_hash: str) -> str | None:
     """Why a claim must wait for a review, if it must: too few approvals of this version of
     the plan, or (with reset_on_change) an approval of an earlier version."""
-    from flowgit.rules import Facts, approvals_valid, is_stale
+    from flowgit.core.rules import Facts, approvals_valid, is_stale
 
     needs = config.approvals_required
     if needs == 0:

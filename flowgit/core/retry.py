@@ -1,7 +1,7 @@
 """Backoff schedules: the delay before attempt n+1 after the n-th failure."""
 from __future__ import annotations
 
-from flowgit.model import RetryPolicy
+from flowgit.core.model import RetryPolicy
 
 
 def fibonacci(n: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowgit.state import PlanState
+from flowgit.core.fold import PlanState
 
 ACTIVE_PHASES = ("draft", "plan_review", "execute", "checkpoint", "finish")
 

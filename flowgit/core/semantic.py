@@ -4,8 +4,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterable, Mapping
 
-from flowgit.graph import find_cycle
-from flowgit.model import Plan
+from flowgit.core.graph import find_cycle
+from flowgit.core.model import Plan
 
 ExternalLookup = Callable[[str], "Plan | None"]
 

@@ -7,10 +7,9 @@ import functools
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any, Callable, Iterable, cast
 
-from flowgit import yamlio
+from flowgit.formats import yamlio
 
 KINDS = ("plan", "spec", "adr", "config", "event")
 
@@ -35,14 +34,9 @@ def load_schema(kind: str) -> dict[str, Any]:
     if kind not in KINDS:
         raise ValueError(f"unknown schema kind {kind!r} (known: {', '.join(KINDS)})")
     name = f"{kind}.json"
-    try:
-        from importlib.resources import files
+    from flowgit import resources
 
-        text = files("flowgit.schemas").joinpath(name).read_text(encoding="utf-8")
-    except (ImportError, FileNotFoundError, OSError):
-        text = (Path(__file__).resolve().parent.parent / "schemas" / name).read_text(
-            encoding="utf-8"
-        )
+    text = resources.read_text("schemas", name)
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from flowgit import yamlio
+from flowgit.core.model import Config, Plan
 from flowgit.errors import InvalidFile
+from flowgit.formats import yamlio
 from flowgit.ids import is_valid_id
-from flowgit.model import Config, Plan
 
 PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
 SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml\Z")
@@ -28,7 +28,7 @@ class Report:
 
 
 def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
-    from flowgit.schemacheck import schema_errors
+    from flowgit.formats.schemacheck import schema_errors
 
     if CONFLICT.search(data):
         line = data[: CONFLICT.search(data).start()].count(b"\n") + 1  # type: ignore[union-attr]
@@ -54,7 +54,7 @@ _EVENT_REQUIRED = _EVENT_KEYS - {"data"}
 def _plain_event(obj: Any) -> bool:
     """A quick yes for the common well-formed line; anything else goes to the schema for
     its exact message. Never says yes to a line the schema would refuse."""
-    from flowgit.events import KNOWN_TYPES
+    from flowgit.core.events import KNOWN_TYPES
 
     if type(obj) is not dict or not _EVENT_REQUIRED <= obj.keys() <= _EVENT_KEYS:
         return False
@@ -68,7 +68,7 @@ def _plain_event(obj: Any) -> bool:
 
 
 def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) -> None:
-    from flowgit.schemacheck import event_errors
+    from flowgit.formats.schemacheck import event_errors
 
     if len(data) > MAX_LOG_BYTES:
         report.errors.append(f"{rel}: {len(data)} bytes is above the {MAX_LOG_BYTES} byte limit: run `flowgit compact {plan_id}`")
@@ -111,8 +111,8 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
                    adr_ids: list[str] | None = None) -> Report:
     """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
     not in `files` (for references); `adr_ids` lists ADRs not in `files`."""
-    from flowgit import semantic
-    from flowgit.graph import find_cycle
+    from flowgit.core import semantic
+    from flowgit.core.graph import find_cycle
 
     report = Report()
     adrs: dict[str, Any] = {}

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flowgit import git
-from flowgit.events import Event, parse_log
-from flowgit.store import FlowRepo, iter_events_all
+from flowgit.core.events import Event, parse_log
+from flowgit.store.repo import FlowRepo, iter_events_all
 
 
 def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[Event]:

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from flowgit import git
-from flowgit.events import PLAN_LOG, Event, canonical, make_event
-from flowgit.model import Plan, Validation
-from flowgit.rules import Facts, Move, decide
-from flowgit.state import PlanState
+from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
+from flowgit.core.fold import PlanState
+from flowgit.core.model import Plan, Validation
+from flowgit.core.rules import Facts, Move, decide
 from flowgit.errors import FlowError
-from flowgit.store import FlowRepo, commit_message
+from flowgit.store.repo import FlowRepo, commit_message
 
 OUTPUT_TAIL = 2000
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flowgit import git
 from flowgit.errors import FlowError, RaceLost
-from flowgit.store import FlowRepo
+from flowgit.store.repo import FlowRepo
 
 RETRIES = 8
 MIN_SLOT = 0.02   # seconds

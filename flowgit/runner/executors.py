@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
 from flowgit.errors import FlowError
-from flowgit.model import PLACEHOLDER, Config, Executor, Plan, Task
 
 BUILTIN: dict[str, Executor] = {
     # `shell` runs the task's own `run:` argv (see argv_for).
     "shell": Executor("shell", ("{run}",), {}, 3600.0),
-    # The demo executor writes the task's declared files for real (see flowgit.demo_executor).
+    # The demo executor writes the task's declared files for real (see flowgit.runner.demo_executor).
     "demo": Executor("demo", ("{python}", "-m", "flowgit.demo_executor", "{prompt_file}"), {}, 60.0),
     # Documented templates for command-line coding agents (docs/executors.md).
     "claude": Executor("claude", ("claude", "-p", "{prompt}", "--permission-mode", "acceptEdits"), {}, 3600.0),

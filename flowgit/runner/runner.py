@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from flowgit import git, yamlio
+from flowgit import git
+from flowgit.core.events import PLAN_LOG, format_time, make_event
+from flowgit.core.fold import PlanState
+from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
+from flowgit.core.model import Plan, Task
 from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound
-from flowgit.events import PLAN_LOG, append, format_time, make_event, repair_torn
-from flowgit.executors import argv_for, prompt_text, resolve, values_for
-from flowgit.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
-from flowgit.model import Plan, Task
-from flowgit.state import PlanState
-from flowgit.store import FLOW, FlowRepo, commit_message
-from flowgit.txn import transaction
+from flowgit.formats import yamlio
+from flowgit.runner.executors import argv_for, prompt_text, resolve, values_for
+from flowgit.store.eventlog import append, repair_torn
+from flowgit.store.repo import FLOW, FlowRepo, commit_message
+from flowgit.store.writing import transaction
 
 LOGS = "logs"
 INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run stops for it
@@ -566,7 +568,7 @@ class Runner:
             self.old_branches = []
 
     def _prompt(self, repo: FlowRepo, job: Job) -> str:
-        from flowgit.commands.plans import adr_ids
+        from flowgit.store.planedit import adr_ids
 
         loaded = repo.load_plan(job.plan)
         plan, task = loaded.plan, loaded.plan.task(job.task)

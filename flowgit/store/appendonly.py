@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flowgit import git
-from flowgit.store import FlowRepo
+from flowgit.store.repo import FlowRepo
 
 
 def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[str]:

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from flowgit import git
+from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
+from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
+from flowgit.core.model import Config, Plan
 from flowgit.errors import FlowError, InvalidFile, NotFound, RaceLost
-from flowgit.events import PLAN_LOG, Event, LogRead, append, parse_log, repair_torn
 from flowgit.ids import check_id, is_valid_id, split_ref
-from flowgit.lock import RepoLock
-from flowgit.model import Config, Plan
-from flowgit.state import PlanState, TaskRecord, evaluate, reduce_task
+from flowgit.store.eventlog import append, repair_torn
+from flowgit.store.lock import RepoLock
 
 FLOW = ".flow"
 CACHE_VERSION = 10
@@ -42,7 +43,7 @@ class LoadedPlan:
     def raw(self) -> Mapping[str, Any]:
         """The plan file as parsed YAML (read again when the plan came from the cache)."""
         if self._raw is None:
-            from flowgit import yamlio
+            from flowgit.formats import yamlio
 
             self._raw = yamlio.load_file(self.path, str(self.path))
         return self._raw
@@ -118,7 +119,7 @@ class FlowRepo:
             if key is not None and cache.get("stat") == key:
                 data = cache.get("data")
             else:
-                from flowgit import yamlio
+                from flowgit.formats import yamlio
 
                 data = yamlio.load_file(path, self.rel(path)) if key is not None else None
                 Config.from_dict(data, self.rel(path))
@@ -167,7 +168,7 @@ class FlowRepo:
                 self._plans[plan_id] = loaded
                 return loaded
         else:
-            from flowgit import yamlio
+            from flowgit.formats import yamlio
 
             data = path.read_bytes()
             raw = yamlio.loads(yamlio.decode(data, display), display)
@@ -247,7 +248,7 @@ class FlowRepo:
         entry = self._plan_cache(plan_id).get("plan") or {}
         if "order" in entry and entry.get("hash") == loaded.hash:
             return entry["order"], entry["rank"]
-        from flowgit.graph import critical_rank, find_cycle, topo_order
+        from flowgit.core.graph import critical_rank, find_cycle, topo_order
 
         plan = loaded.plan
         deps = {t.id: t.depends_on for t in plan.tasks}
@@ -675,7 +676,7 @@ class FlowRepo:
 def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str) -> InvalidFile:
     """The schema checker's message for a broken plan, with the line `validate` gives
     (only on this error path: it imports jsonschema)."""
-    from flowgit.schemacheck import schema_errors
+    from flowgit.formats.schemacheck import schema_errors
 
     try:
         errors = schema_errors("plan", raw, path.read_text(encoding="utf-8"), display)

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from flowgit import git, yamlio
+from flowgit import git
+from flowgit.core.events import PLAN_LOG, Event, parse_log
+from flowgit.core.fold import TaskRecord, evaluate, reduce_task
+from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
-from flowgit.events import PLAN_LOG, Event, parse_log
-from flowgit.model import Plan
-from flowgit.state import TaskRecord, evaluate, reduce_task
+from flowgit.formats import yamlio
 
 PLAN_FILE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
 ADR_FILE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml\Z")

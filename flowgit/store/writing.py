@@ -5,9 +5,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit.events import Event
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo
+from flowgit.core.events import Event
+from flowgit.core.fold import PlanState
+from flowgit.store.repo import FlowRepo
 
 Decided = tuple[Mapping[Path, Sequence[Event]], Mapping[Path, bytes], str, Any]
 

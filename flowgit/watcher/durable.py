@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit import retry, yamlio
+from flowgit.core import retry
+from flowgit.core.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
+from flowgit.core.fold import PlanState
+from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
 from flowgit.errors import FlowError, IllegalTransition
-from flowgit.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
-from flowgit.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
-from flowgit.pipeline import OUTPUT_TAIL, plan_clock, run_validation
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo, commit_message
-from flowgit.txn import transaction
+from flowgit.formats import yamlio
+from flowgit.ops.phases import OUTPUT_TAIL, plan_clock, run_validation
+from flowgit.store.repo import FlowRepo, commit_message
+from flowgit.store.writing import transaction
 
 Log = Callable[[str], None]
 
@@ -25,14 +26,14 @@ Log = Callable[[str], None]
 # ----- signals ---------------------------------------------------------------------------------
 
 def pending_signals(events: list[Event]) -> list[Event]:
-    from flowgit.compaction import handled_signal_ids
+    from flowgit.core.compaction import handled_signal_ids
 
     handled = handled_signal_ids(events)
     return [e for e in canonical(events) if e.type == "signal.received" and e.id not in handled]
 
 
 def _is_handled(events: Sequence[Event], sig_id: str) -> bool:
-    from flowgit.compaction import handled_signal_ids
+    from flowgit.core.compaction import handled_signal_ids
 
     return sig_id in handled_signal_ids(events)
 
@@ -152,7 +153,7 @@ def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Any) -> tuple[dict[s
 
 def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str, list[str]]:
     """The plan text with these tasks appended, skipping ids it already has (idempotent)."""
-    from flowgit.commands.plans import append_tasks, check_plan_text
+    from flowgit.store.planedit import append_tasks, check_plan_text
 
     loaded = repo.load_plan(plan_id)
     existing = set(loaded.plan.node_ids())
@@ -174,7 +175,7 @@ def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str,
 
 def _append_to(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str, list[str]]:
     """`text` with one more task, checked like `add_tasks_text` (the same id twice: unchanged)."""
-    from flowgit.commands.plans import append_tasks, check_plan_text
+    from flowgit.store.planedit import append_tasks, check_plan_text
 
     if not isinstance(task, dict) or "id" not in task or "title" not in task:
         raise FlowError(f"a task to add needs an id and a title: {task!r}")
@@ -190,7 +191,7 @@ def _append_to(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str,
 
 def _refuse_cross_plan_cycle(repo: FlowRepo, plan: Plan) -> None:
     """`validate` rejects plans that wait on each other in a cycle: never write one."""
-    from flowgit.semantic import cross_plan_cycle
+    from flowgit.core.semantic import cross_plan_cycle
 
     plans: dict[str, Plan] = {}
     for pid in repo.plan_ids():
@@ -310,7 +311,7 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
         sched = next(s for s in repo.config.schedules if str(s.get("id")) == sid)
         if not due_schedules([sched], runs, started):
             return {}, {}, "", None  # another watcher ran it meanwhile
-        from flowgit.commands.plans import check_plan_text
+        from flowgit.store.planedit import check_plan_text
 
         issues = list(problems)
         tasks = [i for i in items if i.get("kind", "task") == "task" and i.get("plan", plan_id) == plan_id]
@@ -433,7 +434,7 @@ def auto_compact(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
     threshold = repo.config.compact_threshold
     if threshold <= 0:
         return 0
-    from flowgit.commands.compact import compact_plan
+    from flowgit.ops.compact import compact_plan
 
     events_dir = repo.safe("plans", plan_id, "events")
     big = [p for p in events_dir.glob("*.jsonl")

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flowgit import git
-from flowgit.app import App
 from flowgit.errors import FlowError
-from flowgit.store import FlowRepo, automatic_actor
+from flowgit.store.repo import FlowRepo, automatic_actor
 
 IGNORED_PARTS = (".cache", "flowgit.lock", "flowgit-journal", "objects", "logs")
 
@@ -126,7 +125,7 @@ def one_pass(root: Path, log: Callable[[str], None],
              busy_log: Callable[[str], None] | None = None) -> int:
     """Read the state afresh and apply whatever the rules decide. Returns moves applied, or
     -1 when git is busy (nothing read, nothing written)."""
-    from flowgit.pipeline import advance_plan
+    from flowgit.ops.phases import advance_plan
 
     repo = FlowRepo(root)
     busy = git_busy(repo.dirs)
@@ -153,7 +152,7 @@ def one_pass(root: Path, log: Callable[[str], None],
 def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[str], None]], None]:
     """Signals, schedules, waits and compaction, then dispatching (with --run); leaves in
     `wake` when the next of them falls due."""
-    from flowgit.durable import next_wake, watcher_extras
+    from flowgit.watcher.durable import next_wake, watcher_extras
 
     def run(repo: FlowRepo, log: Callable[[str], None]) -> None:
         watcher_extras(repo, automatic_actor(repo), log)
@@ -167,9 +166,9 @@ def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[
     return run
 
 
-def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None = None,
-          max_passes: int | None = None) -> int:
-    repo = app.repo
+def watch(repo: FlowRepo, info: Callable[[str], None], workers: int = 0, poll: bool = False,
+          interval: float | None = None, max_passes: int | None = None) -> int:
+    """Apply the rules whenever .flow/ or the branch changes; `info` gets one line per decision."""
     repo.require_init()
     root = repo.root
     cfg = repo.config
@@ -177,9 +176,9 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
 
     def log(line: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        app.out.info(f"{stamp} {line}")
+        info(f"{stamp} {line}")
 
-    from flowgit.pipeline import Stopped, stop_requested
+    from flowgit.ops.phases import Stopped, stop_requested
 
     stop_requested.clear()
 
@@ -195,7 +194,7 @@ def watch(app: App, workers: int = 0, poll: bool = False, interval: float | None
     rescan = interval if interval is not None else cfg.rescan_seconds
     dispatcher = None
     if workers > 0:
-        from flowgit.runner import Dispatcher
+        from flowgit.runner.runner import Dispatcher
 
         dispatcher = Dispatcher(root, workers, log)
     log(f"watching {root} ({mode}; rescan every {rescan:g}s{f'; running {workers} worker(s)' if workers else ''})")

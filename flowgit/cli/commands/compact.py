@@ -2,46 +2,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from flowgit.app import App
-from flowgit.compaction import compact_plan_log, compact_task_log
+from flowgit.cli.app import App
+from flowgit.core.events import PLAN_LOG, make_event
+from flowgit.core.fold import PlanState
 from flowgit.errors import UsageError
-from flowgit.events import PLAN_LOG, make_event
 from flowgit.ids import check_id
-from flowgit.pipeline import plan_clock
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message
-from flowgit.txn import transaction
-
-
-def compact_plan(repo: FlowRepo, plan_id: str, keep: int, actor: str, min_events: int = 0) -> dict[str, Any]:
-    """Rewrite every log of the plan longer than `keep` (and `min_events`) in one commit."""
-    def decide(state: PlanState, now: float) -> Any:
-        files: dict[Path, bytes] = {}
-        summary = []
-        events_dir = repo.safe("plans", plan_id, "events")
-        for path in sorted(events_dir.glob("*.jsonl")) if events_dir.is_dir() else []:
-            stream = path.name[:-6]
-            read = repo.read_log(plan_id, stream)
-            if len(read.events) <= max(keep, min_events):
-                continue
-            # a snapshot of a log whose committed lines were cut would commit the loss
-            repo.ensure_log_intact(path, "run the command again to compact them")
-            new = (compact_plan_log(read.events, keep, now) if stream == PLAN_LOG
-                   else compact_task_log(read.events, keep, now))
-            if new is None:
-                continue
-            files[path] = "".join(e.to_line() for e in new).encode()
-            summary.append({"log": repo.rel(path), "before": len(read.events), "after": len(new)})
-        if not files:
-            return {}, {}, "", summary
-        return {}, files, commit_message(plan_id, None, "compact", actor,
-                                         f"{len(files)} log(s) replaced by snapshots"), summary
-
-    summary, sha = transaction(repo, plan_id, decide)
-    return {"plan": plan_id, "keep": keep, "logs": summary, "commit": sha}
+from flowgit.ops.compact import compact_plan
+from flowgit.ops.phases import plan_clock
+from flowgit.store.repo import actor_for, automatic_actor, commit_message
+from flowgit.store.writing import transaction
 
 
 def compact(app: App, plan_id: str, keep: int | None) -> int:

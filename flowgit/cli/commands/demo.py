@@ -9,19 +9,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flowgit import git, yamlio
-from flowgit.app import App
+from flowgit import git, resources
+from flowgit.cli.app import App
 from flowgit.errors import FlowError, UsageError
+from flowgit.formats import yamlio
 
 WORKERS = 3
 
 
 def example_plan() -> str:
-    return (resources.files("flowgit") / "examples" / "webhooks.yaml").read_text(encoding="utf-8")
+    return resources.read_text("examples", "webhooks.yaml")
 
 
 def _prepare(directory: Path) -> None:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import Any, Callable
 
 from flowgit import git
-from flowgit.app import App
+from flowgit.cli.app import App
 from flowgit.errors import EXIT_USER, InvalidFile, NotFound
-from flowgit.jsonlmerge import event_sort_key, parse_lines
-from flowgit.store import FLOW, FlowRepo, iter_flow_files, write_atomic
+from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
+from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files, write_atomic
 
 
 def _problem(kind: str, path: str, message: str) -> dict[str, Any]:
@@ -58,8 +58,8 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
                                      "logs are append-only): --fix takes them back from HEAD"))
         else:
             problems.append(_problem("uncommitted", rel, "events appended but not committed"))
-    from flowgit.commands.plans import adr_ids
-    from flowgit.validation import validate_files
+    from flowgit.formats.validation import validate_files
+    from flowgit.store.planedit import adr_ids
 
     files = {repo.rel(p): p.read_bytes() for p in iter_flow_files(repo)
              if not p.is_symlink() and p.is_file()}
@@ -86,8 +86,8 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
-def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
-    from flowgit.commands.init import setup_local
+def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], None]) -> None:
+    from flowgit.ops.clone_setup import setup_local
 
     with repo.lock():
         repo.recover()
@@ -98,7 +98,7 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]]) -> None:
             elif p["kind"] == "git_lock":
                 p["fixed"] = not (repo.dirs.git_dir / "index.lock").exists()
             elif p["kind"] == "merge_driver":
-                setup_local(repo.root)
+                setup_local(repo.root, warn)
                 p["fixed"] = True
             elif p["kind"] in ("torn", "rewritten", "duplicates"):
                 path = repo.root / p["path"]
@@ -135,7 +135,7 @@ def doctor(app: App, do_fix: bool) -> int:
     repo.require_init()
     problems = diagnose(repo)
     if do_fix and any(p["kind"] in FIXABLE for p in problems):
-        fix(repo, problems)
+        fix(repo, problems, app.out.warn)
         # fixed is what a second look no longer finds (a repair can also clear a follow-on
         # problem, such as the schema error of a line restored from HEAD)
         repo.forget_all()

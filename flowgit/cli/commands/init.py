@@ -1,29 +1,16 @@
 """`flowgit init`: the .flow/ directory, git attributes, merge driver and hooks."""
 from __future__ import annotations
 
-import shlex
 import shutil
-import sys
-from importlib import resources
 from pathlib import Path
 
 from flowgit import git
-from flowgit.app import App
-from flowgit.store import write_atomic
+from flowgit.cli.app import App
+from flowgit.ops.clone_setup import GITATTRIBUTES, setup_local
+from flowgit.resources import template_dir
+from flowgit.store.repo import write_atomic
 
-GITATTRIBUTES = ".flow/**/*.jsonl merge=flowgit-jsonl"
 GITIGNORE = (".flow/.cache/", ".flow/logs/")
-
-
-def template_dir() -> Path:
-    """The template shipped with the package, or the repository's own in a checkout."""
-    try:
-        packaged = resources.files("flowgit") / "template"
-        if packaged.is_dir():
-            return Path(str(packaged))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / ".flow-template"
 
 
 def _ensure_line(path: Path, line: str) -> bool:
@@ -34,28 +21,6 @@ def _ensure_line(path: Path, line: str) -> bool:
         text += "\n"
     write_atomic(path, (text + line + "\n").encode())
     return True
-
-
-def driver_command() -> str:
-    """How git should call our merge driver: the console script if on PATH, else this Python."""
-    exe = shutil.which("flowgit")
-    prefix = shlex.quote(exe) if exe else f"{shlex.quote(sys.executable)} -m flowgit"
-    return f"{prefix} merge-driver %O %A %B"
-
-
-def setup_local(root: Path) -> list[str]:
-    """Per-clone settings that git does not carry: the merge driver and the hooks."""
-    done = []
-    if git.config_get(root, "merge.flowgit-jsonl.driver") is None:
-        git.run(["config", "merge.flowgit-jsonl.name", "flowgit event-log union"], root)
-        git.run(["config", "merge.flowgit-jsonl.driver", driver_command()], root)
-        done.append("merge driver")
-    try:
-        from flowgit.commands import hooks
-    except ImportError:
-        return done
-    done.extend(hooks.install_quiet(root))
-    return done
 
 
 def init(app: App) -> int:
@@ -77,7 +42,7 @@ def init(app: App) -> int:
             created.append(".gitattributes")
         if any([_ensure_line(root / ".gitignore", line) for line in GITIGNORE]):
             created.append(".gitignore")
-        local = setup_local(root)
+        local = setup_local(root, app.out.warn)
         sha = None
         if created:
             sha = git.commit_paths(root, created, "flow: init\n\nFlow-Event: init")

@@ -7,22 +7,28 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from flowgit import git
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
+from flowgit.core.fold import PlanState
+from flowgit.core.rules import decide, resume_phase
 from flowgit.errors import EXIT_USER, FlowError, IllegalTransition, UsageError
-from flowgit.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.ids import check_id
-from flowgit.pipeline import (advance_plan, facts_for, plan_clock, run_validation,
-                              validation_events, validations_for)
-from flowgit.rules import decide, resume_phase
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
+from flowgit.ops.phases import (
+    advance_plan,
+    facts_for,
+    plan_clock,
+    run_validation,
+    validation_events,
+    validations_for,
+)
+from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
 
 Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], str]]
 
 
 def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
     """A plan-level transition: `build` returns the plan events, whole files and event name."""
-    from flowgit.txn import transaction
+    from flowgit.store.writing import transaction
 
     def decide(state: PlanState, now: float) -> Any:
         events, files, name = build(state, plan_clock(repo, plan_id), now)
@@ -32,19 +38,8 @@ def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | N
     return transaction(repo, plan_id, decide)[1]
 
 
-def advance_after(app: App, plan_id: str, actor: str) -> list[dict[str, Any]]:
-    """The rules' moves after a command's own event, which stands even if they must wait."""
-    try:
-        return advance_plan(app.repo, plan_id, actor)
-    except FlowError as exc:
-        if exc.code != "plan_edited":
-            raise
-        app.out.warn(exc.message)
-        return []
-
-
 def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
-    moves = advance_after(app, plan_id, actor)
+    moves = app.advance_after(plan_id, actor)
     state = app.repo.state(plan_id)
     result.update({"phase": state.phase, "moves": moves})
     lines = [text] + [f"phase {m['from']} -> {m['to']} ({m['reason']})" for m in moves]
@@ -57,7 +52,7 @@ def _phase(d: dict[str, Any], to: str, reason: str, **extra: Any) -> dict[str, A
 
 
 def submit(app: App, plan_id: str) -> int:
-    from flowgit.commands.plans import check_plan_text
+    from flowgit.store.planedit import check_plan_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
@@ -226,7 +221,7 @@ def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
 
 def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
                changes: Sequence[str], reviewer: str | None, comment: str | None) -> int:
-    from flowgit.commands.plans import append_tasks, check_plan_text, committed_text
+    from flowgit.store.planedit import append_tasks, check_plan_text, committed_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
@@ -235,7 +230,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
     if do_approve and changes:
         raise UsageError("give either --approve or --request-changes, not both")
     actor = actor_for(repo, reviewer)
-    advance_after(app, plan_id, actor)
+    app.advance_after(plan_id, actor)
     state = repo.state(plan_id)
     cp = _pick_checkpoint(repo, plan_id, cp_id, state)
     if not do_approve and not changes:
@@ -282,7 +277,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
 # ----- finish, halt, resume, advance -----------------------------------------------------------
 
 def changelog_entry(repo: FlowRepo, plan_id: str, state: PlanState) -> str:
-    from flowgit.commands.plans import adr_ids
+    from flowgit.store.planedit import adr_ids
 
     plan = repo.load_plan(plan_id).plan
     lines = [f"## {plan.title} ({plan_id}) - {date.today().isoformat()}", ""]

@@ -4,13 +4,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowgit import git, yamlio
-from flowgit.app import App
+from flowgit import git
+from flowgit.cli.app import App
 from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.formats import yamlio
+from flowgit.formats.plandiff import diff_adrs, diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
-from flowgit.plandiff import diff_adrs, diff_plan, render_markdown, render_text
-from flowgit.snapshot import Memo, Snapshot, at_rev, work_tree
-from flowgit.store import actor_for, commit_message
+from flowgit.store.repo import actor_for, commit_message
+from flowgit.store.snapshot import Memo, Snapshot, at_rev, work_tree
 
 
 def _default_base(app: App) -> str:
@@ -138,7 +139,7 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
     one new commit. Event logs are never touched. The spec goes back with the plan: a spec
     left from later could name tasks the restored plan does not have (an invalid repository);
     a spec that did not exist at REV is removed (it stays in git history)."""
-    from flowgit.commands.plans import check_plan_text
+    from flowgit.store.planedit import check_plan_text
 
     repo = app.repo
     check_id(plan_id, "plan id")

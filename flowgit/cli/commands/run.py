@@ -6,14 +6,13 @@ import time
 from typing import Any
 
 from flowgit import git
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
 from flowgit.errors import FlowError, IllegalTransition, UsageError
 from flowgit.ids import check_id
-from flowgit.commands.pipeline import advance_after
-from flowgit.runner import Runner
-from flowgit.executors import by_name
-from flowgit.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
-from flowgit.store import automatic_actor
+from flowgit.runner.executors import by_name
+from flowgit.runner.runner import Runner
+from flowgit.store.repo import automatic_actor
 
 
 def _check_startable(repo: Any, plan_id: str) -> None:
@@ -80,7 +79,7 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
             signal.signal(s, h)
     if tty:
         app.out.out.write("\r\033[K")
-    moves = [] if code == 130 else advance_after(app, plan_id, automatic_actor(repo))
+    moves = [] if code == 130 else app.advance_after(plan_id, automatic_actor(repo))
     for m in moves:
         log(f"phase {m['from']} -> {m['to']} ({m['reason']})")
     state = repo.state(plan_id)

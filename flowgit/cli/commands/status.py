@@ -5,12 +5,12 @@ import json
 import time
 from typing import Any
 
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.core.events import canonical, format_time
+from flowgit.core.fold import PlanState
 from flowgit.errors import NotFound, NothingToDo
-from flowgit.events import canonical, format_time
 from flowgit.ids import check_id
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo, iter_events_all
+from flowgit.store.repo import FlowRepo, iter_events_all
 
 BAR_WIDTH = 30
 
@@ -35,7 +35,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
             row["error"] = view.record.last_error
         tasks.append(row)
     approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
-    from flowgit.rules import Facts, is_stale
+    from flowgit.core.rules import Facts, is_stale
 
     cfg = repo.config
     reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
@@ -94,12 +94,6 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
     return "\n".join(lines)
 
 
-def warn_linked_plans(app: App) -> None:
-    for name in app.repo.linked_plans():
-        app.out.warn(f".flow/plans/{name} is a symlink and was left out: flowgit never follows "
-                     "symlinks in .flow/ (make it a real directory)")
-
-
 def status(app: App, plan_id: str | None) -> int:
     repo = app.repo
     now = time.time()
@@ -110,7 +104,7 @@ def status(app: App, plan_id: str | None) -> int:
         app.out.result(data, lambda: status_text(data, app.out.is_tty))
         return 0
     plans = []
-    warn_linked_plans(app)
+    app.warn_linked_plans()
     for pid in repo.plan_ids():
         state = repo.state(pid, now)
         plans.append(status_dict(repo, pid, state, now))
@@ -145,7 +139,7 @@ def status(app: App, plan_id: str | None) -> int:
 
 
 def next_task(app: App, plan_id: str | None) -> int:
-    from flowgit.lifecycle import approval_block  # `status` does not need it
+    from flowgit.core.lifecycle import approval_block  # `status` does not need it
 
     repo = app.repo
     now = time.time()
@@ -176,7 +170,7 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
             known = ", ".join(plan.node_ids()[:8]) or "none"
             raise NotFound(f"plan {plan_id} has no task {task_id!r} (tasks: {known}): see `flowgit status {plan_id}`")
     if from_git:
-        from flowgit.history import events_from_git
+        from flowgit.ops.history import events_from_git
 
         evs = events_from_git(repo, plan_id, task_id)
     elif task_id is not None:
@@ -198,7 +192,7 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
 
 
 def graph(app: App, plan_id: str, fmt: str) -> int:
-    from flowgit import graph as g
+    from flowgit.core import graph as g
 
     repo = app.repo
     state = repo.state(check_id(plan_id, "plan id"))

@@ -1,8 +1,8 @@
 """`flowgit sync [--remote NAME]`."""
 from __future__ import annotations
 
-from flowgit import syncing
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.ops import sync as syncing
 
 
 def sync(app: App, remote: str | None) -> int:

@@ -5,14 +5,20 @@ import time
 from typing import Any, Callable
 
 from flowgit import git
-from flowgit.app import App
+from flowgit.cli.app import App
+from flowgit.core.events import PLAN_LOG, Event
+from flowgit.core.fold import PlanState
+from flowgit.core.lifecycle import (
+    Decision,
+    approval_block,
+    decide_claim,
+    decide_fail,
+    decide_simple,
+    phase_gate,
+)
 from flowgit.errors import FlowError, RaceLost, UsageError
-from flowgit.events import PLAN_LOG, Event
 from flowgit.ids import check_id
-from flowgit.lifecycle import (Decision, approval_block, decide_claim, decide_fail, decide_simple,
-                               phase_gate)
-from flowgit.state import PlanState
-from flowgit.store import FlowRepo, actor_for, commit_message
+from flowgit.store.repo import FlowRepo, actor_for, commit_message
 
 
 def plan_clock(repo: FlowRepo, plan_id: str) -> int:
@@ -67,7 +73,7 @@ def _decide(repo: FlowRepo, plan_id: str, task: str | None, now: float,
 
 def _transact_synced(app: App, plan_id: str, actor: str,
                      decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
-    from flowgit import syncing
+    from flowgit.ops import sync as syncing
 
     repo = app.repo
     remote, branch = syncing.target(repo, None)
@@ -166,7 +172,7 @@ def _clock(state: PlanState, task_id: str) -> int:
 
 def _claim_lease(repo: FlowRepo, plan_id: str, task_id: str, actor: str, default: float) -> float:
     """start and heartbeat extend by the lease the holder claimed with (`claim --lease`)."""
-    from flowgit.events import canonical
+    from flowgit.core.events import canonical
 
     claims = [e for e in canonical(repo.read_log(plan_id, task_id).events)
               if e.type == "task.claimed" and e.actor == actor]

@@ -5,12 +5,13 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping
 
-from flowgit import git, yamlio
-from flowgit.app import App
+from flowgit import git
+from flowgit.cli.app import App
+from flowgit.core.model import Plan
 from flowgit.errors import EXIT_USER, InvalidFile, NotFound
-from flowgit.model import Plan
-from flowgit.store import FLOW, FlowRepo, iter_flow_files
-from flowgit.validation import ADR_RE, PLAN_RE, validate_files
+from flowgit.formats import yamlio
+from flowgit.formats.validation import ADR_RE, PLAN_RE, validate_files
+from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files
 
 
 def _collect(repo: FlowRepo, paths: list[Path]) -> dict[str, bytes]:
@@ -119,7 +120,7 @@ def _broken_references(repo: FlowRepo, changes: list[git.StagedChange], staged: 
 def validate(app: App, paths: list[Path], staged: bool) -> int:
     repo = app.repo
     if staged:
-        from flowgit.appendonly import append_only_errors
+        from flowgit.store.appendonly import append_only_errors
 
         changes = git.staged_changes(repo.root, FLOW, git.hook_index_env())
         files = _staged(repo, changes)
@@ -135,7 +136,7 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
         except (NotFound, InvalidFile):
             return None
 
-    from flowgit.commands.plans import adr_ids
+    from flowgit.store.planedit import adr_ids
 
     report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [])
     errors = extra + report.errors

@@ -1,0 +1,1 @@
+"""Operations over a repository: phase moves, sync, history."""

@@ -1,0 +1,1 @@
+"""flowgit run: worktrees, executors, merge-with-done, the dispatcher."""

@@ -1,0 +1,1 @@
+"""The .flow/ tree on disk: reading, the lock, the write door, recovery."""

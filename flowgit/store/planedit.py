@@ -1,0 +1,152 @@
+"""Editing plan files as flowgit does: checked as `validate` would before writing, tasks spliced
+in keeping comments, order and quoting, and never over the user's uncommitted edits."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Sequence, cast
+
+from flowgit.core.model import Plan
+from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.formats import yamlio
+from flowgit.ids import is_valid_id
+from flowgit.store.repo import FlowRepo
+
+
+def check_plan_text(repo: FlowRepo, text: str, display: str, plan_id: str) -> Plan:
+    """Everything `validate` checks, before flowgit writes a plan."""
+    from flowgit.core import semantic
+    from flowgit.formats import schemacheck
+
+    data = yamlio.loads(text, display)
+    errors = schemacheck.schema_errors("plan", data, text, display)
+    if errors:
+        raise InvalidFile(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    plan = Plan.from_dict(data, display)
+    if plan.id != plan_id:
+        raise InvalidFile(f"{display}: id {plan.id!r} does not match the plan name {plan_id!r}")
+    problems = semantic.plan_errors(plan, display, adr_ids=adr_ids(repo),
+                                    other_plan=lambda pid: _other(repo, pid, plan_id))
+    if problems:
+        raise InvalidFile(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(
+        {plan_id: plan}, lambda pid: _other(repo, pid, plan_id)))
+    if cycle:
+        raise InvalidFile(f"{display}: plans would wait on each other in a cycle {' -> '.join(cycle)}: "
+                          "remove one cross-plan dependency")
+    return plan
+
+
+def _other(repo: FlowRepo, pid: str, this: str) -> Plan | None:
+    if pid == this or not is_valid_id(pid):
+        return None
+    try:
+        return repo.load_plan(pid).plan
+    except NotFound:
+        return None
+
+
+def adr_ids(repo: FlowRepo) -> list[str]:
+    adrs = repo.safe("adrs")
+    if not adrs.is_dir():
+        return []
+    out = []
+    for path in sorted(adrs.glob("*.yaml")):
+        match = re.match(r"^(ADR-\d+)", path.name)
+        if match and not path.is_symlink():
+            out.append(match.group(1))
+    return out
+
+
+def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
+    """The plan file to edit and commit; refused while it has edits of the user's own, which
+    would otherwise go into flowgit's commit under its message."""
+    rel = repo.plan_edited(path.parent.name)
+    if rel:
+        raise FlowError(f"{rel} has uncommitted changes: commit or stash them before "
+                        f"`flowgit {command}`", code="dirty")
+    return yamlio.read_text(path)
+
+
+def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
+                 checkpoint_after: tuple[str, str] | None = None) -> str:
+    """Add tasks to a plan's YAML keeping its comments, order and quoting."""
+    doc = yamlio.rt_load(text, display)
+    if not isinstance(doc, dict):
+        raise InvalidFile(f"{display}: a plan file must be a mapping")
+    seq = doc.get("tasks")
+    if seq is None:
+        from ruamel.yaml.comments import CommentedSeq
+
+        seq = CommentedSeq()
+        doc["tasks"] = seq
+    # Blank lines and comments after the last task belong to what follows the list (e.g. the
+    # `checkpoints:` section), but ruamel keeps them on the last task: move them past the new ones.
+    trailing = _take_trailing(seq)
+    for task in tasks:
+        seq.append(_commented(task))
+    if trailing:
+        _put_trailing(seq, trailing)
+    if checkpoint_after:
+        for cp in doc.get("checkpoints") or []:
+            if cp.get("id") == checkpoint_after[0]:
+                cp["after"].append(checkpoint_after[1])
+    return yamlio.rt_dump(doc, like=text)
+
+
+def _last_path(node: Any) -> list[tuple[Any, Any]]:
+    """(container, key) along the last entries of nested block collections, outermost first."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    out: list[tuple[Any, Any]] = []
+    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node) and not node.fa.flow_style():
+        key = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+        out.append((node, key))
+        node = node[key]
+    return out
+
+
+def _comment_slot(container: Any) -> int:
+    from ruamel.yaml.comments import CommentedMap
+
+    return 2 if isinstance(container, CommentedMap) else 0
+
+
+def _take_trailing(seq: Any) -> str | None:
+    """Detach what follows the end of the last entry's line (blank lines, comments)."""
+    for container, key in reversed(_last_path(seq)):
+        entry = container.ca.items.get(key)
+        token = entry[_comment_slot(container)] if entry else None
+        if token is None:
+            continue
+        head, newline, rest = token.value.partition("\n")
+        if not rest:
+            return None
+        token.value = head + newline
+        return cast(str, rest)
+    return None
+
+
+def _put_trailing(seq: Any, text: str) -> None:
+    from ruamel.yaml.comments import CommentedMap
+    from ruamel.yaml.error import CommentMark
+    from ruamel.yaml.tokens import CommentToken
+
+    path = _last_path(seq)
+    if not path:
+        return
+    container, key = path[-1]
+    empty: list[Any] = [None, None, None, None] if isinstance(container, CommentedMap) else [None, None]
+    entry = container.ca.items.setdefault(key, empty)
+    entry[_comment_slot(container)] = CommentToken("\n" + text, CommentMark(0), None)
+
+
+def _commented(value: Any) -> Any:
+    """Plain dicts and lists as ruamel's block collections, so comments can be attached."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        return CommentedMap((k, _commented(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return CommentedSeq(_commented(v) for v in value)
+    return value

@@ -1,0 +1,1 @@
+"""flowgit watch: the observer and trigger, signals, schedules, waits."""
