@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
-from flowgit.errors import FlowError, GitError, RaceLost
+from flowgit.errors import FlowError, GitError, NotARepo, RaceLost
 
 GIT_ENV_DROP = ("GIT_INDEX_FILE",)
 
@@ -74,8 +74,7 @@ def find_dirs(start: Path) -> RepoDirs:
                 if commondir.exists():
                     common = (git_dir / commondir.read_text().strip()).resolve()
                 return RepoDirs(candidate, git_dir, common)
-    raise FlowError(f"{start}: not a git repository: run `git init` first (or pass --repo DIR)",
-                    code="not_a_repo")
+    raise NotARepo(f"{start}: not a git repository: run `git init` first (or pass --repo DIR)")
 
 
 def operation_in_progress(dirs: RepoDirs) -> str | None:

@@ -28,14 +28,12 @@ class App:
 
     def advance_after(self, plan_id: str, actor: str) -> list[dict[str, Any]]:
         """The rules' moves after a command's own event, which stands even if they must wait."""
-        from flowgit.errors import FlowError
+        from flowgit.errors import PlanEdited
         from flowgit.ops.phases import advance_plan
 
         try:
             return advance_plan(self.repo, plan_id, actor)
-        except FlowError as exc:
-            if exc.code != "plan_edited":
-                raise
+        except PlanEdited as exc:
             self.out.warn(exc.message)
             return []
 

@@ -9,7 +9,7 @@ import click
 
 from flowgit.cli.app import App
 from flowgit.cli.output import Output
-from flowgit.errors import EXIT_USAGE, FlowError
+from flowgit.errors import ExitCode, FlowError, Interrupted, UsageError
 
 F = Callable[..., Any]
 
@@ -463,18 +463,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
     except FlowError as exc:
         app.out.error(exc.code, exc.message)
-        return exc.exit_code
+        return int(exc.exit_code)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.exceptions.Abort:
-        app.out.error("aborted", "aborted")
-        return 130
+        app.out.error(Interrupted.code, "aborted")
+        return int(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         if app.out.as_json:
-            app.out.error("usage", exc.format_message())
+            app.out.error(UsageError.code, exc.format_message())
         else:
             exc.show()
-        return EXIT_USAGE
+        return int(ExitCode.USAGE)
     except BrokenPipeError:
         return 0
     finally:

@@ -174,9 +174,8 @@ def serve(repo: Path, invoke: Invoke) -> int:
     try:
         server = build(repo, invoke)
     except ImportError:
-        from flowgit.errors import FlowError
+        from flowgit.errors import MissingExtra
 
-        raise FlowError("the MCP server needs the mcp package: pip install 'flowgit[mcp]'",
-                        code="missing_extra") from None
+        raise MissingExtra("the MCP server needs the mcp package: pip install 'flowgit[mcp]'") from None
     server.run("stdio")
     return 0

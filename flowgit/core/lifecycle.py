@@ -9,7 +9,16 @@ from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
 from flowgit.core.fold import PlanState, TaskView
 from flowgit.core.model import Config, Plan, policy_for
-from flowgit.errors import IllegalTransition, LostLease, NothingToDo
+from flowgit.errors import (
+    AlreadyClaimed,
+    IllegalTransition,
+    IsCheckpoint,
+    LostLease,
+    NeedsApproval,
+    NotFound,
+    NothingToDo,
+    WrongPhase,
+)
 
 CLAIMABLE_PHASES = ("execute", "checkpoint")
 
@@ -50,7 +59,7 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
     blocked = approval_block(plan.id, state, config, plan_hash)
     if state.phase in CLAIMABLE_PHASES:
         if blocked:
-            raise IllegalTransition(blocked, code="needs_approval")
+            raise NeedsApproval(blocked)
         return ()
     needs = config.approvals_required
     facts = Facts(plan_hash, needs, config.auto_approve, config.reset_on_change)
@@ -66,10 +75,10 @@ def phase_gate(plan: Plan, state: PlanState, config: Config, actor: str, clock: 
             data["base_commit"] = base_commit
         return (make_event("plan.phase", plan.id, None, actor, clock, data, now),)
     if blocked:
-        raise IllegalTransition(blocked, code="needs_approval")
+        raise NeedsApproval(blocked)
     if state.phase == "halted" or task_id is not None:
         hint = f": `flowgit resume {plan.id}` first" if state.phase == "halted" else ""
-        raise IllegalTransition(f"plan {plan.id} is {state.phase}: no task can be claimed{hint}", code="phase")
+        raise WrongPhase(f"plan {plan.id} is {state.phase}: no task can be claimed{hint}")
     raise NothingToDo(f"plan {plan.id} is {state.phase}: no task is left to claim")
 
 
@@ -100,10 +109,9 @@ def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:
     if task_id in state.tasks:
         return state.tasks[task_id]
     if plan.checkpoint(task_id):
-        raise IllegalTransition(
-            f"{plan.id}/{task_id} is a checkpoint: review it with `flowgit checkpoint {plan.id} {task_id}`",
-            code="is_checkpoint")
-    raise IllegalTransition(f"plan {plan.id} has no task {task_id!r}", code="not_found")
+        raise IsCheckpoint(
+            f"{plan.id}/{task_id} is a checkpoint: review it with `flowgit checkpoint {plan.id} {task_id}`")
+    raise NotFound(f"plan {plan.id} has no task {task_id!r}")
 
 
 def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, clock: int,
@@ -114,8 +122,8 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
         task_id = state.order[0]
     view = view_of(plan, state, task_id)
     if view.state in ("claimed", "in_progress") and view.worker == actor:
-        raise IllegalTransition(f"{plan.id}/{task_id} is already {view.state} by you: "
-                                "use heartbeat to extend the lease", code="already_claimed")
+        raise AlreadyClaimed(f"{plan.id}/{task_id} is already {view.state} by you: "
+                                "use heartbeat to extend the lease")
     if view.state != "ready":
         raise IllegalTransition(f"cannot claim {plan.id}/{task_id}: it is {describe(view, now)}")
     until = now + lease

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from flowgit import git, resources
-from flowgit.errors import FlowError
+from flowgit.errors import FlowError, HookExists, HookIO, HookNotFile, HookSymlink
 
 MARKER = "# flowgit pre-commit hook"
 HOOK = "pre-commit"
@@ -109,15 +109,15 @@ def hooks_dir(root: Path) -> Path:
 
 def _read_hook(path: Path) -> bytes | None:
     if os.path.islink(path):
-        raise FlowError(
+        raise HookSymlink(
             f"{path}: the pre-commit hook is a symlink and flowgit never writes through one: "
             "replace it with a regular file (or call `flowgit validate --staged` from the script "
-            "it points to), then run `flowgit hooks install` again", code="hook_symlink")
+            "it points to), then run `flowgit hooks install` again")
     if not os.path.lexists(path):
         return None
     if not path.is_file():
-        raise FlowError(f"{path}: is not a regular file: remove it, then run "
-                        "`flowgit hooks install` again", code="hook_not_file")
+        raise HookNotFile(f"{path}: is not a regular file: remove it, then run "
+                        "`flowgit hooks install` again")
     return path.read_bytes()
 
 
@@ -159,11 +159,10 @@ def install_hook(root: Path) -> dict[str, str | None]:
     ours = hook_script()
     action = decide(current, ours, os.path.lexists(local))
     if action == "refuse":
-        raise FlowError(
+        raise HookExists(
             f"{hook}: a pre-commit hook is already there and {local} exists too, so flowgit "
             f"cannot chain to it: merge the two into {LOCAL} and remove {HOOK} (or add "
-            "`flowgit validate --staged` to your hook), then run `flowgit hooks install` again",
-            code="hook_exists")
+            "`flowgit validate --staged` to your hook), then run `flowgit hooks install` again")
     if action != "unchanged":
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -175,8 +174,8 @@ def install_hook(root: Path) -> dict[str, str | None]:
             finally:
                 tmp.unlink(missing_ok=True)
         except OSError as exc:
-            raise FlowError(f"{hook}: cannot install the pre-commit hook: {exc.strerror or exc}: "
-                            "check the hooks directory's permissions", code="hook_io") from None
+            raise HookIO(f"{hook}: cannot install the pre-commit hook: {exc.strerror or exc}: "
+                            "check the hooks directory's permissions") from None
     return {"hook": str(hook), "action": action,
             "local": str(local) if os.path.lexists(local) else None,
             "python": record_python(root)}

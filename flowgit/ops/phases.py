@@ -13,7 +13,7 @@ from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.model import Plan, Validation
 from flowgit.core.rules import Facts, Move, decide
-from flowgit.errors import FlowError
+from flowgit.errors import PlanEdited
 from flowgit.store.repo import FlowRepo, commit_message
 
 OUTPUT_TAIL = 2000
@@ -156,9 +156,8 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         move = moves[0]
         rel = repo.plan_edited(plan_id)
         if rel:
-            raise FlowError(f"{rel} has uncommitted changes: the phase rules act on the committed "
-                            f"plan; commit them (or restore the file) for the move to {move.to}",
-                            code="plan_edited")
+            raise PlanEdited(f"{rel} has uncommitted changes: the phase rules act on the committed "
+                            f"plan; commit them (or restore the file) for the move to {move.to}")
         results: list[ValidationResult] = []
         if move.checkpoint:
             plan = repo.load_plan(plan_id).plan

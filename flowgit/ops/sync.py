@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 from flowgit import git
-from flowgit.errors import FlowError, RaceLost
+from flowgit.errors import (
+    Detached,
+    FetchFailed,
+    FlowError,
+    MergeConflict,
+    NoRemote,
+    PushFailed,
+    RaceLost,
+)
 from flowgit.store.repo import FlowRepo
 
 RETRIES = 8
@@ -56,11 +64,10 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     name = remote or repo.config.remote
     branch = git.current_branch(repo.root)
     if branch is None:
-        raise FlowError("HEAD is detached: check out a branch before syncing", code="detached")
+        raise Detached("HEAD is detached: check out a branch before syncing")
     if git.run(["remote", "get-url", name], repo.root, check=False).returncode != 0:
-        raise FlowError(f"no remote named {name!r}: add it with `git remote add {name} URL`, or name "
-                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)",
-                        code="no_remote")
+        raise NoRemote(f"no remote named {name!r}: add it with `git remote add {name} URL`, or name "
+                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)")
     return name, branch
 
 
@@ -75,7 +82,7 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
             return "no remote branch"
         message = f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}"
         if any(marker in err.lower() for marker in FETCH_FOR_GOOD):
-            raise FlowError(message + f" (check `git remote get-url {remote}`)", code="fetch_failed")
+            raise FetchFailed(message + f" (check `git remote get-url {remote}`)")
         raise RaceLost(message)  # the network may come back: retrying may win
     theirs = git.out(["rev-parse", "FETCH_HEAD"], root)
     ours = git.head(root)
@@ -86,8 +93,8 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
     if merge.returncode != 0:
         conflicted = git.out(["diff", "--name-only", "--diff-filter=U"], root).split()
         git.run(["merge", "--abort"], root, check=False)
-        raise FlowError(f"merging {remote}/{branch} conflicts in {', '.join(conflicted) or 'files'}: "
-                        "resolve with `git pull` by hand, then `flowgit sync`", code="merge_conflict")
+        raise MergeConflict(f"merging {remote}/{branch} conflicts in {', '.join(conflicted) or 'files'}: "
+                        "resolve with `git pull` by hand, then `flowgit sync`")
     return "merged"
 
 
@@ -104,8 +111,7 @@ def push(root: Path, remote: str, branch: str) -> bool:
         _last_round = time.monotonic() - _round_started
     err = proc.stderr.decode("utf-8", "replace")
     if "hook declined" in err or not any(marker in err for marker in RACE_MARKERS):
-        _push_error = FlowError(f"git push {remote} failed: {_git_error_line(err, proc.returncode)}",
-                                code="push_failed")
+        _push_error = PushFailed(f"git push {remote} failed: {_git_error_line(err, proc.returncode)}")
     return False
 
 

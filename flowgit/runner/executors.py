@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Mapping
 
 from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
-from flowgit.errors import FlowError
+from flowgit.errors import BadExecutor, NoRun, UnknownExecutor
 
 BUILTIN: dict[str, Executor] = {
     # `shell` runs the task's own `run:` argv (see argv_for).
@@ -27,8 +27,8 @@ def by_name(config: Config, name: str, where: str) -> Executor:
     if name in BUILTIN:
         return BUILTIN[name]
     known = ", ".join(sorted(set(config.executors) | set(BUILTIN)))
-    raise FlowError(f"{where}: unknown executor {name!r} (known: {known}): "
-                    "define it under executors: in .flow/config.yaml", code="unknown_executor")
+    raise UnknownExecutor(f"{where}: unknown executor {name!r} (known: {known}): "
+                    "define it under executors: in .flow/config.yaml")
 
 
 def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
@@ -50,13 +50,13 @@ def argv_for(executor: Executor, values: Mapping[str, str], task: Task, plan_id:
     for element in executor.argv:
         if element == "{run}":
             if not task.run:
-                raise FlowError(f"task {plan_id}/{task.id} has no run: command for the shell executor: "
-                                "add `run: [cmd, args...]` or choose another executor", code="no_run")
+                raise NoRun(f"task {plan_id}/{task.id} has no run: command for the shell executor: "
+                                "add `run: [cmd, args...]` or choose another executor")
             out.extend(task.run)
             continue
         out.append(PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), element))
     if not out:
-        raise FlowError(f"executor {executor.name} has an empty argv", code="bad_executor")
+        raise BadExecutor(f"executor {executor.name} has an empty argv")
     return tuple(out)
 
 

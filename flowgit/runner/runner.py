@@ -20,7 +20,16 @@ from flowgit.core.events import PLAN_LOG, format_time, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
 from flowgit.core.model import Plan, Task
-from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound
+from flowgit.errors import (
+    Detached,
+    ExitCode,
+    FlowError,
+    IllegalTransition,
+    InvalidFile,
+    NeedsApproval,
+    NoCommit,
+    NotFound,
+)
 from flowgit.formats import yamlio
 from flowgit.runner.executors import argv_for, prompt_text, resolve, values_for
 from flowgit.store.eventlog import append, repair_torn
@@ -128,7 +137,7 @@ class Runner:
         self.common = self.dirs.common_dir
         self.base_branch = git.current_branch(root)
         if self.base_branch is None:
-            raise FlowError("HEAD is detached: check out the branch tasks should merge into", code="detached")
+            raise Detached("HEAD is detached: check out the branch tasks should merge into")
 
     def repo(self) -> FlowRepo:
         """This thread's FlowRepo, kept from task to task so that its caches stay warm; a new
@@ -158,7 +167,7 @@ class Runner:
             self.close()
         if self.halted is not None:
             return 1
-        return 130 if self.stop_event.is_set() else (1 if self.failed else 0)
+        return ExitCode.INTERRUPTED if self.stop_event.is_set() else (1 if self.failed else 0)
 
     def halt(self, reason: str) -> None:
         """Claim nothing more, for a reason of the run's own (not a signal); the tasks already
@@ -359,7 +368,7 @@ class Runner:
         if state.phase in CLAIMABLE_PHASES:
             blocked = approval_block(job.plan, state, repo.config, loaded.hash)
             if blocked:
-                raise IllegalTransition(blocked, code="needs_approval")
+                raise NeedsApproval(blocked)
         else:
             pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
             gate = phase_gate(loaded.plan, state, repo.config, job.actor, pclock, now,
@@ -472,8 +481,7 @@ class Runner:
         to the job's path and reset there, else a new one."""
         base = git.read_head(self.dirs)
         if base is None:
-            raise FlowError("the branch to merge into has no commit yet: commit something first",
-                            code="no_commit")
+            raise NoCommit("the branch to merge into has no commit yet: commit something first")
         job.base = base
         with self.trees_mu:
             if job.branch in self.old_branches:

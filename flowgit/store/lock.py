@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable
 
-from flowgit.errors import FlowError, RaceLost
+from flowgit.errors import LockSymlink, RaceLost
 
 LOCK_NAME = "flowgit.lock"
 
@@ -28,8 +28,7 @@ class RepoLock:
             fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise FlowError(f"{self.path} is a symlink: remove it (flowgit never follows one)",
-                                code="lock_symlink") from None
+                raise LockSymlink(f"{self.path} is a symlink: remove it (flowgit never follows one)") from None
             raise
         deadline = time.monotonic() + self.timeout
         delay = 0.002

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence, cast
 
 from flowgit.core.model import Plan
-from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.errors import Dirty, InvalidFile, NotFound
 from flowgit.formats import yamlio
 from flowgit.ids import is_valid_id
 from flowgit.store.repo import FlowRepo
@@ -63,8 +63,8 @@ def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
     would otherwise go into flowgit's commit under its message."""
     rel = repo.plan_edited(path.parent.name)
     if rel:
-        raise FlowError(f"{rel} has uncommitted changes: commit or stash them before "
-                        f"`flowgit {command}`", code="dirty")
+        raise Dirty(f"{rel} has uncommitted changes: commit or stash them before "
+                        f"`flowgit {command}`")
     return yamlio.read_text(path)
 
 

@@ -16,7 +16,7 @@ from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
 from flowgit.core.model import Config, Plan
-from flowgit.errors import FlowError, InvalidFile, NotFound, RaceLost
+from flowgit.errors import Ambiguous, FlowError, GitBusy, InvalidFile, NoActor, NotFound, NotInitialised, RaceLost, UsageError
 from flowgit.ids import check_id, is_valid_id, split_ref
 from flowgit.store.eventlog import append, repair_torn
 from flowgit.store.lock import RepoLock
@@ -88,7 +88,7 @@ class FlowRepo:
 
     def require_init(self) -> None:
         if not self.flow.is_dir():
-            raise FlowError(f"{self.root}: no .flow/ here: run `flowgit init` first", code="not_initialised")
+            raise NotInitialised(f"{self.root}: no .flow/ here: run `flowgit init` first")
 
     def plan_dir(self, plan_id: str) -> Path:
         return self.safe("plans", check_id(plan_id, "plan id"))
@@ -332,8 +332,7 @@ class FlowRepo:
         if not owners:
             raise NotFound(f"no plan has a task {task_id!r}: see `flowgit status`")
         if len(owners) > 1:
-            raise FlowError(f"task {task_id!r} is in plans {', '.join(owners)}: write PLAN/{task_id}",
-                            code="ambiguous")
+            raise Ambiguous(f"task {task_id!r} is in plans {', '.join(owners)}: write PLAN/{task_id}")
         return owners[0], task_id
 
     # ----- the derived cache ---------------------------------------------------------------
@@ -385,9 +384,9 @@ class FlowRepo:
         self.undo_interrupted_merge()
         busy = git.operation_in_progress(self.dirs)
         if busy:
-            raise FlowError(
+            raise GitBusy(
                 f"{busy} is in progress in {self.root}: flowgit writes nothing until it is "
-                "finished or aborted; run the command again then", code="git_busy"
+                "finished or aborted; run the command again then"
             )
 
     @property
@@ -738,10 +737,9 @@ def plan_hash(data: bytes) -> str:
 def actor_for(repo: FlowRepo, worker: str | None) -> str:
     name = worker or os.environ.get("FLOWGIT_ACTOR") or git.user_email(repo.root)
     if not name:
-        raise FlowError("who is acting? pass --worker NAME, set FLOWGIT_ACTOR, or set git user.email",
-                        code="no_actor")
+        raise NoActor("who is acting? pass --worker NAME, set FLOWGIT_ACTOR, or set git user.email")
     if len(name) > 200 or any(c in name for c in "\n\r\0"):
-        raise FlowError(f"invalid worker name {name!r}: one line, at most 200 characters", code="usage")
+        raise UsageError(f"invalid worker name {name!r}: one line, at most 200 characters")
     return name
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flowgit import git, resources
 from flowgit.cli.app import App
-from flowgit.errors import FlowError, UsageError
+from flowgit.errors import DemoFailed, UsageError
 from flowgit.formats import yamlio
 
 WORKERS = 3
@@ -55,8 +55,8 @@ class Steps:
         proc = subprocess.run([sys.executable, "-m", "flowgit", "--repo", str(self.repo), *args],
                               capture_output=True, text=True, env=self.env)
         if proc.returncode != 0:
-            raise FlowError(f"demo step `flowgit {' '.join(args)}` failed (exit {proc.returncode}): "
-                            f"{(proc.stderr or proc.stdout).strip()}", code="demo_failed")
+            raise DemoFailed(f"demo step `flowgit {' '.join(args)}` failed (exit {proc.returncode}): "
+                            f"{(proc.stderr or proc.stdout).strip()}")
         if show and proc.stdout.strip():
             for line in proc.stdout.rstrip().splitlines():
                 self.app.out.info("  " + line)

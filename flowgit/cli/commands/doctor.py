@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.cli.app import App
-from flowgit.errors import EXIT_USER, InvalidFile, NotFound
+from flowgit.errors import ExitCode, InvalidFile, NotFound
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files, write_atomic
 
@@ -158,4 +158,4 @@ def doctor(app: App, do_fix: bool) -> int:
             lines.append("run `flowgit doctor --fix` to repair what can be repaired")
         return "\n".join(lines)
     app.out.result({"ok": not remaining, "problems": problems}, text)
-    return EXIT_USER if remaining else 0
+    return ExitCode.USER if remaining else 0

@@ -11,7 +11,17 @@ from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.rules import decide, resume_phase
-from flowgit.errors import EXIT_USER, FlowError, IllegalTransition, UsageError
+from flowgit.errors import (
+    DirtyChangelog,
+    ExitCode,
+    FlowError,
+    GitBusy,
+    IllegalTransition,
+    NotFound,
+    Stalled,
+    UsageError,
+    ValidationFailed,
+)
 from flowgit.ids import check_id
 from flowgit.ops.phases import (
     advance_plan,
@@ -189,14 +199,14 @@ def _pick_checkpoint(repo: FlowRepo, plan_id: str, cp_id: str | None, state: Pla
     if cp_id is not None:
         check_id(cp_id, "checkpoint id")
         if plan.checkpoint(cp_id) is None:
-            raise FlowError(f"plan {plan_id} has no checkpoint {cp_id!r} (has: "
-                            f"{', '.join(c.id for c in plan.checkpoints) or 'none'})", code="not_found")
+            raise NotFound(f"plan {plan_id} has no checkpoint {cp_id!r} (has: "
+                            f"{', '.join(c.id for c in plan.checkpoints) or 'none'})")
         return cp_id
     reached = [c.id for c in state.checkpoints.values() if c.state == "reached"]
     if reached:
         return reached[0]
     if not plan.checkpoints:
-        raise FlowError(f"plan {plan_id} has no checkpoints", code="not_found")
+        raise NotFound(f"plan {plan_id} has no checkpoints")
     raise IllegalTransition(f"no checkpoint of {plan_id} is awaiting review ("
                             + ", ".join(f"{c.id}: {c.state}" for c in state.checkpoints.values()) + ")")
 
@@ -313,9 +323,8 @@ def _changelog_is_clean(repo: FlowRepo) -> None:
     would go into that commit, so they must be committed (or stashed) first."""
     proc = git.run(["status", "--porcelain", "--", "CHANGELOG.md"], repo.root, check=False)
     if proc.returncode == 0 and proc.stdout.strip():
-        raise FlowError("CHANGELOG.md has uncommitted changes: commit or stash them first, "
-                        "then run finish again (its entry is committed with the file)",
-                        code="dirty_changelog")
+        raise DirtyChangelog("CHANGELOG.md has uncommitted changes: commit or stash them first, "
+                        "then run finish again (its entry is committed with the file)")
 
 
 def finish(app: App, plan_id: str) -> int:
@@ -354,13 +363,13 @@ def finish(app: App, plan_id: str) -> int:
     if failed:
         result = {"plan": plan_id, "phase": "finish", "validations": vals, "commit": sha}
         if app.out.as_json:
-            app.out.result({"error": {"code": "validation_failed", "message": f"final validation {failed[0].name} failed"}, **result})
+            app.out.result({"error": {"code": ValidationFailed.code, "message": f"final validation {failed[0].name} failed"}, **result})
         else:
             app.out.err.write(f"flowgit: error: plan {plan_id}: final validation {failed[0].name!r} failed "
                               f"(exit {failed[0].exit_code}); fix it and run `flowgit finish {plan_id}` again\n")
             for line in failed[0].output_tail.strip().splitlines()[-10:]:
                 app.out.err.write(f"    {line}\n")
-        return EXIT_USER
+        return ExitCode.USER
     app.out.result({"plan": plan_id, "phase": "complete", "validations": vals, "commit": sha,
                     "changelog": "CHANGELOG.md"}, f"plan {plan_id} complete; CHANGELOG.md updated")
     return 0
@@ -397,12 +406,12 @@ def resume(app: App, plan_id: str) -> int:
             # resuming would only halt again at once: say what keeps it stalled instead
             failed = [t.id for t in state.tasks.values() if t.state == "failed"]
             chains = "; ".join(" <- ".join(c) for c in still.stall_chains())
-            raise IllegalTransition(
+            raise Stalled(
                 f"plan {plan_id} is still stalled: nothing could run"
                 + (f" ({', '.join(failed)} failed)" if failed else "")
                 + (f"; blocked: {chains}" if chains else "")
                 + f": change .flow/plans/{plan_id}/plan.yaml (drop or replace the failed work) "
-                  "and resume again", code="stalled")
+                  "and resume again")
         return [make_event("plan.phase", plan_id, None, actor, clock,
                            {"to": target["to"], "reason": "resumed", "from": "halted"}, now)], {}, "resumed"
 
@@ -419,10 +428,11 @@ def advance(app: App, plan_id: str | None) -> int:
     for pid in pids:
         try:
             moves += advance_plan(repo, pid, actor)
+        except GitBusy:
+            raise  # a busy git or a lost race concerns every plan: those still stop the run
         except FlowError as exc:
-            # one broken plan must not hold every other plan back; a busy git or a lost
-            # race concerns them all, so those still stop the run
-            if plan_id or exc.exit_code != EXIT_USER or exc.code == "git_busy":
+            # one broken plan must not hold every other plan back
+            if plan_id or exc.exit_code != ExitCode.USER:
                 raise
             broken.append(exc)
     text = "\n".join(f"{m['plan']}: {m['from']} -> {m['to']} ({m['reason']})" for m in moves) or "nothing to do"
@@ -438,4 +448,4 @@ def advance(app: App, plan_id: str | None) -> int:
             app.out.result({"moves": moves}, text)
         for err in broken:
             app.out.err.write(f"flowgit: error: {err.message}\n")
-    return EXIT_USER
+    return ExitCode.USER

@@ -10,7 +10,7 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG, make_event
 from flowgit.core.fold import phase_of
-from flowgit.errors import FlowError, IllegalTransition, InvalidFile, NotFound, UsageError
+from flowgit.errors import AlreadyExists, IllegalTransition, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
 from flowgit.store.planedit import adr_ids, append_tasks, check_plan_text, committed_text
@@ -35,8 +35,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
     path = repo.plan_file(plan_id)
     display = repo.rel(path)
     if path.exists():
-        raise FlowError(f"plan {plan_id} already exists ({display}): pick another name or edit it",
-                        code="exists")
+        raise AlreadyExists(f"plan {plan_id} already exists ({display}): pick another name or edit it")
     if source is None:
         data: dict[str, Any] = {"id": plan_id, "title": title or plan_id, "goal": goal or "", "tasks": []}
         if parent:
@@ -49,7 +48,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
     with repo.lock():
         repo.recover()
         if path.exists():
-            raise FlowError(f"plan {plan_id} already exists ({display})", code="exists")
+            raise AlreadyExists(f"plan {plan_id} already exists ({display})")
         ev = make_event("plan.created", plan_id, None, actor, 1,
                         {"title": plan.title, "tasks": len(plan.tasks), "parent": plan.parent})
         sha = repo.commit({repo.log_file(plan_id, PLAN_LOG): [ev]}, {path: text.encode()},
@@ -161,7 +160,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
         repo.recover()
         loaded = repo.load_plan(plan_id)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
-            raise FlowError(f"plan {plan_id} already has {task_id!r}: pick another id", code="exists")
+            raise AlreadyExists(f"plan {plan_id} already has {task_id!r}: pick another id")
         if phase_of(repo.plan_events(plan_id)).phase == "complete":
             raise IllegalTransition(f"plan {plan_id} is complete, which is final: put new work in "
                                     "a new plan (`flowgit plan new NAME --parent ...`)")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flowgit import git
 from flowgit.cli.app import App
-from flowgit.errors import FlowError, InvalidFile, NotFound
+from flowgit.errors import Dirty, FlowError, InvalidFile, NoCommits, NotFound
 from flowgit.formats import yamlio
 from flowgit.formats.plandiff import diff_adrs, diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
@@ -17,7 +17,7 @@ from flowgit.store.snapshot import Memo, Snapshot, at_rev, work_tree
 def _default_base(app: App) -> str:
     root = app.repo.root
     if git.head(root) is None:
-        raise FlowError("the repository has no commits yet: nothing to compare", code="no_commits")
+        raise NoCommits("the repository has no commits yet: nothing to compare")
     branch = git.default_branch(root)
     if branch is None:
         return "HEAD"
@@ -161,8 +161,8 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
         spec_path = repo.spec_file(plan_id)
         dirty = [p for p in git.changed_paths(repo.root, f".flow/plans/{plan_id}") if p in (rel, spec_rel)]
         if dirty:
-            raise FlowError(f"{dirty[0]} has uncommitted changes: commit or stash them before "
-                            f"`flowgit rollback {plan_id}`", code="dirty")
+            raise Dirty(f"{dirty[0]} has uncommitted changes: commit or stash them before "
+                            f"`flowgit rollback {plan_id}`")
         current_spec = spec_path.read_bytes() if spec_path.is_file() else None
         if path.exists() and path.read_bytes() == data and current_spec == spec_data:
             app.out.result({"plan": plan_id, "rev": rev, "commit": None, "orphans": [], "spec": "unchanged"},

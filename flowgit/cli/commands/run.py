@@ -8,7 +8,7 @@ from typing import Any
 from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
-from flowgit.errors import FlowError, IllegalTransition, UsageError
+from flowgit.errors import Dirty, ExitCode, NeedsApproval, UsageError, WrongPhase
 from flowgit.ids import check_id
 from flowgit.runner.executors import by_name
 from flowgit.runner.runner import Runner
@@ -22,13 +22,13 @@ def _check_startable(repo: Any, plan_id: str) -> None:
     if state.phase in CLAIMABLE_PHASES:
         blocked = approval_block(plan_id, state, repo.config, repo.load_plan(plan_id).hash)
         if blocked:
-            raise IllegalTransition(blocked, code="needs_approval")
+            raise NeedsApproval(blocked)
         return
     if state.phase not in ("draft", "plan_review", "halted"):
         return
     if state.phase == "halted":
-        raise IllegalTransition(f"plan {plan_id} is halted: nothing can run until "
-                                f"`flowgit resume {plan_id}`", code="phase")
+        raise WrongPhase(f"plan {plan_id} is halted: nothing can run until "
+                                f"`flowgit resume {plan_id}`")
     loaded = repo.load_plan(plan_id)
     phase_gate(loaded.plan, state, repo.config, "run", 0, time.time(), None, loaded.hash)
 
@@ -49,8 +49,8 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     with repo.lock():
         staged = git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0
     if staged:
-        raise FlowError("the work tree has staged changes: `flowgit run` merges task branches into it; "
-                        "commit or unstage them first", code="dirty")
+        raise Dirty("the work tree has staged changes: `flowgit run` merges task branches into it; "
+                        "commit or unstage them first")
     tty = app.out.is_tty and not app.out.as_json
     last = [0.0]
 
@@ -79,12 +79,12 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
             signal.signal(s, h)
     if tty:
         app.out.out.write("\r\033[K")
-    moves = [] if code == 130 else app.advance_after(plan_id, automatic_actor(repo))
+    moves = [] if code == ExitCode.INTERRUPTED else app.advance_after(plan_id, automatic_actor(repo))
     for m in moves:
         log(f"phase {m['from']} -> {m['to']} ({m['reason']})")
     state = repo.state(plan_id)
     result = {"plan": plan_id, "phase": state.phase, "done": runner.done, "failed": runner.failed,
               "counts": state.counts, "seconds": round(time.monotonic() - runner.start, 2),
-              "interrupted": code == 130, "stopped": runner.halted, "moves": moves}
+              "interrupted": code == ExitCode.INTERRUPTED, "stopped": runner.halted, "moves": moves}
     app.out.result(result, f"{plan_id}: {runner.status_line()}; phase {state.phase}")
     return code

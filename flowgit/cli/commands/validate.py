@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.model import Plan
-from flowgit.errors import EXIT_USER, InvalidFile, NotFound
+from flowgit.errors import ExitCode, InvalidFile, NotFound
 from flowgit.formats import yamlio
 from flowgit.formats.validation import ADR_RE, PLAN_RE, validate_files
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files
@@ -146,12 +146,12 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
     if errors:
         if app.out.as_json:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            app.out.result({"error": {"code": "invalid_file", "message": errors[0] + more}, **result})
+            app.out.result({"error": {"code": InvalidFile.code, "message": errors[0] + more}, **result})
         else:
             for line in errors:
                 app.out.err.write(f"{line}\n")
             if len(errors) > 1:
                 app.out.err.write(f"flowgit: {len(errors)} problems in {report.files} file(s)\n")
-        return EXIT_USER
+        return ExitCode.USER
     app.out.result(result, f"ok: {report.files} file(s) valid")
     return 0
