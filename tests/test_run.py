@@ -480,12 +480,23 @@ def test_a_merge_waits_for_someone_elses_index_lock(repo: Repo, tmp_path: Path) 
     use_executor(repo, tmp_path, """\
         lock = Path(sys.argv[6], ".git", "index.lock")
         lock.write_text("")  # an editor's git command, busy for a moment
-        subprocess.Popen([sys.executable, "-c",
-                          f"import time, os; time.sleep(1.0); os.unlink({str(lock)!r})"])
         Path("A.txt").write_text("A")
         """)
+    lock = repo.path / ".git" / "index.lock"
+
+    def editor() -> None:  # outside the executor's tree: what it leaves running is stopped
+        deadline = time.time() + 30
+        while not lock.exists() and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)
+        lock.unlink(missing_ok=True)
+
+    import threading
+    t = threading.Thread(target=editor, daemon=True)
+    t.start()
     repo.plan("p", plan_yaml("{id: A, title: a}"))
     repo.ok("run", "p", "-n", "1")
+    t.join()
     assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "A"
 
 

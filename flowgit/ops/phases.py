@@ -1,14 +1,12 @@
 """Applying phase moves: the I/O around the pure rules (validations, CHANGELOG, commits)."""
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from flowgit import git
+from flowgit import git, proc
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.model import Plan, Validation
@@ -54,19 +52,11 @@ class ValidationResult:
 # Set by a long-running process (`flowgit watch`) asked to stop: an interruptible validation
 # under way is killed and `Stopped` raised, so no move is applied on half-run validations.
 stop_requested = threading.Event()
-STOP_CHECK = 0.25  # seconds between looks at stop_requested while a validation runs
 
 
 class Stopped(BaseException):
     """A validation was cut short because the process is stopping (not an `Exception`, so
     nothing on the way up mistakes it for a failed command and records it)."""
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, 9)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
 
 
 def run_validation(v: Validation, cwd: str, env: dict[str, str] | None = None,
@@ -76,35 +66,12 @@ def run_validation(v: Validation, cwd: str, env: dict[str, str] | None = None,
     nothing of a half-run validation, like a phase move)."""
     if interruptible and stop_requested.is_set():
         raise Stopped(v.name)
-    start = time.monotonic()
-    deadline = start + v.timeout
-    try:
-        proc = subprocess.Popen(list(v.argv), cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, **(env or {})})
-    except OSError as exc:
-        return ValidationResult(v.name, v.argv, 127, 0.0, f"cannot run {v.argv[0]!r}: {exc.strerror}")
-    while True:
-        try:
-            # short waits (retrying communicate loses no output) so a stop is seen promptly
-            out, _ = proc.communicate(timeout=max(0.0, min(STOP_CHECK, deadline - time.monotonic())))
-            code = proc.returncode
-            break
-        except subprocess.TimeoutExpired:
-            if interruptible and stop_requested.is_set():
-                _kill_group(proc)
-                proc.communicate()
-                raise Stopped(v.name) from None
-            if time.monotonic() < deadline:
-                continue
-            _kill_group(proc)
-            out, _ = proc.communicate()
-            code = 124
-            out = (out or b"") + f"\n[flowgit: timed out after {v.timeout:g}s]".encode()
-            break
-    text = (out or b"").decode("utf-8", "replace")
-    return ValidationResult(v.name, v.argv, code, round(time.monotonic() - start, 3),
-                            text[-OUTPUT_TAIL:])
+    result = proc.run(v.argv, cwd=cwd, extra_env=env, timeout=v.timeout,
+                      stop=stop_requested if interruptible else None)
+    if result.stopped:
+        raise Stopped(v.name)
+    return ValidationResult(v.name, v.argv, result.returncode, result.duration,
+                            result.text(OUTPUT_TAIL))
 
 
 def validation_events(results: Sequence[ValidationResult], plan_id: str, checkpoint: str,

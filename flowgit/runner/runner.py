@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -15,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from flowgit import git
+from flowgit import git, proc
 from flowgit.core.events import PLAN_LOG, format_time, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
@@ -55,7 +53,6 @@ class Job:
     has_tree: bool = False
     tree_clean: bool = False  # nothing untracked or ignored left in the worktree
     log: Path = Path()
-    proc: subprocess.Popen[bytes] | None = None
     note_file: Path = Path()
     started: float = field(default_factory=time.monotonic)
 
@@ -179,12 +176,8 @@ class Runner:
             self.log(f"stopping once the running tasks finish: {reason}")
 
     def stop(self) -> None:
+        """Stop the executors (each `proc.run` sees the event and stops its whole tree)."""
         self.stop_event.set()
-        with self.mu:
-            jobs = list(self.running.values())
-        for job in jobs:
-            if job.proc is not None and job.proc.poll() is None:
-                _kill_group(job.proc)
 
     def close(self) -> None:
         """Remove the idle worktrees and delete the branches nobody needs any more."""
@@ -448,30 +441,12 @@ class Runner:
         with open(job.log, "ab") as out:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
-            try:
-                job.proc = subprocess.Popen(list(argv), cwd=job.worktree, env=env, stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-            except OSError as exc:
-                out.write(f"flowgit: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
-                return 127
-        deadline = time.monotonic() + timeout
-        beat = time.monotonic() + lease / 3
-        while True:
-            try:
-                return job.proc.wait(timeout=max(0.01, min(0.1, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                pass
-            if self.stop_event.is_set():
-                _kill_group(job.proc)
-                return job.proc.wait()
-            if time.monotonic() >= deadline:
-                _kill_group(job.proc)
-                job.proc.wait()
-                return 124
-            if time.monotonic() >= beat:
-                beat = time.monotonic() + lease / 3
-                self._heartbeat(job, lease)
+            result = proc.run(argv, cwd=job.worktree, env=env, timeout=timeout, output=out,
+                              stop=self.stop_event, tick=lambda: self._heartbeat(job, lease),
+                              tick_every=lease / 3)
+            if result.error:
+                out.write(f"flowgit: {result.error}\n".encode())
+        return result.returncode
 
     # ----- worktrees ---------------------------------------------------------------------------
     # A branch flow/PLAN/TASK is checked out only in the worktree at TASK's path (between
@@ -824,20 +799,6 @@ class _Conflict(FlowError):
 class _Halt(FlowError):
     """Nothing this run can do will get past it (the user's files, an invalid .flow/): release
     the task and stop the run with this message."""
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 class Dispatcher:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from flowgit import proc
 from flowgit.core import retry
 from flowgit.core.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
 from flowgit.core.fold import PlanState
@@ -119,22 +119,8 @@ def run_action(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[st
                stdin: str) -> tuple[int, float, str]:
     """Run a signal's argv action (never a shell) with the signal's data on stdin: its exit
     code, duration and the tail of its output."""
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **env})
-    except OSError as exc:
-        return 127, 0.0, f"cannot run {argv[0]!r}: {exc.strerror}"
-    try:
-        out, _ = proc.communicate(stdin.encode("utf-8"), timeout=timeout)
-        code = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, _ = proc.communicate()
-        code = 124
-        out = (out or b"") + f"\n[flowgit: timed out after {timeout:g}s]".encode()
-    return code, round(time.monotonic() - start, 3), (out or b"").decode("utf-8", "replace")[-OUTPUT_TAIL:]
+    result = proc.run(argv, cwd=cwd, extra_env=env, timeout=timeout, input=stdin.encode("utf-8"))
+    return result.returncode, result.duration, result.text(OUTPUT_TAIL)
 
 
 def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Any) -> tuple[dict[str, Any], dict[Path, bytes]]:
@@ -273,15 +259,12 @@ def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None
 
 
 def run_discovery(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[str, str]) -> tuple[int, str]:
-    """Run a discovery command (argv, never a shell) and return its exit code and stdout."""
-    try:
-        proc = subprocess.run(list(argv), cwd=cwd, capture_output=True, timeout=timeout,
-                              env={**os.environ, **env}, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return 124, ""
-    except OSError:
-        return 127, ""
-    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+    """Run a discovery command (argv, never a shell) and return its exit code and stdout
+    (none after a timeout: a cut-off list of tasks is not the list)."""
+    result = proc.run(argv, cwd=cwd, extra_env=env, timeout=timeout, merge_stderr=False, keep="all")
+    if result.timed_out or result.error:
+        return result.returncode, ""
+    return result.returncode, result.text()
 
 
 def parse_discovery(output: str) -> tuple[list[dict[str, Any]], list[str]]:
