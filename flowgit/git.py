@@ -1,25 +1,42 @@
-"""Git behind one door: small functions over the git CLI (argv lists only).
+"""Git behind one door: every git argv flowgit builds lives in this module, behind functions
+named for what they do. No other module passes a list of git arguments anywhere (a test
+scans for it).
+
+No data becomes a git option: every argument that comes from data (a revision, a commit id,
+a path, a branch or remote name) stands after `--end-of-options` or `--`, a revision a user
+types is resolved to a full commit id first (`resolve_commit`), and an id read from an event
+must be full hex (`check_full_id`). `--end-of-options` needs git 2.24; `require_git` checks
+that once per process, and only commands that pass data to git pay for it.
 
 The hot path (every transition) uses the git CLI directly: GitPython's import alone costs
-~90 ms and its pure-Python index is several times slower than `git commit --only`.
+~90 ms and its pure-Python index is several times slower than `git commit --only`. GitPython
+(the design card's dependency) serves one cold path, a file's history (`file_history`).
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
-from flowgit.errors import FlowError, GitError, NotARepo, RaceLost
+from flowgit.errors import FlowError, GitError, InvalidFile, NotARepo, RaceLost, UsageError
 
 GIT_ENV_DROP = ("GIT_INDEX_FILE",)
+EOO = "--end-of-options"
+MIN_VERSION = (2, 24)  # --end-of-options
+INTERNAL = {"FLOWGIT_INTERNAL": "1"}  # our own commits: the pre-commit hook lets them through
+FULL_ID = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 
 
-def run(
+def _run(
     args: Sequence[str], cwd: Path, *, check: bool = True, input: bytes | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    if EOO in args:
+        require_git()
     full_env = dict(os.environ)
     for key in GIT_ENV_DROP:
         full_env.pop(key, None)
@@ -41,15 +58,91 @@ def failure(args: Sequence[str], proc: subprocess.CompletedProcess[bytes]) -> Fl
     msg = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
     detail = next((ln for ln in msg if ln.startswith(("fatal:", "error:"))), msg[-1] if msg else "")
     detail = detail or f"exit {proc.returncode}"
+    what = next((a for a in args if not a.startswith("-") and "=" not in a), args[0] if args else "")
     if ".lock': File exists" in detail or "cannot lock ref" in detail:
-        return RaceLost(f"git {args[0]} failed: {detail} (another git command is using the "
+        return RaceLost(f"git {what} failed: {detail} (another git command is using the "
                         "repository: retry when it has finished)")
-    return GitError(f"git {args[0]} failed: {detail}")
+    return GitError(f"git {what} failed: {detail}")
 
 
-def out(args: Sequence[str], cwd: Path, **kw: object) -> str:
-    return run(args, cwd, **kw).stdout.decode("utf-8", "replace").strip()  # type: ignore[arg-type]
+def _out(args: Sequence[str], cwd: Path, **kw: object) -> str:
+    return _run(args, cwd, **kw).stdout.decode("utf-8", "replace").strip()  # type: ignore[arg-type]
 
+
+def _ok(args: Sequence[str], cwd: Path) -> bool:
+    return _run(args, cwd, check=False).returncode == 0
+
+
+# ----- the git this needs ------------------------------------------------------------------------
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from `git --version` ("git version 2.39.5", "... (Apple Git-146)")."""
+    m = re.search(r"(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.lru_cache(maxsize=1)
+def require_git() -> tuple[int, int]:
+    """This git's version, checked against what flowgit needs, once per process."""
+    try:
+        proc = subprocess.run(["git", "--version"], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH: install git") from None
+    text = proc.stdout.decode("utf-8", "replace").strip()
+    version = parse_version(text)
+    if version is None or version < MIN_VERSION:
+        raise GitError(f"flowgit needs git {'.'.join(map(str, MIN_VERSION))} or newer "
+                       f"(this is {text or 'an unknown git'}): upgrade git")
+    return version
+
+
+# ----- data that reaches git ----------------------------------------------------------------------
+
+def is_full_id(value: object) -> bool:
+    """A full commit id (SHA-1 or SHA-256, lower-case hex), as flowgit writes into events."""
+    return isinstance(value, str) and FULL_ID.match(value) is not None
+
+
+def check_full_id(value: object, where: str, field: str = "commit id") -> str:
+    """An id read from data (an event, a journal) before it reaches git: full hex, or refused."""
+    if not is_full_id(value):
+        raise InvalidFile(f"{where}: {field} {value!r} is not a full commit id (40 or 64 hex "
+                          "digits): restore the line from git (`git log -p` on the file)")
+    return str(value)
+
+
+def check_not_option(value: str, what: str) -> str:
+    """A name from data that git would read as an option if it began with '-' (a remote, a
+    branch): refused before git sees it."""
+    if not value or value.startswith("-") or any(c in value for c in "\0\n\r"):
+        raise UsageError(f"invalid {what} {value!r}: it cannot be empty, start with '-' or hold a "
+                         "line break")
+    return value
+
+
+def resolve_commit(root: Path, rev: str, what: str = "revision") -> str | None:
+    """The full id of the commit a revision a user typed names (`HEAD~5`, `main@{1}`, a short
+    id, a branch), or None when there is none.
+
+    git 2.39's `rev-parse` does not honour `--end-of-options` (it passes it through as an
+    unknown flag and still parses an option after it, e.g. `--git-dir`), so a revision that
+    starts with '-' is refused here, before git sees it; the `--end-of-options` stays for the
+    gits that honour it. No revision starts with '-': git refuses such ref names."""
+    if not rev or rev.startswith("-") or any(c in rev for c in "\0\n\r"):
+        raise UsageError(f"invalid {what} {rev!r}: a revision is a commit id, branch, tag or an "
+                         "expression like HEAD~1 (it never starts with '-')")
+    proc = _run(["rev-parse", "--verify", "--quiet", EOO, f"{rev}^{{commit}}"], root, check=False)
+    sha = proc.stdout.decode("utf-8", "replace").strip()
+    return sha if proc.returncode == 0 and is_full_id(sha) else None
+
+
+def short_id(root: Path, commit: str) -> str:
+    """The unambiguous short form of a full commit id."""
+    check_full_id(commit, "short_id")
+    return _out(["rev-parse", "--short", commit], root)
+
+
+# ----- where the repository is, read from files ----------------------------------------------------
 
 @dataclass(frozen=True)
 class RepoDirs:
@@ -77,6 +170,11 @@ def find_dirs(start: Path) -> RepoDirs:
     raise NotARepo(f"{start}: not a git repository: run `git init` first (or pass --repo DIR)")
 
 
+def common_dir(root: Path) -> Path:
+    """The directory shared by every worktree (hooks live under it), as git says."""
+    return Path(os.path.abspath(root / _out(["rev-parse", "--git-common-dir"], root)))
+
+
 def operation_in_progress(dirs: RepoDirs) -> str | None:
     """The git operation that owns the index right now, if any."""
     g = dirs.git_dir
@@ -91,14 +189,62 @@ def operation_in_progress(dirs: RepoDirs) -> str | None:
     return None
 
 
-def head(root: Path) -> str | None:
-    proc = run(["rev-parse", "--verify", "-q", "HEAD"], root, check=False)
-    return proc.stdout.decode().strip() or None
+def in_merge(dirs: RepoDirs) -> bool:
+    """A merge is in progress in this work tree (MERGE_HEAD exists)."""
+    return (dirs.git_dir / "MERGE_HEAD").exists()
 
 
-def add(root: Path, paths: Sequence[str]) -> None:
-    if paths:
-        run(["add", "--", *paths], root)
+def merge_head(dirs: RepoDirs) -> str | None:
+    """The commit being merged in (MERGE_HEAD's first line), None without a merge."""
+    try:
+        words = (dirs.git_dir / "MERGE_HEAD").read_text().split()
+    except OSError:
+        return None
+    return words[0] if words else None
+
+
+def drop_merge_state(dirs: RepoDirs) -> None:
+    """Take back the MERGE_* files a merge wrote before it found the index locked (nothing
+    else of it happened): only for a merge of our own, under our lock."""
+    for name in ("MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"):
+        (dirs.git_dir / name).unlink(missing_ok=True)
+
+
+def index_lock(dirs: RepoDirs) -> Path:
+    return dirs.git_dir / "index.lock"
+
+
+def index_locked(dirs: RepoDirs) -> bool:
+    """Another git command holds this work tree's index (or died holding it)."""
+    return index_lock(dirs).exists()
+
+
+def said_index_locked(stderr: bytes) -> bool:
+    """git's stderr says it could not take or write the index (someone else holds it)."""
+    return b"index.lock" in stderr or b"Unable to write index" in stderr
+
+
+def lock_files(dirs: RepoDirs) -> list[Path]:
+    """The lock files a git commit takes (index, HEAD, the split index's, the branch ref's):
+    what a commit killed half-way can leave behind."""
+    g = dirs.git_dir
+    candidates = [g / "index.lock", g / "HEAD.lock", *sorted(g.glob("next-index-*.lock"))]
+    try:
+        head_text = (g / "HEAD").read_text().strip()
+    except OSError:
+        head_text = ""
+    if head_text.startswith("ref: refs/heads/"):
+        candidates.append(dirs.common_dir / f"{head_text[5:]}.lock")
+    return candidates
+
+
+def head_detached(dirs: RepoDirs) -> bool | None:
+    """HEAD names a commit, not a branch (None when HEAD cannot be read)."""
+    try:
+        text = (dirs.git_dir / "HEAD").read_bytes()
+    except OSError:
+        return None
+    return not text.startswith(b"ref:")
 
 
 def read_head(dirs: RepoDirs) -> str | None:
@@ -112,156 +258,24 @@ def read_head(dirs: RepoDirs) -> str | None:
     return read_ref(dirs, text[5:])
 
 
-def commit_paths(root: Path, paths: Sequence[str], message: str,
-                 new_paths: Sequence[str] | None = None, dirs: RepoDirs | None = None) -> str:
-    """Commit exactly these paths (the user's other staged changes stay staged and out).
-
-    `new_paths` (files this command created) are added first; tracked files need no `git add`
-    with `--only`. Passing `dirs` saves the subprocesses that find HEAD."""
-    dirs = dirs or find_dirs(root)
-    parent = read_head(dirs)
-    add(root, paths if new_paths is None else [p for p in paths if p in set(new_paths)])
-    args = ["commit", "--no-verify", "--quiet", "-m", message, "--only", "--", *paths]
-    if parent is None:
-        args = ["commit", "--no-verify", "--quiet", "-m", message, "--", *paths]
-    proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
-    if proc.returncode != 0 and b"did not match any file" in proc.stderr and new_paths is not None:
-        add(root, paths)  # a path we took for tracked was not: add everything and retry
-        proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
-    if proc.returncode != 0:
-        raise failure(args, proc)
-    sha = read_head(dirs)
-    return sha if sha and sha != parent else out(["rev-parse", "HEAD"], root)
-
-
-def changed_paths(root: Path, pathspec: str) -> list[str]:
-    """Paths under `pathspec` that differ from HEAD or are untracked."""
-    text = run(  # no optional locks: a read must not rewrite the index (the watcher sees that)
-        ["--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
-         pathspec], root
-    ).stdout.decode("utf-8", "replace")
-    paths = []
-    entries = text.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        if entry[0] in "RC":
-            i += 1
-        paths.append(entry[3:])
-    return paths
-
-
-def hook_index_env() -> dict[str, str]:
-    """Inside a git hook for `git commit -a` or `git commit PATH`, git points GIT_INDEX_FILE at
-    the temporary index being committed: staged checks must read that one."""
-    index = os.environ.get("GIT_INDEX_FILE")
-    return {"GIT_INDEX_FILE": os.path.abspath(index)} if index else {}
-
-
-def show(root: Path, rev: str, path: str) -> bytes | None:
-    proc = run(["show", f"{rev}:{path}"], root, check=False)
-    if proc.returncode != 0:
-        return None
-    return proc.stdout
-
-
-def config_get(root: Path, key: str) -> str | None:
-    proc = run(["config", "--get", key], root, check=False)
-    return proc.stdout.decode().strip() or None
-
-
-def user_email(root: Path) -> str | None:
-    return config_get(root, "user.email")
-
-
-def read_tree(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
-    """Every file under `prefix` at `rev`, read in one `git cat-file --batch`."""
-    ids = tree_blob_ids(root, rev, prefix)
-    blobs = cat_blobs(root, list(ids.values()))
-    return {path: blobs[sha] for path, sha in ids.items() if sha in blobs}
-
-
-def tree_blob_ids(root: Path, rev: str, prefix: str) -> dict[str, str]:
-    """The blob id of every regular file under `prefix` at `rev` (symlinks left out)."""
-    proc = run(["ls-tree", "-r", "-z", "--full-tree", rev, "--", prefix], root, check=False)
-    if proc.returncode != 0:
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise GitError(f"unknown revision {rev!r}: {msg[-1] if msg else 'not found'}")
-    ids = {}
-    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
-        if not item:
-            continue
-        meta, _, path = item.partition("\t")
-        mode, kind, sha = meta.split()
-        if kind == "blob" and mode != "120000":
-            ids[path] = sha
-    return ids
-
-
-def cat_blobs(root: Path, shas: Sequence[str]) -> dict[str, bytes]:
-    """The contents of many blobs, read in one `git cat-file --batch`."""
-    wanted = list(dict.fromkeys(shas))
-    if not wanted:
-        return {}
-    batch = run(["cat-file", "--batch"], root, input="".join(f"{sha}\n" for sha in wanted).encode()).stdout
-    out: dict[str, bytes] = {}
-    pos = 0
-    for sha in wanted:
-        header_end = batch.index(b"\n", pos)
-        header = batch[pos:header_end].split()
-        if len(header) < 3:  # "<sha> missing": not in this repository (a partial clone, say)
-            pos = header_end + 1
-            continue
-        size = int(header[2])
-        start = header_end + 1
-        out[sha] = batch[start:start + size]
-        pos = start + size + 1
-    return out
-
-
-class StagedChange(NamedTuple):
-    status: str
-    path: str
-    old: str
-    new: str
-    mode: str
-
-
-def staged_changes(root: Path, prefix: str, env: Mapping[str, str] | None = None) -> list[StagedChange]:
-    """The index against HEAD under `prefix`, with both blob ids, in one `git diff --raw`."""
-    out = run(["diff", "--cached", "--raw", "-z", "--no-renames", "--full-index", "--", prefix],
-              root, env=env).stdout.decode("utf-8", "surrogateescape").split("\0")
-    changes = []
-    for meta, path in zip(out[0::2], out[1::2]):
-        _old_mode, new_mode, old, new, status = meta.lstrip(":").split()
-        if new_mode != "160000" and _old_mode != "160000":  # a submodule is no flowgit file
-            changes.append(StagedChange(status[0], path, old, new, new_mode))
-    return changes
-
-
-def merge_base(root: Path, a: str, b: str) -> str | None:
-    proc = run(["merge-base", a, b], root, check=False)
-    return proc.stdout.decode().strip() or None
-
-
-def default_branch(root: Path) -> str | None:
-    """origin/HEAD if known, else main or master if they exist."""
-    proc = run(["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"], root, check=False)
-    name = proc.stdout.decode().strip()
-    if name:
-        return name
-    for candidate in ("main", "master"):
-        if run(["rev-parse", "--verify", "-q", candidate], root, check=False).returncode == 0:
-            return candidate
+def read_ref(dirs: RepoDirs, ref: str) -> str | None:
+    """A ref's commit from the files (loose, then packed), without a subprocess; with the
+    reftable backend, from git."""
+    if (dirs.common_dir / "reftable").is_dir():
+        check_not_option(ref, "ref")
+        proc = _run(["rev-parse", "--verify", "-q", EOO, ref], dirs.root, check=False)
+        return proc.stdout.decode().strip() or None
+    try:
+        return (dirs.common_dir / ref).read_text().strip() or None
+    except OSError:
+        pass
+    try:
+        for line in (dirs.common_dir / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
     return None
-
-
-def current_branch(root: Path) -> str | None:
-    proc = run(["symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
-    return proc.stdout.decode().strip() or None
 
 
 def indexed_size(dirs: RepoDirs, path: str) -> int | None:
@@ -291,23 +305,294 @@ def indexed_size(dirs: RepoDirs, path: str) -> int | None:
     return None
 
 
-def read_ref(dirs: RepoDirs, ref: str) -> str | None:
-    """A ref's commit from the files (loose, then packed), without a subprocess; with the
-    reftable backend, from git."""
-    if (dirs.common_dir / "reftable").is_dir():
-        proc = run(["rev-parse", "--verify", "-q", ref], dirs.root, check=False)
-        return proc.stdout.decode().strip() or None
-    try:
-        return (dirs.common_dir / ref).read_text().strip() or None
-    except OSError:
-        pass
-    try:
-        for line in (dirs.common_dir / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
-                return line.split(" ", 1)[0]
-    except OSError:
-        pass
+# ----- revisions and refs ---------------------------------------------------------------------------
+
+def head(root: Path) -> str | None:
+    proc = _run(["rev-parse", "--verify", "-q", "HEAD"], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def fetched_commit(root: Path) -> str:
+    """What the last fetch brought (FETCH_HEAD), as a full id."""
+    return _out(["rev-parse", "--verify", "FETCH_HEAD^{commit}"], root)
+
+
+def merge_base(root: Path, a: str, b: str) -> str | None:
+    proc = _run(["merge-base", EOO, a, b], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def is_ancestor(root: Path, commit: str, of: str = "HEAD") -> bool:
+    """`commit` is in `of`'s history (false too when either names nothing)."""
+    return _ok(["merge-base", "--is-ancestor", EOO, commit, of], root)
+
+
+def default_branch(root: Path) -> str | None:
+    """origin/HEAD if known, else main or master if they exist."""
+    proc = _run(["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"], root, check=False)
+    name = proc.stdout.decode().strip()
+    if name:
+        return name
+    for candidate in ("main", "master"):
+        if _ok(["rev-parse", "--verify", "-q", candidate], root):
+            return candidate
     return None
+
+
+def current_branch(root: Path) -> str | None:
+    proc = _run(["symbolic-ref", "-q", "--short", "HEAD"], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def commit_count(root: Path) -> int:
+    return int(_out(["rev-list", "--count", "HEAD"], root))
+
+
+def delete_branches(root: Path, names: Sequence[str]) -> None:
+    """Delete branches in one process; one some worktree has checked out is refused, not lost."""
+    if names:
+        _run(["branch", "-q", "-D", EOO, *names], root, check=False)
+
+
+# ----- reading content -----------------------------------------------------------------------------
+
+def show_blob(root: Path, rev: str, path: str) -> bytes | None:
+    """The file `path` at commit `rev` (a full id or HEAD), None when it is not there."""
+    proc = _run(["show", EOO, f"{rev}:{path}"], root, check=False)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout
+
+
+def read_tree(root: Path, rev: str, prefix: str) -> dict[str, bytes]:
+    """Every file under `prefix` at `rev`, read in one `git cat-file --batch`."""
+    ids = tree_blob_ids(root, rev, prefix)
+    blobs = cat_blobs(root, list(ids.values()))
+    return {path: blobs[sha] for path, sha in ids.items() if sha in blobs}
+
+
+def tree_blob_ids(root: Path, rev: str, prefix: str) -> dict[str, str]:
+    """The blob id of every regular file under `prefix` at `rev` (symlinks left out)."""
+    proc = _run(["ls-tree", "-r", "-z", "--full-tree", EOO, rev, "--", prefix], root, check=False)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise GitError(f"unknown revision {rev!r}: {msg[-1] if msg else 'not found'}")
+    ids = {}
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        if not item:
+            continue
+        meta, _, path = item.partition("\t")
+        mode, kind, sha = meta.split()
+        if kind == "blob" and mode != "120000":
+            ids[path] = sha
+    return ids
+
+
+def cat_blobs(root: Path, shas: Sequence[str]) -> dict[str, bytes]:
+    """The contents of many blobs, read in one `git cat-file --batch`."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    batch = _run(["cat-file", "--batch"], root, input="".join(f"{sha}\n" for sha in wanted).encode()).stdout
+    out: dict[str, bytes] = {}
+    pos = 0
+    for sha in wanted:
+        header_end = batch.index(b"\n", pos)
+        header = batch[pos:header_end].split()
+        if len(header) < 3:  # "<sha> missing": not in this repository (a partial clone, say)
+            pos = header_end + 1
+            continue
+        size = int(header[2])
+        start = header_end + 1
+        out[sha] = batch[start:start + size]
+        pos = start + size + 1
+    return out
+
+
+def commits_touching(root: Path, path: str, grep: str | None = None) -> list[str]:
+    """Full ids of the commits that changed `path`, newest first (those whose message matches
+    `grep`, a regular expression, if given)."""
+    args = ["log", "--format=%H", *([f"--grep={grep}"] if grep else []), EOO, "--", path]
+    return [sha for sha in _out(args, root).split() if is_full_id(sha)]
+
+
+class Version(NamedTuple):
+    commit: str
+    author: str
+    date: str      # ISO 8601, the committer's date
+    subject: str
+
+
+def file_history(root: Path, path: str) -> list[Version]:
+    """Every commit that changed `path`, newest first. GitPython (the design card's git
+    library), imported here and nowhere else: `history` is a cold path, and its import costs
+    ~90 ms that no transition pays."""
+    import git as gitpython
+
+    repo = gitpython.Repo(root)
+    try:
+        commits = list(repo.iter_commits(paths=path))
+        return [Version(c.hexsha, str(c.author.name), c.committed_datetime.isoformat(),
+                        str(c.summary)) for c in commits]
+    except (gitpython.GitCommandError, ValueError):
+        return []
+    finally:
+        repo.close()
+
+
+def config_get(root: Path, key: str) -> str | None:
+    proc = _run(["config", "--get", EOO, key], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def config_get_path(root: Path, key: str) -> str | None:
+    """A path-valued setting (`~` expanded), as git reads it."""
+    proc = _run(["config", "--type=path", "--get", EOO, key], root, check=False)
+    return proc.stdout.decode("utf-8", "replace").strip() or None
+
+
+def config_set(root: Path, key: str, value: str) -> None:
+    _run(["config", EOO, key, value], root)
+
+
+def user_email(root: Path) -> str | None:
+    return config_get(root, "user.email")
+
+
+# ----- the index and the work tree ---------------------------------------------------------------------
+
+def changed_paths(root: Path, pathspec: str) -> list[str]:
+    """Paths under `pathspec` that differ from HEAD or are untracked."""
+    text = _run(  # no optional locks: a read must not rewrite the index (the watcher sees that)
+        ["--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--",
+         pathspec], root
+    ).stdout.decode("utf-8", "replace")
+    paths = []
+    entries = text.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            i += 1
+        paths.append(entry[3:])
+    return paths
+
+
+def status_entries(root: Path) -> list[str]:
+    """`git status --porcelain --ignored` lines: changes, untracked ("??") and ignored ("!!")."""
+    return _out(["status", "--porcelain", "--ignored"], root).splitlines()
+
+
+def has_staged_changes(root: Path) -> bool:
+    """The index differs from HEAD."""
+    return _run(["diff", "--cached", "--quiet"], root, check=False).returncode != 0
+
+
+def staged_paths(root: Path, paths: Sequence[str]) -> list[str]:
+    """Those of `paths` whose staged content differs from HEAD."""
+    if not paths:
+        return []
+    out = _run(["diff", "--cached", "--name-only", "-z", EOO, "HEAD", "--", *paths], root).stdout
+    return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
+
+
+def hook_index_env() -> dict[str, str]:
+    """Inside a git hook for `git commit -a` or `git commit PATH`, git points GIT_INDEX_FILE at
+    the temporary index being committed: staged checks must read that one."""
+    index = os.environ.get("GIT_INDEX_FILE")
+    return {"GIT_INDEX_FILE": os.path.abspath(index)} if index else {}
+
+
+class StagedChange(NamedTuple):
+    status: str
+    path: str
+    old: str
+    new: str
+    mode: str
+
+
+def staged_changes(root: Path, prefix: str, env: Mapping[str, str] | None = None) -> list[StagedChange]:
+    """The index against HEAD under `prefix`, with both blob ids, in one `git diff --raw`."""
+    out = _run(["diff", "--cached", "--raw", "-z", "--no-renames", "--full-index", "--", prefix],
+               root, env=env).stdout.decode("utf-8", "surrogateescape").split("\0")
+    changes = []
+    for meta, path in zip(out[0::2], out[1::2]):
+        _old_mode, new_mode, old, new, status = meta.lstrip(":").split()
+        if new_mode != "160000" and _old_mode != "160000":  # a submodule is no flowgit file
+            changes.append(StagedChange(status[0], path, old, new, new_mode))
+    return changes
+
+
+class NumStat(NamedTuple):
+    path: str
+    added: int    # 0 for a binary file
+    removed: int
+
+
+def diff_numstat(root: Path, old: str, new: str, *, since_fork: bool = False,
+                 exclude: str | None = None) -> list[NumStat]:
+    """Lines added and removed per file from `old` to `new` (renames as a delete and an add;
+    paths as they are, no quoting). `since_fork`: from where `new` forked off `old`
+    (`old...new`). `exclude`: a directory left out."""
+    revs = [f"{old}...{new}"] if since_fork else [old, new]
+    spec = ["--", ".", f":(exclude){exclude}"] if exclude else ["--"]
+    text = _run(["diff", "--numstat", "-z", "--no-renames", EOO, *revs, *spec],
+                root).stdout.decode("utf-8", "replace")
+    stats = []
+    for line in filter(None, text.split("\0")):
+        added, removed, path = line.split("\t", 2)
+        stats.append(NumStat(path, int(added) if added.isdigit() else 0,
+                             int(removed) if removed.isdigit() else 0))
+    return stats
+
+
+def conflicted_paths(root: Path) -> list[str]:
+    """The paths a merge left unmerged."""
+    names = _run(["diff", "--name-only", "-z", "--diff-filter=U"], root, check=False).stdout
+    return [p for p in names.decode("utf-8", "replace").split("\0") if p]
+
+
+def add(root: Path, paths: Sequence[str]) -> None:
+    if paths:
+        _run(["add", "--", *paths], root)
+
+
+def unstage(root: Path, paths: Sequence[str]) -> None:
+    """Put these paths in the index back to HEAD (best effort)."""
+    if paths:
+        _run(["reset", "-q", "--", *paths], root, check=False)
+
+
+def clean_all(root: Path) -> None:
+    """Remove every untracked and ignored file in the work tree."""
+    _run(["clean", "-q", "-ffdx"], root)
+
+
+# ----- commits ---------------------------------------------------------------------------------------
+
+def commit_paths(root: Path, paths: Sequence[str], message: str,
+                 new_paths: Sequence[str] | None = None, dirs: RepoDirs | None = None) -> str:
+    """Commit exactly these paths (the user's other staged changes stay staged and out).
+
+    `new_paths` (files this command created) are added first; tracked files need no `git add`
+    with `--only`. Passing `dirs` saves the subprocesses that find HEAD."""
+    dirs = dirs or find_dirs(root)
+    parent = read_head(dirs)
+    add(root, paths if new_paths is None else [p for p in paths if p in set(new_paths)])
+    args = ["commit", "--no-verify", "--quiet", "-m", message, "--only", "--", *paths]
+    if parent is None:
+        args = ["commit", "--no-verify", "--quiet", "-m", message, "--", *paths]
+    proc = _run(args, root, env=INTERNAL, check=False)
+    if proc.returncode != 0 and b"did not match any file" in proc.stderr and new_paths is not None:
+        add(root, paths)  # a path we took for tracked was not: add everything and retry
+        proc = _run(args, root, env=INTERNAL, check=False)
+    if proc.returncode != 0:
+        raise failure(args, proc)
+    sha = read_head(dirs)
+    return sha if sha and sha != parent else _out(["rev-parse", "HEAD"], root)
 
 
 def commit_tracked(root: Path, paths: Sequence[str], message: str, *, merging: bool) -> None:
@@ -317,6 +602,93 @@ def commit_tracked(root: Path, paths: Sequence[str], message: str, *, merging: b
     the caller holds its lock, and the other commits flowgit makes still run it."""
     args = ["-c", "maintenance.auto=false", "commit", "--no-verify", "--quiet", "-m", message,
             "--include" if merging else "--only", "--", *paths]
-    proc = run(args, root, env={"FLOWGIT_INTERNAL": "1"}, check=False)
+    proc = _run(args, root, env=INTERNAL, check=False)
     if proc.returncode != 0:
-        raise failure(args[2:], proc)
+        raise failure(args, proc)
+
+
+def commit_all(root: Path, message: str) -> None:
+    """Commit everything in the work tree (new files too), as flowgit (no hook)."""
+    _run(["add", "-A"], root)
+    _run(["commit", "-q", "--no-verify", "-m", message], root, env=INTERNAL)
+
+
+def undo_last_commit(root: Path) -> None:
+    """Move the branch back one commit, keeping the work tree's other changes."""
+    _run(["reset", "--quiet", "--keep", "HEAD~1"], root)
+
+
+def init_repo(directory: Path, branch: str) -> None:
+    """A new repository whose first branch is `branch`."""
+    _run(["init", "-q"], directory)
+    _run(["symbolic-ref", "HEAD", f"refs/heads/{check_not_option(branch, 'branch name')}"], directory)
+
+
+# ----- merges -------------------------------------------------------------------------------------
+
+def merge(root: Path, commit: str, message: str) -> subprocess.CompletedProcess[bytes]:
+    """Merge `commit` into HEAD and commit (no hook, no editor); the caller reads the result."""
+    return _run(["merge", "--no-edit", "--no-verify", "-q", "-m", message, EOO, commit], root,
+                check=False, env=INTERNAL)
+
+
+def merge_no_commit(root: Path, branch: str) -> subprocess.CompletedProcess[bytes]:
+    """Start merging `branch` (always a merge commit, not made yet); the caller reads the result."""
+    return _run(["merge", "--no-ff", "--no-commit", "-q", EOO, branch], root, check=False, env=INTERNAL)
+
+
+def merge_abort(root: Path) -> subprocess.CompletedProcess[bytes]:
+    return _run(["merge", "--abort"], root, check=False)
+
+
+# ----- remotes -----------------------------------------------------------------------------------
+
+def remote_exists(root: Path, name: str) -> bool:
+    return _ok(["remote", "get-url", EOO, check_not_option(name, "remote name")], root)
+
+
+def fetch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
+    """Fetch one branch of a remote into FETCH_HEAD; the caller reads the result."""
+    return _run(["fetch", "--quiet", EOO, check_not_option(remote, "remote name"), branch], root,
+                check=False)
+
+
+def push_head(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
+    """Push HEAD to `branch` on `remote` (no hook); the caller reads the result."""
+    return _run(["push", "--quiet", "--no-verify", EOO, check_not_option(remote, "remote name"),
+                 f"HEAD:refs/heads/{branch}"], root, check=False)
+
+
+# ----- worktrees -----------------------------------------------------------------------------------
+
+def worktree_add(root: Path, path: Path, branch: str, base: str) -> None:
+    """A new worktree at `path` on `branch`, (re)set to the commit `base`; a worktree still
+    registered there whose directory is gone is pruned first."""
+    check_full_id(base, "worktree_add", "base")
+    args = ["worktree", "add", "-q", "-B", check_not_option(branch, "branch name"), EOO,
+            str(path), base]
+    if not _ok(args, root):
+        worktree_prune(root)
+        _run(args, root)
+
+
+def worktree_move(root: Path, src: Path, dst: Path) -> None:
+    _run(["worktree", "move", EOO, str(src), str(dst)], root)
+
+
+def worktree_remove(root: Path, path: Path) -> bool:
+    """Remove a worktree, changes and all; False if git refused (not registered, say)."""
+    return _ok(["worktree", "remove", "--force", EOO, str(path)], root)
+
+
+def worktree_prune(root: Path) -> None:
+    """Forget worktrees whose directories are gone."""
+    _run(["worktree", "prune"], root, check=False)
+
+
+def checkout_fresh(worktree: Path, branch: str, base: str) -> None:
+    """In `worktree`, (re)create `branch` at the commit `base` and check it out, discarding
+    local changes. `checkout` reads what follows `--end-of-options` as paths, so `base` is
+    checked to be a full id instead (and the `--` says it is no path)."""
+    check_full_id(base, "checkout_fresh", "base")
+    _run(["checkout", "-q", "-f", "-B", check_not_option(branch, "branch name"), base, "--"], worktree)

@@ -99,12 +99,10 @@ def decide(current: bytes | None, ours: bytes, local_exists: bool) -> str:
 def hooks_dir(root: Path) -> Path:
     """core.hooksPath (relative paths from the work tree root, where git runs hooks), else
     <git-common-dir>/hooks, shared by every worktree."""
-    proc = git.run(["config", "--type=path", "--get", "core.hooksPath"], root, check=False)
-    configured = proc.stdout.decode("utf-8", "replace").strip()
+    configured = git.config_get_path(root, "core.hooksPath")
     if configured:
         return Path(os.path.abspath(root / configured))
-    common = git.out(["rev-parse", "--git-common-dir"], root)
-    return Path(os.path.abspath(root / common)) / "hooks"
+    return git.common_dir(root) / "hooks"
 
 
 def _read_hook(path: Path) -> bytes | None:
@@ -141,7 +139,7 @@ def record_python(root: Path) -> str | None:
     if not python or not os.path.isabs(python):
         return None
     if git.config_get(root, "flowgit.python") != python:
-        git.run(["config", "flowgit.python", python], root)
+        git.config_set(root, "flowgit.python", python)
     return python
 
 
@@ -205,8 +203,8 @@ def setup_local(root: Path, warn: Callable[[str], None]) -> list[str]:
     """Per-clone settings that git does not carry: the merge driver and the hooks."""
     done = []
     if git.config_get(root, "merge.flowgit-jsonl.driver") is None:
-        git.run(["config", "merge.flowgit-jsonl.name", "flowgit event-log union"], root)
-        git.run(["config", "merge.flowgit-jsonl.driver", driver_command()], root)
+        git.config_set(root, "merge.flowgit-jsonl.name", "flowgit event-log union")
+        git.config_set(root, "merge.flowgit-jsonl.driver", driver_command())
         done.append("merge driver")
     done.extend(install_quiet(root, warn))
     return done

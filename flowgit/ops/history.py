@@ -10,7 +10,7 @@ def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[E
     """The current logs plus the logs as they were just before each compaction commit."""
     prefix = f".flow/plans/{plan_id}/events"
     path = f"{prefix}/{task_id}.jsonl" if task_id else prefix
-    shas = git.out(["log", "--format=%H", "--grep=^Flow-Event: compact", "--", path], repo.root).split()
+    shas = git.commits_touching(repo.root, path, grep="^Flow-Event: compact")
     seen: dict[str, Event] = {}
     for sha in shas:
         files = git.read_tree(repo.root, f"{sha}^", path)

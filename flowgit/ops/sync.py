@@ -65,9 +65,9 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     branch = git.current_branch(repo.root)
     if branch is None:
         raise Detached("HEAD is detached: check out a branch before syncing")
-    if git.run(["remote", "get-url", name], repo.root, check=False).returncode != 0:
+    if not git.remote_exists(repo.root, name):
         raise NoRemote(f"no remote named {name!r}: add it with `git remote add {name} URL`, or name "
-                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)")
+                       "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)")
     return name, branch
 
 
@@ -75,7 +75,7 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts."""
     global _round_started
     _round_started = time.monotonic()
-    proc = git.run(["fetch", "--quiet", remote, branch], root, check=False)
+    proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in err:
@@ -84,17 +84,16 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
         if any(marker in err.lower() for marker in FETCH_FOR_GOOD):
             raise FetchFailed(message + f" (check `git remote get-url {remote}`)")
         raise RaceLost(message)  # the network may come back: retrying may win
-    theirs = git.out(["rev-parse", "FETCH_HEAD"], root)
+    theirs = git.fetched_commit(root)
     ours = git.head(root)
-    if ours == theirs or git.run(["merge-base", "--is-ancestor", theirs, "HEAD"], root, check=False).returncode == 0:
+    if ours == theirs or git.is_ancestor(root, theirs, "HEAD"):
         return "up to date"
-    merge = git.run(["merge", "--no-edit", "--no-verify", "-q", "-m", f"flow: sync with {remote}/{branch}", theirs],
-                    root, check=False, env={"FLOWGIT_INTERNAL": "1"})
+    merge = git.merge(root, theirs, f"flow: sync with {remote}/{branch}")
     if merge.returncode != 0:
-        conflicted = git.out(["diff", "--name-only", "--diff-filter=U"], root).split()
-        git.run(["merge", "--abort"], root, check=False)
+        conflicted = git.conflicted_paths(root)
+        git.merge_abort(root)
         raise MergeConflict(f"merging {remote}/{branch} conflicts in {', '.join(conflicted) or 'files'}: "
-                        "resolve with `git pull` by hand, then `flowgit sync`")
+                            "resolve with `git pull` by hand, then `flowgit sync`")
     return "merged"
 
 
@@ -104,7 +103,7 @@ def push(root: Path, remote: str, branch: str) -> bool:
     raises (exit 1) when the push can never succeed as it is."""
     global _last_round, _push_error
     _push_error = None
-    proc = git.run(["push", "--quiet", "--no-verify", remote, f"HEAD:refs/heads/{branch}"], root, check=False)
+    proc = git.push_head(root, remote, branch)
     if proc.returncode == 0:
         return True
     if _round_started is not None:
@@ -146,4 +145,4 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str
 def take_back(root: Path, sha: str) -> None:
     """Undo our own unpushed transition commit (only .flow/ paths; other work is kept)."""
     if git.head(root) == sha:
-        git.run(["reset", "--quiet", "--keep", "HEAD~1"], root)
+        git.undo_last_commit(root)

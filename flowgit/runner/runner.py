@@ -468,7 +468,7 @@ class Runner:
                 self._add_tree(job)
         job.has_tree = True
         if tree is not None:  # even if it looked clean: an executor's child may have written since
-            git.run(["clean", "-q", "-ffdx"], job.worktree)
+            git.clean_all(job.worktree)
 
     def _take_idle_tree(self, path: Path) -> Tree | None:
         """The idle worktree at `path` (the same task again), else any idle one; never one
@@ -488,9 +488,9 @@ class Runner:
             if tree.path != job.worktree:
                 self._clear_path(job.worktree)
                 job.worktree.parent.mkdir(parents=True, exist_ok=True)
-                git.run(["worktree", "move", str(tree.path), str(job.worktree)], self.root)
+                git.worktree_move(self.root, tree.path, job.worktree)
                 tree.path = job.worktree
-            git.run(["checkout", "-q", "-f", "-B", job.branch, job.base], job.worktree)
+            git.checkout_fresh(job.worktree, job.branch, job.base)
         except FlowError:
             self._remove_trees([tree])
             return False
@@ -503,16 +503,13 @@ class Runner:
     def _add_tree(self, job: Job) -> None:
         self._clear_path(job.worktree)
         job.worktree.parent.mkdir(parents=True, exist_ok=True)
-        args = ["worktree", "add", "-q", "-B", job.branch, str(job.worktree), job.base]
-        if git.run(args, self.root, check=False).returncode != 0:
-            git.run(["worktree", "prune"], self.root, check=False)  # registered, its directory gone
-            git.run(args, self.root)
+        git.worktree_add(self.root, job.worktree, job.branch, job.base)
         mark_owner(job.worktree, self.ident)
 
     def _clear_path(self, path: Path) -> None:
         """Remove what a killed run (or another run's idle worktree) left at a task's path."""
         if path.exists():
-            git.run(["worktree", "remove", "--force", str(path)], self.root, check=False)
+            git.worktree_remove(self.root, path)
             shutil.rmtree(path, ignore_errors=True)
 
     def _put_back(self, job: Job, keep_branch: bool) -> None:
@@ -536,18 +533,17 @@ class Runner:
             if tree.owner is not None and not tree.still_ours():
                 continue  # another run's now (or gone): not ours to remove
             if tree.path.exists():
-                removed = git.run(["worktree", "remove", "--force", str(tree.path)], self.root, check=False)
+                removed = git.worktree_remove(self.root, tree.path)
                 shutil.rmtree(tree.path, ignore_errors=True)
-                if removed.returncode != 0 and not pruned:
-                    git.run(["worktree", "prune"], self.root, check=False)
+                if not removed and not pruned:
+                    git.worktree_prune(self.root)
                     pruned = True
         self.old_branches += [t.branch for t in trees if t.branch_done]
         self._delete_old_branches()
 
     def _delete_old_branches(self) -> None:
         if self.old_branches:
-            # one process for many; a branch some worktree has checked out is refused, not lost
-            git.run(["branch", "-q", "-D", *self.old_branches], self.root, check=False)
+            git.delete_branches(self.root, self.old_branches)
             self.old_branches = []
 
     def _prompt(self, repo: FlowRepo, job: Job) -> str:
@@ -601,7 +597,7 @@ class Runner:
                         self._merge(repo, job)
                     self._commit_done(repo, job, done, message, merging=to_merge)
                 finally:  # a failure took both back; a kill, or a merge left on, keeps the journal
-                    if not (repo.dirs.git_dir / "MERGE_HEAD").exists():
+                    if not git.in_merge(repo.dirs):
                         repo.end_merge()
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
@@ -623,64 +619,49 @@ class Runner:
         """Commit what the executor left uncommitted in its worktree; note whether the
         worktree is clean afterwards (nothing ignored left either)."""
         wt = job.worktree
-        entries = git.out(["status", "--porcelain", "--ignored"], wt).splitlines()
+        entries = git.status_entries(wt)
         if any(not e.startswith("!! ") for e in entries):
-            git.run(["add", "-A"], wt)
-            git.run(["commit", "-q", "--no-verify", "-m", f"flow({job.plan}/{job.task}): work"], wt,
-                    env={"FLOWGIT_INTERNAL": "1"})
+            git.commit_all(wt, f"flow({job.plan}/{job.task}): work")
         job.tree_clean = not any(e.startswith("!! ") for e in entries)
 
     def _branch_stats(self, job: Job) -> tuple[list[str], int, int]:
         """Files changed, lines added and removed on the branch since it forked from the main
         work tree's branch. Read before the lock: the commits that land on HEAD meanwhile are
         not on the branch, so the fork point, and the answer, stay the same."""
-        # -z: paths as they are (no C quoting of spaces or non-ASCII); no renames: both names count
-        stats = git.run(["diff", "--numstat", "-z", "--no-renames", f"HEAD...{job.branch}"],
-                        self.root).stdout.decode("utf-8", "replace")
-        files, added, removed = [], 0, 0
-        for line in filter(None, stats.split("\0")):
-            a, r, path = line.split("\t", 2)
-            files.append(path)
-            added += int(a) if a.isdigit() else 0
-            removed += int(r) if r.isdigit() else 0
-        return files, added, removed
+        stats = git.diff_numstat(self.root, "HEAD", job.branch, since_fork=True)
+        return [s.path for s in stats], sum(s.added for s in stats), sum(s.removed for s in stats)
 
     def _merge(self, repo: FlowRepo, job: Job) -> None:
         """Merge the branch without committing (call under the lock); nothing is left half-way
         when it fails."""
         for _ in range(LOCKED_INDEX_TRIES):  # another git command (an editor's, say) has the index
-            merge = git.run(["merge", "--no-ff", "--no-commit", "-q", job.branch], repo.root,
-                            check=False, env={"FLOWGIT_INTERNAL": "1"})
+            merge = git.merge_no_commit(repo.root, job.branch)
             if merge.returncode == 0:
                 return
-            if b"index.lock" not in merge.stderr and b"Unable to write index" not in merge.stderr:
+            if not git.said_index_locked(merge.stderr):
                 break
             # git wrote its MERGE_* files before it found the index locked, and nothing else:
             # take them back (our own merge, under our lock) and try again in a moment
-            for name in ("MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"):
-                (repo.dirs.git_dir / name).unlink(missing_ok=True)
+            git.drop_merge_state(repo.dirs)
             time.sleep(0.25)
         if b"Unable to write index" in merge.stderr:  # still locked: as if the merge never began
-            for name in ("MERGE_HEAD", "MERGE_MODE", "MERGE_MSG"):
-                (repo.dirs.git_dir / name).unlink(missing_ok=True)
+            git.drop_merge_state(repo.dirs)
         # git refuses to start a merge over staged changes: no MERGE_HEAD then
-        if not (repo.dirs.git_dir / "MERGE_HEAD").exists() and \
-                git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0:
+        if not git.in_merge(repo.dirs) and git.has_staged_changes(repo.root):
             raise _Halt("the main work tree has staged changes: flowgit run merges into it; "
                         "commit or unstage them, then run again")
-        if not (repo.dirs.git_dir / "MERGE_HEAD").exists():
+        if not git.in_merge(repo.dirs):
             # git would overwrite the user's uncommitted or untracked files: no task's fault
             said = merge.stderr.decode("utf-8", "replace")
             paths = [ln.strip() for ln in said.splitlines() if ln.startswith("\t")]
-            if "index.lock" in said or "Unable to write index" in said:
+            if git.said_index_locked(merge.stderr):
                 raise _Halt("the main work tree's index stayed locked (.git/index.lock): another git "
                             "command is running or died; remove the lock once none runs, then run again")
             what = ", ".join(paths[:5]) or (said.strip().splitlines() or ["git merge failed"])[0]
             raise _Halt(f"merging {job.branch} would overwrite files in the main work tree "
                         f"({what}): commit, stash or remove them, then run again")
-        names = git.run(["diff", "--name-only", "-z", "--diff-filter=U"], repo.root, check=False)
-        conflicted = [p for p in names.stdout.decode("utf-8", "replace").split("\0") if p]
-        git.run(["merge", "--abort"], repo.root, check=False)
+        conflicted = git.conflicted_paths(repo.root)
+        git.merge_abort(repo.root)
         raise _Conflict(conflicted or ["(merge failed)"])
 
     def _commit_done(self, repo: FlowRepo, job: Job, done: Any, message: str, merging: bool) -> None:
@@ -691,7 +672,7 @@ class Runner:
             repo.ensure_log_intact(log, "the task is tried again")
         except FlowError:
             if merging:
-                git.run(["merge", "--abort"], repo.root, check=False)
+                git.merge_abort(repo.root)
             raise
         size = log.stat().st_size
         try:
@@ -700,7 +681,7 @@ class Runner:
         except Exception:
             repair_torn(log, size)
             if merging:
-                git.run(["merge", "--abort"], repo.root, check=False)
+                git.merge_abort(repo.root)
             raise
 
     def _fail(self, job: Job, error: str, retry: bool) -> None:

@@ -1,6 +1,7 @@
 """Event log files on disk: fsynced appends and torn-line repair, never through a symlink."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -10,6 +11,25 @@ from flowgit.core.events import Event
 
 def _open_nofollow(path: Path, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+
+
+def line_of(path: Path, field: str, value: object) -> int | None:
+    """The last line of a log whose event carries `data[field] == value`: where a bad value
+    came from, for the one line that refuses it (only on that error path)."""
+    found = None
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError:
+        return None
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        data = obj.get("data") if isinstance(obj, dict) else None
+        if isinstance(data, dict) and data.get(field) == value:
+            found = lineno
+    return found
 
 
 def repair_torn(path: Path, good_bytes: int) -> None:

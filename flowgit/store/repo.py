@@ -453,16 +453,11 @@ class FlowRepo:
         if clear_git_locks:
             self._clear_stale_git_locks(self.journal.stat().st_mtime)
         tip = entry.get("tip")
-        merge_head = self.dirs.git_dir / "MERGE_HEAD"
-        if merge_head.exists():
-            try:
-                ours = merge_head.read_text().split()[0] == tip
-            except (OSError, IndexError):
-                ours = False
-            if not ours:
+        if git.in_merge(self.dirs):
+            if git.merge_head(self.dirs) != tip:
                 return False  # someone else's merge: leave it, and the journal, alone
             for _ in range(20):  # the dead writer's `git commit` may still be letting go of the index
-                abort = git.run(["merge", "--abort"], self.root, check=False)
+                abort = git.merge_abort(self.root)
                 if abort.returncode == 0 or b"index.lock" not in abort.stderr:
                     break
                 time.sleep(0.1)
@@ -474,8 +469,7 @@ class FlowRepo:
                 if isinstance(rel, str) and isinstance(size, int) and rel.startswith(FLOW + "/")
                 and ".." not in rel.split("/") and (self.root / rel).is_file()
                 and not (self.root / rel).is_symlink()]
-        merged = not isinstance(tip, str) or git.run(
-            ["merge-base", "--is-ancestor", tip, "HEAD"], self.root, check=False).returncode == 0
+        merged = not isinstance(tip, str) or git.is_ancestor(self.root, tip, "HEAD")
         if merged:
             self.journal.write_text(json.dumps({"paths": [rel for rel, _ in logs], "pid": entry.get("pid")}))
             return True
@@ -509,8 +503,7 @@ class FlowRepo:
             if todo:
                 git.add(self.root, todo)
                 if git.head(self.root) is not None:
-                    todo = [p for p in todo if p in set(git.out(
-                        ["diff", "--cached", "--name-only", "HEAD", "--", *todo], self.root).splitlines())]
+                    todo = [p for p in todo if p in set(git.staged_paths(self.root, todo))]
             if todo:
                 sha = git.commit_paths(self.root, todo, "flow: recover events appended before a crash\n\nFlow-Event: recover")
         self.journal.unlink(missing_ok=True)
@@ -520,14 +513,7 @@ class FlowRepo:
         """Remove git lock files created by a flowgit command that died mid-commit: only
         those created after its journal, and only once they stop changing (a git child that
         outlived its parent finishes in a moment). Call under the lock, with a journal."""
-        g = self.dirs.git_dir
-        candidates = [g / "index.lock", g / "HEAD.lock", *sorted(g.glob("next-index-*.lock"))]
-        try:
-            head = (g / "HEAD").read_text().strip()
-        except OSError:
-            head = ""
-        if head.startswith("ref: refs/heads/"):
-            candidates.append(self.dirs.common_dir / f"{head[5:]}.lock")
+        candidates = git.lock_files(self.dirs)
         seen: dict[Path, tuple[int, int]] = {}
         for lock in candidates:
             try:
@@ -592,7 +578,7 @@ class FlowRepo:
         complete lines appended after them are kept. Says what it did: "torn", "restored"."""
         data = path.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
-        head = git.show(self.root, "HEAD", self.rel(path)) or b""
+        head = git.show_blob(self.root, "HEAD", self.rel(path)) or b""
         committed = head[: head.rfind(b"\n") + 1]  # a torn line committed by hand is no event
         if whole.startswith(committed):
             if len(whole) == len(data):
@@ -654,7 +640,7 @@ class FlowRepo:
                   olds: Mapping[Path, bytes | None]) -> bool:
         """Undo an uncommitted write. False (and the journal stays) if HEAD has it after all."""
         try:
-            if all(git.show(self.root, "HEAD", rel) == (self.root / rel).read_bytes() for rel in paths):
+            if all(git.show_blob(self.root, "HEAD", rel) == (self.root / rel).read_bytes() for rel in paths):
                 return False  # every path already matches HEAD: the commit went through
             for path, size in sizes.items():
                 if size is None:
@@ -666,7 +652,7 @@ class FlowRepo:
                     path.unlink(missing_ok=True)
                 else:
                     write_atomic(path, old)
-            git.run(["reset", "-q", "--", *paths], self.root, check=False)
+            git.unstage(self.root, paths)
             return True
         except (OSError, FlowError):
             return False

@@ -117,13 +117,17 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
     return snap
 
 
-def at_rev(root: Path, rev: str, only_plan: str | None = None, memo: Memo | None = None) -> Snapshot:
+def at_rev(root: Path, rev: str, only_plan: str | None = None, memo: Memo | None = None,
+           label: str | None = None) -> Snapshot:
+    """The tree at `rev` (a full commit id, or HEAD: a revision a user typed is resolved with
+    `git.resolve_commit` first), labelled with what the user typed."""
     memo = memo or Memo()
     ids = git.tree_blob_ids(root, rev, f".flow/plans/{only_plan}" if only_plan else ".flow")
     if only_plan:
         ids.update(git.tree_blob_ids(root, rev, ".flow/adrs"))
     memo.blobs.update(git.cat_blobs(root, [sha for sha in ids.values() if sha not in memo.blobs]))
-    return build({path: memo.blobs[sha] for path, sha in ids.items() if sha in memo.blobs}, rev, only_plan, memo)
+    return build({path: memo.blobs[sha] for path, sha in ids.items() if sha in memo.blobs},
+                 label or rev, only_plan, memo)
 
 
 def work_tree(root: Path, only_plan: str | None = None, memo: Memo | None = None) -> Snapshot:

@@ -109,13 +109,9 @@ def git_busy(dirs: git.RepoDirs) -> str | None:
     busy = git.operation_in_progress(dirs)
     if busy:
         return f"{busy} is in progress"
-    if (dirs.git_dir / "index.lock").exists():
+    if git.index_locked(dirs):
         return "another git command is in progress (index.lock exists)"
-    try:
-        head = (dirs.git_dir / "HEAD").read_bytes()
-    except OSError:
-        return None
-    if not head.startswith(b"ref:"):
+    if git.head_detached(dirs):
         return "HEAD is detached (no branch to commit to)"
     return None
 

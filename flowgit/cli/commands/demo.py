@@ -33,13 +33,11 @@ def _prepare(directory: Path) -> None:
                          "or new directory") from None
     if not empty:
         raise UsageError(f"{directory} is not empty: give an empty or new directory")
-    git.run(["init", "-q"], directory)
-    git.run(["symbolic-ref", "HEAD", "refs/heads/main"], directory)
-    git.run(["config", "user.email", "demo@flowgit.invalid"], directory)
-    git.run(["config", "user.name", "flowgit demo"], directory)
+    git.init_repo(directory, "main")
+    git.config_set(directory, "user.email", "demo@flowgit.invalid")
+    git.config_set(directory, "user.name", "flowgit demo")
     (directory / "README.md").write_text("# webhook service (flowgit demo)\n")
-    git.run(["add", "README.md"], directory)
-    git.run(["commit", "-q", "--no-verify", "-m", "initial commit"], directory)
+    git.commit_paths(directory, ["README.md"], "initial commit", new_paths=["README.md"])
 
 
 class Steps:
@@ -78,7 +76,7 @@ def demo(app: App, directory: Path | None) -> int:
     doc = yamlio.rt_load(config.read_text(), "config.yaml")
     doc["approvals"]["required"] = 1
     config.write_text(yamlio.rt_dump(doc))
-    git.run(["commit", "-q", "--no-verify", "-m", "flow: require one plan approval", "--", ".flow/config.yaml"], target)
+    git.commit_paths(target, [".flow/config.yaml"], "flow: require one plan approval")
     plan = yamlio.rt_load(example_plan(), "webhooks.yaml")
     plan.insert(list(plan).index("tags") + 1, "executor", "demo")
     files = [f for t in plan["tasks"] for f in t.get("files", [])]
@@ -111,7 +109,7 @@ def demo(app: App, directory: Path | None) -> int:
     steps.run("graph", "webhooks", "--format", "ascii")
     say("== plan diff since the plan was created")
     steps.run("diff", base or "HEAD~1", "HEAD", "--plan", "webhooks")
-    commits = int(git.out(["rev-list", "--count", "HEAD"], target))
+    commits = git.commit_count(target)
     elapsed = time.monotonic() - start
     ok = status["phase"] == "complete" and all(v["exit_code"] == 0 for v in review["validations"])
     result = {"repo": str(target), "plan": "webhooks", "phase": status["phase"],

@@ -23,7 +23,7 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     if repo.journal.exists():
         problems.append(_problem("journal", repo.rel(repo.journal) if repo.journal.is_relative_to(repo.root) else str(repo.journal),
                                  "a command was interrupted between appending and committing"))
-    index_lock = repo.dirs.git_dir / "index.lock"
+    index_lock = git.index_lock(repo.dirs)
     if index_lock.exists():
         problems.append(_problem(
             "git_lock", str(index_lock),
@@ -52,7 +52,7 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     uncommitted = [p for p in git.changed_paths(repo.root, FLOW) if p.endswith(".jsonl")]
     for rel in uncommitted:
         path = repo.root / rel
-        head = git.show(repo.root, "HEAD", rel) or b""
+        head = git.show_blob(repo.root, "HEAD", rel) or b""
         if path.is_file() and not path.read_bytes().startswith(head[: head.rfind(b"\n") + 1]):
             problems.append(_problem("rewritten", rel, "committed events were cut or edited (event "
                                      "logs are append-only): --fix takes them back from HEAD"))
@@ -96,7 +96,7 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
             if p["kind"] == "journal":
                 p["fixed"] = True
             elif p["kind"] == "git_lock":
-                p["fixed"] = not (repo.dirs.git_dir / "index.lock").exists()
+                p["fixed"] = not git.index_locked(repo.dirs)
             elif p["kind"] == "merge_driver":
                 setup_local(repo.root, warn)
                 p["fixed"] = True

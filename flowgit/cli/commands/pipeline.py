@@ -16,6 +16,7 @@ from flowgit.errors import (
     ExitCode,
     FlowError,
     GitBusy,
+    GitError,
     IllegalTransition,
     NotFound,
     Stalled,
@@ -31,6 +32,7 @@ from flowgit.ops.phases import (
     validation_events,
     validations_for,
 )
+from flowgit.store.eventlog import line_of
 from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
 
 Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], str]]
@@ -152,12 +154,16 @@ def review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[s
     """What a reviewer needs: changes since execution began, validation results, notes."""
     base = state.base_commit
     files: list[dict[str, Any]] = []
+    if base is not None and not git.is_full_id(base):  # from the log: it must never reach git as is
+        log = repo.log_file(plan_id, PLAN_LOG)
+        line = line_of(log, "base_commit", base)
+        git.check_full_id(base, repo.rel(log) + (f":{line}" if line else ""), "base_commit")
     if base and git.head(repo.root):
-        proc = git.run(["diff", "--numstat", base, "HEAD", "--", ".", ":(exclude).flow"], repo.root, check=False)
-        for line in proc.stdout.decode("utf-8", "replace").splitlines():
-            added, removed, path = line.split("\t", 2)
-            files.append({"path": path, "added": int(added) if added.isdigit() else 0,
-                          "removed": int(removed) if removed.isdigit() else 0})
+        try:
+            stats = git.diff_numstat(repo.root, base, "HEAD", exclude=".flow")
+        except GitError:  # a commit this clone does not have (a shallow clone, a rewritten history)
+            stats = []
+        files = [{"path": s.path, "added": s.added, "removed": s.removed} for s in stats]
     entered = None
     validations: dict[str, dict[str, Any]] = {}
     for ev in canonical(repo.plan_events(plan_id)):
@@ -321,10 +327,9 @@ def _changelog(repo: FlowRepo, entry: str) -> tuple[Path, bytes]:
 def _changelog_is_clean(repo: FlowRepo) -> None:
     """The entry is committed with the file: the user's own uncommitted edits of CHANGELOG.md
     would go into that commit, so they must be committed (or stashed) first."""
-    proc = git.run(["status", "--porcelain", "--", "CHANGELOG.md"], repo.root, check=False)
-    if proc.returncode == 0 and proc.stdout.strip():
+    if git.changed_paths(repo.root, "CHANGELOG.md"):
         raise DirtyChangelog("CHANGELOG.md has uncommitted changes: commit or stash them first, "
-                        "then run finish again (its entry is committed with the file)")
+                             "then run finish again (its entry is committed with the file)")
 
 
 def finish(app: App, plan_id: str) -> int:

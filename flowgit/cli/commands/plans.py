@@ -134,10 +134,10 @@ def plan_show(app: App, plan_id: str, rev: str | None) -> int:
     check_id(plan_id, "plan id")
     rel = f".flow/plans/{plan_id}/plan.yaml"
     if rev:
-        data = git.show(repo.root, rev, rel)
-        if data is None and git.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
-                                    repo.root, check=False).returncode != 0:
+        commit = git.resolve_commit(repo.root, rev, "revision for --rev")
+        if commit is None:
             raise NotFound(f"unknown revision {rev!r}: give a commit, branch or tag (see `git log`)")
+        data = git.show_blob(repo.root, commit, rel)
         if data is None:
             raise NotFound(f"{rel} does not exist at revision {rev!r}: see `flowgit history {plan_id}`")
         text = yamlio.decode(data, f"{rev}:{rel}")

@@ -14,6 +14,14 @@ from flowgit.store.repo import actor_for, commit_message
 from flowgit.store.snapshot import Memo, Snapshot, at_rev, work_tree
 
 
+def _commit(app: App, rev: str, what: str = "revision", then: str = "see `git log`") -> str:
+    """The full id of the commit a revision the user typed names, or a one-line refusal."""
+    sha = git.resolve_commit(app.repo.root, rev, what)
+    if sha is None:
+        raise NotFound(f"unknown revision {rev!r}: give a commit, branch or tag ({then})")
+    return sha
+
+
 def _default_base(app: App) -> str:
     root = app.repo.root
     if git.head(root) is None:
@@ -47,10 +55,11 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
     repo = app.repo
     if plan_id:
         check_id(plan_id, "plan id")
-    base = rev_a or _default_base(app)
+    base = _commit(app, rev_a) if rev_a else _default_base(app)
+    commit_b = _commit(app, rev_b) if rev_b else None
     memo = Memo()
-    a = at_rev(repo.root, base, plan_id, memo)
-    b = at_rev(repo.root, rev_b, plan_id, memo) if rev_b else work_tree(repo.root, plan_id, memo)
+    a = at_rev(repo.root, base, plan_id, memo, label=rev_a or base)
+    b = at_rev(repo.root, commit_b, plan_id, memo, label=rev_b) if commit_b else work_tree(repo.root, plan_id, memo)
     if plan_id and plan_id not in a.plans and plan_id not in b.plans:
         raise NotFound(f"plan {plan_id} exists neither at {a.label} nor at {b.label}: see `flowgit plan list`")
     for snap in (a, b):
@@ -91,25 +100,17 @@ def _one_line(result: dict[str, Any]) -> str:
 
 
 def history(app: App, plan_id: str) -> int:
-    """Versions of plan.yaml from git log (GitPython; not on any hot path)."""
-    import git as gitpython
-
+    """Versions of plan.yaml from git log (GitPython, behind the git door: no hot path)."""
     repo = app.repo
     check_id(plan_id, "plan id")
     rel = f".flow/plans/{plan_id}/plan.yaml"
-    grepo = gitpython.Repo(repo.root)
-    try:
-        commits = list(grepo.iter_commits(paths=rel))
-    except (gitpython.GitCommandError, ValueError):
-        commits = []
-    finally:
-        grepo.close()
+    commits = git.file_history(repo.root, rel)
     if not commits:
         raise NotFound(f"plan {plan_id} has no history in git: is {rel} committed?")
     rows: list[dict[str, Any]] = []
     previous: dict[str, Any] | None = None
     for commit in reversed(commits):
-        data = git.show(repo.root, commit.hexsha, rel)
+        data = git.show_blob(repo.root, git.check_full_id(commit.commit, rel), rel)
         raw: Any = None
         summary = "deleted"
         if data is not None:
@@ -122,9 +123,8 @@ def history(app: App, plan_id: str) -> int:
             raw = None
         if raw is not None:
             summary = _one_line(diff_plan(previous, raw, plan_id=plan_id))
-        rows.append({"commit": commit.hexsha, "author": commit.author.name,
-                     "date": commit.committed_datetime.isoformat(),
-                     "subject": commit.summary, "summary": summary,
+        rows.append({"commit": commit.commit, "author": commit.author, "date": commit.date,
+                     "subject": commit.subject, "summary": summary,
                      "tasks": len(raw.get("tasks") or []) if raw is not None else 0})
         if raw is not None or data is None:
             previous = raw
@@ -145,12 +145,11 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
     check_id(plan_id, "plan id")
     rel = f".flow/plans/{plan_id}/plan.yaml"
     spec_rel = f".flow/plans/{plan_id}/spec.yaml"
-    if git.run(["rev-parse", "--verify", "-q", f"{rev}^{{commit}}"], repo.root, check=False).returncode != 0:
-        raise NotFound(f"unknown revision {rev!r}: see `flowgit history {plan_id}`")
-    data = git.show(repo.root, rev, rel)
+    commit = _commit(app, rev, "revision for --to", f"see `flowgit history {plan_id}`")
+    data = git.show_blob(repo.root, commit, rel)
     if data is None:
         raise NotFound(f"{rel} does not exist at {rev!r}: see `flowgit history {plan_id}`")
-    spec_data = git.show(repo.root, rev, spec_rel)
+    spec_data = git.show_blob(repo.root, commit, spec_rel)
     text = yamlio.decode(data, f"{rev}:{rel}")
     plan = check_plan_text(repo, text, f"{rev}:{rel}", plan_id)
     actor = actor_for(repo, None)
@@ -172,7 +171,7 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
         events_dir = repo.safe("plans", plan_id, "events")
         orphans = sorted(p.name[:-6] for p in events_dir.glob("*.jsonl")
                          if p.name != "_plan.jsonl" and p.name[:-6] not in known) if events_dir.is_dir() else []
-        full = git.out(["rev-parse", "--short", rev], repo.root)
+        full = git.short_id(repo.root, commit)
         message = commit_message(plan_id, None, f"rollback to {full}", actor)
         if current_spec == spec_data:
             spec_change = "unchanged"

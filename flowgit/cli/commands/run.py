@@ -47,7 +47,7 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     # under the lock (which also refuses a merge/rebase in progress): another run half-way
     # through its merge has a staged index and a MERGE_HEAD that are not the user's
     with repo.lock():
-        staged = git.run(["diff", "--cached", "--quiet"], repo.root, check=False).returncode != 0
+        staged = git.has_staged_changes(repo.root)
     if staged:
         raise Dirty("the work tree has staged changes: `flowgit run` merges task branches into it; "
                         "commit or unstage them first")
