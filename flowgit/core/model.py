@@ -466,6 +466,11 @@ class Config:
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
+        remote = str(data.get("remote", "origin"))
+        if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
+            # it reaches `git fetch`/`git push`: a name that git could read as an option is data
+            raise _fail(where, f"remote {remote!r}: not a remote name (it never starts with '-' or "
+                        "holds a space): name one from `git remote`")
         return cls(
             lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds", 1),
             lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),
@@ -475,7 +480,7 @@ class Config:
             reset_on_change=bool(approvals.get("reset_on_change", False)),
             retry=RetryPolicy.from_dict(data.get("retry"), f"{where}: retry"),
             sync=sync,
-            remote=str(data.get("remote", "origin")),
+            remote=remote,
             executors=executors,
             default_executor=str(data.get("default_executor", "shell")),
             validations=tuple(

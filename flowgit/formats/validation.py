@@ -46,6 +46,7 @@ def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
 
 
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
+_FULL_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
 _AT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z\Z")
 _EVENT_KEYS = {"id", "type", "plan", "task", "actor", "at", "clock", "data"}
 _EVENT_REQUIRED = _EVENT_KEYS - {"data"}
@@ -64,7 +65,13 @@ def _plain_event(obj: Any) -> bool:
             and (is_valid_id(task) if str(t).startswith("task.") else task is None)
             and type(obj.get("actor")) is str and obj["actor"] != ""
             and type(obj.get("at")) is str and _AT.match(obj["at"]) is not None
-            and type(clock) is int and clock >= 0 and type(obj.get("data", {})) is dict)
+            and type(clock) is int and clock >= 0 and type(obj.get("data", {})) is dict
+            and _full_id_or_none(obj.get("data", {}).get("base_commit")))
+
+
+def _full_id_or_none(value: Any) -> bool:
+    """A commit id in an event reaches git: full hex (the schema says so too), or none."""
+    return value is None or (type(value) is str and _FULL_ID.match(value) is not None)
 
 
 def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) -> None:
