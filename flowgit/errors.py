@@ -66,6 +66,7 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "hook_not_file": (ExitCode.USER, "the pre-commit hook is not a regular file"),
     "hook_io": (ExitCode.USER, "the pre-commit hook cannot be written"),
     "lock_symlink": (ExitCode.USER, "the repository lock file is a symlink"),
+    "symlink": (ExitCode.USER, "a path flowgit would write through is a symlink"),
     "usage": (ExitCode.USAGE, "a bad option, argument or id"),
     "nothing_ready": (ExitCode.NOTHING, "claim or next found no ready task"),
     "race_lost": (ExitCode.RACE, "lost a race that retrying may win (lock wait, push rejected)"),
@@ -236,6 +237,10 @@ class HookIO(FlowError):
 
 class LockSymlink(FlowError):
     code = "lock_symlink"
+
+
+class IsSymlink(FlowError):
+    code = "symlink"
 
 
 class UsageError(FlowError):

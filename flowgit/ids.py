@@ -2,24 +2,52 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from typing import Iterable
 
 from flowgit.errors import UsageError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID = re.compile(ID_PATTERN)
+# Windows opens these names as devices whatever the extension (CON.jsonl is the console), and
+# drops a trailing '.', so such an id's files would not be its own on a Windows checkout.
+_DEVICE = re.compile(r"(?:CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(?:\..*)?\Z", re.IGNORECASE)
+DEVICE_NAMES = "CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9"
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` cannot be an id (a few words), or None when it can."""
+    if not isinstance(value, str) or not _ID.fullmatch(value) or ".." in value:
+        return ("use letters, digits, '.', '_' or '-' "
+                "(at most 64, starting with a letter or digit, no '..')")
+    if _DEVICE.match(value):
+        return (f"{value.split('.')[0]} is a Windows device name ({DEVICE_NAMES}, with or without "
+                "an extension, any case): its files could not be written there; choose another id")
+    if value.endswith("."):
+        return "an id cannot end with '.' (Windows drops it from file names): remove it"
+    return None
 
 
 def is_valid_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
+    return (isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
+            and not value.endswith(".") and not _DEVICE.match(value))
 
 
 def check_id(value: str, what: str = "id") -> str:
-    if not is_valid_id(value):
-        raise UsageError(
-            f"invalid {what} {value!r}: use letters, digits, '.', '_' or '-' "
-            "(at most 64, starting with a letter or digit, no '..')"
-        )
+    problem = id_problem(value)
+    if problem:
+        raise UsageError(f"invalid {what} {value!r}: {problem}")
     return value
+
+
+def case_twins(ids: Iterable[str]) -> list[list[str]]:
+    """Groups of ids that differ only by case (on macOS and Windows their files are one file),
+    each sorted, in order of their first id."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for ident in ids:
+        if ident not in groups[ident.casefold()]:
+            groups[ident.casefold()].append(ident)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 def split_ref(ref: str) -> tuple[str | None, str]:
@@ -32,4 +60,5 @@ def split_ref(ref: str) -> tuple[str | None, str]:
     return None, check_id(ref, "task id")
 
 
-__all__ = ["ID_PATTERN", "check_id", "is_valid_id", "split_ref"]
+__all__ = ["DEVICE_NAMES", "ID_PATTERN", "case_twins", "check_id", "id_problem", "is_valid_id",
+           "split_ref"]

@@ -13,8 +13,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from typing import Any, Mapping, Sequence, TypeVar
 
+from flowgit.core.scripts import NAMES as SCRIPT_NAMES
+from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
+from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.errors import InvalidFile
-from flowgit.ids import is_valid_id
+from flowgit.ids import case_twins, id_problem
 
 PRIORITIES = ("high", "medium", "low")
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -49,9 +52,9 @@ def _check_keys(data: Mapping[str, Any], allowed: frozenset[str], where: str) ->
             raise _fail(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
 
-PLACEHOLDERS = frozenset({"plan", "task", "title", "worktree", "prompt_file", "prompt", "branch",
-                          "repo", "attempt", "python", "run"})  # what executors fill in argv
-PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+PLACEHOLDERS = SCRIPT_NAMES  # what executors fill in argv
+# the executors flowgit ships (flowgit.runner.executors.BUILTIN; a test keeps the two equal)
+BUILTIN_EXECUTORS = frozenset({"shell", "demo", "claude", "codex", "gemini"})
 MAX_SECONDS = 10 * 365 * 86400.0  # leases, retries, intervals: beyond this a date overflows soon
 
 
@@ -94,9 +97,41 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _id(value: Any, where: str) -> str:
-    if not is_valid_id(value):
-        raise _fail(where, f"invalid id {value!r}: use letters, digits, '.', '_' or '-' (max 64)")
+    problem = id_problem(value)
+    if problem:
+        raise _fail(where, f"invalid id {value!r}: {problem}")
     return str(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_DRIVE = re.compile(r"[A-Za-z]:")
+PATH_RULE = ("a relative path with '/' between its parts, without a '..' or .git part, a drive "
+             "letter, a backslash or a control character")  # as the plan schema's `path` says
+
+
+def path_problem(value: str) -> str | None:
+    """Why `value` is not a path inside the repository (task `files:`), or None."""
+    if not value:
+        return "an empty path"
+    if value.startswith("/") or _DRIVE.match(value):
+        return "an absolute path"
+    if _CONTROL.search(value):
+        return "a backslash or a control character"
+    parts = value.split("/")
+    if ".." in parts:
+        return "a '..' part leads outside"
+    if any(p.casefold() == ".git" for p in parts):
+        return "a .git part names git's own directory"
+    return None
+
+
+def _paths(value: Any, where: str) -> tuple[str, ...]:
+    paths = _strs(value, where)
+    for i, path in enumerate(paths):
+        problem = path_problem(path)
+        if problem:
+            raise _fail(f"{where}[{i}]", f"invalid path {path!r} ({problem}): use {PATH_RULE}")
+    return paths
 
 
 def argv_of(value: Any, where: str) -> tuple[str, ...]:
@@ -240,7 +275,7 @@ class Task:
             title=_str(data.get("title"), f"{where}.title"),
             description=_str(data.get("description"), f"{where}.description", default=""),
             depends_on=_strs(data.get("depends_on"), f"{where}.depends_on"),
-            files=_strs(data.get("files"), f"{where}.files"),
+            files=_paths(data.get("files"), f"{where}.files"),
             acceptance=_strs(data.get("acceptance"), f"{where}.acceptance"),
             priority=priority,
             estimate=_estimate(data.get("estimate"), f"{where}.estimate"),
@@ -315,8 +350,8 @@ class Plan:
         data = _mapping(data, where)
         _check_keys(data, cls._KEYS, where)
         plan_id = _id(data.get("id"), f"{where}: id")
-        tasks_raw = data.get("tasks") or []
-        cps_raw = data.get("checkpoints") or []
+        tasks_raw = [] if data.get("tasks") is None else data["tasks"]
+        cps_raw = [] if data.get("checkpoints") is None else data["checkpoints"]
         if not isinstance(tasks_raw, list) or not isinstance(cps_raw, list):
             raise _fail(where, "tasks and checkpoints must be lists")
         plan = cls(
@@ -344,6 +379,9 @@ class Plan:
             dup, n = Counter(ids).most_common(1)[0]
             raise _fail(where, f"duplicate id {dup!r} ({n} times): "
                                "give each task and checkpoint its own id")
+        twins = case_twins(ids)
+        if twins:
+            raise _fail(where, case_twin_message(twins[0], "task or checkpoint ids"))
         return plan
 
     @classmethod
@@ -453,6 +491,11 @@ class Config:
                 if near:
                     raise _fail(f"{where}: executors.{name}.argv",
                                 f"unknown placeholder {{{found}}}: did you mean {{{near[0]}}}?")
+            for found in script_placeholders(argv):
+                raise _fail(f"{where}: executors.{name}.argv[{found.index}]",
+                            f"{{{found.placeholder}}} is inside a script that {found.interpreter} "
+                            "runs, so task text would become code: "
+                            f"{env_hint(found.placeholder)} (see docs/executors.md)")
             executors[name] = Executor(
                 name=name,
                 argv=argv,
@@ -462,6 +505,15 @@ class Config:
         for i, sched in enumerate(data.get("schedules") or ()):
             if isinstance(sched, Mapping) and "every" in sched:  # an interval that can never run
                 parse_seconds(sched["every"], f"{where}: schedules[{i}].every")
+        version = data.get("version", 1)
+        if version != 1 or isinstance(version, bool):
+            raise _fail(f"{where}: version", f"must be 1, got {version!r}: this flowgit reads "
+                        "format 1; use a flowgit that knows this version or set version: 1")
+        default = data.get("default_executor", "shell")
+        if default not in executors and default not in BUILTIN_EXECUTORS:
+            known = ", ".join(sorted(set(executors) | set(BUILTIN_EXECUTORS)))
+            raise _fail(f"{where}: default_executor", f"unknown executor {default!r} (known: "
+                        f"{known}): define it under executors: or name a known one")
         vals = data.get("validations") or []
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
@@ -482,7 +534,7 @@ class Config:
             sync=sync,
             remote=remote,
             executors=executors,
-            default_executor=str(data.get("default_executor", "shell")),
+            default_executor=str(default),
             validations=tuple(
                 Validation.from_any(v, f"{where}: validations[{i}]", i) for i, v in enumerate(vals)
             ),
@@ -497,6 +549,11 @@ class Config:
                                     0.05),
             raw=dict(data),
         )
+
+
+def case_twin_message(twins: Sequence[str], what: str) -> str:
+    return (f"{what} {' and '.join(repr(t) for t in twins)} differ only by case: on macOS and "
+            "Windows their files would be one file; rename one of them")
 
 
 def policy_for(plan: Plan, task: Task | None, config: Config) -> RetryPolicy:

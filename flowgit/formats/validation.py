@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from flowgit.core.model import Config, Plan
+from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
-from flowgit.ids import is_valid_id
+from flowgit.ids import case_twins, is_valid_id
 
 PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
 SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml\Z")
@@ -115,9 +115,10 @@ def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) 
 
 
 def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan | None] | None = None,
-                   adr_ids: list[str] | None = None) -> Report:
+                   adr_ids: list[str] | None = None, plan_dirs: Iterable[str] = ()) -> Report:
     """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
-    not in `files` (for references); `adr_ids` lists ADRs not in `files`."""
+    not in `files` (for references); `adr_ids` lists ADRs not in `files`; `plan_dirs` names
+    the plan directories there are (for ids that differ only by case)."""
     from flowgit.core import semantic
     from flowgit.core.graph import find_cycle
 
@@ -171,6 +172,10 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
         if plan.id != plan_id:
             report.errors.append(f"{rel}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
         report.plans[plan_id] = plan
+    for twins in case_twins({*raw_plans, *plan_dirs}):
+        if any(t in raw_plans for t in twins):
+            rel = raw_plans[next(t for t in twins if t in raw_plans)][0]
+            report.errors.append(f"{rel}: {case_twin_message(twins, 'plan ids')}")
     all_adrs = set(adrs) | set(adr_ids or [])
 
     def find(pid: str) -> Plan | None:

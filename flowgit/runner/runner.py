@@ -30,6 +30,7 @@ from flowgit.errors import (
 )
 from flowgit.formats import yamlio
 from flowgit.runner.executors import argv_for, prompt_text, resolve, values_for
+from flowgit.runner.logfiles import open_log
 from flowgit.store.eventlog import append, repair_torn
 from flowgit.store.repo import FLOW, FlowRepo, commit_message
 from flowgit.store.writing import transaction
@@ -410,6 +411,7 @@ class Runner:
             values = values_for(plan, task, job.worktree, prompt_file, prompt, job.branch, self.root,
                                 job.attempt, sys.executable)
             argv = argv_for(executor, values, task, plan.id)
+            open_log(repo.root, job.log).close()  # made here: the failure is the task's
         except FlowError as exc:
             self._fail(job, exc.message, retry=False)
             self._put_back(job, keep_branch=False)
@@ -418,9 +420,10 @@ class Runner:
                "FLOWGIT_PLAN": job.plan, "FLOWGIT_TASK": job.task, "FLOWGIT_TITLE": task.title,
                "FLOWGIT_FILES": "\n".join(task.files), "FLOWGIT_WORKTREE": str(job.worktree),
                "FLOWGIT_PROMPT_FILE": str(prompt_file), "FLOWGIT_ACTOR": job.actor,
-               "FLOWGIT_NOTE_FILE": str(job.note_file)}
+               "FLOWGIT_NOTE_FILE": str(job.note_file), "FLOWGIT_BRANCH": job.branch,
+               "FLOWGIT_REPO": str(self.root), "FLOWGIT_ATTEMPT": str(job.attempt),
+               "FLOWGIT_PYTHON": sys.executable}
         env.pop("GIT_INDEX_FILE", None)
-        job.log.parent.mkdir(parents=True, exist_ok=True)
         timeout = executor.timeout
         code = self._spawn(job, argv, env, timeout, repo)
         if self.stop_event.is_set():
@@ -438,7 +441,12 @@ class Runner:
     def _spawn(self, job: Job, argv: tuple[str, ...], env: dict[str, str], timeout: float,
                repo: FlowRepo) -> int:
         lease = float(repo.config.lease_seconds)
-        with open(job.log, "ab") as out:
+        try:
+            out = open_log(repo.root, job.log)
+        except FlowError as exc:  # swapped for a symlink since: run nothing
+            self.log(f"{job.plan}/{job.task}: {exc.message}")
+            return 127
+        with out:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
             result = proc.run(argv, cwd=job.worktree, env=env, timeout=timeout, output=out,

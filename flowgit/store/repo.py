@@ -15,14 +15,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
-from flowgit.core.model import Config, Plan
+from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.errors import Ambiguous, FlowError, GitBusy, InvalidFile, NoActor, NotFound, NotInitialised, RaceLost, UsageError
 from flowgit.ids import check_id, is_valid_id, split_ref
 from flowgit.store.eventlog import append, repair_torn
 from flowgit.store.lock import RepoLock
 
 FLOW = ".flow"
-CACHE_VERSION = 10
+CACHE_VERSION = 11  # 11: task files and ids under the path rules of issue 13
 CONFIG_CACHE = "_config"
 JOURNAL = "flowgit-journal"
 STALE_LOCK_WINDOW = 30.0  # seconds after a journal in which its command's git locks appear
@@ -122,7 +122,10 @@ class FlowRepo:
                 from flowgit.formats import yamlio
 
                 data = yamlio.load_file(path, self.rel(path)) if key is not None else None
-                Config.from_dict(data, self.rel(path))
+                try:
+                    Config.from_dict(data, self.rel(path))
+                except InvalidFile as exc:  # in the words and with the line validate gives
+                    raise _with_line(exc, data, path, self.rel(path), "config") from None
                 cache.update({"stat": key, "data": data})
                 self._cache_dirty.add(CONFIG_CACHE)
             self._config = Config.from_dict(data, self.rel(path))
@@ -138,6 +141,13 @@ class FlowRepo:
             if is_valid_id(e.name) and e.is_dir(follow_symlinks=False)
             and (Path(e.path) / "plan.yaml").exists()
         )
+
+    def plan_twins(self, plan_id: str) -> list[str]:
+        """The plan directories whose names differ from `plan_id` only by case, with it."""
+        folded = plan_id.casefold()
+        with os.scandir(self.safe("plans")) as entries:
+            twins = sorted(e.name for e in entries if e.name.casefold() == folded)
+        return twins if len(twins) > 1 else []
 
     def linked_plans(self) -> list[str]:
         """Entries of plans/ that are symlinks: never read, so listings say they were left out."""
@@ -157,6 +167,9 @@ class FlowRepo:
         except FileNotFoundError:
             known = ", ".join(self.plan_ids()) or "none"
             raise NotFound(f"unknown plan {plan_id!r} (plans: {known}): see `flowgit plan list`") from None
+        twins = self.plan_twins(plan_id)
+        if twins:
+            raise InvalidFile(f"{display}: {case_twin_message(twins, 'plan ids')}")
         cache = self._plan_cache(plan_id)
         entry = cache.get("plan")
         key = _stat_key(st)
@@ -658,13 +671,13 @@ class FlowRepo:
             return False
 
 
-def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str) -> InvalidFile:
-    """The schema checker's message for a broken plan, with the line `validate` gives
-    (only on this error path: it imports jsonschema)."""
+def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str, kind: str = "plan") -> InvalidFile:
+    """The schema checker's message for a broken plan or config, with the line `validate`
+    gives (only on this error path: it imports jsonschema)."""
     from flowgit.formats.schemacheck import schema_errors
 
     try:
-        errors = schema_errors("plan", raw, path.read_text(encoding="utf-8"), display)
+        errors = schema_errors(kind, raw, path.read_text(encoding="utf-8"), display)
     except (OSError, ValueError):
         errors = []
     return InvalidFile(errors[0]) if errors else exc

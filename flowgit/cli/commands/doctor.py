@@ -1,12 +1,16 @@
 """`flowgit doctor [--fix]`: find and repair what a crash or a hand edit left behind."""
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from typing import Any, Callable
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.core.events import PLAN_LOG
 from flowgit.errors import ExitCode, InvalidFile, NotFound
+from flowgit.ids import is_valid_id
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files, write_atomic
 
@@ -52,12 +56,22 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     uncommitted = [p for p in git.changed_paths(repo.root, FLOW) if p.endswith(".jsonl")]
     for rel in uncommitted:
         path = repo.root / rel
+        if not _real_file(repo, rel):
+            if not any(p["path"] == rel for p in problems):
+                problems.append(_problem("symlink", rel, "not a plain file inside .flow/ (a symlink, "
+                                         "or under one): remove it; --fix never commits it"))
+            continue
         head = git.show_blob(repo.root, "HEAD", rel) or b""
         if path.is_file() and not path.read_bytes().startswith(head[: head.rfind(b"\n") + 1]):
             problems.append(_problem("rewritten", rel, "committed events were cut or edited (event "
                                      "logs are append-only): --fix takes them back from HEAD"))
         else:
-            problems.append(_problem("uncommitted", rel, "events appended but not committed"))
+            why = _not_committable(repo, rel, tracked=bool(head))
+            if why:
+                problems.append(_problem("unvalidated", rel, f"uncommitted events that --fix will not "
+                                         f"commit: {why}"))
+            else:
+                problems.append(_problem("uncommitted", rel, "events appended but not committed"))
     from flowgit.formats.validation import validate_files
     from flowgit.store.planedit import adr_ids
 
@@ -81,6 +95,44 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
                 problems.append(_problem("orphan_log", repo.rel(log),
                                          f"events for task {task}, which is no longer in plan {pid} (kept; informational)"))
     return problems
+
+
+def _real_file(repo: FlowRepo, rel: str) -> bool:
+    """A regular file under .flow/ with no symlink on the way to it."""
+    path = repo.root
+    for part in rel.split("/"):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return False
+        if stat.S_ISLNK(mode):
+            return False
+    return stat.S_ISREG(mode)
+
+
+def _not_committable(repo: FlowRepo, rel: str, tracked: bool) -> str | None:
+    """Why an event log with uncommitted lines must not be committed by --fix: it does not
+    validate, or it is a new log (nothing of it in HEAD) for a task its plan does not have."""
+    from flowgit.formats.validation import LOG_RE, Report, check_log
+
+    m = LOG_RE.match(rel)
+    if not m or not is_valid_id(m.group(1)) or (m.group(2) != PLAN_LOG and not is_valid_id(m.group(2))):
+        return "not an event log of a plan (.flow/plans/PLAN/events/TASK.jsonl)"
+    plan_id, stream = m.groups()
+    report = Report()
+    data = (repo.root / rel).read_bytes()
+    check_log(rel, data[: data.rfind(b"\n") + 1], plan_id, stream, report)
+    if report.errors:
+        return report.errors[0]
+    if not tracked and stream != PLAN_LOG:
+        try:
+            known = set(repo.load_plan(plan_id).plan.node_ids())
+        except (InvalidFile, NotFound):
+            return f"plan {plan_id} does not load"
+        if stream not in known:
+            return f"a new log for {stream}, which is not a task of plan {plan_id}: remove it"
+    return None
 
 
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
@@ -119,6 +171,9 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
                 touched.append(p["path"])
                 p["fixed"] = True
         touched = sorted(set(touched) & set(git.changed_paths(repo.root, FLOW)))
+        # what goes into the commit is checked again as it is now, whatever was found before
+        touched = [rel for rel in touched if _real_file(repo, rel)
+                   and not _not_committable(repo, rel, tracked=git.show_blob(repo.root, "HEAD", rel) is not None)]
         if touched:
             git.commit_paths(repo.root, touched, "flow: doctor repaired event logs\n\nFlow-Event: doctor")
     cache = repo.flow / ".cache"

@@ -36,6 +36,10 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
     display = repo.rel(path)
     if path.exists():
         raise AlreadyExists(f"plan {plan_id} already exists ({display}): pick another name or edit it")
+    twins = [p for p in repo.plan_ids() if p.casefold() == plan_id.casefold()]
+    if twins:
+        raise AlreadyExists(f"plan {twins[0]} already exists and {plan_id} differs from it only by case "
+                            "(on macOS and Windows they would be one directory): pick another name")
     if source is None:
         data: dict[str, Any] = {"id": plan_id, "title": title or plan_id, "goal": goal or "", "tasks": []}
         if parent:

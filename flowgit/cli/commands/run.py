@@ -11,6 +11,7 @@ from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
 from flowgit.errors import Dirty, ExitCode, NeedsApproval, UsageError, WrongPhase
 from flowgit.ids import check_id
 from flowgit.runner.executors import by_name
+from flowgit.runner.logfiles import refuse, symlinked_logs
 from flowgit.runner.runner import Runner
 from flowgit.store.repo import automatic_actor
 
@@ -44,6 +45,9 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
         # a typo in --executor must not claim and fail every task of the plan
         by_name(repo.config, executor, "--executor")
     _check_startable(repo, plan_id)
+    links = symlinked_logs(repo.root, plan_id)
+    if links:  # before any claim: the executor's output would go where the link points
+        raise refuse(links[0])
     # under the lock (which also refuses a merge/rebase in progress): another run half-way
     # through its merge has a staged index and a MERGE_HEAD that are not the user's
     with repo.lock():

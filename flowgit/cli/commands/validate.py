@@ -138,7 +138,8 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
 
     from flowgit.store.planedit import adr_ids
 
-    report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [])
+    plan_dirs = repo.plan_ids() if repo.flow.is_dir() else []
+    report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [], plan_dirs)
     errors = extra + report.errors
     if staged:
         errors += _broken_references(repo, changes, report.plans, lookup)
