@@ -30,7 +30,7 @@ EXIT_INTERRUPTED = ExitCode.INTERRUPTED
 CODES: dict[str, tuple[ExitCode, str]] = {
     "error": (ExitCode.USER, "any other error the user can fix"),
     "invalid_file": (ExitCode.USER, "a file under .flow/ does not parse or breaks a rule"),
-    "validation_failed": (ExitCode.USER, "a finish validation command failed"),
+    "validation_failed": (ExitCode.USER, "a finish validation command failed, or approving a checkpoint whose validation failed"),
     "not_found": (ExitCode.USER, "no such plan, task or checkpoint"),
     "ambiguous": (ExitCode.USER, "a bare task id names tasks in several plans"),
     "exists": (ExitCode.USER, "the plan or task to create exists already"),
@@ -46,6 +46,7 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "dirty_changelog": (ExitCode.USER, "CHANGELOG.md has uncommitted changes"),
     "not_initialised": (ExitCode.USER, "no .flow/ in the repository"),
     "no_actor": (ExitCode.USER, "nobody to act as: no --worker, FLOWGIT_ACTOR or user.email"),
+    "no_identity": (ExitCode.USER, "git has no author or committer identity to commit with"),
     "unknown_executor": (ExitCode.USER, "config names an executor that is not defined"),
     "no_run": (ExitCode.USER, "a shell task has no run: command"),
     "bad_executor": (ExitCode.USER, "an executor's argv is empty"),
@@ -157,6 +158,10 @@ class NotInitialised(FlowError):
 
 class NoActor(FlowError):
     code = "no_actor"
+
+
+class NoIdentity(FlowError):
+    code = "no_identity"
 
 
 class UnknownExecutor(FlowError):

@@ -692,3 +692,14 @@ def checkout_fresh(worktree: Path, branch: str, base: str) -> None:
     checked to be a full id instead (and the `--` says it is no path)."""
     check_full_id(base, "checkout_fresh", "base")
     _run(["checkout", "-q", "-f", "-B", check_not_option(branch, "branch name"), base, "--"], worktree)
+
+
+def identity_problem(root: Path) -> str | None:
+    """git's own words when it has no author or committer identity here (a commit would fail),
+    else None."""
+    for var in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        proc = _run(["var", var], root, check=False)
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
+            return lines[-1] if lines else f"git var {var} failed"
+    return None

@@ -40,6 +40,29 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+MAX_ACTOR = 200
+
+
+def actor_problem(name: str) -> str | None:
+    """Why `name` cannot name who acts (a worker, a reviewer), or None. It goes into event
+    lines and commit trailers: one line of printable text."""
+    if not name.strip():
+        return "it is empty"
+    if len(name) > MAX_ACTOR:
+        return f"it is {len(name)} characters long, more than {MAX_ACTOR}"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in name):
+        return "it holds a newline or another control character"
+    return None
+
+
+def check_actor(name: str, what: str = "worker name") -> str:
+    problem = actor_problem(name)
+    if problem:
+        raise UsageError(f"invalid {what} {name!r}: {problem}; use one line of at most "
+                         f"{MAX_ACTOR} printable characters")
+    return name
+
+
 def case_twins(ids: Iterable[str]) -> list[list[str]]:
     """Groups of ids that differ only by case (on macOS and Windows their files are one file),
     each sorted, in order of their first id."""
@@ -60,5 +83,5 @@ def split_ref(ref: str) -> tuple[str | None, str]:
     return None, check_id(ref, "task id")
 
 
-__all__ = ["DEVICE_NAMES", "ID_PATTERN", "case_twins", "check_id", "id_problem", "is_valid_id",
-           "split_ref"]
+__all__ = ["DEVICE_NAMES", "ID_PATTERN", "MAX_ACTOR", "actor_problem", "case_twins", "check_actor",
+           "check_id", "id_problem", "is_valid_id", "split_ref"]

@@ -389,3 +389,45 @@ def test_doctor_fix_still_commits_events_a_crash_left_uncommitted(repo: Repo) ->
     assert res.code == 0, res.out
     assert repo.commits() == before + 1
     assert repo.git("ls-files", ".flow/plans/p/events/A.jsonl") == ".flow/plans/p/events/A.jsonl"
+
+
+# ----- doctor says once what the new rules refuse here ---------------------------------------------
+
+def test_doctor_lists_every_case_the_new_rules_refuse_with_its_fix(repo: Repo) -> None:
+    hand_plan(repo, "p", "tasks:\n"
+              "  - {id: T-1, title: a, files: [/etc/passwd, ok.py, ../x]}\n"
+              "  - {id: t-1, title: b}\n"
+              "  - {id: nul.txt, title: c}\n")
+    hand_plan(repo, "P", "tasks: []\n")
+    hand_plan(repo, "AUX", "tasks: []\n")
+    cfg = repo.path / ".flow/config.yaml"
+    cfg.write_text(cfg.read_text().replace(
+        "executors: {}", 'executors:\n  x:\n    argv: [bash, -lc, "echo {title} {task}"]'))
+    before = repo.commits()
+    res = repo.run("doctor", "--json")
+    assert res.code == 1
+    rules = [(p["path"], p["message"]) for p in res.json["problems"] if p["kind"] == "new_rule"]
+    expected = [
+        (".flow/config.yaml", "executors.x.argv[2]: {title} is inside a script that bash runs: read $FLOWGIT_TITLE"),
+        (".flow/config.yaml", "executors.x.argv[2]: {task} is inside a script that bash runs: read $FLOWGIT_TASK"),
+        (".flow/plans/AUX/plan.yaml", "plan id 'AUX': AUX is a Windows device name"),
+        (".flow/plans/p/plan.yaml", "task T-1: files[0] '/etc/passwd' is outside the repository"),
+        (".flow/plans/p/plan.yaml", "task T-1: files[2] '../x' is outside the repository"),
+        (".flow/plans/p/plan.yaml", "id 'nul.txt': nul is a Windows device name"),
+        (".flow/plans/p/plan.yaml", "task or checkpoint ids 'T-1' and 't-1' differ only by case"),
+        (".flow/plans/P/plan.yaml", "plan ids 'P' and 'p' differ only by case"),
+    ]
+    assert len(rules) == len(expected), rules
+    for (path, start), (got_path, got) in zip(expected, rules):
+        assert got_path == path and got.startswith(start), (path, got)
+    text = repo.run("doctor").out
+    assert text.count("[new rule]") == len(expected)
+    assert "read $FLOWGIT_TITLE in the script instead" in text and "rename one" in text
+    # --fix repairs none of it (only a person can), and commits nothing
+    assert repo.run("doctor", "--fix").code == 1 and repo.commits() == before
+
+
+def test_doctor_is_quiet_about_the_new_rules_when_nothing_breaks_them(repo: Repo) -> None:
+    repo.plan("p", 'id: p\ntitle: p\ntasks:\n  - {id: A, title: a, files: [src/a.py]}\n')
+    res = repo.run("doctor", "--json")
+    assert not [p for p in res.json["problems"] if p["kind"] == "new_rule"], res.json

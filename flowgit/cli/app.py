@@ -22,6 +22,17 @@ class App:
             self._repo = FlowRepo(self.repo_dir or Path(os.getcwd()))
         return self._repo
 
+    def check_config(self) -> None:
+        """Read config.yaml now: a config flowgit refuses stops the command with one line."""
+        from flowgit.errors import FlowError
+
+        try:
+            repo = self.repo
+        except FlowError:
+            return  # not a repository: the command says so in its own words
+        if repo.flow.is_dir():
+            repo.config  # noqa: B018  (read for its check)
+
     def close(self) -> None:
         if self._repo is not None:
             self._repo.save_cache()

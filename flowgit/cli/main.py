@@ -1,6 +1,7 @@
 """The command line: click callbacks only unpack options and call `flowgit.commands`."""
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -41,8 +42,24 @@ def _json_flag(f: F) -> F:
                         is_eager=True, help="Print exactly one JSON object.")(f)
 
 
+# commands that report a bad config in their own way (or make one) instead of stopping for it
+_OWN_CONFIG_CHECK = frozenset({"init", "validate", "doctor", "demo", "mcp", "install"})
+
+
+def _config_first(f: F) -> F:
+    """A config that flowgit refuses stops every command with the line `validate` gives,
+    whether or not the command needs the setting that is wrong."""
+    @functools.wraps(f)
+    def wrapper(app: App, *args: Any, **kwargs: Any) -> Any:
+        app.check_config()
+        return f(app, *args, **kwargs)
+    return wrapper
+
+
 def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
     def deco(f: F) -> click.Command:
+        if name not in _OWN_CONFIG_CHECK:
+            f = _config_first(f)
         return group.command(name, **kw)(_json_flag(click.pass_obj(f)))
     return deco
 
@@ -194,7 +211,21 @@ def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
     return status.graph(app, plan_id, fmt)
 
 
-WORKER = click.option("--worker", help="Who acts (default: $FLOWGIT_ACTOR, then git user.email).")
+class ActorName(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
+    """Who acts: one line of printable text, at most 200 characters (a usage error otherwise)."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from flowgit.ids import check_actor
+
+        # a UsageError, not click's: one line, exit 2, as actor_for says it for FLOWGIT_ACTOR
+        what = "reviewer name" if param is not None and param.name == "reviewer" else "worker name"
+        return check_actor(str(value), what)
+
+
+WORKER = click.option("--worker", type=ActorName(),
+                      help="Who acts (default: $FLOWGIT_ACTOR, then git user.email).")
 
 
 @command(cli, "claim")
@@ -264,7 +295,7 @@ def submit_cmd(app: App, plan_id: str) -> int:
 
 @command(cli, "approve")
 @click.argument("plan_id", metavar="PLAN")
-@click.option("--reviewer", required=True, help="Who approves.")
+@click.option("--reviewer", type=ActorName(), required=True, help="Who approves.")
 @click.option("--comment", help="Why.")
 def approve_cmd(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
     """Approve a plan in review (records the reviewer and the plan file's hash)."""
@@ -274,7 +305,7 @@ def approve_cmd(app: App, plan_id: str, reviewer: str, comment: str | None) -> i
 
 @command(cli, "reject")
 @click.argument("plan_id", metavar="PLAN")
-@click.option("--reviewer", required=True, help="Who rejects.")
+@click.option("--reviewer", type=ActorName(), required=True, help="Who rejects.")
 @click.option("--comment", required=True, help="What to change.")
 def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
     """Send a plan in review back to draft."""
@@ -288,16 +319,19 @@ def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 @click.option("--approve", "do_approve", is_flag=True, help="Approve the checkpoint; execution continues.")
 @click.option("--request-changes", "changes", multiple=True, metavar="TEXT...",
               help="Add one task per TEXT and return to execute.")
-@click.option("--reviewer", help="Who decides.")
+@click.option("--reviewer", type=ActorName(), help="Who decides.")
 @click.option("--comment", help="Why.")
+@click.option("--force", is_flag=True, help="With --approve: approve although a validation failed.")
 def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bool,
-                   changes: tuple[str, ...], reviewer: str | None, comment: str | None) -> int:
+                   changes: tuple[str, ...], reviewer: str | None, comment: str | None,
+                   force: bool) -> int:
     """Show a checkpoint's review (changes, validations, notes), or decide it.
 
     `--request-changes A B C` adds three tasks: words after the first that are not a
     checkpoint id are further change requests."""
     from flowgit.cli.commands import pipeline
-    return pipeline.checkpoint(app, plan_id, list(rest), do_approve, list(changes), reviewer, comment)
+    return pipeline.checkpoint(app, plan_id, list(rest), do_approve, list(changes), reviewer, comment,
+                               force)
 
 
 @command(cli, "finish")
@@ -334,7 +368,8 @@ def advance_cmd(app: App, plan_id: str | None) -> int:
 
 
 @command(cli, "watch")
-@click.option("--run", "workers", type=int, default=0, help="Also dispatch ready tasks to N executors.")
+@click.option("--run", "workers", type=click.IntRange(min=0), default=0,
+              help="Also dispatch ready tasks to N executors.")
 @click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
 @click.option("--interval", type=Seconds(), default=None, help="Seconds between rescans.")
 def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int:

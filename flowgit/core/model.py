@@ -350,8 +350,8 @@ class Plan:
         data = _mapping(data, where)
         _check_keys(data, cls._KEYS, where)
         plan_id = _id(data.get("id"), f"{where}: id")
-        tasks_raw = [] if data.get("tasks") is None else data["tasks"]
-        cps_raw = [] if data.get("checkpoints") is None else data["checkpoints"]
+        tasks_raw = data.get("tasks", [])  # `tasks:` with nothing is null, not a list: as the schema says
+        cps_raw = data.get("checkpoints", [])
         if not isinstance(tasks_raw, list) or not isinstance(cps_raw, list):
             raise _fail(where, "tasks and checkpoints must be lists")
         plan = cls(

@@ -1,11 +1,15 @@
 """Plan rules beyond the schema: unique ids, references that exist, no cycles. Pure."""
 from __future__ import annotations
 
+import re
 from collections import Counter
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from flowgit.core.graph import find_cycle
-from flowgit.core.model import Plan
+from flowgit.core.model import PATH_RULE, Plan, argv_of, case_twin_message, path_problem
+from flowgit.core.scripts import env_hint, script_placeholders
+from flowgit.errors import InvalidFile
+from flowgit.ids import ID_PATTERN, case_twins, id_problem, is_valid_id
 
 ExternalLookup = Callable[[str], "Plan | None"]
 
@@ -133,3 +137,51 @@ def with_referenced_plans(plans: Mapping[str, Plan], find: Callable[[str], "Plan
                     out[other] = found
                     frontier.append(found)
     return out
+
+
+def rule_breaks(display: str, raw: Any) -> list[str]:
+    """What the path and id rules of issue 13 refuse in one plan file as written, every case
+    with its fix (loading the plan stops at the first). For `doctor`, on raw YAML."""
+    if not isinstance(raw, Mapping):
+        return []
+    out: list[str] = []
+    nodes: list[str] = []
+    for key in ("tasks", "checkpoints"):
+        items = raw.get(key)
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, Mapping):
+                continue
+            ident = item.get("id")
+            if isinstance(ident, str):
+                nodes.append(ident)
+                if _old_id_ok(ident) and not is_valid_id(ident):
+                    out.append(f"{display}: id {ident!r}: {id_problem(ident)}")
+            files = item.get("files")
+            for i, path in enumerate(files if isinstance(files, list) else []):
+                problem = path_problem(path) if isinstance(path, str) else None
+                if problem:
+                    out.append(f"{display}: task {ident}: files[{i}] {path!r} is outside the "
+                               f"repository ({problem}): use {PATH_RULE}")
+    for twins in case_twins(nodes):
+        out.append(f"{display}: {case_twin_message(twins, 'task or checkpoint ids')}")
+    return out
+
+
+def config_breaks(display: str, raw: Any) -> list[str]:
+    """Executor templates of a config (raw YAML) that put a placeholder inside a script."""
+    executors = raw.get("executors") if isinstance(raw, Mapping) else None
+    out: list[str] = []
+    for name, spec in executors.items() if isinstance(executors, Mapping) else []:
+        try:
+            argv = argv_of(spec.get("argv"), "argv") if isinstance(spec, Mapping) else ()
+        except InvalidFile:
+            continue
+        for found in script_placeholders(argv):
+            out.append(f"{display}: executors.{name}.argv[{found.index}]: {{{found.placeholder}}} is "
+                       f"inside a script that {found.interpreter} runs: {env_hint(found.placeholder)}")
+    return out
+
+
+def _old_id_ok(ident: str) -> bool:
+    """An id the rules before issue 13 took (shape only): new refusals are the difference."""
+    return re.fullmatch(ID_PATTERN[1:-1], ident) is not None and ".." not in ident

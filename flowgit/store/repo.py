@@ -16,8 +16,8 @@ from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
 from flowgit.core.model import Config, Plan, case_twin_message
-from flowgit.errors import Ambiguous, FlowError, GitBusy, InvalidFile, NoActor, NotFound, NotInitialised, RaceLost, UsageError
-from flowgit.ids import check_id, is_valid_id, split_ref
+from flowgit.errors import Ambiguous, FlowError, GitBusy, InvalidFile, NoActor, NotFound, NotInitialised, RaceLost
+from flowgit.ids import check_actor, check_id, is_valid_id, split_ref
 from flowgit.store.eventlog import append, repair_torn
 from flowgit.store.lock import RepoLock
 
@@ -734,12 +734,12 @@ def plan_hash(data: bytes) -> str:
 
 
 def actor_for(repo: FlowRepo, worker: str | None) -> str:
-    name = worker or os.environ.get("FLOWGIT_ACTOR") or git.user_email(repo.root)
+    if worker is not None:  # given, even empty: never silently someone else
+        return check_actor(worker)
+    name = os.environ.get("FLOWGIT_ACTOR") or git.user_email(repo.root)
     if not name:
         raise NoActor("who is acting? pass --worker NAME, set FLOWGIT_ACTOR, or set git user.email")
-    if len(name) > 200 or any(c in name for c in "\n\r\0"):
-        raise UsageError(f"invalid worker name {name!r}: one line, at most 200 characters")
-    return name
+    return check_actor(name)
 
 
 def automatic_actor(repo: FlowRepo) -> str:

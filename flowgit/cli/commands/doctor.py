@@ -10,7 +10,7 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG
 from flowgit.errors import ExitCode, InvalidFile, NotFound
-from flowgit.ids import is_valid_id
+from flowgit.ids import id_problem, is_valid_id
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files, write_atomic
 
@@ -82,6 +82,12 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
         if "torn last line" in line or "duplicate event id" in line:
             continue
         problems.append(_problem("invalid", line.split(":", 1)[0], line))
+    rules = new_rule_problems(repo)
+    if rules:  # said once, each case with its fix, not again as validate's first line per file
+        marks = ("invalid path", "differ only by case", "Windows device", "ends with '.'",
+                 "inside a script", "cannot end with '.'")
+        problems = [p for p in problems if p["kind"] != "invalid" or not any(m in p["message"] for m in marks)]
+    problems += rules
     for pid in repo.plan_ids():
         try:
             plan = repo.load_plan(pid).plan
@@ -95,6 +101,44 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
                 problems.append(_problem("orphan_log", repo.rel(log),
                                          f"events for task {task}, which is no longer in plan {pid} (kept; informational)"))
     return problems
+
+
+def new_rule_problems(repo: FlowRepo) -> list[dict[str, Any]]:
+    """What rules added in issue 13 refuse in this repository, every case with its fix (the
+    commands stop at the first): files outside the repository, ids that differ only by case or
+    name a Windows device, placeholders inside an executor's script. (Commands not yet trusted
+    in this clone belong here too, once trust is recorded.)"""
+    from flowgit.core.semantic import config_breaks, rule_breaks
+    from flowgit.formats import yamlio
+    from flowgit.ids import case_twins
+
+    lines: list[str] = []
+    config = repo.flow / "config.yaml"
+    if _real_file(repo, repo.rel(config)):
+        lines += config_breaks(repo.rel(config), _raw_yaml(config, repo.rel(config), yamlio))
+    plans = repo.flow / "plans"
+    names = sorted(e.name for e in os.scandir(plans) if e.is_dir(follow_symlinks=False)) \
+        if plans.is_dir() and not plans.is_symlink() else []
+    for name in names:
+        path = plans / name / "plan.yaml"
+        if not _real_file(repo, repo.rel(path)):
+            continue
+        display = repo.rel(path)
+        problem = id_problem(name)
+        if problem and "Windows" in problem:
+            lines.append(f"{display}: plan id {name!r}: {problem}")
+        lines += rule_breaks(display, _raw_yaml(path, display, yamlio))
+    for twins in case_twins(names):
+        lines.append(f".flow/plans/{twins[0]}/plan.yaml: plan ids {' and '.join(map(repr, twins))} "
+                     "differ only by case: on macOS and Windows they are one directory; rename one")
+    return [_problem("new_rule", line.split(":", 1)[0], line.split(": ", 1)[1]) for line in lines]
+
+
+def _raw_yaml(path: Any, display: str, yamlio: Any) -> Any:
+    try:
+        return yamlio.load_file(path, display)
+    except InvalidFile:
+        return None  # reported by validate's lines above
 
 
 def _real_file(repo: FlowRepo, rel: str) -> bool:
@@ -207,7 +251,8 @@ def doctor(app: App, do_fix: bool) -> int:
             return "ok: no problems found"
         lines = []
         for p in problems:
-            mark = "fixed" if p["fixed"] else ("info" if p["kind"] == "orphan_log" else "problem")
+            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "new_rule": "new rule"}.get(
+                p["kind"], "problem")
             lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
         if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
             lines.append("run `flowgit doctor --fix` to repair what can be repaired")

@@ -150,6 +150,19 @@ def _upstream(repo: FlowRepo, plan_id: str, cp_id: str) -> list[str]:
     return [t.id for t in plan.tasks if t.id in seen]
 
 
+def recorded_validations(repo: FlowRepo, plan_id: str, cp_id: str) -> dict[str, dict[str, Any]]:
+    """The results of the checkpoint's validations recorded since it was last reached."""
+    entered = None
+    validations: dict[str, dict[str, Any]] = {}
+    for ev in canonical(repo.plan_events(plan_id)):
+        if ev.type == "plan.phase" and ev.data.get("checkpoint") == cp_id:
+            entered = ev.clock
+            validations = {}
+        elif ev.type == "checkpoint.validation" and ev.data.get("checkpoint") == cp_id and entered is not None:
+            validations[ev.data["name"]] = {k: ev.data.get(k) for k in ("name", "argv", "exit_code", "duration", "output_tail")}
+    return validations
+
+
 def review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[str, Any]:
     """What a reviewer needs: changes since execution began, validation results, notes."""
     base = state.base_commit
@@ -164,14 +177,7 @@ def review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[s
         except GitError:  # a commit this clone does not have (a shallow clone, a rewritten history)
             stats = []
         files = [{"path": s.path, "added": s.added, "removed": s.removed} for s in stats]
-    entered = None
-    validations: dict[str, dict[str, Any]] = {}
-    for ev in canonical(repo.plan_events(plan_id)):
-        if ev.type == "plan.phase" and ev.data.get("checkpoint") == cp_id:
-            entered = ev.clock
-            validations = {}
-        elif ev.type == "checkpoint.validation" and ev.data.get("checkpoint") == cp_id and entered is not None:
-            validations[ev.data["name"]] = {k: ev.data.get(k) for k in ("name", "argv", "exit_code", "duration", "output_tail")}
+    validations = recorded_validations(repo, plan_id, cp_id)
     notes = []
     for tid in _upstream(repo, plan_id, cp_id):
         view = state.tasks.get(tid)
@@ -236,7 +242,8 @@ def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
 
 
 def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
-               changes: Sequence[str], reviewer: str | None, comment: str | None) -> int:
+               changes: Sequence[str], reviewer: str | None, comment: str | None,
+               force: bool = False) -> int:
     from flowgit.store.planedit import append_tasks, check_plan_text, committed_text
 
     repo = app.repo
@@ -255,14 +262,25 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         return 0
     if reviewer is None:
         raise UsageError("a checkpoint decision needs --reviewer NAME")
+    if force and not do_approve:
+        raise UsageError("--force goes with --approve (approving despite failed validations)")
 
     def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
         if state.checkpoints[cp].state != "reached":
             raise IllegalTransition(f"checkpoint {plan_id}/{cp} is {state.checkpoints[cp].state}, "
                                     "not awaiting review")
         if do_approve:
-            return [make_event("checkpoint.approved", plan_id, None, actor, clock,
-                               {"checkpoint": cp, "reviewer": reviewer, "comment": comment or ""}, now)], {}, f"checkpoint {cp} approved"
+            failed = [v for v in recorded_validations(repo, plan_id, cp).values() if v.get("exit_code") != 0]
+            if failed and not force:
+                raise ValidationFailed(
+                    f"checkpoint {plan_id}/{cp}: validation {failed[0]['name']!r} failed (exit "
+                    f"{failed[0]['exit_code']}): request changes (`flowgit checkpoint {plan_id} {cp} "
+                    "--request-changes TEXT`), or approve anyway with --force")
+            approval: dict[str, Any] = {"checkpoint": cp, "reviewer": reviewer, "comment": comment or ""}
+            if failed:  # said in the log: approved over these failures
+                approval["forced"] = [v["name"] for v in failed]
+            return [make_event("checkpoint.approved", plan_id, None, actor, clock, approval, now)], {}, \
+                f"checkpoint {cp} approved" + (" despite failed validations" if failed else "")
         loaded = repo.load_plan(plan_id)
         existing = set(loaded.plan.node_ids())
         new_tasks, n = [], 1
@@ -346,27 +364,13 @@ def finish(app: App, plan_id: str) -> int:
                f"checkpoints not approved: {', '.join(cps)}" if cps else f"it is {state.phase}")
         raise IllegalTransition(f"plan {plan_id} cannot finish yet ({why})")
     _changelog_is_clean(repo)
-    if state.phase == "execute":
-        advance_plan(repo, plan_id, actor)  # the move into `finish` the watcher would make
     plan = repo.load_plan(plan_id).plan
+    # first, before anything is written: a failed final validation leaves the plan as it was
     results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, None)]
     failed = [r for r in results if not r.ok]
-
-    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
-        if state.phase != "finish":
-            raise IllegalTransition(f"plan {plan_id} is {state.phase}, not finish")
-        events = validation_events(results, plan_id, "finish", actor, clock, now)
-        if failed:
-            return events, {}, "finish validations failed"
-        path, content = _changelog(repo, changelog_entry(repo, plan_id, state))
-        events.append(make_event("plan.phase", plan_id, None, actor, clock + len(events),
-                                 {"to": "complete", "reason": "finished", "from": "finish"}, now))
-        return events, {path: content}, "complete"
-
-    sha = _transact(repo, plan_id, actor, build)
     vals = [{"name": r.name, "exit_code": r.exit_code, "duration": r.duration} for r in results]
     if failed:
-        result = {"plan": plan_id, "phase": "finish", "validations": vals, "commit": sha}
+        result = {"plan": plan_id, "phase": state.phase, "validations": vals, "commit": None}
         if app.out.as_json:
             app.out.result({"error": {"code": ValidationFailed.code, "message": f"final validation {failed[0].name} failed"}, **result})
         else:
@@ -375,6 +379,19 @@ def finish(app: App, plan_id: str) -> int:
             for line in failed[0].output_tail.strip().splitlines()[-10:]:
                 app.out.err.write(f"    {line}\n")
         return ExitCode.USER
+    if state.phase == "execute":
+        advance_plan(repo, plan_id, actor)  # the move into `finish` the watcher would make
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "finish":
+            raise IllegalTransition(f"plan {plan_id} is {state.phase}, not finish")
+        events = validation_events(results, plan_id, "finish", actor, clock, now)
+        path, content = _changelog(repo, changelog_entry(repo, plan_id, state))
+        events.append(make_event("plan.phase", plan_id, None, actor, clock + len(events),
+                                 {"to": "complete", "reason": "finished", "from": "finish"}, now))
+        return events, {path: content}, "complete"
+
+    sha = _transact(repo, plan_id, actor, build)
     app.out.result({"plan": plan_id, "phase": "complete", "validations": vals, "commit": sha,
                     "changelog": "CHANGELOG.md"}, f"plan {plan_id} complete; CHANGELOG.md updated")
     return 0
