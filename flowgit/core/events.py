@@ -1,4 +1,4 @@
-"""Event lines: ULIDs, canonical order, parsing. Pure; the files are `flowgit.store.eventlog`."""
+"""Event lines: ULIDs, canonical order, parsing. Pure; the files are `flowgit.store.files`."""
 from __future__ import annotations
 
 import json

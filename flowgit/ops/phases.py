@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -12,7 +11,8 @@ from flowgit.core.fold import PlanState
 from flowgit.core.model import Plan, Validation
 from flowgit.core.rules import Facts, Move, decide
 from flowgit.errors import PlanEdited
-from flowgit.store.repo import FlowRepo, commit_message
+from flowgit.store.repo import FlowRepo
+from flowgit.store.writing import commit_message
 
 OUTPUT_TAIL = 2000
 
@@ -130,17 +130,14 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
             plan = repo.load_plan(plan_id).plan
             results = [run_validation(v, str(repo.root), interruptible=True)
                        for v in validations_for(repo, plan, move.checkpoint)]
-        with repo.lock():
-            repo.recover()
-            repo.forget(plan_id)
-            now = time.time()
-            state = repo.state(plan_id, now)
+        with repo.writing(plan_id) as w:
+            state = w.state
             again = decide(state, facts_for(repo, plan_id))
             if not again or again[0] != move:
                 continue
-            events = move_events(repo, plan_id, state, move, actor, results, now)
-            sha = repo.commit({repo.log_file(plan_id, PLAN_LOG): events}, {},
-                              commit_message(plan_id, None, f"phase {move.to}", actor, move.reason))
+            w.append(PLAN_LOG, move_events(repo, plan_id, state, move, actor, results, w.now))
+            w.message = commit_message(plan_id, None, f"phase {move.to}", actor, move.reason)
+        sha = w.sha
         applied.append({"plan": plan_id, "from": state.phase, "to": move.to, "reason": move.reason,
                         "checkpoint": move.checkpoint, "commit": sha,
                         "validations": [{"name": r.name, "exit_code": r.exit_code} for r in results]})

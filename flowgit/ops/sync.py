@@ -132,12 +132,13 @@ def backoff(attempt: int) -> None:
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:
     name, branch = target(repo, remote)
     for attempt in range(retries):
-        with repo.lock():
-            repo.recover()
-            merged = fetch_merge(repo.root, name, branch)
-            if push(repo.root, name, branch):
-                return {"remote": name, "branch": branch, "merge": merged, "attempts": attempt + 1,
-                        "head": git.head(repo.root)}
+        round_: dict[str, object] = {}
+        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo.root, name, branch)),
+                          then=lambda _sha: round_.update(pushed=push(repo.root, name, branch))):
+            pass  # nothing of our own to write: merge theirs, push the result
+        if round_.get("pushed"):
+            return {"remote": name, "branch": branch, "merge": round_["merge"],
+                    "attempts": attempt + 1, "head": git.head(repo.root)}
         backoff(attempt)
     raise RaceLost(f"could not push to {name}/{branch} after {retries} attempts: others keep moving first; retry")
 

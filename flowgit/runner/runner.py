@@ -31,9 +31,8 @@ from flowgit.errors import (
 from flowgit.formats import yamlio
 from flowgit.runner.executors import argv_for, prompt_text, resolve, values_for
 from flowgit.runner.logfiles import open_log
-from flowgit.store.eventlog import append, repair_torn
-from flowgit.store.repo import FLOW, FlowRepo, commit_message
-from flowgit.store.writing import transaction
+from flowgit.store.repo import FLOW, FlowRepo
+from flowgit.store.writing import Write, commit_message
 
 LOGS = "logs"
 INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run stops for it
@@ -266,24 +265,16 @@ class Runner:
                 self.log(f"waiting for work claimed by others: {', '.join(foreign[:3])}")
         return wait
 
-    def _transaction(self, plan_id: str, decide: Callable[[PlanState, float], Any]) -> Any:
-        with self.repo_lock_queue:
-            result, _sha = transaction(self.repo(), plan_id, decide)
-        return result
-
     @contextmanager
-    def _holding(self, job: Job) -> Iterator[tuple[FlowRepo, PlanState, float]]:
-        """The repository lock, and the task's state read from its own log: all that the
+    def _holding(self, job: Job) -> Iterator[tuple[Write, PlanState]]:
+        """The write door, and the task's state read from its own log: all that the
         transitions of a task this run holds need (the rest of the plan is not evaluated)."""
         repo = self.repo()
-        with self.repo_lock_queue, repo.lock():
-            repo.recover()
-            repo.forget(job.plan)
-            now = time.time()
-            state = repo.task_state(job.plan, job.task, now)
+        with self.repo_lock_queue, repo.writing(job.plan) as w:
+            state = repo.task_state(job.plan, job.task, w.now)
             if state is None:
                 raise IllegalTransition(f"{job.plan}/{job.task} is no longer a task of its plan")
-            yield repo, state, now
+            yield w, state
 
     # ----- claiming ----------------------------------------------------------------------------
     def _claim(self, actor: str) -> Job | None:
@@ -299,19 +290,21 @@ class Runner:
         one that decides, so no claim is tried on a task someone took a moment before."""
         picked: list[Job] = []
 
-        def decide(state: PlanState, now: float) -> Any:
+        def decide(w: Write) -> None:
+            state = w.state
             with self.mu:
                 self.ready[plan_id] = len(state.order)
             job = None if state.phase in ("complete", "halted", "finish") else \
                 self._pick(repo, plan_id, actor, state)
             if job is None:
-                return {}, {}, "", None
+                return
             picked.append(job)
-            return self._claim_events(repo, job, state, now), {}, \
-                commit_message(plan_id, job.task, "claimed", actor), None
+            self._claim_events(w, job, state)
+            w.message = commit_message(plan_id, job.task, "claimed", actor)
 
         try:
-            self._transaction(plan_id, decide)
+            with self.repo_lock_queue:
+                repo.write(plan_id, decide)
         except BaseException as exc:
             for job in picked:
                 self._unreserve(job)
@@ -355,9 +348,9 @@ class Runner:
             self.running.pop(f"{job.plan}/{job.task}", None)
             self.files_in_use -= job.files
 
-    def _claim_events(self, repo: FlowRepo, job: Job, state: PlanState, now: float) -> dict[Path, list[Any]]:
+    def _claim_events(self, w: Write, job: Job, state: PlanState) -> None:
         """claimed, started and the log's path; the phase move to execute with the first claim."""
-        appends: dict[Path, list[Any]] = {}
+        repo, now = w.repo, w.now
         loaded = repo.load_plan(job.plan)
         if state.phase in CLAIMABLE_PHASES:
             blocked = approval_block(job.plan, state, repo.config, loaded.hash)
@@ -367,11 +360,11 @@ class Runner:
             pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
             gate = phase_gate(loaded.plan, state, repo.config, job.actor, pclock, now,
                               git.read_head(repo.dirs), loaded.hash)
-            appends[repo.log_file(job.plan, PLAN_LOG)] = list(gate)
+            w.append(PLAN_LOG, list(gate))
         lease = float(repo.config.lease_seconds)
         clock = state.tasks[job.task].record.last_clock + 1
         until = format_time(now + lease)
-        appends[repo.log_file(job.plan, job.task)] = [
+        w.append(job.task, [
             make_event("task.claimed", job.plan, job.task, job.actor, clock,
                        {"lease_until": until, "lease_seconds": lease}, now),
             make_event("task.started", job.plan, job.task, job.actor, clock + 1,
@@ -379,8 +372,7 @@ class Runner:
             # FORMAT.md's event for it: the fold keeps the path on the task's record
             make_event("task.log", job.plan, job.task, job.actor, clock + 2,
                        {"path": repo.rel(job.log)}, now),
-        ]
-        return appends
+        ])
 
     # ----- running -----------------------------------------------------------------------------
     def _execute(self, job: Job) -> None:
@@ -589,7 +581,8 @@ class Runner:
                            f"change plans with `flowgit task add` and the like; branch {job.branch} kept",
                            retry=False)
                 return False
-            with self._holding(job) as (repo, state, now):
+            with self._holding(job) as (w, state):
+                repo, now = w.repo, w.now
                 view = state.tasks[job.task]
                 if view.state not in ("claimed", "in_progress") or view.worker != job.actor:
                     raise IllegalTransition(f"{job.plan}/{job.task}: lost the lease while running "
@@ -598,15 +591,9 @@ class Runner:
                                   {"note": note, "seconds": elapsed, "files_modified": files,
                                    "lines_added": added, "lines_removed": removed,
                                    "log": repo.rel(job.log), "branch": job.branch}, now)
-                message = commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}")
-                repo.begin_merge(job.branch, [repo.log_file(job.plan, job.task)])
-                try:
-                    if to_merge:
-                        self._merge(repo, job)
-                    self._commit_done(repo, job, done, message, merging=to_merge)
-                finally:  # a failure took both back; a kill, or a merge left on, keeps the journal
-                    if not git.in_merge(repo.dirs):
-                        repo.end_merge()
+                w.append(job.task, [done])
+                w.message = commit_message(job.plan, job.task, "done", job.actor, f"Merge branch {job.branch}")
+                w.merge_first(job.branch, (lambda: self._merge(repo, job)) if to_merge else None)
         except _Conflict as exc:
             self._fail(job, f"merge conflict in {', '.join(exc.paths)}; branch {job.branch} kept", retry=False)
             return False
@@ -672,38 +659,16 @@ class Runner:
         git.merge_abort(repo.root)
         raise _Conflict(conflicted or ["(merge failed)"])
 
-    def _commit_done(self, repo: FlowRepo, job: Job, done: Any, message: str, merging: bool) -> None:
-        """Append the done event (fsynced) and commit it, with the merge in progress if any
-        (call under the lock). When the commit fails, the event and the merge are taken back."""
-        log = repo.log_file(job.plan, job.task)
-        try:  # never glue `done` onto a broken line
-            repo.ensure_log_intact(log, "the task is tried again")
-        except FlowError:
-            if merging:
-                git.merge_abort(repo.root)
-            raise
-        size = log.stat().st_size
-        try:
-            append(log, [done])
-            git.commit_tracked(repo.root, [repo.rel(log)], message, merging=merging)
-        except Exception:
-            repair_torn(log, size)
-            if merging:
-                git.merge_abort(repo.root)
-            raise
-
     def _fail(self, job: Job, error: str, retry: bool) -> None:
         try:
-            with self._holding(job) as (repo, state, now):
+            with self._holding(job) as (w, state):
+                repo, now = w.repo, w.now
                 plan = repo.load_plan(job.plan).plan
                 pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
                 d = decide_fail(plan, state, repo.config, job.task, job.actor,
                                 state.tasks[job.task].record.last_clock + 1, pclock, now, error,
                                 "retry" if retry else "fail")
-                appends: dict[Path, Any] = {repo.log_file(job.plan, job.task): list(d.task_events)}
-                if d.plan_events:
-                    appends[repo.log_file(job.plan, PLAN_LOG)] = list(d.plan_events)
-                repo.commit(appends, {}, commit_message(job.plan, job.task, d.event_name, job.actor))
+                w.record(d, job.actor)
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: could not record the failure: {exc.message}")
             return
@@ -716,28 +681,27 @@ class Runner:
 
     def _release(self, job: Job, reason: str) -> None:
         try:
-            with self._holding(job) as (repo, state, now):
+            with self._holding(job) as (w, state):
                 view = state.tasks[job.task]
                 if view.worker != job.actor or view.state not in ("claimed", "in_progress"):
                     return
-                ev = make_event("task.released", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                                {"reason": reason}, now)
-                repo.commit({repo.log_file(job.plan, job.task): [ev]}, {},
-                            commit_message(job.plan, job.task, "released", job.actor))
+                w.append(job.task, [make_event("task.released", job.plan, job.task, job.actor,
+                                               view.record.last_clock + 1, {"reason": reason}, w.now)])
+                w.message = commit_message(job.plan, job.task, "released", job.actor)
             self.log(f"released {job.plan}/{job.task} ({reason})")
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: could not release: {exc.message}")
 
     def _heartbeat(self, job: Job, lease: float) -> None:
         try:
-            with self._holding(job) as (repo, state, now):
+            with self._holding(job) as (w, state):
                 view = state.tasks[job.task]
                 if view.worker != job.actor:
                     return
-                ev = make_event("task.heartbeat", job.plan, job.task, job.actor, view.record.last_clock + 1,
-                                {"lease_until": format_time(now + lease)}, now)
-                repo.commit({repo.log_file(job.plan, job.task): [ev]}, {},
-                            commit_message(job.plan, job.task, "heartbeat", job.actor))
+                w.append(job.task, [make_event("task.heartbeat", job.plan, job.task, job.actor,
+                                               view.record.last_clock + 1,
+                                               {"lease_until": format_time(w.now + lease)}, w.now)])
+                w.message = commit_message(job.plan, job.task, "heartbeat", job.actor)
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: heartbeat failed: {exc.message}")
 

@@ -1,31 +1,37 @@
-"""The `.flow/` directory on disk: safe paths, loading with a derived cache, and writing
-events and files as one commit under the repository lock."""
+"""The `.flow/` directory of one repository: safe paths, the config, plans and event logs read
+through a derived cache, the state they fold to, and the doors to the lock and to writing."""
 from __future__ import annotations
 
 import hashlib
-import json
-import marshal
 import os
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
 from flowgit.core.model import Config, Plan, case_twin_message
-from flowgit.errors import Ambiguous, FlowError, GitBusy, InvalidFile, NoActor, NotFound, NotInitialised, RaceLost
+from flowgit.errors import (
+    Ambiguous,
+    FlowError,
+    GitBusy,
+    InvalidFile,
+    NoActor,
+    NotFound,
+    NotInitialised,
+)
 from flowgit.ids import check_actor, check_id, is_valid_id, split_ref
-from flowgit.store.eventlog import append, repair_torn
+from flowgit.store.cache import DerivedCache
+from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
+from flowgit.store.writing import Write, write, writing
 
 FLOW = ".flow"
-CACHE_VERSION = 11  # 11: task files and ids under the path rules of issue 13
 CONFIG_CACHE = "_config"
-JOURNAL = "flowgit-journal"
-STALE_LOCK_WINDOW = 30.0  # seconds after a journal in which its command's git locks appear
+T = TypeVar("T")
 
 
 def _stat_key(st: os.stat_result) -> list[int]:
@@ -58,8 +64,8 @@ class FlowRepo:
         self.root = self.dirs.root
         self.flow = self.root / FLOW
         self._config: Config | None = None
-        self._cache: dict[str, dict[str, Any]] = {}
-        self._cache_dirty: set[str] = set()
+        self.cache = DerivedCache(self.flow / ".cache")
+        self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
 
     # ----- paths ---------------------------------------------------------------------------
@@ -69,13 +75,13 @@ class FlowRepo:
     def safe(self, *parts: str) -> Path:
         """A path under .flow/ whose existing components are real directories, not symlinks."""
         path = self.flow
-        self._no_symlink(path)
+        self.refuse_symlink(path)
         for part in parts:
             path = path / part
-            self._no_symlink(path)
+            self.refuse_symlink(path)
         return path
 
-    def _no_symlink(self, path: Path) -> None:
+    def refuse_symlink(self, path: Path) -> None:
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
@@ -115,7 +121,7 @@ class FlowRepo:
                 key: list[int] | None = _stat_key(os.stat(path, follow_symlinks=False))
             except FileNotFoundError:
                 key = None
-            cache = self._plan_cache(CONFIG_CACHE)
+            cache = self.cache.entry(CONFIG_CACHE)
             if key is not None and cache.get("stat") == key:
                 data = cache.get("data")
             else:
@@ -127,7 +133,7 @@ class FlowRepo:
                 except InvalidFile as exc:  # in the words and with the line validate gives
                     raise _with_line(exc, data, path, self.rel(path), "config") from None
                 cache.update({"stat": key, "data": data})
-                self._cache_dirty.add(CONFIG_CACHE)
+                self.cache.changed(CONFIG_CACHE)
             self._config = Config.from_dict(data, self.rel(path))
         return self._config
 
@@ -170,7 +176,7 @@ class FlowRepo:
         twins = self.plan_twins(plan_id)
         if twins:
             raise InvalidFile(f"{display}: {case_twin_message(twins, 'plan ids')}")
-        cache = self._plan_cache(plan_id)
+        cache = self.cache.entry(plan_id)
         entry = cache.get("plan")
         key = _stat_key(st)
         if entry and entry.get("stat") == key:
@@ -187,7 +193,7 @@ class FlowRepo:
             raw = yamlio.loads(yamlio.decode(data, display), display)
             digest = hashlib.sha256(data).hexdigest()
             cache["plan"] = {"stat": key, "data": raw, "hash": digest}
-            self._cache_dirty.add(plan_id)
+            self.cache.changed(plan_id)
         try:
             plan = Plan.from_dict(raw, display)
         except InvalidFile as exc:
@@ -198,7 +204,7 @@ class FlowRepo:
         cache["plan"]["data"] = {k: v for k, v in raw.items() if k != "tasks"}
         cache["plan"]["checked"] = True
         cache["plan"]["tasks"] = [dict(task.__dict__) for task in plan.tasks]
-        self._cache_dirty.add(plan_id)
+        self.cache.changed(plan_id)
         loaded = LoadedPlan(plan, path, digest, raw)
         self._plans[plan_id] = loaded
         return loaded
@@ -224,7 +230,7 @@ class FlowRepo:
     def records(self, plan_id: str) -> dict[str, TaskRecord]:
         """Each task log reduced to its record, reusing the cache for unchanged files."""
         name = f"{plan_id}@logs"  # '@' is never in an id: apart, so a transition need not load it
-        logs: dict[str, Any] = self._plan_cache(name).setdefault("logs", {})
+        logs: dict[str, Any] = self.cache.entry(name).setdefault("logs", {})
         out: dict[str, TaskRecord] = {}
         events_dir = self.safe("plans", plan_id, "events")
         if not events_dir.is_dir():
@@ -249,16 +255,16 @@ class FlowRepo:
             rec = reduce_task(read.events)
             out[task] = rec
             logs[task] = [key, rec.to_row()]
-            self._cache_dirty.add(name)
+            self.cache.changed(name)
         for gone in set(logs) - seen:
             del logs[gone]
-            self._cache_dirty.add(name)
+            self.cache.changed(name)
         return out
 
     def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
         """Execution order and critical-path rank of the plan's graph, cached with the plan."""
         loaded = self.load_plan(plan_id)
-        entry = self._plan_cache(plan_id).get("plan") or {}
+        entry = self.cache.entry(plan_id).get("plan") or {}
         if "order" in entry and entry.get("hash") == loaded.hash:
             return entry["order"], entry["rank"]
         from flowgit.core.graph import critical_rank, find_cycle, topo_order
@@ -275,12 +281,12 @@ class FlowRepo:
         rank = critical_rank(local, {t.id: t.hours for t in plan.tasks})
         if entry.get("hash") == loaded.hash:
             entry.update({"order": order, "rank": rank})
-            self._cache_dirty.add(plan_id)
+            self.cache.changed(plan_id)
         return order, rank
 
     def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
         if not _seen and self.journal.exists():
-            self._settle_dead_merge()
+            self.journal.settle_dead_merge()
         loaded = self.load_plan(plan_id)
         plan = loaded.plan
         order, rank = self.graph_facts(plan_id)
@@ -348,43 +354,6 @@ class FlowRepo:
             raise Ambiguous(f"task {task_id!r} is in plans {', '.join(owners)}: write PLAN/{task_id}")
         return owners[0], task_id
 
-    # ----- the derived cache ---------------------------------------------------------------
-    def _cache_path(self, plan_id: str) -> Path:
-        return self.flow / ".cache" / f"{plan_id}.marshal"
-
-    def _plan_cache(self, plan_id: str) -> dict[str, Any]:
-        """marshal, not JSON: it loads twice as fast, and the file is local (gitignored),
-        written only by flowgit through a rename; anything unreadable is rebuilt."""
-        if plan_id not in self._cache:
-            data: dict[str, Any] = {}
-            path = self._cache_path(plan_id)
-            try:
-                if not path.is_symlink():
-                    loaded = marshal.loads(path.read_bytes())
-                    if isinstance(loaded, dict) and loaded.get("version") == CACHE_VERSION:
-                        data = loaded
-            except (OSError, ValueError, EOFError, TypeError):
-                data = {}
-            data["version"] = CACHE_VERSION
-            self._cache[plan_id] = data
-        return self._cache[plan_id]
-
-    def save_cache(self) -> None:
-        for plan_id in list(self._cache_dirty):
-            if plan_id not in self._cache:
-                continue
-            path = self._cache_path(plan_id)
-            try:
-                path.parent.mkdir(exist_ok=True)
-                if path.parent.is_symlink():
-                    continue
-                tmp = path.with_name(f".{plan_id}.{os.getpid()}.tmp")
-                tmp.write_bytes(marshal.dumps(self._cache[plan_id]))
-                os.replace(tmp, path)
-            except (OSError, ValueError):
-                pass  # the cache is an optimisation only
-        self._cache_dirty.clear()
-
     # ----- writing -------------------------------------------------------------------------
     def lock(self) -> RepoLock:
         """The repository lock. Once held, a git operation in progress (merge, rebase,
@@ -394,7 +363,7 @@ class FlowRepo:
                         on_acquire=self.refuse_during_git_operation)
 
     def refuse_during_git_operation(self) -> None:
-        self.undo_interrupted_merge()
+        self.journal.undo_interrupted_merge()
         busy = git.operation_in_progress(self.dirs)
         if busy:
             raise GitBusy(
@@ -402,273 +371,24 @@ class FlowRepo:
                 "finished or aborted; run the command again then"
             )
 
-    @property
-    def journal(self) -> Path:
-        return self.dirs.git_dir / JOURNAL
+    def writing(self, plan_id: str | None = None, *, commit: bool = True,
+                prepare: Callable[[], object] | None = None,
+                then: Callable[[str | None], object] | None = None) -> ContextManager[Write]:
+        """The one door for writes: see `flowgit.store.writing`."""
+        return writing(self, plan_id, commit=commit, prepare=prepare, then=then)
 
-    def begin_merge(self, branch: str, logs: Sequence[Path]) -> None:
-        """`run` is about to merge a task's branch and append `done` to these logs, then commit
-        both: note what to take back should it die before the commit. Call under the lock."""
-        sizes = {self.rel(p): p.stat().st_size for p in logs}
-        self.journal.write_text(json.dumps({
-            "paths": [], "merge": branch, "pid": os.getpid(), "sizes": sizes,
-            "head": git.read_head(self.dirs), "tip": git.read_ref(self.dirs, f"refs/heads/{branch}")}))
+    def write(self, plan_id: str | None, decide: Callable[[Write], T]) -> tuple[T, str | None]:
+        """The write door for a decision written as a function of the `Write`."""
+        return write(self, plan_id, decide)
 
-    def end_merge(self) -> None:
-        self.journal.unlink(missing_ok=True)
-
-    def _merge_journal(self) -> dict[str, Any] | None:
-        try:
-            entry = json.loads(self.journal.read_text())
-        except (OSError, ValueError):
-            return None
-        return entry if isinstance(entry, dict) and entry.get("merge") else None
-
-    def _settle_dead_merge(self) -> None:
-        """Readers too must not see a `done` whose merge a killed `run` never committed: when
-        the journal says so and its writer is dead, undo it if the lock is free right now
-        (otherwise read as is: the next writer undoes it)."""
-        entry = self._merge_journal()
-        try:
-            pid = int(entry["pid"]) if entry else 0
-        except (KeyError, TypeError, ValueError):
-            return
-        if pid <= 0 or pid == os.getpid():
-            return
-        try:
-            os.kill(pid, 0)
-            return  # alive: its commit is on its way
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            return
-        try:
-            with RepoLock(self.dirs.common_dir, 0):
-                if self.undo_interrupted_merge(clear_git_locks=False):
-                    self._cache.clear()
-                    self._cache_dirty.clear()
-                    self._plans.clear()
-        except (FlowError, OSError):
-            return
-
-    def undo_interrupted_merge(self, clear_git_locks: bool = True) -> bool:
-        """A `run` killed between merging a task's branch and committing it left the merge in
-        progress and `done` appended. If the branch's work is not in HEAD, take both back, so
-        `done` is never recorded without its merge (the task's lease expires and it runs
-        again; its branch is kept); if it is (the commit went through, there was nothing to
-        merge, or the user finished the merge), what was appended stands and is committed as
-        any interrupted append (`recover`). Only that merge (MERGE_HEAD at the branch tip
-        noted) is ever aborted. Call under the lock: holding it, the journal's writer is gone.
-        False when there is nothing, or nothing safe, to do now."""
-        entry = self._merge_journal()
-        if entry is None:
-            return False
-        if clear_git_locks:
-            self._clear_stale_git_locks(self.journal.stat().st_mtime)
-        tip = entry.get("tip")
-        if git.in_merge(self.dirs):
-            if git.merge_head(self.dirs) != tip:
-                return False  # someone else's merge: leave it, and the journal, alone
-            for _ in range(20):  # the dead writer's `git commit` may still be letting go of the index
-                abort = git.merge_abort(self.root)
-                if abort.returncode == 0 or b"index.lock" not in abort.stderr:
-                    break
-                time.sleep(0.1)
-            if abort.returncode != 0:
-                return False
-        if git.operation_in_progress(self.dirs):
-            return False  # the user's rebase or cherry-pick: later
-        logs = [(rel, size) for rel, size in (entry.get("sizes") or {}).items()
-                if isinstance(rel, str) and isinstance(size, int) and rel.startswith(FLOW + "/")
-                and ".." not in rel.split("/") and (self.root / rel).is_file()
-                and not (self.root / rel).is_symlink()]
-        merged = not isinstance(tip, str) or git.is_ancestor(self.root, tip, "HEAD")
-        if merged:
-            self.journal.write_text(json.dumps({"paths": [rel for rel, _ in logs], "pid": entry.get("pid")}))
-            return True
-        for rel, size in logs:
-            if (self.root / rel).stat().st_size > size:
-                repair_torn(self.root / rel, size)
-        self.journal.unlink(missing_ok=True)
-        return True
-
-    def recover(self) -> str | None:
-        """Commit what a crashed command appended but did not commit. Call under the lock."""
-        if not self.journal.exists():
-            return None
-        try:
-            paths = json.loads(self.journal.read_text()).get("paths", [])
-        except ValueError:
-            paths = []
-        pending = [p for p in paths if isinstance(p, str) and p.startswith(FLOW + "/")
-                   and (self.root / p).exists()]
-        # The command that wrote the journal died (we hold the lock it held): a git child
-        # killed with it may have left the index or ref locks, which would fail every commit.
-        self._clear_stale_git_locks(self.journal.stat().st_mtime)
-        sha = None
-        if pending:
-            for p in pending:
-                self._repair_if_torn(p)
-            # a repaired torn line may leave the file as committed, and a commit cut off
-            # after moving HEAD leaves only the index behind: commit only what differs
-            changed = set(git.changed_paths(self.root, FLOW))
-            todo = [p for p in pending if p in changed]
-            if todo:
-                git.add(self.root, todo)
-                if git.head(self.root) is not None:
-                    todo = [p for p in todo if p in set(git.staged_paths(self.root, todo))]
-            if todo:
-                sha = git.commit_paths(self.root, todo, "flow: recover events appended before a crash\n\nFlow-Event: recover")
-        self.journal.unlink(missing_ok=True)
-        return sha
-
-    def _clear_stale_git_locks(self, since: float) -> list[str]:
-        """Remove git lock files created by a flowgit command that died mid-commit: only
-        those created after its journal, and only once they stop changing (a git child that
-        outlived its parent finishes in a moment). Call under the lock, with a journal."""
-        candidates = git.lock_files(self.dirs)
-        seen: dict[Path, tuple[int, int]] = {}
-        for lock in candidates:
-            try:
-                st = os.lstat(lock)
-            except OSError:
-                continue
-            # made within moments of the journal: the interrupted command's (an older or a much
-            # newer one is the user's, a `git commit` waiting in its editor, say)
-            if since - 1.0 <= st.st_mtime <= since + STALE_LOCK_WINDOW:
-                seen[lock] = (st.st_mtime_ns, st.st_size)
-        if not seen:
-            return []
-        time.sleep(0.3)
-        removed = []
-        for lock, key in seen.items():
-            try:
-                again = os.lstat(lock)
-                if (again.st_mtime_ns, again.st_size) == key:
-                    os.unlink(lock)
-                    removed.append(str(lock))
-            except OSError:
-                pass
-        return removed
-
-    def _repair_if_torn(self, rel: str) -> None:
-        if not rel.endswith(".jsonl"):
-            return
-        path = self.root / rel
-        data = path.read_bytes()
-        if data.rfind(b"\n") + 1 < len(data):
-            self.heal_log(path)
+    def save_cache(self) -> None:
+        self.cache.save()
 
     def plan_edited(self, plan_id: str) -> str | None:
         """The plan file's path when it has uncommitted edits of the user's own: writing it, or
         acting on it, would put them in flowgit's commit (ADR 0008)."""
         rel = self.rel(self.plan_file(plan_id))
         return rel if git.changed_paths(self.root, rel) else None
-
-    def ensure_log_intact(self, path: Path, then: str = "run the command again") -> None:
-        """Before appending to (or rewriting) a log: a torn line is cut; committed lines that
-        were cut or edited come back from HEAD, and the caller, whose decision was made on the
-        damaged log, stops (exit 4)."""
-        if self.log_needs_care(path) and self.heal_log(path) == "restored":
-            raise RaceLost(f"{self.rel(path)}: committed events had been cut or edited and are "
-                           f"restored from HEAD; {then}")
-
-    def log_needs_care(self, path: Path) -> bool:
-        """A torn last line, or fewer bytes than git's index recorded for the file (lines cut
-        since it was last committed): both cheap to see, no subprocess."""
-        size = path.stat().st_size
-        if size:
-            with open(path, "rb") as fh:
-                fh.seek(size - 1)
-                if fh.read(1) != b"\n":
-                    return True
-        recorded = git.indexed_size(self.dirs, self.rel(path))
-        return recorded is not None and size < recorded
-
-    def heal_log(self, path: Path) -> str | None:
-        """Make a log append-only again: cut a torn last line (a crash mid-append), but never
-        into what HEAD has; committed lines that were cut or edited come back from HEAD, and
-        complete lines appended after them are kept. Says what it did: "torn", "restored"."""
-        data = path.read_bytes()
-        whole = data[: data.rfind(b"\n") + 1]
-        head = git.show_blob(self.root, "HEAD", self.rel(path)) or b""
-        committed = head[: head.rfind(b"\n") + 1]  # a torn line committed by hand is no event
-        if whole.startswith(committed):
-            if len(whole) == len(data):
-                return None
-            repair_torn(path, len(whole))
-            return "torn"
-        # lines past HEAD's count that are whole events HEAD lacks were appended since: keep them
-        known = {_event_id(line) for line in committed.splitlines()}
-        extra = [line + b"\n" for line in whole.splitlines()[committed.count(b"\n"):]
-                 if (ident := _event_id(line)) is not None and ident not in known]
-        write_atomic(path, committed + b"".join(extra))
-        return "restored"
-
-    def commit(
-        self, appends: Mapping[Path, Sequence[Event]], files: Mapping[Path, bytes],
-        message: str, *, commit: bool = True,
-    ) -> str | None:
-        """Append events (fsynced), write whole files atomically, and commit just those paths.
-        Call under the lock, after deciding. A journal makes a crash between append and
-        commit recoverable by the next command."""
-        paths = [self.rel(p) for p in [*appends, *files]]
-        self.journal.write_text(json.dumps({"paths": paths, "pid": os.getpid()}))
-        sizes: dict[Path, int | None] = {}
-        olds: dict[Path, bytes | None] = {}
-        for path in appends:
-            self._no_symlink(path)
-            if path.exists():
-                try:
-                    self.ensure_log_intact(path, "run the command again to decide on them")
-                except RaceLost:
-                    self.journal.unlink(missing_ok=True)
-                    raise
-                sizes[path] = path.stat().st_size
-            else:
-                sizes[path] = None
-        for path, events in appends.items():
-            append(path, events)
-        for path, content in files.items():
-            self._no_symlink(path)
-            olds[path] = path.read_bytes() if path.exists() else None
-            write_atomic(path, content)
-        if not commit:
-            self.journal.unlink(missing_ok=True)
-            return None
-        created = [self.rel(p) for p, size in sizes.items() if size is None]
-        created += [self.rel(p) for p, old in olds.items() if old is None]
-        try:
-            sha = git.commit_paths(self.root, paths, message, created, self.dirs)
-        except FlowError:
-            # the commit did not happen (another git command held the index, say): take the
-            # writes back, so a command that reported failure leaves nothing to commit later
-            if self._rollback(paths, sizes, olds):
-                self.journal.unlink(missing_ok=True)
-            raise
-        self.journal.unlink(missing_ok=True)
-        return sha
-
-    def _rollback(self, paths: Sequence[str], sizes: Mapping[Path, int | None],
-                  olds: Mapping[Path, bytes | None]) -> bool:
-        """Undo an uncommitted write. False (and the journal stays) if HEAD has it after all."""
-        try:
-            if all(git.show_blob(self.root, "HEAD", rel) == (self.root / rel).read_bytes() for rel in paths):
-                return False  # every path already matches HEAD: the commit went through
-            for path, size in sizes.items():
-                if size is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    repair_torn(path, size)
-            for path, old in olds.items():
-                if old is None:
-                    path.unlink(missing_ok=True)
-                else:
-                    write_atomic(path, old)
-            git.unstage(self.root, paths)
-            return True
-        except (OSError, FlowError):
-            return False
 
 
 def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str, kind: str = "plan") -> InvalidFile:
@@ -681,42 +401,6 @@ def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str, kind: str =
     except (OSError, ValueError):
         errors = []
     return InvalidFile(errors[0]) if errors else exc
-
-
-def _event_id(line: bytes) -> str | None:
-    """The id of one event line; None for a fragment or anything else that is no event."""
-    try:
-        ident = json.loads(line).get("id")
-    except (ValueError, AttributeError):
-        return None
-    return ident if isinstance(ident, str) else None
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink():
-        raise InvalidFile(f"{path}: is a symlink: flowgit never writes through one")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    try:
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def commit_message(plan: str, task: str | None, event: str, actor: str, body: str = "") -> str:
-    subject = f"flow({plan}/{task}): {event}" if task else f"flow({plan}): {event}"
-    trailers = [f"Flow-Plan: {plan}"]
-    if task:
-        trailers.append(f"Flow-Task: {task}")
-    trailers += [f"Flow-Event: {event}", f"Flow-Actor: {actor}"]
-    parts = [subject]
-    if body:
-        parts.append(body)
-    parts.append("\n".join(trailers))
-    return "\n\n".join(parts) + "\n"
 
 
 def iter_flow_files(repo: FlowRepo) -> Iterator[Path]:

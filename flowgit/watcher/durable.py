@@ -12,13 +12,12 @@ from typing import Any, Callable, Mapping, Sequence
 from flowgit import proc
 from flowgit.core import retry
 from flowgit.core.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
-from flowgit.core.fold import PlanState
 from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.formats import yamlio
 from flowgit.ops.phases import OUTPUT_TAIL, plan_clock, run_validation
-from flowgit.store.repo import FlowRepo, commit_message
-from flowgit.store.writing import transaction
+from flowgit.store.repo import FlowRepo
+from flowgit.store.writing import Write, commit_message
 
 Log = Callable[[str], None]
 
@@ -91,28 +90,27 @@ def _plan_edited(repo: FlowRepo, plan_id: str, what: str, log: Log) -> bool:
 
 def _start_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str) -> bool:
     """Take the signal under the lock, so only one watcher runs its action."""
-    def decide(state: PlanState, now: float) -> Any:
+    with repo.writing(plan_id) as w:
         if _is_handled(repo.plan_events(plan_id), sig.id):
-            return {}, {}, "", False
-        ev = make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
-                        {"signal": sig.id, "name": sig.data.get("name"), "outcome": "started"}, now)
-        return {repo.log_file(plan_id, PLAN_LOG): [ev]}, {}, \
-            commit_message(plan_id, None, f"signal {sig.data.get('name')} started", actor), True
-    taken, _ = transaction(repo, plan_id, decide)
-    return bool(taken)
+            return False
+        w.append(PLAN_LOG, [make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
+                                       {"signal": sig.id, "name": sig.data.get("name"),
+                                        "outcome": "started"}, w.now)])
+        w.message = commit_message(plan_id, None, f"signal {sig.data.get('name')} started", actor)
+    return True
 
 
 def _record_signal(repo: FlowRepo, plan_id: str, sig: Event, actor: str, outcome: dict[str, Any],
                    files: Mapping[Path, bytes], only_if_unhandled: bool = False) -> bool:
-    def decide(state: PlanState, now: float) -> Any:
+    with repo.writing(plan_id) as w:
         if only_if_unhandled and _is_handled(repo.plan_events(plan_id), sig.id):
-            return {}, {}, "", False
-        ev = make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
-                        {"signal": sig.id, "name": sig.data.get("name"), **outcome}, now)
-        return {repo.log_file(plan_id, PLAN_LOG): [ev]}, files, \
-            commit_message(plan_id, None, f"signal {sig.data.get('name')} {outcome['outcome']}", actor), True
-    recorded, _ = transaction(repo, plan_id, decide)
-    return bool(recorded)
+            return False
+        w.append(PLAN_LOG, [make_event("signal.handled", plan_id, None, actor, plan_clock(repo, plan_id),
+                                       {"signal": sig.id, "name": sig.data.get("name"), **outcome}, w.now)])
+        for path, data in files.items():
+            w.replace(path, data)
+        w.message = commit_message(plan_id, None, f"signal {sig.data.get('name')} {outcome['outcome']}", actor)
+    return True
 
 
 def run_action(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[str, str],
@@ -289,17 +287,17 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
                      problems: list[str], code: int, log: Log, started: float) -> int:
     from flowgit.ids import is_valid_id
 
-    def decide(state: PlanState, now: float) -> Any:
+    def decide(w: Write) -> tuple[list[str], list[str]] | None:
+        now = w.now
         runs = last_runs(list(repo.plan_events(plan_id)))
         sched = next(s for s in repo.config.schedules if str(s.get("id")) == sid)
         if not due_schedules([sched], runs, started):
-            return {}, {}, "", None  # another watcher ran it meanwhile
+            return None  # another watcher ran it meanwhile
         from flowgit.store.planedit import check_plan_text
 
         issues = list(problems)
         tasks = [i for i in items if i.get("kind", "task") == "task" and i.get("plan", plan_id) == plan_id]
         plans = [i for i in items if i.get("kind") == "plan"]
-        files: dict[Path, bytes] = {}
         added: list[str] = []
         if tasks and code == 0:
             # a bad item is reported and skipped; it must not keep the good ones out forever
@@ -314,9 +312,8 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
                     except FlowError as exc:
                         issues.append(f"task {t.get('id')!r}: {exc.message}")
             if added:
-                files[repo.plan_file(plan_id)] = text.encode()
+                w.replace(repo.plan_file(plan_id), text.encode())
         created = []
-        appends: dict[Path, list[Event]] = {}
         for p in plans if code == 0 else []:
             pid = p.get("id")
             if not is_valid_id(pid) or repo.plan_file(str(pid)).exists():
@@ -334,9 +331,9 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
             except FlowError as exc:
                 issues.append(f"plan {pid!r}: {exc.message}")
                 continue
-            files[repo.plan_file(str(pid))] = rendered.encode()
-            appends[repo.log_file(str(pid), PLAN_LOG)] = [make_event(
-                "plan.created", str(pid), None, actor, 1, {"title": data["title"], "schedule": sid}, now)]
+            w.replace(repo.plan_file(str(pid)), rendered.encode())
+            w.append(PLAN_LOG, [make_event("plan.created", str(pid), None, actor, 1,
+                                           {"title": data["title"], "schedule": sid}, now)], plan_id=str(pid))
             created.append(str(pid))
         # `slot` is the time the schedule ran for (the pass's clock): the next run is due an
         # interval after it, however long the watcher was down before
@@ -344,10 +341,11 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
                         {"schedule": sid, "slot": format_time(started),
                          "outcome": "ok" if code == 0 else "failed", "exit_code": code,
                          "tasks_added": added, "plans_created": created, "problems": issues}, now)
-        appends[repo.log_file(plan_id, PLAN_LOG)] = [ev]
-        return appends, files, commit_message(plan_id, None, f"schedule {sid}", actor), (added, created)
+        w.append(PLAN_LOG, [ev])
+        w.message = commit_message(plan_id, None, f"schedule {sid}", actor)
+        return added, created
 
-    result, _ = transaction(repo, plan_id, decide)
+    result, _ = repo.write(plan_id, decide)
     if result is None:
         return 0
     added, created = result
@@ -386,21 +384,21 @@ def check_waits(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         result = run_validation(v, str(repo.root), {"FLOWGIT_PLAN": plan_id, "FLOWGIT_TASK": task.id})
         delay = retry.delay(wait_policy(plan, repo), rec.wait_checks + 1)
 
-        def decide(state: PlanState, now: float, task_id: str = task.id) -> Any:
-            cur = state.tasks.get(task_id)
+        def decide(w: Write, task_id: str = task.id) -> bool:
+            cur = w.state.tasks.get(task_id)
             # gone, no longer waiting, or another watcher recorded a check meanwhile: the
             # backoff must advance once per check, not once per watcher
             if cur is None or cur.waiting_on != ("wait",) or cur.record.wait_checks != checks:
-                return {}, {}, "", False
-            ev = make_event("task.wait", plan_id, task_id, actor, cur.record.last_clock + 1,
-                            {"ok": result.ok, "exit_code": result.exit_code,
-                             "next_at": None if result.ok else now + delay}, now)
-            return {repo.log_file(plan_id, task_id): [ev]}, {}, \
-                commit_message(plan_id, task_id, "wait satisfied" if result.ok else "waiting", actor), True
+                return False
+            w.append(task_id, [make_event("task.wait", plan_id, task_id, actor, cur.record.last_clock + 1,
+                                          {"ok": result.ok, "exit_code": result.exit_code,
+                                           "next_at": None if result.ok else w.now + delay}, w.now)])
+            w.message = commit_message(plan_id, task_id, "wait satisfied" if result.ok else "waiting", actor)
+            return True
 
         checks = rec.wait_checks
         try:
-            recorded, _ = transaction(repo, plan_id, decide)
+            recorded, _ = repo.write(plan_id, decide)
         except (FlowError, IllegalTransition) as exc:
             log(f"{plan_id}/{task.id}: wait check not recorded: {exc.message}")
             continue

@@ -6,13 +6,12 @@ from typing import Any
 
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG, make_event
-from flowgit.core.fold import PlanState
 from flowgit.errors import UsageError
 from flowgit.ids import check_id
 from flowgit.ops.compact import compact_plan
 from flowgit.ops.phases import plan_clock
-from flowgit.store.repo import actor_for, automatic_actor, commit_message
-from flowgit.store.writing import transaction
+from flowgit.store.repo import actor_for, automatic_actor
+from flowgit.store.writing import commit_message
 
 
 def compact(app: App, plan_id: str, keep: int | None) -> int:
@@ -24,7 +23,6 @@ def compact(app: App, plan_id: str, keep: int | None) -> int:
         raise UsageError("--keep must be 0 or more")
     before = repo.state(plan_id)
     result = compact_plan(repo, plan_id, n, automatic_actor(repo))
-    repo.forget(plan_id)
     after = repo.state(plan_id)
     result["state_unchanged"] = {k: v.state for k, v in before.tasks.items()} == \
         {k: v.state for k, v in after.tasks.items()} and before.phase == after.phase
@@ -47,13 +45,12 @@ def signal(app: App, plan_id: str, name: str, data: str | None) -> int:
     actor = actor_for(repo, None)
     repo.load_plan(plan_id)
 
-    def decide(state: PlanState, now: float) -> Any:
+    with repo.writing(plan_id) as w:
         ev = make_event("signal.received", plan_id, None, actor, plan_clock(repo, plan_id),
-                        {"name": name, "data": payload}, now)
-        return {repo.log_file(plan_id, PLAN_LOG): [ev]}, {}, \
-            commit_message(plan_id, None, f"signal {name}", actor), ev.id
-
-    ev_id, sha = transaction(repo, plan_id, decide)
+                        {"name": name, "data": payload}, w.now)
+        w.append(PLAN_LOG, [ev])
+        w.message = commit_message(plan_id, None, f"signal {name}", actor)
+    ev_id, sha = ev.id, w.sha
     handled = name in repo.config.signals
     app.out.result({"plan": plan_id, "signal": name, "event": ev_id, "commit": sha, "configured": handled},
                    f"signal {name} sent to {plan_id}" + ("" if handled else

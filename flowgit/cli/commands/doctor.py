@@ -10,9 +10,11 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG
 from flowgit.errors import ExitCode, InvalidFile, NotFound
-from flowgit.ids import id_problem, is_valid_id
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
-from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files, write_atomic
+from flowgit.ids import id_problem, is_valid_id
+from flowgit.store.files import write_atomic
+from flowgit.store.healing import heal_log
+from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files
 
 
 def _problem(kind: str, path: str, message: str) -> dict[str, Any]:
@@ -24,8 +26,9 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     busy = git.operation_in_progress(repo.dirs)
     if busy:
         problems.append(_problem("git_busy", "", f"{busy} is in progress: finish or abort it"))
-    if repo.journal.exists():
-        problems.append(_problem("journal", repo.rel(repo.journal) if repo.journal.is_relative_to(repo.root) else str(repo.journal),
+    journal = repo.journal.path
+    if journal.exists():
+        problems.append(_problem("journal", repo.rel(journal) if journal.is_relative_to(repo.root) else str(journal),
                                  "a command was interrupted between appending and committing"))
     index_lock = git.index_lock(repo.dirs)
     if index_lock.exists():
@@ -185,8 +188,7 @@ FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_d
 def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], None]) -> None:
     from flowgit.ops.clone_setup import setup_local
 
-    with repo.lock():
-        repo.recover()
+    with repo.writing() as w:
         touched = []
         for p in problems:
             if p["kind"] == "journal":
@@ -200,7 +202,7 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
                 path = repo.root / p["path"]
                 data = path.read_bytes()
                 if p["kind"] in ("torn", "rewritten"):
-                    repo.heal_log(path)
+                    heal_log(repo, path)
                 else:
                     seen: dict[str, bytes] = {}
                     for raw in data.split(b"\n"):
@@ -216,10 +218,11 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
                 p["fixed"] = True
         touched = sorted(set(touched) & set(git.changed_paths(repo.root, FLOW)))
         # what goes into the commit is checked again as it is now, whatever was found before
-        touched = [rel for rel in touched if _real_file(repo, rel)
-                   and not _not_committable(repo, rel, tracked=git.show_blob(repo.root, "HEAD", rel) is not None)]
-        if touched:
-            git.commit_paths(repo.root, touched, "flow: doctor repaired event logs\n\nFlow-Event: doctor")
+        for rel in touched:
+            if _real_file(repo, rel) and not _not_committable(
+                    repo, rel, tracked=git.show_blob(repo.root, "HEAD", rel) is not None):
+                w.replace(repo.root / rel, (repo.root / rel).read_bytes())  # as repaired
+        w.message = "flow: doctor repaired event logs\n\nFlow-Event: doctor"
     cache = repo.flow / ".cache"
     if cache.is_dir() and not cache.is_symlink():
         shutil.rmtree(cache, ignore_errors=True)

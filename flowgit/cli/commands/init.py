@@ -1,7 +1,6 @@
 """`flowgit init`: the .flow/ directory, git attributes, merge driver and hooks."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from flowgit import git
@@ -9,19 +8,19 @@ from flowgit.cli.app import App
 from flowgit.errors import NoIdentity
 from flowgit.ops.clone_setup import GITATTRIBUTES, setup_local
 from flowgit.resources import template_dir
-from flowgit.store.repo import write_atomic
 
 GITIGNORE = (".flow/.cache/", ".flow/logs/")
 
 
-def _ensure_line(path: Path, line: str) -> bool:
+def _with_lines(path: Path, lines: tuple[str, ...]) -> bytes | None:
+    """The file with the missing `lines` added, or None when it has them all."""
     text = path.read_text() if path.exists() else ""
-    if line in text.splitlines():
-        return False
+    missing = [line for line in lines if line not in text.splitlines()]
+    if not missing:
+        return None
     if text and not text.endswith("\n"):
         text += "\n"
-    write_atomic(path, (text + line + "\n").encode())
-    return True
+    return (text + "".join(line + "\n" for line in missing)).encode()
 
 
 def _has_line(path: Path, line: str) -> bool:
@@ -36,24 +35,6 @@ def _would_commit(root: Path) -> bool:
             or not all(_has_line(root / ".gitignore", line) for line in GITIGNORE))
 
 
-def _take_back(root: Path, created: list[str], kept: dict[str, bytes | None], dirs: list[Path]) -> None:
-    """A failed init leaves the work tree and the index as it found them."""
-    git.unstage(root, created)
-    for rel in created:
-        if rel.startswith(".flow/"):
-            (root / rel).unlink(missing_ok=True)
-    for name, data in kept.items():
-        if data is None:
-            (root / name).unlink(missing_ok=True)
-        else:
-            write_atomic(root / name, data)
-    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-        try:
-            d.rmdir()
-        except OSError:
-            pass
-
-
 def init(app: App) -> int:
     root = app.repo.root
     flow = root / ".flow"
@@ -65,33 +46,21 @@ def init(app: App) -> int:
             raise NoIdentity(f"git has no identity to commit with here ({problem}): set one with "
                              "`git config user.name NAME` and `git config user.email EMAIL`, then "
                              "run `flowgit init` again")
-    with app.repo.lock():
-        dirs = [d for d in [flow, *(flow / i.relative_to(template_dir()) for i in template_dir().rglob("*")
-                                     if i.is_dir())] if not d.exists()]
-        kept = {name: (root / name).read_bytes() if (root / name).exists() else None
-                for name in (".gitattributes", ".gitignore")}
-        try:
-            src = template_dir()
-            for item in sorted(src.rglob("*")):
-                rel = item.relative_to(src)
-                dest = flow / rel
-                if item.is_dir():
-                    dest.mkdir(parents=True, exist_ok=True)
-                elif not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(item, dest)
-                    created.append(f".flow/{rel.as_posix()}")
-            if _ensure_line(root / ".gitattributes", GITATTRIBUTES):
-                created.append(".gitattributes")
-            if any([_ensure_line(root / ".gitignore", line) for line in GITIGNORE]):
-                created.append(".gitignore")
-            sha = None
-            if created:
-                sha = git.commit_paths(root, created, "flow: init\n\nFlow-Event: init")
-        except BaseException:
-            _take_back(root, created, kept, dirs)
-            raise
-        local = setup_local(root, app.out.warn)
+    with app.repo.writing() as w:
+        src = template_dir()
+        for item in sorted(src.rglob("*")):
+            rel = item.relative_to(src)
+            if item.is_file() and not (flow / rel).exists():
+                w.replace(flow / rel, item.read_bytes())
+                created.append(f".flow/{rel.as_posix()}")
+        for name, lines in ((".gitattributes", (GITATTRIBUTES,)), (".gitignore", GITIGNORE)):
+            content = _with_lines(root / name, lines)
+            if content is not None:
+                w.replace(root / name, content)
+                created.append(name)
+        w.message = "flow: init\n\nFlow-Event: init"
+    sha = w.sha
+    local = setup_local(root, app.out.warn)
     result = {"initialised": bool(created), "created": created, "commit": sha, "configured": local}
     if created:
         text = f"initialised .flow/ in {root} ({len(created)} files, commit {sha[:10] if sha else '-'})"

@@ -32,22 +32,22 @@ from flowgit.ops.phases import (
     validation_events,
     validations_for,
 )
-from flowgit.store.eventlog import line_of
-from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, commit_message, plan_hash
+from flowgit.store.files import line_of
+from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, plan_hash
+from flowgit.store.writing import commit_message
 
 Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], str]]
 
 
 def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
     """A plan-level transition: `build` returns the plan events, whole files and event name."""
-    from flowgit.store.writing import transaction
-
-    def decide(state: PlanState, now: float) -> Any:
-        events, files, name = build(state, plan_clock(repo, plan_id), now)
-        appends = {repo.log_file(plan_id, PLAN_LOG): events} if events else {}
-        return appends, files, commit_message(plan_id, None, name, actor), None
-
-    return transaction(repo, plan_id, decide)[1]
+    with repo.writing(plan_id) as w:
+        events, files, name = build(w.state, plan_clock(repo, plan_id), w.now)
+        w.append(PLAN_LOG, events)
+        for path, data in files.items():
+            w.replace(path, data)
+        w.message = commit_message(plan_id, None, name, actor)
+    return w.sha
 
 
 def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
@@ -301,7 +301,6 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         return [ev], {loaded.path: data}, f"checkpoint {cp} changes requested"
 
     sha = _transact(repo, plan_id, actor, build)
-    repo.forget(plan_id)
     verb = "approved" if do_approve else f"requested {len(changes)} change(s) at"
     return _finish(app, plan_id, actor, {"plan": plan_id, "checkpoint": cp, "commit": sha,
                                          "decision": "approved" if do_approve else "changes_requested"},

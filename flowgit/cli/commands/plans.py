@@ -14,7 +14,8 @@ from flowgit.errors import AlreadyExists, IllegalTransition, InvalidFile, NotFou
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
 from flowgit.store.planedit import adr_ids, append_tasks, check_plan_text, committed_text
-from flowgit.store.repo import actor_for, commit_message
+from flowgit.store.repo import actor_for
+from flowgit.store.writing import commit_message
 
 PLAN_KEY_ORDER = ("id", "title", "goal", "description", "parent", "tags", "executor", "adrs",
                   "scope", "retry", "tasks", "checkpoints", "milestones", "risks")
@@ -49,14 +50,15 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
         text = _from_file(source, plan_id, title, goal, parent, app.out.warn)
     plan = check_plan_text(repo, text, display, plan_id)
     actor = actor_for(repo, None)
-    with repo.lock():
-        repo.recover()
+    with repo.writing(plan_id) as w:
         if path.exists():
             raise AlreadyExists(f"plan {plan_id} already exists ({display})")
         ev = make_event("plan.created", plan_id, None, actor, 1,
-                        {"title": plan.title, "tasks": len(plan.tasks), "parent": plan.parent})
-        sha = repo.commit({repo.log_file(plan_id, PLAN_LOG): [ev]}, {path: text.encode()},
-                          commit_message(plan_id, None, "created", actor))
+                        {"title": plan.title, "tasks": len(plan.tasks), "parent": plan.parent}, w.now)
+        w.append(PLAN_LOG, [ev])
+        w.replace(path, text.encode())
+        w.message = commit_message(plan_id, None, "created", actor)
+    sha = w.sha
     app.out.result({"plan": plan_id, "path": display, "tasks": len(plan.tasks), "commit": sha},
                    f"created plan {plan_id} with {len(plan.tasks)} task(s): {display}")
     return 0
@@ -160,8 +162,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     repo = app.repo
     check_id(task_id, "task id")
     actor = actor_for(repo, None)
-    with repo.lock():
-        repo.recover()
+    with repo.writing(plan_id) as w:
         loaded = repo.load_plan(plan_id)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
             raise AlreadyExists(f"plan {plan_id} already has {task_id!r}: pick another id")
@@ -176,14 +177,12 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
                 task[key] = value
         text = append_tasks(committed_text(repo, loaded.path, "task add"), repo.rel(loaded.path), [task])
         check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
-        sha = repo.commit({}, {loaded.path: text.encode()},
-                          commit_message(plan_id, task_id, "added", actor))
-        repo.forget(plan_id)
-        state = repo.state(plan_id)
+        w.replace(loaded.path, text.encode())
+        w.message = commit_message(plan_id, task_id, "added", actor)
+    sha = w.sha
+    state = repo.state(plan_id)
     if state.phase == "finish":  # new work: the rules take the plan back to execute
-
         app.advance_after(plan_id, actor)
-        repo.forget(plan_id)
         state = repo.state(plan_id)
     view = state.tasks[task_id]
     app.out.result({"task": f"{plan_id}/{task_id}", "state": view.state, "commit": sha},
@@ -206,8 +205,7 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     if not title.strip() or "\n" in title:
         raise UsageError("an ADR needs a one-line title, e.g. `flowgit adr new \"Use SQLite for the cache\"`")
     actor = actor_for(repo, None)
-    with repo.lock():
-        repo.recover()
+    with repo.writing() as w:
         numbers = [int(a.split("-")[1]) for a in adr_ids(repo)]
         adr_id = f"ADR-{(max(numbers) + 1 if numbers else 1):04d}"
         path = repo.safe("adrs", f"{adr_id}-{_slug(title)}.yaml")
@@ -216,7 +214,7 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
             "plans": [plan_id] if plan_id else [], "context": "", "options": [],
             "decision": "", "consequences": [], "supersedes": [],
         }
-        files = {path: yamlio.dump_new(data).encode()}
+        w.replace(path, yamlio.dump_new(data).encode())
         if plan_id:
             loaded = repo.load_plan(plan_id)
             text = committed_text(repo, loaded.path, "adr new --plan")
@@ -226,8 +224,9 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
                 doc.insert(len(doc) if "tasks" not in doc else list(doc).index("tasks"), "adrs", [adr_id])
             else:
                 adrs.append(adr_id)
-            files[loaded.path] = yamlio.rt_dump(doc, like=text).encode()
-        sha = repo.commit({}, files, commit_message(plan_id or "adr", None, f"{adr_id} created", actor))
+            w.replace(loaded.path, yamlio.rt_dump(doc, like=text).encode())
+        w.message = commit_message(plan_id or "adr", None, f"{adr_id} created", actor)
+    sha = w.sha
     app.out.result({"adr": adr_id, "path": repo.rel(path), "commit": sha},
                    f"created {adr_id}: {repo.rel(path)}")
     return 0

@@ -10,8 +10,9 @@ from flowgit.errors import Dirty, FlowError, InvalidFile, NoCommits, NotFound
 from flowgit.formats import yamlio
 from flowgit.formats.plandiff import diff_adrs, diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
-from flowgit.store.repo import actor_for, commit_message
+from flowgit.store.repo import actor_for
 from flowgit.store.snapshot import Memo, Snapshot, at_rev, work_tree
+from flowgit.store.writing import commit_message
 
 
 def _commit(app: App, rev: str, what: str = "revision", then: str = "see `git log`") -> str:
@@ -154,8 +155,7 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
     plan = check_plan_text(repo, text, f"{rev}:{rel}", plan_id)
     actor = actor_for(repo, None)
     repo.refuse_during_git_operation()
-    with repo.lock():
-        repo.recover()
+    with repo.writing(plan_id) as w:
         path = repo.plan_file(plan_id)
         spec_path = repo.spec_file(plan_id)
         dirty = [p for p in git.changed_paths(repo.root, f".flow/plans/{plan_id}") if p in (rel, spec_rel)]
@@ -172,18 +172,17 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
         orphans = sorted(p.name[:-6] for p in events_dir.glob("*.jsonl")
                          if p.name != "_plan.jsonl" and p.name[:-6] not in known) if events_dir.is_dir() else []
         full = git.short_id(repo.root, commit)
-        message = commit_message(plan_id, None, f"rollback to {full}", actor)
+        w.message = commit_message(plan_id, None, f"rollback to {full}", actor)
+        w.replace(path, data)
         if current_spec == spec_data:
             spec_change = "unchanged"
-            sha = repo.commit({}, {path: data}, message)
         elif spec_data is not None:
             spec_change = "restored"
-            sha = repo.commit({}, {path: data, spec_path: spec_data}, message)
+            w.replace(spec_path, spec_data)
         else:
             spec_change = "removed"
-            repo.commit({}, {path: data}, message, commit=False)
-            spec_path.unlink()
-            sha = git.commit_paths(repo.root, [rel, spec_rel], message)
+            w.remove(spec_path)
+    sha = w.sha
     for task in orphans:
         app.out.warn(f"task {plan_id}/{task} is not in the restored plan but has events (kept in its log)")
     extra = {"restored": " (spec restored too)", "removed": " (spec removed: it did not exist then)"}

@@ -48,9 +48,10 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     links = symlinked_logs(repo.root, plan_id)
     if links:  # before any claim: the executor's output would go where the link points
         raise refuse(links[0])
-    # under the lock (which also refuses a merge/rebase in progress): another run half-way
-    # through its merge has a staged index and a MERGE_HEAD that are not the user's
-    with repo.lock():
+    # through the write door, writing nothing: a crashed write is recovered first, and another
+    # run half-way through its merge (a staged index, a MERGE_HEAD that are not the user's) is
+    # waited for or refused
+    with repo.writing():
         staged = git.has_staged_changes(repo.root)
     if staged:
         raise Dirty("the work tree has staged changes: `flowgit run` merges task branches into it; "

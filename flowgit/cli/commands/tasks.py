@@ -6,7 +6,6 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.cli.app import App
-from flowgit.core.events import PLAN_LOG, Event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import (
     Decision,
@@ -18,21 +17,11 @@ from flowgit.core.lifecycle import (
 )
 from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.ids import check_id
-from flowgit.store.repo import FlowRepo, actor_for, commit_message
+from flowgit.store.repo import FlowRepo, actor_for
 
 
 def plan_clock(repo: FlowRepo, plan_id: str) -> int:
     return max((e.clock for e in repo.plan_events(plan_id)), default=0) + 1
-
-
-def apply_decision(repo: FlowRepo, plan_id: str, decision: Decision, actor: str) -> str | None:
-    appends: dict[Any, list[Event]] = {}
-    if decision.task_events:
-        appends[repo.log_file(plan_id, decision.task or "")] = list(decision.task_events)
-    if decision.plan_events:
-        appends[repo.log_file(plan_id, PLAN_LOG)] = list(decision.plan_events)
-    msg = commit_message(plan_id, decision.task, decision.event_name, actor)
-    return repo.commit(appends, {}, msg)
 
 
 def transact(app: App, plan_id: str, actor: str,
@@ -47,13 +36,11 @@ def transact(app: App, plan_id: str, actor: str,
         sync = repo.config.sync == "push"
     if sync:
         return _transact_synced(app, plan_id, actor, decide)
-    with repo.lock():
-        repo.recover()
-        now = time.time()
-        decision = _decide(repo, plan_id, task, now, decide)
-        sha = apply_decision(repo, plan_id, decision, actor)
+    with repo.writing(plan_id) as w:
+        decision = _decide(repo, plan_id, task, w.now, decide)
+        w.record(decision, actor)
     result = dict(decision.result or {})
-    result["commit"] = sha
+    result["commit"] = w.sha
     return result
 
 
@@ -77,27 +64,27 @@ def _transact_synced(app: App, plan_id: str, actor: str,
 
     repo = app.repo
     remote, branch = syncing.target(repo, None)
-    for attempt in range(syncing.RETRIES):
-        with repo.lock():
-            repo.recover()
-            syncing.fetch_merge(repo.root, remote, branch)
-            repo.forget(plan_id)
-            now = time.time()
-            state = repo.state(plan_id, now)
-            decision = decide(repo, state, now)
-            sha = apply_decision(repo, plan_id, decision, actor)
-            try:
-                pushed = syncing.push(repo.root, remote, branch)
-            except BaseException:
-                if sha:
-                    syncing.take_back(repo.root, sha)  # never leave an unpushed claim behind
-                raise
-            if pushed:
-                result = dict(decision.result or {})
-                result.update({"commit": sha, "pushed": True, "attempts": attempt + 1})
-                return result
+    pushed = [False]
+
+    def push(sha: str | None) -> None:
+        try:
+            pushed[0] = syncing.push(repo.root, remote, branch)
+        except BaseException:
             if sha:
-                syncing.take_back(repo.root, sha)
+                syncing.take_back(repo.root, sha)  # never leave an unpushed claim behind
+            raise
+        if not pushed[0] and sha:
+            syncing.take_back(repo.root, sha)
+
+    for attempt in range(syncing.RETRIES):
+        with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo.root, remote, branch),
+                          then=push) as w:
+            decision = decide(repo, w.state, w.now)
+            w.record(decision, actor)
+        if pushed[0]:
+            result = dict(decision.result or {})
+            result.update({"commit": w.sha, "pushed": True, "attempts": attempt + 1})
+            return result
         syncing.backoff(attempt)
     raise RaceLost(f"{plan_id}: could not push to {remote}/{branch} after {syncing.RETRIES} attempts; retry")
 

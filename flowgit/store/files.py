@@ -1,4 +1,5 @@
-"""Event log files on disk: fsynced appends and torn-line repair, never through a symlink."""
+"""Files under `.flow/` on disk: fsynced appends, torn-line repair and atomic replacement,
+never through a symlink."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from flowgit.core.events import Event
+from flowgit.errors import InvalidFile
 
 
 def _open_nofollow(path: Path, flags: int) -> int:
@@ -59,3 +61,17 @@ def append(path: Path, events: Iterable[Event]) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        raise InvalidFile(f"{path}: is a symlink: flowgit never writes through one")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, content)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
