@@ -832,12 +832,13 @@ def test_two_runs_never_reuse_or_remove_each_others_worktrees(repo: Repo) -> Non
     """Run A keeps its finished task's worktree idle; run B, given that task's retry, makes its
     own worktree at the same path. A must then neither move B's worktree to its next task nor
     remove it when it ends."""
-    from flowgit.runner.runner import Job, Runner
+    from flowgit.runner.jobs import Job
+    from flowgit.runner.runner import Runner
 
     repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
     run_a = Runner(repo.path, ["p"], 1, None, lambda line: None)
     run_b = Runner(repo.path, ["p"], 1, None, lambda line: None)
-    run_b.ident = "another-run"
+    run_b.trees.owner = "another-run"
 
     def job(run: Runner, task: str) -> Job:
         j = Job("p", task, "w", frozenset(), 1)
@@ -845,12 +846,12 @@ def test_two_runs_never_reuse_or_remove_each_others_worktrees(repo: Repo) -> Non
         return j
 
     first = job(run_a, "A")
-    run_a._make_worktree(first)
-    run_a._put_back(first, keep_branch=False)
+    run_a.trees.make(first)
+    run_a.trees.put_back(first, keep_branch=False)
     theirs = job(run_b, "A")
-    run_b._make_worktree(theirs)
+    run_b.trees.make(theirs)
     (theirs.worktree / "in-progress.txt").write_text("B's executor is writing here\n")
-    run_a._make_worktree(job(run_a, "B"))  # must make a new one, not take B's
+    run_a.trees.make(job(run_a, "B"))  # must make a new one, not take B's
     assert (theirs.worktree / "in-progress.txt").is_file()
     run_a.close()
     assert (theirs.worktree / "in-progress.txt").is_file()

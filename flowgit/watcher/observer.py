@@ -190,7 +190,7 @@ def watch(repo: FlowRepo, info: Callable[[str], None], workers: int = 0, poll: b
     rescan = interval if interval is not None else cfg.rescan_seconds
     dispatcher = None
     if workers > 0:
-        from flowgit.runner.runner import Dispatcher
+        from flowgit.runner.dispatcher import Dispatcher
 
         dispatcher = Dispatcher(root, workers, log)
     log(f"watching {root} ({mode}; rescan every {rescan:g}s{f'; running {workers} worker(s)' if workers else ''})")

@@ -1,0 +1,78 @@
+"""What a run works on: a claimed task's job, the notes executors leave, and the two ways a
+merge can go wrong."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowgit.core.fold import PlanState
+from flowgit.errors import FlowError
+
+
+@dataclass
+class Job:
+    plan: str
+    task: str
+    actor: str
+    files: frozenset[str]
+    attempt: int
+    worktree: Path = Path()
+    branch: str = ""
+    base: str = ""  # the commit the branch starts from
+    has_tree: bool = False
+    tree_clean: bool = False  # nothing untracked or ignored left in the worktree
+    log: Path = Path()
+    note_file: Path = Path()
+    started: float = field(default_factory=time.monotonic)
+
+
+NOTE_LIMIT = 4000
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def read_note(path: Path) -> str:
+    """What the executor left in $FLOWGIT_NOTE_FILE for the tasks that depend on this one
+    (their prompts) and the changelog; bounded, and only when it left something."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(NOTE_LIMIT + 1)
+    except OSError:
+        return ""
+    finally:
+        if path != Path():
+            path.unlink(missing_ok=True)
+    text = data.decode("utf-8", "replace").strip()
+    return text if len(text) <= NOTE_LIMIT else text[:NOTE_LIMIT].rstrip() + " ..."
+
+
+def files_held(plan: Any, state: PlanState) -> frozenset[str]:
+    """The declared files of the tasks of a plan held under a live claim (by anyone): a task
+    touching one of them must not start, whichever process or machine holds it."""
+    held: set[str] = set()
+    for view in state.tasks.values():
+        if view.state in ("claimed", "in_progress"):
+            task = plan.task(view.id)
+            if task is not None:
+                held.update(task.files)
+    return frozenset(held)
+
+
+class MergeConflict(FlowError):
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__("merge conflict")
+        self.paths = paths
+
+
+class RunHalted(FlowError):
+    """Nothing this run can do will get past it (the user's files, an invalid .flow/): release
+    the task and stop the run with this message."""
