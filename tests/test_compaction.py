@@ -17,7 +17,7 @@ from conftest import Repo
 from flowgit.core.compaction import compact_plan_log, compact_task_log
 from flowgit.core.events import Event, canonical, format_time, make_event, parse_log
 from flowgit.core.fold import TaskRecord, checkpoint_decisions, phase_of, reduce_task
-from flowgit.watcher import durable
+from flowgit.watcher import schedules, signals
 from flowgit.watcher import observer as watch
 
 BIN = str(Path(sys.executable).parent)
@@ -237,8 +237,8 @@ def _diff(a: TaskRecord, b: TaskRecord) -> dict[str, Any]:
 
 def plan_view(events: list[Event]) -> dict[str, Any]:
     return {"phase": phase_of(events), "checkpoints": checkpoint_decisions(events),
-            "pending_signals": sorted(e.id for e in durable.pending_signals(events)),
-            "schedules": durable.last_runs(events)}
+            "pending_signals": sorted(e.id for e in signals.pending_signals(events)),
+            "schedules": schedules.last_runs(events)}
 
 
 def test_compacted_plan_log_gives_the_same_phase_checkpoints_signals_and_schedules() -> None:
@@ -279,7 +279,7 @@ def test_handled_signals_do_not_keep_the_plan_log_long() -> None:
     new = compact_plan_log(events, 3, T0 + 10**6)
     assert new is not None
     assert len(new) <= 3 + 1 + 1, len(new)  # the snapshot, the pending signal, the last 3
-    assert [e.id for e in durable.pending_signals(new)] == [pending.id]
+    assert [e.id for e in signals.pending_signals(new)] == [pending.id]
     assert plan_view(roundtrip(new)) == plan_view(events)
 
 

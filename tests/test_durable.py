@@ -17,9 +17,9 @@ import pytest
 from conftest import Repo
 from flowgit.store.repo import FlowRepo, automatic_actor
 
-import flowgit.watcher.durable
+import flowgit.watcher.waits
 from flowgit.core.events import make_event, parse_time
-from flowgit.watcher import durable
+from flowgit.watcher import schedules, waits
 from flowgit.watcher import observer as watch
 
 PY = sys.executable
@@ -548,14 +548,14 @@ def test_missed_schedule_runs_once_not_once_per_slot(repo: Repo, tmp_path: Path)
     actor = automatic_actor(fr)
     later = time.time() + 50 * 3600  # the watcher was down for 50 slots
     lines: list[str] = []
-    assert durable.run_schedules(fr, actor, lines.append, now=later) == 1
+    assert schedules.run_schedules(fr, actor, lines.append, now=later) == 1
     assert runs(count) == 2
     fr = FlowRepo(repo.path)
-    assert durable.run_schedules(fr, actor, lines.append, now=later + 1) == 0
-    assert durable.run_schedules(fr, actor, lines.append, now=later + 1800) == 0
+    assert schedules.run_schedules(fr, actor, lines.append, now=later + 1) == 0
+    assert schedules.run_schedules(fr, actor, lines.append, now=later + 1800) == 0
     assert runs(count) == 2
     assert len(of_type(repo, "p", "schedule.ran")) == 2
-    assert durable.run_schedules(FlowRepo(repo.path), actor, lines.append, now=later + 3601) == 1
+    assert schedules.run_schedules(FlowRepo(repo.path), actor, lines.append, now=later + 3601) == 1
     assert runs(count) == 3
 
 
@@ -579,13 +579,13 @@ def test_due_schedules_unit() -> None:
     now = 1_000_000.0
     s = [{"id": "h", "every": "1h"}, {"id": "d", "every": "@daily"}, {"id": "q", "every": "30s"},
          {"id": "n", "every": 90}, {"id": "hourly", "every": "@hourly"}]
-    assert [x["id"] for x in durable.due_schedules(s, {}, now)] == ["h", "d", "q", "n", "hourly"]
+    assert [x["id"] for x in schedules.due_schedules(s, {}, now)] == ["h", "d", "q", "n", "hourly"]
     runs_ = {"h": now - 3599, "d": now - 86400, "q": now - 10, "n": now - 91, "hourly": now - 3600}
-    assert [x["id"] for x in durable.due_schedules(s, runs_, now)] == ["d", "n", "hourly"]
+    assert [x["id"] for x in schedules.due_schedules(s, runs_, now)] == ["d", "n", "hourly"]
     # many missed slots are still one due entry
-    assert durable.due_schedules([s[0]], {"h": now - 100 * 3600}, now) == [s[0]]
+    assert schedules.due_schedules([s[0]], {"h": now - 100 * 3600}, now) == [s[0]]
     with pytest.raises(Exception):
-        durable.due_schedules([{"id": "x", "every": "sometimes"}], {}, now)
+        schedules.due_schedules([{"id": "x", "every": "sometimes"}], {}, now)
 
 
 def test_last_runs_unit() -> None:
@@ -593,7 +593,7 @@ def test_last_runs_unit() -> None:
     evs = [make_event("schedule.ran", "p", None, "w", 2, {"schedule": "a"}, t0),
            make_event("schedule.ran", "p", None, "w", 3, {"schedule": "b"}, t0 + 5),
            make_event("schedule.ran", "p", None, "w", 4, {"schedule": "a"}, t0 + 10)]
-    got = durable.last_runs(list(reversed(evs)))
+    got = schedules.last_runs(list(reversed(evs)))
     assert got["a"] == pytest.approx(t0 + 10, abs=1e-3) and got["b"] == pytest.approx(t0 + 5, abs=1e-3)
 
 
@@ -608,11 +608,11 @@ def test_parse_discovery_unit() -> None:
         '"a string"',
         '{"id": "T2", "title": "two", "kind": "task"}',
     ])
-    items, problems = durable.parse_discovery(out)
+    items, problems = schedules.parse_discovery(out)
     assert [i["id"] for i in items] == ["T1", "P1", "T2"]
     assert items[1]["kind"] == "plan"
     assert problems == ["line 5: not JSON"]
-    assert durable.parse_discovery("") == ([], [])
+    assert schedules.parse_discovery("") == ([], [])
 
 
 # ----- waiting with backoff --------------------------------------------------------------------------
@@ -650,7 +650,7 @@ def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch
 
     # simulate the time passing: every check is due, every pass checks once
     clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.watcher.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(flowgit.watcher.waits, "time", types.SimpleNamespace(time=lambda: clock[0]))
     for _ in range(6):
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")
@@ -684,7 +684,7 @@ def test_two_watchers_checking_at_once_advance_the_backoff_once(repo: Repo,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     repo.plan("wp", WAITING.replace("python3", PY))
     repo.ok("submit", "wp")
-    real = durable.run_validation
+    real = waits.run_validation
     nested: list[int] = []
 
     def racing(v: Any, cwd: str, env: Any = None) -> Any:
@@ -692,11 +692,11 @@ def test_two_watchers_checking_at_once_advance_the_backoff_once(repo: Repo,
         if not nested and v.name == "wait:gate":
             nested.append(1)
             fr = FlowRepo(repo.path)
-            durable.check_waits(fr, "wp", "other-watcher", lambda line: None)
+            waits.check_waits(fr, "wp", "other-watcher", lambda line: None)
         return real(v, cwd, env)
 
-    monkeypatch.setattr(durable, "run_validation", racing)
-    durable.check_waits(FlowRepo(repo.path), "wp", automatic_actor(FlowRepo(repo.path)), lambda line: None)
+    monkeypatch.setattr(waits, "run_validation", racing)
+    waits.check_waits(FlowRepo(repo.path), "wp", automatic_actor(FlowRepo(repo.path)), lambda line: None)
     checks = of_type(repo, "wp", "task.wait", "gate")
     assert len(checks) == 1, checks
     assert checks[0]["actor"] == "other-watcher"
@@ -707,7 +707,7 @@ def test_wait_uses_the_plans_explicit_strategy(repo: Repo, monkeypatch: pytest.M
                                                               "retry: {strategy: exponential, base: 1, cap: 100, max_attempts: 2}"))
     repo.ok("submit", "wp")
     clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.watcher.durable, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    monkeypatch.setattr(flowgit.watcher.waits, "time", types.SimpleNamespace(time=lambda: clock[0]))
     for _ in range(4):
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")

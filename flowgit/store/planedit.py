@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence, cast
 
 from flowgit.core.model import Plan
-from flowgit.errors import Dirty, InvalidFile, NotFound
+from flowgit.errors import Dirty, FlowError, InvalidFile, NotFound
 from flowgit.formats import yamlio
 from flowgit.ids import is_valid_id
 from flowgit.store.repo import FlowRepo
@@ -150,3 +150,56 @@ def _commented(value: Any) -> Any:
     if isinstance(value, list):
         return CommentedSeq(_commented(v) for v in value)
     return value
+
+
+def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str, list[str]]:
+    """The plan text with these tasks appended, skipping ids it already has (idempotent)."""
+    loaded = repo.load_plan(plan_id)
+    existing = set(loaded.plan.node_ids())
+    new = []
+    for t in tasks:
+        if not isinstance(t, dict) or "id" not in t or "title" not in t:
+            raise FlowError(f"plan {plan_id}: a task to add needs an id and a title: {t!r}")
+        if t["id"] in existing:
+            continue
+        existing.add(t["id"])
+        new.append({k: v for k, v in t.items() if k != "kind" and k != "plan"})
+    text = yamlio.read_text(loaded.path)
+    if new:
+        text = append_tasks(text, repo.rel(loaded.path), new)
+        plan = check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
+        refuse_cross_plan_cycle(repo, plan)
+    return text, [t["id"] for t in new]
+
+
+def append_task_text(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str, list[str]]:
+    """`text` with one more task, checked like `add_tasks_text` (the same id twice: unchanged)."""
+    if not isinstance(task, dict) or "id" not in task or "title" not in task:
+        raise FlowError(f"a task to add needs an id and a title: {task!r}")
+    display = repo.rel(repo.plan_file(plan_id))
+    current = Plan.from_dict(yamlio.loads(text, display), display)
+    if task["id"] in set(current.node_ids()):
+        return text, []
+    new = append_tasks(text, display, [{k: v for k, v in task.items() if k not in ("kind", "plan")}])
+    plan = check_plan_text(repo, new, display, plan_id)
+    refuse_cross_plan_cycle(repo, plan)
+    return new, [str(task["id"])]
+
+
+def refuse_cross_plan_cycle(repo: FlowRepo, plan: Plan) -> None:
+    """`validate` rejects plans that wait on each other in a cycle: never write one."""
+    from flowgit.core.semantic import cross_plan_cycle
+
+    plans: dict[str, Plan] = {}
+    for pid in repo.plan_ids():
+        if pid == plan.id:
+            continue
+        try:
+            plans[pid] = repo.load_plan(pid).plan
+        except FlowError:
+            continue
+    plans[plan.id] = plan
+    cycle = cross_plan_cycle(plans)
+    if cycle:
+        raise FlowError(f"plan {plan.id}: the new tasks would make plans wait on each other in a "
+                        f"cycle {' -> '.join(cycle)}")

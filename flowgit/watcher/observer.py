@@ -148,7 +148,7 @@ def one_pass(root: Path, log: Callable[[str], None],
 def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[str], None]], None]:
     """Signals, schedules, waits and compaction, then dispatching (with --run); leaves in
     `wake` when the next of them falls due."""
-    from flowgit.watcher.durable import next_wake, watcher_extras
+    from flowgit.watcher.extras import next_wake, watcher_extras
 
     def run(repo: FlowRepo, log: Callable[[str], None]) -> None:
         watcher_extras(repo, automatic_actor(repo), log)
