@@ -20,6 +20,8 @@ from flowgit.errors import (
     PushFailed,
     RaceLost,
 )
+from flowgit.crashpoints import armed, crash_point
+from flowgit.store.journal import Journal
 from flowgit.store.repo import FlowRepo
 
 RETRIES = 8
@@ -71,7 +73,7 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     return name, branch
 
 
-def fetch_merge(root: Path, remote: str, branch: str) -> str:
+def fetch_merge(root: Path, remote: str, branch: str, journal: Journal | None = None) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts."""
     global _round_started
     _round_started = time.monotonic()
@@ -88,7 +90,14 @@ def fetch_merge(root: Path, remote: str, branch: str) -> str:
     ours = git.head(root)
     if ours == theirs or git.is_ancestor(root, theirs, "HEAD"):
         return "up to date"
+    if journal is not None:
+        journal.begin_sync_merge(theirs)
+    if armed("sync-merge"):  # a test's kill in the middle of the merge: merged, not committed
+        git.merge_no_commit(root, theirs)
+        crash_point("sync-merge")
     merge = git.merge(root, theirs, f"flow: sync with {remote}/{branch}")
+    if journal is not None:
+        journal.clear()
     if merge.returncode != 0:
         conflicted = git.conflicted_paths(root)
         git.merge_abort(root)
@@ -133,7 +142,7 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str
     name, branch = target(repo, remote)
     for attempt in range(retries):
         round_: dict[str, object] = {}
-        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo.root, name, branch)),
+        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo.root, name, branch, repo.journal)),
                           then=lambda _sha: round_.update(pushed=push(repo.root, name, branch))):
             pass  # nothing of our own to write: merge theirs, push the result
         if round_.get("pushed"):

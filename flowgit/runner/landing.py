@@ -48,17 +48,17 @@ def merge_branch(repo: FlowRepo, job: Job) -> None:
     # git refuses to start a merge over staged changes: no MERGE_HEAD then
     if not git.in_merge(repo.dirs) and git.has_staged_changes(repo.root):
         raise RunHalted("the main work tree has staged changes: flowgit run merges into it; "
-                "commit or unstage them, then run again")
+                        "commit or unstage them, then run again")
     if not git.in_merge(repo.dirs):
         # git would overwrite the user's uncommitted or untracked files: no task's fault
         said = merge.stderr.decode("utf-8", "replace")
         paths = [ln.strip() for ln in said.splitlines() if ln.startswith("\t")]
         if git.said_index_locked(merge.stderr):
             raise RunHalted("the main work tree's index stayed locked (.git/index.lock): another git "
-                "command is running or died; remove the lock once none runs, then run again")
+                            "command is running or died; remove the lock once none runs, then run again")
         what = ", ".join(paths[:5]) or (said.strip().splitlines() or ["git merge failed"])[0]
         raise RunHalted(f"merging {job.branch} would overwrite files in the main work tree "
-                f"({what}): commit, stash or remove them, then run again")
+                        f"({what}): commit, stash or remove them, then run again")
     conflicted = git.conflicted_paths(repo.root)
     git.merge_abort(repo.root)
     raise MergeConflict(conflicted or ["(merge failed)"])

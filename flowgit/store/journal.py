@@ -45,6 +45,35 @@ class Journal:
             "paths": [], "merge": branch, "pid": os.getpid(), "sizes": sizes,
             "head": git.read_head(self.repo.dirs), "tip": git.read_ref(self.repo.dirs, f"refs/heads/{branch}")}))
 
+    def begin_sync_merge(self, theirs: str) -> None:
+        """`sync` is about to merge the remote's `theirs`: should it die half-way, the next
+        command aborts that merge (and only that one) instead of every later sync failing."""
+        self.path.write_text(json.dumps({"paths": [], "sync": theirs, "pid": os.getpid()}))
+
+    def undo_interrupted_sync(self) -> bool:
+        """Abort the merge a killed `sync` left in progress (MERGE_HEAD at the commit it noted).
+        Call under the lock. False when there is no such merge."""
+        try:
+            entry = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        theirs = entry.get("sync") if isinstance(entry, dict) else None
+        if not isinstance(theirs, str):
+            return False
+        self._clear_stale_git_locks(self.path.stat().st_mtime)
+        if git.merge_head(self.repo.dirs) == theirs and not self._abort_merge():
+            return False
+        self.clear()
+        return True
+
+    def _abort_merge(self) -> bool:
+        for _ in range(20):  # the dead writer's git child may still be letting go of the index
+            abort = git.merge_abort(self.repo.root)
+            if abort.returncode == 0 or b"index.lock" not in abort.stderr:
+                break
+            time.sleep(0.1)
+        return abort.returncode == 0
+
     def end_merge(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -99,12 +128,7 @@ class Journal:
         if git.in_merge(self.repo.dirs):
             if git.merge_head(self.repo.dirs) != tip:
                 return False  # someone else's merge: leave it, and the journal, alone
-            for _ in range(20):  # the dead writer's `git commit` may still be letting go of the index
-                abort = git.merge_abort(self.repo.root)
-                if abort.returncode == 0 or b"index.lock" not in abort.stderr:
-                    break
-                time.sleep(0.1)
-            if abort.returncode != 0:
+            if not self._abort_merge():
                 return False
         if git.operation_in_progress(self.repo.dirs):
             return False  # the user's rebase or cherry-pick: later

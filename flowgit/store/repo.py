@@ -364,6 +364,7 @@ class FlowRepo:
 
     def refuse_during_git_operation(self) -> None:
         self.journal.undo_interrupted_merge()
+        self.journal.undo_interrupted_sync()
         busy = git.operation_in_progress(self.dirs)
         if busy:
             raise GitBusy(

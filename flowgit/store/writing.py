@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from flowgit import git
+from flowgit.crashpoints import crash_point
 from flowgit.core.events import PLAN_LOG, Event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import Decision
@@ -139,6 +140,7 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
     recoverable by the next command."""
     paths = [repo.rel(p) for p in [*appends, *files]]
     repo.journal.note_write(paths)
+    crash_point("journal")
     sizes: dict[Path, int | None] = {}
     olds: dict[Path, bytes | None] = {}
     for path in appends:
@@ -154,6 +156,7 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
             sizes[path] = None
     for path, events in appends.items():
         append(path, events)
+    crash_point("appended")
     for path, content in files.items():
         repo.refuse_symlink(path)
         olds[path] = path.read_bytes() if path.exists() else None
@@ -161,6 +164,7 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
             path.unlink(missing_ok=True)
         else:
             write_atomic(path, content)
+    crash_point("written")
     if not commit:
         repo.journal.clear()
         return None
@@ -174,6 +178,7 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
         if _take_back(repo, paths, sizes, olds):
             repo.journal.clear()
         raise
+    crash_point("committed")
     repo.journal.clear()
     return sha
 
@@ -183,9 +188,11 @@ def _apply_with_merge(repo: FlowRepo, w: Write) -> str | None:
     branch, merge = w.merge
     logs = list(w.appends)
     repo.journal.begin_merge(branch, logs)
+    crash_point("merge-journal")
     try:
         if merge is not None:
             merge()
+        crash_point("merged")
         for path in logs:  # never glue `done` onto a broken line
             try:
                 ensure_log_intact(repo, path, "the task is tried again")
@@ -198,8 +205,10 @@ def _apply_with_merge(repo: FlowRepo, w: Write) -> str | None:
             for path, events in w.appends.items():
                 repo.refuse_symlink(path)
                 append(path, events)
+            crash_point("done-appended")
             git.commit_tracked(repo.root, [repo.rel(p) for p in logs], w.message,
                                merging=merge is not None)
+            crash_point("merge-committed")
             return git.read_head(repo.dirs)
         except Exception:
             for path, size in sizes.items():

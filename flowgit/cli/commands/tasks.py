@@ -77,7 +77,7 @@ def _transact_synced(app: App, plan_id: str, actor: str,
             syncing.take_back(repo.root, sha)
 
     for attempt in range(syncing.RETRIES):
-        with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo.root, remote, branch),
+        with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo.root, remote, branch, repo.journal),
                           then=push) as w:
             decision = decide(repo, w.state, w.now)
             w.record(decision, actor)
