@@ -202,7 +202,8 @@ def test_a_validation_that_times_out_leaves_nothing_running(repo: Repo) -> None:
 def test_a_discovery_and_a_signal_action_that_time_out_leave_nothing_running(tmp_path: Path) -> None:
     """The case that started the door: `sh -c 'sleep 30 & sleep 30'` as a discovery command
     with a 1 s timeout left both sleeps running."""
-    from flowgit.watcher.durable import run_action, run_discovery
+    from flowgit.watcher.schedules import run_discovery
+    from flowgit.watcher.signals import run_action
 
     mark = marker()
     code, out = run_discovery(("sh", "-c", f"sleep {mark} & sleep {mark}"), tmp_path, 1, {})
