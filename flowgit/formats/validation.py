@@ -114,56 +114,24 @@ def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) 
             report.errors.append(f"{rel}:{lineno}: task event {obj['type']} in the plan log")
 
 
+@dataclass
+class _Parsed:
+    """The `.flow/` files of one check, parsed and sorted by kind."""
+    plans: dict[str, tuple[str, Any]] = field(default_factory=dict)  # plan id -> (path, YAML)
+    specs: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    adrs: dict[str, tuple[str, Any]] = field(default_factory=dict)   # ADR id -> (path, YAML)
+
+
 def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan | None] | None = None,
                    adr_ids: list[str] | None = None, plan_dirs: Iterable[str] = ()) -> Report:
     """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
     not in `files` (for references); `adr_ids` lists ADRs not in `files`; `plan_dirs` names
     the plan directories there are (for ids that differ only by case)."""
-    from flowgit.core import semantic
-    from flowgit.core.graph import find_cycle
-
     report = Report()
-    adrs: dict[str, Any] = {}
-    specs: dict[str, Any] = {}
-    adr_files: dict[str, str] = {}
-    raw_plans: dict[str, tuple[str, Any]] = {}
+    parsed = _Parsed()
     for rel in sorted(files):
-        data = files[rel]
-        report.files += 1
-        if rel == ".flow/config.yaml":
-            obj = _load_yaml(rel, data, "config", report)
-            if obj is not None:
-                try:
-                    Config.from_dict(obj, rel)
-                except InvalidFile as exc:
-                    report.errors.append(exc.message)
-        elif m := PLAN_RE.match(rel):
-            obj = _load_yaml(rel, data, "plan", report)
-            if obj is not None:
-                raw_plans[m.group(1)] = (rel, obj)
-        elif m := SPEC_RE.match(rel):
-            obj = _load_yaml(rel, data, "spec", report)
-            if obj is not None:
-                specs[m.group(1)] = (rel, obj)
-        elif m := LOG_RE.match(rel):
-            plan_id, stream = m.groups()
-            if not is_valid_id(plan_id) or (stream != "_plan" and not is_valid_id(stream)):
-                report.errors.append(f"{rel}: invalid plan or task id in the path: rename it")
-                continue
-            check_log(rel, data, plan_id, stream, report)
-        elif m := ADR_RE.match(rel):
-            obj = _load_yaml(rel, data, "adr", report)
-            if obj is not None:
-                if obj.get("id") != m.group(1):
-                    report.errors.append(f"{rel}: id {obj.get('id')!r} does not match the file name ({m.group(1)}): make them equal")
-                if m.group(1) in adrs:
-                    report.errors.append(f"{rel}: {m.group(1)} is also {adr_files[m.group(1)]}: give one "
-                                         "of them the next free number")
-                adrs[m.group(1)] = obj
-                adr_files[m.group(1)] = rel
-        else:
-            report.files -= 1
-    for plan_id, (rel, obj) in raw_plans.items():
+        _read_file(rel, files[rel], parsed, report)
+    for plan_id, (rel, obj) in parsed.plans.items():
         try:
             plan = Plan.from_dict(obj, rel)
         except InvalidFile as exc:
@@ -172,19 +140,69 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
         if plan.id != plan_id:
             report.errors.append(f"{rel}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
         report.plans[plan_id] = plan
-    for twins in case_twins({*raw_plans, *plan_dirs}):
-        if any(t in raw_plans for t in twins):
-            rel = raw_plans[next(t for t in twins if t in raw_plans)][0]
+    for twins in case_twins({*parsed.plans, *plan_dirs}):
+        if any(t in parsed.plans for t in twins):
+            rel = parsed.plans[next(t for t in twins if t in parsed.plans)][0]
             report.errors.append(f"{rel}: {case_twin_message(twins, 'plan ids')}")
-    all_adrs = set(adrs) | set(adr_ids or [])
 
     def find(pid: str) -> Plan | None:
         if pid in report.plans:
             return report.plans[pid]
         return lookup_plan(pid) if lookup_plan and is_valid_id(pid) else None
 
+    all_adrs = set(parsed.adrs) | set(adr_ids or [])
+    _check_plans(parsed, report, find, all_adrs)
+    _check_adrs(parsed, report, find, all_adrs)
+    _check_specs(parsed, report, find)
+    return report
+
+
+def _read_file(rel: str, data: bytes, parsed: _Parsed, report: Report) -> None:
+    """Parse one file by its kind (found from its path) and check what it alone can show."""
+    report.files += 1
+    if rel == ".flow/config.yaml":
+        obj = _load_yaml(rel, data, "config", report)
+        if obj is not None:
+            try:
+                Config.from_dict(obj, rel)
+            except InvalidFile as exc:
+                report.errors.append(exc.message)
+    elif m := PLAN_RE.match(rel):
+        obj = _load_yaml(rel, data, "plan", report)
+        if obj is not None:
+            parsed.plans[m.group(1)] = (rel, obj)
+    elif m := SPEC_RE.match(rel):
+        obj = _load_yaml(rel, data, "spec", report)
+        if obj is not None:
+            parsed.specs[m.group(1)] = (rel, obj)
+    elif m := LOG_RE.match(rel):
+        plan_id, stream = m.groups()
+        if not is_valid_id(plan_id) or (stream != "_plan" and not is_valid_id(stream)):
+            report.errors.append(f"{rel}: invalid plan or task id in the path: rename it")
+            return
+        check_log(rel, data, plan_id, stream, report)
+    elif m := ADR_RE.match(rel):
+        obj = _load_yaml(rel, data, "adr", report)
+        if obj is None:
+            return
+        adr_id = m.group(1)
+        if obj.get("id") != adr_id:
+            report.errors.append(f"{rel}: id {obj.get('id')!r} does not match the file name ({adr_id}): make them equal")
+        if adr_id in parsed.adrs:
+            report.errors.append(f"{rel}: {adr_id} is also {parsed.adrs[adr_id][0]}: give one "
+                                 "of them the next free number")
+        parsed.adrs[adr_id] = (rel, obj)
+    else:
+        report.files -= 1
+
+
+def _check_plans(parsed: _Parsed, report: Report, find: Callable[[str], Plan | None],
+                 all_adrs: set[str]) -> None:
+    """Each plan's own rules, then the rules between plans (waits and parents without cycles)."""
+    from flowgit.core import semantic
+
     for plan_id, plan in report.plans.items():
-        rel = raw_plans[plan_id][0]
+        rel = parsed.plans[plan_id][0]
         report.errors.extend(semantic.plan_errors(plan, rel, adr_ids=all_adrs, other_plan=find))
     cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(report.plans, find))
     if cycle:
@@ -192,9 +210,15 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
     parents = semantic.parent_cycle(report.plans, find)
     if parents:
         report.errors.append(f".flow/plans: plans are each other's parents {' -> '.join(parents)}: remove one `parent`")
+
+
+def _check_adrs(parsed: _Parsed, report: Report, find: Callable[[str], Plan | None],
+                all_adrs: set[str]) -> None:
+    """References between ADRs exist and never form a supersedes cycle; their plans exist."""
+    from flowgit.core.graph import find_cycle
+
     supersedes: dict[str, list[str]] = {}
-    for adr_id, obj in adrs.items():
-        rel = adr_files[adr_id]
+    for adr_id, (rel, obj) in parsed.adrs.items():
         refs = [r for r in obj.get("supersedes") or [] if isinstance(r, str)]
         later = obj.get("superseded_by")
         for ref in refs + ([later] if isinstance(later, str) else []):
@@ -205,12 +229,16 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
         for pid in obj.get("plans") or []:
             if isinstance(pid, str) and find(pid) is None:
                 report.errors.append(f"{rel}: plans lists {pid!r}, which is not a plan: fix the id")
-        supersedes[adr_id] = [r for r in refs if r != adr_id and r in adrs]
-    cycle_adrs = find_cycle(supersedes)
-    if cycle_adrs:
-        report.errors.append(f".flow/adrs: ADRs supersede each other in a cycle {' -> '.join(cycle_adrs)}: "
+        supersedes[adr_id] = [r for r in refs if r != adr_id and r in parsed.adrs]
+    cycle = find_cycle(supersedes)
+    if cycle:
+        report.errors.append(f".flow/adrs: ADRs supersede each other in a cycle {' -> '.join(cycle)}: "
                              "remove one `supersedes`")
-    for plan_id, (rel, obj) in specs.items():
+
+
+def _check_specs(parsed: _Parsed, report: Report, find: Callable[[str], Plan | None]) -> None:
+    """A spec belongs to an existing plan, has unique ids, and names only that plan's tasks."""
+    for plan_id, (rel, obj) in parsed.specs.items():
         if obj.get("plan") not in (None, plan_id):
             report.errors.append(f"{rel}: plan {obj.get('plan')!r} does not match its directory "
                                  f"{plan_id!r}: make them equal")
@@ -228,4 +256,3 @@ def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan
             for ref in req.get("tasks") or []:
                 if ref not in known:
                     report.errors.append(f"{rel}: requirement {req.get('id')} refers to task {ref!r}, not in plan {plan_id}")
-    return report
