@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from importlib.resources import files
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -29,6 +29,16 @@ def read_text(kind: str, name: str) -> str:
     return (folder(kind) / name).read_text(encoding="utf-8")
 
 
-def template_dir() -> Path:
-    """The `.flow/` template as a real directory (init copies it with shutil)."""
-    return Path(str(folder("template")))
+def template_files() -> Iterator[tuple[PurePosixPath, bytes]]:
+    """Every file of the `.flow/` template, by its path inside `.flow/`. Walked through the
+    resource API, never as a file system path: in an install the template is a namespace
+    package, whose folder is no single path."""
+    def walk(node: Traversable, rel: PurePosixPath) -> Iterator[tuple[PurePosixPath, bytes]]:
+        for child in sorted(node.iterdir(), key=lambda c: c.name):
+            if child.name == "__pycache__":
+                continue
+            if child.is_dir():
+                yield from walk(child, rel / child.name)
+            else:
+                yield rel / child.name, child.read_bytes()
+    return walk(folder("template"), PurePosixPath())

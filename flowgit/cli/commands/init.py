@@ -7,7 +7,7 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.errors import NoIdentity
 from flowgit.ops.clone_setup import GITATTRIBUTES, setup_local
-from flowgit.resources import template_dir
+from flowgit.resources import template_files
 
 GITIGNORE = (".flow/.cache/", ".flow/logs/")
 
@@ -23,16 +23,10 @@ def _with_lines(path: Path, lines: tuple[str, ...]) -> bytes | None:
     return (text + "".join(line + "\n" for line in missing)).encode()
 
 
-def _has_line(path: Path, line: str) -> bool:
-    return path.exists() and line in path.read_text().splitlines()
-
-
 def _would_commit(root: Path) -> bool:
-    src = template_dir()
-    return (any(not (root / ".flow" / item.relative_to(src)).exists()
-                for item in src.rglob("*") if item.is_file())
-            or not _has_line(root / ".gitattributes", GITATTRIBUTES)
-            or not all(_has_line(root / ".gitignore", line) for line in GITIGNORE))
+    return (any(not (root / ".flow" / rel).exists() for rel, _ in template_files())
+            or _with_lines(root / ".gitattributes", (GITATTRIBUTES,)) is not None
+            or _with_lines(root / ".gitignore", GITIGNORE) is not None)
 
 
 def init(app: App) -> int:
@@ -47,12 +41,10 @@ def init(app: App) -> int:
                              "`git config user.name NAME` and `git config user.email EMAIL`, then "
                              "run `flowgit init` again")
     with app.repo.writing() as w:
-        src = template_dir()
-        for item in sorted(src.rglob("*")):
-            rel = item.relative_to(src)
-            if item.is_file() and not (flow / rel).exists():
-                w.replace(flow / rel, item.read_bytes())
-                created.append(f".flow/{rel.as_posix()}")
+        for rel, data in template_files():
+            if not (flow / rel).exists():
+                w.replace(flow / rel, data)
+                created.append(f".flow/{rel}")
         for name, lines in ((".gitattributes", (GITATTRIBUTES,)), (".gitignore", GITIGNORE)):
             content = _with_lines(root / name, lines)
             if content is not None:
