@@ -65,6 +65,10 @@ OUTSIDE = [
     ("newline", "src/a\\nb"),
     ("git-dir", ".git/hooks/pre-commit"),
     ("git-dir-case", "sub/.GIT/config"),
+    ("windows-dotdot-space", "src/.. /.. /outside.txt"),
+    ("windows-three-dots", ".../outside.txt"),
+    ("windows-git-dot", ".git./hooks/pre-commit"),
+    ("windows-git-short-name", "GIT~1/hooks/pre-commit"),
     ("empty", ""),
 ]
 
@@ -110,7 +114,8 @@ def test_path_rule_agrees_with_the_schema() -> None:
 
     pattern = re.compile(schema["$defs"]["path"]["pattern"][:-1] + r"\Z")
     for path in ["/a", "../a", "a/../b", "a\\b", "C:x", "a\x00", "a\x7f", ".git", "x/.Git/y", "", "ok/a.py",
-                 "a..b", ".gitignore"]:
+                 "a..b", ".gitignore", "./a", "a/./b", ".", "..", "...", ".. ", "a/ /b", ".git.", ".git ",
+                 "GIT~1", "git~1/x", ".github/x", "a/.../b", "a. /b", "...a", "a..", "x/.gitx", "a//b"]:
         assert (pattern.match(path) is None) == (path_problem(path) is not None), path
 
 
@@ -217,6 +222,18 @@ SCRIPTS = {
     "awk": ["awk", "BEGIN { print \"{title}\" }"],
     "ssh": ["ssh", "build-host", "make {task}"],
     "run-in-sh": ["sh", "-c", "{run}"],
+    "su-c": ["su", "builder", "-c", "make {task}"],
+    "flock-c": ["flock", "/tmp/lock", "-c", "echo {title}"],
+    "git-alias": ["git", "-c", "alias.t=!echo {title}", "t"],
+    "git-pager": ["git", "-c", "core.pager=less {title}", "log"],
+    "parallel": ["parallel", "echo", "{title}", ":::", "1"],
+    "tmux": ["tmux", "new-session", "-d", "claude -p {prompt}"],
+    "vim-c": ["vim", "-c", "!echo {title}"],
+    "vim-plus": ["nvim", "+!echo {title}"],
+    "sed-e": ["sed", "-e", "s/x/{title}/e", "f"],
+    "sed-script": ["sed", "-i", "s/x/{title}/", "f"],
+    "wsl": ["wsl.exe", "echo", "{title}"],
+    "expect": ["expect", "-c", "spawn {title}"],
 }
 
 
@@ -244,6 +261,10 @@ SAFE = {
     "awk-file": ["awk", "-f", "prog.awk", "{prompt_file}"],
     "awk-braces": ["awk", "{print}", "{prompt_file}"],
     "pwsh-file": ["pwsh", "-File", "run.ps1", "{title}"],
+    "git-message": ["git", "commit", "-m", "{title}", "-c", "{branch}"],
+    "sed-file": ["sed", "-f", "edit.sed", "{prompt_file}"],
+    "wsl-exec": ["wsl", "-e", "tool", "{title}"],
+    "flock-prog": ["flock", "/tmp/lock", "tool", "{title}"],
 }
 
 

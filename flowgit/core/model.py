@@ -105,12 +105,14 @@ def _id(value: Any, where: str) -> str:
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _DRIVE = re.compile(r"[A-Za-z]:")
-PATH_RULE = ("a relative path with '/' between its parts, without a '..' or .git part, a drive "
-             "letter, a backslash or a control character")  # as the plan schema's `path` says
+PATH_RULE = ("a relative path with '/' between its parts, without a '..' or .git part (as Windows "
+             "reads them too), a drive letter, a backslash or a control character")  # the plan schema's `path`
 
 
 def path_problem(value: str) -> str | None:
-    """Why `value` is not a path inside the repository (task `files:`), or None."""
+    """Why `value` is not a path inside the repository (task `files:`), or None. Windows drops
+    the dots and spaces that end a name (`.. ` and `...` go up, `.git.` is .git) and knows .git
+    as GIT~1 too."""
     if not value:
         return "an empty path"
     if value.startswith("/") or _DRIVE.match(value):
@@ -118,9 +120,9 @@ def path_problem(value: str) -> str | None:
     if _CONTROL.search(value):
         return "a backslash or a control character"
     parts = value.split("/")
-    if ".." in parts:
+    if any(p not in ("", ".") and not p.strip(". ") for p in parts):
         return "a '..' part leads outside"
-    if any(p.casefold() == ".git" for p in parts):
+    if any(p.rstrip(". ").casefold() == ".git" or p.casefold() == "git~1" for p in parts):
         return "a .git part names git's own directory"
     return None
 

@@ -36,7 +36,13 @@ _TAKES_VALUE = {
 }
 _CLUSTER_LAST = {"python": "c", "pypy": "c", "perl": "eE", "ruby": "e"}  # -Sc, -ne, -lne
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "busybox-awk"})
-_REST_IS_CODE = frozenset({"cmd", "powershell", "pwsh", "ssh", "watch"})
+_REST_IS_CODE = frozenset({"cmd", "powershell", "pwsh", "ssh", "watch", "parallel", "tmux"})
+# programs whose -c (or --command) value is run by a shell: su, runuser, flock; and expect (Tcl)
+# and vim (ex commands, where `:!` runs a shell)
+_DASH_C = {"su": {"-c", "--command"}, "runuser": {"-c", "--command"}, "flock": {"-c", "--command"}, "expect": {"-c"}, "vim": {"-c", "--cmd"}, "nvim": {"-c", "--cmd"},
+           "vi": {"-c", "--cmd"}, "ex": {"-c", "--cmd"}, "view": {"-c", "--cmd"}, "emacs": {"--eval"},
+           "git": {"-c"}}  # git -c alias.x='!sh ...', core.pager, core.sshCommand: commands too
+_SEDS = frozenset({"sed", "gsed"})  # GNU sed's `e` runs a shell command
 _VERSION = re.compile(r"^([a-z]+?)-?[0-9][0-9.]*$")
 
 
@@ -55,7 +61,7 @@ def program_name(element: str) -> str:
     if name.endswith(".exe"):
         name = name[:-4]
     m = _VERSION.match(name)
-    return m.group(1) if m and m.group(1) in (*_CODE_FLAG, *_SHELLS, *_AWKS) else name
+    return m.group(1) if m and m.group(1) in (*_CODE_FLAG, *_SHELLS, *_AWKS, *_DASH_C) else name
 
 
 def script_placeholders(argv: Sequence[str]) -> list[ScriptPlaceholder]:
@@ -84,7 +90,7 @@ def _code_elements(name: str, argv: Sequence[str], start: int) -> list[int]:
     if name in _SHELLS:
         return _shell_script(argv, start)
     if name in _REST_IS_CODE:
-        if name in ("cmd", "ssh", "watch"):  # cmd /c, ssh's remote command, watch: joined, run by a shell
+        if name != "powershell" and name != "pwsh":  # cmd /c, ssh's remote command, ...: run by a shell
             if name == "cmd" and not any(argv[i].lower() in ("/c", "/k", "/r") for i in rest):
                 return []
             return list(rest)
@@ -99,6 +105,35 @@ def _code_elements(name: str, argv: Sequence[str], start: int) -> list[int]:
             if argv[i].startswith(("-S", "--split-string=")):
                 return [i]
         return []
+    if name in _DASH_C:
+        out = []
+        dash_c = _DASH_C[name]
+        for i in rest:
+            arg = argv[i]
+            if arg in dash_c and i + 1 < len(argv):
+                out.append(i + 1)
+            elif any(arg.startswith(f + "=") for f in dash_c if f.startswith("--")):
+                out.append(i)
+            elif name in ("vim", "nvim", "vi", "ex", "view") and arg.startswith("+"):
+                out.append(i)
+            if name == "git" and not arg.startswith("-") and (i == 0 or argv[i - 1] not in dash_c):
+                break  # the subcommand: what follows is its own arguments
+        return out
+    if name in _SEDS:
+        scripts = [i + 1 for i in rest if argv[i] in ("-e", "--expression") and i + 1 < len(argv)]
+        scripts += [i for i in rest if argv[i].startswith("--expression=")]
+        if scripts or any(argv[i] in ("-f", "--file") or argv[i].startswith("--file=") for i in rest):
+            return scripts
+        i = start + 1
+        while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+            i += 2 if argv[i] in ("-l", "--line-length") else 1
+        if i < len(argv) and argv[i] == "--":
+            i += 1
+        return [i] if i < len(argv) else []
+    if name == "wsl":
+        if any(argv[i] in ("-e", "--exec") for i in rest):
+            return []
+        return list(rest)
     if name in _AWKS:
         i = start + 1
         while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
