@@ -414,3 +414,35 @@ def test_the_version_is_asked_once_per_process(monkeypatch: pytest.MonkeyPatch, 
         door.merge_base(repo.path, "HEAD", "HEAD")
     assert len(asked) == 1
     assert git(repo.path, "rev-parse", "HEAD") == door.resolve_commit(repo.path, "HEAD")
+
+
+def test_mcp_over_stdio_refuses_an_option_shaped_rev(planned: Repo, trap: Trap) -> None:
+    """The same through the official SDK's stdio client and a real `flowgit mcp` process."""
+    pytest.importorskip("mcp")
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "flowgit", "--repo", str(planned.path), "mcp"],
+                                   env=dict(os.environ), cwd=str(planned.path))
+    value = trap.value(HOSTILE[0])
+    before = snapshot(planned)
+    errors: list[str] = []
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    for name, args in (("plan_show", {"plan": "g", "rev": value}),
+                                       ("diff", {"rev_a": "HEAD", "rev_b": value})):
+                        res = await session.call_tool(name, args)
+                        assert res.is_error, (name, res)
+                        errors.append(res.content[0].text)  # type: ignore[union-attr]
+                    ok = await session.call_tool("plan_show", {"plan": "g", "rev": "HEAD~1"})
+                    assert not ok.is_error
+
+    anyio.run(main)
+    assert all("exit 2" in e and "\n" not in e for e in errors), errors
+    assert trap.untouched() and snapshot(planned) == before
