@@ -11,6 +11,7 @@ import click
 from flowgit.cli.app import App
 from flowgit.cli.output import Output
 from flowgit.errors import ExitCode, FlowError, Interrupted, UsageError
+from flowgit.store import notices
 
 F = Callable[..., Any]
 
@@ -495,7 +496,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     args = list(sys.argv[1:] if argv is None else argv)
     app = App(out=Output(as_json="--json" in args, out=out, err=err))
     try:
-        rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
+        with notices.reporting(app.out.warn):
+            rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
     except FlowError as exc:
         app.out.error(exc.code, exc.message)
         return int(exc.exit_code)

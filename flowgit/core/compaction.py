@@ -41,7 +41,13 @@ def compact_task_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     snap = make_event("task.snapshot", last.plan, last.task, snapshot_actor(prefix), last.clock,
                       {"state": record.to_dict(), "replaces": len(prefix),
                        "through": last.id}, now)
-    return [snap, *ordered[cut:]]
+    return [snap, *unknown_types(prefix), *ordered[cut:]]
+
+
+def unknown_types(events: Sequence[Event]) -> list[Event]:
+    """Events of types this version does not know: a snapshot cannot fold them, so they stay
+    (a newer flowgit that wrote them still reads them)."""
+    return [e for e in events if not e.known]
 
 
 def handled_signal_ids(events: Sequence[Event]) -> set[str]:
@@ -83,7 +89,8 @@ def compact_plan_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     snap = make_event("plan.snapshot", last.plan, None, snapshot_actor(prefix), last.clock,
                       {"state": state, "replaces": len(prefix), "through": last.id}, now)
     kept_signals = [e for e in prefix if e.type == "signal.received" and e.id not in handled]
-    return [snap, *kept_signals, *open_review(prefix, info.phase), *ordered[cut:]]
+    return [snap, *kept_signals, *open_review(prefix, info.phase), *unknown_types(prefix),
+            *ordered[cut:]]
 
 
 def open_review(events: Sequence[Event], phase: str) -> list[Event]:

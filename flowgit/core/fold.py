@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from flowgit.core.events import Event, canonical, parse_time
+from flowgit.core.events import Event, LogRead, canonical, event_time
 from flowgit.core.model import PRIORITY_RANK, Plan, trusted_instance
 
 TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
                "skipped", "blocked")
-PHASES = ("draft", "plan_review", "execute", "checkpoint", "finish", "complete", "halted")
 ACTIVE = ("claimed", "in_progress")
 FINISHED = ("done", "skipped")
 
@@ -39,9 +38,10 @@ class TaskRecord:
     events: int = 0
     last_clock: int = 0
     log_path: str | None = None
+    unreadable: str | None = None  # "path:line" of a line the checker refused: the task is held
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "unreadable"}
         out["files_modified"] = list(self.files_modified)
         return out
 
@@ -55,7 +55,7 @@ class TaskRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "unreadable"}
         known["files_modified"] = tuple(known.get("files_modified") or ())
         return cls(**known)
 
@@ -93,6 +93,7 @@ class _Fold:
     events: int
     last_clock: int
     log_path: str | None
+    unreadable: str | None
 
     def __init__(self, rec: TaskRecord) -> None:
         for name in _RECORD_FIELDS:
@@ -172,11 +173,14 @@ def apply(rec: TaskRecord, ev: Event) -> TaskRecord:
 
 
 def _f(value: Any) -> float | None:
+    """A time field as seconds. The checker refused lines with a bad one; should one get here
+    anyway, it reads as absent rather than stopping the fold."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    return parse_time(str(value))
+    try:
+        return event_time(value)
+    except ValueError:
+        return None
 
 
 def reduce_task(events: Iterable[Event]) -> TaskRecord:
@@ -184,6 +188,13 @@ def reduce_task(events: Iterable[Event]) -> TaskRecord:
     for ev in canonical(events):
         _step(f, ev)
     return f.record()
+
+
+def fold_log(read: LogRead) -> TaskRecord:
+    """A task's log folded; a line the checker refused holds the task (`unreadable`) instead
+    of being skipped, since a skipped claim could hand the task to a second worker."""
+    record = reduce_task(read.events)
+    return replace(record, unreadable=read.unreadable) if read.bad else record
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,7 @@ class TaskView:
     waiting_on: tuple[str, ...] = ()
     blocked_by: tuple[str, ...] = ()
     record: TaskRecord = field(default_factory=TaskRecord)
+    held: str | None = None  # "path:line" of an unreadable event that holds the task (blocked)
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,13 @@ class PlanState:
     order: tuple[str, ...]  # ready tasks, best first
     info: PhaseInfo = PhaseInfo()
     external: Mapping[str, str] = field(default_factory=dict)  # other plans' tasks waited on
+    held: str | None = None  # "path:line" of an unreadable line in the plan log: nothing moves
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Where unreadable lines hold this plan or its tasks."""
+        out = [self.held] if self.held else []
+        return out + [v.held for v in self.tasks.values() if v.held and v.held != self.held]
 
     @property
     def unknown_refs(self) -> list[str]:
@@ -271,8 +290,9 @@ class PlanState:
 
     @property
     def stalled(self) -> bool:
-        """Work is left but nothing can move: nothing ready, running, waiting or in review."""
-        if self.phase not in ("execute", "checkpoint") or self.all_finished:
+        """Work is left but nothing can move: nothing ready, running, waiting or in review.
+        A plan held by an unreadable line is not stalled: it waits for the line to be fixed."""
+        if self.phase not in ("execute", "checkpoint") or self.all_finished or self.unreadable:
             return False
         live = ("ready", "claimed", "in_progress", "retry_wait")
         if any(v.state in live or v.waiting_on for v in self.tasks.values()):
@@ -315,7 +335,9 @@ def phase_of(plan_events: Sequence[Event]) -> PhaseInfo:
         d = ev.data
         if ev.type == "plan.snapshot":
             snap = d.get("state") or {}
-            approvals = [Approval(**a) for a in snap.get("approvals", [])]
+            approvals = [Approval(str(a.get("reviewer", "")), str(a.get("comment", "")),
+                                  str(a.get("plan_hash", "")), str(a.get("at", "")))
+                         for a in snap.get("approvals", []) if isinstance(a, Mapping)]
             failed = list(snap.get("failed_tasks", []))
             info = replace(info, phase=snap.get("phase", info.phase),
                            base_commit=snap.get("base_commit", info.base_commit),
@@ -369,11 +391,13 @@ def evaluate(
     external: Mapping[str, str] | None = None,
     rank: Mapping[str, float] | None = None,
     order: Sequence[str] | None = None,
+    held: str | None = None,
 ) -> PlanState:
     """Task and checkpoint states at `now`.
 
     `external` maps references to other plans (`OTHER/TASK` or `OTHER`) to their state;
-    `rank` maps task ids to their critical-path length (higher is claimed first).
+    `rank` maps task ids to their critical-path length (higher is claimed first); `held`
+    says where an unreadable line of the plan log is: every unfinished task is then held.
     """
     external = external or {}
     info = phase_of(plan_events)
@@ -420,6 +444,9 @@ def evaluate(
         rec = records.get(node, TaskRecord())
         interrupted = False
         status = rec.status
+        hold = rec.unreadable or (held if status not in FINISHED else None)
+        if hold:
+            status = "held"
         if status in ACTIVE and (rec.lease_until is None or rec.lease_until <= now):
             status, interrupted = "open", True
         if status == "retry_wait" and rec.retry_at is not None and rec.retry_at <= now:
@@ -430,7 +457,9 @@ def evaluate(
             status = "skipped"
             skip_spread.add(node)
         waiting: tuple[str, ...] = ()
-        if status == "open":
+        if status == "held":
+            state = "blocked"
+        elif status == "open":
             if blockers:
                 state = "blocked"
             elif unmet:
@@ -448,7 +477,7 @@ def evaluate(
             id=node, state=state, worker=rec.worker if state in ACTIVE else None,
             attempts=rec.attempts, lease_until=rec.lease_until if state in ACTIVE else None,
             retry_at=rec.retry_at if state == "retry_wait" else None, interrupted=interrupted,
-            waiting_on=waiting, blocked_by=tuple(blockers or unmet), record=rec,
+            waiting_on=waiting, blocked_by=tuple(blockers or unmet), record=rec, held=hold,
         ))
     rank = rank or {}
     ready = [v.id for v in views.values() if v.state == "ready"]
@@ -456,4 +485,4 @@ def evaluate(
     ordered_views = {t.id: views[t.id] for t in plan.tasks}
     ordered_cps = {c.id: cviews[c.id] for c in plan.checkpoints}
     return PlanState(plan.id, info.phase, ordered_views, ordered_cps, info.approvals,
-                     info.base_commit, tuple(ready), info, external)
+                     info.base_commit, tuple(ready), info, external, held)

@@ -32,7 +32,12 @@ class Decision:
     result: dict[str, Any] | None = None
 
 
+HELD = "fix or remove that line (`flowgit validate` says what is wrong with it)"
+
+
 def describe(view: TaskView, now: float) -> str:
+    if view.held:
+        return f"blocked: unreadable event at {view.held}: {HELD}"
     if view.state in ("claimed", "in_progress"):
         return f"{view.state} by {view.worker} (lease until {format_time(view.lease_until or 0)})"
     if view.state == "retry_wait":
@@ -137,6 +142,9 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
 def _summary(state: PlanState) -> str:
     counts = state.counts
     parts = [f"{n} {s}" for s, n in counts.items() if n]
+    held = state.unreadable
+    if held:
+        parts.append(f"held by an unreadable event at {held[0]}: {HELD}")
     return ", ".join(parts) or "no tasks"
 
 

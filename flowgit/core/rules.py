@@ -45,7 +45,10 @@ def is_stale(state: PlanState, facts: Facts) -> bool:
 
 
 def decide(state: PlanState, facts: Facts) -> list[Move]:
-    """The next automatic move, if any (at most one: apply it, then ask again)."""
+    """The next automatic move, if any (at most one: apply it, then ask again). None while an
+    unreadable line in the plan log leaves the phase in doubt."""
+    if state.held:
+        return []
     phase = state.phase
     if phase == "plan_review":
         if facts.auto_approve or facts.approvals_required == 0:

@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flowgit.core.events import MAX_DEPTH, too_deep
+
 __all__ = ["event_sort_key", "merge_driver_main", "merge_logs", "parse_lines"]
 
 
@@ -29,6 +31,8 @@ def _split(data: bytes) -> list[tuple[int, bytes]]:
 
 
 def _parse_line(number: int, line: bytes) -> dict[str, Any]:
+    if too_deep(line):  # the parser recurses: check before handing it the line
+        raise ValueError(f"line {number}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
         obj = json.loads(line.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -130,8 +130,12 @@ def schema_errors(kind: str, data: object, text: str | None, path: str) -> list[
 
 
 def event_errors(obj: object, path: str, lineno: int) -> list[str]:
-    """Validate one decoded event line; one `path:lineno: field: message` line per error."""
-    return _unique(f"{path}:{lineno}: {_field(loc)}: {msg}" for loc, msg in _problems("event", obj))
+    """Check one decoded event line as every reader does (`flowgit.core.events.check_event`:
+    the envelope of schemas/event.json, and the fields each known type's fold reads); one
+    `path:lineno: field: message` line per problem."""
+    from flowgit.core.events import check_event
+
+    return _unique(f"{path}:{lineno}: {problem}" for problem in check_event(obj))
 
 
 def _unique(lines: Iterable[str]) -> list[str]:

@@ -2,7 +2,6 @@
 naming the file, the line or the task, and what to do."""
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ MAX_LOG_BYTES = 256 * 1024 * 1024
 class Report:
     errors: list[str] = field(default_factory=list)
     files: int = 0
+    warnings: list[str] = field(default_factory=list)  # what does not fail the check
     plans: dict[str, Plan] = field(default_factory=dict)
 
 
@@ -45,37 +45,9 @@ def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
     return None if errors else obj
 
 
-_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}\Z")
-_FULL_ID = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
-_AT = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z\Z")
-_EVENT_KEYS = {"id", "type", "plan", "task", "actor", "at", "clock", "data"}
-_EVENT_REQUIRED = _EVENT_KEYS - {"data"}
-
-
-def _plain_event(obj: Any) -> bool:
-    """A quick yes for the common well-formed line; anything else goes to the schema for
-    its exact message. Never says yes to a line the schema would refuse."""
-    from flowgit.core.events import KNOWN_TYPES
-
-    if type(obj) is not dict or not _EVENT_REQUIRED <= obj.keys() <= _EVENT_KEYS:
-        return False
-    t, task, clock = obj.get("type"), obj.get("task"), obj.get("clock")
-    return (type(obj.get("id")) is str and _ULID.match(obj["id"]) is not None
-            and t in KNOWN_TYPES and is_valid_id(obj.get("plan"))
-            and (is_valid_id(task) if str(t).startswith("task.") else task is None)
-            and type(obj.get("actor")) is str and obj["actor"] != ""
-            and type(obj.get("at")) is str and _AT.match(obj["at"]) is not None
-            and type(clock) is int and clock >= 0 and type(obj.get("data", {})) is dict
-            and _full_id_or_none(obj.get("data", {}).get("base_commit")))
-
-
-def _full_id_or_none(value: Any) -> bool:
-    """A commit id in an event reaches git: full hex (the schema says so too), or none."""
-    return value is None or (type(value) is str and _FULL_ID.match(value) is not None)
-
-
 def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) -> None:
-    from flowgit.formats.schemacheck import event_errors
+    """Every line of one event log, by the checker every reader uses (`flowgit.core.events`)."""
+    from flowgit.core.events import KNOWN_TYPES, check_event, load_line
 
     if len(data) > MAX_LOG_BYTES:
         report.errors.append(f"{rel}: {len(data)} bytes is above the {MAX_LOG_BYTES} byte limit: run `flowgit compact {plan_id}`")
@@ -90,28 +62,31 @@ def check_log(rel: str, data: bytes, plan_id: str, stream: str, report: Report) 
         report.errors.append(f"{rel}:{line}: torn last line (a write was cut off): run `flowgit doctor --fix`")
         data = data[: data.rfind(b"\n") + 1]
     seen: set[str] = set()
+    want_task = None if stream == "_plan" else stream
     for lineno, raw in enumerate(data.split(b"\n")[:-1], start=1):
         if not raw.strip():
             report.errors.append(f"{rel}:{lineno}: empty line in an event log: remove it")
             continue
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            obj = load_line(raw)
+        except ValueError as exc:
             report.errors.append(f"{rel}:{lineno}: not a JSON event ({exc}): restore the line from git")
             continue
-        errors = [] if _plain_event(obj) else event_errors(obj, rel, lineno)
+        errors = check_event(obj)
         if errors:
-            report.errors.extend(errors)
+            report.errors.extend(f"{rel}:{lineno}: {e}" for e in errors)
             continue
         if obj["id"] in seen:
             report.errors.append(f"{rel}:{lineno}: duplicate event id {obj['id']}: run `flowgit doctor --fix`")
         seen.add(obj["id"])
-        want_task = None if stream == "_plan" else stream
         if obj["plan"] != plan_id or obj["task"] != want_task:
             report.errors.append(f"{rel}:{lineno}: event belongs to {obj['plan']}/{obj['task']}, "
                                  f"not to this log ({plan_id}/{want_task}): move it to its own log")
         if stream == "_plan" and str(obj["type"]).startswith("task."):
             report.errors.append(f"{rel}:{lineno}: task event {obj['type']} in the plan log")
+        if obj["type"] not in KNOWN_TYPES:
+            report.warnings.append(f"{rel}:{lineno}: unknown event type {obj['type']!r}: kept and "
+                                   "ignored (written by a newer flowgit?)")
 
 
 @dataclass

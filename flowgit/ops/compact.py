@@ -20,6 +20,7 @@ def compact_plan(repo: FlowRepo, plan_id: str, keep: int, actor: str, min_events
             read = repo.read_log(plan_id, stream)
             if len(read.events) <= max(keep, min_events):
                 continue
+            read.check()  # a snapshot cannot say what an unreadable line meant
             # a snapshot of a log whose committed lines were cut would commit the loss
             ensure_log_intact(repo, path, "run the command again to compact them")
             new = (compact_plan_log(read.events, keep, w.now) if stream == PLAN_LOG

@@ -12,7 +12,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, S
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
-from flowgit.core.fold import PlanState, TaskRecord, evaluate, reduce_task
+from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.errors import (
     Ambiguous,
@@ -24,6 +24,7 @@ from flowgit.errors import (
     NotInitialised,
 )
 from flowgit.ids import check_actor, check_id, is_valid_id, split_ref
+from flowgit.store import notices
 from flowgit.store.cache import DerivedCache
 from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
@@ -222,7 +223,11 @@ class FlowRepo:
             data = path.read_bytes()
         except FileNotFoundError:
             return LogRead((), False, 0)
-        return parse_log(data, self.rel(path))
+        read = parse_log(data, self.rel(path), plan_id, None if stream == PLAN_LOG else stream)
+        if read.bad:
+            notices.unreadable(read, f"plan {plan_id} is held" if stream == PLAN_LOG
+                               else f"task {plan_id}/{stream} is held")
+        return read
 
     def plan_events(self, plan_id: str) -> tuple[Event, ...]:
         return self.read_log(plan_id, PLAN_LOG).events
@@ -251,9 +256,11 @@ class FlowRepo:
             if not is_valid_id(task):
                 continue
             seen.add(task)
-            read = parse_log(Path(entry.path).read_bytes(), self.rel(Path(entry.path)))
-            rec = reduce_task(read.events)
-            out[task] = rec
+            read = parse_log(Path(entry.path).read_bytes(), self.rel(Path(entry.path)), plan_id, task)
+            out[task] = rec = fold_log(read)
+            if read.bad:  # read again each time, so each command names the line
+                notices.unreadable(read, f"task {plan_id}/{task} is held")
+                continue
             logs[task] = [key, rec.to_row()]
             self.cache.changed(name)
         for gone in set(logs) - seen:
@@ -295,8 +302,9 @@ class FlowRepo:
             deps = {t.id: t.depends_on for t in plan.tasks}
             deps.update({c.id: c.after for c in plan.checkpoints})
             external = self._external_states(plan, deps, now, _seen | {plan_id})
-        return evaluate(plan, self.records(plan_id), self.plan_events(plan_id),
-                        time.time() if now is None else now, external, rank, order)
+        plan_log = self.read_log(plan_id, PLAN_LOG)
+        return evaluate(plan, self.records(plan_id), plan_log.events,
+                        time.time() if now is None else now, external, rank, order, plan_log.unreadable)
 
     def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
         """The plan's phase and this one task's state from its own log only (dependencies
@@ -308,8 +316,10 @@ class FlowRepo:
         if task is None:
             return None
         alone = replace(plan, tasks=(replace(task, depends_on=()),), checkpoints=())
-        record = reduce_task(self.read_log(plan_id, task_id).events)
-        return evaluate(alone, {task_id: record}, self.plan_events(plan_id), now, {}, {}, [task_id])
+        record = fold_log(self.read_log(plan_id, task_id))
+        plan_log = self.read_log(plan_id, PLAN_LOG)
+        return evaluate(alone, {task_id: record}, plan_log.events, now, {}, {}, [task_id],
+                        plan_log.unreadable)
 
     def _external_states(self, plan: Plan, deps: Mapping[str, Sequence[str]], now: float | None,
                          seen: frozenset[str]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, parse_log
-from flowgit.core.fold import TaskRecord, evaluate, reduce_task
+from flowgit.core.fold import TaskRecord, evaluate, fold_log
 from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
@@ -30,7 +30,7 @@ class Memo:
         key = (stream, data)
         record = self.folds.get(key)
         if record is None:
-            record = self.folds[key] = reduce_task(parse_log(data, stream).events)
+            record = self.folds[key] = fold_log(parse_log(data, stream))
         return record
 
 
@@ -49,12 +49,14 @@ class PlanSnap:
             plan = Plan.from_dict(self.raw, "plan")
             records = {}
             plan_events: tuple[Event, ...] = ()
+            held = None
             for stream, data in self.logs.items():
                 if stream == PLAN_LOG:
-                    plan_events = parse_log(data, stream).events
+                    plan_log = parse_log(data, stream)
+                    plan_events, held = plan_log.events, plan_log.unreadable
                 else:
                     records[stream] = self.memo.fold(stream, data)
-            state = evaluate(plan, records, plan_events, now)
+            state = evaluate(plan, records, plan_events, now, held=held)
         except (InvalidFile, ValueError):
             return {}
         out = {k: v.state for k, v in state.tasks.items()}

@@ -81,6 +81,8 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
     files = {repo.rel(p): p.read_bytes() for p in iter_flow_files(repo)
              if not p.is_symlink() and p.is_file()}
     report = validate_files(files, None, adr_ids(repo))
+    for line in report.warnings:
+        problems.append(_problem("unknown_type", line.split(":", 1)[0], line))
     for line in report.errors:
         if "torn last line" in line or "duplicate event id" in line:
             continue
@@ -182,6 +184,7 @@ def _not_committable(repo: FlowRepo, rel: str, tracked: bool) -> str | None:
     return None
 
 
+INFO = ("orphan_log", "unknown_type")  # said, never a failure
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
@@ -247,15 +250,15 @@ def doctor(app: App, do_fix: bool) -> int:
             p["fixed"] = _key(p) not in left
         seen = {_key(p) for p in problems}
         problems += [p for p in still if _key(p) not in seen]
-    remaining = [p for p in problems if not p["fixed"] and p["kind"] != "orphan_log"]
+    remaining = [p for p in problems if not p["fixed"] and p["kind"] not in INFO]
 
     def text() -> str:
         if not problems:
             return "ok: no problems found"
         lines = []
         for p in problems:
-            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "new_rule": "new rule"}.get(
-                p["kind"], "problem")
+            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "unknown_type": "info",
+                                               "new_rule": "new rule"}.get(p["kind"], "problem")
             lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
         if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
             lines.append("run `flowgit doctor --fix` to repair what can be repaired")

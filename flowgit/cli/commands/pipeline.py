@@ -255,6 +255,8 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
     actor = actor_for(repo, reviewer)
     app.advance_after(plan_id, actor)
     state = repo.state(plan_id)
+    if state.held:  # what the review shows (its base commit, say) may be the unreadable line
+        repo.read_log(plan_id, PLAN_LOG).check()
     cp = _pick_checkpoint(repo, plan_id, cp_id, state)
     if not do_approve and not changes:
         r = review(repo, plan_id, cp, state)

@@ -33,6 +33,8 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
             row["blocked_by"] = list(view.blocked_by)
         if view.record.last_error and view.state in ("failed", "retry_wait"):
             row["error"] = view.record.last_error
+        if view.held:
+            row["unreadable"] = view.held
         tasks.append(row)
     approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
     from flowgit.core.rules import Facts, is_stale
@@ -49,6 +51,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
         "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
         "approvals": approvals, "approval_stale": bool(stale),
         "parent": loaded.plan.parent, "unknown_refs": state.unknown_refs,
+        "unreadable": state.unreadable,
         "tasks": tasks,
     }
 
@@ -72,6 +75,9 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
     if data.get("unknown_refs"):
         lines.append(f"waiting on unknown plans or tasks: {', '.join(data['unknown_refs'])} "
                      "(nothing by that name yet: if it is a typo, `flowgit validate` shows where)")
+    for where in data.get("unreadable") or []:
+        lines.append(f"held by an unreadable event at {where}: fix or remove that line "
+                     "(`flowgit validate` says what is wrong with it)")
     if data["approval_stale"]:
         lines.append("approval is stale: the plan changed after it was approved")
     if data["stalled"]:
@@ -81,7 +87,9 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
     if len(data["tasks"]) <= 60 or tty:
         for row in data["tasks"][:200]:
             extra = ""
-            if row.get("worker"):
+            if row.get("unreadable"):
+                extra = f" (unreadable event at {row['unreadable']})"
+            elif row.get("worker"):
                 extra = f" ({row['worker']})"
             elif row.get("blocked_by"):
                 extra = f" (on {', '.join(row['blocked_by'])})"

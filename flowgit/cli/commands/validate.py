@@ -144,6 +144,10 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
     if staged:
         errors += _broken_references(repo, changes, report.plans, lookup)
     result = {"ok": not errors, "files": report.files, "errors": errors}
+    if report.warnings:
+        result["warnings"] = report.warnings
+    for line in report.warnings:
+        app.out.warn(line)
     if errors:
         if app.out.as_json:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
