@@ -497,7 +497,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     app = App(out=Output(as_json="--json" in args, out=out, err=err))
     try:
         with notices.reporting(app.out.warn):
-            rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
+            try:
+                rv = cli.main(args=args, prog_name="flowgit", standalone_mode=False, obj=app)
+            except FlowError as exc:
+                notices.flush(unless=exc.message)  # the error names that line itself
+                raise
     except FlowError as exc:
         app.out.error(exc.code, exc.message)
         return int(exc.exit_code)

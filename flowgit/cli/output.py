@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Any, Callable, TextIO
 
+from flowgit.store import notices
+
 
 class Output:
     def __init__(self, as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
@@ -19,6 +21,7 @@ class Output:
 
     def result(self, obj: Any, text: str | Callable[[], str] | None = None) -> None:
         """The command's one result: the JSON object, or its text form."""
+        notices.flush()  # warnings about what was read come first
         if self.as_json:
             self.out.write(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
         elif text is not None:
@@ -29,6 +32,7 @@ class Output:
 
     def info(self, line: str) -> None:
         """Progress for people: stderr in JSON mode so stdout stays one object."""
+        notices.flush()
         stream = self.err if self.as_json else self.out
         stream.write(line + "\n")
         stream.flush()

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.errors import FlowError
+from flowgit.store import notices
 from flowgit.store.repo import FlowRepo, automatic_actor
 
 IGNORED_PARTS = (".cache", "flowgit.lock", "flowgit-journal", "objects", "logs")
@@ -142,6 +143,7 @@ def one_pass(root: Path, log: Callable[[str], None],
     if extra is not None:
         extra(repo, log)
     repo.save_cache()
+    notices.flush()  # what this pass read, said now rather than at the next event
     return applied
 
 
