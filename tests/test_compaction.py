@@ -110,7 +110,7 @@ def random_plan_events(rng: random.Random, n: int) -> list[Event]:
         if kind == "plan.phase":
             data = {"to": rng.choice(phases), "reason": "r"}
             if rng.random() < 0.5:
-                data["base_commit"] = rng.choice(["c1", "c2", "c3"])
+                data["base_commit"] = rng.choice(["c1", "c2", "c3"]) * 20  # full ids, as events hold
             if rng.random() < 0.5:
                 data["plan_hash"] = rng.choice(["h1", "h2"])
             if rng.random() < 0.3:
