@@ -709,3 +709,46 @@ def identity_problem(root: Path) -> str | None:
             lines = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
             return lines[-1] if lines else f"git var {var} failed"
     return None
+
+
+# ----- the board (read-only) and the prompt a run gave a task ------------------------------------
+
+def store_blob(root: Path, data: bytes) -> str:
+    """Write `data` into the object store as a blob (`git hash-object -w`); its id.
+
+    Nothing refers to it but the event that names it: it lives until `git gc` prunes
+    unreachable objects (two weeks by default), and a clone does not carry it."""
+    return _out(["hash-object", "-w", "--stdin"], root, input=data)
+
+
+def file_versions(root: Path, path: str, limit: int = 200) -> list[tuple[str, int, str]]:
+    """The commits on HEAD's history that changed `path`, newest first: (full id, commit time,
+    subject). One `git log`, no GitPython: the board asks on every review page."""
+    proc = _run(["log", f"--max-count={limit}", "--format=%H%x00%ct%x00%s", EOO, "HEAD", "--", path],
+                root, check=False)
+    out = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split("\0")
+        if len(parts) == 3 and is_full_id(parts[0]) and parts[1].isdigit():
+            out.append((parts[0], int(parts[1]), parts[2]))
+    return out
+
+
+def added_lines_by_commit(root: Path, head: str, since: str | None, pathspec: str,
+                          ) -> list[tuple[str, bytes]]:
+    """(commit, line) for every line that each commit after `since` up to `head` (full ids)
+    added under `pathspec`, oldest first: one `git log -p` along the first parents, a merge
+    shown against its first parent (what it brought onto the branch)."""
+    check_full_id(head, "added_lines_by_commit", "head")
+    span = head if since is None else f"{check_full_id(since, 'added_lines_by_commit', 'since')}..{head}"
+    proc = _run(["log", "--reverse", "--first-parent", "-m", "--no-renames", "--no-color",
+                 "--no-ext-diff", "--format=%x01%H", "-p", "-U0", EOO, span, "--", pathspec],
+                root, check=False)
+    out: list[tuple[str, bytes]] = []
+    commit = ""
+    for line in proc.stdout.split(b"\n"):
+        if line.startswith(b"\x01"):
+            commit = line[1:].decode("ascii", "replace")
+        elif line.startswith(b"+") and not line.startswith(b"+++") and commit:
+            out.append((commit, line[1:]))
+    return out

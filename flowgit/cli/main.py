@@ -477,10 +477,25 @@ def mcp_cmd(app: App) -> int:
 
 @command(cli, "demo")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def demo_cmd(app: App, directory: Path | None) -> int:
+@click.option("--board", "with_board", is_flag=True, help="Then leave the board running on the demo.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8420, show_default=True,
+              help="The board's port (with --board; 0 picks a free one).")
+def demo_cmd(app: App, directory: Path | None, with_board: bool, port: int) -> int:
     """Run the built-in webhook example end to end in a fresh repository."""
     from flowgit.cli.commands import demo
-    return demo.demo(app, directory)
+    return demo.demo(app, directory, board_port=port if with_board else None)
+
+
+@command(cli, "board")
+@click.option("--port", type=click.IntRange(0, 65535), default=8420, show_default=True,
+              help="The port (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to listen on; anything but loopback is warned about.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the board in a web browser.")
+def board_cmd(app: App, port: int, host: str, open_browser: bool) -> int:
+    """Serve a read-only, live web page of the plans, their boards, graphs and history."""
+    from flowgit.cli.commands import board
+    return board.board(app, port, host, open_browser)
 
 
 @cli.command("merge-driver", hidden=True)

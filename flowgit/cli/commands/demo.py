@@ -64,7 +64,7 @@ class Steps:
         return json.loads(self.run(*args, "--json", show=False))
 
 
-def demo(app: App, directory: Path | None) -> int:
+def demo(app: App, directory: Path | None, board_port: int | None = None) -> int:
     start = time.monotonic()
     target = (directory or Path(tempfile.mkdtemp(prefix="flowgit-demo-"))).resolve()
     _prepare(target)
@@ -118,4 +118,9 @@ def demo(app: App, directory: Path | None) -> int:
               "seconds": round(elapsed, 2), "ok": ok}
     app.out.result(result, f"== done in {elapsed:.1f}s: webhooks is {status['phase']}, "
                            f"{commits} commits in {target}")
+    if board_port is not None and ok:
+        from flowgit.cli.commands.board import serve_board
+
+        say("== the board (`flowgit board`) on the demo:")
+        serve_board(app, target, board_port, "127.0.0.1", False)
     return 0 if ok else 1

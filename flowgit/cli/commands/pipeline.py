@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 from flowgit import git
 from flowgit.cli.app import App
-from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
+from flowgit.core.events import PLAN_LOG, Event, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.rules import decide, resume_phase
 from flowgit.errors import (
@@ -16,7 +16,6 @@ from flowgit.errors import (
     ExitCode,
     FlowError,
     GitBusy,
-    GitError,
     IllegalTransition,
     NotFound,
     Stalled,
@@ -32,7 +31,7 @@ from flowgit.ops.phases import (
     validation_events,
     validations_for,
 )
-from flowgit.store.files import line_of
+from flowgit.ops.review import checkpoint_review, recorded_validations
 from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, plan_hash
 from flowgit.store.writing import commit_message
 
@@ -135,60 +134,6 @@ def reject(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 
 # ----- checkpoints -----------------------------------------------------------------------------
 
-def _upstream(repo: FlowRepo, plan_id: str, cp_id: str) -> list[str]:
-    plan = repo.load_plan(plan_id).plan
-    deps = {t.id: t.depends_on for t in plan.tasks}
-    deps.update({c.id: c.after for c in plan.checkpoints})
-    seen: list[str] = []
-    stack = list(deps.get(cp_id, ()))
-    while stack:
-        node = stack.pop()
-        if node in seen or node not in deps:
-            continue
-        seen.append(node)
-        stack.extend(deps[node])
-    return [t.id for t in plan.tasks if t.id in seen]
-
-
-def recorded_validations(repo: FlowRepo, plan_id: str, cp_id: str) -> dict[str, dict[str, Any]]:
-    """The results of the checkpoint's validations recorded since it was last reached."""
-    entered = None
-    validations: dict[str, dict[str, Any]] = {}
-    for ev in canonical(repo.plan_events(plan_id)):
-        if ev.type == "plan.phase" and ev.data.get("checkpoint") == cp_id:
-            entered = ev.clock
-            validations = {}
-        elif ev.type == "checkpoint.validation" and ev.data.get("checkpoint") == cp_id and entered is not None:
-            validations[ev.data["name"]] = {k: ev.data.get(k) for k in ("name", "argv", "exit_code", "duration", "output_tail")}
-    return validations
-
-
-def review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[str, Any]:
-    """What a reviewer needs: changes since execution began, validation results, notes."""
-    base = state.base_commit
-    files: list[dict[str, Any]] = []
-    if base is not None and not git.is_full_id(base):  # from the log: it must never reach git as is
-        log = repo.log_file(plan_id, PLAN_LOG)
-        line = line_of(log, "base_commit", base)
-        git.check_full_id(base, repo.rel(log) + (f":{line}" if line else ""), "base_commit")
-    if base and git.head(repo.root):
-        try:
-            stats = git.diff_numstat(repo.root, base, "HEAD", exclude=".flow")
-        except GitError:  # a commit this clone does not have (a shallow clone, a rewritten history)
-            stats = []
-        files = [{"path": s.path, "added": s.added, "removed": s.removed} for s in stats]
-    validations = recorded_validations(repo, plan_id, cp_id)
-    notes = []
-    for tid in _upstream(repo, plan_id, cp_id):
-        view = state.tasks.get(tid)
-        if view and view.record.note:
-            notes.append({"task": tid, "note": view.record.note, "state": view.state})
-    return {"checkpoint": cp_id, "state": state.checkpoints[cp_id].state, "base_commit": base,
-            "changes": {"files": files, "added": sum(f["added"] for f in files),
-                        "removed": sum(f["removed"] for f in files)},
-            "validations": list(validations.values()), "notes": notes}
-
-
 def review_text(r: dict[str, Any]) -> str:
     ch = r["changes"]
     lines = [f"checkpoint {r['checkpoint']} ({r['state']})",
@@ -259,7 +204,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         repo.read_log(plan_id, PLAN_LOG).check()
     cp = _pick_checkpoint(repo, plan_id, cp_id, state)
     if not do_approve and not changes:
-        r = review(repo, plan_id, cp, state)
+        r = checkpoint_review(repo, plan_id, cp, state)
         app.out.result({"plan": plan_id, **r}, review_text(r))
         return 0
     if reviewer is None:

@@ -1,17 +1,17 @@
 """Git-native review: semantic plan diffs, plan history, and rollback of a definition."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flowgit import git
 from flowgit.cli.app import App
 from flowgit.errors import Dirty, FlowError, InvalidFile, NoCommits, NotFound
 from flowgit.formats import yamlio
-from flowgit.formats.plandiff import diff_adrs, diff_plan, render_markdown, render_text
+from flowgit.formats.plandiff import diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
+from flowgit.ops.review import compare
 from flowgit.store.repo import actor_for
-from flowgit.store.snapshot import Memo, Snapshot, at_rev, work_tree
+from flowgit.store.snapshot import Memo, at_rev, work_tree
 from flowgit.store.writing import commit_message
 
 
@@ -31,25 +31,6 @@ def _default_base(app: App) -> str:
     if branch is None:
         return "HEAD"
     return git.merge_base(root, "HEAD", branch) or "HEAD"
-
-
-def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, Any]:
-    now = time.time()
-    ids = sorted(set(a.plans) | set(b.plans))
-    if plan_id:
-        ids = [plan_id] if plan_id in ids else []
-    plans = []
-    for pid in ids:
-        old, new = a.plans.get(pid), b.plans.get(pid)
-        result = diff_plan(old.raw if old else None, new.raw if new else None,
-                           old_states=old.states(now) if old else {},
-                           new_states=new.states(now) if new else {},
-                           old_spec=old.spec if old else None, new_spec=new.spec if new else None,
-                           plan_id=pid)
-        if result.get("changed") or result.get("status") != "unchanged":
-            plans.append(result)
-    adrs = diff_adrs(a.adrs, b.adrs)
-    return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs}
 
 
 def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str) -> int:

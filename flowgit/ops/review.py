@@ -1,0 +1,90 @@
+"""What a reviewer reads: a checkpoint's review (changes, validations, notes) and the semantic
+comparison of two snapshots of `.flow/`. Shared by the CLI and the board."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flowgit import git
+from flowgit.core.events import PLAN_LOG, canonical
+from flowgit.core.fold import PlanState
+from flowgit.errors import GitError
+from flowgit.formats.plandiff import diff_adrs, diff_plan
+from flowgit.store.files import line_of
+from flowgit.store.repo import FlowRepo
+from flowgit.store.snapshot import Snapshot
+
+
+def upstream(repo: FlowRepo, plan_id: str, cp_id: str) -> list[str]:
+    """The tasks a checkpoint waits on, directly or through others, in plan order."""
+    plan = repo.load_plan(plan_id).plan
+    deps = {t.id: t.depends_on for t in plan.tasks}
+    deps.update({c.id: c.after for c in plan.checkpoints})
+    seen: list[str] = []
+    stack = list(deps.get(cp_id, ()))
+    while stack:
+        node = stack.pop()
+        if node in seen or node not in deps:
+            continue
+        seen.append(node)
+        stack.extend(deps[node])
+    return [t.id for t in plan.tasks if t.id in seen]
+
+
+def recorded_validations(repo: FlowRepo, plan_id: str, cp_id: str) -> dict[str, dict[str, Any]]:
+    """The results of the checkpoint's validations recorded since it was last reached."""
+    entered = None
+    validations: dict[str, dict[str, Any]] = {}
+    for ev in canonical(repo.plan_events(plan_id)):
+        if ev.type == "plan.phase" and ev.data.get("checkpoint") == cp_id:
+            entered = ev.clock
+            validations = {}
+        elif ev.type == "checkpoint.validation" and ev.data.get("checkpoint") == cp_id and entered is not None:
+            validations[ev.data["name"]] = {k: ev.data.get(k) for k in ("name", "argv", "exit_code", "duration", "output_tail")}
+    return validations
+
+
+def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState) -> dict[str, Any]:
+    """What a reviewer needs: changes since execution began, validation results, notes."""
+    base = state.base_commit
+    files: list[dict[str, Any]] = []
+    if base is not None and not git.is_full_id(base):  # from the log: it must never reach git as is
+        log = repo.log_file(plan_id, PLAN_LOG)
+        line = line_of(log, "base_commit", base)
+        git.check_full_id(base, repo.rel(log) + (f":{line}" if line else ""), "base_commit")
+    if base and git.head(repo.root):
+        try:
+            stats = git.diff_numstat(repo.root, base, "HEAD", exclude=".flow")
+        except GitError:  # a commit this clone does not have (a shallow clone, a rewritten history)
+            stats = []
+        files = [{"path": s.path, "added": s.added, "removed": s.removed} for s in stats]
+    validations = recorded_validations(repo, plan_id, cp_id)
+    notes = []
+    for tid in upstream(repo, plan_id, cp_id):
+        view = state.tasks.get(tid)
+        if view and view.record.note:
+            notes.append({"task": tid, "note": view.record.note, "state": view.state})
+    return {"checkpoint": cp_id, "state": state.checkpoints[cp_id].state, "base_commit": base,
+            "changes": {"files": files, "added": sum(f["added"] for f in files),
+                        "removed": sum(f["removed"] for f in files)},
+            "validations": list(validations.values()), "notes": notes}
+
+
+def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, Any]:
+    """The semantic diff of every plan (or one) and of the ADRs between two snapshots."""
+    now = time.time()
+    ids = sorted(set(a.plans) | set(b.plans))
+    if plan_id:
+        ids = [plan_id] if plan_id in ids else []
+    plans = []
+    for pid in ids:
+        old, new = a.plans.get(pid), b.plans.get(pid)
+        result = diff_plan(old.raw if old else None, new.raw if new else None,
+                           old_states=old.states(now) if old else {},
+                           new_states=new.states(now) if new else {},
+                           old_spec=old.spec if old else None, new_spec=new.spec if new else None,
+                           plan_id=pid)
+        if result.get("changed") or result.get("status") != "unchanged":
+            plans.append(result)
+    adrs = diff_adrs(a.adrs, b.adrs)
+    return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs}
