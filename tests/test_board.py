@@ -274,3 +274,14 @@ def test_board_outside_a_flowgit_repository_says_so(tmp_path: object) -> None:
     path = make_git_repo(Path(str(tmp_path)) / "plain")
     res = Repo(path).run("board", "--port", "0")
     assert res.code == 1 and "flowgit init" in res.err
+
+
+def test_a_port_in_use_is_one_line(web: Repo) -> None:
+    b = Board(web)
+    try:
+        res = web.run("board", "--port", str(b.port))
+    finally:
+        b.stop()
+    assert res.code == 1
+    assert f"port {b.port} on 127.0.0.1 is in use: pass --port N" in res.err
+    assert "Traceback" not in res.err

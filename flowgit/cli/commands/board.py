@@ -36,6 +36,5 @@ def serve_board(app: App, root: Path, port: int, host: str, open_browser: bool) 
         return serve(root, "127.0.0.1" if host == "localhost" else host, port, ready)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise FlowError(f"port {port} on {host} is in use: pass --port N (0 picks a free one)",
-                            code="port_in_use") from None
-        raise FlowError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", code="cannot_serve") from None
+            raise FlowError(f"port {port} on {host} is in use: pass --port N (0 picks a free one)") from None
+        raise FlowError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
