@@ -164,14 +164,18 @@ def _plan_header(ctx: Ctx, plan: Plan, state: PlanState, extra: str = "") -> str
         warn += ('<p class="banner warn" role="alert"><strong>Stalled:</strong> nothing is ready, '
                  f'running or waiting, but work is left. {esc(chains)}</p>')
     goal = f'<p class="goal">{esc(plan.goal)}</p>' if plan.goal else ""
+    if stale:
+        freshness = ('<span class="meta-item stale" data-stale="true"><span class="flag warn">'
+                     'approval stale</span></span>')
+    elif state.approvals:
+        freshness = '<span class="meta-item stale" data-stale="false">✓ approval current</span>'
+    else:
+        freshness = ""
     return (f'<header class="planhead"><div class="ph-title"><h1>{esc(plan.title)}</h1>'
             f'<code class="pid">{esc(plan.id)}</code> {phase_pill(state.phase)}</div>{goal}'
             f'<div class="ph-meta">{_progress(state.progress, "progress")}'
             f'<span class="meta-item"><strong>{finished}</strong> of {total} finished</span>'
-            f'{approvals}'
-            f'<span class="meta-item stale" data-stale="{str(stale).lower()}">'
-            f'approval {"stale" if stale else "current" if state.approvals else "—"}</span>'
-            f'{extra}</div>{warn}</header>')
+            f'{approvals}{freshness}{extra}</div>{warn}</header>')
 
 
 def _card(plan_id: str, task: Task, view: TaskView, now: float, gates: Sequence[str]) -> str:
@@ -196,6 +200,9 @@ def _card(plan_id: str, task: Task, view: TaskView, now: float, gates: Sequence[
     behind = [g for g in gates if g in task.depends_on]
     if behind:
         meta.append(f'<span class="gate-tag">⚑ behind {esc(", ".join(behind))}</span>')
+    if view.state in ("done", "skipped") and view.record.note:
+        note = " ".join(view.record.note.split())
+        meta.append(f'<span class="cnote">{esc(note[:120] + ("…" if len(note) > 120 else ""))}</span>')
     if view.record.last_error and view.state in ("failed", "retry_wait"):
         meta.append(f'<span class="err">{esc(view.record.last_error[:160])}</span>')
     prio = (f'<span class="prio prio-{esc(task.priority)}">{esc(task.priority)}</span>'

@@ -27,6 +27,7 @@ class Job:
     log: Path = Path()
     note_file: Path = Path()
     started: float = field(default_factory=time.monotonic)
+    prompt: str | None = None  # built at claim time, when its blob is recorded
 
 
 NOTE_LIMIT = 4000

@@ -293,15 +293,27 @@ class Runner:
         lease = float(repo.config.lease_seconds)
         clock = state.tasks[job.task].record.last_clock + 1
         until = format_time(now + lease)
+        started = {"lease_until": until, "branch": job.branch, "log": repo.rel(job.log)}
+        blob = self._record_prompt(repo, job)
+        if blob:
+            started["prompt"] = blob
         w.append(job.task, [
             make_event("task.claimed", job.plan, job.task, job.actor, clock,
                        {"lease_until": until, "lease_seconds": lease}, now),
-            make_event("task.started", job.plan, job.task, job.actor, clock + 1,
-                       {"lease_until": until, "branch": job.branch, "log": repo.rel(job.log)}, now),
+            make_event("task.started", job.plan, job.task, job.actor, clock + 1, started, now),
             # FORMAT.md's event for it: the fold keeps the path on the task's record
             make_event("task.log", job.plan, job.task, job.actor, clock + 2,
                        {"path": repo.rel(job.log)}, now),
         ])
+
+    def _record_prompt(self, repo: FlowRepo, job: Job) -> str | None:
+        """The prompt this attempt will be given, kept as a blob whose id `task.started` records
+        (the prompt file goes after the attempt; the board shows the blob)."""
+        try:
+            job.prompt = task_prompt(repo, job.plan, job.task)
+            return git.store_blob(repo.root, job.prompt.encode("utf-8"))
+        except FlowError:
+            return None  # the attempt builds it again, and fails the task with the reason
 
     # ----- running -----------------------------------------------------------------------------
     def execute(self, job: Job) -> None:
@@ -325,7 +337,7 @@ class Runner:
         try:
             executor = resolve(repo.config, plan, task, self.executor)
             self.trees.make(job)
-            prompt = task_prompt(repo, job.plan, job.task)
+            prompt = job.prompt if job.prompt is not None else task_prompt(repo, job.plan, job.task)
             prompt_file = self._prompt_file(job)
             prompt_file.parent.mkdir(parents=True, exist_ok=True)
             prompt_file.write_text(prompt)
