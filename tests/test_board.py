@@ -285,3 +285,49 @@ def test_a_port_in_use_is_one_line(web: Repo) -> None:
     assert res.code == 1
     assert f"port {b.port} on 127.0.0.1 is in use: pass --port N" in res.err
     assert "Traceback" not in res.err
+
+
+def test_demo_board_leaves_the_board_running_on_the_demo(tmp_path: object) -> None:
+    import http.client
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = Path(str(tmp_path)) / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "flowgit", "demo", str(target), "--board", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = ""
+        for line in proc.stdout:
+            if line.startswith("== the board on the demo: "):
+                url = line.split(": ", 1)[1].split()[0]
+                break
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        host, port = url[len("http://"):].rstrip("/").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/plan/webhooks", headers={"Host": f"{host}:{port}"})
+        res = conn.getresponse()
+        html = res.read().decode()
+        assert res.status == 200
+        assert "complete" in html and column_counts(html)["done"] == 6
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+
+
+def test_the_board_reads_through_the_layers_below_the_cli() -> None:
+    import ast
+    from pathlib import Path
+
+    from conftest import ROOT
+
+    for path in sorted((ROOT / "flowgit" / "board").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                assert not name.startswith(("flowgit.cli", "flowgit.watcher", "flowgit.runner")), \
+                    f"{Path(path).name} imports {name}"

@@ -6,6 +6,7 @@ site cannot read the board through DNS rebinding; ids in paths are checked befor
 is read; pages forbid inline scripts and styles and any other origin (CSP)."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import re
@@ -131,7 +132,12 @@ def serve(root: Path, host: str, port: int, on_ready: Callable[[BoardServer], No
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     import signal
 
-    server = BoardServer(root, host, port)
+    try:
+        server = BoardServer(root, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise FlowError(f"port {port} on {host} is in use: pass --port N (0 picks a free one)") from None
+        raise FlowError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     stop = threading.Event()
 
     def on_term(_sig: int, _frame: Any) -> None:

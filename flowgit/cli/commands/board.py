@@ -1,12 +1,10 @@
 """`flowgit board`: serve the read-only live board (flowgit.board) until Ctrl-C."""
 from __future__ import annotations
 
-import errno
 import threading
 from pathlib import Path
 
 from flowgit.cli.app import App
-from flowgit.errors import FlowError
 
 LOOPBACK = ("127.0.0.1", "localhost")
 
@@ -32,9 +30,4 @@ def serve_board(app: App, root: Path, port: int, host: str, open_browser: bool) 
 
             threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
 
-    try:
-        return serve(root, "127.0.0.1" if host == "localhost" else host, port, ready)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise FlowError(f"port {port} on {host} is in use: pass --port N (0 picks a free one)") from None
-        raise FlowError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    return serve(root, "127.0.0.1" if host == "localhost" else host, port, ready)

@@ -119,8 +119,8 @@ def demo(app: App, directory: Path | None, board_port: int | None = None) -> int
     app.out.result(result, f"== done in {elapsed:.1f}s: webhooks is {status['phase']}, "
                            f"{commits} commits in {target}")
     if board_port is not None and ok:
-        from flowgit.cli.commands.board import serve_board
+        from flowgit.board.server import serve
 
-        say("== the board (`flowgit board`) on the demo:")
-        serve_board(app, target, board_port, "127.0.0.1", False)
+        serve(target, "127.0.0.1", board_port,
+              lambda server: say(f"== the board on the demo: {server.url} (Ctrl-C stops it)"))
     return 0 if ok else 1
