@@ -1,21 +1,15 @@
 """Shared fixtures: real git repositories in tmp dirs, pinned identities, and a guard that
-keeps tests away from the developer's own repository and home."""
+keeps tests away from the developer's own repository and home. Helpers that tests import live
+in tests/helpers/, not here."""
 from __future__ import annotations
 
-import io
-import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
 import pytest
-
-from flowgit.cli.main import main
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import BIN, ROOT, Repo, Watcher, make_git_repo
+from helpers import procs
 
 
 @pytest.fixture(autouse=True)
@@ -36,78 +30,6 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.chdir(home)
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-class Repo:
-    """A git repository with flowgit initialised, driven through `main([...])`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def run(self, *args: str) -> Result:
-        out, err = io.StringIO(), io.StringIO()
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            code = main(["--repo", str(self.path), *args])
-        finally:
-            sys.stdout, sys.stderr = old
-        return Result(code, out.getvalue(), err.getvalue())
-
-    def ok(self, *args: str) -> Result:
-        res = self.run(*args)
-        assert res.code == 0, f"flowgit {' '.join(args)} -> {res.code}\n{res.out}\n{res.err}"
-        return res
-
-    def proc(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        """The same as a separate process (for concurrency, crashes and exit codes)."""
-        return subprocess.run([sys.executable, "-m", "flowgit", "--repo", str(self.path), *args],
-                              capture_output=True, text=True, **kw)
-
-    def git(self, *args: str) -> str:
-        return git(self.path, *args)
-
-    def write(self, rel: str, text: str) -> Path:
-        path = self.path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-
-    def commits(self) -> int:
-        return int(self.git("rev-list", "--count", "HEAD"))
-
-    def plan(self, plan_id: str, text: str) -> None:
-        """Create a plan from YAML text through `plan new --from`."""
-        src = self.path.parent / f"{plan_id}-src.yaml"
-        src.write_text(text)
-        self.ok("plan", "new", plan_id, "--from", str(src))
-
-
-def make_git_repo(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    git(path, "config", "user.email", "test@example.com")
-    git(path, "config", "user.name", "Test")
-    (path / "README.md").write_text("hello\n")
-    git(path, "add", "README.md")
-    git(path, "commit", "-q", "-m", "initial")
-    return path
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     r = Repo(make_git_repo(tmp_path / "repo"))
@@ -115,4 +37,18 @@ def repo(tmp_path: Path) -> Repo:
     return r
 
 
-WEBHOOKS = (ROOT / "flowgit" / "examples" / "webhooks.yaml").read_text()
+@pytest.fixture
+def venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """flowgit's git hook and the watcher processes call `flowgit`: this venv's, first on PATH."""
+    monkeypatch.setenv("PATH", BIN + os.pathsep + os.environ.get("PATH", ""))
+
+
+@pytest.fixture
+def watchers() -> Iterator[list[Watcher]]:
+    """The watcher processes a test starts; whatever is still running after it is killed."""
+    started: list[Watcher] = []
+    procs.LIVE[:] = []
+    yield started
+    for w in [*started, *procs.LIVE]:
+        w.kill()
+    procs.LIVE[:] = []

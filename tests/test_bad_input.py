@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 
 def unchanged(repo: Repo, commits: int) -> bool:

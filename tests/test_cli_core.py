@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flowgit.formats import yamlio
-from tests.conftest import WEBHOOKS, Repo
+from helpers import WEBHOOKS, Repo, trailers
 
 # A plan as a person writes it: comments, quotes of every kind, flow lists, an x- key, keys in
 # an unusual order, blank lines, and a comment that introduces the section after the tasks.
@@ -66,11 +66,6 @@ tasks:
 
 def head(repo: Repo) -> str:
     return repo.git("rev-parse", "HEAD")
-
-
-def trailers(repo: Repo, rev: str = "HEAD") -> dict[str, str]:
-    out = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
-    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
 
 
 def clean(repo: Repo) -> bool:

@@ -3,8 +3,6 @@ same state, on random histories; the CLI rewrites the logs in one commit, the fu
 stays replayable from git, and the watcher compacts past a configured threshold."""
 from __future__ import annotations
 
-import json
-import os
 import random
 import sys
 from dataclasses import asdict
@@ -12,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo
+from helpers import Repo, events, log_path, status
 
 from flowgit.core.compaction import compact_plan_log, compact_task_log
 from flowgit.core.events import Event, canonical, format_time, make_event, parse_log
@@ -20,15 +18,12 @@ from flowgit.core.fold import TaskRecord, checkpoint_decisions, phase_of, reduce
 from flowgit.watcher import schedules, signals
 from flowgit.watcher import observer as watch
 
-BIN = str(Path(sys.executable).parent)
 T0 = 1_800_000_000.0
 ACTORS = ("w1", "w2", "alice")  # on both sides of the compactor's name in the sort order
 HISTORIES = 200
 
 
-@pytest.fixture(autouse=True)
-def _venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", BIN + os.pathsep + os.environ.get("PATH", ""))
+pytestmark = pytest.mark.usefixtures("venv_on_path")  # the git hook calls `flowgit`
 
 
 # ----- random histories ---------------------------------------------------------------------------
@@ -320,20 +315,12 @@ tasks:
 """
 
 
-def log_file(repo: Repo, stream: str) -> Path:
-    return repo.path / ".flow" / "plans" / "p" / "events" / f"{stream}.jsonl"
-
-
-def lines_of(repo: Repo, stream: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in log_file(repo, stream).read_text().splitlines()]
-
-
 def long_history(repo: Repo, n: int, worker: str = "w1") -> list[str]:
     """A claim, a start and `n - 2` heartbeats written straight to the log (as a long-running
     worker would over weeks), committed as a pull would bring them. Returns the event ids."""
-    path = log_file(repo, "t")
-    plan_clock = max(e["clock"] for e in lines_of(repo, "_plan"))
-    clock = max([e["clock"] for e in lines_of(repo, "t")] if path.exists() else [plan_clock]) + 1
+    path = log_path(repo, "p", "t")
+    plan_clock = max(e["clock"] for e in events(repo, "p", "_plan"))
+    clock = max([e["clock"] for e in events(repo, "p", "t")] if path.exists() else [plan_clock]) + 1
     import time as _time
     now = _time.time() - n
     lease = format_time(_time.time() + 86400)
@@ -348,16 +335,12 @@ def long_history(repo: Repo, n: int, worker: str = "w1") -> list[str]:
     return [e.id for e in evs]
 
 
-def status_json(repo: Repo) -> dict[str, Any]:
-    return repo.ok("status", "p", "--json").json
-
-
 def test_compact_cli_one_commit_same_state_full_history_in_git(repo: Repo) -> None:
     repo.plan("p", PLAN)
     repo.ok("submit", "p")
     ids = long_history(repo, 500)
-    assert len(lines_of(repo, "t")) == 500
-    before_status = status_json(repo)
+    assert len(events(repo, "p", "t")) == 500
+    before_status = status(repo, "p")
     before_all = repo.ok("status", "--json").json
     commits = repo.commits()
 
@@ -369,11 +352,11 @@ def test_compact_cli_one_commit_same_state_full_history_in_git(repo: Repo) -> No
     assert "Flow-Event: compact" in msg
     assert repo.git("show", "--name-only", "--format=", "HEAD").split() == [".flow/plans/p/events/t.jsonl"]
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
-    lines = lines_of(repo, "t")
+    lines = events(repo, "p", "t")
     assert len(lines) == 11
     assert lines[0]["type"] == "task.snapshot" and lines[0]["data"]["replaces"] == 490
     assert [x["id"] for x in lines[1:]] == ids[-10:]
-    assert status_json(repo) == before_status
+    assert status(repo, "p") == before_status
     assert repo.ok("status", "--json").json == before_all
 
     # the current log shows the snapshot; --from-git replays every original event, once
@@ -395,18 +378,18 @@ def test_compact_cli_one_commit_same_state_full_history_in_git(repo: Repo) -> No
     repo.ok("heartbeat", "p/t", "--worker", "w1")
     assert repo.run("claim", "p/t", "--worker", "w2").code != 0
     repo.ok("done", "p/t", "--worker", "w1", "--note", "finally")
-    row = next(x for x in status_json(repo)["tasks"] if x["id"] == "t")
+    row = next(x for x in status(repo, "p")["tasks"] if x["id"] == "t")
     assert row["state"] == "done" and row["attempts"] == 1
-    assert status_json(repo)["ready"] == ["u"]
+    assert status(repo, "p")["ready"] == ["u"]
 
     # a second compaction: the replay still has every event once, and no snapshot
-    after_ids = [x["id"] for x in lines_of(repo, "t")[-2:]]
+    after_ids = [x["id"] for x in events(repo, "p", "t")[-2:]]
     repo.ok("compact", "p", "--keep", "0")
-    assert len(lines_of(repo, "t")) == 1
+    assert len(events(repo, "p", "t")) == 1
     replay = repo.ok("events", "p", "t", "--from-git", "--json").json["events"]
     assert [e["id"] for e in replay] == ids + after_ids
     assert not any(e["type"] == "task.snapshot" for e in replay)
-    assert status_json(repo)["ready"] == ["u"]
+    assert status(repo, "p")["ready"] == ["u"]
     assert repo.run("validate").code == 0
     assert repo.run("doctor").code == 0
 
@@ -431,18 +414,18 @@ def test_auto_compaction_by_the_watcher(repo: Repo) -> None:
     ids = long_history(repo, 40)
     lines: list[str] = []
     watch.one_pass(repo.path, lines.append, watch.extras(None, []))
-    assert len(lines_of(repo, "t")) == 40, lines  # below the threshold: untouched
+    assert len(events(repo, "p", "t")) == 40, lines  # below the threshold: untouched
     ids += long_history(repo, 20)
-    before = status_json(repo)
+    before = status(repo, "p")
     commits = repo.commits()
-    plan_log = log_file(repo, "_plan").read_text()
+    plan_log = log_path(repo, "p", "_plan").read_text()
     watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert repo.commits() == commits + 1, lines
     assert "Flow-Event: compact" in repo.git("log", "-1", "--format=%B")
-    new = lines_of(repo, "t")
+    new = events(repo, "p", "t")
     assert len(new) == 6 and new[0]["type"] == "task.snapshot"
-    assert log_file(repo, "_plan").read_text() == plan_log
-    assert status_json(repo) == before
+    assert log_path(repo, "p", "_plan").read_text() == plan_log
+    assert status(repo, "p") == before
     watch.one_pass(repo.path, lines.append, watch.extras(None, []))
     assert repo.commits() == commits + 1  # nothing more to do
     replay = repo.ok("events", "p", "t", "--from-git", "--json").json["events"]
@@ -468,9 +451,9 @@ def test_plan_log_compaction_keeps_pending_signals_and_schedule_times(repo: Repo
     assert (tmp_path / "disc.count").read_text() == "x"
     repo.ok("signal", "p", "ping", "--data", "3")  # not handled yet
     before = repo.ok("status", "p", "--json").json
-    n = len(lines_of(repo, "_plan"))
+    n = len(events(repo, "p", "_plan"))
     repo.ok("compact", "p", "--keep", "0")
-    after = lines_of(repo, "_plan")
+    after = events(repo, "p", "_plan")
     assert [e["type"] for e in after] == ["plan.snapshot", "signal.received"], after
     assert len(after) < n
     assert repo.ok("status", "p", "--json").json == before

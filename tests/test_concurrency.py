@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 from flowgit.core.events import parse_time
 

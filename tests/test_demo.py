@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 
 def flowgit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

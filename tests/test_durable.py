@@ -3,18 +3,14 @@ by the watcher, scheduled discovery, and outside conditions re-checked with back
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import threading
 import time
 import types
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-from conftest import Repo
+from helpers import PY, Repo, Watcher, of_type, row, status, stop_cleanly, wait_for
 from flowgit.store.repo import FlowRepo, automatic_actor
 
 import flowgit.watcher.waits
@@ -22,14 +18,7 @@ from flowgit.core.events import make_event, parse_time
 from flowgit.watcher import schedules, waits
 from flowgit.watcher import observer as watch
 
-PY = sys.executable
-BIN = str(Path(sys.executable).parent)
-
-
-@pytest.fixture(autouse=True)
-def _venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """flowgit's git hook and the watcher processes call `flowgit`."""
-    monkeypatch.setenv("PATH", BIN + os.pathsep + os.environ.get("PATH", ""))
+pytestmark = pytest.mark.usefixtures("venv_on_path")  # the watcher processes call `flowgit`
 
 
 # ----- helpers ------------------------------------------------------------------------------------
@@ -38,25 +27,6 @@ def add_config(repo: Repo, text: str) -> None:
     path = repo.path / ".flow" / "config.yaml"
     path.write_text(path.read_text() + text)
     repo.git("commit", "-q", "--no-verify", "-m", "config", "--", ".flow/config.yaml")
-
-
-def log_events(repo: Repo, plan: str, stream: str = "_plan") -> list[dict[str, Any]]:
-    path = repo.path / ".flow" / "plans" / plan / "events" / f"{stream}.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def of_type(repo: Repo, plan: str, type_: str, stream: str = "_plan") -> list[dict[str, Any]]:
-    return [e for e in log_events(repo, plan, stream) if e["type"] == type_]
-
-
-def status(repo: Repo, plan: str) -> dict[str, Any]:
-    return repo.ok("status", plan, "--json").json
-
-
-def row(repo: Repo, plan: str, task: str) -> dict[str, Any]:
-    return next(t for t in status(repo, plan)["tasks"] if t["id"] == task)
 
 
 def one_pass(repo: Repo) -> list[str]:
@@ -85,61 +55,6 @@ def action_script(tmp_path: Path, name: str = "action.py", exit_code: int = 0) -
         "                         'plan': os.environ.get('FLOWGIT_PLAN')}) + '\\n')\n"
         f"sys.exit({exit_code})\n")
     return script, marker
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    begin = time.monotonic()
-    while not pred():
-        if time.monotonic() - begin > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.03)
-
-
-class Watcher:
-    """`flowgit watch` in its own process (as a user runs it), output collected."""
-
-    def __init__(self, repo: Repo, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [PY, "-m", "flowgit", "--repo", str(repo.path), "watch", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        wait_for(lambda: any("watching" in ln for ln in self.lines) or self.proc.poll() is not None,
-                 10, "the watcher to start")
-        assert self.proc.poll() is None, self.output
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"the watcher did not stop:\n{self.output}")
-        self.reader.join(timeout=5)
-        assert code == 0, self.output
-        assert "Traceback" not in self.output, self.output
-
-
-@pytest.fixture
-def watchers() -> Iterator[list[Watcher]]:
-    started: list[Watcher] = []
-    yield started
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.kill()
-            w.proc.wait()
 
 
 # ----- plans that wait on plans ---------------------------------------------------------------------
@@ -417,7 +332,7 @@ def test_real_watch_process_handles_a_signal_once(repo: Repo, tmp_path: Path,
     wait_for(lambda: any(e["data"]["outcome"] == "ok" for e in of_type(repo, "p", "signal.handled")),
              10, "the signal to be handled")
     time.sleep(0.8)  # several more passes
-    w.stop()
+    stop_cleanly(w)
     assert len(marker_lines(marker)) == 1, w.output
     assert "signal rescan: ok" in w.output
 
@@ -447,8 +362,8 @@ def test_two_watcher_processes_never_run_an_action_twice(repo: Repo, tmp_path: P
         return done >= set(sent)
     wait_for(finished, 20, "all signals to be handled")
     time.sleep(1.0)
-    w1.stop()
-    w2.stop()
+    stop_cleanly(w1)
+    stop_cleanly(w2)
     lines = marker_lines(marker)
     assert sorted(json.loads(json.loads(ln)["stdin"]) for ln in lines) == [0, 1, 2], lines
     handled = of_type(repo, "p", "signal.handled")
@@ -747,4 +662,4 @@ tasks:
     wait_for(lambda: "gate: wait condition not met" in w.output, 5, "the first wait check")
     flag.write_text("up")
     wait_for(lambda: row(repo, "wp", "gate")["state"] == "ready", 6, "the wait re-checked on its timer")
-    w.stop()
+    stop_cleanly(w)

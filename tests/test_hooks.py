@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, Repo, git, make_git_repo
+from helpers import ROOT, Repo, git, make_git_repo
 
 from flowgit.ops import clone_setup as hooks
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, git
+from helpers import Repo, events, git, log_path, row, state, status, trailers
 
 from flowgit.core import retry
 from flowgit.core.events import format_time, make_event, parse_time
@@ -49,29 +49,6 @@ tasks:
 
 # ----- helpers ------------------------------------------------------------------------------------
 
-def log_path(repo: Repo, plan: str, stream: str) -> Path:
-    return repo.path / ".flow" / "plans" / plan / "events" / f"{stream}.jsonl"
-
-
-def events(repo: Repo, plan: str, stream: str) -> list[dict[str, Any]]:
-    path = log_path(repo, plan, stream)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def status(repo: Repo, plan: str) -> dict[str, Any]:
-    return repo.ok("status", plan, "--json").json
-
-
-def row(repo: Repo, plan: str, task: str) -> dict[str, Any]:
-    return next(t for t in status(repo, plan)["tasks"] if t["id"] == task)
-
-
-def state(repo: Repo, plan: str, task: str) -> str:
-    return row(repo, plan, task)["state"]
-
-
 def claim(repo: Repo, target: str, worker: str, *extra: str) -> dict[str, Any]:
     return repo.ok("claim", target, "--worker", worker, *extra, "--json").json
 
@@ -104,16 +81,6 @@ def set_config(repo: Repo, **values: Any) -> None:
     path.write_text("\n".join(lines) + "\n")
     repo.git("add", ".flow/config.yaml")
     repo.git("commit", "-q", "--no-verify", "-m", "config")
-
-
-def trailers(repo: Repo, rev: str = "HEAD") -> dict[str, str]:
-    body = repo.git("log", "-1", "--format=%B", rev)
-    out = {}
-    for line in body.splitlines():
-        if line.startswith("Flow-") and ": " in line:
-            key, _, value = line.partition(": ")
-            out[key] = value
-    return out
 
 
 def files_in(repo: Repo, rev: str = "HEAD") -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
-from conftest import Repo  # noqa: E402
+from helpers import Repo  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 

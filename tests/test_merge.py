@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowgit.formats.jsonlmerge import event_sort_key
-from tests.conftest import WEBHOOKS, Repo, git
+from helpers import WEBHOOKS, Repo, git, status
 
 SHARED = """\
 id: shared
@@ -23,10 +23,6 @@ tasks:
 checkpoints:
   - {id: CP, title: Gate, after: [T4]}
 """
-
-
-def status(repo: Repo, plan: str) -> dict:
-    return repo.ok("status", plan, "--json").json
 
 
 def flow_files(repo: Repo) -> dict[str, bytes]:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from typing import Any
 
 import pytest
-from conftest import Repo
-
-PY = sys.executable
+from helpers import PY, Repo, of_type, phase, status
 
 SIMPLE = """\
 id: p
@@ -57,23 +54,6 @@ def set_config(repo: Repo, required: int = 0, auto: bool = False, reset: bool = 
     )
     repo.write(".flow/config.yaml", text)
     repo.git("commit", "-q", "--no-verify", "-m", "config", "--", ".flow/config.yaml")
-
-
-def plan_events(repo: Repo, plan: str) -> list[dict[str, Any]]:
-    path = repo.path / ".flow" / "plans" / plan / "events" / "_plan.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def of_type(repo: Repo, plan: str, type_: str) -> list[dict[str, Any]]:
-    return [e for e in plan_events(repo, plan) if e["type"] == type_]
-
-
-def status(repo: Repo, plan: str) -> dict[str, Any]:
-    return repo.ok("status", plan, "--json").json
-
-
-def phase(repo: Repo, plan: str) -> str:
-    return status(repo, plan)["phase"]
 
 
 def work(repo: Repo, plan: str, task: str, worker: str = "w1", note: str | None = None) -> None:

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 from flowgit import proc
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import WEBHOOKS, Repo
+from helpers import WEBHOOKS, Repo
 
 PLAN = ".flow/plans/webhooks/plan.yaml"
 SPEC = ".flow/plans/webhooks/spec.yaml"

@@ -14,10 +14,10 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
-from conftest import Repo
+from helpers import Repo, flowgit_proc, states, status, wait_for
 
 PRELUDE = '''\
 import json, os, signal, subprocess, sys, time
@@ -110,24 +110,6 @@ def pids(ctl: Path, suffix: str, task: str | None = None) -> list[int]:
     return [int(p.read_text()) for p in ctl.glob(f"{task or '*'}.*.{suffix}")]
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def status(repo: Repo, plan: str = "p") -> dict[str, Any]:
-    return json.loads(repo.ok("status", plan, "--json").out)
-
-
-def states(repo: Repo, plan: str = "p") -> dict[str, str]:
-    return {t["id"]: t["state"] for t in status(repo, plan)["tasks"]}
-
-
 def events(repo: Repo, task: str, plan: str = "p") -> list[dict[str, Any]]:
     return json.loads(repo.ok("events", plan, task, "--json").out)["events"]
 
@@ -144,11 +126,6 @@ def assert_clean(repo: Repo) -> None:
     assert not (common / "MERGE_HEAD").exists()
     assert repo.git("status", "--porcelain") == ""
     repo.ok("validate")  # every event the runner wrote is well-formed
-
-
-def popen(repo: Repo, *args: str, stderr: int = subprocess.STDOUT) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "flowgit", "--repo", str(repo.path), *args],
-                            stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 @pytest.fixture
@@ -236,7 +213,7 @@ def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path
         assert (repo.path / f"{t}.txt").read_text() == f"{t}\nsecond line\n"
         assert repo.git("show", f"main:{t}.txt") == f"{t}\nsecond line"
     assert "C committed by its executor" in repo.git("log", "--format=%s", "main")
-    st = status(repo)
+    st = status(repo, "p")
     assert st["counts"]["done"] == 3 and st["progress"] == 100
 
     for t in "ABC":
@@ -319,7 +296,7 @@ def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
                      "ADR-0001", "SQLite-backed retry table", "Keep pending deliveries in SQLite",
                      "CRUD is tested", "store.go", "table webhooks(id, url) in migration 0007"):
         assert expected in prompt, (expected, prompt)
-    assert states(repo) == {"A": "done", "B": "done"}
+    assert states(repo, "p") == {"A": "done", "B": "done"}
 
 
 def test_bad_executor_override_or_staged_changes_are_refused_before_any_claim(repo: Repo, tmp_path: Path) -> None:
@@ -330,14 +307,14 @@ def test_bad_executor_override_or_staged_changes_are_refused_before_any_claim(re
     assert res.returncode == 1, res.stdout + res.stderr
     err = res.stderr + res.stdout
     assert "nope" in err and "script" in err and "shell" in err and "Traceback" not in err
-    assert states(repo) == {"A": "ready", "B": "ready"}
+    assert states(repo, "p") == {"A": "ready", "B": "ready"}
     assert repo.commits() == before
     # staged changes of the user's: refused too (run merges into this work tree)
     repo.write("mine.txt", "staged\n")
     repo.git("add", "mine.txt")
     res = repo.proc("run", "p", "-n", "2", timeout=60)
     assert res.returncode == 1 and "staged changes" in res.stderr, res.stdout + res.stderr
-    assert states(repo) == {"A": "ready", "B": "ready"} and repo.commits() == before
+    assert states(repo, "p") == {"A": "ready", "B": "ready"} and repo.commits() == before
 
 
 def test_run_on_a_plan_waiting_for_approval_says_so(repo: Repo, tmp_path: Path) -> None:
@@ -358,7 +335,7 @@ def test_run_on_a_halted_plan_says_so(repo: Repo, tmp_path: Path) -> None:
     repo.ok("claim", "p/A", "--worker", "w")
     repo.ok("fail", "p/A", "--worker", "w", "--error", "boom")
     repo.ok("advance", "p")
-    assert status(repo)["phase"] == "halted"
+    assert status(repo, "p")["phase"] == "halted"
     res = repo.proc("run", "p", "-n", "1", timeout=60)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "halted" in res.stderr and "flowgit resume p" in res.stderr
@@ -431,7 +408,7 @@ def test_one_worker_reuses_its_worktree_yet_every_task_starts_pristine(repo: Rep
         assert rec["branch"] == f"flow/p/{rec['task']}"
     assert len({rec["gitdir"] for rec in starts}) == 1, starts  # one worktree, moved along
 
-    assert set(states(repo).values()) == {"done"}
+    assert set(states(repo, "p").values()) == {"done"}
     assert (repo.path / "README.md").read_text() == "hello\n"
     assert not (repo.path / "junk.txt").exists() and not (repo.path / "build").exists()
 
@@ -466,12 +443,12 @@ def test_changes_staged_during_a_run_stop_it_and_stay_the_users(repo: Repo, tmp_
     assert len([r for r in records(ctl) if r["kind"] == "ran"]) == 1  # not re-run in a loop
     (released,) = [e for e in events(repo, "A") if e["type"] == "task.released"]
     assert "staged changes" in released["data"]["reason"]
-    assert states(repo) == {"A": "ready"}
+    assert states(repo, "p") == {"A": "ready"}
     assert repo.git("diff", "--cached", "--name-only") == "mine.txt"
     assert repo.git("log", "--format=%H", "--", "mine.txt") == ""
     repo.git("reset", "-q", "--", "mine.txt")
     repo.ok("run", "p", "-n", "1")
-    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "A\n"
+    assert states(repo, "p") == {"A": "done"} and (repo.path / "A.txt").read_text() == "A\n"
     (repo.path / "mine.txt").unlink()
     assert_clean(repo)
 
@@ -497,7 +474,7 @@ def test_a_merge_waits_for_someone_elses_index_lock(repo: Repo, tmp_path: Path) 
     repo.plan("p", plan_yaml("{id: A, title: a}"))
     repo.ok("run", "p", "-n", "1")
     t.join()
-    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "A"
+    assert states(repo, "p") == {"A": "done"} and (repo.path / "A.txt").read_text() == "A"
 
 
 def test_a_halt_lets_the_other_running_tasks_finish(repo: Repo, tmp_path: Path) -> None:
@@ -514,7 +491,7 @@ def test_a_halt_lets_the_other_running_tasks_finish(repo: Repo, tmp_path: Path) 
     res = repo.proc("--json", "run", "p", "-n", "3", timeout=60)
     assert res.returncode == 1, res.stdout + res.stderr
     assert "(A.txt)" in json.loads(res.stdout)["stopped"]
-    assert states(repo) == {"A": "ready", "B": "done", "C": "done"}
+    assert states(repo, "p") == {"A": "ready", "B": "done", "C": "done"}
 
 
 # ----- failures -------------------------------------------------------------------------------
@@ -543,7 +520,7 @@ def test_failing_task_is_retried_then_succeeds(repo: Repo, tmp_path: Path) -> No
     logs = [e["data"]["log"] for e in evs if e["type"] == "task.started"]
     assert len(set(logs)) == 2
     assert "failing on purpose" in (repo.path / logs[0]).read_text()
-    assert (status(repo)["tasks"][0]["attempts"], states(repo)["A"]) == (2, "done")
+    assert (status(repo, "p")["tasks"][0]["attempts"], states(repo, "p")["A"]) == (2, "done")
     # the failed attempt's half-done work was thrown away with its worktree
     assert (repo.path / "r.txt").exists() and not (repo.path / "half.txt").exists()
     assert events(repo, "A")[-1]["data"]["files_modified"] == ["r.txt"]
@@ -577,7 +554,7 @@ def test_timeout_kills_the_whole_process_group(repo: Repo, tmp_path: Path) -> No
     assert len(evs) == 2
     assert all("timed out after 1.5s" in e["data"]["error"] for e in evs)
     assert evs[0]["data"]["retry_at"] and evs[1]["data"]["retry_at"] is None
-    row = status(repo)["tasks"][0]
+    row = status(repo, "p")["tasks"][0]
     assert (row["state"], row["attempts"]) == ("failed", 2)
     assert "timed out" in row["error"]
     assert_clean(repo)
@@ -598,8 +575,8 @@ def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path
     repo.plan("p", plan_yaml("{id: A, title: Edit shared}", "{id: B, title: Edit shared too}"))
     res = repo.proc("run", "p", "-n", "2", timeout=60)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert states(repo) == {"A": "done", "B": "failed"}
-    row = [t for t in status(repo)["tasks"] if t["id"] == "B"][0]
+    assert states(repo, "p") == {"A": "done", "B": "failed"}
+    row = [t for t in status(repo, "p")["tasks"] if t["id"] == "B"][0]
     assert "merge conflict" in row["error"] and "shared notes.txt" in row["error"] and "flow/p/B" in row["error"]
     assert (repo.path / "shared notes.txt").read_text() == "changed by A\n"
     # the branch is kept with B's work on it, nothing is half-merged
@@ -629,7 +606,7 @@ def test_overlapping_files_never_run_together(repo: Repo, tmp_path: Path) -> Non
     for a, b in (("X1", "X2"), ("X1", "X3")):
         assert not overlaps(spans[a], spans[b]), (a, b, spans)
     assert overlaps(spans["Y1"], spans["Y2"]), spans
-    assert set(states(repo).values()) == {"done"}
+    assert set(states(repo, "p").values()) == {"done"}
     assert_clean(repo)
 
 
@@ -645,12 +622,12 @@ def test_overlapping_files_are_serialised_across_two_run_processes(
         """)
     repo.plan("p", plan_yaml("{id: X1, title: x1, files: [cfg/app.yaml]}",
                              "{id: X2, title: x2, files: [cfg/app.yaml]}"))
-    procs = [popen(repo, "run", "p", "-n", "1") for _ in range(2)]
+    procs = [flowgit_proc(repo, "run", "p", "-n", "1") for _ in range(2)]
     reaper.extend(procs)
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert not overlaps(interval(ctl, "X1"), interval(ctl, "X2")), records(ctl)
-    assert set(states(repo).values()) == {"done"}
+    assert set(states(repo, "p").values()) == {"done"}
     assert_clean(repo)
 
 
@@ -669,10 +646,10 @@ def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
         repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
     ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST)
     repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}", "{id: C, title: c, depends_on: [A]}"))
-    proc = popen(repo, "run", "p", "-n", "2", "--json", stderr=subprocess.PIPE)
+    proc = flowgit_proc(repo, "run", "p", "-n", "2", "--json", stderr=subprocess.PIPE)
     reaper.append(proc)
     wait_for(lambda: (ctl / "A.running").exists() and (ctl / "B.running").exists(), 20, "both executors")
-    assert states(repo) == {"A": "in_progress", "B": "in_progress", "C": "pending"}
+    assert states(repo, "p") == {"A": "in_progress", "B": "in_progress", "C": "pending"}
     proc.send_signal(signal.SIGTERM)
     stdout, out = proc.communicate(timeout=20)
     assert proc.returncode != 0, out
@@ -680,7 +657,7 @@ def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
     assert result["interrupted"] is True and result["done"] == 0, result
     for pid in pids(ctl, "pid") + pids(ctl, "child"):
         assert not alive(pid), f"executor process {pid} survived SIGTERM\n{out}"
-    st = status(repo)
+    st = status(repo, "p")
     assert {t["id"]: t["state"] for t in st["tasks"]} == {"A": "ready", "B": "ready", "C": "pending"}, out
     assert st["counts"]["claimed"] == st["counts"]["in_progress"] == 0
     for t in "AB":
@@ -692,7 +669,7 @@ def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
     (ctl / "fast").write_text("")
     res = repo.proc("run", "p", "-n", "2", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert set(states(repo).values()) == {"done"}
+    assert set(states(repo, "p").values()) == {"done"}
     assert all((repo.path / f"{t}.txt").exists() for t in "ABC")
     assert_clean(repo)
 
@@ -701,19 +678,19 @@ def test_a_killed_runner_leaves_a_lease_that_expires(
         repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
     ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST, lease=2)
     repo.plan("p", plan_yaml("{id: A, title: a}"))
-    proc = popen(repo, "run", "p", "-n", "1")
+    proc = flowgit_proc(repo, "run", "p", "-n", "1")
     reaper.append(proc)
     wait_for(lambda: (ctl / "A.running").exists(), 20, "the executor")
     time.sleep(0.8)  # at least one heartbeat has kept the 2 s lease alive meanwhile
     proc.kill()
     proc.wait()
     killed = time.monotonic()
-    assert states(repo)["A"] == "in_progress"
-    row = wait_for(lambda: next((t for t in status(repo)["tasks"] if t["state"] == "ready"), None), 8,
+    assert states(repo, "p")["A"] == "in_progress"
+    row = wait_for(lambda: next((t for t in status(repo, "p")["tasks"] if t["state"] == "ready"), None), 8,
                    "the lease to expire")
     assert time.monotonic() - killed >= 1  # not before the lease ran out
     assert row["id"] == "A" and row.get("interrupted") is True
-    assert status(repo)["interrupted"] == ["A"]
+    assert status(repo, "p")["interrupted"] == ["A"]
     # the orphaned executor (its own process group) is still ours to stop
     for pid in pids(ctl, "pid"):
         if alive(pid):
@@ -721,7 +698,7 @@ def test_a_killed_runner_leaves_a_lease_that_expires(
     (ctl / "fast").write_text("")
     res = repo.proc("run", "p", "-n", "1", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").exists()
+    assert states(repo, "p") == {"A": "done"} and (repo.path / "A.txt").exists()
     assert_clean(repo)
 
 
@@ -751,7 +728,7 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
     marker = tmp_path / "killed"
     hook.write_text(KILL_AT_THE_DONE_COMMIT.format(python=sys.executable, marker=str(marker)))
     hook.chmod(0o755)
-    proc = popen(repo, "run", "p", "-n", "1")
+    proc = flowgit_proc(repo, "run", "p", "-n", "1")
     reaper.append(proc)
     proc.wait(timeout=60)
     assert marker.exists(), proc.stdout.read() if proc.stdout else ""
@@ -777,7 +754,7 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
         assert (repo.path / ".git" / "MERGE_HEAD").read_text() == theirs
         repo.git("commit", "-q", "--no-verify", "-m", "merged other")
         head, claims = repo.git("rev-parse", "HEAD"), "0"
-    st = status(repo)  # any flowgit command takes back the half-made transition
+    st = status(repo, "p")  # any flowgit command takes back the half-made transition
     assert {t["id"]: t["state"] for t in st["tasks"]}["A"] in ("claimed", "in_progress", "ready")
     assert not (repo.path / ".git" / "MERGE_HEAD").exists()
     assert '"task.done"' not in log.read_text()
@@ -788,7 +765,7 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
     time.sleep(2.1)  # the dead worker's lease expires; the task runs again, in full
     res = repo.proc("run", "p", "-n", "1", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert states(repo) == {"A": "done"} and (repo.path / "A.txt").read_text() == "work\n"
+    assert states(repo, "p") == {"A": "done"} and (repo.path / "A.txt").read_text() == "work\n"
     assert_clean(repo)
 
 
@@ -810,11 +787,11 @@ def test_watch_run_dispatches_tasks_as_they_become_ready(
     repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b, depends_on: [A]}",
                              "{id: C, title: c, depends_on: [A]}", "{id: D, title: d, depends_on: [B, C]}",
                              extra="retry: {strategy: fixed, base: 0.3, max_attempts: 3}\n"))
-    proc = popen(repo, "watch", "--run", "2")
+    proc = flowgit_proc(repo, "watch", "--run", "2")
     reaper.append(proc)
     t0 = time.monotonic()
     # the default rescan is 30 s: finishing well before that means file events drove dispatch
-    wait_for(lambda: set(states(repo).values()) == {"done"}, 15, "watch --run to finish the plan")
+    wait_for(lambda: set(states(repo, "p").values()) == {"done"}, 15, "watch --run to finish the plan")
     assert time.monotonic() - t0 < 15
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=20)
@@ -869,8 +846,8 @@ def test_an_executor_that_edits_flow_files_fails_its_task(repo: Repo, tmp_path: 
     repo.plan("p", plan_yaml("{id: A, title: a}", "{id: B, title: b}"))
     res = repo.proc("run", "p", "-n", "1", timeout=60)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert states(repo) == {"A": "failed", "B": "done"}
-    row = [t for t in status(repo)["tasks"] if t["id"] == "A"][0]
+    assert states(repo, "p") == {"A": "failed", "B": "done"}
+    row = [t for t in status(repo, "p")["tasks"] if t["id"] == "A"][0]
     assert "changed flowgit's own files (.flow/plans/p/events/A.jsonl)" in row["error"]
     assert repo.run("validate").code == 0 and not (repo.path / "A.txt").exists()
     assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/A"]
@@ -886,11 +863,11 @@ def test_a_merge_that_would_overwrite_the_users_files_stops_the_run(repo: Repo, 
     assert res.returncode == 1, res.stdout + res.stderr
     out = json.loads(res.stdout)
     assert "would overwrite files in the main work tree (out.txt)" in out["stopped"]
-    assert states(repo) == {"A": "ready"}  # released, not failed: not the task's fault
+    assert states(repo, "p") == {"A": "ready"}  # released, not failed: not the task's fault
     assert (repo.path / "out.txt").read_text() == "the user's, untracked"
     (repo.path / "out.txt").unlink()
     repo.ok("run", "p", "-n", "1")
-    assert states(repo) == {"A": "done"}
+    assert states(repo, "p") == {"A": "done"}
 
 
 def test_prompt_and_note_files_do_not_pile_up(repo: Repo, tmp_path: Path) -> None:
@@ -918,4 +895,4 @@ def test_run_says_when_it_waits_for_someone_elses_claim(repo: Repo, tmp_path: Pa
     assert res.returncode == 0, res.stdout + res.stderr
     said = res.stdout + res.stderr
     assert said.count("waiting for work claimed by others: p/A (someone-else") == 1, said
-    assert states(repo) == {"A": "done"}
+    assert states(repo, "p") == {"A": "done"}

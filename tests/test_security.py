@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import Repo
+from helpers import Repo
 
 PLAN = "id: p\ntitle: P\ntasks:\n  - id: T1\n    title: one\n  - id: T2\n    title: two\n"
 

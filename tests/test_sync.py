@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import WEBHOOKS, Repo, git, make_git_repo
+from helpers import WEBHOOKS, Repo, git, make_git_repo, states
 
 PLAN_DIR = ".flow/plans/{plan}/events"
 
@@ -65,10 +65,6 @@ def remote_log(bare: Path, plan: str, stream: str) -> list[dict[str, Any]]:
     if proc.returncode != 0:
         return []
     return [json.loads(line) for line in proc.stdout.decode().splitlines() if line.strip()]
-
-
-def states(repo: Repo, plan: str) -> dict[str, str]:
-    return {t["id"]: t["state"] for t in repo.ok("status", plan, "--json").json["tasks"]}
 
 
 # ----- sync and claim --sync between two clones -------------------------------------------------

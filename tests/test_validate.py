@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WEBHOOKS, Repo, make_git_repo
+from helpers import WEBHOOKS, Repo, make_git_repo
 
 BAD = ".flow/plans/bad/plan.yaml"
 LOG = ".flow/plans/webhooks/events/T-WH-01.jsonl"

@@ -11,10 +11,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
-from conftest import Repo
+from helpers import Repo, Watcher, phase, stop_cleanly, subjects, wait_for, wait_seconds
 
 from flowgit.core.events import make_event
 from flowgit.store.repo import FlowRepo
@@ -39,78 +39,10 @@ checkpoints:
 """
 
 
-class Watcher:
-    """`flowgit watch` in its own process; its output collected line by line."""
-
-    def __init__(self, repo: Repo, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowgit", "--repo", str(repo.path), "watch", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        wait_for(lambda: any("watching" in line for line in self.lines) or self.proc.poll() is not None,
-                 10, "the watcher to start")
-        assert self.proc.poll() is None, self.output
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"the watcher did not stop on signal {sig}:\n{self.output}")
-        self.reader.join(timeout=5)
-        return code
-
-
-@pytest.fixture
-def watchers() -> Iterator[list[Watcher]]:
-    started: list[Watcher] = []
-    LIVE[:] = []
-    yield started
-    LIVE[:] = []
-    for w in started:
-        if w.proc.poll() is None:
-            w.proc.kill()
-            w.proc.wait()
-
-
 def start(watchers: list[Watcher], repo: Repo, *args: str) -> Watcher:
     w = Watcher(repo, *args)
     watchers.append(w)
-    LIVE.append(w)
     return w
-
-
-LIVE: list[Watcher] = []  # the watchers of the running test, for failure messages
-
-
-def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll `pred`; the seconds it took. Fails after `timeout`, showing the watchers' logs."""
-    begin = time.monotonic()
-    while True:
-        if pred():
-            return time.monotonic() - begin
-        if time.monotonic() - begin > timeout:
-            logs = "\n---\n".join(w.output for w in LIVE)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
-        time.sleep(0.02)
-
-
-def subjects(repo: Repo, *revs: str) -> list[str]:
-    return repo.git("log", "--format=%s", *(revs or ("HEAD",))).splitlines()
 
 
 def flow_commits(repo: Repo) -> list[str]:
@@ -124,10 +56,6 @@ def head_is(repo: Repo, subject: str) -> Callable[[], bool]:
 def settle(seconds: float = 1.0) -> None:
     """Long enough for a debounce (200 ms) and a pass, several times over."""
     time.sleep(seconds)
-
-
-def phase(repo: Repo, plan: str) -> str:
-    return repo.ok("status", plan, "--json").json["phase"]
 
 
 def approve_behind_flowgits_back(repo: Repo, plan: str, cp: str) -> None:
@@ -144,12 +72,6 @@ def approve_behind_flowgits_back(repo: Repo, plan: str, cp: str) -> None:
         repo.git("commit", "-q", "--no-verify", "-m", "pull: checkpoint approved", "--", str(log))
 
 
-def stop_cleanly(w: Watcher, sig: int = signal.SIGTERM) -> None:
-    assert w.stop(sig) == 0, w.output
-    assert w.lines[-1].endswith("stopped"), w.output
-    assert "Traceback" not in w.output, w.output
-
-
 # ----- moves by themselves --------------------------------------------------------------------
 
 def test_checkpoint_commit_within_two_seconds_and_resume(repo: Repo, watchers: list[Watcher]) -> None:
@@ -161,7 +83,7 @@ def test_checkpoint_commit_within_two_seconds_and_resume(repo: Repo, watchers: l
     assert repo.commits() == before, "a settled plan gets no commit"
 
     repo.ok("done", "g/a", "--worker", "w1", "--note", "store done")
-    took = wait_for(head_is(repo, "flow(g): phase checkpoint"), 2.0, "the checkpoint commit")
+    took = wait_seconds(head_is(repo, "flow(g): phase checkpoint"), 2.0, "the checkpoint commit")
     assert took < 2.0
     wait_for(lambda: any("g: execute -> checkpoint" in line and "CP1" in line for line in w.lines), 2,
              "the decision's log line")

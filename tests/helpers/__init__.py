@@ -1,0 +1,22 @@
+"""Test helpers in one importable module (pytest puts tests/ on sys.path: pyproject's
+`pythonpath`), the way pre-commit keeps its `testing/fixtures.py`: test files import from here,
+never from conftest.py, which only holds fixtures.
+
+- `helpers.repo`: git repositories in tmp dirs and `Repo`, flowgit driven through `main([...])`.
+- `helpers.state`: what a test reads back (status, event logs, transition commits), in one place
+  so that a change of where state is stored changes these functions, not every test.
+- `helpers.procs`: polling with a deadline and `flowgit watch` as a real process.
+"""
+from __future__ import annotations
+
+from helpers.procs import (BIN, PY, Watcher, flowgit_proc, stop_cleanly, wait_for,
+                           wait_seconds)
+from helpers.repo import ROOT, WEBHOOKS, Repo, Result, git, make_git_repo
+from helpers.state import (events, log_path, of_type, phase, row, state, states, status,
+                           subjects, trailers)
+
+__all__ = [
+    "BIN", "PY", "ROOT", "WEBHOOKS", "Repo", "Result", "Watcher", "events", "flowgit_proc", "git",
+    "log_path", "make_git_repo", "of_type", "phase", "row", "state", "states", "status",
+    "stop_cleanly", "subjects", "trailers", "wait_for", "wait_seconds",
+]

@@ -1,0 +1,58 @@
+"""What tests read back: status through the CLI, event logs and transition commits. Tests that
+look at stored state go through these, so a change of where state is stored changes them here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from helpers.repo import Repo
+
+
+def status(repo: Repo, plan: str) -> dict[str, Any]:
+    """`flowgit status PLAN --json`."""
+    result: dict[str, Any] = repo.ok("status", plan, "--json").json
+    return result
+
+
+def row(repo: Repo, plan: str, task: str) -> dict[str, Any]:
+    return next(t for t in status(repo, plan)["tasks"] if t["id"] == task)
+
+
+def state(repo: Repo, plan: str, task: str) -> str:
+    return str(row(repo, plan, task)["state"])
+
+
+def states(repo: Repo, plan: str) -> dict[str, str]:
+    return {t["id"]: t["state"] for t in status(repo, plan)["tasks"]}
+
+
+def phase(repo: Repo, plan: str) -> str:
+    return str(status(repo, plan)["phase"])
+
+
+def log_path(repo: Repo, plan: str, stream: str = "_plan") -> Path:
+    """The event log of one stream: `_plan` or a task id."""
+    return repo.path / ".flow" / "plans" / plan / "events" / f"{stream}.jsonl"
+
+
+def events(repo: Repo, plan: str, stream: str = "_plan") -> list[dict[str, Any]]:
+    """The events of one stream as stored in the work tree (none when the log does not exist)."""
+    path = log_path(repo, plan, stream)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def of_type(repo: Repo, plan: str, type_: str, stream: str = "_plan") -> list[dict[str, Any]]:
+    return [e for e in events(repo, plan, stream) if e["type"] == type_]
+
+
+def trailers(repo: Repo, rev: str = "HEAD") -> dict[str, str]:
+    """The trailers of a transition commit (Flow-Plan, Flow-Task, Flow-Event, Flow-Actor)."""
+    out = repo.git("log", "-1", "--format=%(trailers:only,unfold)", rev)
+    return dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+
+
+def subjects(repo: Repo, *revs: str) -> list[str]:
+    return repo.git("log", "--format=%s", *(revs or ("HEAD",))).splitlines()
