@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, git, make_git_repo
+from helpers import Repo, git, make_git_repo
 
 TWO = "id: p\ntitle: Crash\ngoal: g\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from conftest import Repo, git
+from helpers import Repo, git
 
 from flowgit import git as door
 from flowgit.errors import FlowError

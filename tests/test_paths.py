@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 from flowgit.core.model import BUILTIN_EXECUTORS, PATH_RULE, path_problem
 from flowgit.core.scripts import script_placeholders

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, git
+from helpers import Repo, git
 
 PY = sys.executable
 PLAN = "id: p\ntitle: p\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n"
