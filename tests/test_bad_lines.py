@@ -29,7 +29,7 @@ from flowgit.core.fold import evaluate, fold_log, reduce_task
 from flowgit.core.model import Plan
 from flowgit.formats import schemacheck
 from flowgit.store import notices
-from tests.conftest import Repo, make_git_repo
+from helpers import Repo, make_git_repo
 
 PLAN = """\
 id: p

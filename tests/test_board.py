@@ -9,8 +9,8 @@ from typing import Iterator
 
 import pytest
 
-from boardkit import PLAN, Board, column_counts, column_ids
-from conftest import Repo
+from helpers.board import PLAN, Board, column_counts, column_ids
+from helpers import Repo
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def test_board_json_prints_the_url_as_one_object(web: Repo) -> None:
 
 
 def test_board_outside_a_flowgit_repository_says_so(tmp_path: object) -> None:
-    from conftest import make_git_repo
+    from helpers import make_git_repo
     from pathlib import Path
 
     path = make_git_repo(Path(str(tmp_path)) / "plain")
@@ -321,7 +321,7 @@ def test_the_board_reads_through_the_layers_below_the_cli() -> None:
     import ast
     from pathlib import Path
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     for path in sorted((ROOT / "flowgit" / "board").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))

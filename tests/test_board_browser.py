@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from boardkit import PLAN, Board
-from conftest import Repo
+from helpers.board import PLAN, Board
+from helpers import Repo
 
 CHROMIUM = os.environ.get("FLOWGIT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

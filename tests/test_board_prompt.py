@@ -7,8 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-from boardkit import Board
-from conftest import Repo
+from helpers.board import Board
+from helpers import Repo
 
 COPY = ("import os, shutil, sys; "
         "shutil.copy(os.environ['FLOWGIT_PROMPT_FILE'], os.path.join(sys.argv[1], os.environ['FLOWGIT_TASK']))")

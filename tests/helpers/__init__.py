@@ -6,6 +6,7 @@ never from conftest.py, which only holds fixtures.
 - `helpers.state`: what a test reads back (status, event logs, transition commits), in one place
   so that a change of where state is stored changes these functions, not every test.
 - `helpers.procs`: polling with a deadline and `flowgit watch` as a real process.
+- `helpers.board`: a real `flowgit board` process and plain HTTP requests to it.
 """
 from __future__ import annotations
 

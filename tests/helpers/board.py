@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from conftest import Repo
+from helpers.repo import Repo
 
 PLAN = """\
 id: web
