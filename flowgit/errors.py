@@ -67,6 +67,8 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "hook_not_file": (ExitCode.USER, "the pre-commit hook is not a regular file"),
     "hook_io": (ExitCode.USER, "the pre-commit hook cannot be written"),
     "lock_symlink": (ExitCode.USER, "the repository lock file is a symlink"),
+    "io": (ExitCode.USER, "a file could not be written: a read-only file system, a full disk, "
+           "no permission (nothing is left half-written)"),
     "symlink": (ExitCode.USER, "a path flowgit would write through is a symlink"),
     "usage": (ExitCode.USAGE, "a bad option, argument or id"),
     "nothing_ready": (ExitCode.NOTHING, "claim or next found no ready task"),
@@ -246,6 +248,12 @@ class LockSymlink(FlowError):
 
 class IsSymlink(FlowError):
     code = "symlink"
+
+
+class FileSystemError(FlowError):
+    """Not raised: the slug and exit code of an OSError the file system gave (cli.main)."""
+
+    code = "io"
 
 
 class UsageError(FlowError):

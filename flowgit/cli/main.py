@@ -1,7 +1,9 @@
 """The command line: click callbacks only unpack options and call `flowgit.commands`."""
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
@@ -10,7 +12,7 @@ import click
 
 from flowgit.cli.app import App
 from flowgit.cli.output import Output
-from flowgit.errors import ExitCode, FlowError, Interrupted, UsageError
+from flowgit.errors import ExitCode, FileSystemError, FlowError, Interrupted, UsageError
 from flowgit.store import notices
 
 F = Callable[..., Any]
@@ -506,6 +508,25 @@ def merge_driver_cmd(paths: tuple[str, ...]) -> None:
     raise SystemExit(merge_driver_main(list(paths)))
 
 
+# What the file system says about a write it refused: the user's to fix, in one line
+FILE_SYSTEM_ERRNOS = {errno.EROFS: "make it writable, or work in a clone that is",
+                      errno.ENOSPC: "free some space and run the command again",
+                      errno.EDQUOT: "free some space (or raise the quota) and run the command again",
+                      errno.EACCES: "check who owns it and its permissions",
+                      errno.EPERM: "check who owns it and its permissions",
+                      errno.EIO: "the disk reported an error",
+                      errno.EFBIG: "the file is larger than the file system allows"}
+
+
+def file_system_message(exc: OSError, app: App) -> str:
+    where = str(exc.filename) if exc.filename else ""
+    root = app._repo.root if app._repo is not None else None
+    if where and root is not None and Path(where).is_relative_to(root):
+        where = Path(where).relative_to(root).as_posix()
+    what = exc.strerror or os.strerror(exc.errno or 0)
+    return f"{where + ': ' if where else ''}{what}: {FILE_SYSTEM_ERRNOS[exc.errno or 0]}"
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Run one flowgit command; `out`/`err` default to the process's streams."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -533,6 +554,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         return int(ExitCode.USAGE)
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.errno not in FILE_SYSTEM_ERRNOS:
+            raise  # anything else is a bug: its traceback says where
+        app.out.error(FileSystemError.code, file_system_message(exc, app))
+        return int(FileSystemError.exit_code)
     finally:
         try:
             app.close()

@@ -10,6 +10,11 @@ from typing import Any
 from flowgit.errors import InvalidFile
 
 MAX_YAML_BYTES = 8 * 1024 * 1024
+# Nesting: a plan needs a handful of levels. libyaml's composer recurses in C and crashes the
+# process (no exception) somewhere past 20,000; Python's deepcopy, json and marshal give up
+# long before. So nesting is measured before the text reaches the composer.
+MAX_YAML_DEPTH = 100
+_LEAD = re.compile(r"^[ \t?:-]*", re.M)  # a block level needs a column (or a "- ") more
 
 
 def _safe_yaml() -> Any:
@@ -95,11 +100,11 @@ def decode(data: bytes, path: str) -> str:
 
 
 def loads(text: str, path: str) -> Any:
-    """Parse YAML safely. Aliases are refused so a crafted file cannot expand without bound."""
+    """Parse YAML safely. Aliases are refused so a crafted file cannot expand without bound,
+    and nesting deeper than MAX_YAML_DEPTH so a crafted one cannot crash the parser."""
     from ruamel.yaml.error import YAMLError
 
-    if _ALIAS_HINT.search(text) and _has_alias(text, path):
-        raise InvalidFile(f"{path}: YAML aliases (*name) are not allowed in flowgit files: write the value out")
+    check_shape(text, path)
     try:
         return _safe_yaml().load(text)
     except YAMLError as exc:
@@ -111,17 +116,44 @@ def loads(text: str, path: str) -> Any:
 _ALIAS_HINT = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\]}]+", re.M)
 
 
-def _has_alias(text: str, path: str) -> bool:
-    from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.events import AliasEvent
+def depth_bound(text: str) -> int:
+    """At least as deep as `text` nests, found without parsing: every flow level opens with a
+    bracket, and every block level needs one more column (two levels, a mapping and its list,
+    can share one), so brackets plus twice the widest indentation bound it."""
+    flow = text.count("[") + text.count("{")
+    if flow > MAX_YAML_DEPTH:
+        return flow
+    return flow + 2 * max((m.end() - m.start() for m in _LEAD.finditer(text)), default=0) + 2
 
+
+def check_shape(text: str, path: str) -> None:
+    """Refuse aliases and nesting deeper than MAX_YAML_DEPTH. The parser's events are read (it
+    does not recurse; the composer does) only when a cheap look cannot rule either out, and
+    stop at the first level too deep."""
+    deep = depth_bound(text) > MAX_YAML_DEPTH
+    if not deep and not _ALIAS_HINT.search(text):
+        return
+    from ruamel.yaml.error import YAMLError
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
+
+    depth = 0
     try:
         for event in _safe_yaml().parse(text):
-            if isinstance(event, AliasEvent):
-                return True
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1 if event.start_mark else 1
+                    raise InvalidFile(f"{path}:{line}: nested deeper than {MAX_YAML_DEPTH} levels: "
+                                      "flowgit files need a few; flatten it")
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, AliasEvent):
+                raise InvalidFile(f"{path}: YAML aliases (*name) are not allowed in flowgit files: "
+                                  "write the value out")
     except YAMLError as exc:
         raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
-    return False
+    except (ValueError, OverflowError) as exc:  # the C parser's own limits (a column past size_t)
+        raise InvalidFile(f"{path}: invalid YAML: {exc}") from None
 
 
 def load_file(path: Path, display: str) -> Any:
@@ -241,10 +273,13 @@ def layout_of(text: str) -> Layout:
 def rt_load(text: str, path: str) -> Any:
     from ruamel.yaml.error import YAMLError
 
+    check_shape(text.lstrip("\ufeff"), path)
     try:
         return roundtrip().load(text.lstrip("\ufeff"))
     except YAMLError as exc:
         raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidFile(f"{path}: invalid YAML: {exc}") from None
 
 
 def rt_dump(data: Any, like: str | None = None) -> str:

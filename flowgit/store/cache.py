@@ -57,8 +57,12 @@ class DerivedCache:
                 if path.parent.is_symlink():
                     continue
                 tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
-                tmp.write_bytes(marshal.dumps(self._entries[key]))
-                os.replace(tmp, path)
+                try:
+                    tmp.write_bytes(marshal.dumps(self._entries[key]))
+                    os.replace(tmp, path)
+                except OSError:  # a full disk: no half-written file stays behind
+                    tmp.unlink(missing_ok=True)
+                    raise
             except (OSError, ValueError):
                 pass  # the cache is an optimisation only
         self._dirty.clear()

@@ -51,8 +51,11 @@ def append(path: Path, events: Iterable[Event]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     fd = _open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
-        os.write(fd, payload)
+        _write_all(fd, payload)
         os.fsync(fd)
+    except OSError as exc:
+        exc.filename = exc.filename or str(path)  # a full disk: say which file it was
+        raise
     finally:
         os.close(fd)
     if created:
@@ -70,8 +73,21 @@ def write_atomic(path: Path, content: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
     try:
-        os.write(fd, content)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:  # a full disk, say: the old file stands, and no temporary is left
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)):
+            exc.filename = str(path)
+        raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """A write can be short (a disk filling up): go on until all is written or it fails."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

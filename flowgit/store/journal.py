@@ -32,7 +32,11 @@ class Journal:
 
     def note_write(self, paths: Sequence[str]) -> None:
         """A write is about to append to (or replace) these paths and commit them."""
-        self.path.write_text(json.dumps({"paths": list(paths), "pid": os.getpid()}))
+        try:
+            self.path.write_text(json.dumps({"paths": list(paths), "pid": os.getpid()}))
+        except OSError:  # a full disk: nothing is written yet, and no half journal is left
+            self.clear()
+            raise
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

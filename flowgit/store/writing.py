@@ -154,16 +154,21 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
             sizes[path] = path.stat().st_size
         else:
             sizes[path] = None
-    for path, events in appends.items():
-        append(path, events)
-    crash_point("appended")
-    for path, content in files.items():
-        repo.refuse_symlink(path)
-        olds[path] = path.read_bytes() if path.exists() else None
-        if content is None:
-            path.unlink(missing_ok=True)
-        else:
-            write_atomic(path, content)
+    try:
+        for path, events in appends.items():
+            append(path, events)
+        crash_point("appended")
+        for path, content in files.items():
+            repo.refuse_symlink(path)
+            olds[path] = path.read_bytes() if path.exists() else None
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_atomic(path, content)
+    except OSError:  # a read-only or full file system: take back what got written
+        _undo(sizes, olds)
+        repo.journal.clear()
+        raise
     crash_point("written")
     if not commit:
         repo.journal.clear()
@@ -222,6 +227,26 @@ def _apply_with_merge(repo: FlowRepo, w: Write) -> str | None:
     finally:  # a failure took both back; a kill, or a merge left on, keeps the journal
         if not git.in_merge(repo.dirs):
             repo.journal.end_merge()
+
+
+def _undo(sizes: Mapping[Path, int | None], olds: Mapping[Path, bytes | None]) -> None:
+    """Put appended logs and replaced files back as they were, as far as the disk lets us."""
+    for path, size in sizes.items():
+        try:
+            if size is None:
+                path.unlink(missing_ok=True)
+            elif path.stat().st_size != size:
+                repair_torn(path, size)
+        except OSError:
+            pass
+    for path, old in olds.items():
+        try:
+            if old is None:
+                path.unlink(missing_ok=True)
+            elif not path.exists() or path.read_bytes() != old:
+                write_atomic(path, old)
+        except OSError:
+            pass
 
 
 def _take_back(repo: FlowRepo, paths: Sequence[str], sizes: Mapping[Path, int | None],

@@ -2,13 +2,20 @@
 the tasks and plans it prints are added, once per slot however many watchers run."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from flowgit import proc
-from flowgit.core.events import PLAN_LOG, Event, canonical, format_time, make_event, parse_time
+from flowgit.core.events import (
+    PLAN_LOG,
+    Event,
+    canonical,
+    format_time,
+    load_line,
+    make_event,
+    parse_time,
+)
 from flowgit.core.model import argv_of, parse_seconds
 from flowgit.errors import FlowError
 from flowgit.formats import yamlio
@@ -101,8 +108,8 @@ def parse_discovery(output: str) -> tuple[list[dict[str, Any]], list[str]]:
         if not line.startswith("{"):
             continue
         try:
-            obj = json.loads(line)
-        except ValueError:
+            obj = load_line(line.encode())
+        except ValueError:  # nesting too deep and non-finite numbers too
             problems.append(f"line {n}: not JSON")
             continue
         if isinstance(obj, dict):

@@ -1,7 +1,6 @@
 """`flowgit compact PLAN [--keep N]` and `flowgit signal PLAN NAME [--data JSON]`."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flowgit.cli.app import App
@@ -38,8 +37,13 @@ def signal(app: App, plan_id: str, name: str, data: str | None) -> int:
     check_id(name, "signal name")
     payload: Any = {}
     if data:
+        from flowgit.core.events import MAX_DEPTH, load_line, too_deep
+
+        # it goes into an event line as its data's data: the line's own limits hold for it
+        if too_deep(data.encode(), MAX_DEPTH - 2):
+            raise UsageError(f"--data is nested deeper than {MAX_DEPTH - 2} levels: flatten it")
         try:
-            payload = json.loads(data)
+            payload = load_line(data.encode())
         except ValueError as exc:
             raise UsageError(f"--data is not valid JSON: {exc}") from None
     actor = actor_for(repo, None)
