@@ -10,6 +10,9 @@ from typing import Iterator
 import pytest
 from helpers import BIN, ROOT, Repo, Watcher, make_git_repo
 from helpers import procs
+from helpers.clock import WallClock
+
+from flowgit import clock
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +29,8 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.delenv("GIT_WORK_TREE", raising=False)
     monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    monkeypatch.delenv(clock.FLAG, raising=False)
+    monkeypatch.delenv(clock.OFFSET, raising=False)
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     monkeypatch.chdir(home)
 
@@ -52,3 +57,9 @@ def watchers() -> Iterator[list[Watcher]]:
     for w in [*started, *procs.LIVE]:
         w.kill()
     procs.LIVE[:] = []
+
+
+@pytest.fixture
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> WallClock:
+    """flowgit's wall clock, moved by the test instead of sleeping (leases, retries, schedules)."""
+    return WallClock(monkeypatch)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.clock import WallClock
 from helpers import PY, Repo, Watcher, of_type, row, status, stop_cleanly, wait_for
 from flowgit.store.repo import FlowRepo, automatic_actor
 
-import flowgit.watcher.waits
 from flowgit.core.events import make_event, parse_time
 from flowgit.watcher import schedules, waits
 from flowgit.watcher import observer as watch
@@ -435,13 +434,14 @@ def test_schedule_creates_tasks_and_plans_once(repo: Repo, tmp_path: Path) -> No
     assert runs(count) == 1 and repo.git("rev-parse", "HEAD") == head
 
 
-def test_schedule_rerun_after_interval_is_idempotent(repo: Repo, tmp_path: Path) -> None:
+def test_schedule_rerun_after_interval_is_idempotent(repo: Repo, tmp_path: Path,
+                                                    wall_clock: WallClock) -> None:
     script, count = discovery(tmp_path, extra_second_time=True)
     add_config(repo, f"schedules:\n  - {{id: scan, every: 1s, plan: p, run: [{PY}, {script}]}}\n")
     repo.plan("p", PLAN)
     one_pass(repo)
     plan_text = (repo.path / ".flow/plans/pkg-a/plan.yaml").read_text()
-    time.sleep(1.05)
+    wall_clock.advance(1.05)
     one_pass(repo)
     assert runs(count) == 2
     text = (repo.path / ".flow/plans/p/plan.yaml").read_text()
@@ -549,7 +549,7 @@ tasks:
 """
 
 
-def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("wp", WAITING.replace("python3", PY))
     repo.ok("submit", "wp")
     assert status(repo, "wp")["phase"] == "execute"
@@ -563,10 +563,9 @@ def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch
     one_pass(repo)
     assert len(of_type(repo, "wp", "task.wait", "gate")) == 1
 
-    # simulate the time passing: every check is due, every pass checks once
-    clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.watcher.waits, "time", types.SimpleNamespace(time=lambda: clock[0]))
+    # time passes: every check is due, every pass checks once
     for _ in range(6):
+        wall_clock.advance(100)
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")
     delays = [round(e["data"]["next_at"] - parse_time(e["at"]), 3) for e in checks]
@@ -581,6 +580,7 @@ def test_wait_condition_rechecked_with_fibonacci_backoff(repo: Repo, monkeypatch
 
     # the condition becomes true: the next due check makes it ready
     (repo.path / "flag").write_text("")
+    wall_clock.advance(100)
     one_pass(repo)
     last = of_type(repo, "wp", "task.wait", "gate")[-1]["data"]
     assert last["ok"] is True and last["next_at"] is None
@@ -617,13 +617,12 @@ def test_two_watchers_checking_at_once_advance_the_backoff_once(repo: Repo,
     assert checks[0]["actor"] == "other-watcher"
 
 
-def test_wait_uses_the_plans_explicit_strategy(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wait_uses_the_plans_explicit_strategy(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("wp", WAITING.replace("python3", PY).replace("retry: {base: 2, cap: 10}",
                                                               "retry: {strategy: exponential, base: 1, cap: 100, max_attempts: 2}"))
     repo.ok("submit", "wp")
-    clock = [time.time() + 10**6]
-    monkeypatch.setattr(flowgit.watcher.waits, "time", types.SimpleNamespace(time=lambda: clock[0]))
     for _ in range(4):
+        wall_clock.advance(1000)
         one_pass(repo)
     checks = of_type(repo, "wp", "task.wait", "gate")
     assert [round(e["data"]["next_at"] - parse_time(e["at"]), 3) for e in checks] == [1, 2, 4, 8]

@@ -49,12 +49,8 @@ OVER_THE_CAP = {
     "flowgit/formats/plandiff.py",
 }
 
-# Rules broken today, each with the change that removes it. TODO(tests): issue 12's clock seam
-# moves core/events.py's `time.time()` default out of the core.
-KNOWN_CORE_IMPURITIES = {
-    ("flowgit.core.events", "time"),
-    ("flowgit.core.events", "call time"),
-}
+# Rules broken today, each with the change that removes it (none now; keep the mechanism).
+KNOWN_CORE_IMPURITIES: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.clock import WallClock
 from helpers import Repo, events, git, log_path, row, state, status, trailers
 
 from flowgit.core import retry
@@ -263,12 +264,12 @@ def test_a_dependency_on_nothing_known_is_shown_not_hidden(repo: Repo) -> None:
 
 # ----- leases -------------------------------------------------------------------------------------
 
-def test_expired_lease_makes_task_ready_and_refuses_late_done(repo: Repo) -> None:
+def test_expired_lease_makes_task_ready_and_refuses_late_done(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("p", TWO)
-    res = claim(repo, "p/a", "w1", "--lease", "1")
-    assert parse_time(res["lease_until"]) == pytest.approx(time.time() + 1, abs=0.5)
+    res = claim(repo, "p/a", "w1", "--lease", "60")
+    assert parse_time(res["lease_until"]) == pytest.approx(wall_clock.now() + 60, abs=0.5)
     assert state(repo, "p", "a") == "claimed"
-    time.sleep(1.2)
+    wall_clock.advance(61)
     st = status(repo, "p")
     a = next(t for t in st["tasks"] if t["id"] == "a")
     assert a["state"] == "ready" and a.get("interrupted") is True
@@ -296,26 +297,26 @@ def test_expired_lease_makes_task_ready_and_refuses_late_done(repo: Repo) -> Non
     assert row(repo, "p", "a")["attempts"] == 2
 
 
-def test_expired_lease_old_holder_may_claim_again(repo: Repo) -> None:
+def test_expired_lease_old_holder_may_claim_again(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("p", TWO)
-    claim(repo, "p/a", "w1", "--lease", "1")
-    time.sleep(1.2)
+    claim(repo, "p/a", "w1", "--lease", "60")
+    wall_clock.advance(61)
     claim(repo, "p/a", "w1")
     repo.ok("done", "p/a", "--worker", "w1")
     assert state(repo, "p", "a") == "done"
 
 
-def test_heartbeat_extends_the_lease(repo: Repo) -> None:
+def test_heartbeat_extends_the_lease(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("p", TWO)
-    first = claim(repo, "p/a", "w1", "--lease", "1.5")
-    time.sleep(0.8)
+    first = claim(repo, "p/a", "w1", "--lease", "60")
+    wall_clock.advance(40)
     res = repo.ok("heartbeat", "p/a", "--worker", "w1", "--json").json
     until = parse_time(res["lease_until"])
     # extended by the lease it was claimed with, from now
-    assert until == pytest.approx(time.time() + 1.5, abs=0.4)
-    assert until > parse_time(first["lease_until"]) + 0.5
+    assert until == pytest.approx(wall_clock.now() + 60, abs=0.4)
+    assert until > parse_time(first["lease_until"]) + 30
     assert [e["type"] for e in events(repo, "p", "a")] == ["task.claimed", "task.heartbeat"]
-    time.sleep(max(0.0, parse_time(first["lease_until"]) - time.time()) + 0.2)
+    wall_clock.advance(parse_time(first["lease_until"]) - wall_clock.now() + 10)
     r = row(repo, "p", "a")  # past the first lease, within the extended one
     assert r["state"] == "claimed" and r["worker"] == "w1" and not r.get("interrupted")
     assert parse_time(r["lease_until"]) == pytest.approx(until, abs=0.001)
@@ -332,10 +333,10 @@ def test_heartbeat_default_lease_from_config(repo: Repo) -> None:
     assert parse_time(res["lease_until"]) == pytest.approx(time.time() + 900, abs=5)
 
 
-def test_heartbeat_after_expiry_is_refused(repo: Repo) -> None:
+def test_heartbeat_after_expiry_is_refused(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("p", TWO)
-    claim(repo, "p/a", "w1", "--lease", "1")
-    time.sleep(1.2)
+    claim(repo, "p/a", "w1", "--lease", "60")
+    wall_clock.advance(61)
     res = repo.run("heartbeat", "p/a", "--worker", "w1")
     assert res.code == 1 and "expired" in error(res)
 
@@ -364,25 +365,25 @@ def test_start_and_release(repo: Repo) -> None:
 
 # ----- retries ------------------------------------------------------------------------------------
 
-def _fail_retry(repo: Repo, ref: str, worker: str) -> tuple[dict[str, Any], float]:
-    t0 = time.time()
+def _fail_retry(repo: Repo, ref: str, worker: str, wall_clock: WallClock) -> tuple[dict[str, Any], float]:
+    t0 = wall_clock.now()
     res = repo.ok("fail", ref, "--worker", worker, "--error", "boom", "--retry", "--json").json
     return res, t0
 
 
-def _claim_when_due(repo: Repo, plan: str, worker: str, due: float) -> dict[str, Any]:
+def _claim_when_due(repo: Repo, plan: str, worker: str, due: float, wall_clock: WallClock) -> dict[str, Any]:
     # not claimable before it is due: claim PLAN finds nothing ready
     res = repo.run("claim", plan, "--worker", worker)
     assert res.code == 3, res
     assert repo.run("next", plan).code == 3
-    time.sleep(max(0.0, due - time.time()) + 0.1)
+    wall_clock.advance(max(0.0, due - wall_clock.now()) + 0.1)
     return claim(repo, plan, worker)
 
 
-def test_retry_exponential_then_failed_and_dependents_blocked(repo: Repo) -> None:
+def test_retry_exponential_then_failed_and_dependents_blocked(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("r", RETRY)
     assert claim(repo, "r", "w1")["task"] == "r/flaky"
-    res, t0 = _fail_retry(repo, "r/flaky", "w1")
+    res, t0 = _fail_retry(repo, "r/flaky", "w1", wall_clock)
     assert res["state"] == "retry_wait" and res["attempt"] == 1 and res["max_attempts"] == 3
     due = parse_time(res["retry_at"])
     assert due - t0 == pytest.approx(1.0, abs=0.4)
@@ -392,14 +393,14 @@ def test_retry_exponential_then_failed_and_dependents_blocked(repo: Repo) -> Non
     assert status(repo, "r")["counts"]["retry_wait"] == 1
     assert not status(repo, "r")["stalled"]
 
-    assert _claim_when_due(repo, "r", "w2", due)["task"] == "r/flaky"
-    res, t0 = _fail_retry(repo, "r/flaky", "w2")
+    assert _claim_when_due(repo, "r", "w2", due, wall_clock)["task"] == "r/flaky"
+    res, t0 = _fail_retry(repo, "r/flaky", "w2", wall_clock)
     assert res["state"] == "retry_wait" and res["attempt"] == 2
     due = parse_time(res["retry_at"])
     assert due - t0 == pytest.approx(2.0, abs=0.4)
 
-    assert _claim_when_due(repo, "r", "w1", due)["task"] == "r/flaky"
-    res, _ = _fail_retry(repo, "r/flaky", "w1")
+    assert _claim_when_due(repo, "r", "w1", due, wall_clock)["task"] == "r/flaky"
+    res, _ = _fail_retry(repo, "r/flaky", "w1", wall_clock)
     assert res["state"] == "failed" and res["attempt"] == 3 and res["retry_at"] is None
     st = status(repo, "r")
     by_id = {t["id"]: t for t in st["tasks"]}
@@ -426,7 +427,7 @@ def test_fail_without_retry_is_final(repo: Repo) -> None:
     assert repo.run("claim", "r/flaky", "--worker", "w2").code == 1
 
 
-def test_task_policy_overrides_plan_policy(repo: Repo) -> None:
+def test_task_policy_overrides_plan_policy(repo: Repo, wall_clock: WallClock) -> None:
     repo.plan("o", """\
 id: o
 title: Task-level policies
@@ -438,11 +439,11 @@ tasks:
 """)
     for task, expect in (("fix", 7.0), ("fib", 60.0)):
         claim(repo, f"o/{task}", "w1")
-        res, t0 = _fail_retry(repo, f"o/{task}", "w1")
+        res, t0 = _fail_retry(repo, f"o/{task}", "w1", wall_clock)
         assert res["state"] == "retry_wait"
         assert parse_time(res["retry_at"]) - t0 == pytest.approx(expect, abs=0.4)
     claim(repo, "o/once", "w1")
-    res, _ = _fail_retry(repo, "o/once", "w1")
+    res, _ = _fail_retry(repo, "o/once", "w1", wall_clock)
     assert res["state"] == "failed" and res["max_attempts"] == 1
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from helpers.clock import WallClock
 from helpers import Repo, flowgit_proc, states, status, wait_for
 
 PRELUDE = '''\
@@ -675,21 +676,20 @@ def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
 
 
 def test_a_killed_runner_leaves_a_lease_that_expires(
-        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]]) -> None:
-    ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST, lease=2)
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], wall_clock: WallClock) -> None:
+    ctl = use_executor(repo, tmp_path, SLOW_UNLESS_FAST, lease=60)
     repo.plan("p", plan_yaml("{id: A, title: a}"))
     proc = flowgit_proc(repo, "run", "p", "-n", "1")
     reaper.append(proc)
     wait_for(lambda: (ctl / "A.running").exists(), 20, "the executor")
-    time.sleep(0.8)  # at least one heartbeat has kept the 2 s lease alive meanwhile
     proc.kill()
     proc.wait()
-    killed = time.monotonic()
     assert states(repo, "p")["A"] == "in_progress"
-    row = wait_for(lambda: next((t for t in status(repo, "p")["tasks"] if t["state"] == "ready"), None), 8,
-                   "the lease to expire")
-    assert time.monotonic() - killed >= 1  # not before the lease ran out
-    assert row["id"] == "A" and row.get("interrupted") is True
+    wall_clock.advance(50)
+    assert states(repo, "p")["A"] == "in_progress"  # not before the lease ran out
+    wall_clock.advance(11)
+    row = next(t for t in status(repo, "p")["tasks"] if t["id"] == "A")
+    assert row["state"] == "ready" and row.get("interrupted") is True
     assert status(repo, "p")["interrupted"] == ["A"]
     # the orphaned executor (its own process group) is still ours to stop
     for pid in pids(ctl, "pid"):
@@ -720,8 +720,9 @@ if (git_dir / "MERGE_HEAD").exists() and "done" in Path(sys.argv[1]).read_text()
 
 @pytest.mark.parametrize("then", ["next-command", "user-aborts-first", "user-merges-something-else"])
 def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_merge(
-        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], then: str) -> None:
-    use_executor(repo, tmp_path, 'Path(f"{TASK}.txt").write_text("work\\n")\n', lease=2)
+        repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], then: str,
+        wall_clock: WallClock) -> None:
+    use_executor(repo, tmp_path, 'Path(f"{TASK}.txt").write_text("work\\n")\n', lease=60)
     repo.plan("p", plan_yaml("{id: A, title: a}"))
     head, claims = repo.git("rev-parse", "HEAD"), "1"
     hook = repo.path / ".git" / "hooks" / "prepare-commit-msg"
@@ -762,7 +763,7 @@ def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_me
     assert not (repo.path / "A.txt").exists()  # the work is on its branch, not merged
     assert repo.git("rev-list", "--count", f"{head}..HEAD") == claims  # the claim (with its start)
     assert repo.run("doctor").code == 0
-    time.sleep(2.1)  # the dead worker's lease expires; the task runs again, in full
+    wall_clock.advance(61)  # the dead worker's lease expires; the task runs again, in full
     res = repo.proc("run", "p", "-n", "1", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert states(repo, "p") == {"A": "done"} and (repo.path / "A.txt").read_text() == "work\n"

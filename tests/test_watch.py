@@ -66,7 +66,7 @@ def approve_behind_flowgits_back(repo: Repo, plan: str, cp: str) -> None:
     with FlowRepo(repo.path).lock():
         clock = max(json.loads(line)["clock"] for line in log.read_text().splitlines()) + 1
         ev = make_event("checkpoint.approved", plan, None, "remote-reviewer", clock,
-                        {"checkpoint": cp, "reviewer": "remote-reviewer", "comment": ""})
+                        {"checkpoint": cp, "reviewer": "remote-reviewer", "comment": ""}, time.time())
         with log.open("a") as fh:
             fh.write(ev.to_line())
         repo.git("commit", "-q", "--no-verify", "-m", "pull: checkpoint approved", "--", str(log))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from flowgit import git
+from flowgit.clock import wall_now
 
 STATE_REF = "refs/heads/flow/state"
 MIN_INTERVAL = 0.1  # seconds: many open pages share one computation
@@ -37,7 +38,7 @@ class Version:
             clock = time.monotonic()
             if self._tag and clock - self._at < MIN_INTERVAL:
                 return self._tag
-            now = time.time() if now is None else now
+            now = wall_now() if now is None else now
             passed = sum(1 for ds in self._deadlines.values() for d in ds if d <= now)
             h = hashlib.blake2b(digest_size=10)
             h.update(f"{git.read_head(self.dirs)}|{git.read_ref(self.dirs, STATE_REF)}|{passed}".encode())

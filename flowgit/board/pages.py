@@ -22,6 +22,7 @@ from flowgit.board.html import (
     state_pill,
     when,
 )
+from flowgit.clock import wall_now
 from flowgit.core.events import Event, canonical
 from flowgit.core.fold import PlanState, TaskView
 from flowgit.core.model import Plan, Task
@@ -49,7 +50,7 @@ class Ctx:
 
     repo: FlowRepo
     version: str
-    now: float = field(default_factory=time.time)
+    now: float = field(default_factory=wall_now)
     deadlines: Callable[[str, Sequence[float]], None] = lambda plan, ds: None
     commits: Callable[[FlowRepo, str], Mapping[str, str]] = lambda repo, plan: {}
 

@@ -5,7 +5,6 @@ import json
 import math
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
@@ -27,8 +26,8 @@ KNOWN_TYPES = TASK_EVENTS | PLAN_EVENTS
 PLAN_LOG = "_plan"
 
 
-def new_ulid(now: float | None = None) -> str:
-    millis = int((time.time() if now is None else now) * 1000)
+def new_ulid(now: float) -> str:
+    millis = int(now * 1000)
     value = (millis << 80) | secrets.randbits(80)
     chars = []
     for _ in range(26):
@@ -130,10 +129,10 @@ class Event:
 
 def make_event(
     type_: str, plan: str, task: str | None, actor: str, clock: int,
-    data: Mapping[str, Any] | None = None, now: float | None = None,
+    data: Mapping[str, Any] | None, now: float,
 ) -> Event:
-    ts = time.time() if now is None else now
-    return Event(new_ulid(ts), type_, plan, task, actor, format_time(ts), clock, dict(data or {}))
+    """An event at `now` (the caller's clock: the core reads none)."""
+    return Event(new_ulid(now), type_, plan, task, actor, format_time(now), clock, dict(data or {}))
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 comparison of two snapshots of `.flow/`. Shared by the CLI and the board."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flowgit import git
+from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, canonical
 from flowgit.core.fold import PlanState
 from flowgit.errors import GitError
@@ -72,7 +72,7 @@ def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState
 
 def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, Any]:
     """The semantic diff of every plan (or one) and of the ADRs between two snapshots."""
-    now = time.time()
+    now = wall_now()
     ids = sorted(set(a.plans) | set(b.plans))
     if plan_id:
         ids = [plan_id] if plan_id in ids else []

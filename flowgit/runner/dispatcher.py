@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
+from flowgit.clock import wall_now
 from flowgit.errors import FlowError
 from flowgit.runner.jobs import Job
 from flowgit.runner.runner import Runner
@@ -62,7 +62,7 @@ class Dispatcher:
 
     def _next_due(self) -> float | None:
         repo = self.runner.repo()
-        now = time.time()
+        now = wall_now()
         due: float | None = None
         with self.runner.mu:
             mine = set(self.runner.running)

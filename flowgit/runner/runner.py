@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from flowgit import git, proc
+from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, format_time, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
@@ -160,7 +161,7 @@ class Runner:
     def _idle_wait(self) -> float | None:
         """Seconds to wait before looking again, or None when this run has nothing left."""
         repo = self.repo()
-        now = time.time()
+        now = wall_now()
         wait: float | None = None
         with self.mu:
             mine = bool(self.running)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from flowgit import git
+from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
 from flowgit.core.model import Config, Plan, case_twin_message
@@ -304,7 +304,7 @@ class FlowRepo:
             external = self._external_states(plan, deps, now, _seen | {plan_id})
         plan_log = self.read_log(plan_id, PLAN_LOG)
         return evaluate(plan, self.records(plan_id), plan_log.events,
-                        time.time() if now is None else now, external, rank, order, plan_log.unreadable)
+                        wall_now() if now is None else now, external, rank, order, plan_log.unreadable)
 
     def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
         """The plan's phase and this one task's state from its own log only (dependencies

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -141,7 +140,3 @@ def work_tree(root: Path, only_plan: str | None = None, memo: Memo | None = None
             continue
         files[rel] = path.read_bytes()
     return build(files, "working tree", only_plan, memo)
-
-
-def now() -> float:
-    return time.time()

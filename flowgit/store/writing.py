@@ -13,11 +13,11 @@ every write back, so a command that reports failure leaves nothing for the next 
 from __future__ import annotations
 
 import contextlib
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from flowgit import git
+from flowgit.clock import wall_now
 from flowgit.crashpoints import crash_point
 from flowgit.core.events import PLAN_LOG, Event
 from flowgit.core.fold import PlanState
@@ -97,7 +97,7 @@ class Write:
 def writing(repo: FlowRepo, plan_id: str | None = None, *, commit: bool = True,
             prepare: Callable[[], object] | None = None,
             then: Callable[[str | None], object] | None = None,
-            now: Callable[[], float] = time.time) -> Iterator[Write]:
+            now: Callable[[], float] = wall_now) -> Iterator[Write]:
     """The write door (see the module docstring). Under the lock, `prepare()` runs before the
     state is read (a sync's fetch and merge) and `then(sha)` after the commit (its push).
     `commit=False` writes the files and leaves them for the user to commit (a `rollback` over

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from flowgit import git
+from flowgit.clock import wall_now
 from flowgit.errors import FlowError
 from flowgit.store import notices
 from flowgit.store.repo import FlowRepo, automatic_actor
@@ -159,7 +160,7 @@ def extras(dispatcher: Any, wake: list[float]) -> Callable[[FlowRepo, Callable[[
                 dispatcher.tick(repo)
             except FlowError as exc:  # a plan saved half-way, say: the next pass tries again
                 log(f"dispatch: {exc.message}")
-        due = next_wake(repo, time.time())
+        due = next_wake(repo, wall_now())
         wake[:] = [] if due is None else [due]
     return run
 
@@ -226,7 +227,7 @@ def watch(repo: FlowRepo, info: Callable[[str], None], workers: int = 0, poll: b
                     waiting.clear()
                 timeout = rescan
                 if wake:  # a schedule, wait, retry or lease falls due before the rescan
-                    timeout = min(rescan, max(MIN_WAKE, wake[0] - time.time() + 0.05))
+                    timeout = min(rescan, max(MIN_WAKE, wake[0] - wall_now() + 0.05))
             passes += 1
             if max_passes is not None and passes >= max_passes:
                 break

@@ -2,11 +2,11 @@
 the tasks and plans it prints are added, once per slot however many watchers run."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from flowgit import proc
+from flowgit.clock import wall_now
 from flowgit.core.events import (
     PLAN_LOG,
     Event,
@@ -63,7 +63,7 @@ def due_schedules(schedules: list[Mapping[str, Any]], runs: Mapping[str, float],
 
 
 def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None) -> int:
-    now = time.time() if now is None else now
+    now = wall_now() if now is None else now
     count = 0
     for sched in repo.config.schedules:
         if not isinstance(sched, Mapping) or not sched.get("plan"):

@@ -1,9 +1,9 @@
 """Outside conditions: a task's `wait.run` is checked again with backoff until it passes."""
 from __future__ import annotations
 
-import time
 from typing import Callable, Mapping
 
+from flowgit.clock import wall_now
 from flowgit.core import retry
 from flowgit.core.events import make_event
 from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, policy_for
@@ -28,7 +28,7 @@ def check_waits(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
     if state.phase not in ("execute", "checkpoint"):
         return 0
     plan = repo.load_plan(plan_id).plan
-    now = time.time()
+    now = wall_now()
     checked = 0
     for view in state.tasks.values():
         if view.waiting_on != ("wait",):

@@ -7,6 +7,7 @@ never from conftest.py, which only holds fixtures.
   so that a change of where state is stored changes these functions, not every test.
 - `helpers.procs`: polling with a deadline and `flowgit watch` as a real process.
 - `helpers.board`: a real `flowgit board` process and plain HTTP requests to it.
+- `helpers.clock`: moving flowgit's wall clock instead of sleeping (the `wall_clock` fixture).
 """
 from __future__ import annotations
 

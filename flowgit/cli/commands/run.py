@@ -7,6 +7,7 @@ from typing import Any
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.clock import wall_now
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
 from flowgit.errors import Dirty, ExitCode, NeedsApproval, UsageError, WrongPhase
 from flowgit.ids import check_id
@@ -31,7 +32,7 @@ def _check_startable(repo: Any, plan_id: str) -> None:
         raise WrongPhase(f"plan {plan_id} is halted: nothing can run until "
                                 f"`flowgit resume {plan_id}`")
     loaded = repo.load_plan(plan_id)
-    phase_gate(loaded.plan, state, repo.config, "run", 0, time.time(), None, loaded.hash)
+    phase_gate(loaded.plan, state, repo.config, "run", 0, wall_now(), None, loaded.hash)
 
 
 def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:

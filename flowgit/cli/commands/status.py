@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from flowgit.cli.app import App
+from flowgit.clock import wall_now
 from flowgit.core.events import canonical, format_time
 from flowgit.core.fold import PlanState
 from flowgit.errors import NotFound, NothingToDo
@@ -104,7 +104,7 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
 
 def status(app: App, plan_id: str | None) -> int:
     repo = app.repo
-    now = time.time()
+    now = wall_now()
     if plan_id is not None:
         check_id(plan_id, "plan id")
         state = repo.state(plan_id, now)
@@ -150,7 +150,7 @@ def next_task(app: App, plan_id: str | None) -> int:
     from flowgit.core.lifecycle import approval_block  # `status` does not need it
 
     repo = app.repo
-    now = time.time()
+    now = wall_now()
     pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
     waiting = ""
     for pid in pids:

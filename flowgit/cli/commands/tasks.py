@@ -1,11 +1,11 @@
 """Task transitions: under the lock, read state, decide, append (fsync) and commit."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.clock import wall_now
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import (
     Decision,
@@ -138,7 +138,7 @@ def _plan_with_ready(app: App) -> str:
     from flowgit.errors import NothingToDo
 
     repo = app.repo
-    now = time.time()
+    now = wall_now()
     waiting = ""
     for pid in repo.plan_ids():
         state = repo.state(pid, now)
