@@ -160,6 +160,7 @@ def check_repo(repo: Repo) -> None:
     assert res.code == 0, res.out + res.err
 
 
+@pytest.mark.stress
 def test_eight_workers_200_tasks_every_task_once(repo: Repo, tmp_path: Path) -> None:
     chains, depth = 20, 10
     repo.plan("big", layered_plan("big", chains, depth))
@@ -211,6 +212,7 @@ def test_eight_workers_200_tasks_every_task_once(repo: Repo, tmp_path: Path) -> 
     print(f"8 workers, 400 transitions in {elapsed:.1f}s")
 
 
+@pytest.mark.stress
 def test_workers_killed_at_random_lose_nothing(repo: Repo, tmp_path: Path) -> None:
     chains, depth = 12, 5
     repo.plan("kill", layered_plan("kill", chains, depth))

@@ -341,6 +341,7 @@ def added_event_ids(repo: Repo, commit: str) -> set[str]:
             if line.startswith("+") and not line.startswith("+++") and line[1:].strip()}
 
 
+@pytest.mark.stress
 def test_four_clones_four_workers_a_hundred_tasks(tmp_path: Path) -> None:
     plan = "hundred"
     bare, clones = make_remote(tmp_path, 4, (plan, hundred_tasks(plan)), sync_push=True)

@@ -315,6 +315,7 @@ def _cpu_ticks(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.stress
 def test_no_growth_over_a_long_run(repo: Repo, watchers: list[Watcher]) -> None:
     repo.plan("g", GATED)
     repo.ok("claim", "g/a", "--worker", "w1")
