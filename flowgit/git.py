@@ -649,19 +649,26 @@ def merge_abort(root: Path) -> subprocess.CompletedProcess[bytes]:
 
 # ----- remotes -----------------------------------------------------------------------------------
 
+def check_remote(name: str) -> str:
+    """A remote name as git allows it (flowgit.ids.remote_problem), or a usage error."""
+    from flowgit.ids import check_remote as check  # few commands reach a remote
+
+    return check(name)
+
+
 def remote_exists(root: Path, name: str) -> bool:
-    return _ok(["remote", "get-url", EOO, check_not_option(name, "remote name")], root)
+    return _ok(["remote", "get-url", EOO, check_remote(name)], root)
 
 
 def fetch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
     """Fetch one branch of a remote into FETCH_HEAD; the caller reads the result."""
-    return _run(["fetch", "--quiet", EOO, check_not_option(remote, "remote name"), branch], root,
+    return _run(["fetch", "--quiet", EOO, check_remote(remote), branch], root,
                 check=False)
 
 
 def push_head(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
     """Push HEAD to `branch` on `remote` (no hook); the caller reads the result."""
-    return _run(["push", "--quiet", "--no-verify", EOO, check_not_option(remote, "remote name"),
+    return _run(["push", "--quiet", "--no-verify", EOO, check_remote(remote),
                  f"HEAD:refs/heads/{branch}"], root, check=False)
 
 

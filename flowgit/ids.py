@@ -63,6 +63,48 @@ def check_actor(name: str, what: str = "worker name") -> str:
     return name
 
 
+# Unicode format characters (category Cf, as of Unicode 15.1): invisible, and among them the
+# bidirectional controls (U+202A-U+202E, U+2066-U+2069) that make text read otherwise than it
+# is stored. A regex character class body; schemas/*.json repeat it.
+FORMAT_CHARS = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+                "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+                "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+                "\U000e0020-\U000e007f")
+UNSEEN = f"[\\s\\x00-\\x1f\\x7f-\\x9f{FORMAT_CHARS}]"
+# git's own rule for a remote name is a ref name's (refs/remotes/NAME/...): no '..', '@{', empty
+# or '.'-led part, part ending '.lock', nor any of ~^:?*[\ ; a leading '-' would be an option
+REMOTE_PATTERN = ("^(?![-./])(?!.*(?:\\.\\.|@\\{|//|/\\.|\\.lock(?:/|$)|/$))"
+                  f"[^\\s\\x00-\\x1f\\x7f-\\x9f~^:?*\\[\\\\{FORMAT_CHARS}]+$")
+REMOTE_RULE = ("a name from `git remote` (git's rules: no whitespace, control or format character, "
+               "none of ~^:?*[\\, no '..', '@{' or '//', not starting with '-', '.' or '/')")
+
+
+def remote_problem(value: object) -> str | None:
+    """Why `value` cannot name a remote (`remote:` in config, `sync --remote`), or None. It
+    reaches `git fetch` and `git push`, and is shown in hints: nothing git or a reader could take
+    for something else."""
+    if not isinstance(value, str):
+        return "not text"
+    if not value:
+        return "it is empty"
+    if value.startswith("-"):
+        return "it starts with '-', so git would read it as an option"
+    # compiled here, not at import: every command imports this module, few read a remote
+    if re.search(UNSEEN, value):
+        return "it holds whitespace, a control character or an invisible format character"
+    if not re.match(REMOTE_PATTERN[:-1] + "\\Z", value):
+        return "git does not allow it as a remote name"
+    return None
+
+
+def check_remote(value: str, what: str = "remote name") -> str:
+    problem = remote_problem(value)
+    if problem:
+        # shown with repr() and never inside a suggested command: the value is hostile
+        raise UsageError(f"invalid {what} {value!r}: {problem}; use {REMOTE_RULE}")
+    return value
+
+
 def case_twins(ids: Iterable[str]) -> list[list[str]]:
     """Groups of ids that differ only by case (on macOS and Windows their files are one file),
     each sorted, in order of their first id."""
@@ -83,5 +125,6 @@ def split_ref(ref: str) -> tuple[str | None, str]:
     return None, check_id(ref, "task id")
 
 
-__all__ = ["DEVICE_NAMES", "ID_PATTERN", "MAX_ACTOR", "actor_problem", "case_twins", "check_actor",
-           "check_id", "id_problem", "is_valid_id", "split_ref"]
+__all__ = ["DEVICE_NAMES", "FORMAT_CHARS", "ID_PATTERN", "MAX_ACTOR", "REMOTE_PATTERN", "REMOTE_RULE",
+           "actor_problem", "case_twins", "check_actor", "check_id", "check_remote", "id_problem",
+           "is_valid_id", "remote_problem", "split_ref"]

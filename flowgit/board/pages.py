@@ -588,8 +588,10 @@ def review_page(ctx: Ctx, plan_id: str, checkpoint: str | None, rev_from: str | 
             f'<section class="review"><h2>Checkpoint review</h2><nav class="cppick">{picker}</nav>'
             f'<p>Changes since execution began'
             + (f' at <code>{esc((r["base_commit"] or "")[:10])}</code>' if r["base_commit"] else "")
-            + f': <strong>{len(ch["files"])}</strong> files, <span class="plus">+{ch["added"]}</span> '
-            f'<span class="minus">−{ch["removed"]}</span></p>'
+            + (': unknown: that commit is not in this clone; fetch it, or this review is incomplete</p>'
+               if r["base_commit_missing"] else
+               f': <strong>{len(ch["files"])}</strong> files, <span class="plus">+{ch["added"]}</span> '
+               f'<span class="minus">−{ch["removed"]}</span></p>')
             + (f'<div class="tablewrap"><table class="files"><tbody>{files}</tbody></table></div>' if files else "")
             + '<h3>Validations</h3>' + (f'<ul class="vals">{"".join(vals)}</ul>' if vals
                                         else '<p class="muted">none run yet</p>')

@@ -17,7 +17,7 @@ from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.errors import InvalidFile
-from flowgit.ids import case_twins, id_problem
+from flowgit.ids import FORMAT_CHARS, REMOTE_RULE, case_twins, id_problem, remote_problem
 
 PRIORITIES = ("high", "medium", "low")
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -103,27 +103,49 @@ def _id(value: Any, where: str) -> str:
     return str(value)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-_DRIVE = re.compile(r"[A-Za-z]:")
+# patterns, compiled (and cached by re) on the first path checked, not by every command's import
+_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f\u2028\u2029\\\\]"
+_FORMAT = f"[{FORMAT_CHARS}]"
+_DRIVE = r"[A-Za-z]:"
+_NOT_NORMAL = r"//|./\.(?:/|\Z)"  # an empty or '.' part, but for a leading './'
 PATH_RULE = ("a relative path with '/' between its parts, without a '..' or .git part (as Windows "
-             "reads them too), a drive letter, a backslash or a control character")  # the plan schema's `path`
+             "reads them too), a drive letter, a backslash or a control character; normal (no "
+             "'//' or '/./'), not in .flow/ (flowgit's own state), without a leading '~', "
+             "whitespace at either end or an invisible format character")  # the plan schema's `path`
+
+
+# what path_problem says of a path that leaves the repository (the rest are refused inside it)
+OUTSIDE = frozenset({"an absolute path", "a '..' part leads outside",
+                     "a .git part names git's own directory"})
 
 
 def path_problem(value: str) -> str | None:
     """Why `value` is not a path inside the repository (task `files:`), or None. Windows drops
     the dots and spaces that end a name (`.. ` and `...` go up, `.git.` is .git) and knows .git
-    as GIT~1 too."""
+    as GIT~1 too. Tasks that share a file are never run at once: one file, one spelling."""
     if not value:
         return "an empty path"
-    if value.startswith("/") or _DRIVE.match(value):
+    if value.startswith("/") or re.match(_DRIVE, value):
         return "an absolute path"
-    if _CONTROL.search(value):
+    if re.search(_CONTROL, value):
         return "a backslash or a control character"
+    if re.search(_FORMAT, value):
+        return ("an invisible format character, such as a bidirectional control that shows the "
+                "text otherwise than it is")
+    if value != value.strip():
+        return "whitespace at its start or end"
+    if value.startswith("~"):
+        return "a leading '~', which a shell reads as a home directory"
     parts = value.split("/")
     if any(p not in ("", ".") and not p.strip(". ") for p in parts):
         return "a '..' part leads outside"
     if any(p.rstrip(". ").casefold() == ".git" or p.casefold() == "git~1" for p in parts):
         return "a .git part names git's own directory"
+    if re.search(_NOT_NORMAL, value):
+        return "not a normal path: an empty or '.' part, where a/b is meant"
+    first = parts[1] if parts[0] == "." and len(parts) > 1 else parts[0]
+    if first.rstrip(". ").casefold() == ".flow" or first.casefold() == "flow~1":
+        return "in .flow/, flowgit's own state, which no task declares"
     return None
 
 
@@ -520,11 +542,10 @@ class Config:
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
-        remote = str(data.get("remote", "origin"))
-        if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
-            # it reaches `git fetch`/`git push`: a name that git could read as an option is data
-            raise _fail(where, f"remote {remote!r}: not a remote name (it never starts with '-' or "
-                        "holds a space): name one from `git remote`")
+        remote = data.get("remote", "origin")
+        problem = remote_problem(remote)
+        if problem:  # it reaches `git fetch`/`git push` and hints: never str() of a list or a number
+            raise _fail(f"{where}: remote", f"invalid remote name {remote!r}: {problem}; use {REMOTE_RULE}")
         return cls(
             lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds", 1),
             lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any, Callable, Iterable, Mapping
 
 from flowgit.core.graph import find_cycle
-from flowgit.core.model import PATH_RULE, Plan, argv_of, case_twin_message, path_problem
+from flowgit.core.model import OUTSIDE, PATH_RULE, Plan, argv_of, case_twin_message, path_problem
 from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.errors import InvalidFile
 from flowgit.ids import ID_PATTERN, case_twins, id_problem, is_valid_id
@@ -160,8 +160,9 @@ def rule_breaks(display: str, raw: Any) -> list[str]:
             for i, path in enumerate(files if isinstance(files, list) else []):
                 problem = path_problem(path) if isinstance(path, str) else None
                 if problem:
-                    out.append(f"{display}: task {ident}: files[{i}] {path!r} is outside the "
-                               f"repository ({problem}): use {PATH_RULE}")
+                    what = "is outside the repository" if problem in OUTSIDE else "is refused"
+                    out.append(f"{display}: task {ident}: files[{i}] {path!r} {what} ({problem}): "
+                               f"use {PATH_RULE}")
     for twins in case_twins(nodes):
         out.append(f"{display}: {case_twin_message(twins, 'task or checkpoint ids')}")
     return out

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any, Callable, Iterable, cast
 
-from flowgit.formats import yamlio
+from flowgit.formats import taskfiles, yamlio
 
 KINDS = ("plan", "spec", "adr", "config", "event")
 
@@ -157,6 +157,8 @@ def _problems(kind: str, data: object) -> list[Problem]:
         errors = list(validator.iter_errors(data))
     for error in errors:
         found.extend(_explain(error))
+    if kind == "plan":  # a refused `files:` entry names its task and why
+        found = [taskfiles.explain(data, loc, msg) for loc, msg in found]
     return found
 
 

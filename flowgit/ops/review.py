@@ -8,7 +8,6 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, canonical
 from flowgit.core.fold import PlanState
-from flowgit.errors import GitError
 from flowgit.formats.plandiff import diff_adrs, diff_plan
 from flowgit.store.files import line_of
 from flowgit.store.repo import FlowRepo
@@ -52,11 +51,11 @@ def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState
         log = repo.log_file(plan_id, PLAN_LOG)
         line = line_of(log, "base_commit", base)
         git.check_full_id(base, repo.rel(log) + (f":{line}" if line else ""), "base_commit")
-    if base and git.head(repo.root):
-        try:
-            stats = git.diff_numstat(repo.root, base, "HEAD", exclude=".flow")
-        except GitError:  # a commit this clone does not have (a shallow clone, a rewritten history)
-            stats = []
+    # a commit this clone does not have (a shallow clone, a rewritten history, a forged line):
+    # the changes are unknown, never "0 files"
+    missing = bool(base) and git.resolve_commit(repo.root, str(base), "base_commit") is None
+    if base and not missing and git.head(repo.root):
+        stats = git.diff_numstat(repo.root, base, "HEAD", exclude=".flow")
         files = [{"path": s.path, "added": s.added, "removed": s.removed} for s in stats]
     validations = recorded_validations(repo, plan_id, cp_id)
     notes = []
@@ -65,6 +64,7 @@ def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState
         if view and view.record.note:
             notes.append({"task": tid, "note": view.record.note, "state": view.state})
     return {"checkpoint": cp_id, "state": state.checkpoints[cp_id].state, "base_commit": base,
+            "base_commit_missing": missing,
             "changes": {"files": files, "added": sum(f["added"] for f in files),
                         "removed": sum(f["removed"] for f in files)},
             "validations": list(validations.values()), "notes": notes}

@@ -7,10 +7,12 @@ again on the merged state.
 from __future__ import annotations
 
 import random
+import shlex
 import time
 from pathlib import Path
 
 from flowgit import git
+from flowgit.ids import check_remote
 from flowgit.errors import (
     Detached,
     FetchFailed,
@@ -63,12 +65,13 @@ def _git_error_line(err: str, fallback: object) -> str:
 
 
 def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
-    name = remote or repo.config.remote
+    name = check_remote(remote, "--remote") if remote is not None else repo.config.remote
     branch = git.current_branch(repo.root)
     if branch is None:
         raise Detached("HEAD is detached: check out a branch before syncing")
     if not git.remote_exists(repo.root, name):
-        raise NoRemote(f"no remote named {name!r}: add it with `git remote add {name} URL`, or name "
+        # a valid name may still hold what a shell reads ('$', ';'): quoted for copying
+        raise NoRemote(f"no remote named {name!r}: add it with `git remote add {shlex.quote(name)} URL`, or name "
                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)")
     return name, branch
 
@@ -84,7 +87,7 @@ def fetch_merge(root: Path, remote: str, branch: str, journal: Journal | None = 
             return "no remote branch"
         message = f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}"
         if any(marker in err.lower() for marker in FETCH_FOR_GOOD):
-            raise FetchFailed(message + f" (check `git remote get-url {remote}`)")
+            raise FetchFailed(message + f" (check `git remote get-url {shlex.quote(remote)}`)")
         raise RaceLost(message)  # the network may come back: retrying may win
     theirs = git.fetched_commit(root)
     ours = git.head(root)

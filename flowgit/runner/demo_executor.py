@@ -16,10 +16,27 @@ def check(paths: list[str]) -> int:
     return 1 if bad else 0
 
 
+USAGE = """usage: python -m flowgit.demo_executor PROMPT_FILE
+       python -m flowgit.demo_executor --check FILE...
+
+flowgit's demo executor: run by `flowgit run` in a task's worktree (FLOWGIT_TASK, FLOWGIT_FILES
+and FLOWGIT_TITLE set), it writes each file the task declares. --check: each FILE exists and
+was written by it (exit 1 otherwise)."""
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--check"]:
         return check(argv[1:])
-    task = os.environ.get("FLOWGIT_TASK", "task")
+    if argv[:1] in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    options = [a for a in argv if a.startswith("-")]
+    if options or "FLOWGIT_TASK" not in os.environ:
+        # it writes files where it runs: only when flowgit ran it, never on a mistyped option
+        why = f"unknown option {options[0]!r}" if options else "FLOWGIT_TASK is not set (flowgit runs it)"
+        print(f"flowgit.demo_executor: {why}\n{USAGE}", file=sys.stderr)
+        return 2
+    task = os.environ["FLOWGIT_TASK"]
     files = [f for f in os.environ.get("FLOWGIT_FILES", "").split("\n") if f]
     title = os.environ.get("FLOWGIT_TITLE", task)
     if not files:

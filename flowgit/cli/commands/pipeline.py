@@ -136,8 +136,14 @@ def reject(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 
 def review_text(r: dict[str, Any]) -> str:
     ch = r["changes"]
-    lines = [f"checkpoint {r['checkpoint']} ({r['state']})",
-             f"changes since execution began: {len(ch['files'])} files, +{ch['added']} -{ch['removed']}"]
+    lines = [f"checkpoint {r['checkpoint']} ({r['state']})"]
+    if r["base_commit_missing"]:
+        lines.append(f"changes since execution began: unknown: the base commit {r['base_commit']} "
+                     "is not in this clone; fetch it (`git fetch`, or `git fetch --unshallow` in a "
+                     "shallow clone), or this review is incomplete")
+    else:
+        lines.append(f"changes since execution began: {len(ch['files'])} files, "
+                     f"+{ch['added']} -{ch['removed']}")
     lines += [f"  {f['path']}  (+{f['added']} -{f['removed']})" for f in ch["files"][:50]]
     lines.append("validations:" if r["validations"] else "validations: none configured")
     for v in r["validations"]:

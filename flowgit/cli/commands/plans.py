@@ -10,6 +10,7 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG, make_event
 from flowgit.core.fold import phase_of
+from flowgit.core.model import PATH_RULE, path_problem
 from flowgit.errors import AlreadyExists, IllegalTransition, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
@@ -161,6 +162,10 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
              priority: str | None, estimate: str | None, run_cmd: str | None) -> int:
     repo = app.repo
     check_id(task_id, "task id")
+    for path in files:  # before YAML: it would fold a NEL (U+0085) in a quoted path into a space
+        problem = path_problem(path)
+        if problem:
+            raise InvalidFile(f"--file: invalid path {path!r} ({problem}): use {PATH_RULE}")
     actor = actor_for(repo, None)
     with repo.writing(plan_id) as w:
         loaded = repo.load_plan(plan_id)
