@@ -273,3 +273,48 @@ def test_the_demo_executor_answers_help_and_refuses_unknown_options(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
     proc = demo(tmp_path, "prompt.md", env={"FLOWGIT_TASK": "T", "FLOWGIT_FILES": "out/a.md"})
     assert proc.returncode == 0 and (tmp_path / "out/a.md").is_file()
+
+
+# ----- a task log that is a symlink ---------------------------------------------------------------
+
+def test_a_task_log_that_is_a_symlink_holds_its_task(repo: Repo, tmp_path: Path) -> None:
+    repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: T-1, title: first, priority: high}\n"
+              "  - {id: T-2, title: second}\n  - {id: T-3, title: third}\n")
+    repo.ok("submit", "p")
+    repo.ok("claim", "p/T-1", "--worker", "bob")
+    claimed = repo.git("rev-parse", "HEAD")
+    # a collaborator's branch swaps bob's log for a link to a log that never saw his claim
+    log = repo.path / ".flow/plans/p/events/T-1.jsonl"
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    elsewhere.write_bytes(b"")
+    log.unlink()
+    log.symlink_to(elsewhere)
+    repo.git("add", ".flow")
+    repo.git("commit", "-q", "--no-verify", "-m", "from a branch")
+    rel = ".flow/plans/p/events/T-1.jsonl"
+
+    res = repo.ok("status", "p")
+    assert res.err.count(rel) == 1 and "never follows symlinks in .flow/" in res.err, res.err
+    assert "task p/T-1 is held" in res.err
+    assert f"blocked      T-1 ({rel} is a symlink)" in res.out
+    assert f"held by {rel}, a symlink, which flowgit never follows in .flow/" in res.out
+    data = repo.ok("--json", "status", "p").json
+    row = {t["id"]: t for t in data["tasks"]}["T-1"]
+    assert row["state"] == "blocked" and row["unreadable"] == rel and data["unreadable"] == [rel]
+    assert "T-1" not in data["ready"]
+
+    res = repo.ok("next", "p")
+    assert "T-1" not in res.out and "p/T-2" in res.out and res.err.count(rel) == 1, res.out + res.err
+    # claim PLAN passes over it to the other ready tasks, each named once
+    for expected in ("p/T-2", "p/T-3"):
+        res = repo.ok("--json", "claim", "p", "--worker", "w")
+        assert res.json["task"] == expected and res.err.count(rel) == 1, res.err
+    assert repo.run("claim", "p", "--worker", "w").code == 3  # nothing else ready: T-1 is held
+    res = repo.run("claim", "p/T-1", "--worker", "w")
+    line = one_line(res, 1)
+    assert rel in line and "never follows" in line and "blocked" in line, line
+    assert elsewhere.read_bytes() == b""  # never read, never written through
+    # once the log is itself again, bob still holds the task
+    log.unlink()
+    repo.git("checkout", claimed, "--", rel)
+    assert {t["id"]: t for t in repo.ok("--json", "status", "p").json["tasks"]}["T-1"]["worker"] == "bob"

@@ -38,7 +38,9 @@ class TaskRecord:
     events: int = 0
     last_clock: int = 0
     log_path: str | None = None
-    unreadable: str | None = None  # "path:line" of a line the checker refused: the task is held
+    # "path:line" of a line the checker refused, or "path" of a log that is a symlink (never
+    # followed): the task is held
+    unreadable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "unreadable"}

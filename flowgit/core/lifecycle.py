@@ -33,10 +33,26 @@ class Decision:
 
 
 HELD = "fix or remove that line (`flowgit validate` says what is wrong with it)"
+SYMLINK = ("a symlink, which flowgit never follows in .flow/: replace it with the log itself or "
+           "remove it")
+
+
+def is_link_hold(where: str) -> bool:
+    """Whether a hold is a log that is a symlink ("path": the whole file is never read) rather
+    than an unreadable line ("path:line")."""
+    line = where.rpartition(":")[2]
+    return not (line.isdigit() and line.isascii())
+
+
+def held_by(where: str) -> str:
+    """What holds a task or plan, after "held by"."""
+    return f"{where}, {SYMLINK}" if is_link_hold(where) else f"an unreadable event at {where}: {HELD}"
 
 
 def describe(view: TaskView, now: float) -> str:
     if view.held:
+        if is_link_hold(view.held):
+            return f"blocked: held by {held_by(view.held)}"
         return f"blocked: unreadable event at {view.held}: {HELD}"
     if view.state in ("claimed", "in_progress"):
         return f"{view.state} by {view.worker} (lease until {format_time(view.lease_until or 0)})"
@@ -144,7 +160,7 @@ def _summary(state: PlanState) -> str:
     parts = [f"{n} {s}" for s, n in counts.items() if n]
     held = state.unreadable
     if held:
-        parts.append(f"held by an unreadable event at {held[0]}: {HELD}")
+        parts.append(f"held by {held_by(held[0])}")
     return ", ".join(parts) or "no tasks"
 
 

@@ -63,3 +63,9 @@ def unreadable(read: LogRead, holds: str) -> None:
     for bad in read.bad:
         say(bad.where, f"unreadable event at {bad.where} ({bad.problem}): {holds} until the line "
                        "is fixed or removed")
+
+
+def symlinked(where: str, holds: str) -> None:
+    """Name a log that is a symlink (never followed, never read), and what it holds."""
+    say(where, f"{where} is a symlink: flowgit never follows symlinks in .flow/: {holds} until it "
+               "is replaced by the log itself or removed")

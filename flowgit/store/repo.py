@@ -246,6 +246,10 @@ class FlowRepo:
                 continue
             task = entry.name[:-6]
             if entry.is_symlink():
+                if is_valid_id(task):  # held, not skipped: a skipped log could free a claimed task
+                    seen.add(task)
+                    out[task] = TaskRecord(unreadable=self.rel(Path(entry.path)))
+                    notices.symlinked(self.rel(Path(entry.path)), f"task {plan_id}/{task} is held")
                 continue
             key = _stat_key(entry.stat(follow_symlinks=False))
             hit = logs.get(task)

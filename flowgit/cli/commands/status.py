@@ -8,6 +8,7 @@ from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.events import canonical, format_time
 from flowgit.core.fold import PlanState
+from flowgit.core.lifecycle import held_by, is_link_hold
 from flowgit.errors import NotFound, NothingToDo
 from flowgit.ids import check_id
 from flowgit.store.repo import FlowRepo, iter_events_all
@@ -76,8 +77,7 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
         lines.append(f"waiting on unknown plans or tasks: {', '.join(data['unknown_refs'])} "
                      "(nothing by that name yet: if it is a typo, `flowgit validate` shows where)")
     for where in data.get("unreadable") or []:
-        lines.append(f"held by an unreadable event at {where}: fix or remove that line "
-                     "(`flowgit validate` says what is wrong with it)")
+        lines.append(f"held by {held_by(where)}")
     if data["approval_stale"]:
         lines.append("approval is stale: the plan changed after it was approved")
     if data["stalled"]:
@@ -88,7 +88,8 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
         for row in data["tasks"][:200]:
             extra = ""
             if row.get("unreadable"):
-                extra = f" (unreadable event at {row['unreadable']})"
+                where = row["unreadable"]
+                extra = f" ({where} is a symlink)" if is_link_hold(where) else f" (unreadable event at {where})"
             elif row.get("worker"):
                 extra = f" ({row['worker']})"
             elif row.get("blocked_by"):
