@@ -759,3 +759,59 @@ def added_lines_by_commit(root: Path, head: str, since: str | None, pathspec: st
         elif line.startswith(b"+") and not line.startswith(b"+++") and commit:
             out.append((commit, line[1:]))
     return out
+
+
+# ----- approvals that git itself vouches for (approvals.via: merge, approvals.signed) -----------
+
+class PathChange:
+    """A commit that changed a path (a plain class: see Version)."""
+
+    __slots__ = ("commit", "parents", "time", "blob")
+
+    def __init__(self, commit: str, parents: tuple[str, ...], time: int, blob: str | None) -> None:
+        self.commit = commit
+        self.parents = parents
+        self.time = time
+        self.blob = blob  # the path's blob after the commit; None when deleted
+
+
+def first_parent_changes(root: Path, commit: str, path: str) -> list[PathChange]:
+    """Commits on the first-parent line of `commit` (a full id) that changed `path` against
+    their first parent, newest first: a merge commit there is the merge that brought the change."""
+    check_full_id(commit, "first_parent_changes")
+    proc = _run(["log", "--first-parent", "-m", "--raw", "--no-abbrev", "--no-renames",
+                 "--format=%x00%H %ct %P", EOO, commit, "--", path], root, check=False)
+    if proc.returncode != 0:
+        return []
+    out = []
+    for chunk in proc.stdout.decode("utf-8", "replace").split("\0")[1:]:
+        lines = chunk.strip("\n").splitlines()
+        if not lines:
+            continue
+        head = lines[0].split()
+        blob = None
+        for line in lines[1:]:
+            if line.startswith(":") and "\t" in line:
+                meta = line.split("\t", 1)[0].split()
+                blob = None if set(meta[3]) == {"0"} else meta[3]
+        out.append(PathChange(head[0], tuple(head[2:]), int(head[1]), blob))
+    return out
+
+
+def blob_id(root: Path, data: bytes) -> str:
+    """The id git gives `data` as a blob (SHA-1 or SHA-256, as the repository uses)."""
+    return _run(["hash-object", "--stdin"], root, input=data).stdout.decode().strip()
+
+
+def commits_adding(root: Path, needle: str, path: str) -> list[str]:
+    """Commits reachable from HEAD that changed how often `needle` occurs in `path` (`log -S`;
+    the needle is part of its own argument, never an option)."""
+    proc = _run(["log", "--format=%H", f"-S{needle}", EOO, "HEAD", "--", path], root, check=False)
+    return [c for c in proc.stdout.decode().split() if is_full_id(c)] if proc.returncode == 0 else []
+
+
+def verify_commit(root: Path, commit: str) -> bool:
+    """Whether `git verify-commit` accepts the commit's signature, with the keys the user's git
+    configuration lists (gpg's keyring, gpg.ssh.allowedSignersFile)."""
+    check_full_id(commit, "verify_commit")
+    return _ok(["verify-commit", EOO, commit], root)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Callable, Mapping, Sequence
 
 TOKEN_ENV = "FLOWGIT_PROC_TOKEN"
+AGENT_ENV = "FLOWGIT_AGENT"  # what flowgit starts is not a person: it may not approve or trust
 EXIT_TIMEOUT = 124
 EXIT_CANNOT_RUN = 127
 TAIL_BYTES = 16_000        # the output kept by default (callers cut text tails from it)
@@ -365,6 +366,7 @@ def run(argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str,
     full_env = dict(os.environ if env is None else env)
     full_env.update(extra_env or {})
     full_env[TOKEN_ENV] = token
+    full_env[AGENT_ENV] = full_env.get(AGENT_ENV) or "flowgit"
     if _has_proc():
         become_subreaper()
     sweep()

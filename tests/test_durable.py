@@ -26,6 +26,7 @@ def add_config(repo: Repo, text: str) -> None:
     path = repo.path / ".flow" / "config.yaml"
     path.write_text(path.read_text() + text)
     repo.git("commit", "-q", "--no-verify", "-m", "config", "--", ".flow/config.yaml")
+    repo.ok("trust")  # commands written by hand run once trusted in this clone
 
 
 def one_pass(repo: Repo) -> list[str]:

@@ -163,7 +163,8 @@ def test_errors_are_the_cli_errors(repo: Repo) -> None:
         assert {t["id"]: (t["state"], t["worker"]) for t in st["tasks"]}["A"] == ("claimed", "alice")
         # a plan that needs an approval: claim is refused until `approve`
         cfg = repo.path / ".flow" / "config.yaml"
-        cfg.write_text(cfg.read_text().replace("required: 0", "required: 1"))
+        # an approval through MCP is an agent's: this config names the agent allowed to give one
+        cfg.write_text(cfg.read_text().replace("required: 0", "agents: [rita]\n  required: 1"))
         repo.git("commit", "-q", "-am", "one approval")
         repo.plan("q", PLAN.replace("id: p", "id: q"))
         repo.ok("submit", "q")

@@ -54,6 +54,7 @@ def set_config(repo: Repo, required: int = 0, auto: bool = False, reset: bool = 
     )
     repo.write(".flow/config.yaml", text)
     repo.git("commit", "-q", "--no-verify", "-m", "config", "--", ".flow/config.yaml")
+    repo.ok("trust")  # the validations written by hand run once trusted in this clone
 
 
 def work(repo: Repo, plan: str, task: str, worker: str = "w1", note: str | None = None) -> None:
@@ -142,7 +143,8 @@ def test_approve_records_reviewer_comment_and_hash(repo: Repo) -> None:
     assert res.json["phase"] == "execute"
     [ev] = of_type(repo, "p", "plan.approved")
     digest = hashlib.sha256((repo.path / ".flow/plans/p/plan.yaml").read_bytes()).hexdigest()
-    assert ev["data"] == {"reviewer": "alice", "comment": "looks right", "plan_hash": digest}
+    assert ev["data"] == {"reviewer": "alice", "comment": "looks right", "plan_hash": digest,
+                          "via": "cli", "identity": {"name": "Test", "email": "test@example.com"}}
     assert ev["actor"] == "alice"
     msgs = repo.git("log", "--format=%B%x00", "-n", "2").split("\0")
     assert msgs[0].strip().startswith("flow(p): phase execute")
@@ -247,7 +249,8 @@ def test_checkpoint_gates_its_dependents(repo: Repo) -> None:
     res = repo.ok("--json", "checkpoint", "g", "CP", "--approve", "--reviewer", "rev", "--comment", "fine")
     assert res.json["phase"] == "execute"
     [ev] = of_type(repo, "g", "checkpoint.approved")
-    assert ev["data"] == {"checkpoint": "CP", "reviewer": "rev", "comment": "fine"}
+    assert ev["data"] == {"checkpoint": "CP", "reviewer": "rev", "comment": "fine", "via": "cli",
+                          "identity": {"name": "Test", "email": "test@example.com"}}
     repo.ok("claim", "g/c", "--worker", "w1")
     # approving twice is refused
     assert repo.run("checkpoint", "g", "CP", "--approve", "--reviewer", "rev").code == 1

@@ -73,6 +73,7 @@ def use_executor(repo: Repo, tmp_path: Path, body: str, *, timeout: float = 60,
              f"  alt:\n    argv: {json.dumps(argv + ['alt'])}\n    env: {{TEST_EXECUTOR: alt}}\n" + extra)
     cfg.write_text(text)
     repo.git("commit", "-q", "-am", "test: use the script executor")
+    repo.ok("trust")  # an executor written by hand runs once trusted in this clone
     return ctl
 
 
@@ -284,6 +285,7 @@ def test_prompt_file_and_executor_override(repo: Repo, tmp_path: Path) -> None:
         """))
     repo.git("add", ".flow/plans/p/spec.yaml")
     repo.git("commit", "-q", "-m", "spec")
+    repo.ok("trust", "p")  # the spec written by hand becomes the agent's prompt: trusted here
     res = repo.proc("run", "p", "-n", "2", "--executor", "alt", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     recs = [r for r in records(ctl) if r["kind"] == "start"]

@@ -59,6 +59,12 @@ def _config_first(f: F) -> F:
     return wrapper
 
 
+def _trust_flag(f: F) -> F:
+    return click.option("--trust", "trust_now", is_flag=True,
+                        help="Run the commands .flow/ holds now for this run only, trusted or not "
+                             "(nothing is recorded; see `flowgit trust`).")(f)
+
+
 def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
     def deco(f: F) -> click.Command:
         if name not in _OWN_CONFIG_CHECK:
@@ -171,10 +177,12 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
 @command(cli, "validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--staged", is_flag=True, help="Check the staged .flow/ files (pre-commit).")
-def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool) -> int:
-    """Check .flow/ files against the schemas and the plan rules."""
+@click.option("--base", metavar="REV",
+              help="Also check that every event at REV (a pull request's base) is still there, unchanged.")
+def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool, base: str | None) -> int:
+    """Check .flow/ files against the schemas and the plan rules. Runs nothing."""
     from flowgit.cli.commands import validate
-    return validate.validate(app, list(paths), staged)
+    return validate.validate(app, list(paths), staged, base)
 
 
 # ----- working on tasks -------------------------------------------------------------------------
@@ -325,24 +333,28 @@ def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 @click.option("--reviewer", type=ActorName(), help="Who decides.")
 @click.option("--comment", help="Why.")
 @click.option("--force", is_flag=True, help="With --approve: approve although a validation failed.")
+@click.option("--validate", is_flag=True,
+              help="Run the checkpoint's validations that have not passed yet, and record them.")
+@_trust_flag
 def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bool,
                    changes: tuple[str, ...], reviewer: str | None, comment: str | None,
-                   force: bool) -> int:
+                   force: bool, validate: bool, trust_now: bool) -> int:
     """Show a checkpoint's review (changes, validations, notes), or decide it.
 
-    `--request-changes A B C` adds three tasks: words after the first that are not a
-    checkpoint id are further change requests."""
+    The review only reads: it runs nothing. `--request-changes A B C` adds three tasks: words
+    after the first that are not a checkpoint id are further change requests."""
     from flowgit.cli.commands import pipeline
     return pipeline.checkpoint(app, plan_id, list(rest), do_approve, list(changes), reviewer, comment,
-                               force)
+                               force, validate, trust_now)
 
 
 @command(cli, "finish")
 @click.argument("plan_id", metavar="PLAN")
-def finish_cmd(app: App, plan_id: str) -> int:
+@_trust_flag
+def finish_cmd(app: App, plan_id: str, trust_now: bool) -> int:
     """Run the final validations, write the CHANGELOG entry, and complete the plan."""
     from flowgit.cli.commands import pipeline
-    return pipeline.finish(app, plan_id)
+    return pipeline.finish(app, plan_id, trust_now)
 
 
 @command(cli, "halt")
@@ -364,10 +376,11 @@ def resume_cmd(app: App, plan_id: str) -> int:
 
 @command(cli, "advance")
 @click.argument("plan_id", required=False, metavar="[PLAN]")
-def advance_cmd(app: App, plan_id: str | None) -> int:
+@_trust_flag
+def advance_cmd(app: App, plan_id: str | None, trust_now: bool) -> int:
     """Apply the phase rules once (a second run does nothing)."""
     from flowgit.cli.commands import pipeline
-    return pipeline.advance(app, plan_id)
+    return pipeline.advance(app, plan_id, trust_now)
 
 
 @command(cli, "watch")
@@ -375,9 +388,16 @@ def advance_cmd(app: App, plan_id: str | None) -> int:
               help="Also dispatch ready tasks to N executors.")
 @click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
 @click.option("--interval", type=Seconds(), default=None, help="Seconds between rescans.")
-def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int:
-    """Apply the phase rules whenever .flow/ or the branch changes, until stopped."""
+@_trust_flag
+def watch_cmd(app: App, workers: int, poll: bool, interval: float | None, trust_now: bool) -> int:
+    """Apply the phase rules whenever .flow/ or the branch changes, until stopped.
+
+    Only commands this clone trusts run (validations, schedules, waits, signal actions and,
+    with --run, executors); the others are logged once and wait (see `flowgit trust`)."""
     from flowgit.watcher.observer import watch
+    if trust_now:
+        from flowgit.ops import trust
+        trust.for_this_run(app.repo)
     return watch(app.repo, app.out.info, workers=workers, poll=poll, interval=interval)
 
 
@@ -387,12 +407,18 @@ def watch_cmd(app: App, workers: int, poll: bool, interval: float | None) -> int
 @click.argument("revs", nargs=-1, metavar="[REV_A [REV_B]]")
 @click.option("--plan", "plan_id", help="Only this plan.")
 @click.option("--format", "fmt", default="text", type=click.Choice(["text", "markdown", "json"]))
-def diff_cmd(app: App, revs: tuple[str, ...], plan_id: str | None, fmt: str) -> int:
-    """Compare plans semantically between two revisions (default: merge-base .. working tree)."""
+@click.option("--fail-on-commands", is_flag=True,
+              help="Exit 1 when the change adds or changes a command flowgit runs (a CI gate).")
+def diff_cmd(app: App, revs: tuple[str, ...], plan_id: str | None, fmt: str, fail_on_commands: bool) -> int:
+    """Compare plans semantically between two revisions (default: merge-base .. working tree).
+
+    Commands the change adds or changes (task run:, waits, validations, executors, schedules,
+    signal actions) are listed first."""
     from flowgit.cli.commands import review
     if len(revs) > 2:
         raise click.UsageError("give at most two revisions")
-    return review.diff(app, revs[0] if revs else None, revs[1] if len(revs) > 1 else None, plan_id, fmt)
+    return review.diff(app, revs[0] if revs else None, revs[1] if len(revs) > 1 else None, plan_id, fmt,
+                       fail_on_commands)
 
 
 @command(cli, "history")
@@ -459,14 +485,27 @@ def doctor_cmd(app: App, fix: bool) -> int:
     return doctor.doctor(app, fix)
 
 
+@command(cli, "trust")
+@click.argument("plan_id", required=False, metavar="[PLAN]")
+@click.option("--list", "list_only", is_flag=True, help="Only show what is and is not trusted.")
+def trust_cmd(app: App, plan_id: str | None, list_only: bool) -> int:
+    """Show the commands .flow/ would have flowgit run, then trust them in this clone.
+
+    Recorded under .git/ (never pushed): each command by its file, key and argv, and each
+    plan's text (what agents are given). A command that changes must be trusted again."""
+    from flowgit.cli.commands import trust
+    return trust.trust_cmd(app, plan_id, list_only)
+
+
 @command(cli, "run")
 @click.argument("plan_id", metavar="PLAN")
 @click.option("-n", "workers", type=int, default=1, show_default=True, help="Tasks to run at once.")
 @click.option("--executor", help="Use this executor for every task.")
-def run_cmd(app: App, plan_id: str, workers: int, executor: str | None) -> int:
+@_trust_flag
+def run_cmd(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool) -> int:
     """Run ready tasks with executors, each in its own worktree, merging results back."""
     from flowgit.cli.commands import run
-    return run.run(app, plan_id, workers, executor)
+    return run.run(app, plan_id, workers, executor, trust_now)
 
 
 @command(cli, "mcp")
@@ -564,6 +603,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
             app.close()
         except FlowError:
             pass
+        if "flowgit.store.trust" in sys.modules:  # --trust lasts one command, also in-process
+            sys.modules["flowgit.store.trust"].clear_session()
     return int(rv or 0)
 
 

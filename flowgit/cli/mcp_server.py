@@ -177,5 +177,11 @@ def serve(repo: Path, invoke: Invoke) -> int:
         from flowgit.errors import MissingExtra
 
         raise MissingExtra("the MCP server needs the mcp package: pip install 'flowgit[mcp]'") from None
-    server.run("stdio")
+    from flowgit.store.trust import set_channel
+
+    set_channel("mcp")  # what the tools do is an agent's: it writes nothing trusted, approves nothing
+    try:
+        server.run("stdio")
+    finally:
+        set_channel(None)
     return 0

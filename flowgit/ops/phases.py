@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from flowgit import git, proc
+from flowgit.core.commands import Command
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.model import Plan, Validation
@@ -90,6 +91,31 @@ def validations_for(repo: FlowRepo, plan: Plan, checkpoint: str | None) -> tuple
     return repo.config.validations
 
 
+def validation_command(plan: Plan, checkpoint: str | None, v: Validation) -> Command:
+    """The command a validation is, named where it is written (the checkpoint's, else config's)."""
+    from flowgit.core import commands
+
+    cp = plan.checkpoint(checkpoint) if checkpoint else None
+    if cp is not None and cp.validations:
+        return commands.checkpoint_validation(plan.id, cp.id, v.name, v.argv)
+    return commands.config_validation(v.name, v.argv)
+
+
+def trusted_validations(repo: FlowRepo, plan: Plan, checkpoint: str | None
+                        ) -> tuple[list[Validation], list[dict[str, str]]]:
+    """The validations this clone trusts, and those it does not (name and why), which are not run."""
+    from flowgit.ops import trust
+
+    run, skipped = [], []
+    for v in validations_for(repo, plan, checkpoint):
+        why = trust.why_untrusted(repo, validation_command(plan, checkpoint, v), plan.id)
+        if why:
+            skipped.append({"name": v.name, "reason": why})
+        else:
+            run.append(v)
+    return run, skipped
+
+
 def move_events(repo: FlowRepo, plan_id: str, state: PlanState, move: Move, actor: str,
                 results: Sequence[ValidationResult], now: float) -> list[Event]:
     clock = plan_clock(repo, plan_id)
@@ -97,7 +123,8 @@ def move_events(repo: FlowRepo, plan_id: str, state: PlanState, move: Move, acto
     events = []
     if move.approve:
         events.append(make_event("plan.approved", plan_id, None, actor, clock,
-                                 {"reviewer": "auto", "comment": "auto_approve", "plan_hash": facts.plan_hash}, now))
+                                 {"reviewer": "auto", "comment": "auto_approve", "plan_hash": facts.plan_hash,
+                                  "via": "auto"}, now))
         clock += 1
     data: dict[str, Any] = {"to": move.to, "reason": move.reason, "from": state.phase}
     if move.to == "execute" and state.base_commit is None:
@@ -126,10 +153,13 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
             raise PlanEdited(f"{rel} has uncommitted changes: the phase rules act on the committed "
                             f"plan; commit them (or restore the file) for the move to {move.to}")
         results: list[ValidationResult] = []
+        not_run: list[dict[str, str]] = []
         if move.checkpoint:
+            # only what this clone trusts runs; the rest waits, "not run yet" in the review,
+            # for `flowgit checkpoint PLAN CP --validate` once trusted
             plan = repo.load_plan(plan_id).plan
-            results = [run_validation(v, str(repo.root), interruptible=True)
-                       for v in validations_for(repo, plan, move.checkpoint)]
+            trusted, not_run = trusted_validations(repo, plan, move.checkpoint)
+            results = [run_validation(v, str(repo.root), interruptible=True) for v in trusted]
         with repo.writing(plan_id) as w:
             state = w.state
             again = decide(state, facts_for(repo, plan_id))
@@ -140,5 +170,6 @@ def advance_plan(repo: FlowRepo, plan_id: str, actor: str, limit: int = 8) -> li
         sha = w.sha
         applied.append({"plan": plan_id, "from": state.phase, "to": move.to, "reason": move.reason,
                         "checkpoint": move.checkpoint, "commit": sha,
-                        "validations": [{"name": r.name, "exit_code": r.exit_code} for r in results]})
+                        "validations": [{"name": r.name, "exit_code": r.exit_code} for r in results],
+                        "not_run": not_run})
     return applied

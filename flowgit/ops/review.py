@@ -8,6 +8,7 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, canonical
 from flowgit.core.fold import PlanState
+from flowgit.formats import commanddiff
 from flowgit.formats.plandiff import diff_adrs, diff_plan
 from flowgit.store.files import line_of
 from flowgit.store.repo import FlowRepo
@@ -67,7 +68,26 @@ def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState
             "base_commit_missing": missing,
             "changes": {"files": files, "added": sum(f["added"] for f in files),
                         "removed": sum(f["removed"] for f in files)},
-            "validations": list(validations.values()), "notes": notes}
+            "validations": list(validations.values()), "not_run": not_run(repo, plan_id, cp_id, validations),
+            "notes": notes}
+
+
+def not_run(repo: FlowRepo, plan_id: str, cp_id: str, recorded: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checkpoint's validations with no result since it was reached, and the command that
+    runs them (`trusted`: whether this clone would run them; if not, why)."""
+    from flowgit.ops import trust
+    from flowgit.ops.phases import validation_command, validations_for
+
+    plan = repo.load_plan(plan_id).plan
+    out = []
+    for v in validations_for(repo, plan, cp_id):
+        if v.name in recorded:
+            continue
+        why = trust.why_untrusted(repo, validation_command(plan, cp_id, v), plan_id)
+        out.append({"name": v.name, "argv": list(v.argv), "trusted": why is None,
+                    "run_with": f"flowgit checkpoint {plan_id} {cp_id} --validate",
+                    **({"reason": why} if why else {})})
+    return out
 
 
 def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, Any]:
@@ -87,4 +107,15 @@ def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, A
         if result.get("changed") or result.get("status") != "unchanged":
             plans.append(result)
     adrs = diff_adrs(a.adrs, b.adrs)
-    return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs}
+    cmds = commanddiff.compare(a.config, b.config, [
+        (pid, a.plans[pid].raw if pid in a.plans else None, b.plans[pid].raw if pid in b.plans else None)
+        for pid in ids])
+    listed = {p["plan"] for p in plans}
+    for pid in ids:  # a plan whose only change is a command is listed too
+        found = cmds["plans"][pid]
+        if pid not in listed and (found["commands_added"] or found["commands_changed"]):
+            plans.append({"plan": pid, "status": "modified", "changed": True})
+    for p in plans:
+        p.update(cmds["plans"].get(p["plan"], {"commands_added": [], "commands_changed": []}))
+    return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs, "config": cmds["config"],
+            "commands_added": cmds["added"], "commands_changed": cmds["changed"]}

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from flowgit.core import commands
+from flowgit.core.commands import Command
 from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
 from flowgit.errors import BadExecutor, NoRun, UnknownExecutor
 
@@ -34,6 +36,25 @@ def by_name(config: Config, name: str, where: str) -> Executor:
 def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
     name = override or task.executor or plan.executor or config.default_executor
     return by_name(config, name, f"task {plan.id}/{task.id}")
+
+
+# Built-in templates that give the plan's text to a coding agent allowed to edit files.
+AGENTS = frozenset({"claude", "codex", "gemini"})
+
+
+def commands_for(config: Config, plan: Plan, task: Task, override: str | None) -> tuple[list[Command], bool]:
+    """What running `task` runs from `.flow/` (the executor's template when config defines it,
+    the task's `run:` when the template takes it) and whether the plan's text reaches an
+    agent: a built-in agent, or any executor of the config's (it gets the prompt through
+    {prompt}, {prompt_file} or FLOWGIT_PROMPT_FILE, and only its author knows what it does)."""
+    ex = resolve(config, plan, task, override)
+    out = []
+    from_config = ex.name in config.executors
+    if from_config:
+        out.append(commands.executor(ex.name, ex.argv, ex.env))
+    if "{run}" in ex.argv and task.run:
+        out.append(commands.task_run(plan.id, task.id, task.run))
+    return out, from_config or ex.name in AGENTS
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from flowgit.errors import (
     NeedsApproval,
     NotFound,
 )
-from flowgit.runner.executors import argv_for, resolve, values_for
+from flowgit.runner.executors import argv_for, commands_for, resolve, values_for
 from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, files_held, read_note
 from flowgit.runner.landing import branch_stats, commit_work, merge_branch
 from flowgit.runner.logfiles import open_log
@@ -58,6 +58,7 @@ class Runner:
         self.failed = 0
         self.halted: str | None = None  # why the run stopped itself
         self.waiting_said: str | None = None  # the foreign claim last reported as waited for
+        self.untrusted_said: set[str] = set()  # untrusted commands reported (once each)
         self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
@@ -265,13 +266,32 @@ class Runner:
         return job
 
     def _claimable(self, plan: Plan, state: PlanState) -> Iterator[Task]:
-        """Ready tasks, best first, that this run is not running and whose files nobody holds
-        (a claim elsewhere: another run, a person). Call with self.mu held."""
+        """Ready tasks, best first, that this run is not running, whose files nobody holds
+        (a claim elsewhere: another run, a person) and whose commands this clone trusts.
+        Call with self.mu held."""
         held = files_held(plan, state) | self.files_in_use
         for task_id in state.order:
             task = plan.task(task_id)
-            if task is not None and f"{plan.id}/{task_id}" not in self.running and not held & set(task.files):
+            if task is not None and f"{plan.id}/{task_id}" not in self.running and not held & set(task.files) \
+                    and self._untrusted(plan, task) is None:
                 yield task
+
+    def _untrusted(self, plan: Plan, task: Task) -> str | None:
+        """Why running the task would run something this clone does not trust (said once)."""
+        from flowgit.ops import trust
+
+        repo = self.repo()
+        try:
+            commands, agent = commands_for(repo.config, plan, task, self.executor)
+        except FlowError:
+            return None  # an unknown executor: the task fails with that when it runs
+        why = next((w for w in (trust.why_untrusted(repo, c, plan.id) for c in commands) if w), None)
+        if why is None and agent:
+            why = trust.why_plan_untrusted(repo, plan.id)
+        if why is not None and why not in self.untrusted_said:
+            self.untrusted_said.add(why)
+            self.log(f"not running {plan.id}/{task.id}: {why}")
+        return why
 
     def _unreserve(self, job: Job) -> None:
         with self.mu:
@@ -337,6 +357,10 @@ class Runner:
         assert task is not None
         try:
             executor = resolve(repo.config, plan, task, self.executor)
+            if self._untrusted(plan, task) is not None:  # changed since it was claimed
+                self._release(job, "untrusted command")
+                self.trees.put_back(job, keep_branch=False)
+                return
             self.trees.make(job)
             prompt = job.prompt if job.prompt is not None else task_prompt(repo, job.plan, job.task)
             prompt_file = self._prompt_file(job)
@@ -358,7 +382,8 @@ class Runner:
                "FLOWGIT_PROMPT_FILE": str(prompt_file), "FLOWGIT_ACTOR": job.actor,
                "FLOWGIT_NOTE_FILE": str(job.note_file), "FLOWGIT_BRANCH": job.branch,
                "FLOWGIT_REPO": str(self.root), "FLOWGIT_ATTEMPT": str(job.attempt),
-               "FLOWGIT_PYTHON": sys.executable}
+               "FLOWGIT_PYTHON": sys.executable,
+               "FLOWGIT_AGENT": f"run {job.plan}/{job.task}"}  # not a person: may not approve
         env.pop("GIT_INDEX_FILE", None)
         timeout = executor.timeout
         code = self._spawn(job, argv, env, timeout, repo)

@@ -31,3 +31,47 @@ def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[
                               "restore the line and append a new event instead")
                 break
     return errors
+
+
+def append_only_since(repo: FlowRepo, rev: str) -> list[str]:
+    """Every event the logs held at `rev` (a pull request's base) is still in the work tree,
+    unchanged: a branch may add events, and merge logs (reordered by the merge driver), but
+    never drop or edit one, except where a compaction snapshot now stands for it."""
+    import re
+
+    from flowgit.errors import NotFound
+    from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
+
+    base = git.resolve_commit(repo.root, rev, "--base")
+    if base is None:
+        raise NotFound(f"unknown revision {rev!r}: give the pull request's base (a commit, branch or tag)")
+    log = re.compile(r"^\.flow/plans/[^/]+/events/[^/]+\.jsonl\Z")
+    ids = {p: sha for p, sha in git.tree_blob_ids(repo.root, base, ".flow/plans").items() if log.match(p)}
+    blobs = git.cat_blobs(repo.root, list(ids.values()))
+    errors = []
+    for rel, sha in sorted(ids.items()):
+        path = repo.root / rel
+        if path.is_symlink() or not path.is_file():
+            errors.append(f"{rel}: an event log at {rev} is gone: event logs are append-only; restore "
+                          f"it with `git checkout {base[:12]} -- {rel}`")
+            continue
+        try:
+            old = parse_lines(blobs.get(sha, b""))
+            new = parse_lines(path.read_bytes())
+        except ValueError as exc:
+            errors.append(f"{rel}: {exc}")
+            continue
+        now = {e["id"]: e for e in new}
+        snapshots = [event_sort_key(e) for e in new if str(e.get("type", "")).endswith(".snapshot")]
+        folded = max(snapshots, default=None)
+        for n, ev in enumerate(old, start=1):
+            if ev["id"] in now:
+                if now[ev["id"]] != ev:
+                    errors.append(f"{rel}: event {ev['id']} (line {n} at {rev}) was edited: event logs "
+                                  "are append-only; restore it and append a new event instead")
+                    break
+            elif folded is None or event_sort_key(ev) > folded:
+                errors.append(f"{rel}: event {ev['id']} (line {n} at {rev}) was removed: event logs "
+                              "are append-only; restore it and append a new event instead")
+                break
+    return errors

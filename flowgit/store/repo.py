@@ -229,6 +229,19 @@ class FlowRepo:
                                else f"task {plan_id}/{stream} is held")
         return read
 
+    def counted_plan_events(self, plan_id: str, events: Sequence[Event]) -> Sequence[Event]:
+        """The plan events the fold reads: with approvals.via merge or approvals.signed, only
+        the approvals git vouches for (store/approvals.py)."""
+        try:
+            cfg = self.config
+        except FlowError:
+            return events  # the commands that need the config stop with its reason
+        if cfg.approvals_via == "events" and not cfg.approvals_signed:
+            return events
+        from flowgit.store.approvals import counted
+
+        return counted(self, plan_id, events)
+
     def plan_events(self, plan_id: str) -> tuple[Event, ...]:
         return self.read_log(plan_id, PLAN_LOG).events
 
@@ -307,7 +320,7 @@ class FlowRepo:
             deps.update({c.id: c.after for c in plan.checkpoints})
             external = self._external_states(plan, deps, now, _seen | {plan_id})
         plan_log = self.read_log(plan_id, PLAN_LOG)
-        return evaluate(plan, self.records(plan_id), plan_log.events,
+        return evaluate(plan, self.records(plan_id), self.counted_plan_events(plan_id, plan_log.events),
                         wall_now() if now is None else now, external, rank, order, plan_log.unreadable)
 
     def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
@@ -322,8 +335,8 @@ class FlowRepo:
         alone = replace(plan, tasks=(replace(task, depends_on=()),), checkpoints=())
         record = fold_log(self.read_log(plan_id, task_id))
         plan_log = self.read_log(plan_id, PLAN_LOG)
-        return evaluate(alone, {task_id: record}, plan_log.events, now, {}, {}, [task_id],
-                        plan_log.unreadable)
+        return evaluate(alone, {task_id: record}, self.counted_plan_events(plan_id, plan_log.events), now,
+                        {}, {}, [task_id], plan_log.unreadable)
 
     def _external_states(self, plan: Plan, deps: Mapping[str, Sequence[str]], now: float | None,
                          seen: frozenset[str]) -> dict[str, str]:

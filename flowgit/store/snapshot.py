@@ -69,6 +69,7 @@ class Snapshot:
     plans: dict[str, PlanSnap] = field(default_factory=dict)
     adrs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     broken: list[str] = field(default_factory=list)  # specs and ADRs that do not parse
+    config: Mapping[str, Any] | None = None  # .flow/config.yaml as parsed (its commands are diffed)
 
 
 def _safe_yaml(data: bytes, display: str, memo: Memo) -> Any:
@@ -108,6 +109,9 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
                     snap.broken.append(spec.message)
             elif parts[3] == "events" and len(parts) == 5 and parts[4].endswith(".jsonl"):
                 ps.logs[parts[4][:-6]] = data
+        elif path == ".flow/config.yaml":
+            cfg = _safe_yaml(data, f"{label}:{path}", memo)
+            snap.config = cfg if isinstance(cfg, dict) else None
         elif m := ADR_FILE.match(path):
             adr = _safe_yaml(data, f"{label}:{path}", memo)
             if isinstance(adr, dict):
@@ -126,6 +130,7 @@ def at_rev(root: Path, rev: str, only_plan: str | None = None, memo: Memo | None
     ids = git.tree_blob_ids(root, rev, f".flow/plans/{only_plan}" if only_plan else ".flow")
     if only_plan:
         ids.update(git.tree_blob_ids(root, rev, ".flow/adrs"))
+        ids.update(git.tree_blob_ids(root, rev, ".flow/config.yaml"))
     memo.blobs.update(git.cat_blobs(root, [sha for sha in ids.values() if sha not in memo.blobs]))
     return build({path: memo.blobs[sha] for path, sha in ids.items() if sha in memo.blobs},
                  label or rev, only_plan, memo)

@@ -137,8 +137,11 @@ def one_pass(root: Path, log: Callable[[str], None],
             for move in advance_plan(repo, pid, actor):
                 applied += 1
                 vals = "".join(f" [{v['name']}: exit {v['exit_code']}]" for v in move["validations"])
+                vals += "".join(f" [{v['name']}: not run]" for v in move.get("not_run", ()))
                 log(f"{pid}: {move['from']} -> {move['to']} ({move['reason']}){vals} "
                     f"commit {str(move['commit'])[:10]}")
+                for v in move.get("not_run", ()):
+                    log(f"{pid}: validation {v['name']} not run: {v['reason']}")
         except FlowError as exc:
             log(f"{pid}: skipped: {exc.message}")
     if extra is not None:

@@ -7,6 +7,7 @@ from typing import Any, Callable, Mapping
 
 from flowgit import proc
 from flowgit.clock import wall_now
+from flowgit.core import commands
 from flowgit.core.events import (
     PLAN_LOG,
     Event,
@@ -24,6 +25,7 @@ from flowgit.store.planedit import add_tasks_text, append_task_text
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import Write, commit_message
 from flowgit.watcher.signals import waiting_for_edits
+from flowgit.watcher.trusted import untrusted
 
 Log = Callable[[str], None]
 
@@ -79,6 +81,8 @@ def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None
             if waiting_for_edits(repo, plan_id, f"schedule {sid}", log):
                 continue
             argv = argv_of(sched.get("run"), f"schedules.{sid}.run")
+            if argv and untrusted(repo, commands.schedule(sid, argv), None, f"schedule {sid}", log):
+                continue  # stays due: it runs once trusted
             code, out = run_discovery(argv, repo.root, float(sched.get("timeout", 600)),
                                       {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SCHEDULE": sid})
             items, problems = parse_discovery(out)

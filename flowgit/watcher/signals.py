@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from flowgit import proc
+from flowgit.core import commands
+from flowgit.core.commands import Command
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.model import argv_of
 from flowgit.errors import FlowError
@@ -14,6 +16,7 @@ from flowgit.ops.phases import OUTPUT_TAIL, plan_clock
 from flowgit.store.planedit import add_tasks_text
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import commit_message
+from flowgit.watcher.trusted import untrusted
 
 Log = Callable[[str], None]
 
@@ -47,6 +50,9 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
             action = {}
         if "builtin" in action and waiting_for_edits(repo, plan_id, f"signal {name}", log):
             continue  # stays pending: handled once the user's edits are committed
+        if "builtin" not in action and untrusted(repo, _signal_command(name, action), plan_id,
+                                                 f"{plan_id}: signal {name}", log):
+            continue  # stays pending: handled once trusted
         if not _start_signal(repo, plan_id, sig, actor):
             continue
         files: dict[Path, bytes] = {}
@@ -71,6 +77,14 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         log(f"{plan_id}: signal {name}: {outcome['outcome']}")
         done += 1
     return done
+
+
+def _signal_command(name: str, action: Mapping[str, Any]) -> Command | None:
+    try:
+        argv = argv_of(action.get("run"), f"signals.{name}.run")
+    except FlowError:
+        return None  # said by the action itself when it runs
+    return commands.signal(name, argv) if argv else None
 
 
 def waiting_for_edits(repo: FlowRepo, plan_id: str, what: str, log: Log) -> bool:

@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from flowgit.clock import wall_now
-from flowgit.core import retry
+from flowgit.core import commands, retry
 from flowgit.core.events import make_event
 from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, policy_for
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.ops.phases import run_validation
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import Write, commit_message
+from flowgit.watcher.trusted import untrusted
 
 Log = Callable[[str], None]
 
@@ -41,6 +42,9 @@ def check_waits(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         spec = task.wait if isinstance(task.wait, Mapping) else {"run": task.wait}
         v = Validation(name=f"wait:{task.id}", argv=argv_of(spec.get("run"), f"{task.id}.wait.run"),
                        timeout=float(spec.get("timeout", 60)))
+        if v.argv and untrusted(repo, commands.task_wait(plan_id, task.id, v.argv), plan_id,
+                                f"{plan_id}/{task.id}: wait condition", log):
+            continue  # keeps waiting: checked once trusted
         result = run_validation(v, str(repo.root), {"FLOWGIT_PLAN": plan_id, "FLOWGIT_TASK": task.id})
         delay = retry.delay(wait_policy(plan, repo), rec.wait_checks + 1)
 

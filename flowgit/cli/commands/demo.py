@@ -45,7 +45,9 @@ class Steps:
         self.app = app
         self.repo = repo
         self.env = {**os.environ, "FLOWGIT_ACTOR": "demo-lead"}
-        for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        # the demo's repository is new and holds only what the demo writes: its steps are a
+        # person's here, even when the demo itself was started by an agent
+        for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "FLOWGIT_AGENT"):
             self.env.pop(key, None)
 
     def run(self, *args: str, show: bool = True) -> str:

@@ -105,6 +105,7 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
             if task != "_plan" and task not in known:
                 problems.append(_problem("orphan_log", repo.rel(log),
                                          f"events for task {task}, which is no longer in plan {pid} (kept; informational)"))
+    problems += _trust_problems(repo)
     return problems
 
 
@@ -112,7 +113,7 @@ def new_rule_problems(repo: FlowRepo) -> list[dict[str, Any]]:
     """What rules added in issue 13 refuse in this repository, every case with its fix (the
     commands stop at the first): files outside the repository, ids that differ only by case or
     name a Windows device, placeholders inside an executor's script. (Commands not yet trusted
-    in this clone belong here too, once trust is recorded.)"""
+    in this clone: `_trust_problems`.)"""
     from flowgit.core.semantic import config_breaks, rule_breaks
     from flowgit.formats import yamlio
     from flowgit.ids import case_twins
@@ -182,6 +183,38 @@ def _not_committable(repo: FlowRepo, rel: str, tracked: bool) -> str | None:
         if stream not in known:
             return f"a new log for {stream}, which is not a task of plan {plan_id}: remove it"
     return None
+
+
+def _trust_problems(repo: FlowRepo) -> list[dict[str, Any]]:
+    """Commands flowgit would refuse to run here (not trusted in this clone), and approvals
+    that could not count, each with its fix."""
+    from flowgit.errors import FlowError
+    from flowgit.ops import trust
+    from flowgit.store.approvals import signers_inside
+
+    out = []
+    config_ok = True
+    try:
+        repo.config
+    except FlowError:
+        config_ok = False  # reported as invalid above
+    pids = []
+    for pid in repo.plan_ids():
+        try:
+            repo.load_plan(pid)
+            pids.append(pid)
+        except FlowError:
+            continue
+    if config_ok:
+        for cmd in trust.untrusted(repo, pids):
+            why = trust.why_untrusted(repo, cmd)
+            out.append(_problem("untrusted", cmd.file, f"{cmd.key}: not run: {why}"))
+        inside = signers_inside(repo.root) if repo.config.approvals_signed else None
+        if inside:
+            out.append(_problem("signers_inside", inside, "approvals.signed: gpg.ssh.allowedSignersFile "
+                                "lies inside the repository, where any commit can change it: no "
+                                "approval counts; list the keys in a file outside the repository"))
+    return out
 
 
 INFO = ("orphan_log", "unknown_type")  # said, never a failure
@@ -258,7 +291,8 @@ def doctor(app: App, do_fix: bool) -> int:
         lines = []
         for p in problems:
             mark = "fixed" if p["fixed"] else {"orphan_log": "info", "unknown_type": "info",
-                                               "new_rule": "new rule"}.get(p["kind"], "problem")
+                                               "new_rule": "new rule", "untrusted": "new rule"}.get(
+                p["kind"], "problem")
             lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
         if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
             lines.append("run `flowgit doctor --fix` to repair what can be repaired")

@@ -53,6 +53,9 @@ def init(app: App) -> int:
         w.message = "flow: init\n\nFlow-Event: init"
     sha = w.sha
     local = setup_local(root, app.out.warn)
+    if ".flow/config.yaml" in created:  # written here, by whoever ran init: trusted as written
+        from flowgit.ops import trust
+        trust.written(app.repo, trust.config_commands(app.repo), [], "init")
     result = {"initialised": bool(created), "created": created, "commit": sha, "configured": local}
     if created:
         text = f"initialised .flow/ in {root} ({len(created)} files, commit {sha[:10] if sha else '-'})"

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.core.commands import plan_commands
 from flowgit.core.events import PLAN_LOG, Event, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.rules import decide, resume_phase
@@ -23,11 +24,14 @@ from flowgit.errors import (
     ValidationFailed,
 )
 from flowgit.ids import check_id
+from flowgit.ops import trust
 from flowgit.ops.phases import (
     advance_plan,
+    entered_checkpoint,
     facts_for,
     plan_clock,
     run_validation,
+    validation_command,
     validation_events,
     validations_for,
 )
@@ -84,10 +88,31 @@ def submit(app: App, plan_id: str) -> int:
     return _finish(app, plan_id, actor, {"plan": plan_id, "commit": sha}, f"submitted {plan_id} for review")
 
 
+def only_people(repo: FlowRepo, what: str, reviewer: str) -> tuple[str, dict[str, str]]:
+    """How this approval is made and the git identity making it; an agent's channel is refused
+    unless config names the agent (approvals.agents)."""
+    from flowgit.store.trust import channel, identity
+
+    how = channel()
+    if how != "cli" and reviewer not in repo.config.approval_agents:
+        through = "flowgit mcp" if how == "mcp" else "a process that flowgit started (FLOWGIT_AGENT is set)"
+        raise trust.AgentRefused(
+            f"{what}: refused: an approval through {through} is an agent's, and only people approve "
+            f"here; to let this agent approve, list {reviewer!r} under approvals.agents in "
+            ".flow/config.yaml")
+    return how, identity(repo.root)
+
+
 def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
     repo = app.repo
     check_id(plan_id, "plan id")
     actor = actor_for(repo, reviewer)
+    how, who = only_people(repo, f"approve {plan_id}", reviewer)
+    if repo.config.approvals_via == "merge":
+        raise IllegalTransition(
+            f"plan {plan_id}: approvals.via is merge: the plan counts as approved when its plan.yaml "
+            f"reaches {repo.config.approvals_branch or 'the default branch'} through a merge (the "
+            "pull request's review is the approval), not by `flowgit approve`")
 
     def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
         if state.phase == "draft":
@@ -98,14 +123,28 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
         if any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
             return [], {}, ""  # this reviewer already approved this version: nothing to add
         ev = make_event("plan.approved", plan_id, None, actor, clock,
-                        {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest}, now)
+                        {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest,
+                         "via": how, "identity": who}, now)
         return [ev], {}, "approved"
 
     sha = _transact(repo, plan_id, actor, build)
+    trusted: list[str] = []
+    if how == "cli":  # a person approved here: what the plan runs, and its text, are trusted
+        plan = repo.load_plan(plan_id).plan
+        new_cmds, _ = trust.record(repo, plan_commands(plan), [plan_id], f"approve {plan_id}")
+        trusted = [f"{c.file} {c.key}" for c in new_cmds]
     state = repo.state(plan_id)
     needed = repo.config.approvals_required
+    digest = facts_for(repo, plan_id).plan_hash
+    if repo.config.approvals_signed and not any(a.reviewer == reviewer and a.plan_hash == digest
+                                                for a in state.approvals):
+        app.out.warn(f"approvals.signed: this approval does not count: `git verify-commit` does not "
+                     f"accept its commit {str(sha)[:10]} (sign commits: commit.gpgsign and "
+                     "user.signingkey; list the key in gpg.ssh.allowedSignersFile or gpg's keyring, "
+                     "outside the repository)")
     return _finish(app, plan_id, actor,
-                   {"plan": plan_id, "reviewer": reviewer, "commit": sha,
+                   {"plan": plan_id, "reviewer": reviewer, "commit": sha, "via": how,
+                    "identity": who, "trusted": trusted,
                     "approvals": len(state.approvals), "required": needed},
                    f"{'approved' if sha else 'already approved'} {plan_id} by {reviewer} "
                    f"({len(state.approvals)}/{max(needed, 1)})")
@@ -145,7 +184,10 @@ def review_text(r: dict[str, Any]) -> str:
         lines.append(f"changes since execution began: {len(ch['files'])} files, "
                      f"+{ch['added']} -{ch['removed']}")
     lines += [f"  {f['path']}  (+{f['added']} -{f['removed']})" for f in ch["files"][:50]]
-    lines.append("validations:" if r["validations"] else "validations: none configured")
+    lines.append("validations:" if r["validations"] or r["not_run"] else "validations: none configured")
+    for v in r["not_run"]:
+        lines.append(f"  {v['name']}: not run yet; run with `{v['run_with']}`"
+                     + ("" if v["trusted"] else f" once trusted ({v['reason']})"))
     for v in r["validations"]:
         mark = "ok" if v["exit_code"] == 0 else f"FAILED (exit {v['exit_code']})"
         lines.append(f"  {v['name']}: {mark} in {v['duration']}s")
@@ -194,42 +236,62 @@ def split_checkpoint_args(plan_cps: Sequence[str], rest: Sequence[str],
 
 def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
                changes: Sequence[str], reviewer: str | None, comment: str | None,
-               force: bool = False) -> int:
+               force: bool = False, validate: bool = False, trust_now: bool = False) -> int:
     from flowgit.store.planedit import append_tasks, check_plan_text, committed_text
 
     repo = app.repo
     check_id(plan_id, "plan id")
     cp_id, changes = split_checkpoint_args(
         [c.id for c in repo.load_plan(plan_id).plan.checkpoints], rest, changes)
-    if do_approve and changes:
-        raise UsageError("give either --approve or --request-changes, not both")
-    actor = actor_for(repo, reviewer)
-    app.advance_after(plan_id, actor)
-    state = repo.state(plan_id)
-    if state.held:  # what the review shows (its base commit, say) may be the unreadable line
-        repo.read_log(plan_id, PLAN_LOG).check()
-    cp = _pick_checkpoint(repo, plan_id, cp_id, state)
-    if not do_approve and not changes:
+    if sum((do_approve, bool(changes), validate)) > 1:
+        raise UsageError("give one of --approve, --request-changes or --validate")
+    if force and not do_approve:
+        raise UsageError("--force goes with --approve (approving despite failed validations)")
+    if not do_approve and not changes and not validate:
+        # the view only reads: it applies no move and runs no validation (docs/SECURITY.md)
+        state = repo.state(plan_id)
+        if state.held:  # what the review shows (its base commit, say) may be the unreadable line
+            repo.read_log(plan_id, PLAN_LOG).check()
+        cp = _pick_checkpoint(repo, plan_id, cp_id, state)
         r = checkpoint_review(repo, plan_id, cp, state)
         app.out.result({"plan": plan_id, **r}, review_text(r))
         return 0
+    actor = actor_for(repo, reviewer)
+    if trust_now:
+        trust.for_this_run(repo, [plan_id])
+    app.advance_after(plan_id, actor)
+    state = repo.state(plan_id)
+    cp = _pick_checkpoint(repo, plan_id, cp_id, state)
+    if validate:
+        return _validate_checkpoint(app, plan_id, cp, actor)
     if reviewer is None:
         raise UsageError("a checkpoint decision needs --reviewer NAME")
-    if force and not do_approve:
-        raise UsageError("--force goes with --approve (approving despite failed validations)")
+    how, who = only_people(repo, f"checkpoint {plan_id}/{cp} --approve", reviewer) if do_approve \
+        else (None, {})
+    trusted_before = None if do_approve else trust.trusted_material(repo, plan_id)
 
     def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
         if state.checkpoints[cp].state != "reached":
             raise IllegalTransition(f"checkpoint {plan_id}/{cp} is {state.checkpoints[cp].state}, "
                                     "not awaiting review")
         if do_approve:
-            failed = [v for v in recorded_validations(repo, plan_id, cp).values() if v.get("exit_code") != 0]
+            recorded = recorded_validations(repo, plan_id, cp)
+            failed = [v for v in recorded.values() if v.get("exit_code") != 0]
             if failed and not force:
                 raise ValidationFailed(
                     f"checkpoint {plan_id}/{cp}: validation {failed[0]['name']!r} failed (exit "
                     f"{failed[0]['exit_code']}): request changes (`flowgit checkpoint {plan_id} {cp} "
                     "--request-changes TEXT`), or approve anyway with --force")
-            approval: dict[str, Any] = {"checkpoint": cp, "reviewer": reviewer, "comment": comment or ""}
+            not_run = [v.name for v in validations_for(repo, repo.load_plan(plan_id).plan, cp)
+                       if v.name not in recorded]
+            if not_run and not force:  # never run: an untrusted command was left out
+                raise ValidationFailed(
+                    f"checkpoint {plan_id}/{cp}: validation {not_run[0]!r} has not run (see "
+                    f"`flowgit checkpoint {plan_id} {cp}`): run it with `flowgit checkpoint {plan_id} "
+                    f"{cp} --validate` once trusted, or approve anyway with --force")
+            failed += [{"name": name} for name in not_run]
+            approval: dict[str, Any] = {"checkpoint": cp, "reviewer": reviewer, "comment": comment or "",
+                                        "via": how, "identity": who}
             if failed:  # said in the log: approved over these failures
                 approval["forced"] = [v["name"] for v in failed]
             return [make_event("checkpoint.approved", plan_id, None, actor, clock, approval, now)], {}, \
@@ -254,10 +316,40 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         return [ev], {loaded.path: data}, f"checkpoint {cp} changes requested"
 
     sha = _transact(repo, plan_id, actor, build)
+    repo.forget(plan_id)
+    if not do_approve:
+        trust.keep_plan_trust(repo, plan_id, trusted_before, "checkpoint --request-changes")
     verb = "approved" if do_approve else f"requested {len(changes)} change(s) at"
     return _finish(app, plan_id, actor, {"plan": plan_id, "checkpoint": cp, "commit": sha,
                                          "decision": "approved" if do_approve else "changes_requested"},
                    f"{verb} checkpoint {plan_id}/{cp}")
+
+
+def _validate_checkpoint(app: App, plan_id: str, cp: str, actor: str) -> int:
+    """`checkpoint PLAN CP --validate`: run the validations without a passing result since the
+    plan entered this checkpoint (not run yet, or failed), and record their results."""
+    repo = app.repo
+    state = repo.state(plan_id)
+    if state.phase != "checkpoint" or entered_checkpoint(repo.plan_events(plan_id)) != cp:
+        raise IllegalTransition(f"checkpoint {plan_id}/{cp} is not under review (plan {plan_id} is in "
+                                f"{state.phase}): its validations run when the plan reaches it")
+    plan = repo.load_plan(plan_id).plan
+    done = {v["name"] for v in checkpoint_review(repo, plan_id, cp, state)["validations"] if v["exit_code"] == 0}
+    todo = [v for v in validations_for(repo, plan, cp) if v.name not in done]
+    trust.require(repo, [validation_command(plan, cp, v) for v in todo], plan_id)
+    results = [run_validation(v, str(repo.root)) for v in todo]
+
+    def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
+        if state.phase != "checkpoint" or entered_checkpoint(repo.plan_events(plan_id)) != cp:
+            raise IllegalTransition(f"checkpoint {plan_id}/{cp} is no longer under review")
+        return validation_events(results, plan_id, cp, actor, clock, now), {}, f"checkpoint {cp} validated"
+
+    sha = _transact(repo, plan_id, actor, build) if results else None
+    repo.forget(plan_id)
+    r = checkpoint_review(repo, plan_id, cp, repo.state(plan_id))
+    app.out.result({"plan": plan_id, "commit": sha, "ran": [x.name for x in results], **r},
+                   f"ran {len(results)} validation(s)\n" + review_text(r))
+    return 0
 
 
 # ----- finish, halt, resume, advance -----------------------------------------------------------
@@ -302,10 +394,12 @@ def _changelog_is_clean(repo: FlowRepo) -> None:
                              "then run finish again (its entry is committed with the file)")
 
 
-def finish(app: App, plan_id: str) -> int:
+def finish(app: App, plan_id: str, trust_now: bool = False) -> int:
     repo = app.repo
     check_id(plan_id, "plan id")
     actor = actor_for(repo, None)
+    if trust_now:
+        trust.for_this_run(repo, [plan_id])
     state = repo.state(plan_id)
     moves = decide(state, facts_for(repo, plan_id))
     to = moves[0].to if moves else state.phase
@@ -317,8 +411,11 @@ def finish(app: App, plan_id: str) -> int:
         raise IllegalTransition(f"plan {plan_id} cannot finish yet ({why})")
     _changelog_is_clean(repo)
     plan = repo.load_plan(plan_id).plan
-    # first, before anything is written: a failed final validation leaves the plan as it was
-    results = [run_validation(v, str(repo.root)) for v in validations_for(repo, plan, None)]
+    # first, before anything is written: the final validations run only if this clone trusts
+    # them, and a failed one leaves the plan as it was
+    finals = validations_for(repo, plan, None)
+    trust.require(repo, [validation_command(plan, None, v) for v in finals], plan_id)
+    results = [run_validation(v, str(repo.root)) for v in finals]
     failed = [r for r in results if not r.ok]
     vals = [{"name": r.name, "exit_code": r.exit_code, "duration": r.duration} for r in results]
     if failed:
@@ -393,10 +490,12 @@ def resume(app: App, plan_id: str) -> int:
     return _finish(app, plan_id, actor, {"plan": plan_id, "commit": sha}, f"resumed {plan_id} ({target['to']})")
 
 
-def advance(app: App, plan_id: str | None) -> int:
+def advance(app: App, plan_id: str | None, trust_now: bool = False) -> int:
     repo = app.repo
     actor = automatic_actor(repo)
     pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
+    if trust_now:
+        trust.for_this_run(repo, pids)
     moves: list[dict[str, Any]] = []
     broken: list[FlowError] = []
     for pid in pids:

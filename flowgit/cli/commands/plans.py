@@ -10,16 +10,26 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG, make_event
 from flowgit.core.fold import phase_of
+from flowgit.core.commands import plan_commands, task_commands
 from flowgit.core.model import PATH_RULE, path_problem
-from flowgit.errors import AlreadyExists, IllegalTransition, InvalidFile, NotFound, UsageError
+from flowgit.errors import AlreadyExists, FlowError, IllegalTransition, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
+from flowgit.ops import trust
 from flowgit.store.planedit import adr_ids, append_tasks, check_plan_text, committed_text
 from flowgit.store.repo import actor_for
 from flowgit.store.writing import commit_message
 
 PLAN_KEY_ORDER = ("id", "title", "goal", "description", "parent", "tags", "executor", "adrs",
                   "scope", "retry", "tasks", "checkpoints", "milestones", "risks")
+
+
+def _trust_written(app: App, record: Callable[[], None]) -> None:
+    """Record what a person wrote as trusted; the write itself stands if that fails."""
+    try:
+        record()
+    except FlowError as exc:
+        app.out.warn(f"written, but not recorded as trusted: {exc.message}")
 
 
 def _ordered(data: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +70,7 @@ def plan_new(app: App, plan_id: str, title: str | None, goal: str | None, source
         w.replace(path, text.encode())
         w.message = commit_message(plan_id, None, "created", actor)
     sha = w.sha
+    _trust_written(app, lambda: trust.written(repo, plan_commands(plan), [plan_id], "plan new"))
     app.out.result({"plan": plan_id, "path": display, "tasks": len(plan.tasks), "commit": sha},
                    f"created plan {plan_id} with {len(plan.tasks)} task(s): {display}")
     return 0
@@ -169,6 +180,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     actor = actor_for(repo, None)
     with repo.writing(plan_id) as w:
         loaded = repo.load_plan(plan_id)
+        trusted_before = trust.trusted_material(repo, plan_id)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
             raise AlreadyExists(f"plan {plan_id} already has {task_id!r}: pick another id")
         if phase_of(repo.plan_events(plan_id)).phase == "complete":
@@ -186,6 +198,12 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
         w.message = commit_message(plan_id, task_id, "added", actor)
     sha = w.sha
     state = repo.state(plan_id)
+    new_task = repo.load_plan(plan_id).plan.task(task_id)
+
+    def trust_it() -> None:
+        trust.written(repo, task_commands(plan_id, new_task) if new_task else [], [], "task add")
+        trust.keep_plan_trust(repo, plan_id, trusted_before, "task add")
+    _trust_written(app, trust_it)
     if state.phase == "finish":  # new work: the rules take the plan back to execute
         app.advance_after(plan_id, actor)
         state = repo.state(plan_id)
@@ -210,6 +228,7 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     if not title.strip() or "\n" in title:
         raise UsageError("an ADR needs a one-line title, e.g. `flowgit adr new \"Use SQLite for the cache\"`")
     actor = actor_for(repo, None)
+    trusted_before = trust.trusted_material(repo, plan_id) if plan_id else None
     with repo.writing() as w:
         numbers = [int(a.split("-")[1]) for a in adr_ids(repo)]
         adr_id = f"ADR-{(max(numbers) + 1 if numbers else 1):04d}"
@@ -232,6 +251,9 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
             w.replace(loaded.path, yamlio.rt_dump(doc, like=text).encode())
         w.message = commit_message(plan_id or "adr", None, f"{adr_id} created", actor)
     sha = w.sha
+    if plan_id:
+        repo.forget(plan_id)
+        _trust_written(app, lambda: trust.keep_plan_trust(repo, plan_id, trusted_before, "adr new"))
     app.out.result({"adr": adr_id, "path": repo.rel(path), "commit": sha},
                    f"created {adr_id}: {repo.rel(path)}")
     return 0

@@ -5,8 +5,8 @@ from typing import Any
 
 from flowgit import git
 from flowgit.cli.app import App
-from flowgit.errors import Dirty, FlowError, InvalidFile, NoCommits, NotFound
-from flowgit.formats import yamlio
+from flowgit.errors import Dirty, ExitCode, FlowError, InvalidFile, NoCommits, NotFound
+from flowgit.formats import commanddiff, yamlio
 from flowgit.formats.plandiff import diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
 from flowgit.ops.review import compare
@@ -33,7 +33,8 @@ def _default_base(app: App) -> str:
     return git.merge_base(root, "HEAD", branch) or "HEAD"
 
 
-def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str) -> int:
+def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str,
+         fail_on_commands: bool = False) -> int:
     repo = app.repo
     if plan_id:
         check_id(plan_id, "plan id")
@@ -55,10 +56,21 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
         app.out.as_json = True
         app.out.result(result)
     elif fmt == "markdown":
-        app.out.result(result, render_markdown(result))
+        md = render_markdown(result)
+        head, sep, rest = md.partition("\n\n")  # the commands come first, under the title
+        app.out.result(result, head + sep + commanddiff.render_markdown(result) + rest)
     else:
         text = render_text(result)
+        if result["commands_added"] or result["commands_changed"]:
+            text = commanddiff.render_text(result) + (text if text.strip() != "no plan changes" else "")
         app.out.result(result, f"plan diff {a.label} .. {b.label}\n" + (text or "no plan changes"))
+    if fail_on_commands and (result["commands_added"] or result["commands_changed"]):
+        n = len(result["commands_added"]) + len(result["commands_changed"])
+        first = (result["commands_added"] or result["commands_changed"])[0]
+        app.out.err.write(f"flowgit: error: {a.label} .. {b.label} adds or changes {n} command(s) "
+                          f"(first: {first['file']} {first['key']}): review them; a maintainer "
+                          "approves the change (a label in CI), each clone trusts them with `flowgit trust`\n")
+        return int(ExitCode.USER)
     return 0
 
 

@@ -9,9 +9,9 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, phase_gate
-from flowgit.errors import Dirty, ExitCode, NeedsApproval, UsageError, WrongPhase
+from flowgit.errors import Dirty, ExitCode, FlowError, NeedsApproval, UsageError, WrongPhase
 from flowgit.ids import check_id
-from flowgit.runner.executors import by_name
+from flowgit.runner.executors import by_name, commands_for
 from flowgit.runner.logfiles import refuse, symlinked_logs
 from flowgit.runner.runner import Runner
 from flowgit.store.repo import automatic_actor
@@ -35,7 +35,36 @@ def _check_startable(repo: Any, plan_id: str) -> None:
     phase_gate(loaded.plan, state, repo.config, "run", 0, wall_now(), None, loaded.hash)
 
 
-def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
+def check_trusted(repo: Any, plan_id: str, executor: str | None) -> None:
+    """Refuse before claiming anything when a task left to run would run a command (or give
+    the plan's text to an agent) that this clone does not trust."""
+    from flowgit.ops import trust
+
+    plan = repo.load_plan(plan_id).plan
+    state = repo.state(plan_id)
+    problems: list[str] = []
+    plan_needed = False
+    for task in plan.tasks:
+        view = state.tasks.get(task.id)
+        if view is not None and view.state in ("done", "skipped", "failed"):
+            continue
+        try:
+            commands, agent = commands_for(repo.config, plan, task, executor)
+        except FlowError:
+            continue  # an unknown executor: that task fails with its own message
+        plan_needed = plan_needed or agent
+        problems += [w for w in (trust.why_untrusted(repo, c, plan_id) for c in commands)
+                     if w and w not in problems]
+    if plan_needed:
+        why = trust.why_plan_untrusted(repo, plan_id)
+        if why:
+            problems.append(why)
+    if problems:
+        more = f" (and {len(problems) - 1} more: `flowgit trust {plan_id}` lists them)" if len(problems) > 1 else ""
+        raise trust.Untrusted(f"not running {problems[0]}{more}")
+
+
+def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool = False) -> int:
     repo = app.repo
     repo.require_init()
     check_id(plan_id, "plan id")
@@ -49,6 +78,11 @@ def run(app: App, plan_id: str, workers: int, executor: str | None) -> int:
     links = symlinked_logs(repo.root, plan_id)
     if links:  # before any claim: the executor's output would go where the link points
         raise refuse(links[0])
+    if trust_now:
+        from flowgit.ops import trust
+
+        trust.for_this_run(repo, [plan_id])
+    check_trusted(repo, plan_id, executor)
     # through the write door, writing nothing: a crashed write is recovered first, and another
     # run half-way through its merge (a staged index, a MERGE_HEAD that are not the user's) is
     # waited for or refused

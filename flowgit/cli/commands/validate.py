@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.model import Plan
-from flowgit.errors import ExitCode, InvalidFile, NotFound
+from flowgit.errors import ExitCode, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
 from flowgit.formats.validation import ADR_RE, PLAN_RE, validate_files
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files
@@ -117,8 +117,10 @@ def _broken_references(repo: FlowRepo, changes: list[git.StagedChange], staged: 
     return errors
 
 
-def validate(app: App, paths: list[Path], staged: bool) -> int:
+def validate(app: App, paths: list[Path], staged: bool, base: str | None = None) -> int:
     repo = app.repo
+    if staged and base:
+        raise UsageError("give --staged (the pre-commit hook) or --base REV (a pull request), not both")
     if staged:
         from flowgit.store.appendonly import append_only_errors
 
@@ -129,6 +131,10 @@ def validate(app: App, paths: list[Path], staged: bool) -> int:
         repo.require_init()
         files = _collect(repo, paths)
         extra = []
+        if base:
+            from flowgit.store.appendonly import append_only_since
+
+            extra = append_only_since(repo, base)
 
     def lookup(pid: str) -> Plan | None:
         try:

@@ -1,0 +1,120 @@
+"""Approvals git vouches for, for teams that need more than an event line anyone could write.
+
+- `approvals.via: merge`: a plan is approved when its plan.yaml, byte for byte, reached the
+  protected branch through a merge (the pull request's review is the approval; the forge
+  decides who may merge). `plan.approved` events count for nothing then; the merge counts as
+  one approval, shown as reviewer `merge <commit>`.
+- `approvals.signed: true`: a `plan.approved` event counts only if a commit that added it to
+  the log carries a signature `git verify-commit` accepts, checked against keys listed
+  outside the repository (the user's gpg keyring, gpg.ssh.allowedSignersFile). A line merged
+  in from an unsigned commit, or kept only in a compaction snapshot, does not count.
+
+Both act on the plan events before the fold (`counted`), so every reader (status, claim,
+run, the phase rules) sees the same approvals.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from flowgit import git
+from flowgit.core.events import PLAN_LOG, Event, make_event
+
+if TYPE_CHECKING:
+    from flowgit.store.repo import FlowRepo
+
+_merged: dict[tuple[str, str, str, str], tuple[str, int] | None] = {}
+_verified: dict[tuple[str, str], bool] = {}
+
+
+def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[Event]:
+    from flowgit.errors import FlowError
+
+    try:
+        cfg = repo.config
+    except FlowError:
+        return events  # a config that does not load stops the commands that need it, with its reason
+    if cfg.approvals_via != "merge" and not cfg.approvals_signed:
+        return events
+    if cfg.approvals_via == "merge":
+        out = [e for e in events if e.type != "plan.approved"]
+        out = [_without_snapshot_approvals(e) for e in out]
+        merge = merged(repo, plan_id)
+        if merge is not None:
+            commit, when = merge
+            clock = max((e.clock for e in events), default=0) + 1
+            branch = cfg.approvals_branch or git.default_branch(repo.root) or "?"
+            out.append(make_event("plan.approved", plan_id, None, "merge", clock,
+                                  {"reviewer": f"merge {commit[:12]}", "comment": f"merged into {branch}",
+                                   "plan_hash": repo.load_plan(plan_id).hash, "via": "merge",
+                                   "commit": commit}, float(when)))
+        return out
+    keys_inside = signers_inside(repo.root)
+    log = repo.rel(repo.log_file(plan_id, PLAN_LOG))
+    return [_without_snapshot_approvals(e) for e in events
+            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e.id, log))]
+
+
+def _without_snapshot_approvals(ev: Event) -> Event:
+    """A compaction snapshot's approvals have no commit of their own to vouch for them."""
+    if ev.type != "plan.snapshot" or not (ev.data.get("state") or {}).get("approvals"):
+        return ev
+    state = dict(ev.data.get("state") or {})
+    state["approvals"] = []
+    return replace(ev, data={**ev.data, "state": state})
+
+
+def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int] | None:
+    """The merge commit that brought this plan.yaml (as it is now) to the protected branch, and
+    its time; None if none did."""
+    branch = repo.config.approvals_branch or git.default_branch(repo.root)
+    if branch is None:
+        return None
+    path = repo.plan_file(plan_id)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    rel = repo.rel(path)
+    tip = git.resolve_commit(repo.root, branch, "approvals.branch")
+    if tip is None:
+        return None
+    key = (str(repo.root), branch, tip, repo.load_plan(plan_id).hash)
+    if key not in _merged:
+        blob = git.blob_id(repo.root, data)
+        found = None
+        for change in git.first_parent_changes(repo.root, tip, rel):
+            if change.blob == blob and len(change.parents) > 1:
+                found = (change.commit, change.time)
+                break
+        _merged[key] = found
+    return _merged[key]
+
+
+def signed(root: Path, event_id: str, log: str) -> bool:
+    """Whether a commit that added the event line to the log has a signature git accepts."""
+    key = (str(root), event_id)
+    if _verified.get(key):
+        return True
+    ok = any(git.verify_commit(root, c) for c in git.commits_adding(root, event_id, log))
+    if ok:  # a refusal is asked again: the commit may not exist yet, a key may be added
+        _verified[key] = True
+    return ok
+
+
+def signers_inside(root: Path) -> str | None:
+    """The allowed-signers file, if it lies inside the work tree: a key list anyone can change
+    by a commit vouches for nothing."""
+    value = git.config_get_path(root, "gpg.ssh.allowedSignersFile")
+    if not value:
+        return None
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        path = root / path
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return None
+    return value
