@@ -291,6 +291,7 @@ def test_task_text_reaches_a_script_through_the_environment_only(repo: Repo, tmp
     cfg.write_text(cfg.read_text().replace("executors: {}", f"executors:\n  agent:\n    argv: {json.dumps(argv)}")
                    .replace("default_executor: shell", "default_executor: agent"))
     repo.git("commit", "-qam", "agent")
+    repo.ok("trust")  # an executor written by hand runs once trusted in this clone
     title = "$(touch pwned) `touch pwned2`; touch pwned3 '\""
     repo.plan("p", f"id: p\ntitle: p\ntasks:\n  - id: A\n    title: {json.dumps(title)}\n")
     res = repo.proc("run", "p", "-n", "1", timeout=120)

@@ -261,6 +261,7 @@ def test_a_failed_finish_writes_nothing(repo: Repo, phase: str) -> None:
     final = [{"name": "final", "run": [PY, "-c", "import sys; print('nope'); sys.exit(1)"]}]
     cfg.write_text(cfg.read_text().replace("validations: []", f"validations: {json.dumps(final)}"))
     repo.git("commit", "-qam", "final validation")
+    repo.ok("trust")  # a validation written by hand runs once trusted in this clone
     repo.plan("p", PLAN)
     for task in ("A", "B"):
         repo.ok("claim", f"p/{task}", "--worker", "w1")

@@ -372,7 +372,7 @@ def test_a_clone_without_a_flow_dir_is_untouched(tmp_path: Path) -> None:
 
 
 def test_watch_run_claims_no_task_whose_command_is_untrusted(repo: Repo, tmp_path: Path) -> None:
-    from flowgit.runner.runner import Dispatcher
+    from flowgit.runner.dispatcher import Dispatcher
     from flowgit.watcher import observer
 
     marks = tmp_path / "marks"
