@@ -388,3 +388,16 @@ def test_watch_run_claims_no_task_whose_command_is_untrusted(repo: Repo, tmp_pat
     said = [x for x in lines if x.startswith("not running s/A:")]
     assert len(said) == 1 and "tasks[A].run" in said[0] and "flowgit trust s" in said[0], lines
     assert repo.git("rev-parse", "HEAD") == head and ran(marks) == set()  # nothing claimed
+
+
+def test_a_checkpoint_whose_validation_has_not_run_needs_force_to_approve(repo: Repo, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    every_kind(repo, marks)
+    repo.ok("claim", "p/A", "--worker", "w")
+    repo.ok("done", "p/A", "--worker", "w")
+    repo.ok("advance", "p")
+    res = repo.run("checkpoint", "p", "CP", "--approve", "--reviewer", "rev")
+    assert res.code == 1 and "validation 'cp-check' has not run" in res.err and "--force" in res.err
+    repo.ok("checkpoint", "p", "CP", "--approve", "--reviewer", "rev", "--force")
+    [ev] = [e for e in plan_events(repo, "p") if e["type"] == "checkpoint.approved"]
+    assert ev["data"]["forced"] == ["cp-check"] and ran(marks) == set()
