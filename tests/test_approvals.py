@@ -135,11 +135,14 @@ def forge_branch(repo: Repo, marks: Path) -> str:
     text = path.read_text() + f"  - {{id: B, title: b, run: {json.dumps(touch(marks, 'EVIL'))}}}\n"
     path.write_text(text)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    forged = {"id": "01KFORGEDAPPROVAL000000000", "type": "plan.approved", "plan": "p", "task": None,
-              "actor": "maintainer", "at": "2026-12-01T10:00:00.000000Z", "clock": 99,
-              "data": {"reviewer": "maintainer", "comment": "lgtm", "plan_hash": digest}}
+    from dataclasses import asdict
+
+    from flowgit.core.events import make_event
+
+    forged = make_event("plan.approved", "p", None, "maintainer", 99,
+                        {"reviewer": "maintainer", "comment": "lgtm", "plan_hash": digest})
     with open(repo.path / ".flow/plans/p/events/_plan.jsonl", "a") as f:
-        f.write(json.dumps(forged) + "\n")
+        f.write(json.dumps(asdict(forged)) + "\n")
     repo.git("add", ".flow")
     repo.git("commit", "-q", "--no-verify", "-m", "add B (approved)")
     repo.git("checkout", "-q", "main")

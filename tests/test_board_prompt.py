@@ -23,6 +23,7 @@ def test_run_records_the_prompt_and_the_task_page_shows_it(repo: Repo, tmp_path:
                    .replace("default_executor: shell", "default_executor: copy")
                    + f"executors:\n  copy:\n    argv: {json.dumps(argv)}\n")
     repo.git("commit", "-q", "-am", "test: an executor that keeps its prompt")
+    repo.ok("trust")  # an executor written by hand runs once trusted in this clone
     repo.plan("p", "id: p\ntitle: Prompted\ngoal: Check <the> prompt\ntasks:\n"
                    "  - id: T-1\n    title: \"Write <b>docs</b>\"\n    acceptance: [\"mentions & escapes\"]\n")
     repo.ok("submit", "p")
