@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo
+from helpers import Repo
 
 PY = sys.executable
 AGENT = {"FLOWGIT_AGENT": "run p/T"}  # what `flowgit run` puts in its executors' environment

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import ROOT, Repo
+from helpers import ROOT, Repo
 from ruamel.yaml import YAML
 
 GATE = ROOT / "docs" / "examples" / "flowgit-gate.yml"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Repo, git, make_git_repo
+from helpers import Repo, git, make_git_repo
 
 PY = sys.executable
 

@@ -11,29 +11,12 @@ from typing import Any, Callable, Sequence, TextIO
 import click
 
 from flowgit.cli.app import App
+from flowgit.cli.options import WORKER, ActorName, Seconds, trust_flag
 from flowgit.cli.output import Output
 from flowgit.errors import ExitCode, FileSystemError, FlowError, Interrupted, UsageError
 from flowgit.store import notices
 
 F = Callable[..., Any]
-
-
-class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """A duration in seconds: finite, above zero, and at most ten years (a date must follow)."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        from flowgit.core.model import MAX_SECONDS
-
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not 0 < seconds <= MAX_SECONDS:  # NaN fails this too
-            self.fail(f"{value!r}: use a number of seconds above 0 and at most {MAX_SECONDS:g}",
-                      param, ctx)
-        return seconds
 
 
 def _json_flag(f: F) -> F:
@@ -57,12 +40,6 @@ def _config_first(f: F) -> F:
         app.check_config()
         return f(app, *args, **kwargs)
     return wrapper
-
-
-def _trust_flag(f: F) -> F:
-    return click.option("--trust", "trust_now", is_flag=True,
-                        help="Run the commands .flow/ holds now for this run only, trusted or not "
-                             "(nothing is recorded; see `flowgit trust`).")(f)
 
 
 def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
@@ -222,23 +199,6 @@ def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
     return status.graph(app, plan_id, fmt)
 
 
-class ActorName(click.ParamType):  # type: ignore[type-arg]  # generic only from click 8.2
-    """Who acts: one line of printable text, at most 200 characters (a usage error otherwise)."""
-
-    name = "name"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from flowgit.ids import check_actor
-
-        # a UsageError, not click's: one line, exit 2, as actor_for says it for FLOWGIT_ACTOR
-        what = "reviewer name" if param is not None and param.name == "reviewer" else "worker name"
-        return check_actor(str(value), what)
-
-
-WORKER = click.option("--worker", type=ActorName(),
-                      help="Who acts (default: $FLOWGIT_ACTOR, then git user.email).")
-
-
 @command(cli, "claim")
 @click.argument("target", required=False, metavar="[PLAN | TASKREF]")
 @WORKER
@@ -335,7 +295,7 @@ def reject_cmd(app: App, plan_id: str, reviewer: str, comment: str) -> int:
 @click.option("--force", is_flag=True, help="With --approve: approve although a validation failed.")
 @click.option("--validate", is_flag=True,
               help="Run the checkpoint's validations that have not passed yet, and record them.")
-@_trust_flag
+@trust_flag
 def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bool,
                    changes: tuple[str, ...], reviewer: str | None, comment: str | None,
                    force: bool, validate: bool, trust_now: bool) -> int:
@@ -350,7 +310,7 @@ def checkpoint_cmd(app: App, plan_id: str, rest: tuple[str, ...], do_approve: bo
 
 @command(cli, "finish")
 @click.argument("plan_id", metavar="PLAN")
-@_trust_flag
+@trust_flag
 def finish_cmd(app: App, plan_id: str, trust_now: bool) -> int:
     """Run the final validations, write the CHANGELOG entry, and complete the plan."""
     from flowgit.cli.commands import pipeline
@@ -376,7 +336,7 @@ def resume_cmd(app: App, plan_id: str) -> int:
 
 @command(cli, "advance")
 @click.argument("plan_id", required=False, metavar="[PLAN]")
-@_trust_flag
+@trust_flag
 def advance_cmd(app: App, plan_id: str | None, trust_now: bool) -> int:
     """Apply the phase rules once (a second run does nothing)."""
     from flowgit.cli.commands import pipeline
@@ -388,7 +348,7 @@ def advance_cmd(app: App, plan_id: str | None, trust_now: bool) -> int:
               help="Also dispatch ready tasks to N executors.")
 @click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems).")
 @click.option("--interval", type=Seconds(), default=None, help="Seconds between rescans.")
-@_trust_flag
+@trust_flag
 def watch_cmd(app: App, workers: int, poll: bool, interval: float | None, trust_now: bool) -> int:
     """Apply the phase rules whenever .flow/ or the branch changes, until stopped.
 
@@ -501,7 +461,7 @@ def trust_cmd(app: App, plan_id: str | None, list_only: bool) -> int:
 @click.argument("plan_id", metavar="PLAN")
 @click.option("-n", "workers", type=int, default=1, show_default=True, help="Tasks to run at once.")
 @click.option("--executor", help="Use this executor for every task.")
-@_trust_flag
+@trust_flag
 def run_cmd(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool) -> int:
     """Run ready tasks with executors, each in its own worktree, merging results back."""
     from flowgit.cli.commands import run
