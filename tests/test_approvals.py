@@ -140,7 +140,7 @@ def forge_branch(repo: Repo, marks: Path) -> str:
     from flowgit.core.events import make_event
 
     forged = make_event("plan.approved", "p", None, "maintainer", 99,
-                        {"reviewer": "maintainer", "comment": "lgtm", "plan_hash": digest})
+                        {"reviewer": "maintainer", "comment": "lgtm", "plan_hash": digest}, 1_764_583_200.0)
     with open(repo.path / ".flow/plans/p/events/_plan.jsonl", "a") as f:
         f.write(json.dumps(asdict(forged)) + "\n")
     repo.git("add", ".flow")
