@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from typing import Any, Mapping, Sequence, TypeVar
 
+from flowgit.core.approvals import approval_rules
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
@@ -543,23 +544,7 @@ class Config:
             raise _fail(f"{where}: default_executor", f"unknown executor {default!r} (known: "
                         f"{known}): define it under executors: or name a known one")
         vals = data.get("validations") or []
-        via = approvals.get("via", "events")
-        if via not in ("events", "merge"):
-            raise _fail(f"{where}: approvals.via", f"{via!r}: use events or merge")
-        signed = approvals.get("signed", False)
-        if not isinstance(signed, bool):
-            raise _fail(f"{where}: approvals.signed", f"expected true or false, got {signed!r}")
-        required = _number(approvals.get("required", 1 if via == "merge" else 0),
-                           f"{where}: approvals.required", whole=True)
-        if via == "merge" and (required != 1 or approvals.get("auto_approve")):
-            raise _fail(f"{where}: approvals", "with via: merge the merge is the one approval: "
-                        "set required: 1 (or leave it out) and no auto_approve")
-        if signed and approvals.get("auto_approve"):
-            raise _fail(f"{where}: approvals", "signed: true counts only signed approvals: "
-                        "auto_approve cannot give one")
-        branch = approvals.get("branch")
-        if branch is not None and (not isinstance(branch, str) or not branch or branch.startswith("-")):
-            raise _fail(f"{where}: approvals.branch", f"{branch!r}: a branch name, like main")
+        rules = approval_rules(approvals, where, lambda v, w: _number(v, w, whole=True))
         sync = data.get("sync", "none")
         if sync not in ("none", "push"):
             raise _fail(where, f"sync {sync!r}: use none or push")
@@ -570,13 +555,13 @@ class Config:
         return cls(
             lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds", 1),
             lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),
-            approvals_required=required,
+            approvals_required=rules.required,
             auto_approve=bool(approvals.get("auto_approve", False)),
             reset_on_change=bool(approvals.get("reset_on_change", False)),
-            approvals_via=via,
-            approvals_branch=branch,
-            approvals_signed=signed,
-            approval_agents=_strs(approvals.get("agents"), f"{where}: approvals.agents"),
+            approvals_via=rules.via,
+            approvals_branch=rules.branch,
+            approvals_signed=rules.signed,
+            approval_agents=rules.agents,
             retry=RetryPolicy.from_dict(data.get("retry"), f"{where}: retry"),
             sync=sync,
             remote=remote,
