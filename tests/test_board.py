@@ -331,3 +331,15 @@ def test_the_board_reads_through_the_layers_below_the_cli() -> None:
             for name in names:
                 assert not name.startswith(("flowgit.cli", "flowgit.watcher", "flowgit.runner")), \
                     f"{Path(path).name} imports {name}"
+
+
+def test_an_expired_lease_reaches_an_open_page_with_no_write(web: Repo, board: Board) -> None:
+    web.ok("claim", "web/T-1", "--worker", "w1", "--lease", "1.5")
+    assert column_ids(board.get("/plan/web"), "running") == ["T-1"]  # the page notes the lease's end
+    tags = board.live()
+    first = next(tags)
+    head = web.git("rev-parse", "HEAD")
+    assert next(tags) != first  # the lease ran out: nothing was written, the tag moved anyway
+    assert web.git("rev-parse", "HEAD") == head
+    html = board.get("/plan/web")
+    assert column_ids(html, "ready") == ["T-1"] and "lease expired" in html

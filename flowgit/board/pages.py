@@ -55,7 +55,13 @@ class Ctx:
     commits: Callable[[FlowRepo, str], Mapping[str, str]] = lambda repo, plan: {}
 
     def state(self, plan_id: str) -> PlanState:
-        return self.repo.state(plan_id, self.now)
+        """The plan's state now; its lease ends and retry times go to the live tag, which
+        changes when one passes (an expired lease changes a state with no write)."""
+        state = self.repo.state(plan_id, self.now)
+        due = [v.lease_until for v in state.tasks.values() if v.lease_until is not None]
+        due += [v.retry_at for v in state.tasks.values() if v.retry_at is not None]
+        self.deadlines(plan_id, due)
+        return state
 
 
 def _deps(plan: Plan) -> dict[str, tuple[str, ...]]:
@@ -222,9 +228,6 @@ def board_page(ctx: Ctx, plan_id: str) -> str:
     state = ctx.state(plan_id)
     now = ctx.now
     gate_ids = [c.id for c in plan.checkpoints]
-    deadlines = [v.lease_until for v in state.tasks.values() if v.lease_until] + \
-        [v.retry_at for v in state.tasks.values() if v.retry_at]
-    ctx.deadlines(plan_id, [d for d in deadlines if d is not None])
     gates = []
     for cp in plan.checkpoints:
         cv = state.checkpoints[cp.id]
