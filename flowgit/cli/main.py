@@ -254,6 +254,15 @@ def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, sk
     return tasks.fail(app, ref, worker, error, modes[0] if modes else "fail")
 
 
+@command(cli, "retry")
+@click.argument("ref", metavar="TASKREF")
+@WORKER
+def retry_cmd(app: App, ref: str, worker: str | None) -> int:
+    """A failed task (or the failed tasks blocking one) ready again, with a fresh attempt budget."""
+    from flowgit.cli.commands import tasks
+    return tasks.retry(app, ref, worker)
+
+
 # ----- the pipeline ------------------------------------------------------------------------------
 
 @command(cli, "submit")

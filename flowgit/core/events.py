@@ -15,7 +15,8 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 TASK_EVENTS = frozenset(
     {"task.claimed", "task.started", "task.heartbeat", "task.done", "task.failed",
-     "task.skipped", "task.released", "task.note", "task.log", "task.wait", "task.snapshot"}
+     "task.skipped", "task.released", "task.note", "task.log", "task.wait", "task.snapshot",
+     "task.retried"}
 )
 PLAN_EVENTS = frozenset(
     {"plan.created", "plan.phase", "plan.approved", "plan.rejected", "plan.task_failed",
@@ -217,8 +218,6 @@ def canonical(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda e: e.sort_key)
 
 
-
-
 # ----- the one checker of event lines -----------------------------------------------------
 # `validate`, the pre-commit hook, `doctor` and every reader (`parse_log`) check lines with
 # `load_line` and `check_event`, so a line the fold sees has every field it reads of the type
@@ -353,6 +352,7 @@ DATA: dict[str, dict[str, str]] = {
     "task.log": {"path": "text?"},
     "task.wait": {"ok": "bool?", "next_at": "time?"},
     "task.snapshot": {"state": "object!"},
+    "task.retried": {"reason": "text?", "for": "text?"},
     "plan.created": {"title": "text?", "tasks": "count?", "parent": "text?"},
     "plan.phase": {"to": "phase", "from": "text?", "reason": "text?",
                    "plan_hash": "text?", "checkpoint": "text?"},

@@ -158,6 +158,9 @@ def _step(f: _Fold, ev: Event) -> None:
     elif t == "task.released":
         if f.holds(ev.actor):
             f.status, f.worker, f.lease_until = "open", None, None
+    elif t == "task.retried":
+        if f.status == "failed":  # a fresh attempt budget: the retry policy counts failures
+            f.status, f.worker, f.lease_until, f.retry_at, f.failures = "open", None, None, None, 0
     elif t == "task.note":
         f.note = d.get("text") or f.note
     elif t == "task.log":

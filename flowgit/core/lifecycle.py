@@ -9,6 +9,7 @@ from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
 from flowgit.core.fold import PlanState, TaskView
 from flowgit.core.model import Config, Plan, policy_for
+from flowgit.core.overlap import clash, free_order, held_files, waiting_on_files
 from flowgit.errors import (
     AlreadyClaimed,
     IllegalTransition,
@@ -30,6 +31,7 @@ class Decision:
     plan_events: tuple[Event, ...] = ()
     event_name: str = ""
     result: dict[str, Any] | None = None
+    more: tuple[tuple[str, tuple[Event, ...]], ...] = ()  # events for other tasks' logs
 
 
 HELD = "fix or remove that line (`flowgit validate` says what is wrong with it)"
@@ -138,15 +140,25 @@ def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:
 def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, clock: int,
                  now: float, lease: float) -> Decision:
     if task_id is None:
-        if not state.order:
-            raise NothingToDo(f"no ready task in plan {plan.id} ({_summary(state)})")
-        task_id = state.order[0]
+        free = free_order(plan, state)
+        if not free:
+            busy = waiting_on_files(plan, state)
+            why = f"; ready but their files are held: {', '.join(busy[:5])}" if busy else ""
+            raise NothingToDo(f"no ready task in plan {plan.id} ({_summary(state)}){why}")
+        task_id = free[0]
     view = view_of(plan, state, task_id)
     if view.state in ("claimed", "in_progress") and view.worker == actor:
         raise AlreadyClaimed(f"{plan.id}/{task_id} is already {view.state} by you: "
                                 "use heartbeat to extend the lease")
     if view.state != "ready":
         raise IllegalTransition(f"cannot claim {plan.id}/{task_id}: it is {describe(view, now)}")
+    held = held_files(plan, state)
+    paths = clash(plan, task_id, held)
+    if paths:
+        holder = state.tasks[held[paths[0]]]
+        raise IllegalTransition(
+            f"cannot claim {plan.id}/{task_id}: its file {paths[0]} is held by {plan.id}/{holder.id} "
+            f"({describe(holder, now)}); claim it once that task is done or released")
     until = now + lease
     ev = make_event("task.claimed", plan.id, task_id, actor, clock,
                     {"lease_until": format_time(until), "lease_seconds": lease}, now)
@@ -237,3 +249,65 @@ def decide_fail(plan: Plan, state: PlanState, config: Config, task_id: str, acto
                     result={"task": f"{plan.id}/{task_id}", "state": state_name,
                             "retry_at": retry_at, "attempt": failures,
                             "max_attempts": policy.max_attempts})
+
+
+def failed_behind(state: PlanState, task_id: str) -> tuple[list[str], list[str]]:
+    """The failed tasks of this plan that block `task_id` (through blocked tasks and
+    checkpoints), and the failed or blocked references to other plans among its blockers."""
+    roots: list[str] = []
+    outside: list[str] = []
+    seen: set[str] = set()
+    todo = [task_id]
+    while todo:
+        node = todo.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        if node in state.tasks:
+            view = state.tasks[node]
+            if view.state == "failed" and node != task_id:
+                roots.append(node)
+            elif view.state == "blocked":
+                todo.extend(view.blocked_by)
+        elif node in state.checkpoints:
+            cp = state.checkpoints[node]
+            if cp.state == "blocked":
+                todo.extend(cp.waiting_on)
+        elif state.external.get(node) in ("failed", "blocked"):
+            outside.append(node)
+    return roots, outside
+
+
+def decide_retry(plan: Plan, state: PlanState, task_id: str, actor: str, now: float) -> Decision:
+    """A failed task made ready again with a fresh attempt budget. A task blocked by failures
+    retries the failed tasks of its plan behind it, all in one commit; one blocked by another
+    plan's failure is refused, naming it. Any other state is refused."""
+    view = view_of(plan, state, task_id)
+    if state.phase == "complete":
+        raise IllegalTransition(f"cannot retry {plan.id}/{task_id}: plan {plan.id} is complete, "
+                                "which is final")
+    if view.held:
+        raise IllegalTransition(f"cannot retry {plan.id}/{task_id}: it is held by {held_by(view.held)}")
+    if view.state == "failed":
+        roots = [task_id]
+    elif view.state == "blocked":
+        roots, outside = failed_behind(state, task_id)
+        if outside:
+            refs = ", ".join(outside)
+            raise IllegalTransition(
+                f"cannot retry {plan.id}/{task_id}: it is blocked by {refs} in another plan: "
+                f"retry that with `flowgit retry {outside[0]}`")
+        if not roots:
+            raise IllegalTransition(f"cannot retry {plan.id}/{task_id}: it is {describe(view, now)}, "
+                                    "and no failed task of the plan is behind it")
+    else:
+        hint = {"retry_wait": ": it is retried by itself then"}.get(view.state, ": only a failed "
+                                                                        "or blocked task is retried")
+        raise IllegalTransition(f"cannot retry {plan.id}/{task_id}: it is {describe(view, now)}{hint}")
+    data = {} if roots == [task_id] else {"for": task_id}
+    streams = tuple((r, (make_event("task.retried", plan.id, r, actor,
+                                    state.tasks[r].record.last_clock + 1, data, now),))
+                    for r in roots)
+    return Decision(roots[0], streams[0][1], event_name="retried", more=streams[1:],
+                    result={"task": f"{plan.id}/{task_id}", "retried": [f"{plan.id}/{r}" for r in roots],
+                            "phase": state.phase})

@@ -6,9 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from flowgit.core.fold import PlanState
 from flowgit.errors import FlowError
 
 
@@ -54,18 +52,6 @@ def read_note(path: Path) -> str:
             path.unlink(missing_ok=True)
     text = data.decode("utf-8", "replace").strip()
     return text if len(text) <= NOTE_LIMIT else text[:NOTE_LIMIT].rstrip() + " ..."
-
-
-def files_held(plan: Any, state: PlanState) -> frozenset[str]:
-    """The declared files of the tasks of a plan held under a live claim (by anyone): a task
-    touching one of them must not start, whichever process or machine holds it."""
-    held: set[str] = set()
-    for view in state.tasks.values():
-        if view.state in ("claimed", "in_progress"):
-            task = plan.task(view.id)
-            if task is not None:
-                held.update(task.files)
-    return frozenset(held)
 
 
 class MergeConflict(FlowError):

@@ -17,6 +17,7 @@ from flowgit.core.events import PLAN_LOG, format_time, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
 from flowgit.core.model import Plan, Task
+from flowgit.core.overlap import files_held
 from flowgit.errors import (
     Detached,
     ExitCode,
@@ -27,7 +28,7 @@ from flowgit.errors import (
     NotFound,
 )
 from flowgit.runner.executors import argv_for, commands_for, resolve, values_for
-from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, files_held, read_note
+from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, read_note
 from flowgit.runner.landing import branch_stats, commit_work, merge_branch
 from flowgit.runner.logfiles import open_log
 from flowgit.runner.prompt import task_prompt

@@ -149,6 +149,7 @@ def status(app: App, plan_id: str | None) -> int:
 
 def next_task(app: App, plan_id: str | None) -> int:
     from flowgit.core.lifecycle import approval_block  # `status` does not need it
+    from flowgit.core.overlap import free_order, waiting_on_files
 
     repo = app.repo
     now = wall_now()
@@ -163,8 +164,14 @@ def next_task(app: App, plan_id: str | None) -> int:
             waiting = waiting or f": {blocked}"
             continue
         if state.order:
-            task = state.order[0]
-            title = repo.load_plan(pid).plan.task(task).title  # type: ignore[union-attr]
+            plan = repo.load_plan(pid).plan
+            free = free_order(plan, state)  # as `claim` and `run`: never two tasks on one file
+            if not free:
+                held = ", ".join(waiting_on_files(plan, state)[:5])
+                waiting = waiting or f"; ready but their files are held: {held}"
+                continue
+            task = free[0]
+            title = plan.task(task).title  # type: ignore[union-attr]
             app.out.result({"task": f"{pid}/{task}", "title": title}, f"{pid}/{task}  {title}")
             return 0
     raise NothingToDo("no ready task" + (f" in plan {plan_id}" if plan_id else "") + waiting)

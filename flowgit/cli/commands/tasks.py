@@ -7,17 +7,20 @@ from flowgit import git
 from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.fold import PlanState
+from flowgit.core.overlap import free_order, waiting_on_files
 from flowgit.core.lifecycle import (
     Decision,
     approval_block,
     decide_claim,
     decide_fail,
+    decide_retry,
     decide_simple,
     phase_gate,
 )
 from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.ids import check_id
 from flowgit.store.repo import FlowRepo, actor_for
+from flowgit.store.writing import Write
 
 
 def plan_clock(repo: FlowRepo, plan_id: str) -> int:
@@ -38,10 +41,16 @@ def transact(app: App, plan_id: str, actor: str,
         return _transact_synced(app, plan_id, actor, decide)
     with repo.writing(plan_id) as w:
         decision = _decide(repo, plan_id, task, w.now, decide)
-        w.record(decision, actor)
+        _record(w, decision, actor)
     result = dict(decision.result or {})
     result["commit"] = w.sha
     return result
+
+
+def _record(w: Write, decision: Decision, actor: str) -> None:
+    w.record(decision, actor)
+    for stream, events in decision.more:  # a retry of several failed tasks: one commit
+        w.append(stream, events)
 
 
 def _decide(repo: FlowRepo, plan_id: str, task: str | None, now: float,
@@ -80,7 +89,7 @@ def _transact_synced(app: App, plan_id: str, actor: str,
         with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo.root, remote, branch, repo.journal),
                           then=push) as w:
             decision = decide(repo, w.state, w.now)
-            w.record(decision, actor)
+            _record(w, decision, actor)
         if pushed[0]:
             result = dict(decision.result or {})
             result.update({"commit": w.sha, "pushed": True, "attempts": attempt + 1})
@@ -143,6 +152,11 @@ def _plan_with_ready(app: App) -> str:
     for pid in repo.plan_ids():
         state = repo.state(pid, now)
         if not state.order or state.phase in ("complete", "halted", "finish"):
+            continue
+        plan = repo.load_plan(pid).plan
+        if not free_order(plan, state):  # as `next`: every ready task's files are held
+            held = ", ".join(waiting_on_files(plan, state)[:5])
+            waiting = waiting or f"; ready in {pid} but their files are held: {held}"
             continue
         blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)
         if blocked:  # as `next`: a plan waiting for its review is passed over
@@ -219,4 +233,23 @@ def fail(app: App, ref: str, worker: str | None, error: str, mode: str) -> int:
     return 0
 
 
-__all__ = ["claim", "simple", "done", "fail"]
+def retry(app: App, ref: str, worker: str | None) -> int:
+    """A failed task (or the failed tasks behind a blocked one) ready again, one commit."""
+    repo = app.repo
+    actor = actor_for(repo, worker)
+    plan_id, task_id = repo.resolve(ref)
+
+    def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
+        return decide_retry(repo.load_plan(plan_id).plan, state, task_id, actor, now)
+
+    result = transact(app, plan_id, actor, decide)
+    retried = result["retried"]
+    text = f"retried {', '.join(retried)}" + ("" if retried == [result["task"]]
+                                              else f" (blocking {result['task']})")
+    if result["phase"] == "halted":
+        text += f"; plan {plan_id} is halted: `flowgit resume {plan_id}` to go on"
+    app.out.result(result, text)
+    return 0
+
+
+__all__ = ["claim", "simple", "done", "fail", "retry"]
