@@ -1,2 +1,2 @@
 """flowgit: a git-native, file-based orchestrator for plan-first development."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -60,6 +60,7 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "git_busy": (ExitCode.USER, "a merge, rebase or cherry-pick is in progress"),
     "no_remote": (ExitCode.USER, "the remote to sync with does not exist"),
     "fetch_failed": (ExitCode.USER, "fetching failed for good (no access, no such remote)"),
+    "format_mismatch": (ExitCode.USER, "the remote keeps its state in the other format (ADR 0011): migrate one side"),
     "merge_conflict": (ExitCode.USER, "syncing conflicts outside the event logs"),
     "push_failed": (ExitCode.USER, "pushing failed for good (a hook declined, no access)"),
     "hook_exists": (ExitCode.USER, "another pre-commit hook is installed"),
@@ -216,6 +217,10 @@ class NoRemote(FlowError):
 
 class FetchFailed(FlowError):
     code = "fetch_failed"
+
+
+class FormatMismatch(FlowError):
+    code = "format_mismatch"
 
 
 class MergeConflict(FlowError):

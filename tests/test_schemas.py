@@ -289,10 +289,10 @@ INVALID = [
     ("adr", "id: ADR-0001\ntitle: t\nstatus: accepted\noptions:\n  - pros: [a]\n", [
         "5: options[0]: missing required key 'title'",
     ]),
-    ("config", "version: 2\nsync: pull\nlease: 10\n", [
-        "1: version: must be 1, got an integer (2)",
+    ("config", "version: 3\nsync: pull\nlease: 10\n", [
+        "1: version: 3 is not one of: 1, 2",
         "2: sync: 'pull' is not one of: none, push",
-        "3: lease: unknown key 'lease', did you mean 'lease_seconds'? (allowed: version, "
+        "3: lease: unknown key 'lease', did you mean 'lease_seconds'? (allowed: version, requires, state, "
         "lease_seconds, lock_timeout, approvals, retry, sync, remote, executors, default_executor, "
         "validations, signals, schedules, compact, watch, x-*)",
     ]),

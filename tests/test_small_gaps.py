@@ -149,8 +149,8 @@ def test_mcp_refuses_a_bad_worker_as_a_usage_error(repo: Repo) -> None:
 # ----- a config flowgit refuses stops every command with validate's line ---------------------------
 
 CONFIGS = {
-    "version-99": ("version: 1", "version: 99", "version: must be 1"),
-    "version-text": ("version: 1", 'version: "1"', "version: must be 1"),
+    "version-99": ("version: 1", "version: 99", "version: 99 is not one of: 1, 2"),
+    "version-text": ("version: 1", 'version: "1"', "is not one of: 1, 2"),
     "default-executor": ("default_executor: shell", "default_executor: nosuch", "unknown executor 'nosuch'"),
 }
 

@@ -66,10 +66,13 @@ def cli(ctx: click.Context, repo_dir: Path | None, as_json: bool) -> None:
 # ----- setting up and authoring ---------------------------------------------------------------
 
 @command(cli, "init")
-def init_cmd(app: App) -> int:
+@click.option("--format", "fmt", type=click.Choice(["1", "2"]), envvar="FLOWGIT_INIT_FORMAT",
+              default="1", show_default=True,
+              help="2: event logs on the state branch flow/state (ADR 0011); 1: in the branch.")
+def init_cmd(app: App, fmt: str) -> int:
     """Create .flow/ from the template, git attributes, merge driver and hooks; one commit."""
     from flowgit.cli.commands import init
-    return init.init(app)
+    return init.init(app, int(fmt))
 
 
 @cli.group("plan")
@@ -444,6 +447,14 @@ def compact_cmd(app: App, plan_id: str, keep: int | None) -> int:
     """Replace long event logs by a snapshot plus their last N events, in one commit."""
     from flowgit.cli.commands import compact
     return compact.compact(app, plan_id, keep)
+
+
+@command(cli, "migrate")
+@click.option("--dry-run", is_flag=True, help="Say what would move, and write nothing.")
+def migrate_cmd(app: App, dry_run: bool) -> int:
+    """Move the event logs onto the state branch (format 2, ADR 0011): two commits."""
+    from flowgit.cli.commands import doctor
+    return doctor.migrate(app, dry_run)
 
 
 @command(cli, "doctor")

@@ -21,7 +21,7 @@ TASK_EVENTS = frozenset(
 PLAN_EVENTS = frozenset(
     {"plan.created", "plan.phase", "plan.approved", "plan.rejected", "plan.task_failed",
      "checkpoint.validation", "checkpoint.approved", "checkpoint.changes_requested",
-     "signal.received", "signal.handled", "schedule.ran", "plan.snapshot"}
+     "signal.received", "signal.handled", "schedule.ran", "plan.snapshot", "plan.migrated"}
 )
 KNOWN_TYPES = TASK_EVENTS | PLAN_EVENTS
 PLAN_LOG = "_plan"
@@ -333,7 +333,7 @@ TASK_STATE = {
     "failures": "count", "retry_at": "time?", "last_error": "text?", "note": "text?",
     "files_modified": "texts", "skip_dependents": "bool", "wait_ok": "bool",
     "wait_next_at": "time?", "wait_checks": "count", "events": "count", "last_clock": "count",
-    "log_path": "text?",
+    "log_path": "text?", "code": "commit?",
 }
 PLAN_STATE = {
     "phase": "phase", "base_commit": "commit?", "accepted_hash": "text?", "halted_from": "text?",
@@ -368,9 +368,10 @@ DATA: dict[str, dict[str, str]] = {
     "signal.handled": {"signal": "text?", "outcome": "text?"},
     "schedule.ran": {"schedule": "text?", "slot": "time?"},
     "plan.snapshot": {"state": "object!"},
+    "plan.migrated": {"state_branch": "text?", "requires": "text?", "note": "text?"},
 }
-# in the data of any type, this version's or not
-EVERY_TYPE = {"base_commit": "commit?"}
+# in the data of any type, this version's or not (`code`: format 2's code commit, ADR 0011)
+EVERY_TYPE = {"base_commit": "commit?", "code": "commit?"}
 for _spec in DATA.values():
     _spec.update(EVERY_TYPE)
 _NESTED = {"task.snapshot": TASK_STATE, "plan.snapshot": PLAN_STATE}

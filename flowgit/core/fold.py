@@ -41,10 +41,13 @@ class TaskRecord:
     # "path:line" of a line the checker refused, or "path" of a log that is a symlink (never
     # followed): the task is held
     unreadable: str | None = None
+    code: str | None = None  # format 2: the code commit its `done` names (ADR 0011)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "unreadable"}
         out["files_modified"] = list(self.files_modified)
+        if out["code"] is None:
+            del out["code"]  # format 1 snapshots stay as older releases read them
         return out
 
     def to_row(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class _Fold:
     last_clock: int
     log_path: str | None
     unreadable: str | None
+    code: str | None
 
     def __init__(self, rec: TaskRecord) -> None:
         for name in _RECORD_FIELDS:
@@ -143,6 +147,7 @@ def _step(f: _Fold, ev: Event) -> None:
         if f.holds(ev.actor):
             f.status, f.lease_until = "done", None
             f.note = d.get("note") or f.note
+            f.code = d.get("code") if isinstance(d.get("code"), str) else None
             f.files_modified = tuple(d.get("files_modified") or ())
     elif t == "task.failed":
         if f.holds(ev.actor):
@@ -397,12 +402,15 @@ def evaluate(
     rank: Mapping[str, float] | None = None,
     order: Sequence[str] | None = None,
     held: str | None = None,
+    unreleased: frozenset[str] = frozenset(),
 ) -> PlanState:
     """Task and checkpoint states at `now`.
 
     `external` maps references to other plans (`OTHER/TASK` or `OTHER`) to their state;
     `rank` maps task ids to their critical-path length (higher is claimed first); `held`
-    says where an unreadable line of the plan log is: every unfinished task is then held.
+    says where an unreadable line of the plan log is: every unfinished task is then held;
+    `unreleased`: tasks done in a code commit this clone does not have yet, whose dependents
+    wait for it (ADR 0011).
     """
     external = external or {}
     info = phase_of(plan_events)
@@ -426,6 +434,8 @@ def evaluate(
         spread = False
         for dep in deps[node]:
             state = node_state.get(dep) if dep in deps else external.get(dep, "unknown")
+            if dep in unreleased:
+                state = "pending"
             if dep in skip_spread:
                 spread = True
             if state in SATISFIED:

@@ -17,13 +17,13 @@ from flowgit.core.approvals import approval_rules
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
+from flowgit.core.storage import storage_settings
 from flowgit.errors import InvalidFile
 from flowgit.ids import FORMAT_CHARS, REMOTE_RULE, case_twins, id_problem, remote_problem
 
 PRIORITIES = ("high", "medium", "low")
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
 STRATEGIES = ("exponential", "fibonacci", "fixed")
-
 
 _T = TypeVar("_T")
 _DEFAULTS: dict[type, dict[str, Any]] = {}
@@ -490,11 +490,14 @@ class Config:
     compact_keep: int = 100
     debounce_ms: int = 200
     rescan_seconds: float = 30.0
+    version: int = 1  # 2: event logs on the state branch `state_branch` (ADR 0011)
+    state_branch: str = "flow/state"
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     _KEYS = frozenset(
         {"version", "lease_seconds", "lock_timeout", "approvals", "retry", "sync", "remote",
-         "executors", "default_executor", "validations", "signals", "schedules", "compact", "watch"}
+         "executors", "default_executor", "validations", "signals", "schedules", "compact", "watch",
+         "state", "requires"}
     )
 
     @classmethod
@@ -534,10 +537,7 @@ class Config:
         for i, sched in enumerate(data.get("schedules") or ()):
             if isinstance(sched, Mapping) and "every" in sched:  # an interval that can never run
                 parse_seconds(sched["every"], f"{where}: schedules[{i}].every")
-        version = data.get("version", 1)
-        if version != 1 or isinstance(version, bool):
-            raise _fail(f"{where}: version", f"must be 1, got {version!r}: this flowgit reads "
-                        "format 1; use a flowgit that knows this version or set version: 1")
+        version, state_branch = storage_settings(data, where)  # the format, and where state lives
         default = data.get("default_executor", "shell")
         if default not in executors and default not in BUILTIN_EXECUTORS:
             known = ", ".join(sorted(set(executors) | set(BUILTIN_EXECUTORS)))
@@ -553,6 +553,7 @@ class Config:
         if problem:  # it reaches `git fetch`/`git push` and hints: never str() of a list or a number
             raise _fail(f"{where}: remote", f"invalid remote name {remote!r}: {problem}; use {REMOTE_RULE}")
         return cls(
+            version=version, state_branch=state_branch,
             lease_seconds=_seconds(data.get("lease_seconds", 900), f"{where}: lease_seconds", 1),
             lock_timeout=_seconds(data.get("lock_timeout", 30), f"{where}: lock_timeout"),
             approvals_required=rules.required,

@@ -19,7 +19,7 @@ from typing import Any
 
 from flowgit.core.events import MAX_DEPTH, too_deep
 
-__all__ = ["event_sort_key", "merge_driver_main", "merge_logs", "parse_lines"]
+__all__ = ["event_sort_key", "merge_driver_main", "merge_logs", "parse_lines", "union_logs"]
 
 
 def _split(data: bytes) -> list[tuple[int, bytes]]:
@@ -102,6 +102,65 @@ def merge_logs(base: bytes, ours: bytes, theirs: bytes, *, keep_deleted: bool = 
             merged[ident] = (event_sort_key(ev), line)
     ordered = sorted(merged.values(), key=lambda item: item[0])
     return b"".join(line + b"\n" for _, line in ordered)
+
+
+SNAPSHOTS = frozenset({"task.snapshot", "plan.snapshot"})
+
+
+def union_logs(versions: Sequence[bytes], *, drop_snapshots: bool = False) -> tuple[bytes, list[str]]:
+    """The state branch's merge (ADR 0011): every event of every version once, by id, in
+    ``event_sort_key`` order; nothing is ever dropped for having been deleted on one side.
+    An id carried with different bytes keeps the smallest bytes, so every merge order keeps
+    the same line; those ids are returned to be reported. Lines that are no event (a torn or
+    broken line) are kept too, once, at the end: the fold holds their task rather than lose
+    them. ``drop_snapshots``: the versions are a log's whole history, so its compaction
+    snapshots are left out (the fold of the full history needs none)."""
+    merged: dict[str, tuple[tuple[int, str, str], bytes]] = {}
+    conflicts: set[str] = set()
+    broken: dict[bytes, None] = {}
+    for data in versions:
+        for number, line in _split(data):
+            try:
+                ev = _parse_line(number, line)
+            except ValueError:
+                broken[line] = None
+                continue
+            if drop_snapshots and ev.get("type") in SNAPSHOTS:
+                continue
+            ident = ev["id"]
+            have = merged.get(ident)
+            if have is None:
+                merged[ident] = (event_sort_key(ev), line)
+            elif have[1] != line:
+                conflicts.add(ident)
+                if line < have[1]:
+                    merged[ident] = (event_sort_key(ev), line)
+        tail = data[data.rfind(b"\n") + 1:]
+        if tail.strip():
+            broken[tail] = None
+    ordered = sorted(merged.values(), key=lambda item: item[0])
+    out = b"".join(line + b"\n" for _, line in ordered) + b"".join(line + b"\n" for line in broken)
+    return out, sorted(conflicts)
+
+
+def has_snapshot(data: bytes) -> bool:
+    return b'.snapshot"' in data and any(
+        ev.get("type") in SNAPSHOTS for ev in _events_or_none(data))
+
+
+def event_ids(data: bytes) -> list[str]:
+    """The ids of a log's events, its compaction snapshots left out (they are a cache)."""
+    return [ev["id"] for ev in _events_or_none(data) if ev.get("type") not in SNAPSHOTS]
+
+
+def _events_or_none(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for number, line in _split(data):
+        try:
+            out.append(_parse_line(number, line))
+        except ValueError:
+            continue
+    return out
 
 
 def _write_atomic(path: str, data: bytes) -> None:

@@ -14,21 +14,19 @@ def compact_plan(repo: FlowRepo, plan_id: str, keep: int, actor: str, min_events
     """Rewrite every log of the plan longer than `keep` (and `min_events`) in one commit."""
     with repo.writing(plan_id) as w:
         summary = []
-        events_dir = repo.safe("plans", plan_id, "events")
-        for path in sorted(events_dir.glob("*.jsonl")) if events_dir.is_dir() else []:
-            stream = path.name[:-6]
+        for stream in repo.log_streams(plan_id):
             read = repo.read_log(plan_id, stream)
             if len(read.events) <= max(keep, min_events):
                 continue
             read.check()  # a snapshot cannot say what an unreadable line meant
-            # a snapshot of a log whose committed lines were cut would commit the loss
-            ensure_log_intact(repo, path, "run the command again to compact them")
+            if repo.state_store is None:  # a snapshot of a log whose committed lines were cut would commit the loss
+                ensure_log_intact(repo, repo.log_file(plan_id, stream), "run the command again to compact them")
             new = (compact_plan_log(read.events, keep, w.now) if stream == PLAN_LOG
                    else compact_task_log(read.events, keep, w.now))
             if new is None:
                 continue
             w.rewrite(stream, new)
-            summary.append({"log": repo.rel(path), "before": len(read.events), "after": len(new)})
+            summary.append({"log": repo.log_display(plan_id, stream), "before": len(read.events), "after": len(new)})
         w.message = commit_message(plan_id, None, "compact", actor,
                                    f"{len(summary)} log(s) replaced by snapshots")
     return {"plan": plan_id, "keep": keep, "logs": summary, "commit": w.sha}

@@ -8,6 +8,22 @@ from flowgit.store.repo import FlowRepo, iter_events_all
 
 def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[Event]:
     """The current logs plus the logs as they were just before each compaction commit."""
+    store = repo.state_store
+    if store is not None:  # every version any log had on the state branch (merges included)
+        from flowgit import git_state
+        from flowgit.store.state import log_path
+
+        head = store.head()
+        if head is None:
+            return []
+        where = log_path(plan_id, task_id) if task_id else f".flow/plans/{plan_id}/events"
+        found: dict[str, Event] = {}
+        blobs = git.cat_blobs(repo.root, git_state.blob_versions(repo.root, [head], where))
+        for blob, data in blobs.items():
+            for ev in parse_log(data, f"{store.branch}:{blob[:10]}").events:
+                if ev.type not in SNAPSHOTS:
+                    found.setdefault(ev.id, ev)
+        return list(found.values())
     prefix = f".flow/plans/{plan_id}/events"
     path = f"{prefix}/{task_id}.jsonl" if task_id else prefix
     shas = git.commits_touching(repo.root, path, grep="^Flow-Event: compact")

@@ -49,9 +49,10 @@ def checkpoint_review(repo: FlowRepo, plan_id: str, cp_id: str, state: PlanState
     base = state.base_commit
     files: list[dict[str, Any]] = []
     if base is not None and not git.is_full_id(base):  # from the log: it must never reach git as is
-        log = repo.log_file(plan_id, PLAN_LOG)
-        line = line_of(log, "base_commit", base)
-        git.check_full_id(base, repo.rel(log) + (f":{line}" if line else ""), "base_commit")
+        line = None
+        if repo.state_store is None:
+            line = line_of(repo.log_file(plan_id, PLAN_LOG), "base_commit", base)
+        git.check_full_id(base, repo.log_display(plan_id, PLAN_LOG) + (f":{line}" if line else ""), "base_commit")
     # a commit this clone does not have (a shallow clone, a rewritten history, a forged line):
     # the changes are unknown, never "0 files"
     missing = bool(base) and git.resolve_commit(repo.root, str(base), "base_commit") is None
@@ -119,3 +120,20 @@ def compare(a: Snapshot, b: Snapshot, plan_id: str | None = None) -> dict[str, A
         p.update(cmds["plans"].get(p["plan"], {"commands_added": [], "commands_changed": []}))
     return {"from": a.label, "to": b.label, "plans": plans, "adrs": adrs, "config": cmds["config"],
             "commands_added": cmds["added"], "commands_changed": cmds["changed"]}
+
+
+def completed_in(repo: FlowRepo, base: str, tip: str, plan_id: str | None) -> list[dict[str, Any]]:
+    """Format 2: the tasks whose events name a code commit of `merge-base(base, tip)..tip`
+    (what a pull request completed), each with the types of those events."""
+    if repo.state_store is None:
+        return []
+    from flowgit import git_state
+    from flowgit.store.repo import iter_events_all
+
+    commits = git_state.commits_between(repo.root, git_state.merge_base(repo.root, base, tip), tip)
+    found: dict[tuple[str, str], list[str]] = {}
+    for pid in [plan_id] if plan_id else repo.plan_ids():
+        for ev in iter_events_all(repo, pid):
+            if ev.task and ev.data.get("code") in commits:
+                found.setdefault((pid, ev.task), []).append(ev.type)
+    return [{"plan": p, "task": t, "events": sorted(set(types))} for (p, t), types in sorted(found.items())]

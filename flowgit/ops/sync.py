@@ -7,9 +7,10 @@ again on the merged state.
 from __future__ import annotations
 
 import random
+import re
 import shlex
 import time
-from pathlib import Path
+from typing import Callable, TypeVar
 
 from flowgit import git
 from flowgit.ids import check_remote
@@ -17,6 +18,8 @@ from flowgit.errors import (
     Detached,
     FetchFailed,
     FlowError,
+    FormatMismatch,
+    GitError,
     MergeConflict,
     NoRemote,
     PushFailed,
@@ -26,6 +29,7 @@ from flowgit.crashpoints import armed, crash_point
 from flowgit.store.journal import Journal
 from flowgit.store.repo import FlowRepo
 
+T = TypeVar("T")
 RETRIES = 8
 MIN_SLOT = 0.02   # seconds
 MAX_SLEEP = 3.0   # seconds, one backoff at most
@@ -66,7 +70,8 @@ def _git_error_line(err: str, fallback: object) -> str:
 
 def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     name = check_remote(remote, "--remote") if remote is not None else repo.config.remote
-    branch = git.current_branch(repo.root)
+    store = repo.state_store
+    branch = store.branch if store is not None else git.current_branch(repo.root)
     if branch is None:
         raise Detached("HEAD is detached: check out a branch before syncing")
     if not git.remote_exists(repo.root, name):
@@ -76,10 +81,16 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     return name, branch
 
 
-def fetch_merge(root: Path, remote: str, branch: str, journal: Journal | None = None) -> str:
-    """Bring the remote branch in. Event logs merge by union; any other conflict aborts."""
+def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None) -> str:
+    """Bring the remote branch in. Event logs merge by union; any other conflict aborts.
+    With the state branch (format 2) only the state is fetched and merged (ops/statesync)."""
     global _round_started
     _round_started = time.monotonic()
+    if repo.state_store is not None:
+        from flowgit.ops import statesync
+
+        return _network(lambda: statesync.fetch_merge(repo, remote), remote)
+    root = repo.root
     proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
@@ -90,6 +101,9 @@ def fetch_merge(root: Path, remote: str, branch: str, journal: Journal | None = 
             raise FetchFailed(message + f" (check `git remote get-url {shlex.quote(remote)}`)")
         raise RaceLost(message)  # the network may come back: retrying may win
     theirs = git.fetched_commit(root)
+    if _format_of(git.show_blob(root, theirs, ".flow/config.yaml")) == 2:
+        raise FormatMismatch(f"{remote}/{branch} has moved to format 2 (its event logs are on a state "
+                             "branch, ADR 0011): take the migration with `git pull`, then run `flowgit sync`")
     ours = git.head(root)
     if ours == theirs or git.is_ancestor(root, theirs, "HEAD"):
         return "up to date"
@@ -109,12 +123,42 @@ def fetch_merge(root: Path, remote: str, branch: str, journal: Journal | None = 
     return "merged"
 
 
-def push(root: Path, remote: str, branch: str) -> bool:
-    """Push HEAD to the remote branch. False when it was not pushed: the caller takes its own
-    commit back and calls `backoff`, which waits before the next try after a lost race, and
-    raises (exit 1) when the push can never succeed as it is."""
+def _network(step: Callable[[], T], remote: str) -> T:
+    """A state fetch or push: a failure that will fail again is exit 1, others may be won."""
+    try:
+        return step()
+    except GitError as exc:
+        text = exc.message.lower()
+        if any(marker in text for marker in FETCH_FOR_GOOD):
+            raise FetchFailed(f"{exc.message} (check `git remote get-url {shlex.quote(remote)}`)") from None
+        raise RaceLost(exc.message) from None
+
+
+def _format_of(config: bytes | None) -> int:
+    if config is None:
+        return 1
+    found = re.search(rb"^version:[ \t]*([0-9]+)", config, re.M)
+    return int(found.group(1)) if found else 1
+
+
+def push(repo: FlowRepo, remote: str, branch: str) -> bool:
+    """Push HEAD (or the state branch) to the remote. False when it was not pushed: the caller
+    takes its own commit back and calls `backoff`, which waits before the next try after a
+    lost race, and raises (exit 1) when the push can never succeed as it is."""
     global _last_round, _push_error
     _push_error = None
+    if repo.state_store is not None:
+        from flowgit.ops import statesync
+
+        try:
+            pushed = statesync.push(repo, remote)
+        except GitError as exc:
+            _push_error = PushFailed(exc.message)
+            return False
+        if not pushed and _round_started is not None:
+            _last_round = time.monotonic() - _round_started
+        return pushed
+    root = repo.root
     proc = git.push_head(root, remote, branch)
     if proc.returncode == 0:
         return True
@@ -145,17 +189,24 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str
     name, branch = target(repo, remote)
     for attempt in range(retries):
         round_: dict[str, object] = {}
-        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo.root, name, branch, repo.journal)),
-                          then=lambda _sha: round_.update(pushed=push(repo.root, name, branch))):
+        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo, name, branch, repo.journal)),
+                          then=lambda _sha: round_.update(pushed=push(repo, name, branch))):
             pass  # nothing of our own to write: merge theirs, push the result
         if round_.get("pushed"):
+            store = repo.state_store
             return {"remote": name, "branch": branch, "merge": round_["merge"],
-                    "attempts": attempt + 1, "head": git.head(repo.root)}
+                    "attempts": attempt + 1, "head": store.head() if store else git.head(repo.root)}
         backoff(attempt)
     raise RaceLost(f"could not push to {name}/{branch} after {retries} attempts: others keep moving first; retry")
 
 
-def take_back(root: Path, sha: str) -> None:
+def take_back(repo: FlowRepo, sha: str) -> None:
     """Undo our own unpushed transition commit (only .flow/ paths; other work is kept)."""
+    if repo.state_store is not None:
+        from flowgit.ops import statesync
+
+        statesync.take_back(repo, sha)
+        return
+    root = repo.root
     if git.head(root) == sha:
         git.undo_last_commit(root)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-CACHE_VERSION = 12  # 11: task files and ids under the path rules of issue 13; 12: the event checker
+CACHE_VERSION = 13  # 11: task files and ids under the path rules of issue 13; 12: the event checker
 
 
 class DerivedCache:

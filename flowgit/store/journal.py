@@ -49,6 +49,47 @@ class Journal:
             "paths": [], "merge": branch, "pid": os.getpid(), "sizes": sizes,
             "head": git.read_head(self.repo.dirs), "tip": git.read_ref(self.repo.dirs, f"refs/heads/{branch}")}))
 
+    def begin_state_merge(self, branch: str, w: Any) -> None:
+        """Format 2: `run` is about to merge a task's branch, commit it, then write `done` on
+        the state branch. Should it die between, the next command writes the `done` if the
+        merge landed and drops it if not."""
+        streams = [[plan, stream, [e.to_line() for e in events]] for (plan, stream), events in w.streams.items()]
+        self.path.write_text(json.dumps({
+            "paths": [], "merge": branch, "pid": os.getpid(), "head": git.read_head(self.repo.dirs),
+            "tip": git.read_ref(self.repo.dirs, f"refs/heads/{branch}"),
+            "state": {"message": w.message, "streams": streams}}))
+
+    def _finish_state_merge(self, entry: dict[str, Any]) -> bool:
+        from flowgit.core.events import parse_log
+        from flowgit.store.writing import write_events
+
+        tip = entry.get("tip")
+        if git.in_merge(self.repo.dirs):
+            if git.merge_head(self.repo.dirs) != tip or not self._abort_merge():
+                return False
+            self.clear()  # the merge never committed: neither does its `done`
+            return True
+        if git.operation_in_progress(self.repo.dirs):
+            return False
+        state = entry.get("state") or {}
+        merged = not isinstance(tip, str) or git.is_ancestor(self.repo.root, tip, "HEAD")
+        todo: dict[tuple[str, str], list[Any]] = {}
+        if merged:
+            for item in state.get("streams") or []:
+                try:
+                    plan, stream, lines = item
+                    read = parse_log("".join(lines).encode(), "the journal", plan, None)
+                    have = {e.id for e in self.repo.read_log(plan, stream).events}
+                except (TypeError, ValueError, FlowError):
+                    continue
+                new = [e for e in read.events if e.id not in have]
+                if new:
+                    todo[(plan, stream)] = new
+        if todo:
+            write_events(self.repo, todo, {}, str(state.get("message") or "flow: done after a crash"))
+        self.clear()
+        return True
+
     def begin_sync_merge(self, theirs: str) -> None:
         """`sync` is about to merge the remote's `theirs`: should it die half-way, the next
         command aborts that merge (and only that one) instead of every later sync failing."""
@@ -128,6 +169,8 @@ class Journal:
             return False
         if clear_git_locks:
             self._clear_stale_git_locks(self.path.stat().st_mtime)
+        if "state" in entry:
+            return self._finish_state_merge(entry)
         tip = entry.get("tip")
         if git.in_merge(self.repo.dirs):
             if git.merge_head(self.repo.dirs) != tip:

@@ -28,6 +28,7 @@ from flowgit.store import notices
 from flowgit.store.cache import DerivedCache
 from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
+from flowgit.store.state import StateStore
 from flowgit.store.writing import Write, write, writing
 
 FLOW = ".flow"
@@ -68,6 +69,7 @@ class FlowRepo:
         self.cache = DerivedCache(self.flow / ".cache")
         self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
+        self._state_store: StateStore | None | bool = False  # False: not looked at yet
 
     # ----- paths ---------------------------------------------------------------------------
     def rel(self, path: Path) -> str:
@@ -217,13 +219,57 @@ class FlowRepo:
         self._plans.clear()
 
     # ----- events --------------------------------------------------------------------------
-    def read_log(self, plan_id: str, stream: str) -> LogRead:
-        path = self.log_file(plan_id, stream)
+    @property
+    def state_store(self) -> StateStore | None:
+        """The state branch when the config says `version: 2` (ADR 0011), else None: the
+        logs are files in the branch (format 1)."""
+        if self._state_store is False:
+            try:
+                cfg = self.config
+            except FlowError:  # doctor and validate report it; every other command stopped on it
+                return None
+            self._state_store = StateStore(self, cfg.state_branch) if cfg.version == 2 else None
+        return self._state_store  # type: ignore[return-value]
+
+    def log_display(self, plan_id: str, stream: str) -> str:
+        """Where a log is, in the words messages use."""
+        store = self.state_store
+        return store.display(plan_id, stream) if store else self.rel(self.log_file(plan_id, stream))
+
+    def log_streams(self, plan_id: str) -> list[str]:
+        """The streams (task ids, and PLAN_LOG) that have a log, sorted."""
+        store = self.state_store
+        if store is not None:
+            return sorted(store.blobs(plan_id))
+        events_dir = self.safe("plans", plan_id, "events")
+        if not events_dir.is_dir():
+            return []
+        return sorted(e.name[:-6] for e in os.scandir(events_dir)
+                      if e.name.endswith(".jsonl") and not e.is_symlink())
+
+    def has_log(self, plan_id: str, stream: str) -> bool:
+        store = self.state_store
+        if store is not None:
+            return stream in store.blobs(plan_id)
+        return self.log_file(plan_id, stream).exists()
+
+    def log_bytes(self, plan_id: str, stream: str) -> bytes | None:
+        store = self.state_store
+        if store is not None:
+            check_id(plan_id, "plan id")
+            if stream != PLAN_LOG:
+                check_id(stream, "task id")
+            return store.read(plan_id, stream)
         try:
-            data = path.read_bytes()
+            return self.log_file(plan_id, stream).read_bytes()
         except FileNotFoundError:
+            return None
+
+    def read_log(self, plan_id: str, stream: str) -> LogRead:
+        data = self.log_bytes(plan_id, stream)
+        if data is None:
             return LogRead((), False, 0)
-        read = parse_log(data, self.rel(path), plan_id, None if stream == PLAN_LOG else stream)
+        read = parse_log(data, self.log_display(plan_id, stream), plan_id, None if stream == PLAN_LOG else stream)
         if read.bad:
             notices.unreadable(read, f"plan {plan_id} is held" if stream == PLAN_LOG
                                else f"task {plan_id}/{stream} is held")
@@ -250,6 +296,8 @@ class FlowRepo:
         name = f"{plan_id}@logs"  # '@' is never in an id: apart, so a transition need not load it
         logs: dict[str, Any] = self.cache.entry(name).setdefault("logs", {})
         out: dict[str, TaskRecord] = {}
+        if self.state_store is not None:
+            return self._state_records(plan_id, name, logs)
         events_dir = self.safe("plans", plan_id, "events")
         if not events_dir.is_dir():
             return out
@@ -281,6 +329,35 @@ class FlowRepo:
             logs[task] = [key, rec.to_row()]
             self.cache.changed(name)
         for gone in set(logs) - seen:
+            del logs[gone]
+            self.cache.changed(name)
+        return out
+
+    def _state_records(self, plan_id: str, name: str, logs: dict[str, Any]) -> dict[str, TaskRecord]:
+        """Format 2: records by blob id (a blob never changes, so a hit needs no check)."""
+        store = self.state_store
+        assert store is not None
+        listing = {s: b for s, b in store.blobs(plan_id).items() if s != PLAN_LOG}
+        out: dict[str, TaskRecord] = {}
+        missing = []
+        for task, blob in listing.items():
+            hit = logs.get(task)
+            if hit and hit[0] == blob:
+                out[task] = TaskRecord.from_row(hit[1])
+            else:
+                missing.append(task)
+        if missing:
+            contents = store.read_many([listing[t] for t in missing])
+            for task in missing:
+                read = parse_log(contents.get(listing[task], b""), store.display(plan_id, task), plan_id, task)
+                out[task] = rec = fold_log(read)
+                if read.bad:
+                    notices.unreadable(read, f"task {plan_id}/{task} is held")
+                    logs.pop(task, None)
+                    continue
+                logs[task] = [listing[task], rec.to_row()]
+            self.cache.changed(name)
+        for gone in set(logs) - set(listing):
             del logs[gone]
             self.cache.changed(name)
         return out
@@ -320,8 +397,28 @@ class FlowRepo:
             deps.update({c.id: c.after for c in plan.checkpoints})
             external = self._external_states(plan, deps, now, _seen | {plan_id})
         plan_log = self.read_log(plan_id, PLAN_LOG)
-        return evaluate(plan, self.records(plan_id), self.counted_plan_events(plan_id, plan_log.events),
-                        wall_now() if now is None else now, external, rank, order, plan_log.unreadable)
+        records = self.records(plan_id)
+        return evaluate(plan, records, self.counted_plan_events(plan_id, plan_log.events),
+                        wall_now() if now is None else now, external, rank, order, plan_log.unreadable,
+                        self._unreleased(records))
+
+    def _unreleased(self, records: Mapping[str, TaskRecord]) -> frozenset[str]:
+        """Format 2: tasks whose `done` names a code commit this clone does not have yet (a
+        fetch of the state came before the code): their dependents wait for it."""
+        codes = {task: rec.code for task, rec in records.items() if rec.status == "done" and rec.code}
+        if not codes:
+            return frozenset()
+        entry = self.cache.entry("@commits")
+        present: dict[str, bool] = entry.setdefault("present", {})
+        unknown = sorted({c for c in codes.values() if c not in present})
+        if unknown:
+            from flowgit import git_state
+
+            have = git_state.present_commits(self.root, unknown)
+            for commit in have:
+                present[commit] = True
+            self.cache.changed("@commits")
+        return frozenset(task for task, code in codes.items() if code not in present)
 
     def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
         """The plan's phase and this one task's state from its own log only (dependencies
@@ -463,11 +560,16 @@ def automatic_actor(repo: FlowRepo) -> str:
 
 
 def iter_events_all(repo: FlowRepo, plan_id: str) -> Iterable[Event]:
-    events_dir = repo.safe("plans", plan_id, "events")
-    if not events_dir.is_dir():
-        return []
     out: list[Event] = []
-    for entry in sorted(os.scandir(events_dir), key=lambda e: e.name):
-        if entry.name.endswith(".jsonl") and not entry.is_symlink():
-            out.extend(repo.read_log(plan_id, entry.name[:-6]).events)
+    store = repo.state_store
+    if store is not None:
+        listing = store.blobs(plan_id)
+        contents = store.read_many(list(listing.values()))
+        for stream, blob in sorted(listing.items()):
+            read = parse_log(contents.get(blob, b""), store.display(plan_id, stream), plan_id,
+                             None if stream == PLAN_LOG else stream)
+            out.extend(read.events)
+        return out
+    for stream in repo.log_streams(plan_id):
+        out.extend(repo.read_log(plan_id, stream).events)
     return out

@@ -13,6 +13,7 @@ every write back, so a command that reports failure leaves nothing for the next 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
@@ -41,7 +42,8 @@ class Write:
         self.now = now
         self.message = ""
         self.sha: str | None = None
-        self.appends: dict[Path, list[Event]] = {}
+        self.streams: dict[tuple[str, str], list[Event]] = {}  # (plan, stream) -> new events
+        self.rewrites: dict[tuple[str, str], bytes] = {}  # (plan, stream) -> a compacted log
         self.files: dict[Path, bytes | None] = {}  # None: the file is removed
         self._state: PlanState | None = None
         self.merge: tuple[str, Callable[[], object] | None] | None = None
@@ -59,12 +61,26 @@ class Write:
         plan = plan_id or self.plan_id
         assert plan is not None
         if events:
-            self.appends.setdefault(self.repo.log_file(plan, stream), []).extend(events)
+            self.repo.log_file(plan, stream)  # checks the ids
+            self.streams.setdefault((plan, stream), []).extend(events)
 
     def rewrite(self, stream: str, events: Sequence[Event]) -> None:
         """Replace a stream's log by these events (compaction: a snapshot and the last ones)."""
         assert self.plan_id is not None
-        self.files[self.repo.log_file(self.plan_id, stream)] = "".join(e.to_line() for e in events).encode()
+        self.repo.log_file(self.plan_id, stream)
+        self.rewrites[(self.plan_id, stream)] = "".join(e.to_line() for e in events).encode()
+
+    @property
+    def appends(self) -> dict[Path, list[Event]]:
+        """The appends by file (format 1, logs in the branch)."""
+        return {self.repo.log_file(plan, stream): events for (plan, stream), events in self.streams.items()}
+
+    def branch_files(self) -> dict[Path, bytes | None]:
+        """Definition files, and with format 1 the compacted logs too."""
+        if self.repo.state_store is not None:
+            return self.files
+        logs: dict[Path, bytes | None] = {self.repo.log_file(p, s): c for (p, s), c in self.rewrites.items()}
+        return {**logs, **self.files}
 
     def replace(self, path: Path, content: bytes) -> None:
         """Replace a definition file (a plan, a spec, an ADR, the CHANGELOG) whole."""
@@ -90,7 +106,7 @@ class Write:
 
     @property
     def pending(self) -> bool:
-        return bool(self.appends or self.files)
+        return bool(self.streams or self.rewrites or self.files)
 
 
 @contextlib.contextmanager
@@ -104,6 +120,10 @@ def writing(repo: FlowRepo, plan_id: str | None = None, *, commit: bool = True,
     a plan they are editing, say)."""
     with repo.lock():
         repo.journal.recover()
+        if repo.state_store is not None:
+            from flowgit.store.imports import import_stray_logs
+
+            import_stray_logs(repo, "flowgit")
         if prepare is not None:
             prepare()
             repo.forget_all()
@@ -115,10 +135,16 @@ def writing(repo: FlowRepo, plan_id: str | None = None, *, commit: bool = True,
             if not w.message:
                 raise ValueError("a write needs a commit message")
             try:
-                w.sha = (_apply_with_merge(repo, w) if w.merge else
-                         _apply(repo, w.appends, w.files, w.message, commit))
+                if repo.state_store is not None:
+                    w.sha = _apply_state(repo, w, commit)
+                elif w.merge:
+                    w.sha = _apply_with_merge(repo, w)
+                else:
+                    w.sha = _apply(repo, w.appends, w.branch_files(), w.message, commit)
             finally:
-                for path in [*w.appends, *w.files]:
+                for plan, _ in [*w.streams, *w.rewrites]:
+                    repo.forget(plan)
+                for path in w.files:
                     parts = repo.rel(path).split("/")
                     if len(parts) > 2 and parts[1] == "plans":
                         repo.forget(parts[2])
@@ -186,6 +212,68 @@ def _apply(repo: FlowRepo, appends: Mapping[Path, Sequence[Event]], files: Mappi
     crash_point("committed")
     repo.journal.clear()
     return sha
+
+
+def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
+    """Format 2: definition files are committed on the branch as before, the events on the
+    state branch (ADR 0011). `run`'s merge commits the code first; the `done` follows, under
+    the journal, which finishes it if the merge landed and drops it if not."""
+    store = repo.state_store
+    assert store is not None
+    sha = None
+    if w.files:
+        sha = _apply(repo, {}, w.files, w.message, commit)
+    if not (w.streams or w.rewrites):
+        return sha
+    if w.merge:
+        branch, merge = w.merge
+        repo.journal.begin_state_merge(branch, w)
+        crash_point("merge-journal")
+        try:
+            if merge is not None:
+                merge()
+                crash_point("merged")
+                git.commit_tracked(repo.root, [], w.message, merging=True)
+        except Exception:
+            if merge is not None and git.in_merge(repo.dirs):
+                git.merge_abort(repo.root)
+            repo.journal.end_merge()
+            raise
+        crash_point("merge-committed")
+    head = git.read_head(repo.dirs)
+    streams = {key: [_with_code(e, head) for e in events] for key, events in w.streams.items()}
+    state_sha = write_events(repo, streams, w.rewrites, w.message)
+    crash_point("committed")
+    if w.merge:
+        repo.journal.end_merge()
+    return state_sha if sha is None else sha
+
+
+def _with_code(event: Event, head: str | None) -> Event:
+    """The event naming the code commit it relates to (what a pull request completed)."""
+    if head is None or "code" in event.data:
+        return event
+    return dataclasses.replace(event, data={**event.data, "code": head})
+
+
+def write_events(repo: FlowRepo, streams: Mapping[tuple[str, str], Sequence[Event]],
+                 rewrites: Mapping[tuple[str, str], bytes], message: str,
+                 extra_parents: Sequence[str] = ()) -> str:
+    """One commit on the state branch: these events appended, these logs replaced."""
+    from flowgit.store.state import appended, log_path
+
+    store = repo.state_store
+    assert store is not None
+    changes: dict[str, bytes | None] = {}
+    for (plan, stream), content in rewrites.items():
+        changes[log_path(plan, stream)] = content
+    for (plan, stream), events in streams.items():
+        path = log_path(plan, stream)
+        base = changes.get(path)
+        if base is None:
+            base = store.read(plan, stream)
+        changes[path] = appended(base, events, store.display(plan, stream), plan, stream)
+    return store.commit(changes, message, extra_parents)
 
 
 def _apply_with_merge(repo: FlowRepo, w: Write) -> str | None:

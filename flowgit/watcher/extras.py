@@ -22,9 +22,13 @@ def auto_compact(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         return 0
     from flowgit.ops.compact import compact_plan
 
-    events_dir = repo.safe("plans", plan_id, "events")
-    big = [p for p in events_dir.glob("*.jsonl")
-           if os.path.getsize(p) > 0 and _count_lines(p) > threshold] if events_dir.is_dir() else []
+    big: list[object]
+    if repo.state_store is not None:
+        big = [s for s in repo.log_streams(plan_id) if len(repo.read_log(plan_id, s).events) > threshold]
+    else:
+        events_dir = repo.safe("plans", plan_id, "events")
+        big = [p for p in events_dir.glob("*.jsonl")
+               if os.path.getsize(p) > 0 and _count_lines(p) > threshold] if events_dir.is_dir() else []
     if not big:
         return 0
     result = compact_plan(repo, plan_id, repo.config.compact_keep, actor, threshold)

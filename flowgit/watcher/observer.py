@@ -88,8 +88,12 @@ def start_observer(root: Path, dirs: git.RepoDirs, trigger: Trigger, poll: bool,
         observer.schedule(handler, str(flow), recursive=True)
         observer.schedule(handler, str(dirs.git_dir), recursive=False)
         refs = dirs.common_dir / "refs" / "heads"
-        if refs.is_dir():
+        if refs.is_dir():  # the state branch too (ADR 0011): a write from any work tree
             observer.schedule(handler, str(refs), recursive=True)
+        if dirs.common_dir != dirs.git_dir:  # a linked work tree: the shared packed-refs
+            observer.schedule(handler, str(dirs.common_dir), recursive=False)
+        if (dirs.common_dir / "reftable").is_dir():
+            observer.schedule(handler, str(dirs.common_dir / "reftable"), recursive=False)
         observer.start()
         return observer
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from flowgit import git
 from flowgit.cli.app import App
 from flowgit.core.events import PLAN_LOG
-from flowgit.errors import ExitCode, InvalidFile, NotFound
+from flowgit.errors import ExitCode, FlowError, InvalidFile, NotFound
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
 from flowgit.ids import id_problem, is_valid_id
 from flowgit.store.files import write_atomic
@@ -99,13 +99,25 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
         except (InvalidFile, NotFound):
             continue
         known = set(plan.node_ids())
-        events_dir = repo.safe("plans", pid, "events")
-        for log in sorted(events_dir.glob("*.jsonl")) if events_dir.is_dir() else []:
-            task = log.name[:-6]
+        for task in repo.log_streams(pid):
             if task != "_plan" and task not in known:
-                problems.append(_problem("orphan_log", repo.rel(log),
+                problems.append(_problem("orphan_log", repo.log_display(pid, task),
                                          f"events for task {task}, which is no longer in plan {pid} (kept; informational)"))
     problems += _trust_problems(repo)
+    try:
+        store = repo.state_store
+    except FlowError:
+        store = None  # the config's own problem is reported above
+    if store is not None:
+        from flowgit.ops.migrate import unmigrated_branches
+        from flowgit.store.imports import stray_logs
+
+        for ref in unmigrated_branches(repo):
+            problems.append(_problem("unmigrated_branch", ref, "this branch is still format 1 (event logs in the "
+                                     "branch): merging it brings its logs, which the next write moves to the state branch"))
+        for rel in stray_logs(repo):
+            problems.append(_problem("stray_log", rel, "an in-branch event log in a format 2 repository: "
+                                     "the next write moves it to the state branch (commit or discard edits to it first)"))
     return problems
 
 
@@ -217,7 +229,7 @@ def _trust_problems(repo: FlowRepo) -> list[dict[str, Any]]:
     return out
 
 
-INFO = ("orphan_log", "unknown_type")  # said, never a failure
+INFO = ("orphan_log", "unknown_type", "unmigrated_branch", "stray_log")  # said, never a failure
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
@@ -290,7 +302,7 @@ def doctor(app: App, do_fix: bool) -> int:
             return "ok: no problems found"
         lines = []
         for p in problems:
-            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "unknown_type": "info",
+            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "unknown_type": "info", "unmigrated_branch": "info", "stray_log": "info",
                                                "new_rule": "new rule", "untrusted": "new rule"}.get(
                 p["kind"], "problem")
             lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
@@ -299,3 +311,23 @@ def doctor(app: App, do_fix: bool) -> int:
         return "\n".join(lines)
     app.out.result({"ok": not remaining, "problems": problems}, text)
     return ExitCode.USER if remaining else 0
+
+
+def migrate(app: App, dry_run: bool) -> int:
+    from flowgit.ops.migrate import migrate as run_migration
+    from flowgit.store.repo import actor_for
+
+    repo = app.repo
+    repo.require_init()
+    result = run_migration(repo, actor_for(repo, None), dry_run)
+    if result.get("reason"):
+        text = f"nothing to do: {result['reason']}"
+    elif dry_run:
+        text = (f"would move {result['logs']} event log(s) of {len(result['plans'])} plan(s) to "
+                f"{result['state_branch']} and set version: 2 (run without --dry-run to do it)")
+    else:
+        text = (f"moved {result['logs']} event log(s) to {result['state_branch']} "
+                f"({result['state_commit'][:10]}); the branch now has format 2 ({result['code_commit'][:10]}). "
+                f"Push both: git push origin HEAD {result['state_branch']}")
+    app.out.result(result, text)
+    return 0

@@ -5,11 +5,12 @@ from typing import Any
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.core.events import PLAN_LOG
 from flowgit.errors import Dirty, ExitCode, FlowError, InvalidFile, NoCommits, NotFound
 from flowgit.formats import commanddiff, yamlio
 from flowgit.formats.plandiff import diff_plan, render_markdown, render_text
 from flowgit.ids import check_id
-from flowgit.ops.review import compare
+from flowgit.ops.review import compare, completed_in
 from flowgit.store.repo import actor_for
 from flowgit.store.snapshot import Memo, at_rev, work_tree
 from flowgit.store.writing import commit_message
@@ -52,15 +53,25 @@ def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fm
             raise InvalidFile(f"{broken[0]}: a file that does not parse cannot be compared; fix it "
                               "(or compare other revisions)")
     result = compare(a, b, plan_id)
+    tip = commit_b or git.head(repo.root)
+    if repo.state_store is not None and tip and base:
+        result["tasks_completed"] = completed_in(repo, base, tip, plan_id)
     if fmt == "json" or app.out.as_json:
         app.out.as_json = True
         app.out.result(result)
     elif fmt == "markdown":
         md = render_markdown(result)
+        if result.get("tasks_completed"):
+            md += "\n\n**Tasks worked on in this change**\n\n" + "".join(
+                f"- `{t['plan']}/{t['task']}`: {', '.join(t['events'])}\n" for t in result["tasks_completed"])
         head, sep, rest = md.partition("\n\n")  # the commands come first, under the title
         app.out.result(result, head + sep + commanddiff.render_markdown(result) + rest)
     else:
         text = render_text(result)
+        done = [f"{t['plan']}/{t['task']} ({', '.join(e.split('.', 1)[1] for e in t['events'])})"
+                for t in result.get("tasks_completed") or []]
+        if done:
+            text = (text + "\n" if text.strip() != "no plan changes" else "") + "tasks worked on in this change: " + "; ".join(done)
         if result["commands_added"] or result["commands_changed"]:
             text = commanddiff.render_text(result) + (text if text.strip() != "no plan changes" else "")
         app.out.result(result, f"plan diff {a.label} .. {b.label}\n" + (text or "no plan changes"))
@@ -161,9 +172,7 @@ def rollback(app: App, plan_id: str, rev: str) -> int:
                            f"plan {plan_id} already matches {rev}: nothing to do")
             return 0
         known = set(plan.node_ids())
-        events_dir = repo.safe("plans", plan_id, "events")
-        orphans = sorted(p.name[:-6] for p in events_dir.glob("*.jsonl")
-                         if p.name != "_plan.jsonl" and p.name[:-6] not in known) if events_dir.is_dir() else []
+        orphans = [s for s in repo.log_streams(plan_id) if s != PLAN_LOG and s not in known]
         full = git.short_id(repo.root, commit)
         w.message = commit_message(plan_id, None, f"rollback to {full}", actor)
         w.replace(path, data)

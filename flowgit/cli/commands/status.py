@@ -182,7 +182,7 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
     plan = repo.load_plan(check_id(plan_id, "plan id")).plan
     if task_id is not None and task_id not in plan.node_ids():
         check_id(task_id, "task id")
-        if not repo.log_file(plan_id, task_id).exists():  # a removed task's log still counts
+        if not repo.has_log(plan_id, task_id):  # a removed task's log still counts
             known = ", ".join(plan.node_ids()[:8]) or "none"
             raise NotFound(f"plan {plan_id} has no task {task_id!r} (tasks: {known}): see `flowgit status {plan_id}`")
     if from_git:

@@ -77,16 +77,16 @@ def _transact_synced(app: App, plan_id: str, actor: str,
 
     def push(sha: str | None) -> None:
         try:
-            pushed[0] = syncing.push(repo.root, remote, branch)
+            pushed[0] = syncing.push(repo, remote, branch)
         except BaseException:
             if sha:
-                syncing.take_back(repo.root, sha)  # never leave an unpushed claim behind
+                syncing.take_back(repo, sha)  # never leave an unpushed claim behind
             raise
         if not pushed[0] and sha:
-            syncing.take_back(repo.root, sha)
+            syncing.take_back(repo, sha)
 
     for attempt in range(syncing.RETRIES):
-        with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo.root, remote, branch, repo.journal),
+        with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo, remote, branch, repo.journal),
                           then=push) as w:
             decision = decide(repo, w.state, w.now)
             _record(w, decision, actor)

@@ -1,0 +1,234 @@
+"""The git door's plumbing half: the state branch (ADR 0011) is read and advanced with
+`ls-tree`, `diff-tree`, `cat-file`, `hash-object`, a private index, `write-tree`,
+`commit-tree` and `update-ref OLD` as the compare-and-swap. No work tree and no user index
+is touched, so no hook sees these writes. Every argument from data follows `--end-of-options`
+or is checked to be a full object id first."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from flowgit.git import EOO, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
+from flowgit.errors import RaceLost
+
+# objects and the ref reach the disk before update-ref returns (git 2.36+; older gits ignore it)
+FSYNC = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync")
+ZERO = "0" * 40
+
+
+class TreeChange:
+    __slots__ = ("path", "blob")
+
+    def __init__(self, path: str, blob: str | None) -> None:
+        self.path = path
+        self.blob = blob  # None: removed
+
+
+def list_blobs(root: Path, commit: str, prefix: str) -> dict[str, str]:
+    """path -> blob id of every regular file under `prefix` at `commit`."""
+    check_full_id(commit, "list_blobs")
+    proc = _run(["ls-tree", "-r", "-z", "--full-tree", EOO, commit, "--", prefix], root)
+    out = {}
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        meta, _, path = item.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob" and parts[0] != "120000":
+            out[path] = parts[2]
+    return out
+
+
+def list_dirs(root: Path, commit: str, prefix: str) -> list[str]:
+    """The subtrees directly under `prefix` (ending in '/') at `commit`."""
+    check_full_id(commit, "list_dirs")
+    proc = _run(["ls-tree", "-z", "--full-tree", EOO, commit, "--", prefix], root)
+    out = []
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        meta, _, path = item.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "tree":
+            out.append(path)
+    return out
+
+
+def changed_blobs(root: Path, old: str, new: str, prefix: str) -> list[TreeChange]:
+    """What changed under `prefix` from commit `old` to commit `new`."""
+    check_full_id(old, "changed_blobs")
+    check_full_id(new, "changed_blobs")
+    proc = _run(["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", EOO, old, new,
+                 "--", prefix], root)
+    fields = proc.stdout.decode("utf-8", "replace").split("\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2]):
+        parts = meta.split()
+        if len(parts) < 5 or parts[1] == "120000":
+            continue
+        blob = None if set(parts[3]) == {"0"} else parts[3]
+        out.append(TreeChange(path, blob))
+    return out
+
+
+def write_blobs(root: Path, contents: Sequence[bytes]) -> list[str]:
+    """Store each content as a blob (fsynced); their ids in order."""
+    return [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
+            for data in contents]
+
+
+def write_tree(root: Path, index: Path, base: str | None, changes: Mapping[str, str | None],
+               based: bool) -> str:
+    """The tree of commit `base` with `changes` (path -> blob id, None to remove) applied,
+    built in the private `index`. `based`: the index already holds `base`'s tree."""
+    env = {"GIT_INDEX_FILE": str(index)}
+    if not based:
+        if base is None:
+            index.unlink(missing_ok=True)
+        else:
+            check_full_id(base, "write_tree")
+            _run(["read-tree", EOO, base], root, env=env)
+    lines = []
+    for path, blob in sorted(changes.items()):
+        if "\n" in path or "\0" in path:
+            raise ValueError(f"unsafe path {path!r}")
+        lines.append(f"0 {ZERO}\t{path}\n" if blob is None else f"100644 {check_full_id(blob, 'write_tree')}\t{path}\n")
+    _run(["update-index", "--index-info"], root, env=env, input="".join(lines).encode())
+    return _run([*FSYNC, "write-tree"], root, env=env).stdout.decode().strip()
+
+
+def commit_tree(root: Path, tree: str, parents: Sequence[str], message: str) -> str:
+    args = [*FSYNC, "commit-tree"]
+    for parent in parents:
+        args += ["-p", check_full_id(parent, "commit_tree")]
+    args += [EOO, check_full_id(tree, "commit_tree")]
+    return _run(args, root, env=INTERNAL, input=message.encode()).stdout.decode().strip()
+
+
+def advance_ref(root: Path, ref: str, new: str, old: str | None, message: str) -> None:
+    """Move `ref` to `new` only if it still is `old` (None: only if it does not exist)."""
+    check_not_option(ref, "ref")
+    check_full_id(new, "advance_ref")
+    args = [*FSYNC, "update-ref", "-m", message, EOO, ref, new, old or ZERO]
+    proc = _run(args, root, check=False)
+    if proc.returncode != 0:
+        err = failure(args, proc)
+        raise RaceLost(f"{ref} moved while flowgit wrote it: run the command again ({err})")
+
+
+def maintain(root: Path) -> None:
+    """What `git commit` does after itself and plumbing never does: pack when it is time."""
+    _run(["maintenance", "run", "--auto", "--quiet"], root, check=False)
+
+
+def is_ancestor(root: Path, commit: str, of: str) -> bool:
+    check_full_id(commit, "is_ancestor")
+    check_full_id(of, "is_ancestor")
+    return _run(["merge-base", "--is-ancestor", EOO, commit, of], root, check=False).returncode == 0
+
+
+def merge_base(root: Path, a: str, b: str) -> str | None:
+    check_full_id(a, "merge_base")
+    check_full_id(b, "merge_base")
+    proc = _run(["merge-base", EOO, a, b], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def blob_versions(root: Path, tips: Sequence[str], path: str) -> list[str]:
+    """Every blob id `path` has had in the history of any of `tips` (a log's whole past)."""
+    args = ["log", "--format=", "--raw", "--no-abbrev", "--no-renames", "-m", EOO,
+            *[check_full_id(t, "blob_versions") for t in tips], "--", path]
+    proc = _run(args, root, check=False)
+    out = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith(":"):
+            meta = line.split("\t", 1)[0].split()
+            for blob in (meta[2], meta[3]):
+                if set(blob) != {"0"}:
+                    out.append(blob)
+    return list(dict.fromkeys(out))
+
+
+def state_dir(dirs: RepoDirs) -> Path:
+    """flowgit's own files in the common git dir (shared by every work tree, never pushed)."""
+    path = dirs.common_dir / "flowgit"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def fetch_ref(root: Path, remote: str, branch: str, into: str) -> bool:
+    """Fetch the remote's `branch` into the local ref `into`; False when it has none."""
+    check_not_option(remote, "remote name")
+    check_not_option(branch, "branch name")
+    proc = _run(["fetch", "--quiet", "--no-tags", EOO, remote, f"+refs/heads/{branch}:{into}"], root,
+                check=False)
+    if proc.returncode != 0:
+        text = proc.stderr.decode("utf-8", "replace")
+        if "couldn't find remote ref" in text:
+            return False
+        raise failure(["fetch", remote], proc)
+    return True
+
+
+def push_ref(root: Path, remote: str, branch: str, commit: str) -> bool:
+    """Push `commit` to the remote's `branch` as a fast-forward; False when it was rejected
+    (someone pushed first: fetch, merge and try again)."""
+    check_not_option(remote, "remote name")
+    check_not_option(branch, "branch name")
+    check_full_id(commit, "push_ref")
+    proc = _run(["push", "--quiet", "--porcelain", EOO, remote, f"{commit}:refs/heads/{branch}"], root,
+                check=False)
+    if proc.returncode == 0:
+        return True
+    text = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+    if "rejected" in text or "fetch first" in text or "non-fast-forward" in text:
+        return False
+    raise failure(["push", remote], proc)
+
+
+
+def first_parent(root: Path, commit: str) -> str | None:
+    check_full_id(commit, "first_parent")
+    proc = _run(["rev-parse", "--verify", "-q", EOO, f"{commit}^1"], root, check=False)
+    return proc.stdout.decode().strip() or None
+
+
+def move_back(root: Path, ref: str, current: str, parent: str | None) -> None:
+    """Move `ref` from `current` back to `parent` (delete it when there is none)."""
+    check_not_option(ref, "ref")
+    check_full_id(current, "move_back")
+    if parent is None:
+        _run(["update-ref", "-d", EOO, ref, current], root)
+    else:
+        _run(["update-ref", "-m", "flowgit: take back an unpushed write", EOO, ref,
+              check_full_id(parent, "move_back"), current], root)
+
+
+def commits_between(root: Path, base: str | None, tip: str) -> set[str]:
+    """Full ids of the commits reachable from `tip` and not from `base` (`base..tip`)."""
+    check_full_id(tip, "commits_between")
+    args = ["rev-list", EOO, tip]
+    if base is not None:
+        args.append("^" + check_full_id(base, "commits_between"))
+    return set(_run(args, root).stdout.decode().split())
+
+
+def branch_refs(root: Path) -> list[str]:
+    """Every local and remote-tracking branch (full ref names), symbolic refs left out."""
+    proc = _run(["for-each-ref", "--format=%(refname) %(symref)", "refs/heads", "refs/remotes"], root)
+    out = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        name, _, symref = line.partition(" ")
+        if name and not symref:
+            out.append(name)
+    return out
+
+
+def present_commits(root: Path, commits: Sequence[str]) -> set[str]:
+    """Which of these commit ids this repository has (one `cat-file --batch-check`)."""
+    wanted = [c for c in commits if c and all(ch in "0123456789abcdef" for ch in c)]
+    if not wanted:
+        return set()
+    proc = _run(["cat-file", "--batch-check"], root, input="".join(f"{c}\n" for c in wanted).encode())
+    out = set()
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == "commit":
+            out.add(parts[0])
+    return out

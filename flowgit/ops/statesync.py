@@ -1,0 +1,141 @@
+"""Many machines through one remote, with the state branch (ADR 0011): only `flow/state` is
+fetched and pushed, never the code branch. A rejected push is the compare-and-swap: fetch,
+merge by the union of event sets, decide again.
+
+Merging two histories of the state keeps every event either side ever had: a deletion on one
+side never drops a line, and a log that either side compacted is rebuilt from its whole
+history in git (the fold is order-dependent, ADR 0001: a snapshot is never applied on top of
+events it did not see)."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flowgit import git, git_state
+from flowgit.errors import FormatMismatch, RaceLost
+from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
+from flowgit.store.repo import FlowRepo
+from flowgit.store.state import StateStore
+
+EVENTS_ROOT = ".flow/plans/"
+
+
+def _store(repo: FlowRepo) -> StateStore:
+    store = repo.state_store
+    assert store is not None
+    return store
+
+
+def tracking_ref(store: StateStore, remote: str) -> str:
+    return f"refs/remotes/{remote}/{store.branch}"
+
+
+def fetch_merge(repo: FlowRepo, remote: str) -> str:
+    """Bring the remote's state in (under the lock): 'no remote branch', 'up to date',
+    'fast-forward' or 'merged'."""
+    store = _store(repo)
+    tracking = tracking_ref(store, remote)
+    if not git_state.fetch_ref(repo.root, remote, store.branch, tracking):
+        code = git.current_branch(repo.root)
+        config = git.show_blob(repo.root, f"refs/remotes/{remote}/{code}", ".flow/config.yaml") if code else None
+        if config is not None and not re.search(rb"^version:[ \t]*2\b", config, re.M):
+            raise FormatMismatch(f"{remote} is still format 1 (its event logs are in its branches) and has "
+                                 f"no {store.branch}: migrate it (push this migrated branch and "
+                                 f"{store.branch}), or sync with a remote of this format")
+        return "no remote branch"
+    theirs = git.read_ref(repo.dirs, tracking)
+    ours = store.local_head()
+    if theirs is None or ours == theirs:
+        return "up to date"
+    if ours is not None and git_state.is_ancestor(repo.root, theirs, ours):
+        return "up to date"
+    if ours is None or (git_state.is_ancestor(repo.root, ours, theirs) and not _loses_events(repo, ours, theirs)):
+        git_state.advance_ref(repo.root, store.ref, theirs, ours, f"flowgit: fast-forward to {remote}")
+        store.note_moved()
+        repo.forget_all()
+        return "fast-forward"
+    merge_states(repo, ours, theirs, f"flow: sync with {remote}/{store.branch}")
+    repo.forget_all()
+    return "merged"
+
+
+def _loses_events(repo: FlowRepo, ours: str, theirs: str) -> bool:
+    """Whether the history from `ours` to `theirs` dropped an event of ours from a log without
+    a compaction snapshot taking its place (a line deleted by hand, or by a tool without
+    the rules): then it is merged by union, not fast-forwarded, and the event comes back."""
+    root = repo.root
+    changed = [c for c in git_state.changed_blobs(root, ours, theirs, EVENTS_ROOT)]
+    if not changed:
+        return False
+    old = git_state.list_blobs(root, ours, EVENTS_ROOT)
+    blobs = git.cat_blobs(root, [old[c.path] for c in changed if c.path in old] +
+                          [c.blob for c in changed if c.blob])
+    for change in changed:
+        before = blobs.get(old.get(change.path, ""), b"")
+        after = blobs.get(change.blob or "", b"")
+        if not before or after.startswith(before) or has_snapshot(after):
+            continue
+        if not set(event_ids(before)) <= set(event_ids(after)):
+            return True
+    return False
+
+
+def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[str, Any]:
+    """A merge commit of two state histories (parents ours, theirs) whose every log is the
+    union of what either side ever had. Returns what it did, conflicting ids included."""
+    store = _store(repo)
+    root = repo.root
+    base = git_state.merge_base(root, ours, theirs)
+    if base is not None:
+        touched = {c.path for c in git_state.changed_blobs(root, base, ours, EVENTS_ROOT)}
+        touched |= {c.path for c in git_state.changed_blobs(root, base, theirs, EVENTS_ROOT)}
+        base_ids = git_state.list_blobs(root, base, EVENTS_ROOT)
+    else:
+        touched = set(git_state.list_blobs(root, ours, EVENTS_ROOT)) | set(git_state.list_blobs(root, theirs, EVENTS_ROOT))
+        base_ids = {}
+    ours_ids = git_state.list_blobs(root, ours, EVENTS_ROOT)
+    theirs_ids = git_state.list_blobs(root, theirs, EVENTS_ROOT)
+    wanted = [b for ids in (base_ids, ours_ids, theirs_ids) for p, b in ids.items() if p in touched]
+    blobs = git.cat_blobs(root, wanted)
+    changes: dict[str, bytes | None] = {}
+    conflicts: list[str] = []
+    rebuilt: list[str] = []
+    for path in sorted(touched):
+        versions = [blobs.get(ids[path], b"") for ids in (base_ids, ours_ids, theirs_ids) if path in ids]
+        if any(has_snapshot(v) for v in versions):
+            history = git_state.blob_versions(root, [ours, theirs], path)
+            versions = list(git.cat_blobs(root, history).values()) + versions
+            content, clash = union_logs(versions, drop_snapshots=True)
+            rebuilt.append(path)
+        else:
+            content, clash = union_logs(versions)
+        conflicts += [f"{path}: {ident}" for ident in clash]
+        if ours_ids.get(path) is None or blobs.get(ours_ids[path]) != content:
+            changes[path] = content
+    body = ""
+    if conflicts:
+        body = "Events carried with different bytes (the smallest kept):\n" + "\n".join(conflicts)
+    msg = message + ("\n\n" + body if body else "") + "\n\nFlow-Event: sync\n"
+    if store.local_head() != ours:
+        raise RaceLost(f"{store.ref} moved during a sync: run it again")
+    store.commit(changes, msg, extra_parents=[theirs])
+    return {"conflicts": conflicts, "rebuilt": rebuilt, "logs": len(touched)}
+
+
+def push(repo: FlowRepo, remote: str) -> bool:
+    store = _store(repo)
+    head = store.head()
+    if head is None:
+        return True
+    return git_state.push_ref(repo.root, remote, store.branch, head)
+
+
+def take_back(repo: FlowRepo, sha: str) -> None:
+    """Undo our own unpushed state commit (the ref goes back to its parent)."""
+    store = _store(repo)
+    if store.local_head() != sha:
+        return
+    parent = git_state.first_parent(repo.root, sha)
+    git_state.move_back(repo.root, store.ref, sha, parent)
+    store.note_moved()
+    repo.forget_all()

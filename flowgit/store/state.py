@@ -1,0 +1,184 @@
+"""The state branch (config `version: 2`, ADR 0011): every event log lives on one branch of its
+own, `flow/state`, shared by every work tree of the repository and carried by clone and fetch.
+
+Its tree keeps the design card's layout with a fan-out, so that one write adds a few small
+trees however many logs there are:
+
+    .flow/plans/<plan>/events/_plan.jsonl
+    .flow/plans/<plan>/events/<2 hex of sha1(task)>/<task>.jsonl
+
+Reads list a plan's logs once per state commit (cached, and brought up to date with
+`diff-tree` when the branch moved) and read blobs by id; writes are plumbing under the
+repository lock, with `update-ref NEW OLD` as the compare-and-swap."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from flowgit import git, git_state
+from flowgit.core.events import PLAN_LOG, Event, parse_log
+from flowgit.errors import FlowError, InvalidFile
+from flowgit.ids import is_valid_id
+
+if TYPE_CHECKING:
+    from flowgit.store.repo import FlowRepo
+
+EVENTS = "events"
+INDEX = "state.index"
+
+
+def bucket(stream: str) -> str:
+    return hashlib.sha1(stream.encode("utf-8")).hexdigest()[:2]
+
+
+def log_path(plan: str, stream: str) -> str:
+    base = f".flow/plans/{plan}/{EVENTS}"
+    return f"{base}/{PLAN_LOG}.jsonl" if stream == PLAN_LOG else f"{base}/{bucket(stream)}/{stream}.jsonl"
+
+
+def stream_of(plan: str, path: str) -> str | None:
+    """The stream a path of the state tree holds (None: not a log of `plan` in its place)."""
+    base = f".flow/plans/{plan}/{EVENTS}/"
+    if not path.startswith(base) or not path.endswith(".jsonl"):
+        return None
+    rest = path[len(base):-6].split("/")
+    if rest == [PLAN_LOG]:
+        return PLAN_LOG
+    if len(rest) == 2 and is_valid_id(rest[1]) and rest[0] == bucket(rest[1]):
+        return rest[1]
+    return None
+
+
+class StateStore:
+    def __init__(self, repo: FlowRepo, branch: str) -> None:
+        self.repo = repo
+        self.branch = branch
+        self.ref = f"refs/heads/{branch}"
+        self._listings: dict[tuple[str, str], dict[str, str]] = {}
+
+    # ----- reading ---------------------------------------------------------------------------
+    def head(self) -> str | None:
+        """The state's tip: the local branch, or in a fresh clone (which has only the remote's
+        copy) the remote-tracking one, which the first write then builds on."""
+        return self.local_head() or git.read_ref(self.repo.dirs, self.tracking())
+
+    def local_head(self) -> str | None:
+        return git.read_ref(self.repo.dirs, self.ref)
+
+    def tracking(self) -> str:
+        return f"refs/remotes/{self.repo.config.remote}/{self.branch}"
+
+    def display(self, plan: str, stream: str) -> str:
+        return f"{self.branch}:{log_path(plan, stream)}"
+
+    def blobs(self, plan: str, commit: str | None = None) -> dict[str, str]:
+        """stream -> blob id of each of the plan's logs at `commit` (default: the branch tip)."""
+        commit = commit or self.head()
+        if commit is None:
+            return {}
+        key = (plan, commit)
+        if key in self._listings:
+            return self._listings[key]
+        name = f"{plan}@tree"
+        entry = self.repo.cache.entry(name)
+        prefix = f".flow/plans/{plan}/{EVENTS}/"
+        listing: dict[str, str] | None = None
+        if entry.get("commit") == commit:
+            listing = dict(entry.get("blobs") or {})
+        elif isinstance(entry.get("commit"), str) and isinstance(entry.get("blobs"), dict):
+            try:
+                changes = git_state.changed_blobs(self.repo.root, entry["commit"], commit, prefix)
+            except FlowError:
+                changes = None
+            if changes is not None:
+                listing = dict(entry["blobs"])
+                for change in changes:
+                    stream = stream_of(plan, change.path)
+                    if stream is None:
+                        continue
+                    if change.blob is None:
+                        listing.pop(stream, None)
+                    else:
+                        listing[stream] = change.blob
+        if listing is None:
+            listing = {}
+            for path, blob in git_state.list_blobs(self.repo.root, commit, prefix).items():
+                stream = stream_of(plan, path)
+                if stream is not None:
+                    listing[stream] = blob
+        entry.clear()
+        entry.update({"commit": commit, "blobs": listing})
+        self.repo.cache.changed(name)
+        self._listings[key] = listing
+        return listing
+
+    def read(self, plan: str, stream: str, commit: str | None = None) -> bytes | None:
+        blob = self.blobs(plan, commit).get(stream)
+        if blob is None:
+            return None
+        return git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+
+    def read_many(self, blobs: Sequence[str]) -> dict[str, bytes]:
+        return git.cat_blobs(self.repo.root, list(blobs))
+
+    def plan_ids(self) -> list[str]:
+        """Plans that have logs on the state branch (a plan removed from a branch keeps them)."""
+        head = self.head()
+        if head is None:
+            return []
+        return sorted(p.split("/")[2] for p in git_state.list_dirs(self.repo.root, head, ".flow/plans/")
+                      if is_valid_id(p.split("/")[2]))
+
+    # ----- writing (under the repository lock) -------------------------------------------------
+    def commit(self, changes: Mapping[str, bytes | None], message: str,
+               extra_parents: Sequence[str] = ()) -> str:
+        """One state commit: `changes` (tree path -> new content, None to remove) on top of the
+        branch tip, the ref moved only if nobody moved it meanwhile. Its id."""
+        root = self.repo.root
+        local = self.local_head()
+        old = local or git.read_ref(self.repo.dirs, self.tracking())
+        paths = list(changes)
+        contents = [c for c in changes.values() if c is not None]
+        ids = iter(git_state.write_blobs(root, contents))
+        blobs = {p: (None if changes[p] is None else next(ids)) for p in paths}
+        folder = git_state.state_dir(self.repo.dirs)
+        index = folder / INDEX
+        marker = folder / (INDEX + ".base")
+        based = index.exists() and _read(marker) == (old or "")
+        marker.unlink(missing_ok=True)  # the index is ahead of any commit until the ref moved
+        tree = git_state.write_tree(root, index, old, blobs, based)
+        parents = ([old] if old else []) + list(extra_parents)
+        new = git_state.commit_tree(root, tree, parents, message)
+        git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
+        marker.write_text(new)
+        if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
+            git_state.maintain(root)
+        return new
+
+    def note_moved(self) -> None:
+        """Another writer (a fetch) moved the branch: the private index no longer matches it."""
+        (git_state.state_dir(self.repo.dirs) / (INDEX + ".base")).unlink(missing_ok=True)
+        self._listings.clear()
+
+
+def appended(base: bytes | None, events: Iterable[Event], display: str, plan: str, stream: str) -> bytes:
+    """A log's new content: what it held and these lines, each checked as `validate` would
+    (the writer is the check now: no hook sees a plumbing write)."""
+    text = b"".join(e.to_line().encode("utf-8") for e in events)
+    read = parse_log(text, display, plan, None if stream == PLAN_LOG else stream)
+    if read.bad:
+        raise InvalidFile(f"{display}: flowgit would write an unreadable event ({read.bad[0].problem}): "
+                          "nothing was written; report this as a bug")
+    old = base or b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    return old + text
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
