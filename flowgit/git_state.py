@@ -232,3 +232,12 @@ def present_commits(root: Path, commits: Sequence[str]) -> set[str]:
         if len(parts) >= 2 and parts[1] == "commit":
             out.add(parts[0])
     return out
+
+
+def commit_merge(root: Path, message: str) -> None:
+    """Conclude the merge in progress (format 2: the code merge alone; its `done` goes to the
+    state branch)."""
+    args = ["-c", "maintenance.auto=false", "commit", "--no-verify", "--quiet", "-m", message]
+    proc = _run(args, root, env=INTERNAL, check=False)
+    if proc.returncode != 0:
+        raise failure(args, proc)

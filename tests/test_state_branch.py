@@ -433,3 +433,18 @@ def test_a_done_whose_code_this_clone_lacks_does_not_release_its_dependents(tmp_
     b.git("fetch", "-q", "origin")
     assert states(b, "P") == {"T1": "done", "T2": "ready"}
     assert states(a, "P") == {"T1": "done", "T2": "ready"}
+
+
+def test_run_merges_the_work_on_the_branch_and_records_done_on_the_state(tmp_path: Path) -> None:
+    plan = ("id: p\ntitle: run\ngoal: g\ntasks:\n  - {id: A, title: a, files: [a.txt]}\n"
+            "  - {id: B, title: b, depends_on: [A], files: [b.txt]}\n")
+    r = executing(tmp_path / "repo", plan.replace("id: p", "id: P", 1))
+    res = r.proc("run", "P", "-n", "1", "--executor", "demo", "--json", timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert states(r, "P") == {"A": "done", "B": "done"}
+    subjects = code_subjects(r)
+    assert not any("claimed" in s or s.endswith(": done") and not s.startswith("Merge") for s in subjects)
+    merges = [s for s in subjects if s.startswith("Merge branch")]
+    assert len(merges) == 2
+    done = [e for e in state_log(r, "P", "A") if e["type"] == "task.done"][0]
+    assert done["data"]["code"] in r.git("rev-list", "--merges", "main").splitlines()

@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from flowgit import git
+from flowgit import git, git_state
 from flowgit.clock import wall_now
 from flowgit.crashpoints import crash_point
 from flowgit.core.events import PLAN_LOG, Event
@@ -233,7 +233,8 @@ def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
             if merge is not None:
                 merge()
                 crash_point("merged")
-                git.commit_tracked(repo.root, [], w.message, merging=True)
+                trailers = w.message.rstrip("\n").split("\n\n")[-1]
+                git_state.commit_merge(repo.root, f"Merge branch '{branch}'\n\n{trailers}\n")
         except Exception:
             if merge is not None and git.in_merge(repo.dirs):
                 git.merge_abort(repo.root)
