@@ -39,6 +39,8 @@ from flowgit.ops.review import checkpoint_review, recorded_validations
 from flowgit.store.repo import FlowRepo, actor_for, automatic_actor, plan_hash
 from flowgit.store.writing import commit_message
 
+PAST_REVIEW = ("execute", "checkpoint", "finish", "complete")
+
 Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], str]]
 
 
@@ -114,9 +116,14 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
             f"reaches {repo.config.approvals_branch or 'the default branch'} through a merge (the "
             "pull request's review is the approval), not by `flowgit approve`")
 
+    past: list[str] = []
+
     def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
         if state.phase == "draft":
             raise IllegalTransition(f"plan {plan_id} is a draft: run `flowgit submit {plan_id}` first")
+        if state.phase in PAST_REVIEW:
+            past.append(state.phase)  # approved already, or it needed no approval: nothing to add
+            return [], {}, ""
         if state.phase != "plan_review":
             raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
         digest = facts_for(repo, plan_id).plan_hash
@@ -128,6 +135,8 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
         return [ev], {}, "approved"
 
     sha = _transact(repo, plan_id, actor, build)
+    if past:
+        return _nothing_to_approve(app, plan_id, reviewer, how, who, past[0])
     trusted: list[str] = []
     if how == "cli":  # a person approved here: what the plan runs, and its text, are trusted
         plan = repo.load_plan(plan_id).plan
@@ -144,10 +153,27 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
                      "outside the repository)")
     return _finish(app, plan_id, actor,
                    {"plan": plan_id, "reviewer": reviewer, "commit": sha, "via": how,
-                    "identity": who, "trusted": trusted,
+                    "identity": who, "trusted": trusted, "recorded": sha is not None,
                     "approvals": len(state.approvals), "required": needed},
                    f"{'approved' if sha else 'already approved'} {plan_id} by {reviewer} "
                    f"({len(state.approvals)}/{max(needed, 1)})")
+
+
+def _nothing_to_approve(app: App, plan_id: str, reviewer: str, how: str, who: dict[str, str],
+                       phase: str) -> int:
+    """`approve` on a plan past its review (approved, or `approvals.required: 0`): exit 0, no
+    event, no commit, nothing trusted, and a line that says so and what the caller may mean."""
+    state = app.repo.state(plan_id)
+    app.out.result(
+        {"plan": plan_id, "reviewer": reviewer, "commit": None, "via": how, "identity": who,
+         "trusted": [], "recorded": False, "approvals": len(state.approvals),
+         "required": app.repo.config.approvals_required, "phase": state.phase, "moves": []},
+        f"nothing to approve: plan {plan_id} is in {phase}, past its review (approved already, or "
+        f"approvals.required is 0); nothing recorded. "
+        + (f"A checkpoint is approved with `flowgit checkpoint {plan_id} --approve`; "
+           if phase == "checkpoint" else "")
+        + f"`flowgit trust {plan_id}` trusts its commands here")
+    return 0
 
 
 def reject(app: App, plan_id: str, reviewer: str, comment: str) -> int:
