@@ -39,7 +39,7 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init")
+    r.ok("init", "--format", "1")  # the storage these tests inspect; format 2: test_state_branch.py
     return r
 
 

@@ -241,7 +241,7 @@ def base(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Repo:
     """Plan p (A, B, C after B) in execute, A claimed by w. Built once, copied per test."""
     if not _TEMPLATE:
         repo = Repo(make_git_repo(tmp_path_factory.mktemp("bad-lines") / "repo"))
-        repo.ok("init")
+        repo.ok("init", "--format", "1")
         repo.plan("p", PLAN)
         repo.ok("claim", "p/A", "--worker", "w")
         _TEMPLATE.append(repo.path)

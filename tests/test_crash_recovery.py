@@ -89,7 +89,7 @@ def test_a_run_killed_in_its_merge_is_recovered(repo: Repo, point: str) -> None:
 
 def clones(tmp_path: Path) -> tuple[Path, Repo, Repo]:
     seed = Repo(make_git_repo(tmp_path / "seed"))
-    seed.ok("init")
+    seed.ok("init", "--format", "1")
     seed.plan("p", TWO)
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))

@@ -58,13 +58,14 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     # it printed the status, the graph and the plan diff
     assert "phase: complete" in res.stdout
     assert "Critical path" in res.stdout and "T-WH-01" in res.stdout
-    assert "plan diff" in res.stdout and "-> done" in res.stdout
+    # format 2: the diff names the tasks the change worked on (their events name its commits)
+    assert "plan diff" in res.stdout and "tasks worked on in this change: webhooks/T-WH-0" in res.stdout
     assert "webhooks is complete" in res.stdout
 
     # nothing is left behind: one work tree, no task branches, a clean tree
     git = lambda *a: subprocess.run(["git", *a], cwd=target, capture_output=True, text=True).stdout  # noqa: E731
     assert len(git("worktree", "list").splitlines()) == 1
-    assert git("branch", "--list", "flow/*").strip() == ""
+    assert git("branch", "--list", "flow/*").split() == ["flow/state"]  # no task branch left
     assert git("status", "--porcelain").strip() == ""
 
 

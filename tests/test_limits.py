@@ -239,7 +239,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, spare_pages:
     disk.mkdir()
     with mounted(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], at=disk):
         repo = Repo(make_git_repo(disk / "repo"))
-        repo.ok("init")
+        repo.ok("init", "--format", "1")
         repo.plan("q", PLAN)
         repo.ok("claim", "q/A", "--worker", "w")
         spare = disk / "spare"

@@ -315,7 +315,7 @@ def test_diff_reports_the_tasks_a_change_worked_on(tmp_path: Path) -> None:
 
 def v1_repo(path: Path) -> Repo:
     r = Repo(make_git_repo(path))
-    r.ok("init")
+    r.ok("init", "--format", "1")
     r.plan("P", PLAN)
     r.ok("submit", "P")
     r.ok("claim", "P/T1", "--worker", "w1")

@@ -33,7 +33,7 @@ def make_remote(tmp_path: Path, n: int, plan: tuple[str, str] | None = None,
     """A bare `origin` seeded from a repository with .flow/ (and a plan), and n clones, each
     set up by `flowgit init` (merge driver and hooks, no commit)."""
     seed = Repo(make_git_repo(tmp_path / "seed"))
-    seed.ok("init")
+    seed.ok("init", "--format", "1")
     if plan:
         seed.plan(*plan)
     if sync_push:

@@ -111,7 +111,7 @@ def base(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Repo:
     once (inside the isolated environment) and copied for each test, which keeps the corpus fast."""
     if not _TEMPLATE:
         repo = Repo(make_git_repo(tmp_path_factory.mktemp("template") / "repo"))
-        repo.ok("init")
+        repo.ok("init", "--format", "1")
         repo.plan("webhooks", WEBHOOKS)
         repo.ok("claim", "webhooks/T-WH-01", "--worker", "w1")
         _TEMPLATE.append(repo.path)

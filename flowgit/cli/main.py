@@ -67,8 +67,8 @@ def cli(ctx: click.Context, repo_dir: Path | None, as_json: bool) -> None:
 
 @command(cli, "init")
 @click.option("--format", "fmt", type=click.Choice(["1", "2"]), envvar="FLOWGIT_INIT_FORMAT",
-              default="1", show_default=True,
-              help="2: event logs on the state branch flow/state (ADR 0011); 1: in the branch.")
+              default="2", show_default=True,
+              help="2: event logs on the state branch flow/state (ADR 0011); 1: in the branch, as before 0.2.")
 def init_cmd(app: App, fmt: str) -> int:
     """Create .flow/ from the template, git attributes, merge driver and hooks; one commit."""
     from flowgit.cli.commands import init

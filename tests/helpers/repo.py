@@ -67,7 +67,11 @@ class Repo:
         return path
 
     def commits(self) -> int:
-        return int(self.git("rev-list", "--count", "HEAD"))
+        """Commits made so far: on HEAD, plus on the state branch in format 2 (ADR 0011)."""
+        count = int(self.git("rev-list", "--count", "HEAD"))
+        state = subprocess.run(["git", "rev-list", "--count", "refs/heads/flow/state", "--"], cwd=self.path,
+                               capture_output=True, text=True)
+        return count + (int(state.stdout) if state.returncode == 0 else 0)
 
     def plan(self, plan_id: str, text: str) -> None:
         """Create a plan from YAML text through `plan new --from`."""

@@ -29,7 +29,7 @@ def _would_commit(root: Path) -> bool:
             or _with_lines(root / ".gitignore", GITIGNORE) is not None)
 
 
-def init(app: App, fmt: int = 1) -> int:
+def init(app: App, fmt: int = 2) -> int:
     root = app.repo.root
     flow = root / ".flow"
     created: list[str] = []
@@ -43,8 +43,8 @@ def init(app: App, fmt: int = 1) -> int:
     with app.repo.writing() as w:
         for rel, data in template_files():
             if not (flow / rel).exists():
-                if str(rel) == "config.yaml" and fmt == 2:
-                    data = data.replace(b"\nversion: 1\n", b"\nversion: 2\n", 1)
+                if str(rel) == "config.yaml" and fmt == 1:
+                    data = data.replace(b"\nversion: 2 ", b"\nversion: 1 ", 1)
                 w.replace(flow / rel, data)
                 created.append(f".flow/{rel}")
         for name, lines in ((".gitattributes", (GITATTRIBUTES,)), (".gitignore", GITIGNORE)):
