@@ -107,7 +107,6 @@ class StateStore:
                 stream = stream_of(plan, path)
                 if stream is not None:
                     listing[stream] = blob
-        entry.clear()
         entry.update({"commit": commit, "blobs": listing})
         self.repo.cache.changed(name)
         self._listings[key] = listing
@@ -117,7 +116,16 @@ class StateStore:
         blob = self.blobs(plan, commit).get(stream)
         if blob is None:
             return None
-        return git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+        if stream != PLAN_LOG:
+            return git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+        # every command reads the plan log: kept by blob id, so a warm read starts no git
+        name = f"{plan}@planlog"
+        entry = self.repo.cache.entry(name)
+        if entry.get("blob") != blob or not isinstance(entry.get("data"), bytes):
+            data = git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+            entry.update({"blob": blob, "data": data})
+            self.repo.cache.changed(name)
+        return entry["data"]  # type: ignore[no-any-return]
 
     def read_many(self, blobs: Sequence[str]) -> dict[str, bytes]:
         return git.cat_blobs(self.repo.root, list(blobs))
@@ -152,9 +160,35 @@ class StateStore:
         new = git_state.commit_tree(root, tree, parents, message)
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
+        self._advance_listings(old, new, blobs)
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new
+
+    def _advance_listings(self, old: str | None, new: str, blobs: Mapping[str, str | None]) -> None:
+        """Bring the cached listings of the plans this write touched from `old` to `new`, so
+        the next command needs no `diff-tree` to learn what it wrote itself."""
+        touched: dict[str, dict[str, str | None]] = {}
+        for path, blob in blobs.items():
+            parts = path.split("/")
+            if len(parts) >= 5 and parts[:2] == [".flow", "plans"]:
+                stream = stream_of(parts[2], path)
+                if stream is not None:
+                    touched.setdefault(parts[2], {})[stream] = blob
+        for plan, changes in touched.items():
+            name = f"{plan}@tree"
+            entry = self.repo.cache.entry(name)
+            if old is None or entry.get("commit") != old or not isinstance(entry.get("blobs"), dict):
+                continue
+            listing = dict(entry["blobs"])
+            for stream, blob in changes.items():
+                if blob is None:
+                    listing.pop(stream, None)
+                else:
+                    listing[stream] = blob
+            entry.update({"commit": new, "blobs": listing})
+            self.repo.cache.changed(name)
+            self._listings[(plan, new)] = listing
 
     def note_moved(self) -> None:
         """Another writer (a fetch) moved the branch: the private index no longer matches it."""
