@@ -226,32 +226,10 @@ def test_mcp_tools_refuse_option_shaped_revisions(planned: Repo, trap: Trap, tem
     """The MCP server's tools that take a revision, through the same `main` the server is
     handed (a tool error carries the exit code)."""
     from flowgit.cli.main import main
-    from flowgit.cli.mcp_server import build
+    from flowgit.cli.mcp_server import tools as mcp_tools
 
     pytest.importorskip("mcp")
-    tools: dict[str, Callable[..., Any]] = {}
-
-    class Server:
-        def __init__(self, *args: Any, **kw: Any) -> None:
-            pass
-
-        def tool(self) -> Callable[[Any], Any]:
-            def register(fn: Any) -> Any:
-                tools[fn.__name__] = fn
-                return fn
-            return register
-
-    import flowgit.cli.mcp_server as mcp_server
-
-    saved = mcp_server._SERVER_CLASS
-    mcp_server._SERVER_CLASS = (("tests_fake", "Server"),)
-    sys.modules["tests_fake"] = type(sys)("tests_fake")
-    sys.modules["tests_fake"].Server = Server  # type: ignore[attr-defined]
-    try:
-        build(planned.path, main)
-    finally:
-        mcp_server._SERVER_CLASS = saved
-        del sys.modules["tests_fake"]
+    tools: dict[str, Callable[..., Any]] = {fn.__name__: fn for fn in mcp_tools(planned.path, main)}
     value = trap.value(template)
     before = snapshot(planned)
     calls = [("plan_show", {"plan": "g", "rev": value}), ("diff", {"rev_a": value}),

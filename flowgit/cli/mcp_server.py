@@ -1,29 +1,48 @@
 """`flowgit mcp`: the CLI's operations as an MCP server over stdio.
 
-Every tool runs the same command the CLI runs (same lock, rules and errors) with `--json`
-and returns its JSON object; a flowgit error becomes a tool error carrying its code."""
+Every tool runs the command the CLI runs, in this process through the `main` it is handed
+(same lock, rules and errors), with `--json`, and sends its JSON object once, as text: no
+output schema and no structured copy (Claude Code reads only the text, and the copy doubled
+every result). A flowgit error becomes a tool error carrying its slug and exit code. Specs,
+ADRs and `prime` are resources; the pipeline's steps are prompts (mcp_prompts.py)."""
 from __future__ import annotations
 
 import importlib
 import io
 import json
+import re
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Literal, Protocol
 
-_F = TypeVar("_F", bound=Callable[..., Any])
+from flowgit.cli import mcp_prompts
+
 # the CLI's `main(argv, out=, err=)`, handed in by the CLI so this module never imports it
 Invoke = Callable[..., int]
+ToolFn = Callable[..., str]
 
 # mcp 2.x and 1.x name the same things differently: (module, attribute), newest first
 _SERVER_CLASS = (("mcp.server.mcpserver", "MCPServer"), ("mcp.server.fastmcp", "FastMCP"))
+_TOOL_CLASS = (("mcp.server.mcpserver.tools", "Tool"), ("mcp.server.fastmcp.tools", "Tool"))
 _TOOL_ERROR = (("mcp.server.mcpserver.exceptions", "ToolError"),
                ("mcp.server.fastmcp.exceptions", "ToolError"))
+_RESOURCE_ERROR = (("mcp.server.mcpserver.exceptions", "ResourceError"),
+                   ("mcp.server.fastmcp.exceptions", "ResourceError"))
+
+INSTRUCTIONS = (
+    "flowgit: plans, tasks and their history in git. status shows the plans; loop: claim -> work "
+    "-> done with a note; fail if stuck. Never edit .flow/ by hand. Approvals are people's: "
+    "show the command, do not approve.")
 
 
 class _Server(Protocol):
     """The part of the SDK's server (MCPServer in 2.x, FastMCP in 1.x) used here."""
 
-    def tool(self) -> Callable[[_F], _F]: ...
+    def resource(self, uri: str, *, name: str | None = None, description: str | None = None,
+                 mime_type: str | None = None) -> Callable[[Callable[..., str]], Callable[..., str]]: ...
+
+    def prompt(self, name: str | None = None, title: str | None = None,
+               description: str | None = None) -> Callable[[Callable[..., str]], Callable[..., str]]: ...
 
     def run(self, transport: str) -> None: ...
 
@@ -38,135 +57,314 @@ def _first_of(candidates: tuple[tuple[str, str], ...]) -> Any:
     raise ImportError(f"none of {', '.join(f'{m}.{a}' for m, a in candidates)} is available")
 
 
-def tool_error(message: str) -> Exception:
-    """The SDK's ToolError, whose message reaches the client (other exceptions are masked)."""
-    return _tool_error_class()(message)
-
-
-def _tool_error_class() -> type[Exception]:
+def _error_class(candidates: tuple[tuple[str, str], ...]) -> type[Exception]:
     try:
-        cls: type[Exception] = _first_of(_TOOL_ERROR)
+        cls: type[Exception] = _first_of(candidates)
     except ImportError:
         return RuntimeError
     return cls
 
 
-def call(invoke: Invoke, repo: Path, *args: str) -> dict[str, Any]:
+def _tool_error_class() -> type[Exception]:
+    return _error_class(_TOOL_ERROR)
+
+
+def tool_error(message: str) -> Exception:
+    """The SDK's ToolError, whose message reaches the client (other exceptions are masked)."""
+    return _tool_error_class()(message)
+
+
+def resource_error(message: str) -> Exception:
+    return _error_class(_RESOURCE_ERROR)(message)
+
+
+def run(invoke: Invoke, repo: Path, args: list[str], as_json: bool) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = invoke(["--repo", str(repo), *args, "--json"], out=out, err=err)
-    text = out.getvalue().strip()
+    code = invoke(["--repo", str(repo), *args, *(["--json"] if as_json else [])], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def call(invoke: Invoke, repo: Path, *args: str) -> dict[str, Any]:
+    """The command's JSON object; a ToolError `[slug, exit N] message` when it fails."""
+    code, stdout, stderr = run(invoke, repo, list(args), as_json=True)
+    text = stdout.strip()
     try:
         data = json.loads(text.splitlines()[-1]) if text else {}
     except ValueError:
         data = {"output": text}
     if code != 0:
         error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else (err.getvalue().strip() or text)
+        message = error.get("message") if isinstance(error, dict) else (stderr.strip() or text)
         slug = error.get("code") if isinstance(error, dict) else "error"
         raise tool_error(f"[{slug}, exit {code}] {message}")
     return data if isinstance(data, dict) else {"result": data}
 
 
-def build(repo: Path, invoke: Invoke) -> Any:
-    server_class = _first_of(_SERVER_CLASS)  # ImportError without the mcp package
-    server: _Server = server_class("flowgit", instructions=(
-        "flowgit: plans, tasks and their history in git. Use status/next to see work, claim to "
-        "take a task, heartbeat while working, done or fail when finished."))
+def text_of(data: dict[str, Any]) -> str:
+    """One result, once: compact JSON text."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
-    def opt(flag: str, value: Any) -> list[str]:
-        if value is None or value is False or value == "" or value == []:  # not `in`: 0 == False
-            return []
-        return [flag] if value is True else [flag, str(value)]
 
-    def arg(value: str, what: str) -> str:
-        """A positional argument; one that starts with '-' would be read as an option."""
-        if value.startswith("-"):
-            raise tool_error(f"[usage, exit 2] invalid {what} {value!r}: it cannot start with '-'")
-        return value
+def call_text(invoke: Invoke, repo: Path, *args: str) -> str:
+    """The command's text output (what a person sees); a ToolError when it fails."""
+    code, stdout, stderr = run(invoke, repo, list(args), as_json=False)
+    if code != 0:
+        lines = [ln for ln in stderr.splitlines() if ln.strip()]
+        message = lines[-1].removeprefix("flowgit: error: ") if lines else stdout.strip()
+        raise tool_error(f"[exit {code}] {message}")
+    return stdout
 
-    @server.tool()
-    def status(plan: str | None = None) -> dict[str, Any]:
-        """Phase, progress, counts, ready tasks, stalled chains and tasks of a plan (or all)."""
-        return call(invoke, repo, "status", *([arg(plan, "plan id")] if plan else []))
 
-    @server.tool()
-    def next(plan: str | None = None) -> dict[str, Any]:  # noqa: A001 - the CLI's name
-        """The task `claim` would take; changes nothing."""
-        return call(invoke, repo, "next", *([arg(plan, "plan id")] if plan else []))
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An input schema without what pydantic adds for people: titles, and `anyOf [T, null]`
+    with `default: null` for an optional argument (one left out is None anyway)."""
+    props: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        options = prop.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            kept = next(o for o in options if o != {"type": "null"})
+            prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **kept}
+        if "default" in prop and (prop["default"] is None or prop["default"] is False):
+            del prop["default"]  # left out, it is None or False anyway
+        props[name] = prop
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if schema.get("required"):
+        out["required"] = schema["required"]
+    return out
 
-    @server.tool()
-    def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> dict[str, Any]:
+
+def _opt(flag: str, value: Any) -> list[str]:
+    if value is None or value is False or value == "" or value == []:  # not `in`: 0 == False
+        return []
+    return [flag] if value is True else [flag, str(value)]
+
+
+def _many(flag: str, values: list[str] | None) -> list[str]:
+    return [a for v in values or [] for a in (flag, v)]
+
+
+def arg(value: str, what: str) -> str:
+    """A positional argument; one that starts with '-' would be read as an option."""
+    if value.startswith("-"):
+        raise tool_error(f"[usage, exit 2] invalid {what} {value!r}: it cannot start with '-'")
+    return value
+
+
+def _maybe(value: str | None, what: str) -> list[str]:
+    return [arg(value, what)] if value else []
+
+
+FailMode = Literal["fail", "retry", "skip", "skip-dependents"]
+_FAIL_FLAGS: dict[str, list[str]] = {"fail": [], "retry": ["--retry"], "skip": ["--skip"],
+                                     "skip-dependents": ["--skip-dependents"]}
+
+
+def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
+    """The tool functions, each running one CLI command and returning its result as text."""
+
+    def cli(*args: str) -> str:
+        return text_of(call(invoke, repo, *args))
+
+    def status(plan: str | None = None) -> str:
+        """Phase, progress, counts, ready tasks and tasks of a plan (or of every plan)."""
+        return cli("status", *_maybe(plan, "plan id"))
+
+    def next(plan: str | None = None) -> str:  # noqa: A001 - the CLI's name
+        """The task claim would take; changes nothing."""
+        return cli("next", *_maybe(plan, "plan id"))
+
+    def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> str:
         """Claim the best ready task of a plan, or the task named (PLAN/TASK)."""
-        return call(invoke, repo, "claim", *([arg(target, "task reference")] if target else []), "--worker", worker,
-                    *opt("--lease", lease_seconds))
+        return cli("claim", *_maybe(target, "task reference"), "--worker", worker, *_opt("--lease", lease_seconds))
 
-    @server.tool()
-    def start(task: str, worker: str) -> dict[str, Any]:
+    def start(task: str, worker: str) -> str:
         """Mark a claimed task in progress."""
-        return call(invoke, repo, "start", arg(task, "task reference"), "--worker", worker)
+        return cli("start", arg(task, "task reference"), "--worker", worker)
 
-    @server.tool()
-    def heartbeat(task: str, worker: str) -> dict[str, Any]:
-        """Extend the lease on a task you hold."""
-        return call(invoke, repo, "heartbeat", arg(task, "task reference"), "--worker", worker)
+    def heartbeat(task: str, worker: str) -> str:
+        """Extend the lease of a task you hold."""
+        return cli("heartbeat", arg(task, "task reference"), "--worker", worker)
 
-    @server.tool()
-    def done(task: str, worker: str, note: str | None = None,
-             files_modified: list[str] | None = None) -> dict[str, Any]:
-        """Record a task you hold as done."""
-        args = ["done", arg(task, "task reference"), "--worker", worker, *opt("--note", note)]
-        for f in files_modified or []:
-            args += ["--files-modified", f]
-        return call(invoke, repo, *args)
+    def release(task: str, worker: str) -> str:
+        """Give a task you hold back, ready for others."""
+        return cli("release", arg(task, "task reference"), "--worker", worker)
 
-    @server.tool()
-    def fail(task: str, worker: str, error: str, mode: str = "fail") -> dict[str, Any]:
-        """Record a failure. mode: fail | retry | skip | skip-dependents."""
-        flags = {"fail": [], "retry": ["--retry"], "skip": ["--skip"], "skip-dependents": ["--skip-dependents"]}
-        if mode not in flags:
-            raise tool_error("mode must be fail, retry, skip or skip-dependents")
-        return call(invoke, repo, "fail", arg(task, "task reference"), "--worker", worker, "--error", error,
-                    *flags[mode])
+    def done(task: str, worker: str, note: str | None = None, files_modified: list[str] | None = None) -> str:
+        """Record a task you hold as done; the note reaches the review and dependent tasks."""
+        return cli("done", arg(task, "task reference"), "--worker", worker, *_opt("--note", note),
+                   *_many("--files-modified", files_modified))
 
-    @server.tool()
-    def plan_show(plan: str, rev: str | None = None) -> dict[str, Any]:
-        """A plan's definition, now or at a git revision."""
-        return call(invoke, repo, "plan", "show", arg(plan, "plan id"), *opt("--rev", rev))
+    def fail(task: str, worker: str, error: str, mode: FailMode = "fail") -> str:
+        """Record a failure: final, retried by the retry policy, or skipped."""
+        if mode not in _FAIL_FLAGS:  # the schema says so; a client may not check
+            raise tool_error("[usage, exit 2] mode must be fail, retry, skip or skip-dependents")
+        return cli("fail", arg(task, "task reference"), "--worker", worker, "--error", error, *_FAIL_FLAGS[mode])
 
-    @server.tool()
-    def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
-                 files: list[str] | None = None, acceptance: list[str] | None = None,
-                 priority: str | None = None) -> dict[str, Any]:
-        """Add a task to a plan (ready as soon as its dependencies allow)."""
-        args = ["task", "add", arg(plan, "plan id"), arg(task, "task id"), "--title", title,
-                *opt("--priority", priority)]
-        for flag, values in (("--dep", depends_on), ("--file", files), ("--accept", acceptance)):
-            for v in values or []:
-                args += [flag, v]
-        return call(invoke, repo, *args)
+    def events(plan: str, task: str | None = None) -> str:
+        """The events of a plan or of one task, in order."""
+        return cli("events", arg(plan, "plan id"), *_maybe(task, "task id"))
 
-    @server.tool()
-    def graph(plan: str, format: str = "mermaid") -> dict[str, Any]:  # noqa: A002
-        """The task graph (mermaid, dot, gantt or ascii), critical path and parallel groups."""
-        return call(invoke, repo, "graph", arg(plan, "plan id"), "--format", format)
+    def graph(plan: str, format: Literal["mermaid", "dot", "gantt", "ascii"] = "mermaid") -> str:  # noqa: A002
+        """The task graph, critical path and parallel groups."""
+        return cli("graph", arg(plan, "plan id"), "--format", format)
 
-    @server.tool()
-    def diff(rev_a: str | None = None, rev_b: str | None = None, plan: str | None = None) -> dict[str, Any]:
+    def diff(rev_a: str | None = None, rev_b: str | None = None, plan: str | None = None) -> str:
         """Semantic plan diff between two revisions (default: merge-base .. working tree)."""
         revs = [arg(r, "revision") for r in (rev_a, rev_b) if r]
-        return call(invoke, repo, "diff", *revs, *opt("--plan", plan), "--format", "json")
+        return cli("diff", *revs, *_opt("--plan", plan), "--format", "json")
 
-    @server.tool()
-    def approve(plan: str, reviewer: str, comment: str | None = None) -> dict[str, Any]:
-        """Approve a plan in review."""
-        return call(invoke, repo, "approve", arg(plan, "plan id"), "--reviewer", reviewer,
-                    *opt("--comment", comment))
+    def plan_show(plan: str, rev: str | None = None) -> str:
+        """A plan's definition, now or at a git revision."""
+        return cli("plan", "show", arg(plan, "plan id"), *_opt("--rev", rev))
 
-    @server.tool()
-    def events(plan: str, task: str | None = None) -> dict[str, Any]:
-        """The events of a plan or of one task, in order."""
-        return call(invoke, repo, "events", arg(plan, "plan id"), *([arg(task, "task id")] if task else []))
+    def plan_new(plan: str, title: str | None = None, goal: str | None = None, text: str | None = None,
+                 markdown: bool = False) -> str:
+        """Create a draft plan: empty, or from text (plan YAML; Markdown if markdown=true)."""
+        if text is None:
+            return cli("plan", "new", arg(plan, "plan id"), *_opt("--title", title), *_opt("--goal", goal))
+        with tempfile.TemporaryDirectory(prefix="flowgit-mcp-") as tmp:
+            source = Path(tmp) / ("plan.md" if markdown else "plan.yaml")
+            source.write_text(text, encoding="utf-8")
+            try:
+                return cli("plan", "new", arg(plan, "plan id"), *_opt("--title", title), *_opt("--goal", goal),
+                           "--from", str(source))
+            except Exception as exc:  # the file is ours: its path means nothing to the client
+                raise tool_error(str(exc).replace(str(source), "text")) from None
 
+    def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
+                 files: list[str] | None = None, acceptance: list[str] | None = None,
+                 priority: Literal["high", "medium", "low"] | None = None) -> str:
+        """Add a task to a plan."""
+        return cli("task", "add", arg(plan, "plan id"), arg(task, "task id"), "--title", title,
+                   *_opt("--priority", priority), *_many("--dep", depends_on), *_many("--file", files),
+                   *_many("--accept", acceptance))
+
+    def submit(plan: str) -> str:
+        """Validate a draft plan and send it to review (or to execute when none is needed)."""
+        return cli("submit", arg(plan, "plan id"))
+
+    def approve(plan: str, reviewer: str, comment: str | None = None) -> str:
+        """Approve a plan in review; refused unless config approvals.agents names the reviewer."""
+        return cli("approve", arg(plan, "plan id"), "--reviewer", reviewer, *_opt("--comment", comment))
+
+    def checkpoint(plan: str, checkpoint: str | None = None, request_changes: list[str] | None = None,
+                   approve: bool = False, reviewer: str | None = None, comment: str | None = None) -> str:
+        """A checkpoint's review (changes, validations, notes). With a reviewer: request_changes
+        (a task each) or approve (refused unless config approvals.agents names the reviewer)."""
+        return cli("checkpoint", arg(plan, "plan id"), *_maybe(checkpoint, "checkpoint id"),
+                   *_many("--request-changes", request_changes), *_opt("--approve", approve),
+                   *_opt("--reviewer", reviewer), *_opt("--comment", comment))
+
+    def finish(plan: str) -> str:
+        """Run the final validations (trusted ones only), write the CHANGELOG entry, complete."""
+        return cli("finish", arg(plan, "plan id"))
+
+    def signal(plan: str, name: str, data: Any = None) -> str:
+        """Send a signal to a plan with any JSON data; the watcher runs its configured action."""
+        payload = [] if data is None else ["--data", json.dumps(data)]
+        return cli("signal", arg(plan, "plan id"), arg(name, "signal name"), *payload)
+
+    return [status, next, claim, start, heartbeat, release, done, fail, events, graph, diff, plan_show,
+            plan_new, task_add, submit, approve, checkpoint, finish, signal]
+
+
+_ADR_ID = re.compile(r"^ADR-\d{1,6}$")
+
+
+def read_spec(repo: Path, plan: str) -> str:
+    """A plan's spec.yaml (requirements and questions), as written."""
+    from flowgit.errors import FlowError
+    from flowgit.store.repo import FlowRepo
+
+    try:
+        flow = FlowRepo(repo)
+        path = flow.spec_file(plan)  # the id is checked before it becomes a path
+        if not flow.plan_dir(plan).is_dir():
+            raise resource_error(f"[not_found, exit 1] no plan {plan!r}: see the status tool")
+        if not path.is_file():
+            raise resource_error(f"[not_found, exit 1] plan {plan} has no spec.yaml")
+        return path.read_text(encoding="utf-8")
+    except FlowError as exc:
+        raise resource_error(f"[{exc.code}, exit {int(exc.exit_code)}] {exc.message}") from None
+
+
+def _adr_paths(repo: Path) -> list[Path]:
+    from flowgit.store.repo import FlowRepo
+
+    flow = FlowRepo(repo)
+    folder = flow.safe("adrs")
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.glob("ADR-*.yaml")) if p.is_file() and not p.is_symlink()]
+
+
+def read_adr(repo: Path, adr: str) -> str:
+    """One ADR's file, by its id (ADR-0001)."""
+    from flowgit.errors import FlowError
+
+    if not _ADR_ID.match(adr):
+        raise resource_error(f"[usage, exit 2] invalid ADR id {adr!r}: it looks like ADR-0001")
+    try:
+        for path in _adr_paths(repo):
+            if path.name.split("-", 2)[:2] == adr.split("-") or path.stem == adr:
+                return path.read_text(encoding="utf-8")
+    except FlowError as exc:
+        raise resource_error(f"[{exc.code}, exit {int(exc.exit_code)}] {exc.message}") from None
+    raise resource_error(f"[not_found, exit 1] no {adr} in .flow/adrs/: see flowgit://adrs")
+
+
+def list_adrs(repo: Path) -> str:
+    """Every ADR with its title, status and resource address."""
+    from flowgit.errors import FlowError
+    from flowgit.formats import yamlio
+
+    lines = []
+    try:
+        paths = _adr_paths(repo)
+    except FlowError as exc:
+        raise resource_error(f"[{exc.code}, exit {int(exc.exit_code)}] {exc.message}") from None
+    for path in paths:
+        adr_id = "-".join(path.name.split("-", 2)[:2]).removesuffix(".yaml")
+        try:
+            data = yamlio.load_file(path, path.name) or {}
+        except FlowError:
+            data = {}
+        title = data.get("title", "?") if isinstance(data, dict) else "?"
+        status = data.get("status", "?") if isinstance(data, dict) else "?"
+        lines.append(f"{adr_id} [{status}] {title}: flowgit://adrs/{adr_id}")
+    return "\n".join(lines) + "\n" if lines else "no ADRs yet (flowgit adr new TITLE)\n"
+
+
+def build(repo: Path, invoke: Invoke) -> Any:
+    server_class = _first_of(_SERVER_CLASS)  # ImportError without the mcp package
+    tool_class = _first_of(_TOOL_CLASS)
+    registered = []
+    for fn in tools(repo, invoke):
+        # text only: no output schema, no structured copy of the result
+        tool = tool_class.from_function(fn, description=" ".join((fn.__doc__ or "").split()),
+                                        structured_output=False)
+        tool.parameters = compact_schema(tool.parameters)
+        registered.append(tool)
+    server: _Server = server_class("flowgit", instructions=INSTRUCTIONS, tools=registered)
+
+    server.resource("flowgit://plans/{plan}/spec", name="spec", mime_type="application/yaml",
+                    description="A plan's spec.yaml: requirements and open questions.")(
+        lambda plan: read_spec(repo, plan))
+    server.resource("flowgit://adrs/{adr}", name="adr", mime_type="application/yaml",
+                    description="One ADR by id (ADR-0001): context, options, decision.")(
+        lambda adr: read_adr(repo, adr))
+    server.resource("flowgit://adrs", name="adrs", mime_type="text/plain",
+                    description="Every ADR: id, status, title and its address.")(lambda: list_adrs(repo))
+    def refusing(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run_it(*args: str) -> Any:
+            try:
+                return fn(invoke, repo, *args)
+            except _tool_error_class() as exc:
+                raise mcp_prompts.Refused(str(exc)) from None
+        return run_it
+
+    mcp_prompts.register(server, refusing(call_text), refusing(call))
     return server
 
 
