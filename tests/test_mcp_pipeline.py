@@ -126,6 +126,10 @@ def test_the_loop_through_the_official_client(repo: Repo) -> None:
 
         claimed = await c.call("claim", worker="agent", target="p")
         assert claimed["task"] == "p/A" and claimed["worker"] == "agent"
+        await c.call("fail", task="p/A", worker="agent", error="disk full")
+        assert "failed" in await c.error("claim", worker="agent", target="p/A")
+        await c.call("retry", task="p/A", worker="agent")
+        assert (await c.call("claim", worker="agent", target="p"))["task"] == "p/A"
         await c.call("done", task="p/A", worker="agent", note="hello written", files_modified=["hello.txt"])
         assert (await c.call("claim", worker="agent", target="p"))["task"] == "p/B"
         await c.call("release", task="p/B", worker="agent")
@@ -166,7 +170,8 @@ def test_tool_list_is_small_and_text_only(repo: Repo) -> None:
         wire = listed.model_dump_json(by_alias=True, exclude_none=True)
         sizes["tools"] = len(wire.encode())
         names = {t.name for t in listed.tools}
-        assert {"plan_new", "submit", "checkpoint", "finish", "release", "signal", "claim", "done"} <= names
+        assert {"plan_new", "submit", "checkpoint", "finish", "release", "retry", "signal", "claim",
+                "done"} <= names
         for tool in listed.tools:
             assert tool.description and tool.output_schema is None, tool.name
             schema = tool.input_schema

@@ -201,6 +201,10 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
             raise tool_error("[usage, exit 2] mode must be fail, retry, skip or skip-dependents")
         return cli("fail", arg(task, "task reference"), "--worker", worker, "--error", error, *_FAIL_FLAGS[mode])
 
+    def retry(task: str, worker: str | None = None) -> str:
+        """Make a failed task (or the failed tasks blocking one) ready again, fresh attempts."""
+        return cli("retry", arg(task, "task reference"), *_opt("--worker", worker))
+
     def events(plan: str, task: str | None = None) -> str:
         """The events of a plan or of one task, in order."""
         return cli("events", arg(plan, "plan id"), *_maybe(task, "task id"))
@@ -265,7 +269,7 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
         payload = [] if data is None else ["--data", json.dumps(data)]
         return cli("signal", arg(plan, "plan id"), arg(name, "signal name"), *payload)
 
-    return [status, next, claim, start, heartbeat, release, done, fail, events, graph, diff, plan_show,
+    return [status, next, claim, start, heartbeat, release, done, fail, retry, events, graph, diff, plan_show,
             plan_new, task_add, submit, approve, checkpoint, finish, signal]
 
 
