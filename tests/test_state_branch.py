@@ -448,3 +448,30 @@ def test_run_merges_the_work_on_the_branch_and_records_done_on_the_state(tmp_pat
     assert len(merges) == 2
     done = [e for e in state_log(r, "P", "A") if e["type"] == "task.done"][0]
     assert done["data"]["code"] in r.git("rev-list", "--merges", "main").splitlines()
+
+
+def test_validate_checks_the_logs_on_the_state_branch(tmp_path: Path) -> None:
+    r = executing(tmp_path / "repo")
+    r.ok("claim", "P/T1", "--worker", "w1")
+    assert r.ok("validate", "--json").json["ok"] is True
+    from flowgit.store.state import log_path
+
+    path = log_path("P", "T1")
+    good = r.git("show", f"flow/state:{path}")
+    bad = json.loads(good.splitlines()[0])
+    bad["id"] = "01J00000000000000000000000"
+    bad["data"] = {"lease_until": "soon"}
+    text = good + "\n" + json.dumps(bad) + "\n"
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=text,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "idx")}
+    subprocess.run(["git", "read-tree", "flow/state"], cwd=r.path, env=env, check=True)
+    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    r.git("update-ref", "refs/heads/flow/state", r.git("commit-tree", tree, "-p", "flow/state", "-m", "forged"))
+    res = r.run("validate")
+    assert res.code == 1 and f"flow/state:{path}:2" in res.err and "Traceback" not in res.err
+    row = r.ok("status", "P", "--json").json
+    assert next(t for t in row["tasks"] if t["id"] == "T1")["state"] == "blocked"  # held, never freed
+    assert r.run("claim", "P/T1", "--worker", "w2").code != 0

@@ -117,6 +117,26 @@ def _broken_references(repo: FlowRepo, changes: list[git.StagedChange], staged: 
     return errors
 
 
+def _state_logs(repo: FlowRepo) -> tuple[int, list[str], list[str]]:
+    """Format 2: every event log on the state branch, checked line by line as the files of
+    format 1 are (what a fetch or a hand-made commit brought is reported here, by path:line)."""
+    from flowgit.core.events import PLAN_LOG, parse_log
+
+    store = repo.state_store
+    assert store is not None
+    count, errors, warnings = 0, [], []
+    for pid in sorted(set(repo.plan_ids()) | set(store.plan_ids())):
+        listing = store.blobs(pid)
+        contents = store.read_many(list(listing.values()))
+        for stream, blob in sorted(listing.items()):
+            count += 1
+            read = parse_log(contents.get(blob, b""), store.display(pid, stream), pid,
+                             None if stream == PLAN_LOG else stream)
+            errors += [f"{bad.where}: {bad.problem}" for bad in read.bad]
+            warnings += [f"{bad.where}: {bad.problem}" for bad in read.unknown]
+    return count, errors, warnings
+
+
 def validate(app: App, paths: list[Path], staged: bool, base: str | None = None) -> int:
     repo = app.repo
     if staged and base:
@@ -149,7 +169,13 @@ def validate(app: App, paths: list[Path], staged: bool, base: str | None = None)
     errors = extra + report.errors
     if staged:
         errors += _broken_references(repo, changes, report.plans, lookup)
-    result = {"ok": not errors, "files": report.files, "errors": errors}
+    checked = report.files
+    if not staged and not paths and repo.state_store is not None:
+        logs, state_errors, state_warnings = _state_logs(repo)
+        checked += logs
+        errors += state_errors
+        report.warnings.extend(state_warnings)
+    result = {"ok": not errors, "files": checked, "errors": errors}
     if report.warnings:
         result["warnings"] = report.warnings
     for line in report.warnings:
