@@ -52,6 +52,7 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "bad_executor": (ExitCode.USER, "an executor's argv is empty"),
     "missing_extra": (ExitCode.USER, "an optional dependency is not installed"),
     "demo_failed": (ExitCode.USER, "a step of `flowgit demo` failed"),
+    "agent_failed": (ExitCode.USER, "an explorer or planner agent wrote nothing valid in its rounds"),
     "git": (ExitCode.USER, "a git command failed"),
     "not_a_repo": (ExitCode.USER, "not inside a git work tree"),
     "no_commit": (ExitCode.USER, "the branch to merge into has no commit"),
@@ -181,6 +182,10 @@ class BadExecutor(FlowError):
 
 class MissingExtra(FlowError):
     code = "missing_extra"
+
+
+class AgentFailed(FlowError):
+    code = "agent_failed"
 
 
 class DemoFailed(FlowError):

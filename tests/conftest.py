@@ -27,6 +27,7 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("FLOWGIT_ACTOR", raising=False)
     monkeypatch.delenv("FLOWGIT_AGENT", raising=False)  # tests run as a person, even inside `flowgit run`
+    monkeypatch.delenv("FLOWGIT_REPO", raising=False)  # it would name the repository for every command
     monkeypatch.delenv("GIT_DIR", raising=False)
     monkeypatch.delenv("GIT_WORK_TREE", raising=False)
     monkeypatch.delenv("GIT_INDEX_FILE", raising=False)

@@ -10,6 +10,30 @@ from flowgit.cli.output import Output
 from flowgit.store.repo import FlowRepo
 
 
+def start_dir(repo_dir: Path | None) -> Path:
+    """Where the repository is: --repo, else $FLOWGIT_REPO (set for the agents flowgit runs, so
+    their commands act on the repository from a task's worktree), else the current directory.
+    A task's worktree of `flowgit run` (under .git/flowgit-worktrees/) stands for the work tree
+    it belongs to: its own .flow/ is a copy of a commit, where events would be lost."""
+    if repo_dir is not None:
+        return repo_dir
+    env = os.environ.get("FLOWGIT_REPO")
+    if env:
+        return Path(env)
+    cwd = Path(os.getcwd())
+    from flowgit import git
+    from flowgit.errors import FlowError
+
+    try:
+        dirs = git.find_dirs(cwd)
+    except FlowError:
+        return cwd
+    pool = dirs.common_dir / "flowgit-worktrees"
+    if dirs.root.is_relative_to(pool) and dirs.common_dir.name == ".git":
+        return dirs.common_dir.parent
+    return cwd
+
+
 @dataclass
 class App:
     repo_dir: Path | None = None
@@ -19,7 +43,7 @@ class App:
     @property
     def repo(self) -> FlowRepo:
         if self._repo is None:
-            self._repo = FlowRepo(self.repo_dir or Path(os.getcwd()))
+            self._repo = FlowRepo(start_dir(self.repo_dir))
         return self._repo
 
     def check_config(self) -> None:

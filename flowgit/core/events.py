@@ -20,8 +20,9 @@ TASK_EVENTS = frozenset(
 )
 PLAN_EVENTS = frozenset(
     {"plan.created", "plan.phase", "plan.approved", "plan.rejected", "plan.task_failed",
-     "checkpoint.validation", "checkpoint.approved", "checkpoint.changes_requested",
-     "signal.received", "signal.handled", "schedule.ran", "plan.snapshot", "plan.migrated"}
+     "checkpoint.validation", "checkpoint.approved", "checkpoint.changes_requested", "plan.explored",
+     "signal.received", "signal.handled", "schedule.ran", "plan.snapshot", "plan.migrated",
+     "plan.drafted"}
 )
 KNOWN_TYPES = TASK_EVENTS | PLAN_EVENTS
 PLAN_LOG = "_plan"
@@ -342,14 +343,12 @@ PLAN_STATE = {
 }
 DATA: dict[str, dict[str, str]] = {
     "task.claimed": {"lease_until": "time?", "lease_seconds": "number?"},
-    "task.started": {"lease_until": "time?"},
-    "task.heartbeat": {"lease_until": "time?"},
+    "task.started": {"lease_until": "time?"}, "task.heartbeat": {"lease_until": "time?"},
     "task.done": {"note": "text?", "files_modified": "texts?"},
     "task.failed": {"error": "text?", "retry_at": "time?", "attempt": "count?"},
     "task.skipped": {"reason": "text?", "dependents": "bool?"},
     "task.released": {"reason": "text?"},
-    "task.note": {"text": "text?"},
-    "task.log": {"path": "text?"},
+    "task.note": {"text": "text?"}, "task.log": {"path": "text?"},
     "task.wait": {"ok": "bool?", "next_at": "time?"},
     "task.snapshot": {"state": "object!"},
     "task.retried": {"reason": "text?", "for": "text?"},
@@ -369,6 +368,7 @@ DATA: dict[str, dict[str, str]] = {
     "schedule.ran": {"schedule": "text?", "slot": "time?"},
     "plan.snapshot": {"state": "object!"},
     "plan.migrated": {"state_branch": "text?", "requires": "text?", "note": "text?"},
+    **{t: {"round": "count?", "ok": "bool?", "errors": "texts?"} for t in ("plan.explored", "plan.drafted")},
 }
 # in the data of any type, this version's or not (`code`: format 2's code commit, ADR 0011)
 EVERY_TYPE = {"base_commit": "commit?", "code": "commit?"}

@@ -16,7 +16,10 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 ENV_FOR = {"plan": "FLOWGIT_PLAN", "task": "FLOWGIT_TASK", "title": "FLOWGIT_TITLE",
            "worktree": "FLOWGIT_WORKTREE", "prompt_file": "FLOWGIT_PROMPT_FILE",
            "prompt": "FLOWGIT_PROMPT_FILE", "branch": "FLOWGIT_BRANCH", "repo": "FLOWGIT_REPO",
-           "attempt": "FLOWGIT_ATTEMPT", "python": "FLOWGIT_PYTHON"}
+           "attempt": "FLOWGIT_ATTEMPT", "python": "FLOWGIT_PYTHON",
+           # where `explore` and `plan draft` want their agent to write (docs/planning.md)
+           "plan_file": "FLOWGIT_PLAN_FILE", "questions_file": "FLOWGIT_QUESTIONS_FILE",
+           "adr_file": "FLOWGIT_ADR_FILE"}
 
 NAMES = frozenset({*ENV_FOR, "run"})
 

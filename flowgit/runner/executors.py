@@ -81,6 +81,18 @@ def argv_for(executor: Executor, values: Mapping[str, str], task: Task, plan_id:
     return tuple(out)
 
 
+def agent_argv(executor: Executor, values: Mapping[str, str], what: str) -> tuple[str, ...]:
+    """The argv of an agent that works on a plan rather than a task (`explore`, `plan draft`):
+    placeholders filled as data, as argv_for does; `{run}` has no task to take it from."""
+    if "{run}" in executor.argv:
+        raise BadExecutor(f"{what}: executor {executor.name} runs a task's run: command; choose an "
+                          "agent executor (claude, codex, gemini, or one defined in .flow/config.yaml)")
+    out = tuple(PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), e) for e in executor.argv)
+    if not out:
+        raise BadExecutor(f"executor {executor.name} has an empty argv")
+    return out
+
+
 def prompt_text(plan: Plan, task: Task, spec: Mapping[str, object] | None,
                 adrs: Mapping[str, Mapping[str, object]], dep_notes: Mapping[str, str]) -> str:
     """Everything an agent needs for one task, as Markdown."""
