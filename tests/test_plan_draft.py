@@ -240,3 +240,27 @@ def test_flowgit_repo_names_the_repository_from_anywhere(repo: Repo, tmp_path: P
     # --repo still wins
     res = flowgit_in(elsewhere, "--repo", str(elsewhere), "plan", "list", env=env)
     assert res.returncode == 1 and "not a git repository" in res.stderr
+
+
+def test_ctrl_c_stops_the_agent_and_writes_nothing(repo: Repo, agent: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+    import time
+
+    monkeypatch.setenv("FAKE_AGENT_SLEEP", "60")
+    repo.ok("plan", "new", "greet", "--goal", "g")
+    before = repo.commits()
+    proc = subprocess.Popen([sys.executable, "-m", "flowgit", "plan", "draft", "greet", "--executor",
+                             "fake"], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 30
+    while not agent_log(agent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (sleeper,) = agent_log(agent)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "stopped in round 1; nothing written" in err
+    assert "Traceback" not in err
+    with pytest.raises(ProcessLookupError):  # the agent was stopped with it
+        os.kill(sleeper["pid"], 0)
+    assert repo.commits() == before

@@ -10,6 +10,7 @@ Behaviour a test can choose through the environment:
 - FAKE_AGENT_EXIT: the exit code to end with (default 0).
 - FAKE_AGENT_EXPLORE_BAD: how many explore rounds write an ADR with one option first (default 0).
 - FAKE_AGENT_RUN_CMD=1: the planner gives T1 a `run:` command.
+- FAKE_AGENT_SLEEP: seconds to sleep first (to be interrupted), after writing FAKE_AGENT_LOG's line.
 - FAKE_AGENT_ADD_TASK=1: the first task's agent adds a task to the plan with `flowgit task add`
   from its worktree (PlanEx's planner task).
 """
@@ -171,6 +172,10 @@ def main(argv: list[str]) -> int:
         prompt = argv[argv.index("-p") + 1]
     else:
         prompt = sys.stdin.read()
+    if os.environ.get("FAKE_AGENT_SLEEP"):
+        log({"role": "sleeper", "pid": os.getpid()})
+        import time
+        time.sleep(float(os.environ["FAKE_AGENT_SLEEP"]))
     first = prompt.split("\n", 1)[0]
     role = "explore" if first.startswith("# Explore:") else "plan" if first.startswith("# Plan:") \
         else "task" if first.startswith("# Task") else "unknown"
