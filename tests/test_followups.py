@@ -296,7 +296,7 @@ def test_a_task_log_that_is_a_symlink_holds_its_task(repo: Repo, tmp_path: Path)
     res = repo.ok("status", "p")
     assert res.err.count(rel) == 1 and "never follows symlinks in .flow/" in res.err, res.err
     assert "task p/T-1 is held" in res.err
-    assert f"blocked      T-1 ({rel} is a symlink)" in res.out
+    assert f"blocked      T-1  first ({rel} is a symlink)" in res.out
     assert f"held by {rel}, a symlink, which flowgit never follows in .flow/" in res.out
     data = repo.ok("--json", "status", "p").json
     row = {t["id"]: t for t in data["tasks"]}["T-1"]

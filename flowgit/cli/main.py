@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence, TextIO
 import click
 
 from flowgit.cli.app import App
-from flowgit.cli.options import WORKER, ActorName, Seconds, trust_flag
+from flowgit.cli.options import CLEAR_FIELD, WORKER, ActorName, Seconds, task_fields, trust_flag
 from flowgit.cli.output import Output
 from flowgit.errors import ExitCode, FileSystemError, FlowError, Interrupted, UsageError
 from flowgit.store import notices
@@ -115,20 +115,14 @@ def plan_show(app: App, plan_id: str, rev: str | None) -> int:
 
 @cli.group("task")
 def task_group() -> None:
-    """Add tasks to a plan."""
+    """Add, edit and remove the tasks of a plan."""
 
 
 @command(task_group, "add")
 @click.argument("plan_id", metavar="PLAN")
 @click.argument("task_id", metavar="TASK")
 @click.option("--title", required=True)
-@click.option("--description", default=None)
-@click.option("--dep", "deps", multiple=True, help="A dependency (repeatable).")
-@click.option("--file", "files", multiple=True, help="A file the task touches (repeatable).")
-@click.option("--accept", "acceptance", multiple=True, help="An acceptance criterion (repeatable).")
-@click.option("--priority", type=click.Choice(["high", "medium", "low"]))
-@click.option("--estimate", default=None, help="Hours, or 30m / 2h / 1d.")
-@click.option("--run", "run_cmd", default=None, help="The command the shell executor runs.")
+@task_fields
 def task_add(app: App, plan_id: str, task_id: str, title: str, description: str | None,
              deps: tuple[str, ...], files: tuple[str, ...], acceptance: tuple[str, ...],
              priority: str | None, estimate: str | None, run_cmd: str | None) -> int:
@@ -136,6 +130,26 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     from flowgit.cli.commands import plans
     return plans.task_add(app, plan_id, task_id, title, description, deps, files, acceptance,
                           priority, estimate, run_cmd)
+
+
+@command(task_group, "edit")
+@click.argument("ref", metavar="TASKREF")
+@click.option("--title", default=None)
+@task_fields
+@CLEAR_FIELD
+def task_edit(app: App, ref: str, clear: tuple[str, ...], **fields: Any) -> int:
+    """Change a task's fields in place (the rest of plan.yaml is kept); one commit."""
+    from flowgit.cli.commands import taskedit
+    return taskedit.task_edit(app, ref, taskedit.changes_of(clear=clear, **fields))
+
+
+@command(task_group, "remove")
+@click.argument("ref", metavar="TASKREF")
+@click.option("--force", is_flag=True, help="Remove a task that has events (they are kept).")
+def task_remove(app: App, ref: str, force: bool) -> int:
+    """Remove a task no other task waits on; one commit."""
+    from flowgit.cli.commands import taskedit
+    return taskedit.task_remove(app, ref, force)
 
 
 @cli.group("adr")
@@ -176,10 +190,12 @@ def validate_cmd(app: App, paths: tuple[Path, ...], staged: bool, base: str | No
 
 @command(cli, "status")
 @click.argument("plan_id", required=False, metavar="[PLAN]")
-def status_cmd(app: App, plan_id: str | None) -> int:
+@click.option("--limit", type=int, help="Text: at most N tasks in each group (default 10).")
+@click.option("--all", "everything", is_flag=True, help="Text: list every task.")
+def status_cmd(app: App, plan_id: str | None, limit: int | None, everything: bool) -> int:
     """Phase, progress, counts, ready, stalled and tasks."""
     from flowgit.cli.commands import status
-    return status.status(app, plan_id)
+    return status.status(app, plan_id, limit, everything)
 
 
 @command(cli, "next")
@@ -232,6 +248,7 @@ def _simple(name: str, doc: str) -> None:
 _simple("start", "Mark a claimed task as in progress (extends the lease).")
 _simple("heartbeat", "Extend the lease of a task you hold.")
 _simple("release", "Give a claimed task back, ready for others.")
+_simple("retry", "Make a failed task (or those blocking one) ready again, with fresh attempts.")
 
 
 @command(cli, "done")
@@ -262,15 +279,6 @@ def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, sk
     if len(modes) > 1:
         raise UsageError("--retry, --skip and --skip-dependents exclude each other: give one of them")
     return tasks.fail(app, ref, worker, error, modes[0] if modes else "fail")
-
-
-@command(cli, "retry")
-@click.argument("ref", metavar="TASKREF")
-@WORKER
-def retry_cmd(app: App, ref: str, worker: str | None) -> int:
-    """A failed task (or the failed tasks blocking one) ready again, with a fresh attempt budget."""
-    from flowgit.cli.commands import tasks
-    return tasks.retry(app, ref, worker)
 
 
 # ----- the pipeline ------------------------------------------------------------------------------

@@ -49,3 +49,23 @@ def trust_flag(f: F) -> F:
     return click.option("--trust", "trust_now", is_flag=True,
                         help="Run the commands .flow/ holds now for this run only, trusted or not "
                              "(nothing is recorded; see `flowgit trust`).")(f)
+
+
+CLEAR_FIELD = click.option(
+    "--clear", multiple=True, help="Remove a field (repeatable).",
+    type=click.Choice(["description", "depends_on", "files", "acceptance", "priority", "estimate", "run"]))
+
+
+def task_fields(f: F) -> F:
+    """The fields `task add` sets and `task edit` changes (a list given replaces the task's)."""
+    for opt in reversed([
+        click.option("--description", default=None),
+        click.option("--dep", "deps", multiple=True, help="A dependency (repeatable; on edit, the list replaces the task's)."),
+        click.option("--file", "files", multiple=True, help="A file the task touches (repeatable; replaces, as --dep)."),
+        click.option("--accept", "acceptance", multiple=True, help="An acceptance criterion (repeatable; replaces, as --dep)."),
+        click.option("--priority", type=click.Choice(["high", "medium", "low"])),
+        click.option("--estimate", default=None, help="Hours, or 30m / 2h / 1d."),
+        click.option("--run", "run_cmd", default=None, help="The command the shell executor runs."),
+    ]):
+        f = opt(f)
+    return f

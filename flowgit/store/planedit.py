@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, Mapping, Sequence, cast
 
 from flowgit.core.model import Plan
 from flowgit.errors import Dirty, FlowError, InvalidFile, NotFound
-from flowgit.formats import yamlio
+from flowgit.formats import planslice, yamlio
 from flowgit.ids import is_valid_id
 from flowgit.store.repo import FlowRepo
 
@@ -70,7 +70,13 @@ def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
 
 def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
                  checkpoint_after: tuple[str, str] | None = None) -> str:
-    """Add tasks to a plan's YAML keeping its comments, order and quoting."""
+    """Add tasks to a plan's YAML keeping its comments, order and quoting: spliced after the
+    last task's lines when the file allows (every other byte kept, and fast on a big plan),
+    else through the round-trip editor."""
+    if checkpoint_after is None:
+        layout = planslice.read(text, display)
+        if layout is not None:
+            return planslice.append(layout, list(tasks))
     doc = yamlio.rt_load(text, display)
     if not isinstance(doc, dict):
         raise InvalidFile(f"{display}: a plan file must be a mapping")
@@ -203,3 +209,82 @@ def refuse_cross_plan_cycle(repo: FlowRepo, plan: Plan) -> None:
     if cycle:
         raise FlowError(f"plan {plan.id}: the new tasks would make plans wait on each other in a "
                         f"cycle {' -> '.join(cycle)}")
+
+
+# ----- one task edited or removed in place (`task edit`, `task remove`) ----------------------
+
+def _set_fields(task: Any, changes: Mapping[str, Any]) -> None:
+    """Changes to a round-trip task mapping (None removes the key). A list replacing a list
+    written `[a, b]` is written the same way; text over several lines as a `|` block."""
+    from ruamel.yaml.comments import CommentedSeq
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    for key, value in changes.items():
+        if value is None:
+            task.pop(key, None)
+            continue
+        old = task.get(key)
+        if isinstance(value, list):
+            new = CommentedSeq(value)
+            if isinstance(old, CommentedSeq) and old.fa.flow_style():
+                new.fa.set_flow_style()
+            value = new
+        elif isinstance(value, str) and "\n" in value:
+            value = LiteralScalarString(value)
+        task[key] = value
+
+
+def edit_task_text(text: str, display: str, task_id: str, changes: Mapping[str, Any]) -> str:
+    """The plan text with one task's fields changed: its lines spliced when the file allows
+    (every other byte kept), else through the round-trip editor."""
+    layout = planslice.read(text, display)
+    if layout is not None and task_id in layout.spans:
+        return planslice.edit(layout, task_id, lambda task: _set_fields(task, changes), display)
+    doc = yamlio.rt_load(text, display)
+    task = next((t for t in _tasks_of(doc) if t.get("id") == task_id), None)
+    if task is None:
+        raise NotFound(f"{display} has no task {task_id!r}")
+    _set_fields(task, changes)
+    return yamlio.rt_dump(doc, like=text)
+
+
+def remove_task_text(text: str, display: str, task_id: str) -> str:
+    """The plan text without one task: its lines cut when the file allows, else through the
+    round-trip editor (the last task leaves `tasks: []`)."""
+    layout = planslice.read(text, display)
+    if layout is not None and task_id in layout.spans:
+        cut = planslice.remove(layout, task_id)
+        if cut is not None:
+            return cut
+    doc = yamlio.rt_load(text, display)
+    seq = doc.get("tasks") if isinstance(doc, dict) else None
+    index = next((i for i, t in enumerate(_tasks_of(doc)) if t.get("id") == task_id), None)
+    if seq is None or index is None:
+        raise NotFound(f"{display} has no task {task_id!r}")
+    del seq[index]
+    if not seq:
+        seq.fa.set_flow_style()
+    return yamlio.rt_dump(doc, like=text)
+
+
+def _tasks_of(doc: Any) -> list[Any]:
+    seq = doc.get("tasks") if isinstance(doc, dict) else None
+    return [t for t in seq or [] if isinstance(t, dict)]
+
+
+def dependents(repo: FlowRepo, plan: Plan, task_id: str) -> list[str]:
+    """Who waits on the task: its plan's tasks and checkpoints, and other plans' tasks and
+    checkpoints that name it as PLAN/TASK."""
+    out = [t.id for t in plan.tasks if task_id in t.depends_on]
+    out += [f"checkpoint {c.id}" for c in plan.checkpoints if task_id in c.after]
+    ref = f"{plan.id}/{task_id}"
+    for pid in repo.plan_ids():
+        if pid == plan.id:
+            continue
+        try:
+            other = repo.load_plan(pid).plan
+        except FlowError:
+            continue
+        out += [f"{pid}/{t.id}" for t in other.tasks if ref in t.depends_on]
+        out += [f"{pid}/{c.id} (checkpoint)" for c in other.checkpoints if ref in c.after]
+    return out

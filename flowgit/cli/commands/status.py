@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.events import canonical, format_time
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import held_by, is_link_hold
-from flowgit.errors import NotFound, NothingToDo
+from flowgit.errors import NotFound, NothingToDo, UsageError
 from flowgit.ids import check_id
 from flowgit.store.repo import FlowRepo, iter_events_all
 
@@ -62,14 +62,102 @@ def _bar(progress: int) -> str:
     return "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + f"] {progress}%"
 
 
-def status_text(data: dict[str, Any], tty: bool) -> str:
+TITLE_WIDTH = 60
+DEFAULT_LIMIT = 10
+RUNNING = ("claimed", "in_progress")
+
+
+def _short(title: str) -> str:
+    return title if len(title) <= TITLE_WIDTH else title[:TITLE_WIDTH - 3] + "..."
+
+
+def _extra(row: dict[str, Any]) -> str:
+    if row.get("unreadable"):
+        where = row["unreadable"]
+        return f" ({where} is a symlink)" if is_link_hold(where) else f" (unreadable event at {where})"
+    if row.get("worker"):
+        return f" ({row['worker']})"
+    if row.get("blocked_by"):
+        return f" (on {', '.join(row['blocked_by'])})"
+    if row.get("retry_at"):
+        return f" (retry at {row['retry_at']})"
+    if row.get("waiting_on"):
+        return " (waiting on " + ", ".join(
+            "its wait condition" if w == "wait" else w for w in row["waiting_on"]) + ")"
+    if row.get("error"):
+        return f" (error: {_short(row['error'])})"
+    return ""
+
+
+def _row(row: dict[str, Any], titles: Mapping[str, str], state: bool = True) -> str:
+    head = f"  {row['state']:<12} {row['id']}" if state else f"  {row['id']}"
+    title = titles.get(row["id"], "")
+    return head + (f"  {_short(title)}" if title else "") + _extra(row)
+
+
+def _blockers(rows: list[dict[str, Any]], state: PlanState | None) -> str:
+    """What blocks the blocked tasks: each failed task (or other cause) and how many it holds up."""
+    from flowgit.core.lifecycle import failed_behind
+
+    causes: dict[str, int] = {}
+    for row in rows:
+        if row.get("unreadable"):
+            keys = [f"unreadable event at {row['unreadable']}"]
+        elif state is not None:
+            roots, outside = failed_behind(state, row["id"])
+            keys = [f"{r} (failed)" for r in roots] + [f"{o} (another plan)" for o in outside]
+        else:
+            keys = list(row.get("blocked_by") or [])
+        for key in keys or ["?"]:
+            causes[key] = causes.get(key, 0) + 1
+    ranked = sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k} blocks {n}" for k, n in ranked[:5]) + (
+        f", and {len(ranked) - 5} more causes" if len(ranked) > 5 else "")
+
+
+def _grouped(data: dict[str, Any], titles: Mapping[str, str], limit: int,
+             state: PlanState | None) -> list[str]:
+    """A big plan: the tasks that need someone now (running, ready, failed, waiting to retry),
+    at most `limit` of each, and what blocks the blocked ones."""
+    by_id = {row["id"]: row for row in data["tasks"]}
+    groups: list[tuple[str, list[dict[str, Any]]]] = [
+        ("running", [r for r in data["tasks"] if r["state"] in RUNNING]),
+        ("ready, best first", [by_id[t] for t in data["ready"] if t in by_id]),
+        ("failed", [r for r in data["tasks"] if r["state"] == "failed"]),
+        ("waiting to retry", [r for r in data["tasks"] if r["state"] == "retry_wait"]),
+    ]
+    lines = []
+    for name, rows in groups:
+        if not rows:
+            continue
+        lines.append(f"{name} ({len(rows)}):")
+        lines += [_row(r, titles, state=name == "running") for r in rows[:limit]]
+        if len(rows) > limit:
+            lines.append(f"  ... {len(rows) - limit} more")
+    blocked = [r for r in data["tasks"] if r["state"] == "blocked"]
+    if blocked:
+        lines.append(f"blocked ({len(blocked)}): {_blockers(blocked, state)}")
+    lines.append(f"{len(data['tasks'])} tasks: `flowgit status {data['plan']} --all` lists every "
+                 "one, --limit N shows N of each group")
+    return lines
+
+
+def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, str] | None = None,
+                limit: int = DEFAULT_LIMIT, everything: bool = False,
+                state: PlanState | None = None) -> str:
+    """One plan as text: the summary, then every task with its title (a plan of at most
+    `limit` tasks, or `everything`), or for a bigger plan the tasks grouped (see `_grouped`)."""
+    titles = titles or {}
+    whole = everything or len(data["tasks"]) <= limit
     lines = [f"{data['plan']}: {data['title']}", f"phase: {data['phase']}   {_bar(data['progress'])}"]
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items() if n) or "no tasks"
     lines.append(f"tasks: {counts}")
-    if data["ready"]:
+    if data["ready"] and whole:
         lines.append(f"ready: {', '.join(data['ready'][:10])}" + (" ..." if len(data["ready"]) > 10 else ""))
     if data["interrupted"]:
-        lines.append(f"interrupted (lease expired): {', '.join(data['interrupted'])}")
+        shown = data["interrupted"][:limit] if not everything else data["interrupted"]
+        lines.append(f"interrupted (lease expired): {', '.join(shown)}"
+                     + (" ..." if len(shown) < len(data["interrupted"]) else ""))
     for cp in data["checkpoints"]:
         if cp["state"] == "reached":
             lines.append(f"checkpoint {cp['id']} reached: review with `flowgit checkpoint {data['plan']} {cp['id']}`")
@@ -82,35 +170,31 @@ def status_text(data: dict[str, Any], tty: bool) -> str:
         lines.append("approval is stale: the plan changed after it was approved")
     if data["stalled"]:
         lines.append("STALLED: nothing is ready, running or waiting, but work is left")
-        for chain in data["stall_chains"]:
+        for chain in data["stall_chains"][:limit if not everything else None]:
             lines.append("  " + " <- ".join(chain))
-    if len(data["tasks"]) <= 60 or tty:
-        for row in data["tasks"][:200]:
-            extra = ""
-            if row.get("unreadable"):
-                where = row["unreadable"]
-                extra = f" ({where} is a symlink)" if is_link_hold(where) else f" (unreadable event at {where})"
-            elif row.get("worker"):
-                extra = f" ({row['worker']})"
-            elif row.get("blocked_by"):
-                extra = f" (on {', '.join(row['blocked_by'])})"
-            elif row.get("retry_at"):
-                extra = f" (retry at {row['retry_at']})"
-            elif row.get("waiting_on"):
-                extra = " (waiting on " + ", ".join(
-                    "its wait condition" if w == "wait" else w for w in row["waiting_on"]) + ")"
-            lines.append(f"  {row['state']:<12} {row['id']}{extra}")
+    if whole:
+        lines += [_row(row, titles) for row in data["tasks"]]
+    else:
+        lines += _grouped(data, titles, limit, state)
     return "\n".join(lines)
 
 
-def status(app: App, plan_id: str | None) -> int:
+def status(app: App, plan_id: str | None, limit: int | None = None, everything: bool = False) -> int:
     repo = app.repo
     now = wall_now()
+    if limit is not None and limit < 1:
+        raise UsageError("--limit must be at least 1")
+    per_group = limit if limit is not None else DEFAULT_LIMIT
     if plan_id is not None:
         check_id(plan_id, "plan id")
         state = repo.state(plan_id, now)
         data = status_dict(repo, plan_id, state, now)
-        app.out.result(data, lambda: status_text(data, app.out.is_tty))
+
+        def one_plan() -> str:
+            plan = repo.load_plan(plan_id).plan
+            titles = {t.id: t.title for t in plan.tasks}
+            return status_text(data, app.out.is_tty, titles, per_group, everything, state)
+        app.out.result(data, one_plan)
         return 0
     plans = []
     app.warn_linked_plans()
@@ -136,7 +220,7 @@ def status(app: App, plan_id: str | None) -> int:
             p = by_id[pid]
             flag = "  STALLED" if p["stalled"] else ""
             out.append(f"{'  ' * depth}{pid:<{24 - 2 * depth}} {p['phase']:<11} {_bar(p['progress'])}"
-                       f"  ready {len(p['ready'])}{flag}")
+                       f"  ready {len(p['ready'])}{flag}  {_short(p['title'])}")
             for child in children.get(pid, []):
                 walk(child, depth + 1)
         roots = [p["plan"] for p in plans if p["parent"] not in by_id]

@@ -185,6 +185,8 @@ def _claim_lease(repo: FlowRepo, plan_id: str, task_id: str, actor: str, default
 
 
 def simple(app: App, kind: str, ref: str, worker: str | None, data: dict[str, Any] | None = None) -> int:
+    if kind == "retry":
+        return retry(app, ref, worker)
     repo = app.repo
     actor = actor_for(repo, worker)
     plan_id, task_id = repo.resolve(ref)
