@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any, Callable, Sequence, TextIO
 import click
 
 from flowgit.cli.app import App
-from flowgit.cli.options import CLEAR_FIELD, WORKER, ActorName, Seconds, task_fields, trust_flag
+from flowgit.cli.options import (CLEAR_FIELD, WORKER, ActorName, Seconds, command, task_fields,
+                                 trust_flag)
 from flowgit.cli.output import Output
 from flowgit.errors import ExitCode, FileSystemError, FlowError, Interrupted, UsageError
 from flowgit.store import notices
@@ -19,35 +19,6 @@ from flowgit.store import notices
 F = Callable[..., Any]
 
 
-def _json_flag(f: F) -> F:
-    """`--json` is accepted after the command too."""
-    def set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.find_object(App).out.as_json = True  # type: ignore[union-attr]
-    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=set_json,
-                        is_eager=True, help="Print exactly one JSON object.")(f)
-
-
-# commands that report a bad config in their own way (or make one) instead of stopping for it
-_OWN_CONFIG_CHECK = frozenset({"init", "validate", "doctor", "demo", "mcp", "install"})
-
-
-def _config_first(f: F) -> F:
-    """A config that flowgit refuses stops every command with the line `validate` gives,
-    whether or not the command needs the setting that is wrong."""
-    @functools.wraps(f)
-    def wrapper(app: App, *args: Any, **kwargs: Any) -> Any:
-        app.check_config()
-        return f(app, *args, **kwargs)
-    return wrapper
-
-
-def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
-    def deco(f: F) -> click.Command:
-        if name not in _OWN_CONFIG_CHECK:
-            f = _config_first(f)
-        return group.command(name, **kw)(_json_flag(click.pass_obj(f)))
-    return deco
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

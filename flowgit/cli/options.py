@@ -1,9 +1,13 @@
-"""Option types and options that several commands share, defined once."""
+"""Option types and options that several commands share, defined once; `command`, the
+decorator every command is registered with."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import click
+
+from flowgit.cli.app import App
 
 F = Callable[..., Any]
 
@@ -60,12 +64,46 @@ def task_fields(f: F) -> F:
     """The fields `task add` sets and `task edit` changes (a list given replaces the task's)."""
     for opt in reversed([
         click.option("--description", default=None),
-        click.option("--dep", "deps", multiple=True, help="A dependency (repeatable; on edit, the list replaces the task's)."),
-        click.option("--file", "files", multiple=True, help="A file the task touches (repeatable; replaces, as --dep)."),
-        click.option("--accept", "acceptance", multiple=True, help="An acceptance criterion (repeatable; replaces, as --dep)."),
+        click.option("--dep", "deps", multiple=True,
+                     help="A dependency (repeatable; on edit, the list replaces the task's)."),
+        click.option("--file", "files", multiple=True,
+                     help="A file the task touches (repeatable; replaces, as --dep)."),
+        click.option("--accept", "acceptance", multiple=True,
+                     help="An acceptance criterion (repeatable; replaces, as --dep)."),
         click.option("--priority", type=click.Choice(["high", "medium", "low"])),
         click.option("--estimate", default=None, help="Hours, or 30m / 2h / 1d."),
         click.option("--run", "run_cmd", default=None, help="The command the shell executor runs."),
     ]):
         f = opt(f)
     return f
+
+
+def _json_flag(f: F) -> F:
+    """`--json` is accepted after the command too."""
+    def set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.find_object(App).out.as_json = True  # type: ignore[union-attr]
+    return click.option("--json", "json_", is_flag=True, expose_value=False, callback=set_json,
+                        is_eager=True, help="Print exactly one JSON object.")(f)
+
+
+# commands that report a bad config in their own way (or make one) instead of stopping for it
+_OWN_CONFIG_CHECK = frozenset({"init", "validate", "doctor", "demo", "mcp", "install"})
+
+
+def _config_first(f: F) -> F:
+    """A config that flowgit refuses stops every command with the line `validate` gives,
+    whether or not the command needs the setting that is wrong."""
+    @functools.wraps(f)
+    def wrapper(app: App, *args: Any, **kwargs: Any) -> Any:
+        app.check_config()
+        return f(app, *args, **kwargs)
+    return wrapper
+
+
+def command(group: click.Group, name: str, **kw: Any) -> Callable[[F], click.Command]:
+    def deco(f: F) -> click.Command:
+        if name not in _OWN_CONFIG_CHECK:
+            f = _config_first(f)
+        return group.command(name, **kw)(_json_flag(click.pass_obj(f)))
+    return deco
