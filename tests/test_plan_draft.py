@@ -219,7 +219,12 @@ def test_a_run_executor_adds_tasks_from_its_worktree(repo: Repo, agent: Path,
     assert res.code == 1 and "changed since it was trusted" in res.err
 
 
-def test_commands_from_a_task_worktree_act_on_its_repository(repo: Repo) -> None:
+@pytest.mark.parametrize("fmt", ["1", "2"])
+def test_commands_from_a_task_worktree_act_on_its_repository(tmp_path: Path, fmt: str) -> None:
+    from helpers import make_git_repo
+
+    repo = Repo(make_git_repo(tmp_path / "repo"))
+    repo.ok("init", "--format", fmt)
     repo.ok("plan", "new", "greet", "--goal", "g")
     tree = repo.path / ".git" / "flowgit-worktrees" / "greet" / "T1"
     repo.git("worktree", "add", "-q", "-b", "flow/greet/T1", str(tree))
@@ -264,3 +269,24 @@ def test_ctrl_c_stops_the_agent_and_writes_nothing(repo: Repo, agent: Path,
     with pytest.raises(ProcessLookupError):  # the agent was stopped with it
         os.kill(sleeper["pid"], 0)
     assert repo.commits() == before
+
+
+def test_format_2_shares_task_state_with_every_work_tree(tmp_path: Path) -> None:
+    """With the state branch, a claim made in a linked worktree of one's own is the repository's
+    claim (today's behaviour, checked); definitions stay with each worktree's branch."""
+    from helpers import make_git_repo
+
+    repo = Repo(make_git_repo(tmp_path / "repo"))
+    repo.ok("init")  # format 2
+    repo.ok("plan", "new", "p", "--goal", "g")
+    repo.ok("task", "add", "p", "T1", "--title", "one")
+    repo.ok("task", "add", "p", "T2", "--title", "two")
+    repo.ok("submit", "p")
+    linked = tmp_path / "linked"
+    repo.git("worktree", "add", "-q", "-b", "side", str(linked))
+    env = {k: v for k, v in os.environ.items() if k != "FLOWGIT_REPO"}
+    res = flowgit_in(linked, "claim", "p/T1", "--worker", "w1", env=env)
+    assert res.returncode == 0, res.stderr
+    assert state(repo, "p", "T1") == "claimed"
+    res = flowgit_in(linked, "status", "p", "--json", env=env)
+    assert '"ready": ["T2"]' in res.stdout
