@@ -11,11 +11,11 @@ if TYPE_CHECKING:
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 _FOLDERS = {"schemas": "schemas", "template": ".flow-template", "hooks": "hooks",
-            "examples": "flowgit/examples"}
+            "examples": "flowgit/examples", "agents": "flowgit/agents"}
 
 
 def folder(kind: str) -> Traversable:
-    """One of schemas, template, hooks, examples."""
+    """One of schemas, template, hooks, examples, agents."""
     try:
         packaged = files(f"flowgit.{kind}")
         if packaged.is_dir():

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 import click
 
+from flowgit.cli import agent_cli
 from flowgit.cli.app import App
 from flowgit.cli.options import (CLEAR_FIELD, WORKER, ActorName, Seconds, command, task_fields,
                                  trust_flag)
@@ -86,7 +87,7 @@ def plan_show(app: App, plan_id: str, rev: str | None) -> int:
 
 @cli.group("task")
 def task_group() -> None:
-    """Add, edit and remove the tasks of a plan."""
+    """Add, show, edit and remove the tasks of a plan."""
 
 
 @command(task_group, "add")
@@ -201,10 +202,12 @@ def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
 @WORKER
 @click.option("--lease", type=Seconds(), help="Lease in seconds (default: config lease_seconds).")
 @click.option("--sync", "sync_", is_flag=True, help="Count the claim only once it is pushed to the remote.")
-def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool) -> int:
+@click.option("--context", is_flag=True, help="Also print the task's context (as `task show`).")
+def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool,
+              context: bool) -> int:
     """Take the best ready task (or the one named)."""
     from flowgit.cli.commands import tasks
-    return tasks.claim(app, target, worker, lease, sync_)
+    return tasks.claim(app, target, worker, lease, sync_, context)
 
 
 def _simple(name: str, doc: str) -> None:
@@ -503,6 +506,9 @@ def board_cmd(app: App, port: int, host: str, open_browser: bool) -> int:
     """Serve a read-only, live web page of the plans, their boards, graphs and history."""
     from flowgit.cli.commands import board
     return board.board(app, port, host, open_browser)
+
+
+agent_cli.register(cli, task_group, command)  # task show, prime, setup
 
 
 @cli.command("merge-driver", hidden=True)

@@ -9,6 +9,7 @@ from flowgit.core import commands
 from flowgit.core.commands import Command
 from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
 from flowgit.errors import BadExecutor, NoRun, UnknownExecutor
+from flowgit.ops.prompt import prompt_text
 
 BUILTIN: dict[str, Executor] = {
     # `shell` runs the task's own `run:` argv (see argv_for).
@@ -93,47 +94,12 @@ def agent_argv(executor: Executor, values: Mapping[str, str], what: str) -> tupl
     return out
 
 
-def prompt_text(plan: Plan, task: Task, spec: Mapping[str, object] | None,
-                adrs: Mapping[str, Mapping[str, object]], dep_notes: Mapping[str, str]) -> str:
-    """Everything an agent needs for one task, as Markdown."""
-    lines = [f"# Task {task.id}: {task.title}", "", f"Plan: {plan.id} - {plan.title}"]
-    if plan.goal:
-        lines += ["", "## Goal", "", plan.goal.strip()]
-    scope = plan.scope or {}
-    if scope:
-        lines += ["", "## Scope"]
-        for key in ("included", "excluded", "assumptions", "constraints"):
-            items = scope.get(key) or []
-            if items:
-                lines += ["", f"{key.capitalize()}:"] + [f"- {i}" for i in items]
-    if task.description:
-        lines += ["", "## Description", "", task.description.strip()]
-    if task.acceptance:
-        lines += ["", "## Acceptance criteria", ""] + [f"- [ ] {a}" for a in task.acceptance]
-    if task.files:
-        lines += ["", "## Files", ""] + [f"- {f}" for f in task.files]
-    reqs = (spec or {}).get("requirements") or []
-    if isinstance(reqs, list) and reqs:
-        lines += ["", "## Requirements", ""]
-        for r in reqs:
-            if isinstance(r, dict):
-                lines.append(f"- {r.get('id', '')} ({r.get('kind', '')}): {r.get('text', '')}")
-    wanted = list(plan.adrs) + list(task.adrs)
-    if wanted:
-        lines += ["", "## Architecture decisions", ""]
-        for adr_id in dict.fromkeys(wanted):
-            adr = adrs.get(adr_id) or {}
-            lines.append(f"- {adr_id} {adr.get('title', '')} [{adr.get('status', '?')}]: {adr.get('decision', '')}")
-    if dep_notes:
-        lines += ["", "## Notes from the tasks this one depends on", ""]
-        lines += [f"- {dep}: {note}" for dep, note in dep_notes.items()]
-    lines += ["", "Work in the current directory (a git worktree for this task). Commit or leave your "
-              "changes; flowgit commits and merges them when you exit 0."]
-    return "\n".join(lines) + "\n"
-
-
 def values_for(plan: Plan, task: Task, worktree: Path, prompt_file: Path, prompt: str,
                branch: str, repo_root: Path, attempt: int, python: str) -> dict[str, str]:
     return {"plan": plan.id, "task": task.id, "title": task.title, "worktree": str(worktree),
             "prompt_file": str(prompt_file), "prompt": prompt, "branch": branch,
             "repo": str(repo_root), "attempt": str(attempt), "python": python}
+
+
+__all__ = ["BUILTIN", "AGENTS", "Invocation", "agent_argv", "argv_for", "by_name", "commands_for", "prompt_text",
+           "resolve", "values_for"]

@@ -112,7 +112,7 @@ def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
 
 
 def claim(app: App, target: str | None, worker: str | None, lease: float | None,
-          sync: bool = False) -> int:
+          sync: bool = False, context: bool = False) -> int:
     repo = app.repo
     repo.require_init()
     actor = actor_for(repo, worker)
@@ -139,7 +139,15 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
     result = transact(app, plan_id, actor, decide, True if sync else None)
-    app.out.result(result, f"claimed {result['task']} until {result['lease_until']}")
+    line = f"claimed {result['task']} until {result['lease_until']}"
+    if not context:
+        app.out.result(result, line)
+        return 0
+    from flowgit.ops.context import context_text, task_context
+
+    claimed_plan, _, claimed_task = str(result["task"]).partition("/")
+    result["context"] = ctx = task_context(repo, claimed_plan, claimed_task)
+    app.out.result(result, lambda: line + "\n\n" + context_text(ctx))
     return 0
 
 
