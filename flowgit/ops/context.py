@@ -10,7 +10,7 @@ from flowgit.clock import wall_now
 from flowgit.core.events import format_time
 from flowgit.core.fold import PlanState
 from flowgit.errors import NotFound
-from flowgit.ops.prompt import PromptInputs, prompt_inputs, prompt_text
+from flowgit.ops.prompt import PromptInputs, prompt_inputs, task_prompt
 from flowgit.store.repo import FlowRepo
 
 FORMATS = ("text", "markdown", "json")
@@ -43,7 +43,9 @@ def task_context(repo: FlowRepo, plan_id: str, task_id: str, now: float | None =
         "depends_on": _dependencies(repo, state, got),
         "spec": _spec_for(got.spec, plan_id, task_id),
         "adrs": _adrs(got),
-        "prompt": prompt_text(got.plan, got.task, got.spec, got.adrs, got.dep_notes),
+        # the very function `run` calls, so whatever it adds (a previous attempt's failure)
+        # reaches `task show` too
+        "prompt": task_prompt(repo, plan_id, task_id),
     }
     if view is not None:
         if view.worker:
