@@ -246,7 +246,7 @@ def run_document(path: Path, tmp: Path) -> list[Example]:
             pytest.fail(f"{ex.where()}: `{ex.command}` exited {code}, the document says {ex.expect}"
                         f"\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}", pytrace=False)
         shown = ex.output.lstrip()
-        if shown.startswith("{") and code == 0:
+        if shown.startswith("{"):  # with --json, an error's object is on stdout too
             try:
                 actual = json.loads(out)
             except ValueError:
