@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import pytest
@@ -15,6 +16,7 @@ pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
 from helpers import Repo  # noqa: E402
+from helpers.agents import agent_log, use_fake_agent  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
@@ -238,3 +240,38 @@ def test_plan_new_refuses_bad_text_and_writes_nothing(repo: Repo) -> None:
     assert repo.commits() == before + 1  # only the Markdown plan
     assert repo.ok("status", "m", "--json").json["counts"]["pending"] + \
         repo.ok("status", "m", "--json").json["counts"]["ready"] == 2
+
+
+def test_explore_answer_and_draft_through_mcp(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """explore (an explorer agent: a fake `claude -p`, trusted by the person) -> the questions
+    in the spec resource -> spec_answer -> plan_draft, refused until the person trusts what the
+    agents wrote, then the first round invalid and the second valid -> submit, all through the
+    official client."""
+    use_fake_agent(repo)
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(tmp_path / "agent.log"))
+
+    async def scenario(c: Client) -> None:
+        explored = await c.call("explore", plan="greet", executor="fake", goal="Greet people")
+        assert explored["questions"] == ["Q1", "Q2"] and explored["adr"] == "ADR-0001"
+        spec = await c.resource("flowgit://plans/greet/spec")
+        assert "Where do greetings go" in spec
+        assert "Greet" in await c.resource("flowgit://adrs/ADR-0001")
+        answered = await c.call("spec_answer", plan="greet", question="Q1", text="-- a file, not stdout")
+        assert answered["open"] == ["Q2"]
+        assert "-- a file, not stdout" in await c.resource("flowgit://plans/greet/spec")
+        refused = await c.error("spec_answer", plan="greet", question="Q9", text="x")
+        assert "Q9" in refused and "exit 1" in refused
+        # what came through MCP is an agent's: its text reaches no agent's prompt until a person trusts it
+        untrusted = await c.error("plan_draft", plan="greet", executor="fake")
+        assert "is not trusted in this clone" in untrusted and "flowgit trust greet" in untrusted
+        repo.ok("trust", "greet")
+        drafted = await c.call("plan_draft", plan="greet", executor="fake")
+        assert drafted["rounds"] == 2 and drafted["phase"] == "draft" and drafted["tasks"] == 3
+        assert (await c.call("submit", plan="greet"))["plan"] == "greet"
+        unknown = await c.error("plan_draft", plan="greet", executor="nosuch")
+        assert "nosuch" in unknown and "exit" in unknown, unknown
+
+    serve(repo, scenario)
+    assert repo.ok("status", "greet", "--json").json["phase"] == "execute"
+    calls = [c["role"] for c in agent_log(tmp_path / "agent.log")]
+    assert calls.count("explore") == 1 and calls.count("plan") == 2

@@ -80,7 +80,8 @@ def resource_error(message: str) -> Exception:
 
 def run(invoke: Invoke, repo: Path, args: list[str], as_json: bool) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = invoke(["--repo", str(repo), *args, *(["--json"] if as_json else [])], out=out, err=err)
+    # --json first, as the global option: after the command, a `--` would make it an argument
+    code = invoke(["--repo", str(repo), *(["--json"] if as_json else []), *args], out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -236,6 +237,21 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
             except Exception as exc:  # the file is ours: its path means nothing to the client
                 raise tool_error(str(exc).replace(str(source), "text")) from None
 
+    def explore(plan: str, executor: str, goal: str | None = None, rounds: int | None = None) -> str:
+        """An explorer agent (a trusted executor) writes the plan's open questions and an ADR draft."""
+        return cli("explore", arg(plan, "plan id"), "--executor", executor, *_opt("--goal", goal),
+                   *_opt("--rounds", rounds))
+
+    def spec_answer(plan: str, question: str, text: str) -> str:
+        """Record the person's answer to an open question of the plan's spec."""
+        return cli("spec", "answer", arg(plan, "plan id"), arg(question, "question id"), "--", text)
+
+    def plan_draft(plan: str, executor: str, goal: str | None = None, rounds: int | None = None,
+                   revise: bool = False) -> str:
+        """A planner agent writes the plan, checked and rerun on errors; revise: with reviewers' comments."""
+        return cli("plan", "draft", arg(plan, "plan id"), "--executor", executor, *_opt("--goal", goal),
+                   *_opt("--rounds", rounds), *_opt("--revise", revise))
+
     def task_add(plan: str, task: str, title: str, depends_on: list[str] | None = None,
                  files: list[str] | None = None, acceptance: list[str] | None = None,
                  priority: Literal["high", "medium", "low"] | None = None) -> str:
@@ -270,7 +286,7 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
         return cli("signal", arg(plan, "plan id"), arg(name, "signal name"), *payload)
 
     return [status, next, claim, start, heartbeat, release, done, fail, retry, events, graph, diff, plan_show,
-            plan_new, task_add, submit, approve, checkpoint, finish, signal]
+            plan_new, explore, spec_answer, plan_draft, task_add, submit, approve, checkpoint, finish, signal]
 
 
 _ADR_ID = re.compile(r"^ADR-\d{1,6}$")
