@@ -231,13 +231,24 @@ def test_plan_new_refuses_bad_text_and_writes_nothing(repo: Repo) -> None:
         md = await c.call("plan_new", plan="m", markdown=True,
                           text="# Markdown plan\n\n- [ ] First step\n- [ ] Second step\n")
         assert md["tasks"] == 2
+        # edit and remove a task (plan.yaml spliced, one commit each), with the CLI's refusals
+        await c.call("plan_new", plan="e", text=PLAN.replace("id: p", "id: e"))
+        said["waited on"] = await c.error("task_remove", task="e/A")
+        await c.call("task_edit", task="e/B", title="Write the world", files=["world.txt"], clear=["depends_on"])
+        shown = (await c.call("plan_show", plan="e"))["definition"]["tasks"]
+        assert shown[1] == {"id": "B", "title": "Write the world", "files": ["world.txt"]}, shown
+        await c.call("task_remove", task="e/A")
+        assert [t["id"] for t in (await c.call("plan_show", plan="e"))["definition"]["tasks"]] == ["B"]
+        said["unknown"] = await c.error("task_edit", task="e/Z", title="x")
 
     serve(repo, scenario)
     assert "[invalid_file, exit 1] text:3: invalid YAML" in said["yaml"], said
     assert "plan.yaml:4: tasks[0]: missing required key 'id'" in said["schema"], said
     assert not any("flowgit-mcp-" in s for s in said.values())
     assert "cannot start with '-'" in said["dash"]
-    assert repo.commits() == before + 1  # only the Markdown plan
+    assert "B" in said["waited on"] and "exit 1" in said["waited on"], said
+    assert "Z" in said["unknown"] and "exit 1" in said["unknown"], said
+    assert repo.commits() == before + 4  # the two plans, one edit, one removal: the refusals wrote nothing
     assert repo.ok("status", "m", "--json").json["counts"]["pending"] + \
         repo.ok("status", "m", "--json").json["counts"]["ready"] == 2
 

@@ -13,7 +13,7 @@ import json
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 from flowgit.cli import mcp_prompts
 
@@ -141,7 +141,7 @@ def _opt(flag: str, value: Any) -> list[str]:
     return [flag] if value is True else [flag, str(value)]
 
 
-def _many(flag: str, values: list[str] | None) -> list[str]:
+def _many(flag: str, values: Sequence[str] | None) -> list[str]:
     return [a for v in values or [] for a in (flag, v)]
 
 
@@ -157,6 +157,7 @@ def _maybe(value: str | None, what: str) -> list[str]:
 
 
 FailMode = Literal["fail", "retry", "skip", "skip-dependents"]
+TaskField = Literal["description", "depends_on", "files", "acceptance", "priority", "estimate"]
 _FAIL_FLAGS: dict[str, list[str]] = {"fail": [], "retry": ["--retry"], "skip": ["--skip"],
                                      "skip-dependents": ["--skip-dependents"]}
 
@@ -260,6 +261,19 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
                    *_opt("--priority", priority), *_many("--dep", depends_on), *_many("--file", files),
                    *_many("--accept", acceptance))
 
+    def task_edit(task: str, title: str | None = None, description: str | None = None,
+                  depends_on: list[str] | None = None, files: list[str] | None = None,
+                  acceptance: list[str] | None = None, priority: Literal["high", "medium", "low"] | None = None,
+                  clear: list[TaskField] | None = None) -> str:
+        """Change a task's fields in plan.yaml (a list given replaces the task's; clear removes fields)."""
+        return cli("task", "edit", arg(task, "task reference"), *_opt("--title", title),
+                   *_opt("--description", description), *_many("--dep", depends_on), *_many("--file", files),
+                   *_many("--accept", acceptance), *_opt("--priority", priority), *_many("--clear", clear))
+
+    def task_remove(task: str, force: bool = False) -> str:
+        """Remove a task no other task waits on (force: also one that has events)."""
+        return cli("task", "remove", arg(task, "task reference"), *_opt("--force", force))
+
     def submit(plan: str) -> str:
         """Validate a draft plan and send it to review (or to execute when none is needed)."""
         return cli("submit", arg(plan, "plan id"))
@@ -286,7 +300,8 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
         return cli("signal", arg(plan, "plan id"), arg(name, "signal name"), *payload)
 
     return [status, next, claim, start, heartbeat, release, done, fail, retry, events, graph, diff, plan_show,
-            plan_new, explore, spec_answer, plan_draft, task_add, submit, approve, checkpoint, finish, signal]
+            plan_new, explore, spec_answer, plan_draft, task_add, task_edit, task_remove, submit, approve,
+            checkpoint, finish, signal]
 
 
 _ADR_ID = re.compile(r"^ADR-\d{1,6}$")
