@@ -165,7 +165,8 @@ class Workspace:
         (repo / "src" / "work.txt").write_text("line 0\n")
         r.git("add", "-A")
         r.git("commit", "-q", "--no-verify", "-m", "initial")
-        r.fg("init")
+        # format 1: write_plan writes logs in the branch (bench_state migrates them to format 2)
+        r.fg("init", "--format", "1")
         return r
 
 

@@ -145,6 +145,21 @@ def blob_versions(root: Path, tips: Sequence[str], path: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def blob_sizes(root: Path, blobs: Sequence[str]) -> dict[str, int]:
+    """blob id -> size in bytes, in one `cat-file --batch-check` (no content read)."""
+    wanted = [check_full_id(b, "blob_sizes") for b in dict.fromkeys(blobs)]
+    if not wanted:
+        return {}
+    proc = _run(["cat-file", "--batch-check=%(objectname) %(objectsize)"], root,
+                input="".join(f"{b}\n" for b in wanted).encode())
+    out = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
 def state_dir(dirs: RepoDirs) -> Path:
     """flowgit's own files in the common git dir (shared by every work tree, never pushed)."""
     path = dirs.common_dir / "flowgit"
@@ -156,8 +171,9 @@ def fetch_ref(root: Path, remote: str, branch: str, into: str) -> bool:
     """Fetch the remote's `branch` into the local ref `into`; False when it has none."""
     check_not_option(remote, "remote name")
     check_not_option(branch, "branch name")
-    proc = _run(["fetch", "--quiet", "--no-tags", EOO, remote, f"+refs/heads/{branch}:{into}"], root,
-                check=False)
+    # no `maintenance run --auto` after every fetch: the state writer runs it one write in 16
+    proc = _run(["-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags", EOO, remote,
+                 f"+refs/heads/{branch}:{into}"], root, check=False)
     if proc.returncode != 0:
         text = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in text:

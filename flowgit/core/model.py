@@ -17,7 +17,7 @@ from flowgit.core.approvals import approval_rules
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
-from flowgit.core.storage import storage_settings
+from flowgit.core.storage import COMPACT_THRESHOLD, storage_settings
 from flowgit.errors import InvalidFile
 from flowgit.ids import FORMAT_CHARS, REMOTE_RULE, case_twins, id_problem, remote_problem
 
@@ -573,8 +573,8 @@ class Config:
             ),
             signals=dict(data.get("signals") or {}),
             schedules=tuple(data.get("schedules") or ()),
-            compact_threshold=_number(compact.get("threshold", 0), f"{where}: compact.threshold",
-                                      whole=True),
+            compact_threshold=_number(compact.get("threshold", COMPACT_THRESHOLD[version]),
+                                      f"{where}: compact.threshold", whole=True),
             compact_keep=_number(compact.get("keep", 100), f"{where}: compact.keep", whole=True),
             debounce_ms=_number(watch.get("debounce_ms", 200), f"{where}: watch.debounce_ms",
                                 whole=True),

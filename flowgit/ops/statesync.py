@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from flowgit import git, git_state
+from flowgit.crashpoints import crash_point
 from flowgit.errors import FormatMismatch, RaceLost
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
 from flowgit.store.repo import FlowRepo
@@ -118,7 +119,9 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
     msg = message + ("\n\n" + body if body else "") + "\n\nFlow-Event: sync\n"
     if store.local_head() != ours:
         raise RaceLost(f"{store.ref} moved during a sync: run it again")
+    crash_point("state-merge")  # fetched, merged in memory, nothing committed
     store.commit(changes, msg, extra_parents=[theirs])
+    crash_point("state-merged")  # the merge committed, not pushed
     return {"conflicts": conflicts, "rebuilt": rebuilt, "logs": len(touched)}
 
 

@@ -20,11 +20,11 @@ def auto_compact(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
     threshold = repo.config.compact_threshold
     if threshold <= 0:
         return 0
-    from flowgit.ops.compact import compact_plan
+    from flowgit.ops.compact import compact_plan, long_logs
 
     big: list[object]
     if repo.state_store is not None:
-        big = [s for s in repo.log_streams(plan_id) if len(repo.read_log(plan_id, s).events) > threshold]
+        big = list(long_logs(repo, plan_id, threshold))
     else:
         events_dir = repo.safe("plans", plan_id, "events")
         big = [p for p in events_dir.glob("*.jsonl")

@@ -73,6 +73,7 @@ def _transact_synced(app: App, plan_id: str, actor: str,
 
     repo = app.repo
     remote, branch = syncing.target(repo, None)
+    syncing.pace(repo)  # this clone lost races lately: wait as a retry would
     pushed = [False]
 
     def push(sha: str | None) -> None:
