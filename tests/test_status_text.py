@@ -37,6 +37,7 @@ def test_a_big_plan_is_grouped_with_titles(big: Repo) -> None:
     assert "  ... 58 more" in lines  # ten shown
     assert "  T000  Task 0 with a title (error: disk full)" in lines
     assert "blocked (26): T000 (failed) blocks 26" in lines
+    assert "`flowgit retry big/TASK` makes a failed task (or those blocking one) ready again" in lines
     assert lines[-1].startswith("200 tasks: `flowgit status big --all` lists every one")
 
 

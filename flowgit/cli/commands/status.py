@@ -172,6 +172,9 @@ def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, st
         lines.append("STALLED: nothing is ready, running or waiting, but work is left")
         for chain in data["stall_chains"][:limit if not everything else None]:
             lines.append("  " + " <- ".join(chain))
+    if data["counts"].get("failed"):
+        lines.append(f"`flowgit retry {data['plan']}/TASK` makes a failed task (or those blocking "
+                     "one) ready again")
     if whole:
         lines += [_row(row, titles) for row in data["tasks"]]
     else:
