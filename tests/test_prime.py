@@ -133,3 +133,14 @@ def test_a_complete_plan_is_counted_not_listed(repo: Repo) -> None:
     repo.ok("finish", "tiny")
     out = repo.ok("prime").out
     assert "## Plans in play (0 of 1; 1 complete)" in out and "- tiny" not in out
+
+
+def test_a_broken_plan_is_said_and_the_others_still_shown(repo: Repo) -> None:
+    repo.plan("webhooks", WEBHOOKS)
+    repo.ok("submit", "webhooks")
+    repo.write(".flow/plans/broken/plan.yaml", "id: broken\ntitle: [unclosed\n")
+    res = repo.ok("prime")
+    line = next(x for x in res.out.splitlines() if x.startswith("- broken"))
+    assert line.startswith("- broken [unreadable]: .flow/plans/broken/plan.yaml") and line.endswith("(`flowgit validate`)")
+    assert "- webhooks [execute, 0% of 6]" in res.out and "## Ready (1)" in res.out
+    assert repo.ok("--json", "prime").json["plans"][0]["phase"] == "unreadable"

@@ -206,3 +206,27 @@ def test_a_dependency_on_another_plan_shows_its_state_and_note(repo: Repo) -> No
     ctx = repo.ok("--json", "task", "show", "top/T-1").json
     assert ctx["depends_on"] == [{"task": "base/B-1", "state": "done", "note": "laid"}]
     assert ctx["spec"] == {"requirements": [], "questions": []} and ctx["adrs"] == []
+
+
+def test_the_loop_in_format_2(tmp_path: Path) -> None:
+    """With the event logs on the flow/state branch (what `flowgit init` makes now): the same
+    context, notes and prime, and nothing of the loop in the work tree."""
+    from helpers import make_git_repo
+
+    r = Repo(make_git_repo(tmp_path / "f2"))
+    r.ok("init", "--format", "2")
+    r.plan("shop", PLAN.replace("adrs: [ADR-0001]\n", ""))
+    r.ok("submit", "shop")
+    got = r.ok("--json", "claim", "shop", "--worker", "w1", "--context").json
+    assert got["context"]["task"] == "shop/T-1" and got["context"]["state"] == "claimed"
+    r.ok("done", "shop/T-1", "--worker", "w1", "--note", "table payments")
+    ctx = r.ok("--json", "task", "show", "shop/T-2").json
+    assert ctx["state"] == "ready" and ctx["depends_on"] == [{"task": "T-1", "state": "done", "note": "table payments"}]
+    assert "- T-1: table payments" in ctx["prompt"]
+    assert "## Ready (1)\n- shop/T-2: Charge the card" in r.ok("prime", "--worker", "w1").out
+    assert not (r.path / ".flow" / "plans" / "shop" / "events").exists()
+
+
+def test_format_json_errors_are_json(shop: Repo) -> None:
+    res = shop.run("task", "show", "shop/T-9", "--format", "json")
+    assert res.code == 1 and res.json["error"]["code"] == "not_found" and res.err == ""

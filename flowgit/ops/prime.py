@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from flowgit.clock import wall_now
 from flowgit.core.events import format_time
+from flowgit.errors import FlowError
 from flowgit.store.repo import FlowRepo
 
 PRIME_MAX_BYTES = 8000
@@ -69,11 +70,17 @@ def prime_data(repo: FlowRepo, actor: str | None, now: float | None = None,
     initialized = repo.flow.is_dir()
     for pid in repo.plan_ids() if initialized else []:
         totals["plans"] += 1
-        state = repo.state(pid, now)
+        try:
+            state = repo.state(pid, now)
+            loaded = repo.load_plan(pid)
+        except FlowError as exc:  # one broken plan is said, and the others still shown
+            if len(plans) < MAX_PLANS:
+                plans.append({"plan": pid, "title": "", "phase": "unreadable", "progress": 0, "tasks": 0,
+                              "ready": 0, "next": f"{_cut(exc.message, 200)} (`flowgit validate`)"})
+            continue
         if state.phase in FINISHED_PHASES:
             totals["complete"] += 1
             continue
-        loaded = repo.load_plan(pid)
         blocked = approval_block(pid, state, repo.config, loaded.hash)
         claimable = not blocked and state.phase in ("execute", "checkpoint")
         order = list(state.order) if claimable else []
@@ -130,6 +137,9 @@ def prime_text(data: dict[str, Any]) -> str:
     lines += ["", f"## Plans in play ({totals['plans'] - totals['complete']} of {totals['plans']}; "
               f"{totals['complete']} complete)"]
     for p in data["plans"]:
+        if p["phase"] == "unreadable":
+            lines.append(f"- {p['plan']} [unreadable]: {p['next']}")
+            continue
         lines.append(f"- {p['plan']} [{p['phase']}, {p['progress']}% of {p['tasks']}]: {p['title']} "
                      f"- {p['next']}")
     shown_plans = len(data["plans"])

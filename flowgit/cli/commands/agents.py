@@ -19,13 +19,13 @@ from flowgit.ids import split_ref
 def task_show(app: App, ref: str, fmt: str) -> int:
     from flowgit.ops.context import context_text, task_context
 
+    if fmt == "json":
+        app.out.as_json = True  # errors too: one JSON object on stdout
     repo = app.repo
     repo.require_init()
     split_ref(ref)  # a bad id is a usage error before anything is read
     plan_id, task_id = repo.resolve(ref)
     ctx = task_context(repo, plan_id, task_id)
-    if fmt == "json":
-        app.out.as_json = True
     app.out.result(ctx, lambda: context_text(ctx, markdown=fmt == "markdown"))
     return 0
 
