@@ -140,11 +140,10 @@ def adr_new(app: App, title: str, plan_id: str | None, status: str) -> int:
     return plans.adr_new(app, title, plan_id, status)
 
 
-
 # explore, plan draft, spec answer: agents that explore and plan (docs/planning.md)
 from flowgit.cli import planner_cli  # noqa: E402
 
-planner_cli.register(cli, plan_group, command)
+planner_cli.register(cli, plan_group)
 
 
 @command(cli, "validate")

@@ -2,16 +2,13 @@
 the command line by cli/main.py; each callback only unpacks its options."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import click
 
 from flowgit.cli.app import App
-from flowgit.cli.options import trust_flag
+from flowgit.cli.options import command, trust_flag
 
 
-def register(cli: click.Group, plan_group: click.Group,
-             command: Callable[..., Callable[[Callable[..., Any]], click.Command]]) -> None:
+def register(cli: click.Group, plan_group: click.Group) -> None:
     _ROUNDS = click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
                            help="Runs of the agent while what it writes is invalid.")
 
