@@ -1,16 +1,17 @@
 """Bytes an agent reads for one loop of work (issue 15): `prime`, `claim --context`, `done`,
-through the CLI, on a 6-task plan (the built-in webhooks example) and a generated 200-task plan.
+through the CLI and through `flowgit mcp` (the `mcp` extra), on a 6-task plan (the built-in webhooks example) and a generated 200-task plan.
 The goal is at most 8,000 bytes for the loop on both. `status` (what an agent read before
 `prime` existed) is measured beside it for comparison, outside the loop.
 
     python bench/agent_bytes.py [--json FILE] [--keep] [--sizes 6,200]
 
 Not a timing: the figures are byte counts of stdout, the same on any machine. Each loop runs
-in a fresh repository (pinned identity, its own HOME), as real processes. The CLI channel is
-one entry of CHANNELS; another channel (MCP) can add its own `measure` with the same shape."""
+in a fresh repository (pinned identity, its own HOME), as real processes. Each channel is one
+entry of CHANNELS; the MCP one also gives the bytes of the tool list."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -98,9 +99,51 @@ def measure_cli(ws: Workspace, n: int, as_json: bool) -> dict[str, Any]:
             "loop": loop, "goal": GOAL_BYTES, "ok": loop <= GOAL_BYTES}
 
 
+def measure_mcp(ws: Workspace, n: int) -> dict[str, Any]:
+    """One loop through `flowgit mcp` with the official MCP client (the `mcp` package's stdio
+    client): the bytes of each result as the model reads it (its text, and any structured copy),
+    and the bytes of the tool list on the wire."""
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    r, plan_id = prepare(ws, n, f"mcp-{n}")
+    params = StdioServerParameters(command=r.flowgit[0], args=[*r.flowgit[1:], "mcp"], env=r.env,
+                                   cwd=str(r.repo))
+    steps: dict[str, int] = {}
+    extra: dict[str, int] = {}
+
+    async def loop() -> None:
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                listed = await session.list_tools()
+                extra["tool_list"] = len(listed.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+                async def call(name: str, **args: Any) -> tuple[int, str]:
+                    res = await session.call_tool(name, args)
+                    if res.is_error:
+                        raise RuntimeError(f"{name}: {res.content}")
+                    text = "".join(getattr(c, "text", "") for c in res.content)
+                    copy = json.dumps(res.structured_content) if res.structured_content is not None else ""
+                    return len(text.encode()) + len(copy.encode()), text
+
+                steps["status (for comparison)"], _ = await call("status", plan=plan_id)
+                steps["prime"], _ = await call("prime", worker=WORKER)
+                steps["claim --context"], text = await call("claim", target=plan_id, worker=WORKER, context=True)
+                steps["done"], _ = await call("done", task=json.loads(text)["task"], worker=WORKER,
+                                              note="implemented it with tests; the suite passes")
+
+    anyio.run(loop)
+    loop_bytes = steps["prime"] + steps["claim --context"] + steps["done"]
+    return {"channel": "mcp", "tasks": n, "steps": steps, "loop": loop_bytes, "goal": GOAL_BYTES,
+            "ok": loop_bytes <= GOAL_BYTES, **extra}
+
+
 CHANNELS: dict[str, Callable[[Workspace, int], dict[str, Any]]] = {
     "cli": lambda ws, n: measure_cli(ws, n, False),
     "cli --json": lambda ws, n: measure_cli(ws, n, True),
+    "mcp": measure_mcp,
 }
 
 
@@ -111,9 +154,13 @@ def main() -> int:
     parser.add_argument("--sizes", default="6,200", help="Plan sizes (6 is the webhooks example).")
     args = parser.parse_args()
     rows = []
+    channels = dict(CHANNELS)
+    if importlib.util.find_spec("mcp") is None:
+        del channels["mcp"]
+        print("(no mcp package: the MCP channel is left out; pip install 'flowgit[mcp]')", file=sys.stderr)
     with Workspace(keep=args.keep) as ws:
         for n in [int(s) for s in args.sizes.split(",")]:
-            for measure in CHANNELS.values():
+            for measure in channels.values():
                 rows.append(measure(ws, n))
     print(f"{'channel':<12} {'tasks':>5} {'status*':>8} {'prime':>7} {'claim+ctx':>10} {'done':>6} "
           f"{'loop':>7}  goal {GOAL_BYTES}")
@@ -122,6 +169,9 @@ def main() -> int:
         print(f"{row['channel']:<12} {row['tasks']:>5} {s['status (for comparison)']:>8} {s['prime']:>7} "
               f"{s['claim --context']:>10} {s['done']:>6} {row['loop']:>7}  {'ok' if row['ok'] else 'OVER'}")
     print("* status is not part of the loop: prime replaces it")
+    for row in rows:
+        if "tool_list" in row:
+            print(f"MCP tool list: {row['tool_list']} bytes on the wire ({row['tasks']}-task plan's server)")
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0 if all(r["ok"] for r in rows) else 1

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
-from helpers import Repo  # noqa: E402
+from helpers import Repo, make_git_repo  # noqa: E402
 from helpers.agents import agent_log, use_fake_agent  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
@@ -70,6 +70,12 @@ class Client:
         assert isinstance(data, dict)
         return data
 
+    async def text(self, name: str, /, **args: Any) -> str:
+        """A tool whose result is text for a reader (prime, task_show in text or markdown)."""
+        res = await self.raw(name, **args)
+        assert not res.is_error and res.structured_content is None and len(res.content) == 1, res
+        return str(res.content[0].text)
+
     async def error(self, name: str, /, **args: Any) -> str:
         res = await self.raw(name, **args)
         assert res.is_error, (name, args, res)
@@ -106,10 +112,14 @@ def needs_approval(repo: Repo) -> None:
     repo.git("commit", "-q", "-am", "plans need one approval")
 
 
-def test_the_loop_through_the_official_client(repo: Repo) -> None:
+@pytest.mark.parametrize("storage", ["1", "2"])
+def test_the_loop_through_the_official_client(tmp_path: Path, storage: str) -> None:
     """plan_new -> submit -> (a person approves through the CLI) -> claim -> done -> the
     checkpoint's review -> (a person approves it) -> finish, with the agent's approvals refused
-    and the review prompts printing the person's command."""
+    and the review prompts printing the person's command; in both storage formats (event logs
+    in the work tree, or on the flow/state branch)."""
+    repo = Repo(make_git_repo(tmp_path / "repo"))
+    repo.ok("init", "--format", storage)
     needs_approval(repo)
 
     async def scenario(c: Client) -> None:
@@ -131,7 +141,17 @@ def test_the_loop_through_the_official_client(repo: Repo) -> None:
         await c.call("fail", task="p/A", worker="agent", error="disk full")
         assert "failed" in await c.error("claim", worker="agent", target="p/A")
         await c.call("retry", task="p/A", worker="agent")
-        assert (await c.call("claim", worker="agent", target="p"))["task"] == "p/A"
+        primed = await c.text("prime", worker="agent")
+        assert primed.startswith("(Through MCP each `flowgit X` below is the tool X")
+        assert "## The loop" in primed and "Held by agent (0)" in primed and len(primed.encode()) <= 8000
+        assert await c.resource("flowgit://prime") == await c.text("prime")
+        claimed = await c.call("claim", worker="agent", target="p", context=True)
+        assert claimed["task"] == "p/A"
+        ctx = claimed["context"]
+        assert ctx["task"] == "p/A" and ctx["acceptance"] == ["hello.txt says hello"]
+        assert ctx["files"] == ["hello.txt"] and ctx["plan"]["goal"] == "Ship a greeting"
+        assert await c.call("task_show", task="p/A") == ctx  # one object, two ways to ask
+        assert "Write hello" in await c.text("task_show", task="p/A", format="markdown")
         await c.call("done", task="p/A", worker="agent", note="hello written", files_modified=["hello.txt"])
         assert (await c.call("claim", worker="agent", target="p"))["task"] == "p/B"
         await c.call("release", task="p/B", worker="agent")
@@ -173,7 +193,7 @@ def test_tool_list_is_small_and_text_only(repo: Repo) -> None:
         sizes["tools"] = len(wire.encode())
         names = {t.name for t in listed.tools}
         assert {"plan_new", "submit", "checkpoint", "finish", "release", "retry", "signal", "claim",
-                "done"} <= names
+                "done", "prime", "task_show"} <= names
         for tool in listed.tools:
             assert tool.description and tool.output_schema is None, tool.name
             schema = tool.input_schema

@@ -36,7 +36,7 @@ checkpoints:
 def explore(plan: str, goal: str) -> str:
     return (
         f"Explore before planning `{plan}`. Goal: {goal}\n\n"
-        "1. Read the code this goal touches (and the prime tool for the plans in play).\n"
+        "1. Call the prime tool (the plans in play), then read the code this goal touches.\n"
         "2. Ask me the clarifying questions whose answers change the design, one line each.\n"
         "3. Give 2 or 3 design options, each with pros and cons, and recommend one.\n"
         "Stop there and wait for my answers. Do not write code and do not create the plan yet; "
@@ -60,8 +60,8 @@ def plan(plan: str, goal: str | None = None) -> str:
 def run(plan: str, worker: str = "agent") -> str:
     return (
         f"Work on the plan `{plan}` as worker `{worker}`, one task at a time:\n\n"
-        f"1. claim (target={plan!r}, worker={worker!r}): the task you now hold; plan_show has its "
-        "goal, acceptance criteria and files, events the notes of the tasks it depends on.\n"
+        f"1. claim (target={plan!r}, worker={worker!r}, context=true): the task and everything it "
+        "needs (goal, acceptance, files, the notes of the tasks it depends on, requirements).\n"
         "2. Do the work in this repository; stay within the task's files; call heartbeat on long work.\n"
         "3. done with a note saying what changed and anything the next task or the reviewer must "
         "know (and files_modified); or fail with the error (mode=retry if it may pass later).\n"

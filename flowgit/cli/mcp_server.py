@@ -30,9 +30,13 @@ _RESOURCE_ERROR = (("mcp.server.mcpserver.exceptions", "ResourceError"),
                    ("mcp.server.fastmcp.exceptions", "ResourceError"))
 
 INSTRUCTIONS = (
-    "flowgit: plans, tasks and their history in git. status shows the plans; loop: claim -> work "
-    "-> done with a note; fail if stuck. Never edit .flow/ by hand. Approvals are people's: "
-    "show the command, do not approve.")
+    "flowgit: plans, tasks and their history in git. Call prime first (or read flowgit://prime). "
+    "Loop: claim with context=true -> work -> done with a note; fail if stuck. Never edit .flow/ "
+    "by hand. Approvals are people's: show the command, do not approve.")
+
+# prime names CLI commands; through MCP each is the tool of the same name
+PRIME_NOTE = ("(Through MCP each `flowgit X` below is the tool X: claim with context=true, task_show, "
+              "heartbeat, done, fail, release, status; plan_new takes a plan's text.)\n\n")
 
 
 class _Server(Protocol):
@@ -176,9 +180,21 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
         """The task claim would take; changes nothing."""
         return cli("next", *_maybe(plan, "plan id"))
 
-    def claim(worker: str, target: str | None = None, lease_seconds: float | None = None) -> str:
-        """Claim the best ready task of a plan, or the task named (PLAN/TASK)."""
-        return cli("claim", *_maybe(target, "task reference"), "--worker", worker, *_opt("--lease", lease_seconds))
+    def prime(worker: str | None = None) -> str:
+        """Read first: how to work here now (plans, what is ready, what you hold, the rules)."""
+        return PRIME_NOTE + call_text(invoke, repo, "prime", *_opt("--worker", worker))
+
+    def claim(worker: str, target: str | None = None, lease_seconds: float | None = None,
+              context: bool = False) -> str:
+        """Claim the best ready task of a plan, or the one named (PLAN/TASK); context: as task_show."""
+        return cli("claim", *_maybe(target, "task reference"), "--worker", worker, *_opt("--lease", lease_seconds),
+                   *_opt("--context", context))
+
+    def task_show(task: str, format: Literal["json", "markdown", "text"] = "json") -> str:  # noqa: A002
+        """A task with all it needs: goal, acceptance, files, dependencies' notes, spec, ADRs, prompt."""
+        if format == "json":
+            return cli("task", "show", arg(task, "task reference"))
+        return call_text(invoke, repo, "task", "show", arg(task, "task reference"), "--format", format)
 
     def start(task: str, worker: str) -> str:
         """Mark a claimed task in progress."""
@@ -239,7 +255,7 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
                 raise tool_error(str(exc).replace(str(source), "text")) from None
 
     def explore(plan: str, executor: str, goal: str | None = None, rounds: int | None = None) -> str:
-        """An explorer agent (a trusted executor) writes the plan's open questions and an ADR draft."""
+        """An explorer agent (a trusted executor) writes open questions and an ADR draft."""
         return cli("explore", arg(plan, "plan id"), "--executor", executor, *_opt("--goal", goal),
                    *_opt("--rounds", rounds))
 
@@ -284,8 +300,8 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
 
     def checkpoint(plan: str, checkpoint: str | None = None, request_changes: list[str] | None = None,
                    approve: bool = False, reviewer: str | None = None, comment: str | None = None) -> str:
-        """A checkpoint's review (changes, validations, notes). With a reviewer: request_changes
-        (a task each) or approve (refused unless config approvals.agents names the reviewer)."""
+        """A checkpoint's review. With a reviewer: request_changes (a task each), or approve
+        (refused unless approvals.agents names the reviewer)."""
         return cli("checkpoint", arg(plan, "plan id"), *_maybe(checkpoint, "checkpoint id"),
                    *_many("--request-changes", request_changes), *_opt("--approve", approve),
                    *_opt("--reviewer", reviewer), *_opt("--comment", comment))
@@ -299,9 +315,9 @@ def tools(repo: Path, invoke: Invoke) -> list[ToolFn]:
         payload = [] if data is None else ["--data", json.dumps(data)]
         return cli("signal", arg(plan, "plan id"), arg(name, "signal name"), *payload)
 
-    return [status, next, claim, start, heartbeat, release, done, fail, retry, events, graph, diff, plan_show,
-            plan_new, explore, spec_answer, plan_draft, task_add, task_edit, task_remove, submit, approve,
-            checkpoint, finish, signal]
+    return [prime, status, next, claim, task_show, start, heartbeat, release, done, fail, retry, events, graph,
+            diff, plan_show, plan_new, explore, spec_answer, plan_draft, task_add, task_edit, task_remove, submit,
+            approve, checkpoint, finish, signal]
 
 
 _ADR_ID = re.compile(r"^ADR-\d{1,6}$")
@@ -371,6 +387,13 @@ def list_adrs(repo: Path) -> str:
     return "\n".join(lines) + "\n" if lines else "no ADRs yet (flowgit adr new TITLE)\n"
 
 
+def _resource_text(invoke: Invoke, repo: Path, *args: str) -> str:
+    try:
+        return call_text(invoke, repo, *args)
+    except _tool_error_class() as exc:
+        raise resource_error(str(exc)) from None
+
+
 def build(repo: Path, invoke: Invoke) -> Any:
     server_class = _first_of(_SERVER_CLASS)  # ImportError without the mcp package
     tool_class = _first_of(_TOOL_CLASS)
@@ -383,6 +406,9 @@ def build(repo: Path, invoke: Invoke) -> Any:
         registered.append(tool)
     server: _Server = server_class("flowgit", instructions=INSTRUCTIONS, tools=registered)
 
+    server.resource("flowgit://prime", name="prime", mime_type="text/markdown",
+                    description="How to work here now: the plans, what is ready, the loop, the rules.")(
+        lambda: PRIME_NOTE + _resource_text(invoke, repo, "prime"))
     server.resource("flowgit://plans/{plan}/spec", name="spec", mime_type="application/yaml",
                     description="A plan's spec.yaml: requirements and open questions.")(
         lambda plan: read_spec(repo, plan))
