@@ -268,3 +268,21 @@ def test_a_last_task_without_a_final_newline() -> None:
 def test_read_refuses_what_is_not_yaml() -> None:
     with pytest.raises(InvalidFile):
         planslice.read("id: p\ntasks:\n  - id: a\n   bad: [\n", "plan.yaml")
+
+
+def test_a_command_a_person_edits_in_is_trusted_as_task_add_does(repo: Repo) -> None:
+    repo.plan("s", "id: s\ntitle: S\ntasks:\n  - {id: A, title: a}\n")
+    repo.ok("task", "edit", "s/A", "--run", "echo hi")
+    listed = repo.ok("--json", "trust", "--list").json["commands"]
+    assert [(c["key"], c["status"]) for c in listed] == [("tasks[A].run", "trusted")]
+
+
+def test_a_command_an_agent_edits_in_is_not_trusted(repo: Repo) -> None:
+    import os
+
+    repo.plan("s", "id: s\ntitle: S\ntasks:\n  - {id: A, title: a}\n")
+    agent = {**os.environ, "FLOWGIT_AGENT": "run s/A"}
+    proc = repo.proc("task", "edit", "s/A", "--run", "echo hi", env=agent)
+    assert proc.returncode == 0, proc.stderr
+    listed = repo.ok("--json", "trust", "--list").json["commands"]
+    assert [(c["key"], c["status"]) for c in listed] == [("tasks[A].run", "new")]  # not trusted: a person trusts it

@@ -86,7 +86,7 @@ def task_edit(app: App, ref: str, changes: dict[str, Any]) -> int:
                                        f"Changed: {', '.join(changed)}")
     sha = w.sha
     if sha is not None:
-        edited = repo.load_plan(plan_id).plan.task(task_id)
+        edited = after  # as checked and written: the file need not be parsed again
 
         def trust_it() -> None:
             trust.written(repo, task_commands(plan_id, edited) if edited else [], [], "task edit")
