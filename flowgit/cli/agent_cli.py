@@ -1,20 +1,15 @@
-"""The click callbacks of the agents' commands (`task show`, `prime`, `setup`), registered by
-`cli/main.py` with its own `command` decorator, so main.py stays under the size cap. They only
-unpack options and call `cli/commands/agents.py`."""
+"""The click callbacks of the agents' commands (`task show`, `prime`, `setup`), added to the
+command line by `cli/main.py` (which stays under the size cap). They only unpack options and
+call `cli/commands/agents.py`."""
 from __future__ import annotations
-
-from typing import Any, Callable
 
 import click
 
 from flowgit.cli.app import App
-from flowgit.cli.options import WORKER
-
-F = Callable[..., Any]
-Command = Callable[..., Callable[[F], click.Command]]
+from flowgit.cli.options import WORKER, command
 
 
-def register(cli: click.Group, task_group: click.Group, command: Command) -> None:
+def register(cli: click.Group, task_group: click.Group) -> None:
     @command(task_group, "show")
     @click.argument("ref", metavar="TASKREF")
     @click.option("--format", "fmt", default="text", show_default=True,

@@ -507,7 +507,7 @@ def board_cmd(app: App, port: int, host: str, open_browser: bool) -> int:
     return board.board(app, port, host, open_browser)
 
 
-agent_cli.register(cli, task_group, command)  # task show, prime, setup
+agent_cli.register(cli, task_group)  # task show, prime, setup
 
 
 @cli.command("merge-driver", hidden=True)
