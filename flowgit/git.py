@@ -619,6 +619,20 @@ def commit_all(root: Path, message: str) -> None:
     _run(["commit", "-q", "--no-verify", "-m", message], root, env=INTERNAL)
 
 
+def stage_all(root: Path) -> None:
+    _run(["add", "-A"], root)
+
+
+def unstage_all(root: Path) -> None:
+    _run(["reset", "-q"], root, check=False)
+
+
+def commit_argv(message: str) -> tuple[str, ...]:
+    """A commit of what is staged through the repository's own hooks (`run --verify`): the
+    caller runs it through the process door, with a timeout, as it runs any project command."""
+    return ("git", "commit", "-q", "-m", message)
+
+
 def undo_last_commit(root: Path) -> None:
     """Move the branch back one commit, keeping the work tree's other changes."""
     _run(["reset", "--quiet", "--keep", "HEAD~1"], root)

@@ -200,7 +200,7 @@ ID_RULE = (
 )
 TASK_KEYS = (
     "id, title, description, depends_on, files, acceptance, priority, estimate, executor, run, "
-    "retry, wait, tags, adrs, x-*"
+    "retry, wait, tags, adrs, verify, x-*"
 )
 
 
@@ -227,7 +227,7 @@ INVALID = [
     # (kind, yaml text, expected lines after "f.yaml:")
     ("plan", "id: p\ntitle: t\ndependson: [a]\n", [
         "3: dependson: unknown key 'dependson' (allowed: id, title, goal, description, parent, "
-        "tags, executor, adrs, scope, retry, tasks, checkpoints, milestones, risks, x-*)",
+        "tags, executor, adrs, scope, retry, tasks, checkpoints, milestones, risks, verify, x-*)",
     ]),
     ("plan", "id: p\ntitle: 5\n", ["2: title: expected a string, got an integer (5): quote it"]),
     ("plan", "id: p\n", ["1: (top): missing required key 'title'"]),
@@ -294,7 +294,7 @@ INVALID = [
         "2: sync: 'pull' is not one of: none, push",
         "3: lease: unknown key 'lease', did you mean 'lease_seconds'? (allowed: version, requires, state, "
         "lease_seconds, lock_timeout, approvals, retry, sync, remote, executors, default_executor, "
-        "validations, signals, schedules, compact, watch, x-*)",
+        "validations, signals, schedules, compact, watch, run, worktree, x-*)",
     ]),
     ("config", "signals:\n  ok: {run: [a]}\n  both: {run: [a], builtin: b}\n  a b: {builtin: x}\n",
      [

@@ -469,11 +469,16 @@ def trust_cmd(app: App, plan_id: str | None, list_only: bool) -> int:
 @click.argument("plan_id", metavar="PLAN")
 @click.option("-n", "workers", type=int, default=1, show_default=True, help="Tasks to run at once.")
 @click.option("--executor", help="Use this executor for every task.")
+@click.option("--verify", "hooks", is_flag=True,
+              help="Commit agent work through the project's own git hooks (default: past them).")
 @trust_flag
-def run_cmd(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool) -> int:
-    """Run ready tasks with executors, each in its own worktree, merging results back."""
+def run_cmd(app: App, plan_id: str, workers: int, executor: str | None, hooks: bool,
+            trust_now: bool) -> int:
+    """Run ready tasks with executors, each in its own worktree, merging results back.
+
+    A task's (or its plan's) `verify:` command checks the work in the worktree first."""
     from flowgit.cli.commands import run
-    return run.run(app, plan_id, workers, executor, trust_now)
+    return run.run(app, plan_id, workers, executor, trust_now, hooks=hooks)
 
 
 @command(cli, "mcp")

@@ -70,6 +70,18 @@ def task_run(plan_id: str, task_id: str, argv: tuple[str, ...]) -> Command:
     return Command(plan_file(plan_id), f"tasks[{task_id}].run", argv)
 
 
+def task_verify(plan_id: str, task_id: str, argv: tuple[str, ...]) -> Command:
+    return Command(plan_file(plan_id), f"tasks[{task_id}].verify", argv)
+
+
+def plan_verify(plan_id: str, argv: tuple[str, ...]) -> Command:
+    return Command(plan_file(plan_id), "verify", argv)
+
+
+def worktree_setup(argv: tuple[str, ...]) -> Command:
+    return Command(CONFIG_FILE, "worktree.setup", argv)
+
+
 def task_wait(plan_id: str, task_id: str, argv: tuple[str, ...]) -> Command:
     return Command(plan_file(plan_id), f"tasks[{task_id}].wait", argv)
 
@@ -107,6 +119,8 @@ def plan_commands(plan: Plan) -> list[Command]:
         out += task_commands(plan.id, task)
     for cp in plan.checkpoints:
         out += [checkpoint_validation(plan.id, cp.id, v.name, v.argv) for v in cp.validations if v.argv]
+    if plan.verify:
+        out.append(plan_verify(plan.id, plan.verify))
     return out
 
 
@@ -114,6 +128,8 @@ def task_commands(plan_id: str, task: Task) -> list[Command]:
     out = []
     if task.run:
         out.append(task_run(plan_id, task.id, task.run))
+    if task.verify:
+        out.append(task_verify(plan_id, task.id, task.verify))
     if task.wait is not None:
         argv = wait_argv(task.wait)
         if argv:
@@ -124,6 +140,8 @@ def task_commands(plan_id: str, task: Task) -> list[Command]:
 def config_commands(config: Config) -> list[Command]:
     out = [executor(e.name, e.argv, e.env) for e in config.executors.values() if e.argv]
     out += [config_validation(v.name, v.argv) for v in config.validations if v.argv]
+    if config.run.setup:
+        out.append(worktree_setup(config.run.setup))
     for sched in config.schedules:
         if isinstance(sched, Mapping):
             argv = _argv(sched.get("run"))
@@ -149,6 +167,9 @@ def raw_plan_commands(plan_id: str, raw: Mapping[str, Any] | None) -> list[Comma
         argv = _argv(t.get("run"))
         if argv:
             out.append(task_run(plan_id, tid, argv))
+        argv = _argv(t.get("verify"))
+        if argv:
+            out.append(task_verify(plan_id, tid, argv))
         if t.get("wait") is not None:
             argv = wait_argv(t.get("wait"))
             if argv:
@@ -160,6 +181,9 @@ def raw_plan_commands(plan_id: str, raw: Mapping[str, Any] | None) -> list[Comma
             name, argv = _validation(v, i)
             if argv:
                 out.append(checkpoint_validation(plan_id, str(c.get("id")), name, argv))
+    argv = _argv(raw.get("verify"))
+    if argv:
+        out.append(plan_verify(plan_id, argv))
     return out
 
 
@@ -180,6 +204,10 @@ def raw_config_commands(raw: Mapping[str, Any] | None) -> list[Command]:
         name, argv = _validation(v, i)
         if argv:
             out.append(config_validation(name, argv))
+    tree = raw.get("worktree")
+    argv = _argv(tree.get("setup")) if isinstance(tree, Mapping) else None
+    if argv:
+        out.append(worktree_setup(argv))
     scheds = raw.get("schedules")
     for sched in scheds if isinstance(scheds, list) else ():
         if isinstance(sched, Mapping):

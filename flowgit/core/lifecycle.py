@@ -3,7 +3,7 @@ or raising an error that says what state the task is in and who holds it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
@@ -218,8 +218,10 @@ def decide_simple(plan: Plan, state: PlanState, task_id: str, actor: str, clock:
 
 
 def decide_fail(plan: Plan, state: PlanState, config: Config, task_id: str, actor: str,
-                clock: int, plan_clock: int, now: float, error: str, mode: str) -> Decision:
-    """mode: fail | retry | skip | skip_dependents."""
+                clock: int, plan_clock: int, now: float, error: str, mode: str,
+                details: Mapping[str, Any] | None = None) -> Decision:
+    """mode: fail | retry | skip | skip_dependents. `details` join the failure's data (what
+    `run`'s checks saw, for the next attempt's prompt)."""
     view = view_of(plan, state, task_id)
     if mode in ("skip", "skip_dependents"):
         if view.state in ("done", "skipped"):
@@ -238,7 +240,8 @@ def decide_fail(plan: Plan, state: PlanState, config: Config, task_id: str, acto
     retry_at = None
     if mode == "retry" and not retry.exhausted(policy, failures):
         retry_at = format_time(now + retry.delay(policy, failures))
-    data = {"error": error, "retry": mode == "retry", "retry_at": retry_at, "attempt": failures}
+    data = {"error": error, "retry": mode == "retry", "retry_at": retry_at, "attempt": failures,
+            **(details or {})}
     ev = make_event("task.failed", plan.id, task_id, actor, clock, data, now)
     plan_events: tuple[Event, ...] = ()
     if retry_at is None:

@@ -14,6 +14,8 @@ from functools import cached_property
 from typing import Any, Mapping, Sequence, TypeVar
 
 from flowgit.core.approvals import approval_rules
+from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, verify_of
+from flowgit.core.runconfig import estimate_hours as estimate_hours
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
@@ -171,21 +173,6 @@ def argv_of(value: Any, where: str) -> tuple[str, ...]:
     return _strs(value, where)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_SECONDS = {"": 3600.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def estimate_hours(value: Any) -> float:
-    if value is None:
-        return 1.0
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        return 1.0
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)] / 3600.0
-
-
 def _estimate(value: Any, where: str) -> Any:
     if isinstance(value, (int, float)):
         _number(value, where)
@@ -276,10 +263,11 @@ class Task:
     wait: Any = None
     tags: tuple[str, ...] = ()
     adrs: tuple[str, ...] = ()
+    verify: tuple[str, ...] = ()  # checks the work before it lands (docs/executors.md)
 
     _KEYS = frozenset(
         {"id", "title", "description", "depends_on", "files", "acceptance", "priority",
-         "estimate", "executor", "run", "retry", "wait", "tags", "adrs"}
+         "estimate", "executor", "run", "retry", "wait", "tags", "adrs", "verify"}
     )
 
     @property
@@ -310,6 +298,7 @@ class Task:
             wait=data.get("wait"),
             tags=_strs(data.get("tags"), f"{where}.tags"),
             adrs=_strs(data.get("adrs"), f"{where}.adrs"),
+            verify=verify_of(data.get("verify"), f"{where}.verify"),
         )
 
 
@@ -356,10 +345,11 @@ class Plan:
     checkpoints: tuple[Checkpoint, ...] = ()
     milestones: tuple[Any, ...] = ()
     risks: tuple[Any, ...] = ()
+    verify: tuple[str, ...] = ()
 
     _KEYS = frozenset(
         {"id", "title", "goal", "description", "parent", "tags", "executor", "adrs", "scope",
-         "retry", "tasks", "checkpoints", "milestones", "risks"}
+         "retry", "tasks", "checkpoints", "milestones", "risks", "verify"}
     )
 
     @classmethod
@@ -396,6 +386,7 @@ class Plan:
             ),
             milestones=tuple(data.get("milestones") or ()),
             risks=tuple(data.get("risks") or ()),
+            verify=verify_of(data.get("verify"), f"{where}: verify"),
         )
         # Two tasks with one id would fold into one state and hide the other: refuse them here,
         # where every reader (status, claim, validate) passes.
@@ -419,8 +410,8 @@ class Plan:
             for k in tuple_keys:
                 if k in kw:
                     kw[k] = tuple(kw[k] or ())
-            if "run" in kw:
-                kw["run"] = argv_of(kw["run"], "run")
+            for k in ("run", "verify"):
+                kw[k] = argv_of(kw.get(k), k)
             kw.setdefault("description", "")
             if kw["description"] is None:
                 kw["description"] = ""
@@ -433,6 +424,7 @@ class Plan:
             adrs=tuple(data.get("adrs") or ()), scope=dict(data.get("scope") or {}),
             retry=data.get("retry"), tasks=tuple(tasks), checkpoints=tuple(cps),
             milestones=tuple(data.get("milestones") or ()), risks=tuple(data.get("risks") or ()),
+            verify=argv_of(data.get("verify"), "verify"),
         )
 
     @cached_property
@@ -465,6 +457,7 @@ class Executor:
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 3600.0
+    stdin: bool = False  # `stdin: prompt`: the prompt reaches the executor on standard input
 
 
 @dataclass(frozen=True)
@@ -493,11 +486,12 @@ class Config:
     version: int = 1  # 2: event logs on the state branch `state_branch` (ADR 0011)
     state_branch: str = "flow/state"
     raw: Mapping[str, Any] = field(default_factory=dict)
+    run: RunSettings = RunSettings()
 
     _KEYS = frozenset(
         {"version", "lease_seconds", "lock_timeout", "approvals", "retry", "sync", "remote",
          "executors", "default_executor", "validations", "signals", "schedules", "compact", "watch",
-         "state", "requires"}
+         "state", "requires", "run", "worktree"}
     )
 
     @classmethod
@@ -511,8 +505,12 @@ class Config:
         watch = _mapping(data.get("watch") or {}, f"{where}: watch")
         executors: dict[str, Executor] = {}
         for name, spec in _mapping(data.get("executors") or {}, f"{where}: executors").items():
+            if name == "select":  # the rules that choose an executor (core/runconfig.py)
+                continue
             spec = _mapping(spec, f"{where}: executors.{name}")
-            _check_keys(spec, frozenset({"argv", "env", "timeout"}), f"{where}: executors.{name}")
+            _check_keys(spec, frozenset({"argv", "env", "timeout", "stdin"}), f"{where}: executors.{name}")
+            if spec.get("stdin", "prompt") != "prompt":
+                raise _fail(f"{where}: executors.{name}.stdin", "use `stdin: prompt` or leave it out")
             argv = argv_of(spec.get("argv"), f"{where}: executors.{name}.argv")
             # an unknown {name} stays as written (awk '{print}', sh -c '${f}'); one that looks
             # like a misspelt placeholder is a mistake worth stopping for
@@ -533,6 +531,7 @@ class Config:
                 argv=argv,
                 env={str(k): str(v) for k, v in (spec.get("env") or {}).items()},
                 timeout=_seconds(spec.get("timeout", 3600), f"{where}: executors.{name}.timeout"),
+                stdin="stdin" in spec,
             )
         for i, sched in enumerate(data.get("schedules") or ()):
             if isinstance(sched, Mapping) and "every" in sched:  # an interval that can never run
@@ -581,6 +580,7 @@ class Config:
             rescan_seconds=_seconds(watch.get("rescan_seconds", 30), f"{where}: watch.rescan_seconds",
                                     0.05),
             raw=dict(data),
+            run=RunSettings.from_config(data, where, set(executors) | BUILTIN_EXECUTORS, path_problem),
         )
 
 

@@ -3,12 +3,16 @@ criteria, files, and the notes of the tasks it depends on. In ops (not runner) s
 show`, `claim --context` and the MCP server give an agent exactly the text `run` gives one."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from flowgit.core.events import Event
 from flowgit.core.model import Plan, Task
 from flowgit.formats import yamlio
 from flowgit.store.repo import FlowRepo
+
+_TICKS = re.compile(r"`+")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,30 @@ def prompt_inputs(repo: FlowRepo, plan_id: str, task_id: str) -> PromptInputs:
 
 def task_prompt(repo: FlowRepo, plan_id: str, task_id: str) -> str:
     got = prompt_inputs(repo, plan_id, task_id)
-    return prompt_text(got.plan, got.task, got.spec, got.adrs, got.dep_notes)
+    text = prompt_text(got.plan, got.task, got.spec, got.adrs, got.dep_notes)
+    rec = repo.records(plan_id).get(task_id)
+    if rec is not None and rec.attempts and rec.status not in ("done", "skipped"):
+        text += previous_attempt(repo.read_log(plan_id, task_id).events)
+    return text
+
+
+def previous_attempt(events: Sequence[Event]) -> str:
+    """What the last failed attempt left for the next one: why it failed, what it changed and
+    what its check said (the failure's event keeps them, runner/checks.py)."""
+    failed = next((e for e in reversed(events) if e.type == "task.failed"), None)
+    if failed is None:
+        return ""
+    d = failed.data
+    lines = ["", "## The previous attempt failed", "", f"Attempt {d.get('attempt', '?')}: {d.get('error', '')}"]
+    for key, title in (("diff_stat", "What it changed (it did not land; this attempt starts "
+                                     "from the base again):"),
+                       ("check_output", f"What the check ({d.get('check', 'check')}) printed, last part:")):
+        value = d.get(key)
+        if isinstance(value, str) and value.strip():
+            fence = "`" * max(3, 1 + max((len(r) for r in _TICKS.findall(value)), default=0))
+            lines += ["", title, "", fence, value.rstrip(), fence]
+    lines += ["", "Make this attempt pass where that one failed."]
+    return "\n".join(lines) + "\n"
 
 
 def prompt_text(plan: Plan, task: Task, spec: Mapping[str, object] | None,

@@ -8,6 +8,7 @@ from typing import Mapping
 from flowgit.core import commands
 from flowgit.core.commands import Command
 from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
+from flowgit.core.runconfig import ARG_LIMIT
 from flowgit.errors import BadExecutor, NoRun, UnknownExecutor
 from flowgit.ops.prompt import prompt_text
 
@@ -34,8 +35,33 @@ def by_name(config: Config, name: str, where: str) -> Executor:
                     "define it under executors: in .flow/config.yaml")
 
 
+# The built-in agents as they read a prompt on standard input (one too large for an argument):
+# `claude -p` and `codex exec -` read it there; gemini appends its -p text to what stdin holds.
+STDIN_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "claude": ("claude", "-p", "--permission-mode", "acceptEdits"),
+    "codex": ("codex", "exec", "--full-auto", "-"),
+    "gemini": ("gemini", "--yolo", "-p", "Do the task described above."),
+}
+
+
+def choose(config: Config, plan: Plan, task: Task, override: str | None) -> tuple[str, str]:
+    """The executor a task gets and why: --executor, the task's executor:, its plan's, the
+    first `executors.select` rule that matches, else default_executor."""
+    if override:
+        return override, "--executor"
+    if task.executor:
+        return task.executor, "task executor:"
+    if plan.executor:
+        return plan.executor, "plan executor:"
+    facts = (set(task.tags) | set(plan.tags), task.hours, len(task.files), len(plan.tasks))
+    for rule in config.run.select:
+        if rule.why_not(*facts) is None:
+            return rule.executor, rule.reason(*facts)
+    return config.default_executor, "default_executor"
+
+
 def resolve(config: Config, plan: Plan, task: Task, override: str | None) -> Executor:
-    name = override or task.executor or plan.executor or config.default_executor
+    name = choose(config, plan, task, override)[0]
     return by_name(config, name, f"task {plan.id}/{task.id}")
 
 
@@ -55,7 +81,21 @@ def commands_for(config: Config, plan: Plan, task: Task, override: str | None) -
         out.append(commands.executor(ex.name, ex.argv, ex.env))
     if "{run}" in ex.argv and task.run:
         out.append(commands.task_run(plan.id, task.id, task.run))
+    if config.run.setup:
+        out.append(commands.worktree_setup(config.run.setup))
+    check = verify_command(plan, task)
+    if check is not None:
+        out.append(check)
     return out, from_config or ex.name in AGENTS
+
+
+def verify_command(plan: Plan, task: Task) -> Command | None:
+    """What checks the task's work before it lands: its own `verify:`, else its plan's."""
+    if task.verify:
+        return commands.task_verify(plan.id, task.id, task.verify)
+    if plan.verify:
+        return commands.plan_verify(plan.id, plan.verify)
+    return None
 
 
 @dataclass(frozen=True)
@@ -92,6 +132,24 @@ def agent_argv(executor: Executor, values: Mapping[str, str], what: str) -> tupl
     if not out:
         raise BadExecutor(f"executor {executor.name} has an empty argv")
     return out
+
+
+def invocation(config: Config, executor: Executor, values: Mapping[str, str], task: Task,
+               plan_id: str) -> tuple[tuple[str, ...], bytes | None]:
+    """The argv, and what goes to standard input: the prompt for a `stdin: prompt` template,
+    and for a built-in agent whose prompt is over `run.prompt_stdin_over` bytes; an argv
+    element can hold 128 KiB at most, so a larger `{prompt}` is refused with the way out."""
+    prompt = values.get("prompt", "").encode("utf-8")
+    if executor.stdin:
+        return argv_for(executor, values, task, plan_id), prompt
+    builtin = executor.name in AGENTS and executor.name not in config.executors
+    if builtin and len(prompt) > config.run.prompt_stdin_over:
+        return STDIN_TEMPLATES[executor.name], prompt
+    if len(prompt) >= ARG_LIMIT and any("{prompt}" in a for a in executor.argv):
+        raise BadExecutor(f"task {plan_id}/{task.id}: the prompt is {len(prompt)} bytes, more than "
+                          f"one argument can carry ({ARG_LIMIT}): in executors.{executor.name} use "
+                          "{prompt_file} or `stdin: prompt` instead of {prompt}")
+    return argv_for(executor, values, task, plan_id), None
 
 
 def values_for(plan: Plan, task: Task, worktree: Path, prompt_file: Path, prompt: str,

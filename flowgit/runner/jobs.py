@@ -26,6 +26,8 @@ class Job:
     note_file: Path = Path()
     started: float = field(default_factory=time.monotonic)
     prompt: str | None = None  # built at claim time, when its blob is recorded
+    executor: str = ""  # the executor chosen for it, and why (status and run say so)
+    executor_why: str = ""
 
 
 NOTE_LIMIT = 4000

@@ -16,7 +16,7 @@ from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, format_time, make_event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import CLAIMABLE_PHASES, approval_block, decide_fail, phase_gate
-from flowgit.core.model import Plan, Task
+from flowgit.core.model import Config, Plan, Task
 from flowgit.core.overlap import files_held
 from flowgit.errors import (
     Detached,
@@ -27,7 +27,23 @@ from flowgit.errors import (
     NeedsApproval,
     NotFound,
 )
-from flowgit.runner.executors import argv_for, commands_for, resolve, values_for
+from flowgit.runner.checks import (
+    CheckFailed,
+    commit_with_hooks,
+    copy_files,
+    diff_stat,
+    outcome,
+    run_logged,
+    tail,
+)
+from flowgit.runner.executors import (
+    choose,
+    commands_for,
+    invocation,
+    resolve,
+    values_for,
+    verify_command,
+)
 from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, read_note
 from flowgit.runner.landing import branch_stats, commit_work, merge_branch
 from flowgit.runner.logfiles import open_log
@@ -43,7 +59,7 @@ INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run s
 class Runner:
     def __init__(self, root: Path, plans: list[str] | None, workers: int, executor: str | None,
                  log: Callable[[str], None], progress: Callable[[str], None] | None = None,
-                 reuse_trees: bool = True) -> None:
+                 reuse_trees: bool = True, commit_hooks: bool = False) -> None:
         self.root = root
         self.plans = plans
         self.workers = max(1, workers)
@@ -51,6 +67,7 @@ class Runner:
         self.log = log
         self.progress = progress
         self.reuse_trees = reuse_trees
+        self.commit_hooks = commit_hooks  # `run --verify`: commit agent work through the hooks
         self.stop_event = threading.Event()
         self.mu = threading.Lock()
         self.running: dict[str, Job] = {}
@@ -60,6 +77,7 @@ class Runner:
         self.halted: str | None = None  # why the run stopped itself
         self.waiting_said: str | None = None  # the foreign claim last reported as waited for
         self.untrusted_said: set[str] = set()  # untrusted commands reported (once each)
+        self.chosen: dict[str, tuple[str, str]] = {}  # PLAN/TASK -> the executor it got, and why
         self.ready: dict[str, int] = {}  # ready tasks per plan, as last seen (progress display)
         self.start = time.monotonic()
         self.ident = f"run-{socket.gethostname()}-{os.getpid()}"
@@ -226,8 +244,8 @@ class Runner:
             state = w.state
             with self.mu:
                 self.ready[plan_id] = len(state.order)
-            job = None if state.phase in ("complete", "halted", "finish") else \
-                self._pick(repo, plan_id, actor, state)
+            job = None if state.phase in ("complete", "halted", "finish") or self._escalate(plan_id, state, repo) \
+                else self._pick(repo, plan_id, actor, state)
             if job is None:
                 return
             picked.append(job)
@@ -247,8 +265,25 @@ class Runner:
             return None
         with self.mu:
             self.ready[plan_id] = max(0, self.ready.get(plan_id, 0) - 1)
-        self.log(f"{actor} claimed {plan_id}/{picked[0].task}")
-        return picked[0]
+        job = picked[0]
+        with self.mu:
+            self.chosen[f"{plan_id}/{job.task}"] = (job.executor, job.executor_why)
+        self.log(f"{actor} claimed {plan_id}/{job.task} (executor {job.executor}: {job.executor_why})")
+        return job
+
+    def _escalate(self, plan_id: str, state: PlanState, repo: FlowRepo) -> bool:
+        """More tasks failed or blocked than `run.escalate_after` allows: stop claiming and
+        say so, for a person to look (PlanEx escalates past 2 blocked executors)."""
+        limit = repo.config.run.escalate_after
+        if limit is None:
+            return False
+        stuck = sorted(v.id for v in state.tasks.values() if v.state in ("failed", "blocked"))
+        if len(stuck) <= limit:
+            return False
+        self.halt(f"{len(stuck)} tasks of {plan_id} are failed or blocked ({', '.join(stuck[:5])}"
+                  f"{', ...' if len(stuck) > 5 else ''}), more than run.escalate_after ({limit}): "
+                  f"look at them with `flowgit status {plan_id}`, then run again")
+        return True
 
     def _pick(self, repo: FlowRepo, plan_id: str, actor: str, state: PlanState) -> Job | None:
         """The best task this run may claim, reserved for it (call under the repository lock)."""
@@ -260,6 +295,7 @@ class Runner:
             job = Job(plan_id, task.id, actor, frozenset(task.files), state.tasks[task.id].attempts + 1)
             self.running[f"{plan_id}/{task.id}"] = job
             self.files_in_use |= job.files
+        job.executor, job.executor_why = choose(repo.config, plan, task, self.executor)
         safe = task.id.replace("/", "_")
         job.branch = f"flow/{plan_id}/{task.id}"
         job.worktree = self.common / "flowgit-worktrees" / plan_id / safe
@@ -371,7 +407,7 @@ class Runner:
             job.note_file.unlink(missing_ok=True)
             values = values_for(plan, task, job.worktree, prompt_file, prompt, job.branch, self.root,
                                 job.attempt, sys.executable)
-            argv = argv_for(executor, values, task, plan.id)
+            argv, stdin = invocation(repo.config, executor, values, task, plan.id)
             open_log(repo.root, job.log).close()  # made here: the failure is the task's
         except FlowError as exc:
             self._fail(job, exc.message, retry=False)
@@ -387,9 +423,16 @@ class Runner:
                "FLOWGIT_AGENT": f"run {job.plan}/{job.task}"}  # not a person: may not approve
         env.pop("GIT_INDEX_FILE", None)
         timeout = executor.timeout
-        code = self._spawn(job, argv, env, timeout, repo)
+        failed = self._prepare(job, repo.config, env)
+        code = self._spawn(job, argv, env, timeout, repo, stdin) if failed is None else 0
+        if failed is None and code == 0 and not self.stop_event.is_set():
+            failed = self._check(job, plan, task, repo.config, env)
         if self.stop_event.is_set():
             self._release(job, "run interrupted")
+            self.trees.put_back(job, keep_branch=False)
+            return
+        if failed is not None:
+            self._fail(job, failed.error, retry=True, details=failed.details)
             self.trees.put_back(job, keep_branch=False)
             return
         if code != 0:
@@ -400,8 +443,52 @@ class Runner:
         merged = self._merge_done(job)
         self.trees.put_back(job, keep_branch=not merged)
 
+    def _prepare(self, job: Job, config: Config, env: dict[str, str]) -> CheckFailed | None:
+        """The fresh worktree made ready: `worktree.copy` files, then `worktree.setup`."""
+        copy_files(self.root, job.worktree, config.run.copy)
+        if not config.run.setup:
+            return None
+        lease = float(config.lease_seconds)
+        result = run_logged(config.run.setup, job.worktree, env, config.run.setup_timeout,
+                            self.root, job.log, "worktree.setup", self.stop_event,
+                            lambda: self._heartbeat(job, lease), lease / 3)
+        if result.ok:
+            return None
+        shown = " ".join(config.run.setup)
+        return CheckFailed(f"worktree.setup ({shown[:60]}) {outcome(result, config.run.setup_timeout)}; "
+                           f"log: {self.repo().rel(job.log)}",
+                           {"check": f"worktree.setup: {shown}", "check_output": tail(result.text())})
+
+    def _check(self, job: Job, plan: Plan, task: Task, config: Config,
+               env: dict[str, str]) -> CheckFailed | None:
+        """Commit what the executor left, then check it before it lands: that it changed
+        something when the task lists files, and the task's (or plan's) `verify:`."""
+        if self.commit_hooks or config.run.commit_hooks:
+            failed = commit_with_hooks(self.root, job, env, config.run.verify_timeout, self.stop_event)
+            if failed is not None:
+                return failed
+        else:
+            commit_work(job)
+        if git.read_ref(self.dirs, f"refs/heads/{job.branch}") == job.base and task.files:
+            return CheckFailed(f"the executor exited 0 but changed nothing, and the task lists "
+                               f"files ({', '.join(task.files[:3])}{', ...' if len(task.files) > 3 else ''})",
+                               {"check": "the attempt changed no file"})
+        check = verify_command(plan, task)
+        if check is None:
+            return None
+        lease = float(config.lease_seconds)
+        result = run_logged(check.argv, job.worktree, env, config.run.verify_timeout, self.root,
+                            job.log, "verify", self.stop_event, lambda: self._heartbeat(job, lease),
+                            lease / 3)
+        if result.ok:
+            return None
+        return CheckFailed(f"verify ({check.shown(60)}) {outcome(result, config.run.verify_timeout)}; "
+                           f"log: {self.repo().rel(job.log)}",
+                           {"check": f"{check.where}: {check.shown()}", "check_output": tail(result.text()),
+                            "diff_stat": diff_stat(self.root, job)})
+
     def _spawn(self, job: Job, argv: tuple[str, ...], env: dict[str, str], timeout: float,
-               repo: FlowRepo) -> int:
+               repo: FlowRepo, stdin: bytes | None = None) -> int:
         lease = float(repo.config.lease_seconds)
         try:
             out = open_log(repo.root, job.log)
@@ -411,7 +498,7 @@ class Runner:
         with out:
             out.write(f"$ {' '.join(argv)}\n".encode())
             out.flush()
-            result = proc.run(argv, cwd=job.worktree, env=env, timeout=timeout, output=out,
+            result = proc.run(argv, cwd=job.worktree, env=env, timeout=timeout, output=out, input=stdin,
                               stop=self.stop_event, tick=lambda: self._heartbeat(job, lease),
                               tick_every=lease / 3)
             if result.error:
@@ -425,7 +512,6 @@ class Runner:
         elapsed = round(time.monotonic() - job.started, 3)
         note = read_note(job.note_file) or f"ran in {elapsed}s"
         try:
-            commit_work(job)
             to_merge = git.read_ref(self.dirs, f"refs/heads/{job.branch}") != job.base
             files, added, removed = branch_stats(self.root, job) if to_merge else ([], 0, 0)
             own = [f for f in files if f == FLOW or f.startswith(FLOW + "/")]
@@ -463,7 +549,7 @@ class Runner:
                  f"in {time.monotonic() - job.started:.2f}s")
         return True
 
-    def _fail(self, job: Job, error: str, retry: bool) -> None:
+    def _fail(self, job: Job, error: str, retry: bool, details: dict[str, str] | None = None) -> None:
         try:
             with self._holding(job) as (w, state):
                 repo, now = w.repo, w.now
@@ -471,7 +557,7 @@ class Runner:
                 pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
                 d = decide_fail(plan, state, repo.config, job.task, job.actor,
                                 state.tasks[job.task].record.last_clock + 1, pclock, now, error,
-                                "retry" if retry else "fail")
+                                "retry" if retry else "fail", details)
                 w.record(d, job.actor)
         except FlowError as exc:
             self.log(f"{job.plan}/{job.task}: could not record the failure: {exc.message}")

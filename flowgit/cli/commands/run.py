@@ -64,7 +64,8 @@ def check_trusted(repo: Any, plan_id: str, executor: str | None) -> None:
         raise trust.Untrusted(f"not running {problems[0]}{more}")
 
 
-def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool = False) -> int:
+def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool = False,
+        hooks: bool = False) -> int:
     repo = app.repo
     repo.require_init()
     check_id(plan_id, "plan id")
@@ -105,7 +106,8 @@ def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: b
             app.out.out.write("\r\033[K" + line)
             app.out.out.flush()
 
-    runner = Runner(repo.root, [plan_id], workers, executor, log, progress if tty else None)
+    runner = Runner(repo.root, [plan_id], workers, executor, log, progress if tty else None,
+                    commit_hooks=hooks)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log(f"stopping ({signal.Signals(signum).name}): executors stopped, claims released")
@@ -125,6 +127,8 @@ def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: b
     state = repo.state(plan_id)
     result = {"plan": plan_id, "phase": state.phase, "done": runner.done, "failed": runner.failed,
               "counts": state.counts, "seconds": round(time.monotonic() - runner.start, 2),
-              "interrupted": code == ExitCode.INTERRUPTED, "stopped": runner.halted, "moves": moves}
+              "interrupted": code == ExitCode.INTERRUPTED, "stopped": runner.halted, "moves": moves,
+              "executors": [{"task": ref, "executor": name, "why": why}
+                            for ref, (name, why) in sorted(runner.chosen.items())]}
     app.out.result(result, f"{plan_id}: {runner.status_line()}; phase {state.phase}")
     return code

@@ -17,11 +17,16 @@ BAR_WIDTH = 30
 
 
 def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> dict[str, Any]:
+    from flowgit.runner.executors import choose  # which executor `run` would give each task
+
     loaded = repo.load_plan(plan_id)
     tasks = []
     for view in state.tasks.values():
+        task = loaded.plan.task(view.id)
         row: dict[str, Any] = {"id": view.id, "state": view.state, "worker": view.worker,
                                "attempts": view.attempts}
+        if task is not None:
+            row["executor"], row["executor_why"] = choose(repo.config, loaded.plan, task, None)
         if view.lease_until:
             row["lease_until"] = format_time(view.lease_until)
         if view.retry_at:
@@ -152,6 +157,7 @@ def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, st
     lines = [f"{data['plan']}: {data['title']}", f"phase: {data['phase']}   {_bar(data['progress'])}"]
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items() if n) or "no tasks"
     lines.append(f"tasks: {counts}")
+    lines += executors_line(data["tasks"])
     if data["ready"] and whole:
         lines.append(f"ready: {', '.join(data['ready'][:10])}" + (" ..." if len(data["ready"]) > 10 else ""))
     if data["interrupted"]:
@@ -180,6 +186,18 @@ def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, st
     else:
         lines += _grouped(data, titles, limit, state)
     return "\n".join(lines)
+
+
+def executors_line(rows: list[dict[str, Any]]) -> list[str]:
+    """Which executor `run` gives the unfinished tasks, and why (grouped)."""
+    groups: dict[tuple[str, str], int] = {}
+    for row in rows:
+        if row.get("executor") and row["state"] not in ("done", "skipped"):
+            key = (row["executor"], row["executor_why"])
+            groups[key] = groups.get(key, 0) + 1
+    if not groups:
+        return []
+    return ["executors: " + "; ".join(f"{name} for {n} ({why})" for (name, why), n in groups.items())]
 
 
 def status(app: App, plan_id: str | None, limit: int | None = None, everything: bool = False) -> int:
