@@ -686,6 +686,13 @@ def push_head(root: Path, remote: str, branch: str) -> subprocess.CompletedProce
                  f"HEAD:refs/heads/{branch}"], root, check=False)
 
 
+def push_branch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
+    """Push a local branch to the same name on `remote` (no hook); the caller reads the result."""
+    ref = f"refs/heads/{check_not_option(branch, 'branch name')}"
+    return _run(["push", "--quiet", "--no-verify", EOO, check_remote(remote), f"{ref}:{ref}"],
+                root, check=False)
+
+
 # ----- worktrees -----------------------------------------------------------------------------------
 
 def worktree_add(root: Path, path: Path, branch: str, base: str) -> None:

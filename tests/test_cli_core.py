@@ -335,7 +335,8 @@ def test_adr_new_for_an_unknown_plan_writes_nothing(repo: Repo) -> None:
 
 # ----- status -----------------------------------------------------------------------------------
 
-COUNT_KEYS = ["pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed", "skipped", "blocked"]
+COUNT_KEYS = ["pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed", "skipped", "blocked",
+              "review"]
 
 
 def test_status_json_fields(repo: Repo) -> None:
@@ -351,7 +352,7 @@ def test_status_json_fields(repo: Repo) -> None:
     assert isinstance(data["progress"], int)
     assert list(data["counts"]) == COUNT_KEYS
     assert data["counts"] == {"pending": 4, "ready": 0, "claimed": 0, "in_progress": 1, "retry_wait": 0,
-                              "done": 1, "failed": 0, "skipped": 0, "blocked": 0}
+                              "done": 1, "failed": 0, "skipped": 0, "blocked": 0, "review": 0}
     assert data["ready"] == []
     assert data["stalled"] is False
     tasks = {t["id"]: t for t in data["tasks"]}

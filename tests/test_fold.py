@@ -217,7 +217,7 @@ def test_counts_progress_and_stall_chain() -> None:
     st = evaluate(plan_of(("a", ()), ("b", ("a",)), ("c", ("b",))), {"a": reduce_task(FAIL_A)},
                   plan_events, T0 + 10)
     assert st.counts == {"pending": 0, "ready": 0, "claimed": 0, "in_progress": 0, "retry_wait": 0,
-                         "done": 0, "failed": 1, "skipped": 0, "blocked": 2}
+                         "done": 0, "failed": 1, "skipped": 0, "blocked": 2, "review": 0}
     assert st.progress == 0
     assert st.stalled
     assert st.stall_chains() == [["c", "b", "a"]]

@@ -9,14 +9,14 @@ from typing import Iterable
 STATE_LABEL = {
     "pending": "waiting", "ready": "ready", "claimed": "claimed", "in_progress": "in progress",
     "retry_wait": "retry wait", "done": "done", "failed": "failed", "skipped": "skipped",
-    "blocked": "blocked",
+    "blocked": "blocked", "review": "in review",
 }
 GATE_LABEL = {"pending": "gate closed", "reached": "awaiting review", "approved": "approved",
               "blocked": "blocked"}
 # a glyph beside each label, so that a state reads without colour and at a glance
 STATE_ICON = {
     "pending": "◌", "ready": "●", "claimed": "▶", "in_progress": "▶", "retry_wait": "↻",
-    "done": "✓", "failed": "✕", "skipped": "⤼", "blocked": "⊘",
+    "done": "✓", "failed": "✕", "skipped": "⤼", "blocked": "⊘", "review": "⇄",
     "reached": "⚑", "approved": "✓",
 }
 PHASE_LABEL = {"plan_review": "plan review"}

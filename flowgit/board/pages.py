@@ -37,7 +37,7 @@ LOG_TAIL = 64 * 1024
 COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("waiting", "Waiting", ("pending",)),
     ("ready", "Ready", ("ready",)),
-    ("running", "Claimed / in progress", ("claimed", "in_progress")),
+    ("running", "Claimed / in progress", ("claimed", "in_progress", "review")),
     ("retry", "Retry wait", ("retry_wait",)),
     ("done", "Done", ("done",)),
     ("stopped", "Failed / blocked / skipped", ("failed", "blocked", "skipped")),

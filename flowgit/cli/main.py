@@ -471,14 +471,16 @@ def trust_cmd(app: App, plan_id: str | None, list_only: bool) -> int:
 @click.option("--executor", help="Use this executor for every task.")
 @click.option("--verify", "hooks", is_flag=True,
               help="Commit agent work through the project's own git hooks (default: past them).")
+@click.option("--land", type=click.Choice(sorted({"merge", "branch"})), default=None,
+              help="merge (default): merge each task's branch; branch: keep it for review.")
 @trust_flag
 def run_cmd(app: App, plan_id: str, workers: int, executor: str | None, hooks: bool,
-            trust_now: bool) -> int:
+            land: str | None, trust_now: bool) -> int:
     """Run ready tasks with executors, each in its own worktree, merging results back.
 
     A task's (or its plan's) `verify:` command checks the work in the worktree first."""
     from flowgit.cli.commands import run
-    return run.run(app, plan_id, workers, executor, trust_now, hooks=hooks)
+    return run.run(app, plan_id, workers, executor, trust_now, hooks=hooks, land=land)
 
 
 @command(cli, "mcp")

@@ -14,7 +14,7 @@ from flowgit.errors import InvalidFile
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 TASK_EVENTS = frozenset(
-    {"task.claimed", "task.started", "task.heartbeat", "task.done", "task.failed",
+    {"task.claimed", "task.started", "task.heartbeat", "task.done", "task.failed", "task.review",
      "task.skipped", "task.released", "task.note", "task.log", "task.wait", "task.snapshot",
      "task.retried"}
 )
@@ -228,7 +228,7 @@ MAX_DEPTH = 100  # nesting of an event line's JSON (a signal's data, say)
 MAX_INT = 2 ** 63 - 1
 MAX_ACTOR = 1000
 PHASES = ("draft", "plan_review", "execute", "checkpoint", "finish", "complete", "halted")
-RECORD_STATUSES = ("open", "claimed", "in_progress", "retry_wait", "done", "failed", "skipped")
+RECORD_STATUSES = ("open", "claimed", "in_progress", "retry_wait", "done", "failed", "skipped", "review")
 ENVELOPE = ("id", "type", "plan", "task", "actor", "at", "clock", "data")
 _REQUIRED = ENVELOPE[:-1]
 _ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}\Z")
@@ -345,10 +345,10 @@ DATA: dict[str, dict[str, str]] = {
     "task.claimed": {"lease_until": "time?", "lease_seconds": "number?"},
     "task.started": {"lease_until": "time?"}, "task.heartbeat": {"lease_until": "time?"},
     "task.done": {"note": "text?", "files_modified": "texts?"},
-    "task.failed": {"error": "text?", "retry_at": "time?", "attempt": "count?", "check": "text?",
-                    "check_output": "text?", "diff_stat": "text?"},
+    "task.failed": {"error": "text?", "retry_at": "time?", "attempt": "count?", "check": "text?"},
     "task.skipped": {"reason": "text?", "dependents": "bool?"},
     "task.released": {"reason": "text?"},
+    "task.review": {"branch": "text?", "commit": "commit?", "base": "text?", "note": "text?"},
     "task.note": {"text": "text?"}, "task.log": {"path": "text?"},
     "task.wait": {"ok": "bool?", "next_at": "time?"},
     "task.snapshot": {"state": "object!"},

@@ -13,7 +13,7 @@ from flowgit.core.events import Event, LogRead, canonical, event_time
 from flowgit.core.model import PRIORITY_RANK, Plan, trusted_instance
 
 TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
-               "skipped", "blocked")
+               "skipped", "blocked", "review")
 ACTIVE = ("claimed", "in_progress")
 FINISHED = ("done", "skipped")
 
@@ -22,7 +22,7 @@ FINISHED = ("done", "skipped")
 class TaskRecord:
     """What one task's log says, independent of the time it is read."""
 
-    status: str = "open"  # open claimed in_progress retry_wait done failed skipped
+    status: str = "open"  # open claimed in_progress retry_wait done failed skipped review
     worker: str | None = None
     lease_until: float | None = None
     attempts: int = 0
@@ -129,7 +129,7 @@ def _step(f: _Fold, ev: Event) -> None:
         _Fold.__init__(f, snap)
         f.last_clock = max(snap.last_clock, last)
     elif t == "task.claimed":
-        if f.status in ("done", "skipped", "failed"):
+        if f.status in ("done", "skipped", "failed", "review"):
             return
         at = ev.timestamp
         live = f.lease_live(at)
@@ -143,8 +143,12 @@ def _step(f: _Fold, ev: Event) -> None:
             if t == "task.started":
                 f.status = "in_progress"
             f.lease_until = _f(d.get("lease_until")) or f.lease_until
-    elif t == "task.done":
+    elif t == "task.review":  # `run --land branch`: the work waits on its branch for a review
         if f.holds(ev.actor):
+            f.status, f.worker, f.lease_until = "review", None, None
+            f.note = d.get("note") or f.note
+    elif t == "task.done":
+        if f.holds(ev.actor) or f.status == "review":  # reviewed: its branch reached the base
             f.status, f.lease_until = "done", None
             f.note = d.get("note") or f.note
             f.code = d.get("code") if isinstance(d.get("code"), str) else None
@@ -304,7 +308,7 @@ class PlanState:
         A plan held by an unreadable line is not stalled: it waits for the line to be fixed."""
         if self.phase not in ("execute", "checkpoint") or self.all_finished or self.unreadable:
             return False
-        live = ("ready", "claimed", "in_progress", "retry_wait")
+        live = ("ready", "claimed", "in_progress", "retry_wait", "review")
         if any(v.state in live or v.waiting_on for v in self.tasks.values()):
             return False
         return not any(c.state == "reached" for c in self.checkpoints.values())

@@ -189,6 +189,7 @@ _STYLE: dict[str, tuple[str, str, bool]] = {  # state -> fill, stroke, dashed
     "ready": ("#fff59d", "#f9a825", False),
     "claimed": ("#bbdefb", "#1e88e5", False),
     "in_progress": ("#90caf9", "#1565c0", False),
+    "review": ("#90caf9", "#1565c0", True),
     "retry_wait": ("#ffe0b2", "#ef6c00", False),
     "done": ("#c8e6c9", "#2e7d32", False),
     "skipped": ("#f5f5f5", "#9e9e9e", True),

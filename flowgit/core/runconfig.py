@@ -2,6 +2,7 @@
 `executors.select`), and the rules that choose a task's executor. Pure.
 
     run:
+      land: merge          # or branch: keep the task's branch for a pull request
       commit_hooks: false  # commit agent work through the project's own git hooks
       escalate_after: 2    # stop claiming once more than 2 tasks are failed or blocked
       verify_timeout: 600  # seconds for a task's `verify:` command
@@ -25,6 +26,7 @@ from typing import Any, Callable, Collection, Mapping
 
 from flowgit.errors import InvalidFile
 
+LANDINGS = frozenset({"merge", "branch"})
 # what one argv element may hold on Linux (MAX_ARG_STRLEN): a larger {prompt} cannot be passed
 ARG_LIMIT = 131072
 MAX_SECONDS = 10 * 365 * 86400.0
@@ -153,6 +155,7 @@ class SelectRule:
 
 @dataclass(frozen=True)
 class RunSettings:
+    land: str = "merge"
     commit_hooks: bool = False
     escalate_after: int | None = None
     verify_timeout: float = 600.0
@@ -162,7 +165,7 @@ class RunSettings:
     setup_timeout: float = 600.0
     select: tuple[SelectRule, ...] = ()
 
-    RUN_KEYS = frozenset({"commit_hooks", "escalate_after", "verify_timeout",
+    RUN_KEYS = frozenset({"land", "commit_hooks", "escalate_after", "verify_timeout",
                           "prompt_stdin_over"})
     WORKTREE_KEYS = frozenset({"setup", "copy", "timeout"})
 
@@ -172,6 +175,9 @@ class RunSettings:
         """`run:`, `worktree:` and `executors.select` of a config file (`known`: executor names)."""
         run = _map(data.get("run"), f"{where}: run")
         _keys(run, cls.RUN_KEYS, f"{where}: run")
+        land = run.get("land", "merge")
+        if land not in LANDINGS:
+            raise _fail(f"{where}: run.land", f"{land!r}: use merge or branch")
         hooks = run.get("commit_hooks", False)
         if not isinstance(hooks, bool):
             raise _fail(f"{where}: run.commit_hooks", f"expected true or false, got {hooks!r}")
@@ -193,7 +199,7 @@ class RunSettings:
         if not isinstance(rules, list):
             raise _fail(f"{where}: executors.select", "expected a list of rules, first match wins")
         return cls(
-            commit_hooks=hooks, escalate_after=escalate,
+            land=land, commit_hooks=hooks, escalate_after=escalate,
             verify_timeout=_count(run.get("verify_timeout", 600), f"{where}: run.verify_timeout",
                                   minimum=1, maximum=MAX_SECONDS, whole=False),
             prompt_stdin_over=int(_count(run.get("prompt_stdin_over", 65536),

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from flowgit import git, proc
+from flowgit.core.model import Config, Plan, Task
+from flowgit.runner.executors import verify_command
 from flowgit.runner.jobs import Job
+from flowgit.runner.landing import commit_work
 from flowgit.runner.logfiles import open_log
 
 OUTPUT_TAIL = 4000  # characters of a check's output kept in the failure's event
@@ -103,3 +106,48 @@ def diff_stat(root: Path, job: Job) -> str:
     if len(stats) > DIFF_STAT_LINES:
         lines.append(f"... and {len(stats) - DIFF_STAT_LINES} more files")
     return "\n".join(lines)
+
+
+def prepare(root: Path, job: Job, config: Config, env: Mapping[str, str], stop: threading.Event,
+            beat: Callable[[], None], rel: str) -> CheckFailed | None:
+    """The fresh worktree made ready: `worktree.copy` files, then `worktree.setup`."""
+    copy_files(root, job.worktree, config.run.copy)
+    if not config.run.setup:
+        return None
+    result = run_logged(config.run.setup, job.worktree, env, config.run.setup_timeout, root,
+                        job.log, "worktree.setup", stop, beat, config.lease_seconds / 3)
+    if result.ok:
+        return None
+    shown = " ".join(config.run.setup)
+    return CheckFailed(f"worktree.setup ({shown[:60]}) {outcome(result, config.run.setup_timeout)}; "
+                       f"log: {rel}",
+                       {"check": f"worktree.setup: {shown}", "check_output": tail(result.text())})
+
+
+def check_work(root: Path, dirs: git.RepoDirs, job: Job, plan: Plan, task: Task, config: Config,
+               env: Mapping[str, str], hooks: bool, stop: threading.Event,
+               beat: Callable[[], None], rel: str) -> CheckFailed | None:
+    """Commit what the executor left, then check it before it lands: that it changed
+    something when the task lists files, and the task's (or plan's) `verify:`."""
+    if hooks:
+        failed = commit_with_hooks(root, job, env, config.run.verify_timeout, stop)
+        if failed is not None:
+            return failed
+    else:
+        commit_work(job)
+    if git.read_ref(dirs, f"refs/heads/{job.branch}") == job.base and task.files:
+        more = ", ..." if len(task.files) > 3 else ""
+        return CheckFailed(f"the executor exited 0 but changed nothing, and the task lists "
+                           f"files ({', '.join(task.files[:3])}{more})",
+                           {"check": "the attempt changed no file"})
+    check = verify_command(plan, task)
+    if check is None:
+        return None
+    result = run_logged(check.argv, job.worktree, env, config.run.verify_timeout, root, job.log,
+                        "verify", stop, beat, config.lease_seconds / 3)
+    if result.ok:
+        return None
+    return CheckFailed(f"verify ({check.shown(60)}) {outcome(result, config.run.verify_timeout)}; "
+                       f"log: {rel}",
+                       {"check": f"{check.where}: {check.shown()}", "check_output": tail(result.text()),
+                        "diff_stat": diff_stat(root, job)})

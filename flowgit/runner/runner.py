@@ -27,25 +27,10 @@ from flowgit.errors import (
     NeedsApproval,
     NotFound,
 )
-from flowgit.runner.checks import (
-    CheckFailed,
-    commit_with_hooks,
-    copy_files,
-    diff_stat,
-    outcome,
-    run_logged,
-    tail,
-)
-from flowgit.runner.executors import (
-    choose,
-    commands_for,
-    invocation,
-    resolve,
-    values_for,
-    verify_command,
-)
+from flowgit.runner.checks import check_work, prepare
+from flowgit.runner.executors import choose, commands_for, invocation, resolve, values_for
 from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, read_note
-from flowgit.runner.landing import branch_stats, commit_work, merge_branch
+from flowgit.runner.landing import branch_stats, merge_branch
 from flowgit.runner.logfiles import open_log
 from flowgit.runner.prompt import task_prompt
 from flowgit.runner.worktrees import WorktreePool
@@ -59,7 +44,7 @@ INVALID_PATIENCE = 10.0  # seconds a .flow/ file may stay invalid before a run s
 class Runner:
     def __init__(self, root: Path, plans: list[str] | None, workers: int, executor: str | None,
                  log: Callable[[str], None], progress: Callable[[str], None] | None = None,
-                 reuse_trees: bool = True, commit_hooks: bool = False) -> None:
+                 reuse_trees: bool = True, commit_hooks: bool = False, land: str | None = None) -> None:
         self.root = root
         self.plans = plans
         self.workers = max(1, workers)
@@ -68,6 +53,8 @@ class Runner:
         self.progress = progress
         self.reuse_trees = reuse_trees
         self.commit_hooks = commit_hooks  # `run --verify`: commit agent work through the hooks
+        self.land = land  # `run --land`: merge, or branch (kept for review); None: config's
+        self.reviews = 0  # tasks this run left in review on their branches
         self.stop_event = threading.Event()
         self.mu = threading.Lock()
         self.running: dict[str, Job] = {}
@@ -423,10 +410,17 @@ class Runner:
                "FLOWGIT_AGENT": f"run {job.plan}/{job.task}"}  # not a person: may not approve
         env.pop("GIT_INDEX_FILE", None)
         timeout = executor.timeout
-        failed = self._prepare(job, repo.config, env)
+        config, rel = repo.config, repo.rel(job.log)
+        lease = float(config.lease_seconds)
+
+        def beat() -> None:
+            self._heartbeat(job, lease)
+
+        failed = prepare(self.root, job, config, env, self.stop_event, beat, rel)
         code = self._spawn(job, argv, env, timeout, repo, stdin) if failed is None else 0
         if failed is None and code == 0 and not self.stop_event.is_set():
-            failed = self._check(job, plan, task, repo.config, env)
+            failed = check_work(self.root, self.dirs, job, plan, task, config, env,
+                                self.commit_hooks or config.run.commit_hooks, self.stop_event, beat, rel)
         if self.stop_event.is_set():
             self._release(job, "run interrupted")
             self.trees.put_back(job, keep_branch=False)
@@ -440,52 +434,12 @@ class Runner:
             self._fail(job, f"executor {executor.name} {why}; log: {repo.rel(job.log)}", retry=True)
             self.trees.put_back(job, keep_branch=False)
             return
+        if (self.land or config.run.land) == "branch":
+            self._to_review(job, config)
+            self.trees.put_back(job, keep_branch=True)
+            return
         merged = self._merge_done(job)
         self.trees.put_back(job, keep_branch=not merged)
-
-    def _prepare(self, job: Job, config: Config, env: dict[str, str]) -> CheckFailed | None:
-        """The fresh worktree made ready: `worktree.copy` files, then `worktree.setup`."""
-        copy_files(self.root, job.worktree, config.run.copy)
-        if not config.run.setup:
-            return None
-        lease = float(config.lease_seconds)
-        result = run_logged(config.run.setup, job.worktree, env, config.run.setup_timeout,
-                            self.root, job.log, "worktree.setup", self.stop_event,
-                            lambda: self._heartbeat(job, lease), lease / 3)
-        if result.ok:
-            return None
-        shown = " ".join(config.run.setup)
-        return CheckFailed(f"worktree.setup ({shown[:60]}) {outcome(result, config.run.setup_timeout)}; "
-                           f"log: {self.repo().rel(job.log)}",
-                           {"check": f"worktree.setup: {shown}", "check_output": tail(result.text())})
-
-    def _check(self, job: Job, plan: Plan, task: Task, config: Config,
-               env: dict[str, str]) -> CheckFailed | None:
-        """Commit what the executor left, then check it before it lands: that it changed
-        something when the task lists files, and the task's (or plan's) `verify:`."""
-        if self.commit_hooks or config.run.commit_hooks:
-            failed = commit_with_hooks(self.root, job, env, config.run.verify_timeout, self.stop_event)
-            if failed is not None:
-                return failed
-        else:
-            commit_work(job)
-        if git.read_ref(self.dirs, f"refs/heads/{job.branch}") == job.base and task.files:
-            return CheckFailed(f"the executor exited 0 but changed nothing, and the task lists "
-                               f"files ({', '.join(task.files[:3])}{', ...' if len(task.files) > 3 else ''})",
-                               {"check": "the attempt changed no file"})
-        check = verify_command(plan, task)
-        if check is None:
-            return None
-        lease = float(config.lease_seconds)
-        result = run_logged(check.argv, job.worktree, env, config.run.verify_timeout, self.root,
-                            job.log, "verify", self.stop_event, lambda: self._heartbeat(job, lease),
-                            lease / 3)
-        if result.ok:
-            return None
-        return CheckFailed(f"verify ({check.shown(60)}) {outcome(result, config.run.verify_timeout)}; "
-                           f"log: {self.repo().rel(job.log)}",
-                           {"check": f"{check.where}: {check.shown()}", "check_output": tail(result.text()),
-                            "diff_stat": diff_stat(self.root, job)})
 
     def _spawn(self, job: Job, argv: tuple[str, ...], env: dict[str, str], timeout: float,
                repo: FlowRepo, stdin: bytes | None = None) -> int:
@@ -514,11 +468,7 @@ class Runner:
         try:
             to_merge = git.read_ref(self.dirs, f"refs/heads/{job.branch}") != job.base
             files, added, removed = branch_stats(self.root, job) if to_merge else ([], 0, 0)
-            own = [f for f in files if f == FLOW or f.startswith(FLOW + "/")]
-            if own:  # plan and events are flowgit's: an executor's edit would skip every check
-                self._fail(job, f"the executor changed flowgit's own files ({', '.join(own[:5])}): "
-                           f"change plans with `flowgit task add` and the like; branch {job.branch} kept",
-                           retry=False)
+            if self._changed_own_files(job, files):
                 return False
             with self._holding(job) as (w, state):
                 repo, now = w.repo, w.now
@@ -548,6 +498,48 @@ class Runner:
         self.log(f"{job.plan}/{job.task} done: {len(files)} file(s), +{added} -{removed} "
                  f"in {time.monotonic() - job.started:.2f}s")
         return True
+
+    def _changed_own_files(self, job: Job, files: list[str]) -> bool:
+        own = [f for f in files if f == FLOW or f.startswith(FLOW + "/")]
+        if own:  # plan and events are flowgit's: an executor's edit would skip every check
+            self._fail(job, f"the executor changed flowgit's own files ({', '.join(own[:5])}): "
+                       f"change plans with `flowgit task add` and the like; branch {job.branch} kept",
+                       retry=False)
+        return bool(own)
+
+    def _to_review(self, job: Job, config: Config) -> None:
+        """`--land branch`: the checked work stays on its branch (pushed with `sync: push`) for
+        a pull request, recorded as `task.review`; it is done once it reaches the base."""
+        elapsed = round(time.monotonic() - job.started, 3)
+        note = read_note(job.note_file) or f"ran in {elapsed}s"
+        try:
+            files, added, removed = branch_stats(self.root, job)
+            if self._changed_own_files(job, files):
+                return
+            commit = git.read_ref(self.dirs, f"refs/heads/{job.branch}")
+            with self._holding(job) as (w, state):
+                view = state.tasks[job.task]
+                if view.state not in ("claimed", "in_progress") or view.worker != job.actor:
+                    raise IllegalTransition(f"{job.plan}/{job.task}: lost the lease while running "
+                                            f"(now {view.state}); branch {job.branch} kept")
+                w.append(job.task, [make_event(
+                    "task.review", job.plan, job.task, job.actor, view.record.last_clock + 1,
+                    {"branch": job.branch, "commit": commit, "base": self.base_branch, "note": note,
+                     "seconds": elapsed, "files_modified": files, "lines_added": added,
+                     "lines_removed": removed, "log": w.repo.rel(job.log)}, w.now)])
+                w.message = commit_message(job.plan, job.task, "review", job.actor)
+        except FlowError as exc:
+            self._release(job, exc.message)
+            return
+        pushed = ""
+        if config.sync == "push":
+            res = git.push_branch(self.root, config.remote, job.branch)
+            pushed = f", pushed to {config.remote}" if res.returncode == 0 else \
+                f"; pushing it to {config.remote} failed: `git push {config.remote} {job.branch}`"
+        with self.mu:
+            self.reviews += 1
+        self.log(f"{job.plan}/{job.task} in review on branch {job.branch} ({len(files)} file(s), "
+                 f"+{added} -{removed}{pushed}): done once it reaches {self.base_branch}")
 
     def _fail(self, job: Job, error: str, retry: bool, details: dict[str, str] | None = None) -> None:
         try:

@@ -70,6 +70,13 @@ def next_wake(repo: FlowRepo, now: float) -> float | None:
 
 def watcher_extras(repo: FlowRepo, actor: str, log: Log) -> None:
     """Everything the watcher does besides the phase rules, once per pass."""
+    from flowgit.runner.review import land_reviewed
+
+    try:
+        for ref in land_reviewed(repo, actor):
+            log(f"{ref} done: its reviewed branch reached the base")
+    except FlowError as exc:
+        log(f"reviewed branches: {exc.message}")
     run_schedules(repo, actor, log)
     for pid in repo.plan_ids():
         try:

@@ -65,7 +65,7 @@ def check_trusted(repo: Any, plan_id: str, executor: str | None) -> None:
 
 
 def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: bool = False,
-        hooks: bool = False) -> int:
+        hooks: bool = False, land: str | None = None) -> int:
     repo = app.repo
     repo.require_init()
     check_id(plan_id, "plan id")
@@ -106,8 +106,12 @@ def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: b
             app.out.out.write("\r\033[K" + line)
             app.out.out.flush()
 
+    from flowgit.runner.review import land_reviewed
+
+    for ref in land_reviewed(repo, automatic_actor(repo), [plan_id]):  # pull requests merged since
+        log(f"{ref} done: its reviewed branch reached the base")
     runner = Runner(repo.root, [plan_id], workers, executor, log, progress if tty else None,
-                    commit_hooks=hooks)
+                    commit_hooks=hooks, land=land)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log(f"stopping ({signal.Signals(signum).name}): executors stopped, claims released")
@@ -128,7 +132,9 @@ def run(app: App, plan_id: str, workers: int, executor: str | None, trust_now: b
     result = {"plan": plan_id, "phase": state.phase, "done": runner.done, "failed": runner.failed,
               "counts": state.counts, "seconds": round(time.monotonic() - runner.start, 2),
               "interrupted": code == ExitCode.INTERRUPTED, "stopped": runner.halted, "moves": moves,
+              "review": runner.reviews,
               "executors": [{"task": ref, "executor": name, "why": why}
                             for ref, (name, why) in sorted(runner.chosen.items())]}
-    app.out.result(result, f"{plan_id}: {runner.status_line()}; phase {state.phase}")
+    in_review = f"; {runner.reviews} in review" if runner.reviews else ""
+    app.out.result(result, f"{plan_id}: {runner.status_line()}{in_review}; phase {state.phase}")
     return code
