@@ -15,12 +15,17 @@ from helpers import Repo, Watcher, wait_for
 EXECUTOR = '''\
 import os
 from pathlib import Path
-Path(os.environ["FLOWGIT_TASK"] + ".txt").write_text("work\\n")
+if os.environ["FLOWGIT_TASK"] != "NOTHING":
+    Path(os.environ["FLOWGIT_TASK"] + ".txt").write_text("work\\n")
 Path(os.environ["FLOWGIT_NOTE_FILE"]).write_text("wrote " + os.environ["FLOWGIT_TASK"] + ".txt")
 '''
 
 
-def setup(repo: Repo, tmp_path: Path, extra: str = "") -> None:
+PLAN = ("id: p\ntitle: Reviewed\ntasks:\n  - {id: A, title: Alpha, files: [A.txt]}\n"
+        "  - {id: B, title: Beta, depends_on: [A]}\n")
+
+
+def setup(repo: Repo, tmp_path: Path, extra: str = "", plan: str = PLAN) -> None:
     script = tmp_path / "executor.py"
     script.write_text(EXECUTOR)
     cfg = repo.path / ".flow/config.yaml"
@@ -31,8 +36,7 @@ def setup(repo: Repo, tmp_path: Path, extra: str = "") -> None:
     repo.git("commit", "-q", "-am", "test: the script executor")
     repo.ok("trust")
     src = repo.path.parent / "p.yaml"
-    src.write_text("id: p\ntitle: Reviewed\ntasks:\n  - {id: A, title: Alpha, files: [A.txt]}\n"
-                   "  - {id: B, title: Beta, depends_on: [A]}\n")
+    src.write_text(plan)
     repo.ok("plan", "new", "p", "--from", str(src))
 
 
@@ -136,6 +140,14 @@ def test_with_sync_push_the_branch_is_pushed_for_a_pull_request(repo: Repo, tmp_
     res = repo.proc("run", "p", "--land", "branch", "--json", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert state(repo)["A"] == "done"
+
+
+def test_a_task_that_changed_nothing_has_nothing_to_review(repo: Repo, tmp_path: Path) -> None:
+    setup(repo, tmp_path, plan="id: p\ntitle: t\ntasks:\n  - {id: NOTHING, title: Check only}\n")
+    res = repo.proc("run", "p", "--land", "branch", "--json", timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (json.loads(res.stdout)["done"], json.loads(res.stdout)["review"]) == (1, 0)
+    assert repo.git("branch", "--list", "flow/*") == ""
 
 
 def test_a_bad_land_is_refused(repo: Repo) -> None:

@@ -434,7 +434,8 @@ class Runner:
             self._fail(job, f"executor {executor.name} {why}; log: {repo.rel(job.log)}", retry=True)
             self.trees.put_back(job, keep_branch=False)
             return
-        if (self.land or config.run.land) == "branch":
+        changed = git.read_ref(self.dirs, f"refs/heads/{job.branch}") != job.base
+        if (self.land or config.run.land) == "branch" and changed:  # nothing to review: done
             self._to_review(job, config)
             self.trees.put_back(job, keep_branch=True)
             return
