@@ -53,6 +53,8 @@ def choose(config: Config, plan: Plan, task: Task, override: str | None) -> tupl
         return task.executor, "task executor:"
     if plan.executor:
         return plan.executor, "plan executor:"
+    if not config.run.select:
+        return config.default_executor, "default_executor"
     facts = (set(task.tags) | set(plan.tags), task.hours, len(task.files), len(plan.tasks))
     for rule in config.run.select:
         if rule.why_not(*facts) is None:
