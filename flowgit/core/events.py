@@ -15,8 +15,7 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 TASK_EVENTS = frozenset(
     {"task.claimed", "task.started", "task.heartbeat", "task.done", "task.failed", "task.review",
-     "task.skipped", "task.released", "task.note", "task.log", "task.wait", "task.snapshot",
-     "task.retried"}
+     "task.skipped", "task.released", "task.note", "task.log", "task.wait", "task.snapshot", "task.retried"}
 )
 PLAN_EVENTS = frozenset(
     {"plan.created", "plan.phase", "plan.approved", "plan.rejected", "plan.task_failed",
