@@ -111,8 +111,11 @@ def test_json_has_every_field_of_the_contract(shop: Repo) -> None:
 def test_prompt_is_exactly_what_run_gives_the_executor(shop: Repo, tmp_path: Path) -> None:
     seen = tmp_path / "seen"
     seen.mkdir()
+    # it also changes the task's file: an exit 0 that changes none of a task's files fails
     copy = ("import os, shutil, sys; shutil.copy(os.environ['FLOWGIT_PROMPT_FILE'], "
-            "os.path.join(sys.argv[1], os.environ['FLOWGIT_TASK']))")
+            "os.path.join(sys.argv[1], os.environ['FLOWGIT_TASK'])); "
+            "f = os.environ['FLOWGIT_FILES'].split()[0]; os.makedirs(os.path.dirname(f), exist_ok=True); "
+            "open(f, 'a').write('# paid\\n')")
     cfg = shop.path / ".flow" / "config.yaml"
     argv = [sys.executable, "-c", copy, str(seen)]
     cfg.write_text(cfg.read_text().replace("executors: {}\n", "")
