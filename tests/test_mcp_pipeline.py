@@ -53,6 +53,14 @@ questions:
 """
 
 
+def field(obj: Any, name: str) -> Any:
+    """A result's field by its 2.x name, or by the camelCase name of the 1.x SDK."""
+    if hasattr(obj, name):
+        return getattr(obj, name)
+    head, *rest = name.split("_")
+    return getattr(obj, head + "".join(w.title() for w in rest))
+
+
 class Client:
     def __init__(self, session: ClientSession) -> None:
         self.session = session
@@ -63,8 +71,8 @@ class Client:
     async def call(self, name: str, /, **args: Any) -> dict[str, Any]:
         """A tool's result: one text block holding one JSON object, and nothing else."""
         res = await self.raw(name, **args)
-        assert not res.is_error, (name, args, res.content)
-        assert res.structured_content is None, (name, "sent twice")
+        assert not field(res, 'is_error'), (name, args, res.content)
+        assert field(res, 'structured_content') is None, (name, "sent twice")
         assert len(res.content) == 1 and res.content[0].type == "text", res.content
         data = json.loads(res.content[0].text)
         assert isinstance(data, dict)
@@ -73,12 +81,12 @@ class Client:
     async def text(self, name: str, /, **args: Any) -> str:
         """A tool whose result is text for a reader (prime, task_show in text or markdown)."""
         res = await self.raw(name, **args)
-        assert not res.is_error and res.structured_content is None and len(res.content) == 1, res
+        assert not field(res, 'is_error') and field(res, 'structured_content') is None and len(res.content) == 1, res
         return str(res.content[0].text)
 
     async def error(self, name: str, /, **args: Any) -> str:
         res = await self.raw(name, **args)
-        assert res.is_error, (name, args, res)
+        assert field(res, 'is_error'), (name, args, res)
         text = res.content[0].text
         assert "\n" not in text and "Traceback" not in text, text
         return str(text)
@@ -195,8 +203,8 @@ def test_tool_list_is_small_and_text_only(repo: Repo) -> None:
         assert {"plan_new", "submit", "checkpoint", "finish", "release", "retry", "signal", "claim",
                 "done", "prime", "task_show"} <= names
         for tool in listed.tools:
-            assert tool.description and tool.output_schema is None, tool.name
-            schema = tool.input_schema
+            assert tool.description and field(tool, 'output_schema') is None, tool.name
+            schema = field(tool, 'input_schema')
             assert "title" not in schema and all("title" not in p and "anyOf" not in p
                                                  for p in schema["properties"].values()), tool.name
         prompts = {p.name for p in (await c.session.list_prompts()).prompts}
@@ -227,7 +235,7 @@ def test_specs_and_adrs_are_resources(repo: Repo) -> None:
         adr = await c.resource("flowgit://adrs/ADR-0001")
         assert "Greet in English" in adr and "id: ADR-0001" in adr
         assert "ADR-0001 [proposed] Greet in English: flowgit://adrs/ADR-0001" in await c.resource("flowgit://adrs")
-        templates = {t.uri_template for t in (await c.session.list_resource_templates()).resource_templates}
+        templates = {field(t, 'uri_template') for t in field(await c.session.list_resource_templates(), 'resource_templates')}
         assert {"flowgit://plans/{plan}/spec", "flowgit://adrs/{adr}"} <= templates
         for uri in ("flowgit://plans/nope/spec", "flowgit://adrs/ADR-0042", "flowgit://adrs/..",
                     "flowgit://plans/..%2F..%2Fetc/spec"):
