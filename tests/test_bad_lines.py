@@ -426,3 +426,83 @@ def test_the_hook_lets_an_unknown_type_through_with_a_warning(base: Repo) -> Non
                           text=True, env=_hook_env(), check=False)
     assert proc.returncode == 0, proc
     assert "unknown event type 'task.frobbed'" in proc.stderr
+
+
+# ----- a held plan decides nothing; an unreadable line can be fixed without --no-verify ---------------
+
+@pytest.mark.parametrize("args", [
+    ("approve", "p", "--reviewer", "r"), ("reject", "p", "--reviewer", "r", "--comment", "no"),
+    ("halt", "p", "--reason", "x"), ("resume", "p"), ("submit", "p"),
+    ("checkpoint", "p", "CP", "--approve", "--reviewer", "r"),
+    ("checkpoint", "p", "CP", "--request-changes", "more", "--reviewer", "r"),
+    ("checkpoint", "p", "CP", "--validate"),
+], ids=lambda a: "-".join(a[:1] + tuple(x for x in a[1:] if x.startswith("--"))[:1]))
+def test_a_held_plan_refuses_every_decision_and_writes_nothing(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """The phase, the approvals and the checkpoint decisions are in doubt while the plan log
+    holds an unreadable line: the checkpoint view refuses, and so does every decision."""
+    repo = Repo(make_git_repo(tmp_path / "repo"))
+    repo.ok("init")
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b, depends_on: [CP]}\n"
+                   "checkpoints:\n  - {id: CP, after: [A]}\n")
+    repo.ok("submit", "p")
+    repo.ok("claim", "p/A", "--worker", "w")
+    repo.ok("done", "p/A", "--worker", "w")
+    repo.ok("advance")
+    where = f"{PLAN_LOG}:{smuggle(repo, PLAN_LOG, plan_line(data={'to': 'limbo'}))}"
+    if args[0] == "finish":  # a plan whose last readable move took it to finish
+        smuggle(repo, PLAN_LOG, plan_line(data={"to": "finish"}, id="01JD5Z8Q3K7M9N2P4R6S8T0VX1", clock=99))
+    head = repo.git("rev-parse", "HEAD")
+    res = repo.run(*args)
+    assert res.code == 1, res
+    assert [x for x in res.err.splitlines() if where in x] == [res.err.strip()], res.err  # once, in the error
+    assert "flowgit: error: plan p is held by an unreadable event at" in res.err
+    no_traceback(res)
+    assert repo.git("rev-parse", "HEAD") == head and repo.git("status", "--porcelain") == ""
+
+
+def _commit_with_hook(repo: Repo, message: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "commit", "-q", "-m", message], cwd=repo.path, capture_output=True,
+                          text=True, env=_hook_env(), check=False)
+
+
+@pytest.mark.parametrize("how", ["remove", "fix"])
+def test_an_unreadable_line_can_be_removed_or_fixed_through_the_hook(base: Repo, how: str) -> None:
+    """What holds a task is freed by fixing or removing its line: the hook lets that through
+    (no --no-verify), checks what takes its place, and still refuses touching a sound line."""
+    sound = line("task.note", {"text": "kept"}, id="01JD5Z8Q3K7M9N2P4R6S8T0VWY", actor="w")
+    smuggle(base, B_LOG, sound)
+    bad = line(data={"lease_until": "soon"})
+    smuggle(base, B_LOG, bad)
+    smuggle(base, B_LOG, line("task.note", {"text": "after"}, id="01JD5Z8Q3K7M9N2P4R6S8T0VWZ", actor="w", clock=3))
+    assert base.ok("--json", "status", "p").json["tasks"][1]["state"] == "blocked"
+    path = base.path / B_LOG
+    text = path.read_text()
+    fixed = line(data={"lease_until": "2000-01-01T00:00:00Z"}) if how == "fix" else None
+    path.write_text(text.replace(bad + "\n", "" if fixed is None else fixed + "\n"))
+    base.git("add", B_LOG)
+    proc = _commit_with_hook(base, "free B")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r["state"] for r in base.ok("--json", "status", "p").json["tasks"]}
+    assert rows["B"] == "ready", rows
+    # the line put in its place is checked like any other; a sound line stays append-only
+    path.write_text(path.read_text().replace(sound + "\n", ""))
+    base.git("add", B_LOG)
+    proc = _commit_with_hook(base, "drop a sound line")
+    assert proc.returncode == 1 and f"{B_LOG}:1: event line edited: event logs are append-only" in proc.stderr
+    base.git("reset", "-q", "--hard")
+    path.write_text(path.read_text() + line(data={"lease_until": "later"}, id="01JD5Z8Q3K7M9N2P4R6S8T0VX0") + "\n")
+    base.git("add", B_LOG)
+    assert _commit_with_hook(base, "another bad line").returncode == 1
+
+
+def test_the_gate_lets_a_pull_request_remove_an_unreadable_line(base: Repo) -> None:
+    """`validate --base`: an event the base had may go only if the checker refuses it."""
+    smuggle(base, B_LOG, line(data={"lease_until": "soon"}))
+    base.path.joinpath(B_LOG).write_bytes(b"{not json\n")
+    base.git("commit", "-qam", "worse", "--no-verify")
+    base_rev = base.git("rev-parse", "HEAD")
+    base.path.joinpath(B_LOG).write_text("")
+    base.git("commit", "-qam", "fixed", "--no-verify")
+    assert base.run("validate", "--base", base_rev).code == 0
+    res = base.run("validate", "--base", "HEAD~3")  # before the smuggling: A's claim is still there
+    assert res.code == 0, res.err

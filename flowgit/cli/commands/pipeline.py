@@ -11,6 +11,7 @@ from flowgit.cli.app import App
 from flowgit.core.commands import plan_commands
 from flowgit.core.events import PLAN_LOG, Event, make_event
 from flowgit.core.fold import PlanState
+from flowgit.core.lifecycle import held_by
 from flowgit.core.rules import decide, resume_phase
 from flowgit.errors import (
     DirtyChangelog,
@@ -18,6 +19,7 @@ from flowgit.errors import (
     FlowError,
     GitBusy,
     IllegalTransition,
+    InvalidFile,
     NotFound,
     Stalled,
     UsageError,
@@ -47,12 +49,21 @@ Build = Callable[[PlanState, int, float], tuple[list[Event], dict[Path, bytes], 
 def _transact(repo: FlowRepo, plan_id: str, actor: str, build: Build) -> str | None:
     """A plan-level transition: `build` returns the plan events, whole files and event name."""
     with repo.writing(plan_id) as w:
+        refuse_held(plan_id, w.state)
         events, files, name = build(w.state, plan_clock(repo, plan_id), w.now)
         w.append(PLAN_LOG, events)
         for path, data in files.items():
             w.replace(path, data)
         w.message = commit_message(plan_id, None, name, actor)
     return w.sha
+
+
+def refuse_held(plan_id: str, state: PlanState) -> None:
+    """An unreadable line in the plan log leaves the phase, the approvals and the checkpoint
+    decisions in doubt: nothing about the plan is decided (or validated) until it is fixed."""
+    if state.held:
+        raise InvalidFile(f"plan {plan_id} is held by {held_by(state.held)}; nothing about the "
+                          "plan can be decided until then")
 
 
 def _finish(app: App, plan_id: str, actor: str, result: dict[str, Any], text: str) -> int:
@@ -287,6 +298,7 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         trust.for_this_run(repo, [plan_id])
     app.advance_after(plan_id, actor)
     state = repo.state(plan_id)
+    refuse_held(plan_id, state)
     cp = _pick_checkpoint(repo, plan_id, cp_id, state)
     if validate:
         return _validate_checkpoint(app, plan_id, cp, actor)
@@ -427,6 +439,7 @@ def finish(app: App, plan_id: str, trust_now: bool = False) -> int:
     if trust_now:
         trust.for_this_run(repo, [plan_id])
     state = repo.state(plan_id)
+    refuse_held(plan_id, state)
     moves = decide(state, facts_for(repo, plan_id))
     to = moves[0].to if moves else state.phase
     if to != "finish" or state.phase not in ("execute", "finish"):
