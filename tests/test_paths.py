@@ -453,3 +453,54 @@ def test_doctor_is_quiet_about_the_new_rules_when_nothing_breaks_them(repo: Repo
     repo.plan("p", 'id: p\ntitle: p\ntasks:\n  - {id: A, title: a, files: [src/a.py]}\n')
     res = repo.run("doctor", "--json")
     assert not [p for p in res.json["problems"] if p["kind"] == "new_rule"], res.json
+
+
+# ----- a plan log that is a symlink holds its plan; a plan directory no id can name is said ----------
+
+def test_a_plan_log_that_is_a_symlink_holds_the_plan_instead_of_stopping_every_command(repo: Repo) -> None:
+    """As a task's log does: the plan is held (its tasks blocked), named once per command; the
+    other plans and the listings go on; decisions about the plan refuse; nothing is read
+    through the link nor written."""
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
+    repo.plan("q", "id: q\ntitle: Q\ntasks:\n  - {id: A, title: a}\n")
+    repo.ok("submit", "p")
+    repo.ok("submit", "q")
+    log = repo.path / ".flow/plans/p/events/_plan.jsonl"
+    log.unlink()
+    os.symlink("/etc/passwd", log)
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "from a branch")
+    head = repo.git("rev-parse", "HEAD")
+    rel = ".flow/plans/p/events/_plan.jsonl"
+    res = repo.run("--json", "status", "p")
+    assert res.code == 0 and res.json["unreadable"] == [rel], res
+    assert {t["id"]: t["state"] for t in res.json["tasks"]} == {"A": "blocked"}
+    assert [x for x in res.err.splitlines() if rel in x] == [res.err.strip()] and "held" in res.err
+    for args in (("status",), ("plan", "list"), ("next",)):
+        res = repo.run(*args)
+        assert "Traceback" not in res.err and rel in res.err and res.err.count(rel) == 1, (args, res.err)
+    assert repo.ok("--json", "next").json["task"] == "q/A"  # the other plan goes on
+    res = repo.run("claim", "p", "--worker", "w")
+    assert res.code == 3 and "held by .flow/plans/p/events/_plan.jsonl, a symlink" in res.err
+    for args in (("approve", "p", "--reviewer", "r"), ("halt", "p", "--reason", "x"), ("checkpoint", "p")):
+        res = repo.run(*args)
+        assert res.code == 1 and res.err.count("\n") == 1 and f"plan p is held by {rel}, a symlink" in res.err, (args, res.err)
+    assert repo.run("validate").code == 1
+    assert repo.git("rev-parse", "HEAD") == head and repo.git("status", "--porcelain") == ""
+    assert "root:" not in repo.run("events", "p").out
+
+
+@pytest.mark.parametrize("name", ["CON", "aux", "NUL.txt", "COM1", "lpt9", "has space", "-x", "a..b", "end."])
+def test_a_plan_directory_no_id_can_name_is_said_not_skipped(repo: Repo, name: str) -> None:
+    """status, plan list and the board name a plan directory they leave out, with why;
+    validate refuses it."""
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
+    hand_plan(repo, name, "tasks:\n  - {id: A, title: a}\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "from a branch")
+    for args in (("status",), ("plan", "list")):
+        res = repo.run(*args)
+        assert res.code == 0, res
+        said = [x for x in res.err.splitlines() if f".flow/plans/{name}" in x]
+        assert len(said) == 1 and "left out" in said[0], (args, res.err)
+    assert repo.run("validate").code == 1

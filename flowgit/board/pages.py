@@ -130,10 +130,10 @@ def plans_page(ctx: Ctx) -> str:
                 '<th scope="col" class="num">Finished</th><th scope="col">Tasks by state</th>'
                 '<th scope="col">Parent</th><th scope="col">Waits on</th></tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></div>')
-    linked = repo.linked_plans()
-    if linked:
-        body += (f'<p class="note">Left out (symlinks, never followed): '
-                 f'{esc(", ".join(linked))}</p>')
+    left_out = repo.left_out_plans()
+    if left_out:
+        body += "".join(f'<p class="note">.flow/plans/{esc(name)} {esc(why)}</p>'
+                        for name, why in left_out.items())
     return page("Plans", body, version=ctx.version)
 
 

@@ -73,6 +73,5 @@ class App:
             return []
 
     def warn_linked_plans(self) -> None:
-        for name in self.repo.linked_plans():
-            self.out.warn(f".flow/plans/{name} is a symlink and was left out: flowgit never follows "
-                          "symlinks in .flow/ (make it a real directory)")
+        for name, why in self.repo.left_out_plans().items():
+            self.out.warn(f".flow/plans/{name} {why}")

@@ -11,7 +11,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, S
 
 from flowgit import git
 from flowgit.clock import wall_now
-from flowgit.core.events import PLAN_LOG, Event, LogRead, parse_log
+from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.errors import (
@@ -23,7 +23,7 @@ from flowgit.errors import (
     NotFound,
     NotInitialised,
 )
-from flowgit.ids import check_actor, check_id, is_valid_id, split_ref
+from flowgit.ids import check_actor, check_id, id_problem, is_valid_id, split_ref
 from flowgit.store import notices
 from flowgit.store.cache import DerivedCache
 from flowgit.store.journal import Journal
@@ -158,12 +158,21 @@ class FlowRepo:
             twins = sorted(e.name for e in entries if e.name.casefold() == folded)
         return twins if len(twins) > 1 else []
 
-    def linked_plans(self) -> list[str]:
-        """Entries of plans/ that are symlinks: never read, so listings say they were left out."""
+    def left_out_plans(self) -> dict[str, str]:
+        """Entries of plans/ that are never read, and why (a symlink, a name no id can have):
+        listings say they were left out."""
         plans = self.safe("plans")
         if not plans.is_dir():
-            return []
-        return sorted(e.name for e in os.scandir(plans) if e.is_symlink())
+            return {}
+        out = {}
+        for e in sorted(os.scandir(plans), key=lambda e: e.name):
+            if e.is_symlink():
+                out[e.name] = ("is a symlink and was left out: flowgit never follows symlinks in .flow/ "
+                               "(make it a real directory)")
+            elif e.is_dir() and not is_valid_id(e.name) and (Path(e.path) / "plan.yaml").exists():
+                out[e.name] = (f"was left out: its name is no plan id: {id_problem(e.name)} "
+                               "(`flowgit validate` says more)")
+        return out
 
     def load_plan(self, plan_id: str) -> LoadedPlan:
         if plan_id in self._plans:
@@ -266,6 +275,14 @@ class FlowRepo:
             return None
 
     def read_log(self, plan_id: str, stream: str) -> LogRead:
+        if self.state_store is None:  # format 1: a log in the work tree may be a symlink
+            path = self.safe("plans", check_id(plan_id, "plan id"), "events")
+            path = path / f"{stream if stream == PLAN_LOG else check_id(stream, 'task id')}.jsonl"
+            if path.is_symlink():  # never read, and what it holds is held, as a task's log is
+                rel = self.rel(path)
+                notices.symlinked(rel, f"plan {plan_id} is held" if stream == PLAN_LOG
+                                  else f"task {plan_id}/{stream} is held")
+                return LogRead((), False, 0, (BadLine(rel, "a symlink, which flowgit never follows"),))
         data = self.log_bytes(plan_id, stream)
         if data is None:
             return LogRead((), False, 0)

@@ -11,7 +11,7 @@ from flowgit.cli.app import App
 from flowgit.core.commands import plan_commands
 from flowgit.core.events import PLAN_LOG, Event, make_event
 from flowgit.core.fold import PlanState
-from flowgit.core.lifecycle import held_by
+from flowgit.core.lifecycle import held_by, is_link_hold
 from flowgit.core.rules import decide, resume_phase
 from flowgit.errors import (
     DirtyChangelog,
@@ -288,6 +288,8 @@ def checkpoint(app: App, plan_id: str, rest: Sequence[str], do_approve: bool,
         # the view only reads: it applies no move and runs no validation (docs/SECURITY.md)
         state = repo.state(plan_id)
         if state.held:  # what the review shows (its base commit, say) may be the unreadable line
+            if is_link_hold(state.held):
+                refuse_held(plan_id, state)
             repo.read_log(plan_id, PLAN_LOG).check()
         cp = _pick_checkpoint(repo, plan_id, cp_id, state)
         r = checkpoint_review(repo, plan_id, cp, state)
