@@ -506,3 +506,41 @@ def test_the_gate_lets_a_pull_request_remove_an_unreadable_line(base: Repo) -> N
     assert base.run("validate", "--base", base_rev).code == 0
     res = base.run("validate", "--base", "HEAD~3")  # before the smuggling: A's claim is still there
     assert res.code == 0, res.err
+
+
+def test_mcp_results_carry_the_warnings(base: Repo) -> None:
+    """An agent working through `flowgit mcp` hears what a person at a shell hears on stderr:
+    the line that holds a task, under "warnings" in the tool's result."""
+    pytest.importorskip("mcp")
+    import anyio
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    where = f"{B_LOG}:{smuggle(base, B_LOG, line(data={'lease_until': 'soon'}))}"
+    params = StdioServerParameters(command=sys.executable,
+                                   args=["-m", "flowgit", "--repo", str(base.path), "mcp"],
+                                   env=dict(os.environ), cwd=str(base.path))
+    results: list[Any] = []
+    errors: list[str] = []
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    for name, args in (("status", {"plan": "p"}), ("graph", {"plan": "p"})):
+                        res = await session.call_tool(name, args)
+                        assert not res.is_error, (name, res)
+                        results.append(json.loads(res.content[0].text))  # type: ignore[union-attr]
+                    res = await session.call_tool("next", {})  # A is taken, B held, C waits on B
+                    assert res.is_error
+                    errors.append(res.content[0].text)  # type: ignore[union-attr]
+
+    anyio.run(main)
+    for data in results:
+        assert [w for w in data["warnings"] if where in w] == data["warnings"], data
+        assert "task p/B is held" in data["warnings"][0]
+    assert results[0]["unreadable"] == [where]
+    [error] = errors  # a failing tool says it in its one line
+    assert "[nothing_ready, exit 3] no ready task (warning: unreadable event at " + where in error
+    assert "\n" not in error

@@ -97,12 +97,19 @@ def call(invoke: Invoke, repo: Path, *args: str) -> dict[str, Any]:
         data = json.loads(text.splitlines()[-1]) if text else {}
     except ValueError:
         data = {"output": text}
+    # what the CLI says on stderr (an unreadable line that holds a task, say) reaches the agent
+    said = [x[len("warning: "):] for x in stderr.splitlines() if x.startswith("warning: ")]
     if code != 0:
         error = data.get("error") if isinstance(data, dict) else None
         message = error.get("message") if isinstance(error, dict) else (stderr.strip() or text)
         slug = error.get("code") if isinstance(error, dict) else "error"
-        raise tool_error(f"[{slug}, exit {code}] {message}")
-    return data if isinstance(data, dict) else {"result": data}
+        also = "".join(f" (warning: {w})" for w in said if w not in str(message))
+        raise tool_error(f"[{slug}, exit {code}] {message}{also}")
+    result = data if isinstance(data, dict) else {"result": data}
+    if said:
+        kept = result.get("warnings")
+        result["warnings"] = list(dict.fromkeys([*(kept if isinstance(kept, list) else []), *said]))
+    return result
 
 
 def text_of(data: dict[str, Any]) -> str:
