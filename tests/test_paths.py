@@ -234,6 +234,21 @@ SCRIPTS = {
     "sed-script": ["sed", "-i", "s/x/{title}/", "f"],
     "wsl": ["wsl.exe", "echo", "{title}"],
     "expect": ["expect", "-c", "spawn {title}"],
+    # interpreters no list names, judged by their options
+    "xonsh": ["xonsh", "-c", "echo {title}"],
+    "nu": ["nu", "-c", "{title}"],
+    "julia": ["julia", "-e", "println(\"{title}\")"],
+    "erl-eval": ["erl", "-noshell", "-eval", "{title}"],
+    "guile": ["guile", "-c", "{title}"],
+    "sbcl-eval": ["sbcl", "--eval={title}"],
+    "ipython": ["ipython", "-c", "print('{title}')"],
+    "script-qc": ["script", "-qc", "echo {title}", "/dev/null"],
+    "xterm-e": ["xterm", "-e", "{title}"],
+    "nix-shell": ["nix-shell", "--run", "make {task}"],
+    "npx-c": ["npx", "-c", "echo {title}"],
+    "npm-exec": ["npm", "exec", "-c", "echo {title}"],
+    "gdb-ex": ["gdb", "-ex", "shell echo {title}"],
+    "behind-timeout": ["timeout", "60", "xonsh", "-c", "{title}"],
 }
 
 
@@ -265,6 +280,11 @@ SAFE = {
     "sed-file": ["sed", "-f", "edit.sed", "{prompt_file}"],
     "wsl-exec": ["wsl", "-e", "tool", "{title}"],
     "flock-prog": ["flock", "/tmp/lock", "tool", "{title}"],
+    "grep-e": ["grep", "-e", "{title}", "notes.txt"],
+    "tool-flag": ["mytool", "--title", "{title}", "-m", "{prompt_file}"],
+    "aider": ["aider", "--message-file", "{prompt_file}", "--yes"],
+    "env-node-script": ["env", "node", "agent.js", "-e", "{title}"],
+    "unknown-after-dashdash": ["mytool", "--", "-c", "{title}"],
 }
 
 

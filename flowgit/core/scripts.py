@@ -78,12 +78,48 @@ def script_placeholders(argv: Sequence[str]) -> list[ScriptPlaceholder]:
                 if ph not in NAMES:  # awk's {print} is no placeholder: it stays as written
                     continue
                 found.append(ScriptPlaceholder(index, ph, element))
+    if not any(_known(program_name(e)) for e in argv):
+        found += [ScriptPlaceholder(i, ph, argv[0]) for i in _generic_code(argv)
+                  for ph in dict.fromkeys(PLACEHOLDER.findall(argv[i])) if ph in NAMES]
     seen: set[tuple[int, str]] = set()
     out = []
     for f in found:
         if (f.index, f.placeholder) not in seen:
             seen.add((f.index, f.placeholder))
             out.append(f)
+    return out
+
+
+# Programs the tables above know nothing of are judged by their options: an interpreter no
+# list names (xonsh, nu, julia, guile, ipython, `script -c`, `xterm -e`, `nix-shell --run`,
+# `npx -c`, `gdb -ex` ...) almost always takes its code after one of these. Programs whose
+# such options take data, not code, are let through.
+_GENERIC_FLAGS = frozenset({"-c", "-e", "-E", "-ex", "-eval", "--eval", "--exec", "--execute",
+                            "--command", "--run", "--cmd"})
+_DATA_ONLY = frozenset({"grep", "egrep", "fgrep", "rg", "ag", "ack", "jq", "yq", "curl", "wget",
+                        "echo", "printf", "cat", "touch", "mkdir", "claude", "codex", "gemini"})
+
+
+def _known(name: str) -> bool:
+    return name in _SHELLS or name in _CODE_FLAG or name in _AWKS or name in _REST_IS_CODE \
+        or name in _DASH_C or name in _SEDS or name == "wsl"
+
+
+def _generic_code(argv: Sequence[str]) -> list[int]:
+    """The elements an unknown program (argv[0]) would likely run as code: the value after a
+    code option (`-c`, `-e`, `--eval`, `--run`, ..., a cluster ending in c or e such as `-qc`),
+    or an `--eval=...` element itself."""
+    if not argv or program_name(argv[0]) in _DATA_ONLY:
+        return []
+    out = []
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            break
+        if arg in _GENERIC_FLAGS or re.fullmatch(r"-[A-Za-z]+[ce]", arg):
+            if i + 1 < len(argv):
+                out.append(i + 1)
+        elif arg.startswith("--") and arg.split("=", 1)[0] in _GENERIC_FLAGS and "=" in arg:
+            out.append(i)
     return out
 
 
