@@ -146,3 +146,82 @@ def test_a_failed_commit_leaves_nothing_for_the_next_command(repo: Repo) -> None
     assert "recover" not in repo.git("log", "-1", "--format=%B")
     assert task_states(repo)["A"][0] == "ready"
     settled(repo)
+
+
+def _can_mount() -> bool:
+    return os.geteuid() == 0 and subprocess.run(["which", "mount"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs root and `mount` (a small tmpfs)")
+@pytest.mark.parametrize("spare_pages", [0, 1, 2, 4, 6, 8])
+def test_a_task_add_that_fails_on_a_full_disk_is_not_committed_by_the_next_command(
+        tmp_path: Path, spare_pages: int) -> None:
+    """The issue's case on a real full disk: plan.yaml is written, the commit fails (no room
+    for git's objects or index), and there is no room either for a copy of the old plan to
+    put back atomically. The old content goes back in place, the journal goes, and the next
+    unrelated command commits nothing of it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
+    try:
+        repo = Repo(make_git_repo(disk / "repo"))
+        repo.ok("init")
+        repo.plan("p", TWO)
+        spare = disk / "spare"
+        spare.write_bytes(b"\0" * 4096 * spare_pages)
+        fd = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        spare.unlink()
+        plan = (repo.path / ".flow/plans/p/plan.yaml").read_bytes()
+        before = repo.commits()
+        res = repo.proc("task", "add", "p", "Z", "--title", "z" * 60, "--run", "make z")
+        (disk / "fill").unlink()
+        if res.returncode == 0:  # it fitted: then it is whole
+            assert repo.commits() == before + 1
+            return
+        assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+        assert (repo.path / ".flow/plans/p/plan.yaml").read_bytes() == plan
+        settled(repo)
+        repo.ok("claim", "p/A", "--worker", "w")
+        assert repo.commits() == before + 1
+        assert "recover" not in repo.git("log", "--format=%s", "-2")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, check=False)
+
+
+def test_a_failed_write_is_put_back_in_place_when_no_copy_fits(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same without a mount: the commit fails (another git holds the index) and the
+    atomic put-back of the old plan fails as on a full disk."""
+    import errno
+
+    from flowgit.store import writing
+
+    repo.plan("p", TWO)
+    plan = (repo.path / ".flow/plans/p/plan.yaml").read_bytes()
+    real = writing.write_atomic
+    calls: list[Path] = []
+
+    def tight(path: Path, content: bytes) -> None:
+        calls.append(path)
+        if len(calls) > 1:  # the copy to put the old plan back: no room
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, content)
+
+    monkeypatch.setattr(writing, "write_atomic", tight)
+    index_lock = repo.path / ".git" / "index.lock"
+    index_lock.write_text("")
+    res = repo.run("task", "add", "p", "Z", "--title", "z")
+    index_lock.unlink()
+    assert res.code == 4 and res.err.count("\n") == 1 and len(calls) == 2, (res, calls)  # the index was busy
+    monkeypatch.setattr(writing, "write_atomic", real)
+    assert (repo.path / ".flow/plans/p/plan.yaml").read_bytes() == plan
+    settled(repo)
+    before = repo.commits()
+    repo.ok("claim", "p/A", "--worker", "w")
+    assert repo.commits() == before + 1 and "recover" not in repo.git("log", "-2", "--format=%s")

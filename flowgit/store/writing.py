@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
@@ -333,7 +334,7 @@ def _undo(sizes: Mapping[Path, int | None], olds: Mapping[Path, bytes | None]) -
             if old is None:
                 path.unlink(missing_ok=True)
             elif not path.exists() or path.read_bytes() != old:
-                write_atomic(path, old)
+                _put_back(path, old)
         except OSError:
             pass
 
@@ -353,11 +354,27 @@ def _take_back(repo: FlowRepo, paths: Sequence[str], sizes: Mapping[Path, int | 
             if old is None:
                 path.unlink(missing_ok=True)
             else:
-                write_atomic(path, old)
+                _put_back(path, old)
         git.unstage(repo.root, paths)
         return True
     except (OSError, FlowError):
         return False
+
+
+def _put_back(path: Path, old: bytes) -> None:
+    """A file's old content back: atomically when the disk has room for a copy, else over
+    the new content in place (a full disk: the file then shrinks into blocks it holds)."""
+    try:
+        write_atomic(path, old)
+    except OSError:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+        try:
+            view = memoryview(old)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def commit_message(plan: str, task: str | None, event: str, actor: str, body: str = "") -> str:
