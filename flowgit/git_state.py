@@ -32,7 +32,7 @@ def list_blobs(root: Path, commit: str, prefix: str) -> dict[str, str]:
     for item in proc.stdout.decode("utf-8", "replace").split("\0"):
         meta, _, path = item.partition("\t")
         parts = meta.split()
-        if len(parts) == 3 and parts[1] == "blob" and parts[0] != "120000":
+        if len(parts) == 3 and parts[1] == "blob":  # a symlink's too: never followed, only read
             out[path] = parts[2]
     return out
 
@@ -60,7 +60,7 @@ def changed_blobs(root: Path, old: str, new: str, prefix: str) -> list[TreeChang
     out = []
     for meta, path in zip(fields[0::2], fields[1::2]):
         parts = meta.split()
-        if len(parts) < 5 or parts[1] == "120000":
+        if len(parts) < 5:
             continue
         blob = None if set(parts[3]) == {"0"} else parts[3]
         out.append(TreeChange(path, blob))

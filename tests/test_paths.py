@@ -524,3 +524,50 @@ def test_a_plan_directory_no_id_can_name_is_said_not_skipped(repo: Repo, name: s
         said = [x for x in res.err.splitlines() if f".flow/plans/{name}" in x]
         assert len(said) == 1 and "left out" in said[0], (args, res.err)
     assert repo.run("validate").code == 1
+
+
+def test_a_state_branch_log_made_a_symlink_never_frees_a_claimed_task(tmp_path: Path) -> None:
+    """Format 2: a fetched flow/state where a claimed task's log became a symlink entry (mode
+    120000) is read as a blob (never followed; the state branch is never checked out), so the
+    sync sees the claim dropped and merges by union instead of fast-forwarding: the claim
+    stays and a second worker cannot take the task. (It was skipped as no log at all: the
+    fast-forward dropped the claim and `claim` handed the task to a second worker.)"""
+    from helpers import git as run_git, make_git_repo
+
+    from flowgit.store.state import log_path
+
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    seed = Repo(make_git_repo(tmp_path / "seed"))
+    seed.ok("init", "--format", "2")
+    seed.plan("P", "id: P\ntitle: P\ntasks:\n  - {id: T1, title: one}\n  - {id: T2, title: two}\n")
+    seed.ok("submit", "P")
+    seed.git("remote", "add", "origin", str(bare))
+    seed.git("push", "-q", "origin", "main", "flow/state")
+    clones = []
+    for name in ("a", "b"):
+        subprocess.run(["git", "clone", "-q", str(bare), str(tmp_path / name)], check=True, capture_output=True)
+        run_git(tmp_path / name, "config", "user.email", f"{name}@example.com")
+        run_git(tmp_path / name, "config", "user.name", name)
+        clones.append(Repo(tmp_path / name))
+        clones[-1].git("branch", "-q", "flow/state", "origin/flow/state")
+    a, b = clones
+    a.ok("claim", "P/T1", "--worker", "wa")
+    a.ok("sync")
+    b.ok("sync")
+    path = log_path("P", "T1")
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=b.path, input="/etc/passwd",
+                          capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "idx")}
+    subprocess.run(["git", "read-tree", "flow/state"], cwd=b.path, env=env, check=True)
+    subprocess.run(["git", "update-index", "--cacheinfo", f"120000,{blob},{path}"], cwd=b.path, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=b.path, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    b.git("update-ref", "refs/heads/flow/state", b.git("commit-tree", tree, "-p", "flow/state", "-m", "link"))
+    b.git("push", "-q", "origin", "flow/state")
+    assert a.ok("sync", "--json").json["merge"] == "merged"  # not fast-forwarded: it dropped the claim
+    res = a.run("claim", "P/T1", "--worker", "thief")
+    # the claim stands (the link's text, carried as a line, holds the task besides)
+    assert res.code == 1 and ("claimed by wa" in res.err or "it is blocked: unreadable event" in res.err), res
+    assert "task.claimed" in a.git("show", f"flow/state:{path}")
+    assert a.git("ls-tree", "flow/state", "--", path).split()[0] == "100644"
