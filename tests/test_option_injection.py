@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo, git
+from helpers import Repo, git, make_git_repo
 
 from flowgit import git as door
 from flowgit.errors import FlowError
@@ -424,3 +424,36 @@ def test_mcp_over_stdio_refuses_an_option_shaped_rev(planned: Repo, trap: Trap) 
     anyio.run(main)
     assert all("exit 2" in e and "\n" not in e for e in errors), errors
     assert trap.untouched() and snapshot(planned) == before
+
+
+# ----- a branch name from config never moves a code branch ---------------------------------------
+
+@pytest.mark.parametrize("branch", ["main", "feature"])
+def test_a_state_branch_that_names_a_code_branch_is_refused(tmp_path: Path, branch: str) -> None:
+    """Format 2: a pulled config whose `state.branch` names a code branch made the next claim
+    commit state onto it with update-ref (the checked-out `main` moved under the work tree,
+    which then showed staged changes). A code branch holds .flow/config.yaml; the state
+    branch's tree never does: every command that would move or push it refuses, naming the key."""
+    repo = Repo(make_git_repo(tmp_path / "repo"))
+    repo.ok("init", "--format", "2")
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
+    repo.ok("submit", "p")
+    repo.git("branch", "feature")
+    cfg = repo.path / ".flow/config.yaml"
+    cfg.write_text(cfg.read_text() + f"state:\n  branch: {branch}\n")
+    repo.git("commit", "-qam", "from a branch", "--no-verify")
+    before = snapshot(repo)
+    for args in (("claim", "p/A", "--worker", "w"), ("halt", "p", "--reason", "x")):
+        line = refused(repo.run(*args), 1)
+        assert f"state.branch: '{branch}' is a code branch (it holds .flow/config.yaml)" in line
+    assert snapshot(repo) == before
+    cfg.write_text(cfg.read_text().replace(f"  branch: {branch}\n", "  branch: flow/state\n"))
+    repo.git("commit", "-qam", "fixed", "--no-verify")
+    repo.ok("claim", "p/A", "--worker", "w")  # its own branch: as before
+    # a migrated repository's state branch (its first commit's parent is the code) is its own too
+    old = Repo(make_git_repo(tmp_path / "old"))
+    old.ok("init")
+    old.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
+    old.ok("submit", "p")
+    old.ok("migrate")
+    old.ok("claim", "p/A", "--worker", "w")

@@ -35,6 +35,7 @@ def fetch_merge(repo: FlowRepo, remote: str) -> str:
     """Bring the remote's state in (under the lock): 'no remote branch', 'up to date',
     'fast-forward' or 'merged'."""
     store = _store(repo)
+    store.refuse_code_branch()
     tracking = tracking_ref(store, remote)
     if not git_state.fetch_ref(repo.root, remote, store.branch, tracking):
         code = git.current_branch(repo.root)
@@ -127,6 +128,7 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
 
 def push(repo: FlowRepo, remote: str) -> bool:
     store = _store(repo)
+    store.refuse_code_branch()
     head = store.head()
     if head is None:
         return True

@@ -56,6 +56,21 @@ class StateStore:
         self.branch = branch
         self.ref = f"refs/heads/{branch}"
         self._listings: dict[tuple[str, str], dict[str, str]] = {}
+        self._own = False
+
+    def refuse_code_branch(self) -> None:
+        """The state branch's tree holds event logs only, never the config a code branch of a
+        flowgit repository always has: a `state.branch` that names a code branch (a pulled
+        config saying `main`, say) is refused before flowgit moves that branch under someone's
+        work tree or pushes it."""
+        if self._own:
+            return
+        tip = self.head()
+        if tip and git.show_blob(self.repo.root, tip, ".flow/config.yaml") is not None:
+            raise InvalidFile(f".flow/config.yaml: state.branch: {self.branch!r} is a code branch (it "
+                              "holds .flow/config.yaml), not flowgit's state: name a branch of its "
+                              "own (the default is flow/state)")
+        self._own = True
 
     # ----- reading ---------------------------------------------------------------------------
     def head(self) -> str | None:
@@ -143,6 +158,7 @@ class StateStore:
                extra_parents: Sequence[str] = ()) -> str:
         """One state commit: `changes` (tree path -> new content, None to remove) on top of the
         branch tip, the ref moved only if nobody moved it meanwhile. Its id."""
+        self.refuse_code_branch()
         root = self.repo.root
         local = self.local_head()
         old = local or git.read_ref(self.repo.dirs, self.tracking())
