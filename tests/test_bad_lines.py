@@ -441,7 +441,7 @@ def test_a_held_plan_refuses_every_decision_and_writes_nothing(tmp_path: Path, a
     """The phase, the approvals and the checkpoint decisions are in doubt while the plan log
     holds an unreadable line: the checkpoint view refuses, and so does every decision."""
     repo = Repo(make_git_repo(tmp_path / "repo"))
-    repo.ok("init")
+    repo.ok("init", "--format", "1")
     repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b, depends_on: [CP]}\n"
                    "checkpoints:\n  - {id: CP, after: [A]}\n")
     repo.ok("submit", "p")

@@ -165,7 +165,7 @@ def test_a_task_add_that_fails_on_a_full_disk_is_not_committed_by_the_next_comma
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], check=True)
     try:
         repo = Repo(make_git_repo(disk / "repo"))
-        repo.ok("init")
+        repo.ok("init", "--format", "1")
         repo.plan("p", TWO)
         spare = disk / "spare"
         spare.write_bytes(b"\0" * 4096 * spare_pages)

@@ -452,7 +452,7 @@ def test_a_state_branch_that_names_a_code_branch_is_refused(tmp_path: Path, bran
     repo.ok("claim", "p/A", "--worker", "w")  # its own branch: as before
     # a migrated repository's state branch (its first commit's parent is the code) is its own too
     old = Repo(make_git_repo(tmp_path / "old"))
-    old.ok("init")
+    old.ok("init", "--format", "1")
     old.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
     old.ok("submit", "p")
     old.ok("migrate")
