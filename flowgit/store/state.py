@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from flowgit import git, git_state
 from flowgit.core.events import PLAN_LOG, Event, parse_log
+from flowgit.core.storage import DEFAULT_BRANCH
 from flowgit.errors import FlowError, InvalidFile
 from flowgit.ids import is_valid_id
 
@@ -63,7 +64,7 @@ class StateStore:
         flowgit repository always has: a `state.branch` that names a code branch (a pulled
         config saying `main`, say) is refused before flowgit moves that branch under someone's
         work tree or pushes it."""
-        if self._own:
+        if self._own or self.branch == DEFAULT_BRANCH:  # no config chose it: no git process
             return
         tip = self.head()
         if tip and git.show_blob(self.repo.root, tip, ".flow/config.yaml") is not None:
