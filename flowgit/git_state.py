@@ -167,6 +167,36 @@ def state_dir(dirs: RepoDirs) -> Path:
     return path
 
 
+def checked_out_in(dirs: RepoDirs, ref: str) -> Path | None:
+    """The work tree whose HEAD is `ref` (None: no work tree has it checked
+    out). Read from the HEAD files; with the reftable backend, from `git worktree list`."""
+    if (dirs.common_dir / "reftable").is_dir():
+        proc = _run(["worktree", "list", "--porcelain", "-z"], dirs.root, check=False)
+        tree = None
+        for field in proc.stdout.decode("utf-8", "replace").split("\0"):
+            if field.startswith("worktree "):
+                tree = Path(field[9:])
+            elif field == f"branch {ref}" and tree is not None:
+                return tree
+        return None
+    heads = [dirs.common_dir / "HEAD"]
+    try:
+        heads += [d / "HEAD" for d in (dirs.common_dir / "worktrees").iterdir()]
+    except OSError:
+        pass
+    for head in heads:
+        try:
+            text = head.read_text().strip()
+        except OSError:
+            continue
+        if text == f"ref: {ref}":
+            try:  # a linked work tree: its git dir names the `.git` file at its top
+                return Path((head.parent / "gitdir").read_text().strip()).parent
+            except OSError:
+                return head.parent.parent if head.parent.name == ".git" else head.parent
+    return None
+
+
 def fetch_ref(root: Path, remote: str, branch: str, into: str) -> bool:
     """Fetch the remote's `branch` into the local ref `into`; False when it has none."""
     check_not_option(remote, "remote name")

@@ -36,6 +36,7 @@ def fetch_merge(repo: FlowRepo, remote: str) -> str:
     'fast-forward' or 'merged'."""
     store = _store(repo)
     store.refuse_code_branch()
+    store.check_writable()
     tracking = tracking_ref(store, remote)
     if not git_state.fetch_ref(repo.root, remote, store.branch, tracking):
         code = git.current_branch(repo.root)
@@ -140,6 +141,7 @@ def take_back(repo: FlowRepo, sha: str) -> None:
     store = _store(repo)
     if store.local_head() != sha:
         return
+    store.check_writable()
     parent = git_state.first_parent(repo.root, sha)
     git_state.move_back(repo.root, store.ref, sha, parent)
     store.note_moved()

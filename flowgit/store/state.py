@@ -85,6 +85,16 @@ class StateStore:
     def tracking(self) -> str:
         return f"refs/remotes/{self.repo.config.remote}/{self.branch}"
 
+    def check_writable(self) -> None:
+        """Refuse to move a branch some work tree has checked out (`state.branch: main`, or
+        `git checkout flow/state`): plumbing would move it under that work tree's files and
+        index, and the next commit there would undo the state or the code."""
+        where = git_state.checked_out_in(self.repo.dirs, self.ref)
+        if where is not None:
+            raise FlowError(f"the state branch {self.branch} is checked out in {where}: flowgit keeps "
+                            f"it out of every work tree; check out another branch there, or set "
+                            f"state.branch in .flow/config.yaml to a branch of its own (default flow/state)")
+
     def display(self, plan: str, stream: str) -> str:
         return f"{self.branch}:{log_path(plan, stream)}"
 
@@ -160,6 +170,7 @@ class StateStore:
         """One state commit: `changes` (tree path -> new content, None to remove) on top of the
         branch tip, the ref moved only if nobody moved it meanwhile. Its id."""
         self.refuse_code_branch()
+        self.check_writable()
         root = self.repo.root
         local = self.local_head()
         old = local or git.read_ref(self.repo.dirs, self.tracking())

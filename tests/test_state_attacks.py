@@ -1,0 +1,50 @@
+"""Format 2 under attack (ADR 0011): what a teammate's config, a checkout or a hostile clone
+can do to the state branch. Each case is a one-line error with CLI.md's exit code, nothing
+written, or state read safely."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from helpers import Repo, make_git_repo, states
+
+PLAN = """id: P
+title: attacks
+goal: attack the state branch
+tasks:
+  - id: T1
+    title: one
+  - id: T2
+    title: two
+"""
+
+
+def executing(path: Path) -> Repo:
+    r = Repo(make_git_repo(path))
+    r.ok("init", "--format", "2")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    return r
+
+
+def one_line_error(res: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert res.returncode == 1, res
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), res.stderr
+
+
+def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(tmp_path: Path) -> None:
+    r = executing(tmp_path / "repo")
+    r.git("worktree", "add", "-q", str(tmp_path / "peek"), "flow/state")
+    tip = r.git("rev-parse", "flow/state")
+    one_line_error(r.proc("claim", "P/T1", "--worker", "w"), "flow/state", str(tmp_path / "peek"))
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    r.git("remote", "add", "origin", str(bare))
+    one_line_error(r.proc("sync"), "flow/state", "checked out")
+    assert r.git("rev-parse", "flow/state") == tip
+    assert r.git("-C", str(tmp_path / "peek"), "status", "--porcelain") == ""
+    r.git("worktree", "remove", str(tmp_path / "peek"))
+    r.ok("claim", "P/T1", "--worker", "w")  # back out of the work tree, writes go on
+    assert states(r, "P")["T1"] == "claimed"
