@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 from flowgit import proc
 from flowgit.core.model import Executor
 from flowgit.errors import AgentFailed, Interrupted
-from flowgit.runner.executors import agent_argv
+from flowgit.runner.executors import agent_invocation
 from flowgit.store.repo import FlowRepo
 
 MAX_ERRORS = 20  # the errors handed to the next round (and recorded)
@@ -94,9 +94,10 @@ def run_rounds(job: AgentJob, rounds: int, prompt_for: Callable[[Sequence[str], 
             prompt = prompt_for(errors, n)
             prompt_file = job.workdir / f"prompt-{n}.md"
             prompt_file.write_text(prompt, encoding="utf-8")
-            argv = agent_argv(job.executor, job.values(prompt, prompt_file, n), f"{job.what} {job.plan_id}")
+            argv, stdin = agent_invocation(job.repo.config, job.executor, job.values(prompt, prompt_file, n),
+                                           f"{job.what} {job.plan_id}")
             with open(job.workdir / f"output-{n}.log", "wb") as out:
-                result = proc.run(argv, cwd=job.repo.root, env=job.env(prompt_file, n),
+                result = proc.run(argv, cwd=job.repo.root, env=job.env(prompt_file, n), input=stdin,
                                   timeout=job.executor.timeout, output=out, stop=stop)
             if result.stopped or stop.is_set():
                 raise Interrupted(f"{job.what} {job.plan_id}: stopped in round {n}; nothing written")

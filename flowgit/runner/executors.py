@@ -136,6 +136,24 @@ def agent_argv(executor: Executor, values: Mapping[str, str], what: str) -> tupl
     return out
 
 
+def agent_invocation(config: Config, executor: Executor, values: Mapping[str, str],
+                     what: str) -> tuple[tuple[str, ...], bytes | None]:
+    """`agent_argv` and what goes to standard input, by the rules `invocation` applies to a
+    task's agent: a `stdin: prompt` template and a large prompt to a built-in agent read it
+    there; a `{prompt}` too large for one argument is refused with the way out."""
+    prompt = values.get("prompt", "").encode("utf-8")
+    if executor.stdin:
+        return agent_argv(executor, values, what), prompt
+    if executor.name in AGENTS and executor.name not in config.executors \
+            and len(prompt) > config.run.prompt_stdin_over:
+        return STDIN_TEMPLATES[executor.name], prompt
+    if len(prompt) >= ARG_LIMIT and any("{prompt}" in a for a in executor.argv):
+        raise BadExecutor(f"{what}: the prompt is {len(prompt)} bytes, more than one argument can "
+                          f"carry ({ARG_LIMIT}): in executors.{executor.name} use {{prompt_file}} or "
+                          "`stdin: prompt` instead of {prompt}")
+    return agent_argv(executor, values, what), None
+
+
 def invocation(config: Config, executor: Executor, values: Mapping[str, str], task: Task,
                plan_id: str) -> tuple[tuple[str, ...], bytes | None]:
     """The argv, and what goes to standard input: the prompt for a `stdin: prompt` template,
@@ -161,5 +179,5 @@ def values_for(plan: Plan, task: Task, worktree: Path, prompt_file: Path, prompt
             "repo": str(repo_root), "attempt": str(attempt), "python": python}
 
 
-__all__ = ["BUILTIN", "AGENTS", "Invocation", "agent_argv", "argv_for", "by_name", "commands_for", "prompt_text",
+__all__ = ["BUILTIN", "AGENTS", "Invocation", "agent_argv", "agent_invocation", "argv_for", "by_name", "commands_for", "prompt_text",
            "resolve", "values_for"]
