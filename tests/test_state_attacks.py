@@ -48,3 +48,21 @@ def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(tmp_path
     r.git("worktree", "remove", str(tmp_path / "peek"))
     r.ok("claim", "P/T1", "--worker", "w")  # back out of the work tree, writes go on
     assert states(r, "P")["T1"] == "claimed"
+
+
+def test_migrate_on_a_detached_head_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    r = Repo(make_git_repo(tmp_path / "repo"))
+    r.ok("init", "--format", "1")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.ok("claim", "P/T1", "--worker", "w")
+    r.git("checkout", "-q", "--detach")
+    head = r.git("rev-parse", "HEAD")
+    res = r.proc("migrate")
+    one_line_error(res, "detached")
+    assert r.git("rev-parse", "HEAD") == head
+    assert r.git("branch", "--list", "flow/state") == ""  # no state branch beside a format 1 branch
+    assert "version: 1" in (r.path / ".flow" / "config.yaml").read_text()
+    r.git("checkout", "-q", "main")
+    r.ok("migrate")
+    assert states(r, "P")["T1"] == "claimed"

@@ -15,7 +15,7 @@ from typing import Any
 
 from flowgit import __version__, git, git_state
 from flowgit.core.events import PLAN_LOG, make_event
-from flowgit.errors import Dirty
+from flowgit.errors import Detached, Dirty
 from flowgit.store.imports import TOMBSTONE, commit_files, without_tombstones, branch_logs
 from flowgit.store.repo import FlowRepo
 from flowgit.store.state import StateStore, log_path
@@ -49,6 +49,10 @@ def migrate(repo: FlowRepo, actor: str, dry_run: bool) -> dict[str, Any]:
     if dirty:
         raise Dirty(f"{dirty[0]} has uncommitted changes: commit or discard them, then run "
                     "`flowgit migrate` again")
+    if git.head(repo.root) and git.current_branch(repo.root) is None:
+        # the code commit would belong to no branch: the branch stays format 1 beside a state
+        raise Detached("HEAD is detached: check out the branch to migrate, then run `flowgit "
+                       "migrate` again")
     store = StateStore(repo, cfg.state_branch)
     with repo.lock():
         repo.journal.recover()
