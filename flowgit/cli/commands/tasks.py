@@ -158,8 +158,7 @@ def _plan_with_ready(app: App) -> str:
     repo = app.repo
     now = wall_now()
     waiting = ""
-    for pid in repo.plan_ids():
-        state = repo.state(pid, now)
+    for pid, state in app.readable_plans(now):
         if not state.order or state.phase in ("complete", "halted", "finish"):
             continue
         plan = repo.load_plan(pid).plan
