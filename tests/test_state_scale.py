@@ -293,6 +293,6 @@ def test_the_watchers_compaction_check_reads_every_log_in_one_batch(tmp_path: Pa
     monkeypatch.setenv("GIT_TRACE", str(trace))
     repo = FlowRepo(r.path)
     assert long_logs(repo, "P", 5) == ["T7"]
-    assert auto_compact(repo, "P", "watcher", lambda line: None) == 0  # none past 1000 events
+    assert auto_compact(repo, "P", "watcher", lambda line: None) == 0  # none past the threshold
     spawned = [line for line in trace.read_text().splitlines() if "built-in: git" in line]
     assert len(spawned) <= 6, spawned  # was 40 and more: one `cat-file` per log
