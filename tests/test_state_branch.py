@@ -43,6 +43,19 @@ def state_log(r: Repo, plan: str, stream: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
 
 
+def forge_state(r: Repo, tmp_path: Path, path: str, text: str, message: str) -> None:
+    """A commit on flow/state that sets one file to `text`, made with plumbing by hand (as a
+    hostile tool, or someone without flowgit, would)."""
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=text,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / f"idx-{r.path.name}")}
+    subprocess.run(["git", "read-tree", "flow/state"], cwd=r.path, env=env, check=True)
+    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    r.git("update-ref", "refs/heads/flow/state", r.git("commit-tree", tree, "-p", "flow/state", "-m", message))
+
+
 def code_subjects(r: Repo) -> list[str]:
     return r.git("log", "--format=%s", "main").splitlines()
 
@@ -199,15 +212,7 @@ def test_a_merge_keeps_an_event_one_side_deleted(tmp_path: Path) -> None:
     path = log_path("P", "T1")
     lines = b.git("show", f"flow/state:{path}").splitlines()
     kept = "".join(line + "\n" for line in lines if "task.claimed" not in line)
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=b.path, input=kept,
-                          capture_output=True, text=True, check=True).stdout.strip()
-    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "idx")}
-    subprocess.run(["git", "read-tree", "flow/state"], cwd=b.path, env=env, check=True)
-    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=b.path, env=env, check=True)
-    tree = subprocess.run(["git", "write-tree"], cwd=b.path, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    commit = b.git("commit-tree", tree, "-p", "flow/state", "-m", "drop a line")
-    b.git("update-ref", "refs/heads/flow/state", commit)
+    forge_state(b, tmp_path, path, kept, "drop a line")
     b.ok("claim", "P/T2", "--worker", "wb")
     b.ok("sync")
     assert a.ok("sync", "--json").json["merge"] == "merged"  # not fast-forwarded: it lost an event
@@ -461,15 +466,7 @@ def test_validate_checks_the_logs_on_the_state_branch(tmp_path: Path) -> None:
     bad = json.loads(good.splitlines()[0])
     bad["id"] = "01J00000000000000000000000"
     bad["data"] = {"lease_until": "soon"}
-    text = good + "\n" + json.dumps(bad) + "\n"
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=text,
-                          capture_output=True, text=True, check=True).stdout.strip()
-    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "idx")}
-    subprocess.run(["git", "read-tree", "flow/state"], cwd=r.path, env=env, check=True)
-    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env, check=True)
-    tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    r.git("update-ref", "refs/heads/flow/state", r.git("commit-tree", tree, "-p", "flow/state", "-m", "forged"))
+    forge_state(r, tmp_path, path, good + "\n" + json.dumps(bad) + "\n", "forged")
     res = r.run("validate")
     assert res.code == 1 and f"flow/state:{path}:2" in res.err and "Traceback" not in res.err
     row = r.ok("status", "P", "--json").json
