@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from helpers import Repo, make_git_repo, states
 
 PLAN = """id: P
@@ -66,3 +68,13 @@ def test_migrate_on_a_detached_head_is_refused_and_writes_nothing(tmp_path: Path
     r.git("checkout", "-q", "main")
     r.ok("migrate")
     assert states(r, "P")["T1"] == "claimed"
+
+
+@pytest.mark.parametrize("branch", ["HEAD", "FETCH_HEAD", "refs/heads/x", "origin/main", "tags/v1"])
+def test_a_state_branch_git_would_read_as_another_ref_is_refused(tmp_path: Path, branch: str) -> None:
+    r = executing(tmp_path / "repo")
+    config = r.path / ".flow" / "config.yaml"
+    config.write_text(config.read_text() + f"state:\n  branch: {branch!r}\n")
+    refs = r.git("for-each-ref", "--format=%(refname) %(objectname)")
+    one_line_error(r.proc("claim", "P/T1", "--worker", "w"), "state.branch", branch)
+    assert r.git("for-each-ref", "--format=%(refname) %(objectname)") == refs  # no refs/heads/HEAD

@@ -34,6 +34,13 @@ def storage_settings(data: Mapping[str, Any], where: str) -> tuple[int, str]:
             or branch.endswith((".lock", "/", ".")) or "//" in branch):
         raise InvalidFile(f"{where}: state.branch: invalid branch name {branch!r}: use letters, "
                           "digits, '/', '-', '_' and '.', not starting with '-' or '.'")
+    remote = data.get("remote") if isinstance(data.get("remote"), str) else "origin"
+    if (branch == "HEAD" or branch.endswith("_HEAD") or branch.split("/")[0] in ("refs", "heads", "tags", "remotes")
+            or branch.startswith(f"{remote}/")):
+        # refs/heads/HEAD, refs/heads/origin/main ...: every git command of the user would warn
+        # "refname is ambiguous" or pick the other ref
+        raise InvalidFile(f"{where}: state.branch: {branch!r} reads as another ref to git (HEAD, "
+                          f"refs/..., {remote}/...): name a branch of its own (default flow/state)")
     requires = data.get("requires")
     if requires is not None:
         wanted = _release(requires)
