@@ -78,3 +78,13 @@ def test_a_state_branch_git_would_read_as_another_ref_is_refused(tmp_path: Path,
     refs = r.git("for-each-ref", "--format=%(refname) %(objectname)")
     one_line_error(r.proc("claim", "P/T1", "--worker", "w"), "state.branch", branch)
     assert r.git("for-each-ref", "--format=%(refname) %(objectname)") == refs  # no refs/heads/HEAD
+
+
+def test_a_private_index_lock_left_by_a_killed_writer_does_not_stop_every_write(tmp_path: Path) -> None:
+    r = executing(tmp_path / "repo")
+    r.ok("claim", "P/T1", "--worker", "w")
+    (r.path / ".git" / "flowgit" / "state.index.lock").write_text("")  # SIGKILL mid update-index
+    r.ok("heartbeat", "P/T1", "--worker", "w")  # was exit 4 "retry" forever
+    r.ok("done", "P/T1", "--worker", "w")
+    assert states(r, "P")["T1"] == "done"
+    assert r.proc("validate").returncode == 0

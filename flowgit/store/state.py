@@ -183,6 +183,9 @@ class StateStore:
         marker = folder / (INDEX + ".base")
         based = index.exists() and _read(marker) == (old or "")
         marker.unlink(missing_ok=True)  # the index is ahead of any commit until the ref moved
+        # only flowgit uses this index, under the repository lock we hold: a lock file of it is
+        # what a writer killed mid-`update-index` left (without the marker, it is rebuilt)
+        (folder / (INDEX + ".lock")).unlink(missing_ok=True)
         tree = git_state.write_tree(root, index, old, blobs, based)
         parents = ([old] if old else []) + list(extra_parents)
         new = git_state.commit_tree(root, tree, parents, message)
