@@ -3,6 +3,7 @@ can do to the state branch. Each case is a one-line error with CLI.md's exit cod
 written, or state read safely."""
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -88,3 +89,43 @@ def test_a_private_index_lock_left_by_a_killed_writer_does_not_stop_every_write(
     r.ok("done", "P/T1", "--worker", "w")
     assert states(r, "P")["T1"] == "done"
     assert r.proc("validate").returncode == 0
+
+
+def _put(r: Repo, path: str, content: bytes, message: str) -> None:
+    """Commit `content` at `path` on flow/state with plumbing, as a hostile or fixing clone."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(r.path / ".git" / "hand.index")}
+
+    def run(*args: str, data: bytes | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=r.path, env=env, input=data, capture_output=True,
+                              check=True).stdout.decode().strip()
+    run("read-tree", "flow/state")
+    blob = run("hash-object", "-w", "--stdin", data=content)
+    run("update-index", "--cacheinfo", f"100644,{blob},{path}")
+    commit = run("commit-tree", run("write-tree"), "-p", "flow/state", data=message.encode())
+    run("update-ref", "refs/heads/flow/state", commit)
+
+
+def test_a_bad_line_removed_on_one_clone_stays_removed_on_the_others(tmp_path: Path) -> None:
+    from flowgit.store.state import log_path
+
+    a = executing(tmp_path / "a")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(a.path), str(bare)], check=True)
+    a.git("remote", "add", "origin", str(bare))
+    a.ok("claim", "P/T1", "--worker", "w")
+    path = log_path("P", "T1")
+    good = a.git("show", f"flow/state:{path}").encode() + b"\n"
+    bad = (b'{"id":"01M96BCGD3GWCDGSZX2MA3S650","type":"task.done","plan":"P","task":"T1","actor":"w",'
+           b'"at":"2026-12-06T18:56:42.499514Z","clock":2,"data":{"code":"--output=x"}}\n')
+    _put(a, path, good + bad, "a forged line")
+    a.ok("sync")
+    b = Repo(tmp_path / "b")
+    subprocess.run(["git", "clone", "-q", str(bare), str(b.path)], check=True)
+    b.git("branch", "-q", "flow/state", "origin/flow/state")
+    assert "unreadable event" in b.run("status", "P").err
+    _put(a, path, good, "remove the forged line, as the warning asks")
+    a.ok("sync")
+    b.ok("sync")  # a fast-forward: the dropped line was no event, nothing to bring back
+    assert b.git("rev-parse", "flow/state") == a.git("rev-parse", "flow/state")
+    res = b.run("status", "P")
+    assert "unreadable" not in res.err and states(b, "P")["T1"] == "claimed"
