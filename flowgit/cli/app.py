@@ -4,13 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 from flowgit.cli.output import Output
 from flowgit.store.repo import FlowRepo
-
-if TYPE_CHECKING:
-    from flowgit.core.fold import PlanState
 
 
 def start_dir(repo_dir: Path | None) -> Path:
@@ -42,7 +39,6 @@ class App:
     repo_dir: Path | None = None
     out: Output = field(default_factory=Output)
     _repo: FlowRepo | None = None
-    skipped_plans: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def repo(self) -> FlowRepo:
@@ -75,21 +71,6 @@ class App:
         except PlanEdited as exc:
             self.out.warn(exc.message)
             return []
-
-    def readable_plans(self, now: float | None = None) -> Iterator[tuple[str, PlanState]]:
-        """Every plan with its state. A plan that cannot be read (a broken plan.yaml pulled from
-        a teammate) is named once on stderr with its problem and left out, so it does not stop
-        the commands that go over every plan; the commands on that plan still refuse it."""
-        from flowgit.errors import InvalidFile
-
-        for pid in self.repo.plan_ids():
-            try:
-                state = self.repo.state(pid, now)
-            except InvalidFile as exc:
-                self.skipped_plans.append({"plan": pid, "error": exc.message})
-                self.out.warn(f"{exc.message} (plan {pid} left out; `flowgit validate` lists every problem)")
-                continue
-            yield pid, state
 
     def warn_linked_plans(self) -> None:
         for name, why in self.repo.left_out_plans().items():

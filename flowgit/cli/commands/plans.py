@@ -124,8 +124,9 @@ def plan_list(app: App, phase: str | None, tag: str | None) -> int:
     repo = app.repo
     rows: list[dict[str, Any]] = []
     app.warn_linked_plans()
-    for pid, state in app.readable_plans():
+    for pid in repo.plan_ids():
         loaded = repo.load_plan(pid)
+        state = repo.state(pid)
         if phase and state.phase != phase:
             continue
         if tag and tag not in loaded.plan.tags:

@@ -219,7 +219,8 @@ def status(app: App, plan_id: str | None, limit: int | None = None, everything: 
         return 0
     plans = []
     app.warn_linked_plans()
-    for pid, state in app.readable_plans(now):
+    for pid in repo.plan_ids():
+        state = repo.state(pid, now)
         plans.append(status_dict(repo, pid, state, now))
     children: dict[str | None, list[str]] = {}
     for p in plans:
@@ -247,7 +248,7 @@ def status(app: App, plan_id: str | None, limit: int | None = None, everything: 
         for pid in roots + [p["plan"] for p in plans]:
             walk(pid, 0)
         return "\n".join(out)
-    app.out.result({"plans": plans, **({"unreadable": app.skipped_plans} if app.skipped_plans else {})}, text)
+    app.out.result({"plans": plans}, text)
     return 0
 
 
@@ -257,9 +258,10 @@ def next_task(app: App, plan_id: str | None) -> int:
 
     repo = app.repo
     now = wall_now()
-    states = [(check_id(plan_id, "plan id"), repo.state(plan_id, now))] if plan_id else app.readable_plans(now)
+    pids = [check_id(plan_id, "plan id")] if plan_id else repo.plan_ids()
     waiting = ""
-    for pid, state in states:
+    for pid in pids:
+        state = repo.state(pid, now)
         if state.phase in ("complete", "halted", "finish"):
             continue
         blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)

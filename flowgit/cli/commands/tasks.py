@@ -158,7 +158,8 @@ def _plan_with_ready(app: App) -> str:
     repo = app.repo
     now = wall_now()
     waiting = ""
-    for pid, state in app.readable_plans(now):
+    for pid in repo.plan_ids():
+        state = repo.state(pid, now)
         if not state.order or state.phase in ("complete", "halted", "finish"):
             continue
         plan = repo.load_plan(pid).plan
