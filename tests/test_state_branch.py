@@ -472,3 +472,26 @@ def test_validate_checks_the_logs_on_the_state_branch(tmp_path: Path) -> None:
     row = r.ok("status", "P", "--json").json
     assert next(t for t in row["tasks"] if t["id"] == "T1")["state"] == "blocked"  # held, never freed
     assert r.run("claim", "P/T1", "--worker", "w2").code != 0
+
+
+def test_a_repository_that_needs_a_newer_flowgit_stops_every_command(tmp_path: Path) -> None:
+    r = executing(tmp_path / "repo")
+    config = r.path / ".flow" / "config.yaml"
+    config.write_text(config.read_text().replace("version: 2", 'version: 2\nrequires: "99.0"', 1))
+    r.git("commit", "-qam", "needs a newer flowgit", "--no-verify")  # as a teammate's branch brings it
+    tip = r.git("rev-parse", "flow/state")
+    for args in (["status", "P"], ["claim", "P/T1", "--worker", "w1"], ["validate"]):
+        res = r.run(*args)
+        assert res.code == 1 and "requires" in res.err and "Traceback" not in res.err, (args, res.err)
+        assert len(res.err.strip().splitlines()) == 1, res.err
+    assert r.git("rev-parse", "flow/state") == tip  # nothing written
+
+
+def test_migrate_over_uncommitted_flow_edits_writes_nothing(tmp_path: Path) -> None:
+    r = v1_repo(tmp_path / "repo")
+    plan = r.path / ".flow" / "plans" / "P" / "plan.yaml"
+    plan.write_text(plan.read_text() + "# an edit not committed\n")
+    head = r.git("rev-parse", "HEAD")
+    res = r.run("migrate")
+    assert res.code == 1 and "uncommitted changes" in res.err and "Traceback" not in res.err
+    assert r.git("rev-parse", "HEAD") == head and "flow/state" not in r.git("branch")

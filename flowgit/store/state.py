@@ -57,6 +57,7 @@ class StateStore:
         self.branch = branch
         self.ref = f"refs/heads/{branch}"
         self._listings: dict[tuple[str, str], dict[str, str]] = {}
+        self._blobs: dict[str, bytes] = {}
         self._own = False
 
     def refuse_code_branch(self) -> None:
@@ -142,8 +143,10 @@ class StateStore:
         blob = self.blobs(plan, commit).get(stream)
         if blob is None:
             return None
-        if stream != PLAN_LOG:
-            return git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+        if stream != PLAN_LOG:  # a blob never changes: one read a process (decide, then append)
+            if blob not in self._blobs:
+                self._blobs[blob] = git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+            return self._blobs[blob]
         # every command reads the plan log: kept by blob id, so a warm read starts no git
         name = f"{plan}@planlog"
         entry = self.repo.cache.entry(name)
