@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from flowgit.cli.main import main
+from flowgit.main import main
 
 raise SystemExit(main())

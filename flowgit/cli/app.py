@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowgit.cli.output import Output
-from flowgit.store.repo import FlowRepo
+
+if TYPE_CHECKING:  # imported when a command first needs the repository: not for --help
+    from flowgit.store.repo import FlowRepo
 
 
 def start_dir(repo_dir: Path | None) -> Path:
@@ -43,6 +45,8 @@ class App:
     @property
     def repo(self) -> FlowRepo:
         if self._repo is None:
+            from flowgit.store.repo import FlowRepo
+
             self._repo = FlowRepo(start_dir(self.repo_dir))
         return self._repo
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 import click
 
+from flowgit import __version__
 from flowgit.cli import agent_cli
 from flowgit.cli.app import App
 from flowgit.cli.options import (CLEAR_FIELD, WORKER, ActorName, Seconds, command, task_fields,
@@ -26,7 +27,7 @@ F = Callable[..., Any]
 @click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path),
               help="The git work tree (default: found from the current directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object.")
-@click.version_option(package_name="flowgit")
+@click.version_option(__version__)  # not package_name=: importlib.metadata costs ~10 ms
 @click.pass_context
 def cli(ctx: click.Context, repo_dir: Path | None, as_json: bool) -> None:
     """flowgit: plans, tasks and their history, in git."""

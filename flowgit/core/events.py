@@ -4,14 +4,15 @@ from __future__ import annotations
 import json
 import math
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from random import SystemRandom
 from typing import Any, Callable, Iterable, Mapping
 
 from flowgit.errors import InvalidFile
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RANDOM = SystemRandom()  # os.urandom, as secrets.randbits, without importing hashlib (ADR 0007)
 
 TASK_EVENTS = frozenset(
     {"task.claimed", "task.started", "task.heartbeat", "task.done", "task.failed", "task.review",
@@ -21,15 +22,14 @@ PLAN_EVENTS = frozenset(
     {"plan.created", "plan.phase", "plan.approved", "plan.rejected", "plan.task_failed",
      "checkpoint.validation", "checkpoint.approved", "checkpoint.changes_requested", "plan.explored",
      "signal.received", "signal.handled", "schedule.ran", "plan.snapshot", "plan.migrated",
-     "plan.drafted"}
-)
+     "plan.drafted"})
 KNOWN_TYPES = TASK_EVENTS | PLAN_EVENTS
 PLAN_LOG = "_plan"
 
 
 def new_ulid(now: float) -> str:
     millis = int(now * 1000)
-    value = (millis << 80) | secrets.randbits(80)
+    value = (millis << 80) | _RANDOM.getrandbits(80)
     chars = []
     for _ in range(26):
         chars.append(_CROCKFORD[value & 31])

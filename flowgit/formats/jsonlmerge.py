@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -165,6 +164,8 @@ def _events_or_none(data: bytes) -> list[dict[str, Any]]:
 
 def _write_atomic(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
+    import tempfile  # only a merge writes: not on every write's import of union_logs
+
     fd, tmp = tempfile.mkstemp(prefix=".flowgit-merge-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import re
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from flowgit.core.events import LogRead
+if TYPE_CHECKING:
+    from flowgit.core.events import LogRead
 
 Sink = Callable[[str], None]
 
