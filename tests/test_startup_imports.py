@@ -5,6 +5,7 @@ not even read the repository's code. Checked on the modules a real `flowgit` pro
 (`python -X importtime`), not on a timing: a stray module-level import fails here on any machine."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,46 @@ def test_the_merge_driver_loads_only_the_merge(tmp_path: Path) -> None:
     assert code == 0
     assert len(ours.read_text().splitlines()) == 3
     assert not offending(names, NO_REPOSITORY), sorted(offending(names, NO_REPOSITORY))
+
+
+# ----- the table of commands (cli/main.py) ------------------------------------------------------
+
+def test_the_table_names_each_command_by_its_family_with_its_own_help() -> None:
+    import importlib
+
+    import click
+
+    from flowgit.cli.main import COMMANDS
+
+    families = {family for family, _ in COMMANDS.values()}
+    seen: dict[str, click.Command] = {}
+    for family in sorted(families):
+        group = click.Group()
+        importlib.import_module(f"flowgit.cli.{family}_cli").register(group)
+        assert sorted(group.commands) == sorted(n for n, (f, _) in COMMANDS.items() if f == family), family
+        seen.update(group.commands)
+    assert sorted(seen) == sorted(COMMANDS)
+    for name, cmd in seen.items():
+        listed = COMMANDS[name][1]
+        assert cmd.hidden == (not listed), name
+        if cmd.hidden:
+            continue
+        for limit in (20, 45, 60, 94, 300):
+            assert click.Command(name, help=listed).get_short_help_str(limit) == cmd.get_short_help_str(limit), \
+                (name, limit, "the table's help is not the first paragraph of the command's docstring")
+
+
+@pytest.mark.parametrize("columns", ["60", "100"])
+def test_help_from_the_table_is_clicks_own_listing(columns: str) -> None:
+    """`flowgit --help` from the table equals what click prints once every command is imported."""
+    env = {**os.environ, "COLUMNS": columns}
+    lazy = subprocess.run([sys.executable, "-m", "flowgit", "--help"], capture_output=True, text=True,
+                          env=env, check=True).stdout
+    eager = subprocess.run([sys.executable, "-c", (
+        "import click, sys\n"
+        "from flowgit.cli.main import COMMANDS, cli, main\n"
+        "for name in COMMANDS: cli.get_command(None, name)\n"
+        "cli.format_commands = lambda ctx, f: click.Group.format_commands(cli, ctx, f)\n"
+        "sys.exit(main(['--help']))\n")], capture_output=True, text=True, env=env, check=True).stdout
+    assert lazy == eager
+    assert "merge-driver" not in lazy and "  done " in lazy and "  setup " in lazy

@@ -1,5 +1,5 @@
 """The click callbacks of the agents' commands (`task show`, `prime`, `setup`), added to the
-command line by `cli/main.py` (which stays under the size cap). They only unpack options and
+command line when one of them is named (cli/main.py). They only unpack options and
 call `cli/commands/agents.py`."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from flowgit.cli.app import App
 from flowgit.cli.options import WORKER, command
 
 
-def register(cli: click.Group, task_group: click.Group) -> None:
+def register_task(task_group: click.Group) -> None:
+    """`task show`, into the `task` group (cli/authoring_cli.py)."""
     @command(task_group, "show")
     @click.argument("ref", metavar="TASKREF")
     @click.option("--format", "fmt", default="text", show_default=True,
@@ -21,6 +22,9 @@ def register(cli: click.Group, task_group: click.Group) -> None:
         from flowgit.cli.commands import agents
         return agents.task_show(app, ref, fmt)
 
+
+def register(cli: click.Group) -> None:
+    """`prime` and `setup`, when cli/main.py is asked for one of them."""
     @command(cli, "prime")
     @WORKER
     def prime(app: App, worker: str | None) -> int:
@@ -44,4 +48,4 @@ def register(cli: click.Group, task_group: click.Group) -> None:
         return agents.setup(app, agent, dry_run, user, force)
 
 
-__all__ = ["register"]
+__all__ = ["register", "register_task"]
