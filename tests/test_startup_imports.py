@@ -25,10 +25,11 @@ tasks:
 """
 
 # Never on the path of a hot command: libraries of other commands (validation, YAML round
-# trips, the watcher, GitPython, MCP, HTTP, package metadata) and the layers that run, watch
-# and serve. `hashlib` is not here: the state branch's fan-out is a SHA-1 (ADR 0011).
+# trips, the watcher, GitPython, MCP, HTTP, package metadata, OpenSSL's hashes) and the layers
+# that run, watch and serve.
 HEAVY = ("jsonschema", "ruamel", "yaml", "watchdog", "git", "mcp", "anyio", "pydantic", "http",
-         "email", "importlib.metadata", "asyncio", "socket", "secrets", "hmac", "tempfile",
+         "email", "importlib.metadata", "asyncio", "socket", "secrets", "hmac", "hashlib",
+         "_hashlib", "tempfile",
          "urllib.request", "xml", "flowgit.board", "flowgit.watcher", "flowgit.runner.runner",
          "flowgit.runner.worktrees", "flowgit.runner.landing", "flowgit.runner.dispatcher",
          "flowgit.cli.mcp_server", "flowgit.formats.schemacheck", "flowgit.formats.validation",

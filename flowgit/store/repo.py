@@ -2,7 +2,6 @@
 through a derived cache, the state they fold to, and the doors to the lock and to writing."""
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -203,7 +202,7 @@ class FlowRepo:
 
             data = path.read_bytes()
             raw = yamlio.loads(yamlio.decode(data, display), display)
-            digest = hashlib.sha256(data).hexdigest()
+            digest = plan_hash(data)
             cache["plan"] = {"stat": key, "data": raw, "hash": digest}
             self.cache.changed(plan_id)
         try:
@@ -556,6 +555,8 @@ def iter_flow_files(repo: FlowRepo) -> Iterator[Path]:
 
 
 def plan_hash(data: bytes) -> str:
+    import hashlib  # a plan parsed afresh, an approval: not a warm command's start (ADR 0007)
+
     return hashlib.sha256(data).hexdigest()
 
 

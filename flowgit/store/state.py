@@ -12,7 +12,6 @@ Reads list a plan's logs once per state commit (cached, and brought up to date w
 repository lock, with `update-ref NEW OLD` as the compare-and-swap."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
@@ -22,6 +21,11 @@ from flowgit.core.storage import DEFAULT_BRANCH
 from flowgit.errors import FlowError, InvalidFile
 from flowgit.ids import is_valid_id
 
+try:  # CPython's own SHA-1: importing hashlib loads OpenSSL, ~2 ms of every process (ADR 0007)
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import sha1 as _sha1
+
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
 
@@ -30,7 +34,7 @@ INDEX = "state.index"
 
 
 def bucket(stream: str) -> str:
-    return hashlib.sha1(stream.encode("utf-8")).hexdigest()[:2]
+    return str(_sha1(stream.encode("utf-8")).hexdigest())[:2]
 
 
 def log_path(plan: str, stream: str) -> str:
