@@ -836,3 +836,51 @@ def verify_commit(root: Path, commit: str) -> bool:
     configuration lists (gpg's keyring, gpg.ssh.allowedSignersFile)."""
     check_full_id(commit, "verify_commit")
     return _ok(["verify-commit", EOO, commit], root)
+
+
+# ----- the approved plan on the state branch (format 2, ADR 0011) ---------------------------------
+
+def symbolic_ref_file(dirs: RepoDirs, name: str, common: bool = True) -> str | None:
+    """The ref a symbolic ref file names (`HEAD`, `refs/remotes/origin/HEAD`), read from the
+    files without a subprocess; None when it is not a symbolic ref there."""
+    try:
+        text = ((dirs.common_dir if common else dirs.git_dir) / name).read_text().strip()
+    except OSError:
+        return None
+    return text[5:].strip() if text.startswith("ref: ") else None
+
+
+def blob_ids_at(root: Path, commit: str, paths: Sequence[str]) -> dict[str, str]:
+    """path -> blob id of each of `paths` that is a regular file (or a symlink, read as the blob
+    it is) at `commit`, in one `cat-file --batch-check`."""
+    check_full_id(commit, "blob_ids_at")
+    wanted = [p for p in paths if "\n" not in p]
+    if not wanted:
+        return {}
+    out = _run(["cat-file", "--batch-check"], root,
+               input="".join(f"{commit}:{p}\n" for p in wanted).encode()).stdout.decode("utf-8", "replace")
+    found = {}
+    for path, line in zip(wanted, out.splitlines()):
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == "blob" and is_full_id(parts[0]):
+            found[path] = parts[0]
+    return found
+
+
+def merge_texts(root: Path, base: bytes, ours: bytes, theirs: bytes) -> bytes | None:
+    """`ours` with the change from `base` to `theirs` applied (`git merge-file`), None when
+    the two changes overlap."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="flowgit-merge-") as tmp:
+        names = []
+        for name, data in (("ours", ours), ("base", base), ("theirs", theirs)):
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            names.append(str(path))
+        proc = _run(["merge-file", "-p", "-q", EOO, *names], root, check=False)
+    if proc.returncode == 0:
+        return proc.stdout
+    if proc.returncode > 0:
+        return None
+    raise failure(["merge-file"], proc)

@@ -33,7 +33,29 @@ def start_dir(repo_dir: Path | None) -> Path:
     pool = dirs.common_dir / "flowgit-worktrees"
     if dirs.root.is_relative_to(pool) and dirs.common_dir.name == ".git":
         return dirs.common_dir.parent
+    if _on_task_branch(dirs):
+        return dirs.common_dir.parent
     return cwd
+
+
+def _on_task_branch(dirs: Any) -> bool:
+    """A linked worktree on a task's branch (`flow/PLAN/TASK`, as `run` names them) of a format 2
+    repository stands for the main work tree too: a plan edited there (a planner's `task add`)
+    goes to the base branch and the state, never to the task's branch (ADR 0011)."""
+    import re
+
+    if dirs.git_dir == dirs.common_dir or dirs.common_dir.name != ".git":
+        return False
+    try:
+        head = (dirs.git_dir / "HEAD").read_text()
+        config = (dirs.common_dir.parent / ".flow" / "config.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    from flowgit.ids import is_valid_id
+
+    parts = head.strip().removeprefix("ref: refs/heads/").split("/")
+    return (head.startswith("ref: refs/heads/flow/") and len(parts) == 3 and is_valid_id(parts[1])
+            and is_valid_id(parts[2]) and re.search(r"^version:[ \t]*2\b", config, re.M) is not None)
 
 
 @dataclass

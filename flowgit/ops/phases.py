@@ -19,9 +19,20 @@ OUTPUT_TAIL = 2000
 
 
 def facts_for(repo: FlowRepo, plan_id: str) -> Facts:
+    """What the rules look at. Format 2, a plan under execution (ADR 0011): approvals count
+    for this branch's plan.yaml (what `approve` approves and records), and reset_on_change
+    compares the default branch's committed plan with the approved one, so a branch switch
+    never sends a plan back to review."""
     cfg = repo.config
-    return Facts(repo.load_plan(plan_id).hash, cfg.approvals_required, cfg.auto_approve,
-                 cfg.reset_on_change, entered_checkpoint(repo.plan_events(plan_id)))
+    loaded = repo.load_plan(plan_id)
+    digest, stale = loaded.hash, None
+    if loaded.where == "state":
+        from flowgit.store import planpin
+
+        digest = planpin.branch_hash(repo, plan_id) or loaded.hash
+        stale = planpin.default_hash(repo, plan_id) or loaded.hash
+    return Facts(digest, cfg.approvals_required, cfg.auto_approve,
+                 cfg.reset_on_change, entered_checkpoint(repo.plan_events(plan_id)), stale)
 
 
 def entered_checkpoint(plan_events: Sequence[Event]) -> str | None:

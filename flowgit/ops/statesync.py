@@ -107,7 +107,8 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
     changes: dict[str, bytes | None] = {}
     conflicts: list[str] = []
     rebuilt: list[str] = []
-    for path in sorted(touched):
+    pinned = sorted(p for p in touched if not p.endswith(".jsonl"))  # recorded plans: not logs
+    for path in sorted(touched.difference(pinned)):
         versions = [blobs.get(ids[path], b"") for ids in (base_ids, ours_ids, theirs_ids) if path in ids]
         if any(has_snapshot(v) for v in versions):
             history = git_state.blob_versions(root, [ours, theirs], path)
@@ -119,6 +120,9 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
         conflicts += [f"{path}: {ident}" for ident in clash]
         if ours_ids.get(path) is None or blobs.get(ours_ids[path]) != content:
             changes[path] = content
+    from flowgit.store.planpin import merge_recorded
+
+    changes.update(merge_recorded(repo, pinned, (base_ids, ours_ids, theirs_ids), changes))
     body = ""
     if conflicts:
         body = "Events carried with different bytes (the smallest kept):\n" + "\n".join(conflicts)

@@ -52,9 +52,11 @@ def every_command(repo: FlowRepo, plan_ids: Sequence[str] | None = None) -> list
 
 
 def material(repo: FlowRepo, plan_id: str) -> tuple[str, list[str]]:
-    plan = repo.load_plan(plan_id).plan
+    loaded = repo.load_plan(plan_id)
+    plan = loaded.plan
     adrs = list(plan.adrs) + [a for t in plan.tasks for a in t.adrs]
-    return plan_material(repo.flow, plan_id, adrs)
+    followed = loaded.data() if loaded.where != "work tree" else None
+    return plan_material(repo.flow, plan_id, adrs, followed)
 
 
 def fix_hint(plan_id: str | None) -> str:

@@ -131,6 +131,9 @@ def check_unchanged(repo: FlowRepo, start: Start, command: str) -> None:
     """Under the lock: the plan is as the agent found it (nobody edited, moved or created it)."""
     path = repo.plan_file(start.plan_id)
     digest = _file_digest(path)
+    if start.loaded is not None and start.loaded.where != "work tree":
+        repo.forget(start.plan_id)  # format 2: the version execution follows (ADR 0011)
+        digest = repo.load_plan(start.plan_id).hash
     if start.loaded is None:
         if digest is not None:
             raise AlreadyExists(f"plan {start.plan_id} was created while the agent ran: nothing "

@@ -65,6 +65,9 @@ def committed_text(repo: FlowRepo, path: Path, command: str) -> str:
     if rel:
         raise Dirty(f"{rel} has uncommitted changes: commit or stash them before "
                         f"`flowgit {command}`")
+    if not path.is_file():  # format 2: the plan executes from the state, not this branch
+        raise NotFound(f"{repo.rel(path)} is not on this branch: `flowgit {command}` edits the plan "
+                       "on a branch that has it (check out the one execution started from)")
     return yamlio.read_text(path)
 
 

@@ -27,6 +27,8 @@ from flowgit.store import notices
 from flowgit.store.cache import DerivedCache
 from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
+from flowgit.store.planpin import plan_ids as recorded_plan_ids
+from flowgit.store.planpin import source as plan_source
 from flowgit.store.state import StateStore
 from flowgit.store.writing import Write, write, writing
 
@@ -42,18 +44,25 @@ def _stat_key(st: os.stat_result) -> list[int]:
 @dataclass
 class LoadedPlan:
     plan: Plan
-    path: Path
+    path: Path  # the work tree's plan.yaml: what editing commands edit
     hash: str
     _raw: Mapping[str, Any] | None = None
+    display: str = ""  # where the plan was read: its path, or BRANCH:PATH (format 2)
+    where: str = "work tree"  # "work tree", "state" or "default branch" (store/planpin.py)
+    _read: Callable[[], bytes] | None = None
 
     @property
     def raw(self) -> Mapping[str, Any]:
-        """The plan file as parsed YAML (read again when the plan came from the cache)."""
+        """The plan as parsed YAML (read again when the plan came from the cache)."""
         if self._raw is None:
             from flowgit.formats import yamlio
 
-            self._raw = yamlio.load_file(self.path, str(self.path))
+            where = self.display or str(self.path)
+            self._raw = yamlio.loads(yamlio.decode(self.data(), where), where)
         return self._raw
+
+    def data(self) -> bytes:  # as read: the work tree's file, or the version execution follows
+        return self._read() if self._read is not None else self.path.read_bytes()
 
 
 class FlowRepo:
@@ -142,19 +151,19 @@ class FlowRepo:
     def plan_ids(self) -> list[str]:
         self.require_init()
         plans = self.safe("plans")
-        if not plans.is_dir():
-            return []
-        return sorted(
+        here = [] if not plans.is_dir() else [
             e.name for e in os.scandir(plans)
             if is_valid_id(e.name) and e.is_dir(follow_symlinks=False)
             and (Path(e.path) / "plan.yaml").exists()
-        )
+        ]
+        if self.state_store is not None:  # format 2: a recorded plan executes on any branch
+            here += recorded_plan_ids(self)
+        return sorted(set(here))
 
     def plan_twins(self, plan_id: str) -> list[str]:
         """The plan directories whose names differ from `plan_id` only by case, with it."""
-        folded = plan_id.casefold()
-        with os.scandir(self.safe("plans")) as entries:
-            twins = sorted(e.name for e in entries if e.name.casefold() == folded)
+        folded, plans = plan_id.casefold(), self.safe("plans")
+        twins = sorted(n for n in (os.listdir(plans) if plans.is_dir() else []) if n.casefold() == folded)
         return twins if len(twins) > 1 else []
 
     def left_out_plans(self) -> dict[str, str]:
@@ -178,29 +187,26 @@ class FlowRepo:
             return self._plans[plan_id]
         self.require_init()
         path = self.plan_file(plan_id)
-        display = self.rel(path)
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
+        src = plan_source(self, plan_id)  # where the bytes come from (format 2: ADR 0011)
+        if src is None:
             known = ", ".join(self.plan_ids()) or "none"
-            raise NotFound(f"unknown plan {plan_id!r} (plans: {known}): see `flowgit plan list`") from None
-        twins = self.plan_twins(plan_id)
-        if twins:
+            raise NotFound(f"unknown plan {plan_id!r} (plans: {known}): see `flowgit plan list`")
+        display, key = src.display, src.key
+        if src.where == "work tree" and (twins := self.plan_twins(plan_id)):
             raise InvalidFile(f"{display}: {case_twin_message(twins, 'plan ids')}")
         cache = self.cache.entry(plan_id)
         entry = cache.get("plan")
-        key = _stat_key(st)
         if entry and entry.get("stat") == key:
             raw, digest = entry["data"], entry["hash"]
             if entry.get("checked"):
                 plan = Plan.from_dict(raw, display, trusted=True, task_values=entry["tasks"])
-                loaded = LoadedPlan(plan, path, digest)
+                loaded = LoadedPlan(plan, path, digest, display=display, where=src.where, _read=src.read)
                 self._plans[plan_id] = loaded
                 return loaded
         else:
             from flowgit.formats import yamlio
 
-            data = path.read_bytes()
+            data = src.read()
             raw = yamlio.loads(yamlio.decode(data, display), display)
             digest = plan_hash(data)
             cache["plan"] = {"stat": key, "data": raw, "hash": digest}
@@ -208,7 +214,7 @@ class FlowRepo:
         try:
             plan = Plan.from_dict(raw, display)
         except InvalidFile as exc:
-            raise _with_line(exc, raw, path, display) from None
+            raise _with_line(exc, raw, src.read, display) from None
         if plan.id != plan_id:
             raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
         # checked: keep the tasks as built, not as written (the rest of the file is small)
@@ -216,7 +222,7 @@ class FlowRepo:
         cache["plan"]["checked"] = True
         cache["plan"]["tasks"] = [dict(task.__dict__) for task in plan.tasks]
         self.cache.changed(plan_id)
-        loaded = LoadedPlan(plan, path, digest, raw)
+        loaded = LoadedPlan(plan, path, digest, raw, display=display, where=src.where, _read=src.read)
         self._plans[plan_id] = loaded
         return loaded
 
@@ -392,7 +398,7 @@ class FlowRepo:
         local = {k: [d for d in v if d in deps] for k, v in deps.items()}
         cycle = find_cycle(local)
         if cycle:
-            raise InvalidFile(f"{self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: "
+            raise InvalidFile(f"{loaded.display or self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: "
                               "remove one of these dependencies")
         order = topo_order(local)
         rank = critical_rank(local, {t.id: t.hours for t in plan.tasks})
@@ -532,13 +538,15 @@ class FlowRepo:
         return rel if git.changed_paths(self.root, rel) else None
 
 
-def _with_line(exc: InvalidFile, raw: Any, path: Path, display: str, kind: str = "plan") -> InvalidFile:
+def _with_line(exc: InvalidFile, raw: Any, path: Path | Callable[[], bytes], display: str,
+               kind: str = "plan") -> InvalidFile:
     """The schema checker's message for a broken plan or config, with the line `validate`
     gives (only on this error path: it imports jsonschema)."""
     from flowgit.formats.schemacheck import schema_errors
 
     try:
-        errors = schema_errors(kind, raw, path.read_text(encoding="utf-8"), display)
+        text = path.read_text(encoding="utf-8") if isinstance(path, Path) else path().decode("utf-8")
+        errors = schema_errors(kind, raw, text, display)
     except (OSError, ValueError):
         errors = []
     return InvalidFile(errors[0]) if errors else exc

@@ -199,6 +199,9 @@ class StateStore:
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
         self._advance_listings(old, new, blobs)
+        from flowgit.store import planpin
+
+        planpin.advance(self.repo, old, new, blobs)
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new

@@ -196,9 +196,11 @@ class _FileLock:
 _ADR = re.compile(r"^(ADR-\d+)")
 
 
-def plan_material(flow: Path, plan_id: str, adrs: Iterable[str]) -> tuple[str, list[str]]:
+def plan_material(flow: Path, plan_id: str, adrs: Iterable[str],
+                  plan_bytes: bytes | None = None) -> tuple[str, list[str]]:
     """The digest of what a plan's prompts are built from (plan.yaml, spec.yaml and the ADR
-    files it names), and those files, relative to the work tree."""
+    files it names), and those files, relative to the work tree. `plan_bytes`: the plan.yaml
+    execution follows when it is not the work tree's (format 2, a recorded plan)."""
     root = flow.parent
     files = [flow / "plans" / plan_id / "plan.yaml", flow / "plans" / plan_id / "spec.yaml"]
     wanted = set(adrs)
@@ -215,6 +217,8 @@ def plan_material(flow: Path, plan_id: str, adrs: Iterable[str]) -> tuple[str, l
             data = path.read_bytes() if not path.is_symlink() else None
         except OSError:
             data = None
+        if plan_bytes is not None and path == files[0]:
+            data = plan_bytes
         if data is None:
             continue
         rel = path.relative_to(root).as_posix()

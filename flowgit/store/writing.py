@@ -221,10 +221,13 @@ def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
     the journal, which finishes it if the merge landed and drops it if not."""
     store = repo.state_store
     assert store is not None
+    from flowgit.store.planpin import pins
+
+    pinned = pins(repo, w)  # the accepted plan, or this edit of it, beside the events
     sha = None
     if w.files:
         sha = _apply(repo, {}, w.files, w.message, commit)
-    if not (w.streams or w.rewrites):
+    if not (w.streams or w.rewrites or pinned):
         return sha
     if w.merge:
         branch, merge = w.merge
@@ -244,7 +247,7 @@ def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
         crash_point("merge-committed")
     head = git.read_head(repo.dirs)
     streams = {key: [_with_code(e, head) for e in events] for key, events in w.streams.items()}
-    state_sha = write_events(repo, streams, w.rewrites, w.message)
+    state_sha = write_events(repo, streams, w.rewrites, w.message, pinned=pinned)
     crash_point("committed")
     if w.merge:
         repo.journal.end_merge()
@@ -260,13 +263,14 @@ def _with_code(event: Event, head: str | None) -> Event:
 
 def write_events(repo: FlowRepo, streams: Mapping[tuple[str, str], Sequence[Event]],
                  rewrites: Mapping[tuple[str, str], bytes], message: str,
-                 extra_parents: Sequence[str] = ()) -> str:
-    """One commit on the state branch: these events appended, these logs replaced."""
+                 extra_parents: Sequence[str] = (), pinned: Mapping[str, bytes | None] | None = None) -> str:
+    """One commit on the state branch: these events appended, these logs replaced, and the
+    plan versions execution follows recorded (`store/planpin.py`)."""
     from flowgit.store.state import appended, log_path
 
     store = repo.state_store
     assert store is not None
-    changes: dict[str, bytes | None] = {}
+    changes: dict[str, bytes | None] = dict(pinned or {})
     for (plan, stream), content in rewrites.items():
         changes[log_path(plan, stream)] = content
     for (plan, stream), events in streams.items():

@@ -132,12 +132,12 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
     def build(state: PlanState, clock: int, now: float) -> tuple[list[Event], dict[Path, bytes], str]:
         if state.phase == "draft":
             raise IllegalTransition(f"plan {plan_id} is a draft: run `flowgit submit {plan_id}` first")
-        if state.phase in PAST_REVIEW:
+        digest = facts_for(repo, plan_id).plan_hash
+        if state.phase in PAST_REVIEW and not _approves_a_change(repo, plan_id, state.phase, digest):
             past.append(state.phase)  # approved already, or it needed no approval: nothing to add
             return [], {}, ""
-        if state.phase != "plan_review":
+        if state.phase != "plan_review" and state.phase not in PAST_REVIEW:
             raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
-        digest = facts_for(repo, plan_id).plan_hash
         if any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
             return [], {}, ""  # this reviewer already approved this version: nothing to add
         ev = make_event("plan.approved", plan_id, None, actor, clock,
@@ -168,6 +168,19 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
                     "approvals": len(state.approvals), "required": needed},
                    f"{'approved' if sha else 'already approved'} {plan_id} by {reviewer} "
                    f"({len(state.approvals)}/{max(needed, 1)})")
+
+
+def _approves_a_change(repo: FlowRepo, plan_id: str, phase: str, digest: str) -> bool:
+    """Format 2 (ADR 0011): a plan under execution follows its approved version; approving it
+    again with another plan.yaml on this branch records that version (checked as `submit`
+    checks a plan) for execution to follow."""
+    loaded = repo.load_plan(plan_id)
+    if loaded.where != "state" or digest == loaded.hash or phase in ("complete", "abandoned"):
+        return False
+    from flowgit.store.planedit import check_plan_text
+
+    check_plan_text(repo, loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path), plan_id)
+    return True
 
 
 def _nothing_to_approve(app: App, plan_id: str, reviewer: str, how: str, who: dict[str, str],

@@ -162,7 +162,7 @@ def plan_show(app: App, plan_id: str, rev: str | None) -> int:
         raw = yamlio.loads(text, f"{rev}:{rel}")
     else:
         loaded = repo.load_plan(plan_id)
-        text = loaded.path.read_text(encoding="utf-8")
+        text = loaded.data().decode("utf-8", "replace")  # format 2: the version execution follows
         raw = loaded.raw
     app.out.result({"plan": plan_id, "rev": rev, "definition": raw}, text)
     return 0
@@ -207,7 +207,13 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     if state.phase == "finish":  # new work: the rules take the plan back to execute
         app.advance_after(plan_id, actor)
         state = repo.state(plan_id)
-    view = state.tasks[task_id]
+    view = state.tasks.get(task_id)
+    if view is None:  # format 2: execution follows another version of the plan (ADR 0011)
+        where = repo.load_plan(plan_id).display
+        app.out.result({"task": f"{plan_id}/{task_id}", "state": None, "commit": sha},
+                       f"added {plan_id}/{task_id} on this branch; execution follows {where}, which "
+                       "does not have it yet: it runs once the change reaches that version")
+        return 0
     app.out.result({"task": f"{plan_id}/{task_id}", "state": view.state, "commit": sha},
                    f"added {plan_id}/{task_id} ({view.state})")
     return 0

@@ -47,8 +47,11 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
 
     cfg = repo.config
     reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
+    from flowgit.store import planpin  # format 2: the version execution follows (ADR 0011)
+
+    follows = None if loaded.where != "state" else planpin.default_hash(repo, plan_id)
     stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required,
-                                               cfg.auto_approve, cfg.reset_on_change))
+                                               cfg.auto_approve, cfg.reset_on_change, stale_hash=follows))
     return {
         "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
         "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
@@ -58,6 +61,8 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
         "approvals": approvals, "approval_stale": bool(stale),
         "parent": loaded.plan.parent, "unknown_refs": state.unknown_refs,
         "unreadable": state.unreadable,
+        "plan_source": loaded.display or repo.rel(loaded.path),
+        "plan_differs": planpin.divergence(repo, plan_id, loaded.hash, loaded.where),
         "tasks": tasks,
     }
 
@@ -174,6 +179,8 @@ def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, st
         lines.append(f"held by {held_by(where)}")
     if data["approval_stale"]:
         lines.append("approval is stale: the plan changed after it was approved")
+    if data.get("plan_differs"):
+        lines.append(data["plan_differs"])
     if data["stalled"]:
         lines.append("STALLED: nothing is ready, running or waiting, but work is left")
         for chain in data["stall_chains"][:limit if not everything else None]:
