@@ -1,12 +1,13 @@
 """Plan rules beyond the schema: unique ids, references that exist, no cycles. Pure."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Collection, Iterable, Mapping
 
 from flowgit.core.graph import find_cycle
-from flowgit.core.model import OUTSIDE, PATH_RULE, Plan, argv_of, case_twin_message, path_problem
+from flowgit.core.model import OUTSIDE, PATH_RULE, Plan, Task, argv_of, case_twin_message, path_problem
 from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.errors import InvalidFile
 from flowgit.ids import ID_PATTERN, case_twins, id_problem, is_valid_id
@@ -65,6 +66,77 @@ def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = Non
         if other_plan(plan.parent) is None:
             errors.append(f"{display}: parent plan {plan.parent!r} does not exist")
     return errors
+
+
+def outside_refs(plan: Plan) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What other files decide in a plan: its dependencies on other plans (or on nothing
+    there is) and the ADRs it names, each once, sorted."""
+    known = set(plan.node_ids())
+    deps = {d for t in plan.tasks for d in t.depends_on if d not in known}
+    adrs = {*plan.adrs, *(a for t in plan.tasks for a in t.adrs)}
+    return tuple(sorted(deps)), tuple(sorted(adrs))
+
+
+def change_is_clean(after: Plan, old: Task | None, new: Task, *, known: Collection[str],
+                    outside: tuple[Iterable[str], Iterable[str]], adr_ids: Iterable[str],
+                    other_plan: ExternalLookup | None) -> bool:
+    """Whether `plan_errors(after, ...)` finds nothing, without walking every task: `after` is
+    a plan `plan_errors` found clean when it was checked, with the task `old` (None: none)
+    replaced by `new` under the same id, or `new` added under an id of its own; `known` is
+    `after`'s ids; `outside` holds at least `outside_refs(after)`. True only when
+    `plan_errors` would return []; False: run it for the message. What other files decide
+    (other plans, the ADRs, the parent) may have changed since, so all of it is checked."""
+    for dep in new.depends_on:
+        if dep == new.id or (dep not in known and _external_problem(after.id, dep, other_plan)):
+            return False
+    grown = {d for d in new.depends_on if d in known} - set(old.depends_on if old else ())
+    if old is not None and grown and _reaches(after, grown, new.id):
+        return False
+    deps, adrs = outside
+    if any(d not in known and _external_problem(after.id, d, other_plan) for d in deps):
+        return False
+    named = set(adr_ids)
+    if any(a not in named for a in (*adrs, *new.adrs)):
+        return False
+    if any(isinstance(ms, Mapping) and any(r not in known for r in ms.get("tasks") or [])
+           for ms in after.milestones):
+        return False
+    if after.parent == after.id:
+        return False
+    return after.parent is None or other_plan is None or other_plan(after.parent) is not None
+
+
+def upstream(plan: Plan, node: str) -> Plan:
+    """The plan cut down to one task or checkpoint and everything it waits on in the plan."""
+    deps: dict[str, Iterable[str]] = {t.id: t.depends_on for t in plan.tasks}
+    deps.update({c.id: c.after for c in plan.checkpoints})
+    keep: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if item in keep or item not in deps:
+            continue
+        keep.add(item)
+        stack.extend(deps[item])
+    return dataclasses.replace(plan, tasks=tuple(t for t in plan.tasks if t.id in keep),
+                               checkpoints=tuple(c for c in plan.checkpoints if c.id in keep))
+
+
+def _reaches(plan: Plan, starts: Iterable[str], target: str) -> bool:
+    """Whether `target` is among the dependencies, direct or not, of any of `starts`."""
+    deps: dict[str, Iterable[str]] = {t.id: t.depends_on for t in plan.tasks}
+    deps.update({c.id: c.after for c in plan.checkpoints})
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        node = stack.pop()
+        if node == target:
+            return True
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(d for d in deps.get(node, ()) if d in deps)
+    return False
 
 
 def _external_problem(this_plan: str, dep: str, other_plan: ExternalLookup | None) -> str | None:

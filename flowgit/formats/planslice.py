@@ -172,3 +172,116 @@ def _block(value: Any, flow_lists: bool = False) -> Any:
             seq.fa.set_flow_style()
         return seq
     return value
+
+
+# ----- the index of one version of a file: an edit without parsing it again ------------------
+
+INDEX_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Index:
+    """Where each task's text is in one version of a plan file (named by `digest`): character
+    offsets of whole lines, in file order, so a later edit is spliced without composing the
+    file again. `checked`: that version passed every check `validate` makes of a plan file;
+    `outside`: then, at least every dependency on another plan and every ADR it names (what
+    other files decide, checked again at each edit)."""
+
+    digest: str
+    ids: list[str]
+    starts: list[int]  # [start, end) of each task's lines, line ends included
+    ends: list[int]
+    checked: bool = False
+    outside: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # (dependencies, ADRs)
+
+    def span(self, task_id: str) -> tuple[int, int] | None:
+        try:
+            at = self.ids.index(task_id)
+        except ValueError:
+            return None
+        return self.starts[at], self.ends[at]
+
+
+def digest_of(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def index_of(layout: Layout, digest: str) -> Index:
+    offsets = [0]
+    for line in layout.lines:
+        offsets.append(offsets[-1] + len(line))
+    ordered = sorted(layout.spans.items(), key=lambda item: item[1].first)
+    return Index(digest, [ident for ident, _ in ordered], [offsets[s.first] for _, s in ordered],
+                 [offsets[s.last + 1] for _, s in ordered])
+
+
+def to_cache(index: Index) -> dict[str, Any]:
+    return {"index_version": INDEX_VERSION, "digest": index.digest, "ids": index.ids,
+            "starts": index.starts, "ends": index.ends, "checked": index.checked,
+            "outside": [list(index.outside[0]), list(index.outside[1])]}
+
+
+def from_cache(entry: Mapping[str, Any], digest: str) -> Index | None:
+    """The cached index when it is of this version of the file (anything else: None)."""
+    if entry.get("index_version") != INDEX_VERSION or entry.get("digest") != digest:
+        return None
+    ids, starts, ends, outside = (entry.get(k) for k in ("ids", "starts", "ends", "outside"))
+    if not (isinstance(ids, list) and isinstance(starts, list) and isinstance(ends, list) and ids
+            and len(ids) == len(starts) == len(ends) and isinstance(outside, list) and len(outside) == 2):
+        return None
+    return Index(digest, ids, starts, ends, entry.get("checked") is True,
+                 (tuple(outside[0]), tuple(outside[1])))
+
+
+def _text_newline(text: str) -> str:
+    """The file's line end, as `_newline` finds it (that of its first line)."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
+def _own(text: str, start: int, end: int) -> str:
+    """A task's lines under a `tasks:` key of their own, as `_wrapped` makes them."""
+    own = text[start:end]
+    if not own.endswith(("\n", "\r")):
+        own += _text_newline(text)
+    first_end = own.find("\n")
+    return "tasks:" + ("\r\n" if first_end > 0 and own[first_end - 1] == "\r" else "\n") + own
+
+
+def splice_edit(text: str, index: Index, task_id: str, change: Callable[[Any], None],
+                display: str) -> tuple[str, str, Index]:
+    """`edit` over an index: the new file, the task's new lines as a document of their own,
+    and the new file's index (not yet checked)."""
+    at = index.ids.index(task_id)
+    start, end = index.starts[at], index.ends[at]
+    own = _own(text, start, end)
+    doc = yamlio.rt_load(own, display)
+    change(doc["tasks"][0])
+    dumped = yamlio.rt_dump(doc, like=own)
+    new = "".join(_body(dumped))
+    out = text[:start] + new + text[end:]
+    delta = len(new) - (end - start)
+    starts = index.starts[: at + 1] + [s + delta for s in index.starts[at + 1:]]
+    ends = index.ends[:at] + [start + len(new)] + [e + delta for e in index.ends[at + 1:]]
+    return out, dumped, Index(digest_of(out), list(index.ids), starts, ends, False, index.outside)
+
+
+def splice_append(text: str, index: Index, task: Mapping[str, Any]) -> tuple[str, str, Index]:
+    """`append` of one task over an index: the new file, the task's lines as a document of
+    their own, and the new file's index (not yet checked)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    end = index.ends[-1]
+    like = _own(text, index.starts[-1], end)
+    flow = _flow_lists(yamlio.rt_load(like, "the last task")["tasks"][0])
+    doc = CommentedMap([("tasks", CommentedSeq([_block(task, flow)]))])
+    dumped = yamlio.rt_dump(doc, like=like)
+    new = "".join(_body(dumped))
+    head = text[:end]
+    if not head.endswith(("\n", "\r")):
+        head += _text_newline(text)
+    out = head + new + text[end:]
+    return out, dumped, Index(digest_of(out), [*index.ids, str(task["id"])], [*index.starts, len(head)],
+                              [*index.ends, len(head) + len(new)], False, index.outside)

@@ -25,6 +25,7 @@ class Report:
     files: int = 0
     warnings: list[str] = field(default_factory=list)  # what does not fail the check
     plans: dict[str, Plan] = field(default_factory=dict)
+    plans_ok: list[str] = field(default_factory=list)  # plan files that passed their own checks
 
 
 def _load_yaml(rel: str, data: bytes, kind: str, report: Report) -> Any:
@@ -98,22 +99,35 @@ class _Parsed:
 
 
 def validate_files(files: Mapping[str, bytes], lookup_plan: Callable[[str], Plan | None] | None = None,
-                   adr_ids: list[str] | None = None, plan_dirs: Iterable[str] = ()) -> Report:
+                   adr_ids: list[str] | None = None, plan_dirs: Iterable[str] = (),
+                   checked: Mapping[str, Plan] | None = None) -> Report:
     """Check `files` (repository-relative path -> content). `lookup_plan` finds plans that are
     not in `files` (for references); `adr_ids` lists ADRs not in `files`; `plan_dirs` names
-    the plan directories there are (for ids that differ only by case)."""
+    the plan directories there are (for ids that differ only by case); `checked` maps plan
+    files to the plan their exact content was found to be when it passed the checks one file
+    gets on its own (those files are not parsed again: the rules between files still run)."""
     report = Report()
     parsed = _Parsed()
+    checked = checked or {}
     for rel in sorted(files):
+        if rel in checked and (m := PLAN_RE.match(rel)):
+            report.files += 1
+            parsed.plans[m.group(1)] = (rel, checked[rel])
+            continue
         _read_file(rel, files[rel], parsed, report)
     for plan_id, (rel, obj) in parsed.plans.items():
-        try:
-            plan = Plan.from_dict(obj, rel)
-        except InvalidFile as exc:
-            report.errors.append(exc.message)
-            continue
+        if rel in checked:
+            plan = checked[rel]
+        else:
+            try:
+                plan = Plan.from_dict(obj, rel)
+            except InvalidFile as exc:
+                report.errors.append(exc.message)
+                continue
         if plan.id != plan_id:
             report.errors.append(f"{rel}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
+        else:
+            report.plans_ok.append(rel)
         report.plans[plan_id] = plan
     for twins in case_twins({*parsed.plans, *plan_dirs}):
         if any(t in parsed.plans for t in twins):

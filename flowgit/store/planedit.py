@@ -15,7 +15,6 @@ from flowgit.store.repo import FlowRepo
 
 def check_plan_text(repo: FlowRepo, text: str, display: str, plan_id: str) -> Plan:
     """Everything `validate` checks, before flowgit writes a plan."""
-    from flowgit.core import semantic
     from flowgit.formats import schemacheck
 
     data = yamlio.loads(text, display)
@@ -25,16 +24,24 @@ def check_plan_text(repo: FlowRepo, text: str, display: str, plan_id: str) -> Pl
     plan = Plan.from_dict(data, display)
     if plan.id != plan_id:
         raise InvalidFile(f"{display}: id {plan.id!r} does not match the plan name {plan_id!r}")
+    from flowgit.core import semantic
+
     problems = semantic.plan_errors(plan, display, adr_ids=adr_ids(repo),
                                     other_plan=lambda pid: _other(repo, pid, plan_id))
     if problems:
         raise InvalidFile(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    _refuse_cycle(repo, plan, display)
+    return plan
+
+
+def _refuse_cycle(repo: FlowRepo, plan: Plan, display: str) -> None:
+    from flowgit.core import semantic
+
     cycle = semantic.cross_plan_cycle(semantic.with_referenced_plans(
-        {plan_id: plan}, lambda pid: _other(repo, pid, plan_id)))
+        {plan.id: plan}, lambda pid: _other(repo, pid, plan.id)))
     if cycle:
         raise InvalidFile(f"{display}: plans would wait on each other in a cycle {' -> '.join(cycle)}: "
                           "remove one cross-plan dependency")
-    return plan
 
 
 def _other(repo: FlowRepo, pid: str, this: str) -> Plan | None:

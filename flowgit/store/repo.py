@@ -13,6 +13,7 @@ from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
 from flowgit.core.model import Config, Plan, case_twin_message
+from flowgit.core.semantic import upstream
 from flowgit.errors import (
     Ambiguous,
     FlowError,
@@ -407,12 +408,13 @@ class FlowRepo:
             self.cache.changed(plan_id)
         return order, rank
 
-    def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset()) -> PlanState:
+    def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset(),
+              upto: str | None = None) -> PlanState:  # upto: one task and what it waits on only
         if not _seen and self.journal.exists():
             self.journal.settle_dead_merge()
         loaded = self.load_plan(plan_id)
-        plan = loaded.plan
-        order, rank = self.graph_facts(plan_id)
+        plan = loaded.plan if upto is None else upstream(loaded.plan, upto)
+        order, rank = self.graph_facts(plan_id) if upto is None else (None, None)
         external: dict[str, str] = {}
         if plan.has_external_deps:
             deps = {t.id: t.depends_on for t in plan.tasks}

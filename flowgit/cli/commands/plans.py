@@ -16,7 +16,8 @@ from flowgit.errors import AlreadyExists, FlowError, IllegalTransition, InvalidF
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
 from flowgit.ops import trust
-from flowgit.store.planedit import adr_ids, append_tasks, check_plan_text, committed_text
+from flowgit.store import plansplice
+from flowgit.store.planedit import adr_ids, check_plan_text, committed_text
 from flowgit.store.repo import actor_for
 from flowgit.store.writing import commit_message
 
@@ -192,13 +193,14 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
                            ("priority", priority), ("estimate", estimate), ("run", run_cmd)):
             if value:
                 task[key] = value
-        text = append_tasks(committed_text(repo, loaded.path, "task add"), repo.rel(loaded.path), [task])
-        check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
-        w.replace(loaded.path, text.encode())
+        text = committed_text(repo, loaded.path, "task add")
+        edited = plansplice.add_task(repo, loaded, text, repo.rel(loaded.path), task)
+        w.replace(loaded.path, edited.text.encode())
         w.message = commit_message(plan_id, task_id, "added", actor)
     sha = w.sha
-    state = repo.state(plan_id)
-    new_task = repo.load_plan(plan_id).plan.task(task_id)
+    plansplice.remember(repo, edited, loaded.hash, task_id)
+    state = repo.state(plan_id, upto=task_id)
+    new_task = edited.plan.task(task_id)
 
     def trust_it() -> None:
         trust.written(repo, task_commands(plan_id, new_task) if new_task else [], [], "task add")

@@ -11,11 +11,11 @@ from flowgit.core.fold import phase_of
 from flowgit.core.model import PATH_RULE, path_problem
 from flowgit.errors import FlowError, IllegalTransition, InvalidFile, IsCheckpoint, UsageError
 from flowgit.ops import trust
+from flowgit.store import plansplice
 from flowgit.store.planedit import (
     check_plan_text,
     committed_text,
     dependents,
-    edit_task_text,
     remove_task_text,
 )
 from flowgit.store.repo import FlowRepo, actor_for
@@ -76,16 +76,16 @@ def task_edit(app: App, ref: str, changes: dict[str, Any]) -> int:
         trusted_before = trust.trusted_material(repo, plan_id)
         before = loaded.plan.task(task_id)
         text = committed_text(repo, loaded.path, "task edit")
-        new_text = edit_task_text(text, display, task_id, changes)
-        plan = check_plan_text(repo, new_text, display, plan_id)
-        after = plan.task(task_id)
+        result = plansplice.edit_task(repo, loaded, text, display, task_id, changes)
+        after = result.plan.task(task_id)
         changed = [k for k in changes if getattr(before, k) != getattr(after, k)]
-        if new_text != text and changed:
-            w.replace(loaded.path, new_text.encode())
+        if result.text != text and changed:
+            w.replace(loaded.path, result.text.encode())
             w.message = commit_message(plan_id, task_id, "edited", actor,
                                        f"Changed: {', '.join(changed)}")
     sha = w.sha
     if sha is not None:
+        plansplice.remember(repo, result, loaded.hash, task_id)
         edited = after  # as checked and written: the file need not be parsed again
 
         def trust_it() -> None:

@@ -10,7 +10,7 @@ from flowgit.cli.app import App
 from flowgit.core.model import Plan
 from flowgit.errors import ExitCode, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
-from flowgit.formats.validation import ADR_RE, PLAN_RE, validate_files
+from flowgit.formats.validation import ADR_RE, CONFLICT, PLAN_RE, validate_files
 from flowgit.store.repo import FLOW, FlowRepo, iter_flow_files
 
 
@@ -117,23 +117,50 @@ def _broken_references(repo: FlowRepo, changes: list[git.StagedChange], staged: 
     return errors
 
 
+def _checked_plans(repo: FlowRepo, files: Mapping[str, bytes]) -> dict[str, Plan]:
+    """The plan files whose exact content passed the checks of one file before (by digest):
+    their plans, as `load_plan` holds them, without parsing them again."""
+    from flowgit.store import plansplice
+
+    out = {}
+    for rel, data in files.items():
+        m = PLAN_RE.match(rel)
+        if m and not CONFLICT.search(data):
+            plan = plansplice.checked_plan(repo, m.group(1), data)
+            if plan is not None:
+                out[rel] = plan
+    return out
+
+
 def _state_logs(repo: FlowRepo) -> tuple[int, list[str], list[str]]:
     """Format 2: every event log on the state branch, checked line by line as the files of
-    format 1 are (what a fetch or a hand-made commit brought is reported here, by path:line)."""
+    format 1 are (what a fetch or a hand-made commit brought is reported here, by path:line).
+    A blob found clean at a path once is clean there for good: only the others are read."""
     from flowgit.core.events import PLAN_LOG, parse_log
+    from flowgit.store import plansplice
 
     store = repo.state_store
     assert store is not None
     count, errors, warnings = 0, [], []
+    clean = plansplice.store(repo).entry("logs")
     for pid in sorted(set(repo.plan_ids()) | set(store.plan_ids())):
         listing = store.blobs(pid)
-        contents = store.read_many(list(listing.values()))
-        for stream, blob in sorted(listing.items()):
-            count += 1
+        count += len(listing)
+        was: dict[str, str] = clean.get(pid) or {}
+        now = {stream: blob for stream, blob in listing.items() if was.get(stream) == blob}
+        todo = sorted(stream for stream in listing if stream not in now)
+        contents = store.read_many([listing[stream] for stream in todo])
+        for stream in todo:
+            blob = listing[stream]
             read = parse_log(contents.get(blob, b""), store.display(pid, stream), pid,
                              None if stream == PLAN_LOG else stream)
             errors += [f"{bad.where}: {bad.problem}" for bad in read.bad]
             warnings += [f"{bad.where}: {bad.problem}" for bad in read.unknown]
+            if blob in contents and not (read.bad or read.unknown):
+                now[stream] = blob
+        if now != was:
+            clean[pid] = now
+            plansplice.store(repo).changed("logs")
     return count, errors, warnings
 
 
@@ -162,20 +189,26 @@ def validate(app: App, paths: list[Path], staged: bool, base: str | None = None)
         except (NotFound, InvalidFile):
             return None
 
+    from flowgit.store import plansplice
     from flowgit.store.planedit import adr_ids
 
     plan_dirs = repo.plan_ids() if repo.flow.is_dir() else []
-    report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [], plan_dirs)
+    checked = _checked_plans(repo, files) if repo.flow.is_dir() else {}
+    report = validate_files(files, lookup, adr_ids(repo) if repo.flow.is_dir() else [], plan_dirs, checked)
+    for rel in report.plans_ok:
+        if rel not in checked and (m := PLAN_RE.match(rel)):
+            plansplice.record_checked(repo, m.group(1), files[rel])
     errors = extra + report.errors
     if staged:
         errors += _broken_references(repo, changes, report.plans, lookup)
-    checked = report.files
+    counted = report.files
     if not staged and not paths and repo.state_store is not None:
         logs, state_errors, state_warnings = _state_logs(repo)
-        checked += logs
+        counted += logs
         errors += state_errors
         report.warnings.extend(state_warnings)
-    result = {"ok": not errors, "files": checked, "errors": errors}
+    plansplice.store(repo).save()
+    result = {"ok": not errors, "files": counted, "errors": errors}
     if report.warnings:
         result["warnings"] = report.warnings
     for line in report.warnings:

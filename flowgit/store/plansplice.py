@@ -1,0 +1,236 @@
+"""One task added to or changed in a big plan without reading the whole plan again (issue 17).
+
+An index of each version of a plan file, cached by the file's digest (`planslice.Index`: where
+each task's lines are, and whether that version passed every check), lets an edit splice the
+task's lines and check only what the change can break: the new task's schema and fields, its
+dependencies, a cycle through it, and the rules that depend on other files (other plans, the
+ADRs, the parent), against the plan as `load_plan` holds it. Whatever this cannot vouch for
+(no index yet, a version never checked, any problem at all) goes through the full check, so
+what is refused, and the message, is what the full check says. After the write the new
+version's index and its parsed plan are cached, so the next edit and the next read of the plan
+need no parse either."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from flowgit.core.model import Plan, Task
+from flowgit.errors import FlowError, InvalidFile
+from flowgit.formats import planslice, yamlio
+from flowgit.store.planedit import (
+    _other,
+    _refuse_cycle,
+    _set_fields,
+    adr_ids,
+    append_tasks,
+    check_plan_text,
+    edit_task_text,
+)
+from flowgit.store.cache import DerivedCache
+from flowgit.store.repo import FlowRepo, LoadedPlan
+
+
+@dataclass(frozen=True)
+class Edited:
+    """A plan file's new text, the plan it parses to (checked), and its index."""
+
+    text: str
+    plan: Plan
+    index: planslice.Index | None
+
+
+_STORES: dict[Path, DerivedCache] = {}
+
+
+def store(repo: FlowRepo) -> DerivedCache:
+    """Results keyed by content (a file's digest, a blob id), in the common git dir: no pull,
+    clone or checkout writes there, so a teammate cannot hand this clone a result for bytes
+    it never checked (`.flow/.cache/` could arrive in a commit)."""
+    folder = repo.dirs.common_dir / "flowgit" / "checked"
+    if folder not in _STORES:
+        from flowgit import git_state
+
+        git_state.state_dir(repo.dirs)
+        _STORES[folder] = DerivedCache(folder)
+    return _STORES[folder]
+
+
+def _key(plan_id: str) -> str:
+    return f"slice-{plan_id}"
+
+
+CHECKED = "plans"  # plan id -> digests of versions whose own checks (schema, fields) passed
+KEEP = 8
+
+
+def checked_plan(repo: FlowRepo, plan_id: str, data: bytes) -> Plan | None:
+    """The plan these exact bytes are, when a version with their digest passed the checks one
+    file gets on its own and `load_plan` holds it: then they need no parse (`validate`)."""
+    digest = hashlib.sha256(data).hexdigest()
+    index = planslice.from_cache(store(repo).entry(_key(plan_id)), digest)
+    if not (index is not None and index.checked) and digest not in store(repo).entry(CHECKED).get(plan_id, ()):
+        return None
+    try:
+        loaded = repo.load_plan(plan_id)
+    except FlowError:
+        return None
+    return loaded.plan if loaded.hash == digest else None
+
+
+def record_checked(repo: FlowRepo, plan_id: str, data: bytes) -> None:
+    """These bytes passed the checks one plan file gets on its own."""
+    digest = hashlib.sha256(data).hexdigest()
+    entry = store(repo).entry(CHECKED)
+    known = [d for d in entry.get(plan_id, []) if d != digest]
+    entry[plan_id] = [digest, *known][:KEEP]
+    store(repo).changed(CHECKED)
+
+
+def _index(repo: FlowRepo, plan_id: str, text: str, display: str) -> planslice.Index | None:
+    """The index of this version of the file: cached, or found with the composer (None: the
+    file is not laid out one task per run of lines)."""
+    digest = planslice.digest_of(text)
+    found = planslice.from_cache(store(repo).entry(_key(plan_id)), digest)
+    if found is not None:
+        return found
+    layout = planslice.read(text, display)
+    return planslice.index_of(layout, digest) if layout is not None else None
+
+
+def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
+             task: Mapping[str, Any]) -> Edited:
+    """The plan text with one more task after the last one, checked as `validate` would."""
+    plan_id = loaded.plan.id
+    index = _index(repo, plan_id, text, display)
+    if index is None:
+        new_text = append_tasks(text, display, [dict(task)])
+        return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
+    new_text, own, new_index = planslice.splice_append(text, index, task)
+    return _checked(repo, loaded, index, new_text, own, new_index, display, None)
+
+
+def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_id: str,
+              changes: Mapping[str, Any]) -> Edited:
+    """The plan text with one task's fields changed, checked as `validate` would."""
+    plan_id = loaded.plan.id
+    index = _index(repo, plan_id, text, display)
+    if index is None or task_id not in index.ids:
+        new_text = edit_task_text(text, display, task_id, changes)
+        return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
+    new_text, own, new_index = planslice.splice_edit(
+        text, index, task_id, lambda t: _set_fields(t, changes), display)
+    return _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
+
+
+def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str, own: str,
+             new_index: planslice.Index, display: str, replacing: str | None) -> Edited:
+    """The change checked: by what it can break when the version it changes was checked and
+    is the plan `load_plan` holds, else (or on any doubt) by the full check."""
+    from flowgit.core import semantic
+
+    if index.checked and loaded.hash == index.digest:
+        found = _changed(repo, loaded.plan, index, own, display, replacing)
+        if found is not None:
+            plan, task = found
+            deps, adrs = index.outside
+            known = set(new_index.ids)
+            outside = (tuple(sorted({*deps, *(d for d in task.depends_on if d not in known)})),
+                       tuple(sorted({*adrs, *task.adrs})))
+            return Edited(new_text, plan, dataclasses.replace(new_index, checked=True, outside=outside))
+    plan = check_plan_text(repo, new_text, display, loaded.plan.id)
+    return Edited(new_text, plan, dataclasses.replace(
+        new_index, checked=True, outside=semantic.outside_refs(plan)))
+
+
+def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, display: str,
+             replacing: str | None) -> tuple[Plan, Task] | None:
+    """`before` with the task of `own` (its lines as a document of their own) added, or in
+    place of `replacing`, and that task, when every check passes; None when any might not
+    (the full check then says what)."""
+    from flowgit.core import semantic
+    from flowgit.formats import schemacheck
+
+    try:
+        doc = yamlio.loads(own, display)
+    except InvalidFile:
+        return None
+    items = doc.get("tasks") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        return None
+    if schemacheck.schema_errors("plan", {"id": before.id, "title": before.id, "tasks": items}, None, display):
+        return None
+    try:
+        task = Task.from_dict(items[0], display)
+    except InvalidFile:
+        return None
+    tasks = list(before.tasks)
+    old = None
+    if replacing is None:
+        folded, n = task.id.lower(), len(task.id)  # ids are ASCII: lower() is their casefold
+        if any(len(c.id) == n and c.id.lower() == folded for c in before.checkpoints) or \
+                any(len(ident) == n and ident.lower() == folded for ident in index.ids):
+            return None
+        tasks.append(task)
+    else:
+        at = index.ids.index(replacing) if replacing in index.ids else None
+        if at is None or tasks[at].id != replacing or task.id != replacing:
+            return None
+        old, tasks[at] = tasks[at], task
+    after = dataclasses.replace(before, tasks=tuple(tasks))
+    known = {*index.ids, task.id, *(c.id for c in before.checkpoints)}
+    other = lambda pid: _other(repo, pid, before.id)  # noqa: E731
+    if not semantic.change_is_clean(after, old, task, known=known, outside=index.outside,
+                                    adr_ids=adr_ids(repo), other_plan=other):
+        return None
+    if any(d not in known for d in (*index.outside[0], *task.depends_on)):
+        try:
+            _refuse_cycle(repo, after, display)
+        except InvalidFile:
+            return None
+    return after, task
+
+
+def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:
+    """After the write: the new version's index and plan cached, so the next edit and the next
+    read of the plan parse nothing (only when the file holds what was written). `before`: the
+    digest of the version the edit changed, `changed` the task it added or changed."""
+    if edited.index is None:
+        return
+    key = _key(edited.plan.id)
+    store(repo).entry(key).update(planslice.to_cache(edited.index))
+    store(repo).changed(key)
+    store(repo).save()
+    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), before, changed)
+    repo.forget(edited.plan.id)
+    repo.cache.save()
+
+
+def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, changed: str) -> None:
+    """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
+    by adding or replacing the task `changed` in the version of digest `before`. Only when the
+    version `load_plan` reads now holds `data` and the cache holds the one before."""
+    from flowgit.store.planpin import source
+
+    cache = repo.cache.entry(plan.id)
+    entry = cache.get("plan")
+    if not entry or not entry.get("checked") or entry.get("hash") != before:
+        return
+    src = source(repo, plan.id)
+    try:
+        same = src is not None and src.read() == data
+    except (OSError, FlowError):
+        return
+    task = next((t for t in reversed(plan.tasks) if t.id == changed), None)  # added: the last
+    if not same or task is None or src is None:
+        return
+    tasks = list(entry["tasks"])
+    at = next((i for i in range(len(tasks) - 1, -1, -1) if tasks[i].get("id") == changed), len(tasks))
+    tasks[at: at + 1] = [dict(task.__dict__)]
+    if len(tasks) != len(plan.tasks):
+        return
+    cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": hashlib.sha256(data).hexdigest(),
+                     "checked": True, "tasks": tasks}
+    repo.cache.changed(plan.id)
