@@ -16,7 +16,6 @@ A plan that was never accepted (draft, review) is read from the work tree, as in
 `source` says where the bytes come from; `store/repo.py` `load_plan` parses them."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,12 @@ if TYPE_CHECKING:
 
 STATE_CONFIG = ".flow/config.yaml"
 PINS = "@pins"  # cache entry: the state commit and the plan blobs recorded in it
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib  # not on a warm command's start (ADR 0007): only when a version is compared
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def state_path(plan: str) -> str:
@@ -193,7 +198,7 @@ def divergence(repo: FlowRepo, plan: str, loaded_hash: str, where: str) -> str |
     data = work_tree_bytes(repo, plan)
     if data is None:
         mine = "this branch has no plan.yaml for it"
-    elif hashlib.sha256(data).hexdigest() == loaded_hash:
+    elif _sha256(data) == loaded_hash:
         return None
     else:
         mine = "its edits do not reach execution"
@@ -298,6 +303,12 @@ def check_plan_bytes(data: bytes, display: str, plan: str) -> None:
 def _bytes_hashing(repo: FlowRepo, w: Write, plan: str, digest: str) -> bytes | None:
     """The plan's bytes whose sha256 is `digest`: this write's new file, what execution
     read, or the work tree's file."""
+    try:
+        loaded = repo.load_plan(plan)
+        if loaded.hash == digest and _plan_file_unchanged(repo, w, plan):
+            return loaded.data()  # its digest is known: nothing to hash (a first claim stays light)
+    except (FlowError, OSError):
+        pass
     candidates: list[Callable[[], bytes | None]] = [
         lambda: w.files.get(repo.plan_file(plan)),
         lambda: _loaded_bytes(repo, plan),
@@ -305,9 +316,13 @@ def _bytes_hashing(repo: FlowRepo, w: Write, plan: str, digest: str) -> bytes | 
     ]
     for get in candidates:
         data = get()
-        if data is not None and hashlib.sha256(data).hexdigest() == digest:
+        if data is not None and _sha256(data) == digest:
             return data
     return None
+
+
+def _plan_file_unchanged(repo: FlowRepo, w: Write, plan: str) -> bool:
+    return repo.plan_file(plan) not in w.files
 
 
 def _loaded_bytes(repo: FlowRepo, plan: str) -> bytes | None:
@@ -339,7 +354,7 @@ def _plan_of(repo: FlowRepo, path: Path) -> str | None:
 def branch_hash(repo: FlowRepo, plan: str) -> str | None:
     """The sha256 of this branch's plan.yaml (the work tree's), None without one."""
     data = work_tree_bytes(repo, plan)
-    return hashlib.sha256(data).hexdigest() if data is not None else None
+    return _sha256(data) if data is not None else None
 
 
 def default_hash(repo: FlowRepo, plan: str) -> str | None:
@@ -353,7 +368,7 @@ def default_hash(repo: FlowRepo, plan: str) -> str | None:
         data = git.cat_blobs(repo.root, [blob]).get(blob)
         if data is None:
             return None
-        entry.update({"sha_of": blob, "sha": hashlib.sha256(data).hexdigest()})
+        entry.update({"sha_of": blob, "sha": _sha256(data)})
         repo.cache.changed(f"{plan}@default")
     sha = entry.get("sha")
     return sha if isinstance(sha, str) else None
@@ -389,6 +404,6 @@ def merge_recorded(repo: FlowRepo, paths: list[str], ids: tuple[Mapping[str, str
         accepted = phase_of(parse_log(log or b"", path).events).accepted_hash
         sides = git.cat_blobs(repo.root, [x for x in (o, t) if x])
         theirs_data = sides.get(t)
-        if accepted and theirs_data is not None and hashlib.sha256(theirs_data).hexdigest() == accepted:
+        if accepted and theirs_data is not None and _sha256(theirs_data) == accepted:
             out[path] = theirs_data
     return out

@@ -157,8 +157,7 @@ class FlowRepo:
             if is_valid_id(e.name) and e.is_dir(follow_symlinks=False)
             and (Path(e.path) / "plan.yaml").exists()
         ]
-        if self.state_store is not None:  # format 2: a recorded plan executes on any branch
-            here += recorded_plan_ids(self)
+        here += recorded_plan_ids(self) if self.state_store is not None else []  # format 2: ADR 0011
         return sorted(set(here))
 
     def plan_twins(self, plan_id: str) -> list[str]:
