@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from flowgit.core.model import Plan
+
 from flowgit import git
 from flowgit.core.events import PLAN_LOG
 from flowgit.errors import FlowError, InvalidFile, RaceLost
@@ -43,6 +45,30 @@ def _sha256(data: bytes) -> str:
 
 def state_path(plan: str) -> str:
     return f".flow/plans/{plan}/plan.yaml"
+
+
+@dataclass
+class LoadedPlan:
+    plan: Plan
+    path: Path  # the work tree's plan.yaml: what editing commands edit
+    hash: str
+    _raw: Mapping[str, Any] | None = None
+    display: str = ""  # where the plan was read: its path, or BRANCH:PATH (format 2)
+    where: str = "work tree"  # "work tree", "state" or "default branch" (store/planpin.py)
+    _read: Callable[[], bytes] | None = None
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The plan as parsed YAML (read again when the plan came from the cache)."""
+        if self._raw is None:
+            from flowgit.formats import yamlio
+
+            where = self.display or str(self.path)
+            self._raw = yamlio.loads(yamlio.decode(self.data(), where), where)
+        return self._raw
+
+    def data(self) -> bytes:  # as read: the work tree's file, or the version execution follows
+        return self._read() if self._read is not None else self.path.read_bytes()
 
 
 @dataclass(frozen=True)

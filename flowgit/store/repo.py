@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -28,6 +27,7 @@ from flowgit.store import notices
 from flowgit.store.cache import DerivedCache
 from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
+from flowgit.store.planpin import LoadedPlan as LoadedPlan  # where it is read from: planpin
 from flowgit.store.planpin import plan_ids as recorded_plan_ids
 from flowgit.store.planpin import source as plan_source
 from flowgit.store.state import StateStore
@@ -40,30 +40,6 @@ T = TypeVar("T")
 
 def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-@dataclass
-class LoadedPlan:
-    plan: Plan
-    path: Path  # the work tree's plan.yaml: what editing commands edit
-    hash: str
-    _raw: Mapping[str, Any] | None = None
-    display: str = ""  # where the plan was read: its path, or BRANCH:PATH (format 2)
-    where: str = "work tree"  # "work tree", "state" or "default branch" (store/planpin.py)
-    _read: Callable[[], bytes] | None = None
-
-    @property
-    def raw(self) -> Mapping[str, Any]:
-        """The plan as parsed YAML (read again when the plan came from the cache)."""
-        if self._raw is None:
-            from flowgit.formats import yamlio
-
-            where = self.display or str(self.path)
-            self._raw = yamlio.loads(yamlio.decode(self.data(), where), where)
-        return self._raw
-
-    def data(self) -> bytes:  # as read: the work tree's file, or the version execution follows
-        return self._read() if self._read is not None else self.path.read_bytes()
 
 
 class FlowRepo:
