@@ -13,8 +13,12 @@
 3. The same `done` through `flowgit mcp` (one long-lived process, as an agent uses it), when
    the `mcp` extra is installed: the time of the tool call against the same plain git commit,
    to show what start-up costs (docs/adr/0007).
+4. Start-up (`--only startup` runs this alone): `done` in format 2 (the state branch, what
+   `flowgit init` makes) at 2,000 tasks / 20,000 events, side by side with the plain
+   `git add` + `git commit` in the same repository, `python -c pass` (the interpreter, the
+   floor of any Python command) and importing what `done` imports; order rotating each round.
 
-Run: python bench/bench_done.py [--quick] [--json FILE]
+Run: python bench/bench_done.py [--quick] [--only startup] [--json FILE]
 """
 from __future__ import annotations
 
@@ -259,12 +263,66 @@ def check_exactly_once(r: Runner, n_tasks: int) -> list[str]:
     return problems
 
 
-def run(quick: bool = False, keep: bool = False, json_out: str | None = None) -> list[Row]:
+TARGET_F2_TODAY = 3.7  # issue 14: `done` no slower than 3.7x git add + commit (the goal stays 2.0x)
+DONE_IMPORTS = "import flowgit.main, flowgit.cli.tasks_cli, flowgit.cli.commands.tasks"
+
+
+def startup(ws: Workspace, rounds: int) -> tuple[list[Row], dict[str, list[tuple[float, float]]]]:
+    """`done` in format 2 against plain git, the bare interpreter and its own imports."""
+    progress(f"start-up: format 2, {BIG[0]} tasks / {BIG[1]} events (generate, migrate)")
+    r = ws.new_repo("startup-f2")
+    write_plan(r, *BIG, done_fraction=0.7)
+    r.fg("migrate")
+    r.fg("status", PLAN, "--json")  # the cache warm, as in a used repository
+    task = claim(r, "warm")
+    assert task
+    r.fg("done", task, "--worker", "warm")
+    plain_commit(r, -1)
+    progress(f"start-up: done, git add + commit, python -c pass, imports; {rounds} rounds, order rotating")
+    out: dict[str, list[Sample]] = {"done": [], "git": [], "python": [], "imports": []}
+    for i in range(rounds):
+        held = claim(r, "w1")
+        assert held, f"nothing left to claim in round {i}"
+        steps = [("done", lambda: r.timed_fg("done", held, "--worker", "w1")),
+                 ("git", lambda: plain_commit(r, i)),
+                 ("python", lambda: r.timed([sys.executable, "-c", "pass"])),
+                 ("imports", lambda: r.timed([sys.executable, "-c", DONE_IMPORTS]))]
+        k = i % len(steps)
+        for name, step in steps[k:] + steps[:k]:
+            out[name].append(step())
+    d, g, py, imp = out["done"], out["git"], out["python"], out["imports"]
+    # setuptools' finder of an editable install runs at every interpreter start (ADR 0007)
+    install = "editable install" if any(m.startswith("__editable__") for m in sys.modules) else "installed"
+    ratio, cpu_ratio = wall(d) / wall(g), cpu(d) / cpu(g)
+    rows = [
+        Row(f"python -c pass, this interpreter, {install}: the floor (cpu {ms(cpu(py))}, min {ms(lo(py))})",
+            ms(wall(py))),
+        Row(f"python -c 'import <what done imports>' (cpu {ms(cpu(imp))}, min {ms(lo(imp))})", ms(wall(imp))),
+        Row(f"done, format 2, {BIG[0]} tasks/{BIG[1]} events (cpu {ms(cpu(d))}, min {ms(lo(d))})", ms(wall(d))),
+        Row(f"git add + commit, same repo (cpu {ms(cpu(g))}, min {ms(lo(g))})", ms(wall(g))),
+        Row(f"done / git, format 2 (cpu ratio {cpu_ratio:.1f}x; goal {TARGET_VS_GIT}x)", f"{ratio:.2f}x",
+            f"<= {TARGET_F2_TODAY}x", ratio <= TARGET_F2_TODAY),
+        Row(f"done above the interpreter: done - python -c pass (cpu {ms(cpu(d) - cpu(py))})",
+            ms(wall(d) - wall(py))),
+        Row(f"  of which importing (cpu {ms(cpu(imp) - cpu(py))})", ms(wall(imp) - wall(py))),
+    ]
+    return rows, {k: [(s.wall, s.cpu) for s in v] for k, v in out.items()}
+
+
+def run(quick: bool = False, keep: bool = False, json_out: str | None = None,
+        only: str | None = None) -> list[Row]:
     rounds = 5 if quick else 15
     n_workers_tasks = 48 if quick else 200
     n_serial = 15 if quick else 40
     rows: list[Row] = []
     extra: dict = {"load_before": loadavg()}
+    if only == "startup":
+        with Workspace(keep=keep) as ws:
+            rows, samples = startup(ws, rounds)
+        print_table(f"bench_done --only startup (issues 14, 17): {machine()}; load {extra['load_before']} "
+                    f"-> {loadavg()}", rows)
+        write_json(json_out, "done-startup", rows, {**extra, "samples": samples, "load_after": loadavg()})
+        return rows
     with Workspace(keep=keep) as ws:
         progress("generating plans")
         small = ws.new_repo("small")
@@ -305,6 +363,9 @@ def run(quick: bool = False, keep: bool = False, json_out: str | None = None) ->
         rows.append(Row("`done` imports (of jsonschema, watchdog, git, ruamel)",
                         ", ".join(heavy) or "none of them", "no jsonschema, no watchdog",
                         not any(m in heavy for m in ("jsonschema", "watchdog"))))
+
+        srows, extra["startup_samples"] = startup(ws, rounds)
+        rows += srows
 
         progress(f"{WORKERS} workers looping claim/done on a {n_workers_tasks}-task plan")
         wr = ws.new_repo("workers")
@@ -367,8 +428,10 @@ def run(quick: bool = False, keep: bool = False, json_out: str | None = None) ->
 
 
 def main() -> int:
-    args = base_parser(__doc__).parse_args()
-    rows = run(args.quick, args.keep, args.json_out)
+    parser = base_parser(__doc__)
+    parser.add_argument("--only", choices=["startup"], help="run only section 4 (start-up)")
+    args = parser.parse_args()
+    rows = run(args.quick, args.keep, args.json_out, args.only)
     return 1 if args.strict and any(r.ok is False for r in rows) else 0
 
 

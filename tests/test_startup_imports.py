@@ -148,3 +148,11 @@ def test_help_from_the_table_is_clicks_own_listing(columns: str) -> None:
         "sys.exit(main(['--help']))\n")], capture_output=True, text=True, env=env, check=True).stdout
     assert lazy == eager
     assert "merge-driver" not in lazy and "  done " in lazy and "  setup " in lazy
+
+
+def test_the_entry_point_leaves_the_collector_on_with_the_imports_frozen() -> None:
+    """The collector is off only while the CLI imports: `watch`, `mcp` and `run` live for hours."""
+    proc = subprocess.run([sys.executable, "-c", "import gc, flowgit.main; "
+                           "print(gc.isenabled(), gc.get_freeze_count() > 1000)"],
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["True", "True"]
