@@ -128,12 +128,40 @@ def completed_in(repo: FlowRepo, base: str, tip: str, plan_id: str | None) -> li
     if repo.state_store is None:
         return []
     from flowgit import git_state
-    from flowgit.store.repo import iter_events_all
 
     commits = git_state.commits_between(repo.root, git_state.merge_base(repo.root, base, tip), tip)
     found: dict[tuple[str, str], list[str]] = {}
     for pid in [plan_id] if plan_id else repo.plan_ids():
-        for ev in iter_events_all(repo, pid):
-            if ev.task and ev.data.get("code") in commits:
-                found.setdefault((pid, ev.task), []).append(ev.type)
+        for task, kinds in coded_events(repo, pid).items():
+            for kind, code in kinds:
+                if code in commits:
+                    found.setdefault((pid, task), []).append(kind)
     return [{"plan": p, "task": t, "events": sorted(set(types))} for (p, t), types in sorted(found.items())]
+
+
+def coded_events(repo: FlowRepo, plan_id: str) -> dict[str, list[tuple[str, str]]]:
+    """Format 2: task -> (type, code commit) of each of its events that names one. Kept by log
+    blob in the git dir (a blob never changes): only logs written since are read."""
+    from flowgit.core.events import parse_log
+    from flowgit.store import plansplice
+
+    store = repo.state_store
+    assert store is not None
+    kept = plansplice.store(repo)
+    key = f"codes-{plan_id}"
+    entry = kept.entry(key)
+    was: dict[str, list[Any]] = entry.get("logs") or {}
+    listing = {s: b for s, b in store.blobs(plan_id).items() if s != PLAN_LOG}
+    now = {s: was[s] for s, b in listing.items() if s in was and was[s][0] == b}
+    todo = sorted(s for s in listing if s not in now)
+    contents = store.read_many([listing[s] for s in todo])
+    for stream in todo:
+        read = parse_log(contents.get(listing[stream], b""), store.display(plan_id, stream), plan_id, stream)
+        coded = [[ev.type, ev.data["code"]] for ev in read.events if isinstance(ev.data.get("code"), str)]
+        if listing[stream] in contents:
+            now[stream] = [listing[stream], coded]
+    if now.keys() != was.keys() or todo:
+        entry["logs"] = now
+        kept.changed(key)
+        kept.save()
+    return {s: [(k, c) for k, c in row[1]] for s, row in now.items() if row[1]}

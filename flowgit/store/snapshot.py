@@ -1,6 +1,8 @@
 """The `.flow/` tree at a revision (or in the work tree), parsed for comparison."""
 from __future__ import annotations
 
+import hashlib
+import marshal
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,18 +14,44 @@ from flowgit.core.fold import TaskRecord, evaluate, fold_log
 from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
+from flowgit.store.cache import DerivedCache
 
 PLAN_FILE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
 ADR_FILE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml\Z")
 
 
+BIG = 64 * 1024  # a file this large is parsed once per content and kept (a 50,000-task plan: 6 MB)
+KEEP = 8  # parsed big files and plan states kept, the most recent
+
+
 @dataclass
 class Memo:
     """What two snapshots of one repository share: most files are the same in both, so each
-    distinct blob is read, parsed and folded once."""
+    distinct blob is read, parsed and folded once. With `kept`, big files parsed and the
+    states of plans without task logs are kept there by content, for the next command."""
     blobs: dict[str, bytes] = field(default_factory=dict)
     yaml: dict[bytes, Any] = field(default_factory=dict)
     folds: dict[tuple[str, bytes], TaskRecord] = field(default_factory=dict)
+    kept: DerivedCache | None = None
+
+    def _kept(self, key: str) -> Any:
+        entry = self.kept.entry(key) if self.kept is not None else {}
+        return entry.get("value")
+
+    def _keep(self, key: str, value: Any) -> None:
+        if self.kept is None:
+            return
+        try:
+            marshal.dumps(value)
+        except ValueError:  # a YAML type marshal cannot hold: parsed again next time
+            return
+        self.kept.entry(key)["value"] = value
+        self.kept.changed(key)
+        self.kept.save()
+        found = sorted(self.kept.folder.glob(key.split("-")[0] + "-*.marshal"),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in found[KEEP:]:
+            old.unlink(missing_ok=True)
 
     def fold(self, stream: str, data: bytes) -> TaskRecord:
         key = (stream, data)
@@ -40,10 +68,26 @@ class PlanSnap:
     spec: Mapping[str, Any] | None = None
     logs: dict[str, bytes] = field(default_factory=dict)
     memo: Memo = field(default_factory=Memo)
+    plan_bytes: bytes | None = None
 
     def states(self, now: float) -> dict[str, str]:
         if self.raw is None:
             return {}
+        # without task logs no state depends on the time: kept by the contents that decide it
+        key = None
+        if self.plan_bytes is not None and all(stream == PLAN_LOG for stream in self.logs):
+            digest = hashlib.sha256(self.plan_bytes + b"\0" + self.logs.get(PLAN_LOG, b""))
+            key = "states-" + digest.hexdigest()
+            found = self.memo._kept(key)
+            if isinstance(found, dict):
+                return found
+        out = self._states(now)
+        if key is not None and out:
+            self.memo._keep(key, out)
+        return out
+
+    def _states(self, now: float) -> dict[str, str]:
+        assert self.raw is not None
         try:
             plan = Plan.from_dict(self.raw, "plan")
             records = {}
@@ -76,11 +120,18 @@ def _safe_yaml(data: bytes, display: str, memo: Memo) -> Any:
     """The parsed document, or an InvalidFile (kept, not raised) saying why it does not parse."""
     if data in memo.yaml:
         return memo.yaml[data]
+    key = "yaml-" + hashlib.sha256(data).hexdigest() if len(data) >= BIG else None
+    found = memo._kept(key) if key else None
+    if isinstance(found, dict):
+        memo.yaml[data] = found
+        return found
     try:
         value = yamlio.loads(yamlio.decode(data, display), display)
     except InvalidFile as exc:
         value = exc
     memo.yaml[data] = value
+    if key and isinstance(value, dict):
+        memo._keep(key, value)
     return value
 
 
@@ -96,6 +147,7 @@ def build(files: Mapping[str, bytes], label: str, only_plan: str | None = None,
                 continue
             ps = snap.plans.setdefault(pid, PlanSnap(memo=memo))
             if parts[3] == "plan.yaml" and len(parts) == 4:
+                ps.plan_bytes = data
                 raw = _safe_yaml(data, f"{label}:{path}", memo)
                 ps.raw = raw if isinstance(raw, dict) else None
                 if isinstance(raw, InvalidFile):

@@ -36,12 +36,25 @@ def _default_base(app: App) -> str:
 
 def diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str,
          fail_on_commands: bool = False) -> int:
+    import gc
+
+    gc.disable()  # two big plans parsed and compared: nothing of it is a cycle (issue 17)
+    try:
+        return _diff(app, rev_a, rev_b, plan_id, fmt, fail_on_commands)
+    finally:
+        gc.enable()
+
+
+def _diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, fmt: str,
+          fail_on_commands: bool) -> int:
     repo = app.repo
     if plan_id:
         check_id(plan_id, "plan id")
     base = _commit(app, rev_a) if rev_a else _default_base(app)
     commit_b = _commit(app, rev_b) if rev_b else None
-    memo = Memo()
+    from flowgit.store import plansplice
+
+    memo = Memo(kept=plansplice.store(repo))
     a = at_rev(repo.root, base, plan_id, memo, label=rev_a or base)
     b = at_rev(repo.root, commit_b, plan_id, memo, label=rev_b) if commit_b else work_tree(repo.root, plan_id, memo)
     if plan_id and plan_id not in a.plans and plan_id not in b.plans:

@@ -165,6 +165,16 @@ def _state_logs(repo: FlowRepo) -> tuple[int, list[str], list[str]]:
 
 
 def validate(app: App, paths: list[Path], staged: bool, base: str | None = None) -> int:
+    import gc
+
+    gc.disable()  # a big plan parsed and checked: nothing of it is a cycle (issue 17)
+    try:
+        return _validate(app, paths, staged, base)
+    finally:
+        gc.enable()
+
+
+def _validate(app: App, paths: list[Path], staged: bool, base: str | None) -> int:
     repo = app.repo
     if staged and base:
         raise UsageError("give --staged (the pre-commit hook) or --base REV (a pull request), not both")
