@@ -115,7 +115,8 @@ class StateStore:
         entry = self.repo.cache.entry(name)
         prefix = f".flow/plans/{plan}/{EVENTS}/"
         listing: dict[str, str] | None = None
-        if entry.get("commit") == commit:
+        cached = entry.get("commit") == commit  # then nothing to write back: no rewrite a command
+        if cached:
             listing = dict(entry.get("blobs") or {})
         elif isinstance(entry.get("commit"), str) and isinstance(entry.get("blobs"), dict):
             try:
@@ -138,8 +139,9 @@ class StateStore:
                 stream = stream_of(plan, path)
                 if stream is not None:
                     listing[stream] = blob
-        entry.update({"commit": commit, "blobs": listing})
-        self.repo.cache.changed(name)
+        if not cached:
+            entry.update({"commit": commit, "blobs": listing})
+            self.repo.cache.changed(name)
         self._listings[key] = listing
         return listing
 
