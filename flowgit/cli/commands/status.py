@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.events import canonical, format_time
 from flowgit.core.fold import PlanState
+from flowgit.core.index import plan_column
+from flowgit.core.planstate import VIEW_FIELDS, Views, column
 from flowgit.core.lifecycle import held_by, is_link_hold
 from flowgit.errors import NotFound, NothingToDo, UsageError
 from flowgit.ids import check_id
@@ -16,31 +18,55 @@ from flowgit.store.repo import FlowRepo, iter_events_all
 BAR_WIDTH = 30
 
 
+def _rows(state: PlanState) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """Each task's id and view fields (core/planstate.VIEW_FIELDS), without building views."""
+    if isinstance(state.tasks, Views):
+        rows = state.tasks.rows
+        for task_id in state.tasks.ids:
+            yield task_id, rows[task_id][:len(VIEW_FIELDS)]
+        return
+    for task_id, view in state.tasks.items():
+        yield task_id, tuple(getattr(view, name) for name in VIEW_FIELDS)
+
+
 def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> dict[str, Any]:
     from flowgit.runner.executors import choose  # which executor `run` would give each task
 
     loaded = repo.load_plan(plan_id)
+    plan = loaded.plan
+    config = repo.config
     tasks = []
-    for view in state.tasks.values():
-        task = loaded.plan.task(view.id)
-        row: dict[str, Any] = {"id": view.id, "state": view.state, "worker": view.worker,
-                               "attempts": view.attempts}
-        if task is not None:
-            row["executor"], row["executor_why"] = choose(repo.config, loaded.plan, task, None)
-        if view.lease_until:
-            row["lease_until"] = format_time(view.lease_until)
-        if view.retry_at:
-            row["retry_at"] = format_time(view.retry_at)
-        if view.interrupted:
+    # the executor `run` would give each task: without `executors.select` rules, its own
+    # executor decides, so the tasks need not be built to know it
+    executors = dict(zip(plan_column(plan, "id"), plan_column(plan, "executor")))
+    choices: dict[Any, tuple[str, str]] = {}
+    for task_id, (now_in, worker, attempts, lease_until, retry_at, interrupted, waiting_on,
+                  blocked_by, held) in _rows(state):
+        row: dict[str, Any] = {"id": task_id, "state": now_in, "worker": worker, "attempts": attempts}
+        if task_id in executors:
+            facts: Any = executors[task_id]
+            choice = choices.get(facts) if not config.run.select else None
+            if choice is None:
+                task = plan.task(task_id)
+                assert task is not None
+                choice = choices[facts] = choose(config, plan, task, None)
+            row["executor"], row["executor_why"] = choice
+        if lease_until:
+            row["lease_until"] = format_time(lease_until)
+        if retry_at:
+            row["retry_at"] = format_time(retry_at)
+        if interrupted:
             row["interrupted"] = True
-        if view.waiting_on:
-            row["waiting_on"] = list(view.waiting_on)
-        if view.state in ("pending", "blocked") and view.blocked_by:
-            row["blocked_by"] = list(view.blocked_by)
-        if view.record.last_error and view.state in ("failed", "retry_wait"):
-            row["error"] = view.record.last_error
-        if view.held:
-            row["unreadable"] = view.held
+        if waiting_on:
+            row["waiting_on"] = list(waiting_on)
+        if now_in in ("pending", "blocked") and blocked_by:
+            row["blocked_by"] = list(blocked_by)
+        if now_in in ("failed", "retry_wait"):
+            error = state.tasks[task_id].record.last_error
+            if error:
+                row["error"] = error
+        if held:
+            row["unreadable"] = held
         tasks.append(row)
     approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
     from flowgit.core.rules import Facts, is_stale
@@ -321,25 +347,32 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
 
 def graph(app: App, plan_id: str, fmt: str) -> int:
     from flowgit.core import graph as g
+    from flowgit.core.model import estimate_hours
 
     repo = app.repo
     state = repo.state(check_id(plan_id, "plan id"))
     plan = repo.load_plan(plan_id).plan
     known = set(plan.node_ids())
-    nodes = [g.Node(id=t.id, title=t.title, deps=tuple(d for d in t.depends_on if d in known),
-                    kind="task", state=state.tasks[t.id].state, priority=t.priority,
-                    hours=t.hours, worker=state.tasks[t.id].worker) for t in plan.tasks]
+    states = dict(zip(state.tasks, column(state.tasks, "state")))
+    workers = dict(zip(state.tasks, column(state.tasks, "worker")))
+    hours: dict[Any, float] = {}  # a plan has a handful of distinct estimates
+    nodes = []
+    for t in plan.tasks:
+        if t.estimate not in hours:
+            hours[t.estimate] = estimate_hours(t.estimate)
+        nodes.append(g.Node(id=t.id, title=t.title, deps=tuple(d for d in t.depends_on if d in known),
+                            kind="task", state=states[t.id], priority=t.priority,
+                            hours=hours[t.estimate], worker=workers[t.id]))
     nodes += [g.Node(id=c.id, title=c.title, deps=tuple(a for a in c.after if a in known),
                      kind="checkpoint", state=state.checkpoints[c.id].state, hours=0.0)
               for c in plan.checkpoints]
-    deps = {n.id: n.deps for n in nodes}
-    weights = {n.id: n.hours for n in nodes}
-    rendered = g.render(nodes, fmt, title=plan.title)
+    found = g.analyse(nodes, fmt, title=plan.title)
+    rendered = found.text
     result = {
         "plan": plan_id, "format": fmt, "graph": rendered,
-        "critical_path": g.critical_path(deps, weights),
-        "parallel_groups": g.parallel_groups(deps),
-        "execution_order": g.topo_order(deps),
+        "critical_path": found.critical_path,
+        "parallel_groups": found.parallel_groups,
+        "execution_order": found.execution_order,
     }
     app.out.result(result, rendered)
     return 0

@@ -1,0 +1,117 @@
+"""Compact rows of checked records, for the derived cache (issue 17, ADR 0012).
+
+A plan of 50,000 tasks is kept as one tuple per task in the field order of `Task`, and a
+folded log as one tuple in the field order of `TaskRecord`: marshal loads tuples faster than
+dicts, the file is smaller, and a record is rebuilt by filling its `__dict__` without the
+per-field `object.__setattr__` of a frozen dataclass's `__init__`. Only rows built here from
+records that passed their checks are stored, and rows of another shape are refused (the
+caller reads the file again)."""
+from __future__ import annotations
+
+from dataclasses import fields
+from functools import cached_property
+from typing import Any, Sequence
+
+from flowgit.core.model import Plan, Task
+
+TASK_FIELDS = tuple(f.name for f in fields(Task))
+
+
+def task_rows(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
+    names = TASK_FIELDS
+    return [tuple([t.__dict__[n] for n in names]) for t in tasks]
+
+
+def tasks_from_rows(rows: Any) -> tuple[Task, ...] | None:
+    """The tasks the rows hold, or None when they are not rows this version wrote."""
+    if not isinstance(rows, list):
+        return None
+    names = TASK_FIELDS
+    width = len(names)
+    new = object.__new__
+    out = []
+    for row in rows:
+        if type(row) is not tuple or len(row) != width or type(row[0]) is not str:
+            return None
+        task = new(Task)
+        task.__dict__.update(zip(names, row))
+        out.append(task)
+    return tuple(out)
+
+
+class IndexedPlan(Plan):
+    """A checked plan read from the index whose tasks are built when first asked for: a
+    transition on one task of 50,000 builds that one (`task`), `status` builds them all
+    (`tasks`, `_index`). Equal to, and used as, the `Plan` it stands for."""
+
+    @cached_property
+    def tasks(self) -> tuple[Task, ...]:
+        built = tasks_from_rows(self.__dict__["_rows"])
+        assert built is not None  # checked when the plan was read
+        return built
+
+    def task(self, task_id: str) -> Task | None:
+        if "tasks" in self.__dict__:
+            return super().task(task_id)
+        built: dict[str, Task] = self.__dict__.setdefault("_built", {})
+        task = built.get(task_id)
+        if task is None:
+            by_id = self.__dict__.get("_by_id")
+            if by_id is None:
+                by_id = self.__dict__["_by_id"] = {row[0]: row for row in self.__dict__["_rows"]}
+            row = by_id.get(task_id)
+            if row is None:
+                return None
+            task = built[task_id] = object.__new__(Task)
+            task.__dict__.update(zip(TASK_FIELDS, row))
+        return task
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Plan))
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(Plan)))
+
+    def task_ids(self) -> list[str]:
+        if "tasks" in self.__dict__:
+            return [t.id for t in self.tasks]
+        return [row[0] for row in self.__dict__["_rows"]]
+
+
+_DEPS = TASK_FIELDS.index("depends_on")
+
+
+def plan_columns(plan: Plan) -> tuple[list[str], list[tuple[str, ...]]]:
+    """The ids of a plan's tasks in order, and their dependencies, without building the
+    tasks of a plan read from the index."""
+    if "tasks" not in plan.__dict__ and "_rows" in plan.__dict__:
+        rows = plan.__dict__["_rows"]
+        return [r[0] for r in rows], [r[_DEPS] for r in rows]
+    return [t.id for t in plan.tasks], [t.depends_on for t in plan.tasks]
+
+
+def plan_column(plan: Plan, name: str) -> list[Any]:
+    """One field of every task, in plan order, without building the tasks of a plan read
+    from the index."""
+    if "tasks" not in plan.__dict__ and "_rows" in plan.__dict__:
+        i = TASK_FIELDS.index(name)
+        return [r[i] for r in plan.__dict__["_rows"]]
+    return [getattr(t, name) for t in plan.tasks]
+
+
+def indexed_plan(head: Plan, rows: list[tuple[Any, ...]]) -> Plan | None:
+    """`head` (a plan built without its tasks) with the tasks of `rows`, built lazily; None
+    when the rows are not rows this version wrote."""
+    width = len(TASK_FIELDS)
+    for row in rows:
+        if type(row) is not tuple or len(row) != width or type(row[0]) is not str:
+            return None
+    plan = object.__new__(IndexedPlan)
+    values = dict(head.__dict__)
+    values.pop("tasks", None)
+    values.pop("_index", None)
+    plan.__dict__.update(values)
+    plan.__dict__["_rows"] = rows
+    return plan
