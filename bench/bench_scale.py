@@ -113,6 +113,12 @@ class Size:
         out = self.r.git("cat-file", "--batch-all-objects", "--batch-check=%(objectname) %(objectsize:disk)")
         return {o: int(size) for o, size in (line.split() for line in out.stdout.decode().splitlines())}
 
+    def disk(self) -> int:
+        """Bytes of every file under .git/objects (what the repository really holds: a pack
+        written again counts whole, the one it replaced no more)."""
+        folder = self.r.repo / ".git" / "objects"
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
     def new_bytes(self, before: dict[str, int]) -> int:
         """Bytes on disk of the objects written since `before` (what a write adds before `gc`)."""
         return sum(size for o, size in self.objects().items() if o not in before)
@@ -183,10 +189,11 @@ def run_bench(ns: list[int], runs: int, slow: float, keep: bool) -> tuple[list[S
 
         def add(s: Size) -> Run:
             s.added += 1
-            objects = s.objects()
+            objects, disk = s.objects(), s.disk()
             run = s.timed("task", "add", PLAN, f"NEW-{s.added}", "--title", f"Added task {s.added}",
                           "--dep", scale_gen.task_id(s.n - 1))[0]
             s.extra.setdefault("bytes_per_add", []).append(s.new_bytes(objects))
+            s.extra.setdefault("disk_per_add", []).append(s.disk() - disk)
             return run
 
         measure(sizes, "task add", runs, slow, add)
@@ -266,6 +273,10 @@ def table(sizes: list[Size]) -> tuple[list[str], list[dict[str, Any]], bool]:
         lines.append(f"\n{s.n:,} tasks: new objects per transition {per_t / 1000:,.1f} KB (target <= "
                      f"{BYTES_TRANSITION // 1000} KB), per task add {per_a / 1000:,.1f} KB (target <= "
                      f"{BYTES_ADD // 1000} KB){'' if ok or s is not big else '  MISS'}")
+        disk: list[float] = s.extra.get("disk_per_add", [])
+        if disk:  # a big plan's pack of versions (ADR 0012): its first add stores the base again
+            lines.append(f"{s.n:,} tasks: .git/objects grew per task add by {median(disk) / 1000:,.1f} KB "
+                         f"(median), {max(disk) / 1000:,.1f} KB at most")
         if s is big:
             all_ok = all_ok and ok
     return lines, data, all_ok
@@ -292,7 +303,8 @@ def main() -> int:
             "bench": "scale", "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "sizes": ns, "runs": runs, "rows": data, **extra,
             "bytes": {str(s.n): {"per_transition": s.extra.get("bytes_per_transition"),
-                                 "per_add": median(s.extra.get("bytes_per_add", []))}
+                                 "per_add": median(s.extra.get("bytes_per_add", [])),
+                                 "disk_per_add": s.extra.get("disk_per_add", [])}
                       for s in sizes}}, indent=2) + "\n")
     return 1 if args.strict and not ok else 0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
@@ -250,10 +250,18 @@ def _own(text: str, start: int, end: int) -> str:
     return "tasks:" + ("\r\n" if first_end > 0 and own[first_end - 1] == "\r" else "\n") + own
 
 
+class Splice(NamedTuple):
+    """The new file is old[:start] + inserted + old[end:] (characters)."""
+
+    start: int
+    end: int
+    inserted: str
+
+
 def splice_edit(text: str, index: Index, task_id: str, change: Callable[[Any], None],
-                display: str) -> tuple[str, str, Index]:
+                display: str) -> tuple[str, str, Index, Splice]:
     """`edit` over an index: the new file, the task's new lines as a document of their own,
-    and the new file's index (not yet checked)."""
+    the new file's index (not yet checked) and the splice."""
     at = index.ids.index(task_id)
     start, end = index.starts[at], index.ends[at]
     own = _own(text, start, end)
@@ -265,12 +273,13 @@ def splice_edit(text: str, index: Index, task_id: str, change: Callable[[Any], N
     delta = len(new) - (end - start)
     starts = index.starts[: at + 1] + [s + delta for s in index.starts[at + 1:]]
     ends = index.ends[:at] + [start + len(new)] + [e + delta for e in index.ends[at + 1:]]
-    return out, dumped, Index(digest_of(out), list(index.ids), starts, ends, False, index.outside)
+    return (out, dumped, Index(digest_of(out), list(index.ids), starts, ends, False, index.outside),
+            Splice(start, end, new))
 
 
-def splice_append(text: str, index: Index, task: Mapping[str, Any]) -> tuple[str, str, Index]:
+def splice_append(text: str, index: Index, task: Mapping[str, Any]) -> tuple[str, str, Index, Splice]:
     """`append` of one task over an index: the new file, the task's lines as a document of
-    their own, and the new file's index (not yet checked)."""
+    their own, the new file's index (not yet checked) and the splice."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     end = index.ends[-1]
@@ -283,5 +292,6 @@ def splice_append(text: str, index: Index, task: Mapping[str, Any]) -> tuple[str
     if not head.endswith(("\n", "\r")):
         head += _text_newline(text)
     out = head + new + text[end:]
-    return out, dumped, Index(digest_of(out), [*index.ids, str(task["id"])], [*index.starts, len(head)],
-                              [*index.ends, len(head) + len(new)], False, index.outside)
+    return (out, dumped, Index(digest_of(out), [*index.ids, str(task["id"])], [*index.starts, len(head)],
+                               [*index.ends, len(head) + len(new)], False, index.outside),
+            Splice(end, end, head[end:] + new))

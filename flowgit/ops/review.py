@@ -143,11 +143,11 @@ def coded_events(repo: FlowRepo, plan_id: str) -> dict[str, list[tuple[str, str]
     """Format 2: task -> (type, code commit) of each of its events that names one. Kept by log
     blob in the git dir (a blob never changes): only logs written since are read."""
     from flowgit.core.events import parse_log
-    from flowgit.store import plansplice
+    from flowgit.store.kept import kept as kept_store
 
     store = repo.state_store
     assert store is not None
-    kept = plansplice.store(repo)
+    kept = kept_store(repo)
     key = f"codes-{plan_id}"
     entry = kept.entry(key)
     was: dict[str, list[Any]] = entry.get("logs") or {}

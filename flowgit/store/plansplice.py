@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping
 
 from flowgit.core.model import Plan, Task
@@ -30,6 +29,7 @@ from flowgit.store.planedit import (
     edit_task_text,
 )
 from flowgit.store.cache import DerivedCache
+from flowgit.store.kept import kept
 from flowgit.store.repo import FlowRepo, LoadedPlan
 
 
@@ -40,22 +40,12 @@ class Edited:
     text: str
     plan: Plan
     index: planslice.Index | None
-
-
-_STORES: dict[Path, DerivedCache] = {}
+    splice: planslice.Splice | None = None  # how `text` was made from the version before
 
 
 def store(repo: FlowRepo) -> DerivedCache:
-    """Results keyed by content (a file's digest, a blob id), in the common git dir: no pull,
-    clone or checkout writes there, so a teammate cannot hand this clone a result for bytes
-    it never checked (`.flow/.cache/` could arrive in a commit)."""
-    folder = repo.dirs.common_dir / "flowgit" / "checked"
-    if folder not in _STORES:
-        from flowgit import git_state
-
-        git_state.state_dir(repo.dirs)
-        _STORES[folder] = DerivedCache(folder, folder.parent)
-    return _STORES[folder]
+    """What is kept by content for this repository (store/kept.py)."""
+    return kept(repo)
 
 
 def _key(plan_id: str) -> str:
@@ -108,8 +98,9 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
     if index is None:
         new_text = append_tasks(text, display, [dict(task)])
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
-    new_text, own, new_index = planslice.splice_append(text, index, task)
-    return _checked(repo, loaded, index, new_text, own, new_index, display, None)
+    new_text, own, new_index, splice = planslice.splice_append(text, index, task)
+    edited = _checked(repo, loaded, index, new_text, own, new_index, display, None)
+    return dataclasses.replace(edited, splice=splice)
 
 
 def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_id: str,
@@ -120,9 +111,10 @@ def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_
     if index is None or task_id not in index.ids:
         new_text = edit_task_text(text, display, task_id, changes)
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
-    new_text, own, new_index = planslice.splice_edit(
+    new_text, own, new_index, splice = planslice.splice_edit(
         text, index, task_id, lambda t: _set_fields(t, changes), display)
-    return _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
+    edited = _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
+    return dataclasses.replace(edited, splice=splice)
 
 
 def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str, own: str,
@@ -191,6 +183,20 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
         except InvalidFile:
             return None
     return after, task
+
+
+def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
+    """Before the commit: the new version stored as a delta against `old` when the plan is big
+    (store/planpack.py)."""
+    if edited.splice is None:
+        return
+    from flowgit.store import planpack
+
+    start, end, inserted = edited.splice
+    head = len(old[:start].encode("utf-8"))
+    tail = len(old[end:].encode("utf-8"))
+    data = old.encode("utf-8")
+    planpack.store_version(repo, edited.plan.id, data, head, len(data) - tail, inserted.encode("utf-8"))
 
 
 def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:

@@ -195,6 +195,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
                 task[key] = value
         text = committed_text(repo, loaded.path, "task add")
         edited = plansplice.add_task(repo, loaded, text, repo.rel(loaded.path), task)
+        plansplice.store_version(repo, edited, text)
         w.replace(loaded.path, edited.text.encode())
         w.message = commit_message(plan_id, task_id, "added", actor)
     sha = w.sha

@@ -52,9 +52,9 @@ def _diff(app: App, rev_a: str | None, rev_b: str | None, plan_id: str | None, f
         check_id(plan_id, "plan id")
     base = _commit(app, rev_a) if rev_a else _default_base(app)
     commit_b = _commit(app, rev_b) if rev_b else None
-    from flowgit.store import plansplice
+    from flowgit.store.kept import kept
 
-    memo = Memo(kept=plansplice.store(repo))
+    memo = Memo(kept=kept(repo))
     a = at_rev(repo.root, base, plan_id, memo, label=rev_a or base)
     b = at_rev(repo.root, commit_b, plan_id, memo, label=rev_b) if commit_b else work_tree(repo.root, plan_id, memo)
     if plan_id and plan_id not in a.plans and plan_id not in b.plans:

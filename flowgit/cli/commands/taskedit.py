@@ -80,6 +80,7 @@ def task_edit(app: App, ref: str, changes: dict[str, Any]) -> int:
         after = result.plan.task(task_id)
         changed = [k for k in changes if getattr(before, k) != getattr(after, k)]
         if result.text != text and changed:
+            plansplice.store_version(repo, result, text)
             w.replace(loaded.path, result.text.encode())
             w.message = commit_message(plan_id, task_id, "edited", actor,
                                        f"Changed: {', '.join(changed)}")
