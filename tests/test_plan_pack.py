@@ -89,3 +89,25 @@ def test_task_add_and_edit_grow_git_by_the_change(tmp_path: Path, monkeypatch: p
     assert r.git("show", "HEAD:.flow/plans/P/plan.yaml") + "\n" == plan.read_text()
     subprocess.run(["git", "fsck", "--full", "--no-dangling"], cwd=r.path, check=True, capture_output=True)
     assert "B2" in r.ok("status", "P", "--json").out
+
+
+def test_a_chain_record_that_does_not_match_its_pack_starts_another(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowgit.store.kept import kept
+
+    monkeypatch.setattr(planpack, "BIG", 10)
+    root = make_git_repo(tmp_path / "repo")
+    Repo(root).ok("init", "--format", "1")
+    repo = FlowRepo(root)
+    old = b"".join(b"row %d\n" % i for i in range(2000))
+    git(root, "hash-object", "-w", "--stdin", data=old)
+    planpack.store_version(repo, "P", old, len(old), len(old), b"one\n")
+    first = flowgit_packs(root)
+    entry = kept(repo).entry("pack-P")
+    entry["entries"] = entry["entries"][:1]  # a record that lies about its pack
+    new = old + b"one\n"
+    planpack.store_version(repo, "P", new, 0, 0, b"two\n")
+    assert git(root, "cat-file", "-p", planpack.blob_id(b"two\n" + new).hex()) == b"two\n" + new
+    assert git(root, "cat-file", "-p", planpack.blob_id(new).hex()) == new
+    assert set(first) <= set(flowgit_packs(root))  # the pack it could not vouch for is kept
+    git(root, "fsck", "--full", "--no-dangling")

@@ -154,6 +154,10 @@ def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_l
             and len(entries) <= DEPTH:
         data = old_pack.read_bytes()
         body = data[12:-20]
+        intact = data[:4] == b"PACK" and struct.unpack(">II", data[4:12]) == (2, len(entries)) \
+            and data[-20:].hex() == name and hashlib.sha1(data[:-20]).digest() == data[-20:]
+        if not intact:  # not the pack this chain wrote: start another, leave that one to git
+            old_pack, entries = None, []
     else:
         old_pack, entries = None, []
     if any(oid == new_id for oid, _, _ in entries):
