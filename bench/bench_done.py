@@ -16,7 +16,8 @@
 4. Start-up (`--only startup` runs this alone): `done` in format 2 (the state branch, what
    `flowgit init` makes) at 2,000 tasks / 20,000 events, side by side with the plain
    `git add` + `git commit` in the same repository, `python -c pass` (the interpreter, the
-   floor of any Python command) and importing what `done` imports; order rotating each round.
+   floor of any Python command) and importing what `done` imports; order rotating each round;
+   then the same `done` as a `flowgit mcp` tool call (start-up paid once), when installed.
 
 Run: python bench/bench_done.py [--quick] [--only startup] [--json FILE]
 """
@@ -306,6 +307,12 @@ def startup(ws: Workspace, rounds: int) -> tuple[list[Row], dict[str, list[tuple
             ms(wall(d) - wall(py))),
         Row(f"  of which importing (cpu {ms(cpu(imp) - cpu(py))})", ms(wall(imp) - wall(py))),
     ]
+    via = done_via_mcp(r, rounds)  # the same repository, start-up paid once
+    if via is not None:
+        m_done, m_git = median(via[0]), median(via[1])
+        rows += [Row("done through `flowgit mcp`, a tool call, same repository", ms(m_done)),
+                 Row("  / git add + commit, interleaved", f"{m_done / m_git:.2f}x", f"<= {TARGET_VS_GIT}x",
+                     m_done / m_git <= TARGET_VS_GIT)]
     return rows, {k: [(s.wall, s.cpu) for s in v] for k, v in out.items()}
 
 
