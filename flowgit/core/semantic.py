@@ -1,7 +1,6 @@
 """Plan rules beyond the schema: unique ids, references that exist, no cycles. Pure."""
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from typing import Any, Callable, Collection, Iterable, Mapping
@@ -107,8 +106,14 @@ def change_is_clean(after: Plan, old: Task | None, new: Task, *, known: Collecti
 
 
 def upstream(plan: Plan, node: str) -> Plan:
-    """The plan cut down to one task or checkpoint and everything it waits on in the plan."""
-    deps: dict[str, Iterable[str]] = {t.id: t.depends_on for t in plan.tasks}
+    """The plan cut down to one task or checkpoint and everything it waits on in the plan
+    (only those tasks are built, for a plan read from the index)."""
+    from dataclasses import fields
+
+    from flowgit.core.index import plan_columns
+
+    ids, columns = plan_columns(plan)
+    deps: dict[str, Iterable[str]] = dict(zip(ids, columns))
     deps.update({c.id: c.after for c in plan.checkpoints})
     keep: set[str] = set()
     stack = [node]
@@ -118,8 +123,9 @@ def upstream(plan: Plan, node: str) -> Plan:
             continue
         keep.add(item)
         stack.extend(deps[item])
-    return dataclasses.replace(plan, tasks=tuple(t for t in plan.tasks if t.id in keep),
-                               checkpoints=tuple(c for c in plan.checkpoints if c.id in keep))
+    tasks = tuple(t for t in (plan.task(i) for i in ids if i in keep) if t is not None)
+    rest = {f.name: getattr(plan, f.name) for f in fields(Plan) if f.name not in ("tasks", "checkpoints")}
+    return Plan(**rest, tasks=tasks, checkpoints=tuple(c for c in plan.checkpoints if c.id in keep))
 
 
 def _reaches(plan: Plan, starts: Iterable[str], target: str) -> bool:

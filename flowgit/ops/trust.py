@@ -54,7 +54,9 @@ def every_command(repo: FlowRepo, plan_ids: Sequence[str] | None = None) -> list
 def material(repo: FlowRepo, plan_id: str) -> tuple[str, list[str]]:
     loaded = repo.load_plan(plan_id)
     plan = loaded.plan
-    adrs = list(plan.adrs) + [a for t in plan.tasks for a in t.adrs]
+    from flowgit.core.index import plan_column
+
+    adrs = list(plan.adrs) + [a for named in plan_column(plan, "adrs") for a in named]  # no task built
     followed = loaded.data() if loaded.where != "work tree" else None
     return plan_material(repo.flow, plan_id, adrs, followed)
 

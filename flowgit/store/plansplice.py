@@ -158,20 +158,21 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
         task = Task.from_dict(items[0], display)
     except InvalidFile:
         return None
-    tasks = list(before.tasks)
     old = None
+    at = None
     if replacing is None:
         folded, n = task.id.lower(), len(task.id)  # ids are ASCII: lower() is their casefold
         if any(len(c.id) == n and c.id.lower() == folded for c in before.checkpoints) or \
                 any(len(ident) == n and ident.lower() == folded for ident in index.ids):
             return None
-        tasks.append(task)
     else:
         at = index.ids.index(replacing) if replacing in index.ids else None
-        if at is None or tasks[at].id != replacing or task.id != replacing:
+        old = before.task(replacing)
+        if at is None or old is None or task.id != replacing:
             return None
-        old, tasks[at] = tasks[at], task
-    after = dataclasses.replace(before, tasks=tuple(tasks))
+    after = _with_task(before, task, at)
+    if after is None:
+        return None
     known = {*index.ids, task.id, *(c.id for c in before.checkpoints)}
     other = lambda pid: _other(repo, pid, before.id)  # noqa: E731
     if not semantic.change_is_clean(after, old, task, known=known, outside=index.outside,
@@ -183,6 +184,35 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
         except InvalidFile:
             return None
     return after, task
+
+
+def _with_task(before: Plan, task: Task, at: int | None) -> Plan | None:
+    """`before` with `task` at position `at` (None: after the last): for a plan read from the
+    index (core/index.py), as rows, without building its other tasks."""
+    from dataclasses import fields
+
+    from flowgit.core.index import indexed_plan, task_rows
+
+    rows = before.__dict__.get("_rows") if "tasks" not in before.__dict__ else None
+    if not isinstance(rows, list):
+        tasks = list(before.tasks)
+        if at is None:
+            tasks.append(task)
+        elif tasks[at].id == task.id:
+            tasks[at] = task
+        else:
+            return None
+        return dataclasses.replace(before, tasks=tuple(tasks))
+    rows = list(rows)
+    row = task_rows([task])[0]
+    if at is None:
+        rows.append(row)
+    elif rows[at][0] == task.id:
+        rows[at] = row
+    else:
+        return None
+    head = Plan(**{f.name: getattr(before, f.name) for f in fields(Plan) if f.name != "tasks"})
+    return indexed_plan(head, rows)
 
 
 def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
@@ -218,7 +248,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
     by adding or replacing the task `changed` in the version of digest `before`. Only when the
     version `load_plan` reads now holds `data` and the cache holds the one before."""
-    from flowgit.core.index import task_rows
+    from flowgit.core.index import plan_column, task_rows
     from flowgit.store.planpin import source
 
     cache = repo.cache.entry(plan.id)
@@ -230,7 +260,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
         same = src is not None and src.read() == data
     except (OSError, FlowError):
         return
-    task = next((t for t in reversed(plan.tasks) if t.id == changed), None)  # added: the last
+    task = plan.task(changed)
     if not same or task is None or src is None:
         return
     rows = entry.get("rows")  # store/planindex.py: one tuple per task (core/index.py)
@@ -239,8 +269,18 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     rows = list(rows)
     at = next((i for i in range(len(rows) - 1, -1, -1) if rows[i][0] == changed), len(rows))
     rows[at: at + 1] = task_rows([task])
-    if len(rows) != len(plan.tasks):
+    if len(rows) != len(plan_column(plan, "id")):
         return
     cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": hashlib.sha256(data).hexdigest(),
-                     "checked": True, "rows": rows, "external": plan.has_external_deps}
+                     "checked": True, "rows": rows, "external": _external(plan)}
     repo.cache.changed(plan.id)
+
+
+def _external(plan: Plan) -> bool:
+    """`plan.has_external_deps`, without building the tasks of a plan read from the index."""
+    from flowgit.core.index import plan_columns
+
+    ids, deps = plan_columns(plan)
+    local = {*ids, *(c.id for c in plan.checkpoints)}
+    return any(d not in local for ds in deps for d in ds) or \
+        any(a not in local for c in plan.checkpoints for a in c.after)
