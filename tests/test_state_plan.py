@@ -108,7 +108,11 @@ def test_a_branch_switch_changes_nothing_for_an_executing_plan(tmp_path: Path) -
     r.ok("claim", "P/T2", "--worker", "w2")
     out = r.ok("status", "P").out
     assert out.count("plan.yaml on this branch differs from the approved version") == 1
-    # the hand edit reaches execution once approved again
+    # the hand edit reaches execution once approved again, as committed
+    (r.path / STATE_PLAN).write_text((r.path / STATE_PLAN).read_text() + "  - {id: U1, title: uncommitted}\n")
+    res = r.proc("approve", "P", "--reviewer", "rev")
+    assert res.returncode == 1 and "uncommitted changes" in res.stderr
+    r.git("checkout", "--", STATE_PLAN)
     r.ok("approve", "P", "--reviewer", "rev")
     assert blob(r, "flow/state") == blob(r, "other")
     assert "X9" in tasks(r) and "plan.yaml on this branch differs" not in r.ok("status", "P").out
@@ -297,3 +301,42 @@ def test_reset_on_change_follows_the_default_branch_not_a_branch_switch(tmp_path
     r.ok("approve", "P", "--reviewer", "rev")
     assert r.ok("status", "P", "--json").json["phase"] == "execute"
     assert blob(r, "flow/state") == blob(r, "main") and "F1" in tasks(r)
+
+
+def test_via_merge_execution_follows_the_plan_merged_into_the_branch(tmp_path: Path) -> None:
+    r = state_repo(tmp_path / "repo", approvals="{required: 1, via: merge}")
+    r.git("checkout", "-q", "-b", "plan-p")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.git("checkout", "-q", "main")
+    r.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "plan-p")
+    r.ok("advance", "P")
+    assert r.ok("status", "P", "--json").json["phase"] == "execute"
+    assert blob(r, "flow/state") == blob(r, "main")
+    # a pull request's branch changes the plan: nothing changes until it is merged
+    r.git("checkout", "-q", "-b", "more")
+    (r.path / STATE_PLAN).write_text(PLAN + "  - {id: F1, title: in review}\n")
+    r.git("commit", "-q", "-am", "more work")
+    assert set(tasks(r)) == {"T1", "T2", "T3"}
+    r.ok("claim", "P/T1", "--worker", "w1")
+    r.git("checkout", "-q", "main")
+    r.git("merge", "-q", "--no-ff", "-m", "Merge pull request #2", "more")
+    r.git("checkout", "-q", "more")  # even from the branch: the merge is what counts
+    assert set(tasks(r)) == {"T1", "T2", "T3", "F1"}
+    r.ok("claim", "P/F1", "--worker", "w1")
+    assert blob(r, "flow/state") == blob(r, "main")
+
+
+def test_requested_changes_amend_the_recorded_plan(tmp_path: Path) -> None:
+    r = state_repo(tmp_path / "repo")
+    r.plan("P", PLAN + "checkpoints:\n  - {id: CP, title: reviewed, after: [T1]}\n")
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "rev")
+    r.ok("claim", "P/T1", "--worker", "w1")
+    r.ok("done", "P/T1", "--worker", "w1")
+    r.ok("advance", "P")
+    assert r.ok("status", "P", "--json").json["phase"] == "checkpoint"
+    r.ok("checkpoint", "P", "CP", "--request-changes", "more tests", "--reviewer", "rev")
+    assert blob(r, "flow/state") == blob(r, "main") and "more tests" in show(r, "flow/state")
+    data = r.ok("status", "P", "--json").json
+    assert len(data["tasks"]) == 4 and data["approval_stale"] is False and data["plan_differs"] is None

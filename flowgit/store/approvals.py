@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, make_event
+from flowgit.errors import FlowError
 
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
@@ -30,7 +31,6 @@ _verified: dict[tuple[str, str], bool] = {}
 
 
 def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[Event]:
-    from flowgit.errors import FlowError
 
     try:
         cfg = repo.config
@@ -73,9 +73,9 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int] | None:
     if branch is None:
         return None
     path = repo.plan_file(plan_id)
-    try:
-        data = path.read_bytes()
-    except OSError:
+    try:  # the version execution follows (format 2: the branch's, from any work tree; ADR 0011)
+        data = repo.load_plan(plan_id).data()
+    except (OSError, FlowError):
         return None
     rel = repo.rel(path)
     tip = git.resolve_commit(repo.root, branch, "approvals.branch")

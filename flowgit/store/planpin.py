@@ -79,9 +79,11 @@ class PlanSource:
     read: Callable[[], bytes]
 
 
-def approvals_off(repo: FlowRepo) -> bool:
+def follows_branch(repo: FlowRepo) -> bool:
+    """Whether execution follows the default branch's tip: approvals off, or `approvals.via:
+    merge`, where reaching that branch through a merge is the approval (store/approvals.py)."""
     cfg = repo.config
-    return cfg.approvals_required == 0 or cfg.auto_approve
+    return cfg.approvals_required == 0 or cfg.auto_approve or cfg.approvals_via == "merge"
 
 
 def default_branch(repo: FlowRepo) -> str | None:
@@ -189,7 +191,7 @@ def source(repo: FlowRepo, plan: str) -> PlanSource | None:
 
 
 def _followed(repo: FlowRepo, store: StateStore, plan: str) -> PlanSource | None:
-    if approvals_off(repo):
+    if follows_branch(repo):
         branch = default_branch(repo)
         if branch is not None:
             if on_branch(repo, branch):
@@ -276,7 +278,7 @@ def pins(repo: FlowRepo, w: Write) -> dict[str, bytes | None]:
         config = _config_bytes(repo)
         if config is not None:
             out[STATE_CONFIG] = config
-    off = approvals_off(repo)
+    off = follows_branch(repo)
     branch = default_branch(repo) if off else None
     for path, content in w.files.items():
         edited = _plan_of(repo, path)

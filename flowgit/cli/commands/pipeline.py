@@ -21,6 +21,7 @@ from flowgit.errors import (
     IllegalTransition,
     InvalidFile,
     NotFound,
+    PlanEdited,
     Stalled,
     UsageError,
     ValidationFailed,
@@ -179,6 +180,10 @@ def _approves_a_change(repo: FlowRepo, plan_id: str, phase: str, digest: str) ->
         return False
     from flowgit.store.planedit import check_plan_text
 
+    rel = repo.plan_edited(plan_id)
+    if rel:  # what is recorded is a commit's file, as the phase rules act on (ADR 0008)
+        raise PlanEdited(f"{rel} has uncommitted changes: commit them, then approve the version "
+                         "execution is to follow")
     check_plan_text(repo, loaded.path.read_text(encoding="utf-8"), repo.rel(loaded.path), plan_id)
     return True
 
