@@ -340,3 +340,15 @@ def test_requested_changes_amend_the_recorded_plan(tmp_path: Path) -> None:
     assert blob(r, "flow/state") == blob(r, "main") and "more tests" in show(r, "flow/state")
     data = r.ok("status", "P", "--json").json
     assert len(data["tasks"]) == 4 and data["approval_stale"] is False and data["plan_differs"] is None
+
+
+def test_every_work_tree_sees_an_amendment_made_in_another(tmp_path: Path) -> None:
+    r = approved(tmp_path / "repo")
+    wt = tmp_path / "other"
+    r.git("worktree", "add", "-q", "-b", "other", str(wt), "main~1")  # a branch without the plan
+    other = Repo(wt)
+    assert set(tasks(other)) == {"T1", "T2", "T3"}  # its cache now holds this state commit
+    r.ok("task", "add", "P", "T4", "--title", "four")
+    assert set(tasks(other)) == {"T1", "T2", "T3", "T4"}
+    r.ok("task", "remove", "P/T4")
+    assert set(tasks(other)) == {"T1", "T2", "T3"}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 STATE_CONFIG = ".flow/config.yaml"
 PINS = "@pins"  # cache entry: the state commit and the plan blobs recorded in it
+PLAN_GLOB = ":(glob).flow/plans/*/plan.yaml"  # `*` never matches a `/` under glob magic
 
 
 def _sha256(data: bytes) -> str:
@@ -126,10 +127,25 @@ def recorded(repo: FlowRepo, store: StateStore) -> dict[str, str]:
         return dict(entry["blobs"])
     from flowgit import git_state
 
-    plans = [p.split("/")[2] for p in git_state.list_dirs(repo.root, head, ".flow/plans/")]
-    plans = [p for p in plans if is_valid_id(p)]
-    found = git.blob_ids_at(repo.root, head, [state_path(p) for p in plans])
-    blobs = {p: found[state_path(p)] for p in plans if state_path(p) in found}
+    blobs: dict[str, str] | None = None
+    if isinstance(entry.get("commit"), str) and isinstance(entry.get("blobs"), dict):
+        try:  # one diff-tree from the commit cached last (another work tree, a fetch, moved it)
+            changes = git_state.changed_blobs(repo.root, entry["commit"], head, PLAN_GLOB)
+        except FlowError:
+            changes = None
+        if changes is not None:
+            blobs = dict(entry["blobs"])
+            for change in changes:
+                plan = change.path.split("/")[2]
+                if change.blob is None:
+                    blobs.pop(plan, None)
+                elif is_valid_id(plan) and change.path == state_path(plan):
+                    blobs[plan] = change.blob
+    if blobs is None:
+        plans = [p.split("/")[2] for p in git_state.list_dirs(repo.root, head, ".flow/plans/")]
+        plans = [p for p in plans if is_valid_id(p)]
+        found = git.blob_ids_at(repo.root, head, [state_path(p) for p in plans])
+        blobs = {p: found[state_path(p)] for p in plans if state_path(p) in found}
     entry.update({"commit": head, "blobs": blobs})
     repo.cache.changed(PINS)
     return blobs
