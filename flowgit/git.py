@@ -248,6 +248,15 @@ def head_detached(dirs: RepoDirs) -> bool | None:
     return not text.startswith(b"ref:")
 
 
+def head_branch(dirs: RepoDirs) -> str | None:
+    """The branch HEAD names (`main`, `flow/p/t`), from the files; None when detached or unreadable."""
+    try:
+        text = (dirs.git_dir / "HEAD").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text.removeprefix("ref: refs/heads/") if text.startswith("ref: refs/heads/") else None
+
+
 def read_head(dirs: RepoDirs) -> str | None:
     """HEAD's commit from the files, without a subprocess (None on an unborn branch)."""
     try:

@@ -46,16 +46,17 @@ def _on_task_branch(dirs: Any) -> bool:
 
     if dirs.git_dir == dirs.common_dir or dirs.common_dir.name != ".git":
         return False
+    from flowgit import git
+    from flowgit.ids import is_valid_id
+
+    parts = (git.head_branch(dirs) or "").split("/")
+    if not (len(parts) == 3 and parts[0] == "flow" and is_valid_id(parts[1]) and is_valid_id(parts[2])):
+        return False
     try:
-        head = (dirs.git_dir / "HEAD").read_text()
         config = (dirs.common_dir.parent / ".flow" / "config.yaml").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    from flowgit.ids import is_valid_id
-
-    parts = head.strip().removeprefix("ref: refs/heads/").split("/")
-    return (head.startswith("ref: refs/heads/flow/") and len(parts) == 3 and is_valid_id(parts[1])
-            and is_valid_id(parts[2]) and re.search(r"^version:[ \t]*2\b", config, re.M) is not None)
+    return re.search(r"^version:[ \t]*2\b", config, re.M) is not None
 
 
 @dataclass
