@@ -29,15 +29,18 @@ tasks:
 def _forged_index(repo: Repo, header: bytes) -> None:
     """A plan index for the plan's exact bytes and stats whose task says something else."""
     path = repo.path / ".flow" / "plans" / "p" / "plan.yaml"
-    data = path.read_bytes()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     st = os.stat(path)
-    entry = {"plan": {"stat": [st.st_size, st.st_mtime_ns, st.st_ino],
-                      "hash": hashlib.sha256(data).hexdigest(), "checked": True,
-                      "data": {"id": "p", "title": "The plan"},
-                      "rows": task_rows([Task(id="a", title="FORGED", run=("sh", "-c", "touch pwned")),
-                                         Task(id="b", title="Second", depends_on=("a",))]),
-                      "external": False}}
-    (repo.path / ".flow" / ".cache" / "p.marshal").write_bytes(header + marshal.dumps(entry))
+    head = {"plan": {"stat": [st.st_size, st.st_mtime_ns, st.st_ino], "hash": digest, "checked": True,
+                     "data": {"id": "p", "title": "The plan"}, "external": False, "executors": {}}}
+    rows = {"hash": digest,
+            "rows": task_rows([Task(id="a", title="FORGED", run=("sh", "-c", "touch pwned")),
+                               Task(id="b", title="Second", depends_on=("a",))])}
+    cache = repo.path / ".flow" / ".cache"
+    (cache / "p.marshal").write_bytes(header + marshal.dumps(head))
+    (cache / "p@rows.marshal").write_bytes(header + marshal.dumps(rows))
+    for other in ("p@eval", "p@graph"):
+        (cache / f"{other}.marshal").unlink(missing_ok=True)
 
 
 def _titles(repo: Repo) -> str:

@@ -6,8 +6,9 @@ depend on the clock (so it can be cached per file), and `evaluate` applies the d
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, replace
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
 
 from flowgit.core.events import Event, LogRead, canonical, event_time
 from flowgit.core.index import plan_columns
@@ -273,16 +274,19 @@ def evaluate(
         order = topo_order({k: tuple(d for d in v if d in deps) for k, v in deps.items()})
     changed: set[str] = set()
     empty = TaskRecord()
-    for node in order:
-        node_deps = deps[node]
-        if reuse is not None and node not in reuse.dirty and (not changed or changed.isdisjoint(node_deps)):
-            old = reuse.checkpoints.get(node) if node in cps else reuse.tasks.get(node)
-            if old is not None:
-                node_state[node] = old[0]
-                if old[-1]:
+    todo: Iterable[str] = order
+    if reuse is not None:  # start from the earlier rows; evaluate the dirty and what they move
+        rows.update(reuse.tasks)
+        cp_rows.update(reuse.checkpoints)
+        for kept in (rows, cp_rows):
+            for node, row in kept.items():
+                node_state[node] = row[0]
+                if row[-1]:
                     skip_spread.add(node)
-                (cp_rows if node in cps else rows)[node] = old
-                continue
+        todo = _worklist(order, deps, reuse.dirty, changed)
+    for node in todo:
+        node_deps = deps[node]
+        skip_spread.discard(node)
         unmet: list[str] = []
         blockers: list[str] = []
         spread = False
@@ -359,13 +363,39 @@ def evaluate(
                      info.base_commit, tuple(ready), info, external, held)
 
 
+def _worklist(order: Sequence[str], deps: Mapping[str, Sequence[str]], dirty: Collection[str],
+              changed: set[str]) -> Iterator[str]:
+    """The nodes to evaluate again, in `order`: the dirty ones, and the dependents of each
+    node whose row the caller found changed (it adds the node to `changed`)."""
+    pos = {node: i for i, node in enumerate(order)}
+    dependents: dict[str, list[str]] = {}
+    for node, node_deps in deps.items():
+        for dep in node_deps:
+            dependents.setdefault(dep, []).append(node)
+    heap = [(pos[node], node) for node in dirty if node in pos]
+    heapq.heapify(heap)
+    seen: set[str] = set()
+    while heap:
+        _, node = heapq.heappop(heap)
+        if node in seen:
+            continue
+        seen.add(node)
+        yield node
+        if node in changed:
+            for after in dependents.get(node, ()):
+                if after not in seen and after in pos:
+                    heapq.heappush(heap, (pos[after], after))
+    # a row that changed is evaluated again by its dependents only: nothing else moves
+
+
 def state_from_rows(plan: Plan, records: Mapping[str, TaskRecord], plan_events: Sequence[Event],
                     held: str | None, rows: Mapping[str, tuple[Any, ...]],
                     cp_rows: Mapping[str, tuple[Any, ...]], ready: Sequence[str]) -> PlanState | None:
-    """The state `evaluate` gave before, from its rows, when none of its inputs changed (None:
-    the rows do not cover the plan: evaluate)."""
-    ids = plan_columns(plan)[0]
-    if len(ids) != len(rows) or any(c.id not in cp_rows for c in plan.checkpoints):
+    """The state `evaluate` gave before, from its rows (kept in plan order, for the plan of
+    the same digest), when none of its inputs changed (None: the rows do not cover the
+    checkpoints: evaluate)."""
+    ids = list(rows)
+    if any(c.id not in cp_rows for c in plan.checkpoints):
         return None
     info = phase_of(plan_events)
     cps = {c.id: CheckpointView(c.id, cp_rows[c.id][0], cp_rows[c.id][1]) for c in plan.checkpoints}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from flowgit.core.model import Plan, Task
 
@@ -42,12 +42,13 @@ def tasks_from_rows(rows: Any) -> tuple[Task, ...] | None:
 class IndexedPlan(Plan):
     """A checked plan read from the index whose tasks are built when first asked for: a
     transition on one task of 50,000 builds that one (`task`), `status` builds them all
-    (`tasks`, `_index`). Equal to, and used as, the `Plan` it stands for."""
+    (`tasks`, `_index`). Its rows themselves are read when first needed (`_source`). Equal
+    to, and used as, the `Plan` it stands for."""
 
     @cached_property
     def tasks(self) -> tuple[Task, ...]:
-        built = tasks_from_rows(self.__dict__["_rows"])
-        assert built is not None  # checked when the plan was read
+        built = tasks_from_rows(rows_of(self))
+        assert built is not None  # checked when the rows were read
         return built
 
     def task(self, task_id: str) -> Task | None:
@@ -58,13 +59,20 @@ class IndexedPlan(Plan):
         if task is None:
             by_id = self.__dict__.get("_by_id")
             if by_id is None:
-                by_id = self.__dict__["_by_id"] = {row[0]: row for row in self.__dict__["_rows"]}
+                by_id = self.__dict__["_by_id"] = {row[0]: row for row in rows_of(self)}
             row = by_id.get(task_id)
             if row is None:
                 return None
             task = built[task_id] = object.__new__(Task)
             task.__dict__.update(zip(TASK_FIELDS, row))
         return task
+
+    @cached_property
+    def has_external_deps(self) -> bool:
+        ids, deps = plan_columns(self)
+        local = {*ids, *(c.id for c in self.checkpoints)}
+        return any(d not in local for ds in deps for d in ds) or \
+            any(a not in local for c in self.checkpoints for a in c.after)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Plan):
@@ -74,10 +82,34 @@ class IndexedPlan(Plan):
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, f.name) for f in fields(Plan)))
 
-    def task_ids(self) -> list[str]:
-        if "tasks" in self.__dict__:
-            return [t.id for t in self.tasks]
-        return [row[0] for row in self.__dict__["_rows"]]
+
+def rows_of(plan: Plan) -> list[tuple[Any, ...]]:
+    """The rows of a plan read from the index (read from their source the first time)."""
+    d = plan.__dict__
+    rows = d.get("_rows")
+    if rows is None:
+        rows = d["_rows"] = d["_source"]()
+    return rows  # type: ignore[no-any-return]
+
+
+def _lazy(plan: Plan) -> bool:
+    return "tasks" not in plan.__dict__ and "_source" in plan.__dict__
+
+
+def lazy_rows(plan: Plan) -> list[tuple[Any, ...]] | None:
+    """The rows of a plan read from the index whose tasks are not built yet, else None."""
+    return rows_of(plan) if _lazy(plan) else None
+
+
+def check_rows(rows: Any) -> list[tuple[Any, ...]] | None:
+    """`rows` when they are rows this version wrote, else None."""
+    if not isinstance(rows, list):
+        return None
+    width = len(TASK_FIELDS)
+    for row in rows:
+        if type(row) is not tuple or len(row) != width or type(row[0]) is not str:
+            return None
+    return rows
 
 
 _DEPS = TASK_FIELDS.index("depends_on")
@@ -86,8 +118,8 @@ _DEPS = TASK_FIELDS.index("depends_on")
 def plan_columns(plan: Plan) -> tuple[list[str], list[tuple[str, ...]]]:
     """The ids of a plan's tasks in order, and their dependencies, without building the
     tasks of a plan read from the index."""
-    if "tasks" not in plan.__dict__ and "_rows" in plan.__dict__:
-        rows = plan.__dict__["_rows"]
+    if _lazy(plan):
+        rows = rows_of(plan)
         return [r[0] for r in rows], [r[_DEPS] for r in rows]
     return [t.id for t in plan.tasks], [t.depends_on for t in plan.tasks]
 
@@ -95,23 +127,28 @@ def plan_columns(plan: Plan) -> tuple[list[str], list[tuple[str, ...]]]:
 def plan_column(plan: Plan, name: str) -> list[Any]:
     """One field of every task, in plan order, without building the tasks of a plan read
     from the index."""
-    if "tasks" not in plan.__dict__ and "_rows" in plan.__dict__:
+    if _lazy(plan):
         i = TASK_FIELDS.index(name)
-        return [r[i] for r in plan.__dict__["_rows"]]
+        return [r[i] for r in rows_of(plan)]
     return [getattr(t, name) for t in plan.tasks]
 
 
-def indexed_plan(head: Plan, rows: list[tuple[Any, ...]]) -> Plan | None:
-    """`head` (a plan built without its tasks) with the tasks of `rows`, built lazily; None
-    when the rows are not rows this version wrote."""
-    width = len(TASK_FIELDS)
-    for row in rows:
-        if type(row) is not tuple or len(row) != width or type(row[0]) is not str:
-            return None
+def explicit_executors(plan: Plan) -> dict[str, str] | None:
+    """The tasks that name their executor, when the index knows it without reading rows."""
+    known = plan.__dict__.get("_executors") if _lazy(plan) else None
+    return known if isinstance(known, dict) else None
+
+
+def indexed_plan(head: Plan, source: Callable[[], list[tuple[Any, ...]]],
+                 executors: dict[str, str] | None = None) -> Plan:
+    """`head` (a plan built without its tasks) whose tasks are the rows `source` gives
+    (called when they are first needed), built lazily."""
     plan = object.__new__(IndexedPlan)
     values = dict(head.__dict__)
     values.pop("tasks", None)
     values.pop("_index", None)
     plan.__dict__.update(values)
-    plan.__dict__["_rows"] = rows
+    plan.__dict__["_source"] = source
+    if executors is not None:
+        plan.__dict__["_executors"] = executors
     return plan

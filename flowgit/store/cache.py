@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from flowgit import __version__
 
-CACHE_VERSION = 14  # 13: the event checker; 14: tuples, the plan index and the evaluated state
+CACHE_VERSION = 15  # 13: the event checker; 14: tuples, the plan index, the evaluated state; 15: rows apart
 NO_CACHE = "FLOWGIT_NO_CACHE"
 
 

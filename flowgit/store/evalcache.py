@@ -15,7 +15,7 @@ Deleting the cache, or `FLOWGIT_NO_CACHE=1`, gives the same answer from scratch
 (tests/test_scale_equal.py compares them)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from flowgit.core.events import Event
 from flowgit.core.fold import ACTIVE, PlanState, Reuse, TaskRecord, evaluate, state_from_rows
@@ -36,9 +36,12 @@ NEVER = float("inf")
 
 def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str, records: Mapping[str, TaskRecord],
               plan_events: Sequence[Event], now: float, external: Mapping[str, str],
-              rank: Mapping[str, float], order: Sequence[str], held: str | None,
+              graph: Callable[[], tuple[Sequence[str], Mapping[str, float]]], held: str | None,
               unreleased: frozenset[str]) -> PlanState:
+    """The plan's state at `now`; `graph` gives its execution order and critical-path ranks
+    (asked for only when something is evaluated)."""
     if external or unreleased or repo.cache.off:
+        order, rank = graph()
         return evaluate(plan, records, plan_events, now, external, rank, order, held, unreleased)
     name = f"{plan_id}@eval"
     entry = repo.cache.entry(name)
@@ -50,13 +53,18 @@ def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str, records: Ma
                                 entry["ready"])
         if again is not None:
             return again
+    order, rank = graph()
     state = evaluate(plan, records, plan_events, now, external, rank, order, held, unreleased, reuse)
     views = state.tasks
     assert isinstance(views, Views)  # evaluate gives its views as rows
     if reuse is None or reuse.dirty or entry.get("ids") != ids or "ready" not in entry:
         entry.clear()
-        entry.update({"key": key, "now": now, "until": _next_due(views.rows, now), "ids": ids,
-                      "rows": dict(views.rows), "cps": dict(views.cp_rows),
+        rows = views.rows  # kept in plan order: the next read needs no plan to know it
+        same: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # one object for equal rows: marshal
+        # writes the others as references (every done task's row is the same), half the load
+        entry.update({"key": key, "now": now, "until": _next_due(rows, now), "ids": ids,
+                      "rows": {t: same.setdefault(rows[t], rows[t]) for t in views.ids},
+                      "cps": dict(views.cp_rows),
                       "ready": list(state.order)})
         repo.cache.changed(name)
     return state

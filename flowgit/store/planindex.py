@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from flowgit.core.index import indexed_plan, task_rows
+from flowgit.core.index import check_rows, indexed_plan, task_rows
 from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
 from flowgit.store.cache import DerivedCache
@@ -18,13 +18,14 @@ from flowgit.store.planpin import LoadedPlan, PlanSource
 def load(cache: DerivedCache, plan_id: str, path: Path, src: PlanSource) -> LoadedPlan:
     """The plan `plan_id` from `src` (the work tree's file, or the version execution follows),
     checked once per content. Raises InvalidFile (with the line `validate` gives) for a broken
-    plan."""
+    plan. The index's head (`<plan>`: the plan without its tasks) is small; its tasks' rows
+    (`<plan>@rows`) are read when a command first needs a task."""
     entry = cache.entry(plan_id)
     index = entry.get("plan")
     if not isinstance(index, dict):
         index = {}
     if index.get("stat") == src.key:
-        hit = _from_index(index, path, src)
+        hit = _from_index(cache, plan_id, index, path, src)
         if hit is not None:
             return hit
     data = src.read()
@@ -32,11 +33,31 @@ def load(cache: DerivedCache, plan_id: str, path: Path, src: PlanSource) -> Load
 
     digest = hashlib.sha256(data).hexdigest()
     if index.get("hash") == digest:
-        hit = _from_index(index, path, src)
+        hit = _from_index(cache, plan_id, index, path, src)
         if hit is not None:
             index["stat"] = src.key
             cache.changed(plan_id)
             return hit
+    plan, raw = _parse(plan_id, data, src)
+    remember(cache, plan, raw, digest, src.key)
+    return LoadedPlan(plan, path, digest, raw, display=src.display, where=src.where, _read=src.read)
+
+
+def remember(cache: DerivedCache, plan: Plan, raw: Mapping[str, Any], digest: str, key: Any) -> None:
+    """The index of a checked plan: its head and its tasks' rows, by the digest of its bytes."""
+    cache.entry(plan.id)["plan"] = {
+        "stat": key, "hash": digest, "checked": True,
+        "data": {k: v for k, v in raw.items() if k != "tasks"},
+        "external": plan.has_external_deps,
+        "executors": {t.id: t.executor for t in plan.tasks if t.executor is not None}}
+    cache.changed(plan.id)
+    rows = cache.entry(f"{plan.id}@rows")
+    rows.clear()
+    rows.update({"hash": digest, "rows": task_rows(plan.tasks)})
+    cache.changed(f"{plan.id}@rows")
+
+
+def _parse(plan_id: str, data: bytes, src: PlanSource) -> tuple[Plan, Mapping[str, Any]]:
     from flowgit.formats import yamlio
 
     display = src.display
@@ -47,28 +68,40 @@ def load(cache: DerivedCache, plan_id: str, path: Path, src: PlanSource) -> Load
         raise with_line(exc, raw, src.read, display) from None
     if plan.id != plan_id:
         raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
-    # checked: the tasks as built, not as written (the rest of the file is small)
-    entry["plan"] = {"stat": src.key, "hash": digest, "checked": True,
-                     "data": {k: v for k, v in raw.items() if k != "tasks"},
-                     "rows": task_rows(plan.tasks), "external": plan.has_external_deps}
-    cache.changed(plan_id)
-    return LoadedPlan(plan, path, digest, raw, display=display, where=src.where, _read=src.read)
+    return plan, raw
 
 
-def _from_index(entry: Mapping[str, Any], path: Path, src: PlanSource) -> LoadedPlan | None:
+def _from_index(cache: DerivedCache, plan_id: str, entry: Mapping[str, Any], path: Path,
+                src: PlanSource) -> LoadedPlan | None:
     """The plan an index entry holds, or None when it is not one this version wrote."""
-    head, digest, rows = entry.get("data"), entry.get("hash"), entry.get("rows")
+    head, digest, executors = entry.get("data"), entry.get("hash"), entry.get("executors")
     if not entry.get("checked") or not isinstance(head, dict) or not isinstance(digest, str) \
-            or not isinstance(rows, list) or not isinstance(entry.get("external"), bool):
+            or not isinstance(entry.get("external"), bool) or not isinstance(executors, dict):
         return None
     try:
-        plan = indexed_plan(Plan.from_dict(head, src.display, trusted=True, task_values=()), rows)
+        plan = indexed_plan(Plan.from_dict(head, src.display, trusted=True, task_values=()),
+                            lambda: _rows(cache, plan_id, digest, src), executors)
     except (InvalidFile, KeyError, TypeError, ValueError, AttributeError):
-        return None
-    if plan is None:
         return None
     plan.__dict__["has_external_deps"] = entry["external"]  # the cached_property, known
     return LoadedPlan(plan, path, digest, display=src.display, where=src.where, _read=src.read)
+
+
+def _rows(cache: DerivedCache, plan_id: str, digest: str, src: PlanSource) -> list[tuple[Any, ...]]:
+    """The tasks' rows of the version of digest `digest`: from the index, or (it went
+    missing) from the bytes again, which must still be that version."""
+    entry = cache.entry(f"{plan_id}@rows")
+    rows = check_rows(entry.get("rows")) if entry.get("hash") == digest else None
+    if rows is not None:
+        return rows
+    data = src.read()
+    import hashlib
+
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise InvalidFile(f"{src.display} changed while flowgit read it: run the command again")
+    plan, raw = _parse(plan_id, data, src)
+    remember(cache, plan, raw, digest, src.key)
+    return task_rows(plan.tasks)
 
 
 def with_line(exc: InvalidFile, raw: Any, path: Path | Callable[[], bytes], display: str,

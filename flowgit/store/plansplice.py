@@ -191,10 +191,10 @@ def _with_task(before: Plan, task: Task, at: int | None) -> Plan | None:
     index (core/index.py), as rows, without building its other tasks."""
     from dataclasses import fields
 
-    from flowgit.core.index import indexed_plan, task_rows
+    from flowgit.core.index import indexed_plan, lazy_rows, task_rows
 
-    rows = before.__dict__.get("_rows") if "tasks" not in before.__dict__ else None
-    if not isinstance(rows, list):
+    rows = lazy_rows(before)
+    if rows is None:
         tasks = list(before.tasks)
         if at is None:
             tasks.append(task)
@@ -212,7 +212,7 @@ def _with_task(before: Plan, task: Task, at: int | None) -> Plan | None:
     else:
         return None
     head = Plan(**{f.name: getattr(before, f.name) for f in fields(Plan) if f.name != "tasks"})
-    return indexed_plan(head, rows)
+    return indexed_plan(head, lambda: rows)
 
 
 def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
@@ -248,7 +248,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
     by adding or replacing the task `changed` in the version of digest `before`. Only when the
     version `load_plan` reads now holds `data` and the cache holds the one before."""
-    from flowgit.core.index import plan_column, task_rows
+    from flowgit.core.index import check_rows, plan_column, task_rows
     from flowgit.store.planpin import source
 
     cache = repo.cache.entry(plan.id)
@@ -263,17 +263,26 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     task = plan.task(changed)
     if not same or task is None or src is None:
         return
-    rows = entry.get("rows")  # store/planindex.py: one tuple per task (core/index.py)
-    if not isinstance(rows, list):
+    kept = repo.cache.entry(f"{plan.id}@rows")  # store/planindex.py: one tuple per task
+    rows = check_rows(kept.get("rows")) if kept.get("hash") == before else None
+    executors = entry.get("executors")
+    if rows is None or not isinstance(executors, dict):
         return
     rows = list(rows)
     at = next((i for i in range(len(rows) - 1, -1, -1) if rows[i][0] == changed), len(rows))
     rows[at: at + 1] = task_rows([task])
     if len(rows) != len(plan_column(plan, "id")):
         return
-    cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": hashlib.sha256(data).hexdigest(),
-                     "checked": True, "rows": rows, "external": _external(plan)}
+    digest = hashlib.sha256(data).hexdigest()
+    executors = {k: v for k, v in executors.items() if k != changed}
+    if task.executor is not None:
+        executors[changed] = task.executor
+    cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": digest, "checked": True,
+                     "external": _external(plan), "executors": executors}
     repo.cache.changed(plan.id)
+    kept.clear()
+    kept.update({"hash": digest, "rows": rows})
+    repo.cache.changed(f"{plan.id}@rows")
 
 
 def _external(plan: Plan) -> bool:

@@ -345,8 +345,9 @@ class FlowRepo:
     def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
         """Execution order and critical-path rank of the plan's graph, cached with the plan."""
         loaded = self.load_plan(plan_id)
-        entry = self.cache.entry(plan_id).get("plan") or {}
-        if "order" in entry and entry.get("hash") == loaded.hash:
+        entry = self.cache.entry(f"{plan_id}@graph")
+        if entry.get("hash") == loaded.hash and isinstance(entry.get("order"), list) \
+                and isinstance(entry.get("rank"), dict):
             return entry["order"], entry["rank"]
         from flowgit.core.graph import critical_rank, find_cycle, topo_order
 
@@ -360,9 +361,9 @@ class FlowRepo:
                               "remove one of these dependencies")
         order = topo_order(local)
         rank = critical_rank(local, {t.id: t.hours for t in plan.tasks})
-        if entry.get("hash") == loaded.hash:
-            entry.update({"order": order, "rank": rank})
-            self.cache.changed(plan_id)
+        entry.clear()
+        entry.update({"hash": loaded.hash, "order": order, "rank": rank})
+        self.cache.changed(f"{plan_id}@graph")
         return order, rank
 
     def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset(),
@@ -371,7 +372,6 @@ class FlowRepo:
             self.journal.settle_dead_merge()
         loaded = self.load_plan(plan_id)
         plan = loaded.plan if upto is None else upstream(loaded.plan, upto)
-        order, rank = self.graph_facts(plan_id) if upto is None else (None, None)
         external: dict[str, str] = {}
         if plan.has_external_deps:
             deps = {t.id: t.depends_on for t in plan.tasks}
@@ -382,11 +382,12 @@ class FlowRepo:
             records = self.records(plan_id)
             at = wall_now() if now is None else now
             events = self.counted_plan_events(plan_id, plan_log.events)
-            if order is None or rank is None:  # a part of the plan: evaluated as it is
-                return evaluate(plan, records, events, at, external, rank, order, plan_log.unreadable,
+            if upto is not None:  # a part of the plan: evaluated as it is
+                return evaluate(plan, records, events, at, external, None, None, plan_log.unreadable,
                                 self._unreleased(records))
-            return evaluated(self, plan_id, plan, loaded.hash, records, events, at, external, rank,
-                             order, plan_log.unreadable, self._unreleased(records))
+            return evaluated(self, plan_id, plan, loaded.hash, records, events, at, external,
+                             lambda: self.graph_facts(plan_id), plan_log.unreadable,
+                             self._unreleased(records))
 
     def _unreleased(self, records: Mapping[str, TaskRecord]) -> frozenset[str]:
         """Format 2: tasks whose `done` names a code commit this clone does not have yet (a

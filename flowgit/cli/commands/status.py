@@ -8,7 +8,8 @@ from flowgit.cli.app import App
 from flowgit.clock import wall_now
 from flowgit.core.events import canonical, format_time
 from flowgit.core.fold import PlanState
-from flowgit.core.index import plan_column
+from flowgit.core.index import explicit_executors, plan_column
+from flowgit.core.model import Task
 from flowgit.core.planstate import VIEW_FIELDS, Views, column
 from flowgit.core.lifecycle import held_by, is_link_hold
 from flowgit.errors import NotFound, NothingToDo, UsageError
@@ -38,16 +39,18 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
     tasks = []
     # the executor `run` would give each task: without `executors.select` rules, its own
     # executor decides, so the tasks need not be built to know it
-    executors = dict(zip(plan_column(plan, "id"), plan_column(plan, "executor")))
+    named = explicit_executors(plan) if not config.run.select else None
+    executors: Mapping[str, str | None] = (
+        dict(zip(plan_column(plan, "id"), plan_column(plan, "executor"))) if named is None else named)
     choices: dict[Any, tuple[str, str]] = {}
     for task_id, (now_in, worker, attempts, lease_until, retry_at, interrupted, waiting_on,
                   blocked_by, held) in _rows(state):
         row: dict[str, Any] = {"id": task_id, "state": now_in, "worker": worker, "attempts": attempts}
-        if task_id in executors:
-            facts: Any = executors[task_id]
+        if named is not None or task_id in executors:
+            facts: Any = executors.get(task_id)
             choice = choices.get(facts) if not config.run.select else None
             if choice is None:
-                task = plan.task(task_id)
+                task = plan.task(task_id) if named is None else Task(id=task_id, title="", executor=facts)
                 assert task is not None
                 choice = choices[facts] = choose(config, plan, task, None)
             row["executor"], row["executor_why"] = choice
