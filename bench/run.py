@@ -1,10 +1,11 @@
 """Run every flowgit benchmark and print their tables, then a summary of the targets.
 
-    python bench/run.py [--quick] [--only status,done,watch,review,run,compact,board,taskedit,state] [--out DIR] [--strict]
+    python bench/run.py [--quick] [--only status,done,watch,review,run,compact,board,taskedit,state,clones] [--out DIR] [--strict]
 
 Each bench runs in its own process (so one failing does not stop the others) and can be run
 alone: python bench/bench_status.py | bench_done.py | bench_watch.py | bench_review.py |
-bench_run.py | bench_compact.py | bench_board.py | bench_taskedit.py | bench_state.py [--quick].
+bench_run.py | bench_compact.py | bench_board.py | bench_taskedit.py | bench_state.py |
+bench_clones.py [--quick].
 With --out DIR, each writes DIR/<name>.json (figures, raw samples, machine, load average).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("status", "done", "watch", "review", "run", "compact", "board", "taskedit", "state")
+BENCHES = ("status", "done", "watch", "review", "run", "compact", "board", "taskedit", "state", "clones")
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ or is checked to be a full object id first."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from flowgit.git import EOO, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
 from flowgit.errors import RaceLost
@@ -64,6 +64,30 @@ def changed_blobs(root: Path, old: str, new: str, prefix: str) -> list[TreeChang
             continue
         blob = None if set(parts[3]) == {"0"} else parts[3]
         out.append(TreeChange(path, blob))
+    return out
+
+
+class Change(NamedTuple):
+    path: str
+    old_mode: str  # "000000": the path is new
+    old: str | None
+    new_mode: str  # "000000": the path is removed
+    new: str | None
+
+
+def tree_changes(root: Path, old: str, new: str) -> list[Change]:
+    """Every path that differs between two commits' trees, with both sides' modes and blobs."""
+    check_full_id(old, "tree_changes")
+    check_full_id(new, "tree_changes")
+    proc = _run(["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", EOO, old, new], root)
+    fields = proc.stdout.decode("utf-8", "replace").split("\0")
+    out = []
+    for meta, path in zip(fields[0::2], fields[1::2]):
+        parts = meta.lstrip(":").split()
+        if len(parts) < 5:
+            continue
+        out.append(Change(path, parts[0], None if set(parts[2]) == {"0"} else parts[2],
+                          parts[1], None if set(parts[3]) == {"0"} else parts[3]))
     return out
 
 

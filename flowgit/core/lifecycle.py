@@ -167,6 +167,25 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
                             "lease_until": format_time(until)})
 
 
+def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float) -> str | None:
+    """The task a claim of any ready task takes after losing a race for `had` (None: the first
+    try, which takes the best; "": a first try in a clone that lost races lately). `had`
+    while it is still free; else one of the free tasks of the best one's priority among the
+    first 16, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do not
+    all go for the same task."""
+    if had is None:
+        return None
+    free = free_order(plan, state)
+    if had in free or not free:
+        return had if had in free else None
+    def priority(task_id: str) -> str | None:
+        task = plan.task(task_id)
+        return task.priority if task else None
+
+    peers = [t for t in free[:16] if priority(t) == priority(free[0])]
+    return peers[int(pick * len(peers)) % len(peers)]
+
+
 def _summary(state: PlanState) -> str:
     counts = state.counts
     parts = [f"{n} {s}" for s, n in counts.items() if n]

@@ -9,7 +9,8 @@ events it did not see)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from flowgit import git, git_state
 from flowgit.core.events import parse_log
@@ -17,9 +18,10 @@ from flowgit.crashpoints import crash_point
 from flowgit.errors import FormatMismatch, RaceLost
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
 from flowgit.store.repo import FlowRepo
-from flowgit.store.state import StateStore
+from flowgit.store.state import INDEX, StateStore
 
 EVENTS_ROOT = ".flow/plans/"
+REGULAR, ABSENT = "100644", "000000"
 
 
 def _store(repo: FlowRepo) -> StateStore:
@@ -74,17 +76,17 @@ def _loses_events(repo: FlowRepo, ours: str, theirs: str) -> bool:
     old = git_state.list_blobs(root, ours, EVENTS_ROOT)
     blobs = git.cat_blobs(root, [old[c.path] for c in changed if c.path in old] +
                           [c.blob for c in changed if c.blob])
-    for change in changed:
-        before = blobs.get(old.get(change.path, ""), b"")
-        after = blobs.get(change.blob or "", b"")
-        if not before or after.startswith(before) or has_snapshot(after):
-            continue
-        # a line no reader folds (one `validate` refuses) dropped is the fix its warning asks
-        # for, not a lost event
-        kept = {ev.id for ev in parse_log(before, change.path).events}
-        if not kept & set(event_ids(before)) <= set(event_ids(after)):
-            return True
-    return False
+    return any(_drops_events(blobs.get(old.get(c.path, ""), b""), blobs.get(c.blob or "", b""), c.path)
+               for c in changed)
+
+
+def _drops_events(before: bytes, after: bytes, path: str) -> bool:
+    if not before or after.startswith(before) or has_snapshot(after):
+        return False
+    # a line no reader folds (one `validate` refuses) dropped is the fix its warning asks
+    # for, not a lost event
+    kept = {ev.id for ev in parse_log(before, path).events}
+    return not kept & set(event_ids(before)) <= set(event_ids(after))
 
 
 def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[str, Any]:
@@ -154,3 +156,76 @@ def take_back(repo: FlowRepo, sha: str) -> None:
     git_state.move_back(repo.root, store.ref, sha, parent)
     store.note_moved()
     repo.forget_all()
+
+
+def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
+               still_legal: Callable[[], bool]) -> str | None:
+    """After the remote rejected our transition commit `own` (one commit on top of what this
+    clone had): fetch, and when the remote moved only logs that neither `own` nor this clone's
+    unpushed history touched, put `own` on top of the fetched tip (its parent the merged
+    state, its tree that state's with `own`'s logs, `message` its message) instead of taking it back, merging and
+    deciding again. Under the lock, no push.
+
+    The new commit (the branch moved there), or None: the caller takes `own` back and decides
+    again. None after the fetch leaves the branch at `own`, or at the merged state without
+    `own` when `still_legal()` (run there) said the transition no longer holds."""
+    store = _store(repo)
+    root = repo.root
+    tracking = tracking_ref(store, remote)
+    if not git_state.fetch_ref(root, remote, store.branch, tracking):
+        return None
+    theirs = git.read_ref(repo.dirs, tracking)
+    if theirs is None or store.local_head() != own:
+        return None
+    base = git_state.merge_base(root, own, theirs)
+    parent = git_state.first_parent(root, own)
+    if base is None or base == theirs or parent is None:  # unrelated, or nothing new there
+        return None
+    mine = git_state.tree_changes(root, parent, own)
+    touched = {c.path for c in mine}
+    if base != parent:
+        touched |= {c.path for c in git_state.tree_changes(root, base, parent)}
+    their = git_state.tree_changes(root, base, theirs)
+    # only appended logs of other tasks, as regular files: anything else takes the whole merge
+    if not their or any(c.path in touched or c.new is None or c.new_mode != REGULAR
+                        or c.old_mode not in (REGULAR, ABSENT) or not c.path.startswith(EVENTS_ROOT)
+                        or not c.path.endswith(".jsonl") for c in their):
+        return None
+    if any(c.old_mode not in (REGULAR, ABSENT) for c in mine):
+        return None
+    blobs = git.cat_blobs(root, [b for c in their for b in (c.old, c.new) if b])
+    if any(_drops_events(blobs.get(c.old or "", b""), blobs.get(c.new or "", b""), c.path) for c in their):
+        return None
+    folder = git_state.state_dir(repo.dirs)
+    index, marker = folder / INDEX, folder / (INDEX + ".base")
+    based = index.exists() and _read_text(marker) == own
+    marker.unlink(missing_ok=True)
+    (folder / (INDEX + ".lock")).unlink(missing_ok=True)
+    if base == parent:  # nothing of ours unpushed below `own`: a rebase onto their tip
+        tip = theirs
+        tree = git_state.write_tree(root, index, theirs, {c.path: c.new for c in mine}, False)
+    else:  # our unpushed history and theirs merged (disjoint logs), then `own` on top
+        merged = {c.path: c.new for c in their} | {c.path: c.old for c in mine}
+        tip = git_state.commit_tree(root, git_state.write_tree(root, index, own, merged, based),
+                                    [parent, theirs], f"flow: sync with {remote}/{store.branch}\n\n"
+                                    "Flow-Event: sync\n")
+        tree = git_state.write_tree(root, index, None, {c.path: c.new for c in mine}, True)
+    new = git_state.commit_tree(root, tree, [tip], message)
+    git_state.advance_ref(root, store.ref, tip, own, f"flowgit: sync with {remote}")
+    store.note_moved()
+    repo.forget_all()
+    if not still_legal():
+        return None
+    git_state.advance_ref(root, store.ref, new, tip, message.splitlines()[0] if message else "flowgit")
+    store.note_moved()
+    marker.write_text(new)
+    repo.forget_all()
+    return new
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+

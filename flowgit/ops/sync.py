@@ -35,6 +35,7 @@ T = TypeVar("T")
 RETRIES = 16  # 8 left 1-4 of 60 claims at exit 4 with 8 clones on one remote (bench_state, c)
 MIN_SLOT = 0.02   # seconds
 MAX_SLEEP = 3.0   # seconds, one backoff at most
+MAX_JITTER = 1.0  # seconds, one wait under the lock before a rebase
 
 # How long one fetch..push round took in this process (the "slot" backoff is measured in):
 # a rejected push means another machine pushed inside that window, so waiting a random number
@@ -209,6 +210,11 @@ def _remember(repo: FlowRepo, level: int, slot: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def contended(repo: FlowRepo) -> bool:
+    """Whether this clone lost races lately (its next synced claim spreads its choice)."""
+    return _recall(repo)[0] > 0
+
+
 def pace(repo: FlowRepo) -> None:
     """Before a synced transaction's first round (outside the lock): when this clone lost races
     lately, wait a random number of the rounds it measured, as a retry would."""
@@ -241,6 +247,51 @@ def backoff(attempt: int) -> None:
         raise exc
     slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
     time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
+
+
+def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message: str,
+                    still_legal: Callable[[], bool], budget: int) -> tuple[str | None, int, int]:
+    """Push our transition commit `sha` (under the lock). With the state branch, a rejected
+    push is settled in place while it can be: fetch, and when the remote moved only other
+    tasks' logs and `still_legal()` holds on the merged state, the commit is rebased onto the
+    fetched tip (ops/statesync.rebase_own) and pushed again after a short random wait: no
+    take-back, full merge and new decision. At most `budget` pushes.
+
+    (the pushed commit or None, pushes made, rebases). None: nothing of ours is left above
+    `sha`; the caller takes `sha` back and decides again after `backoff`."""
+    global _round_started
+    own, pushes, rebased = sha, 0, 0
+    try:
+        while True:
+            pushes += 1
+            if push(repo, remote, branch):
+                return own, pushes, rebased
+            if repo.state_store is None or _push_error is not None or pushes >= budget:
+                break
+            _jitter(rebased)
+            _round_started = time.monotonic()
+            from flowgit.ops import statesync
+
+            mine = own
+            new = _network(lambda: statesync.rebase_own(repo, remote, mine, message, still_legal), remote)
+            if new is None:
+                break
+            own, rebased = new, rebased + 1
+    except BaseException:
+        if own != sha:
+            take_back(repo, own)
+        raise
+    if own != sha:
+        take_back(repo, own)
+    return None, pushes, rebased
+
+
+def _jitter(rebased: int) -> None:
+    """Between a rejected push and its rebase: a random part of one measured round, doubling
+    with each rebase that lost again (those who lost together rebase apart). Under the lock,
+    so short."""
+    slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
+    time.sleep(min(slot * random.uniform(0, 2 ** min(rebased, 3)), MAX_JITTER))
 
 
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """Task transitions: under the lock, read state, decide, append (fsync) and commit."""
 from __future__ import annotations
 
+import random
 from typing import Any, Callable
 
 from flowgit import git
@@ -10,6 +11,7 @@ from flowgit.core.fold import PlanState
 from flowgit.core.overlap import free_order, waiting_on_files
 from flowgit.core.lifecycle import (
     Decision,
+    after_lost_race,
     approval_block,
     decide_claim,
     decide_fail,
@@ -74,28 +76,46 @@ def _transact_synced(app: App, plan_id: str, actor: str,
     repo = app.repo
     remote, branch = syncing.target(repo, None)
     syncing.pace(repo)  # this clone lost races lately: wait as a retry would
-    pushed = [False]
+    tally: dict[str, Any] = {"pushed": False, "pushes": 0, "rebased": 0, "commit": None}
+    decided: list[tuple[Decision, float]] = []
+
+    def still_legal() -> bool:  # the same transition, decided again on the merged state
+        decision, now = decided[-1]
+        try:
+            again = decide(repo, repo.state(plan_id, now), now)
+        except FlowError:
+            return False
+        return (again.task, again.event_name) == (decision.task, decision.event_name)
 
     def push(sha: str | None) -> None:
         try:
-            pushed[0] = syncing.push(repo, remote, branch)
+            if sha is None:
+                commit, pushes, rebased = sha, 1, 0
+                tally["pushed"] = syncing.push(repo, remote, branch)
+            else:
+                commit, pushes, rebased = syncing.push_transition(
+                    repo, remote, branch, sha, w.message, still_legal, syncing.RETRIES - tally["pushes"])
+                tally["pushed"] = commit is not None
         except BaseException:
             if sha:
                 syncing.take_back(repo, sha)  # never leave an unpushed claim behind
             raise
-        if not pushed[0] and sha:
+        tally.update(pushes=tally["pushes"] + pushes, rebased=tally["rebased"] + rebased, commit=commit)
+        if not tally["pushed"] and sha:
             syncing.take_back(repo, sha)
 
-    for attempt in range(syncing.RETRIES):
+    while tally["pushes"] < syncing.RETRIES:
         with repo.writing(plan_id, prepare=lambda: syncing.fetch_merge(repo, remote, branch, repo.journal),
                           then=push) as w:
             decision = decide(repo, w.state, w.now)
+            decided.append((decision, w.now))
             _record(w, decision, actor)
-        if pushed[0]:
+        if tally["pushed"]:
             result = dict(decision.result or {})
-            result.update({"commit": w.sha, "pushed": True, "attempts": attempt + 1})
+            result.update({"commit": tally["commit"], "pushed": True, "attempts": tally["pushes"],
+                           "rebased": tally["rebased"]})
             return result
-        syncing.backoff(attempt)
+        syncing.backoff(tally["pushes"] - 1)
     raise RaceLost(f"{plan_id}: could not push to {remote}/{branch} after {syncing.RETRIES} attempts; retry")
 
 
@@ -124,6 +144,14 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
     if plan_id is None:
         plan_id = _plan_with_ready(app)
     base = git.head(repo.root)
+    # what each decision took: a synced claim decides again after a lost race, and spreads
+    # from the first try in a clone that lost races lately
+    chosen: list[str | None] = []
+    if target is None or task_id is None:
+        from flowgit.ops.sync import contended
+
+        if (sync or repo.config.sync == "push") and contended(repo):
+            chosen.append("")
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         plan = repo.load_plan(plan_id).plan
@@ -132,11 +160,15 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
                           repo.load_plan(plan.id).hash, task_id)
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
-        d = decide_claim(plan, state, task_id, actor, tclock, now, lease_s)
-        if task_id is None:
+        want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random())
+        if want is not None and task_id is None:
+            tclock = state.tasks[want].record.last_clock + 1
+        d = decide_claim(plan, state, want, actor, tclock, now, lease_s)
+        if want is None:
             assert d.task is not None  # decide_claim names the task it picked
             d = decide_claim(plan, state, d.task, actor,
                              state.tasks[d.task].record.last_clock + 1, now, lease_s)
+        chosen.append(d.task)
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
     result = transact(app, plan_id, actor, decide, True if sync else None)

@@ -1,0 +1,183 @@
+"""Issue 14, many machines: K clones of one bare remote (format 2), one worker each looping
+`claim --sync` / `done` on independent tasks, K = 1, 2, 4, 8 in one run.
+
+Per K: claims per second (the tasks / the time until the last worker stops), claims that exit
+4, CPU per claim (the `claim --sync` processes alone, and with their `done`), the attempts the
+claims report (median, max) and how many of them rebased their own commit onto a fetched tip
+instead of deciding again; then every clone syncs and each of the remote's logs must hold
+exactly one `task.claimed` and one `task.done`.
+
+Targets (issue 14): zero exit 4 with the default retries at K=8, and claims/s at K=8 at least
+the K=2 figure.
+
+Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--json FILE]
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_state import exactly_once, migrated  # noqa: E402
+from common import (  # noqa: E402
+    ACTOR,
+    PLAN,
+    Row,
+    Runner,
+    Workspace,
+    base_parser,
+    loadavg,
+    machine,
+    median,
+    ms,
+    plan_yaml,
+    print_table,
+    progress,
+    write_json,
+    write_plan,
+)
+
+KS = (1, 2, 4, 8)
+
+
+def clones(ws: Workspace, k: int, n_tasks: int) -> list[Runner]:
+    """A migrated seed with `n_tasks` independent tasks pushed to a bare remote; K fresh clones."""
+    base = ws.path / f"k{k}"
+    base.mkdir()
+    seed = Runner(base / "seed", ws.env)
+    seed.repo.mkdir()
+    seed.git("init", "-q")
+    for key, val in (("user.email", ACTOR), ("user.name", "Bench"), ("commit.gpgsign", "false")):
+        seed.git("config", key, val)
+    (seed.repo / "README.md").write_text("bench\n")
+    seed.git("add", "-A")
+    seed.git("commit", "-q", "-m", "initial")
+    seed.fg("init", "--format", "1")
+    write_plan(seed, n_tasks, 0, done_fraction=0.0)
+    (seed.repo / ".flow" / "plans" / PLAN / "plan.yaml").write_text(plan_yaml(n_tasks, width=0))
+    seed.git("commit", "-q", "--no-verify", "-am", "independent tasks")
+    migrated(seed)
+    bare = base / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=ws.env)
+    seed.git("remote", "add", "origin", str(bare))
+    seed.git("push", "-q", "origin", "main", "flow/state")
+    out = []
+    for i in range(k):
+        path = base / f"c{i}"
+        subprocess.run(["git", "clone", "-q", str(bare), str(path)], check=True, env=ws.env)
+        c = Runner(path, ws.env)
+        c.fg("status", PLAN, "--json")
+        out.append(c)
+    return out
+
+
+def run_k(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
+    cs = clones(ws, k, n_tasks)
+    stats: dict[str, Any] = {"claims": 0, "dones": 0, "exit4": 0, "other": 0, "errors": [],
+                             "attempts": [], "rebased": 0, "claim_cpu": 0.0, "done_cpu": 0.0}
+    lock = threading.Lock()
+
+    def one(c: Runner, *args: str) -> tuple[int, bytes, bytes, float]:
+        proc = subprocess.Popen([*c.flowgit, *args], cwd=c.repo, env=c.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out_chunks: list[bytes] = []
+        err_chunks: list[bytes] = []
+        t_out = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read() if proc.stdout else b""))
+        t_err = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read() if proc.stderr else b""))
+        t_out.start()
+        t_err.start()
+        _, status, ru = os.wait4(proc.pid, 0)
+        t_out.join()
+        t_err.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return proc.returncode, b"".join(out_chunks), b"".join(err_chunks), ru.ru_utime + ru.ru_stime
+
+    def worker(c: Runner, name: str) -> None:
+        while True:
+            rc, out, err, used = one(c, "claim", PLAN, "--sync", "--worker", name, "--json")
+            with lock:
+                stats["claim_cpu"] += used
+            if rc == 3:
+                return  # every task is claimed or done
+            if rc != 0:
+                with lock:
+                    stats["exit4" if rc == 4 else "other"] += 1
+                    said = (out + err).decode(errors="replace").strip()
+                    stats["errors"].append(f"{name} claim rc={rc}: {said[:300]}")
+                continue
+            res = json.loads(out)
+            drc, _, derr, dused = one(c, "done", res["task"], "--worker", name)
+            with lock:
+                stats["claims"] += 1
+                stats["done_cpu"] += dused
+                stats["attempts"].append(int(res.get("attempts", 1)))
+                stats["rebased"] += int(res.get("rebased", 0))
+                if drc == 0:
+                    stats["dones"] += 1
+                else:
+                    stats["other"] += 1
+                    stats["errors"].append(f"{name} done rc={drc}: {derr.decode()[:160]}")
+
+    threads = [threading.Thread(target=worker, args=(c, f"c{i}")) for i, c in enumerate(cs)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats["seconds"] = time.perf_counter() - t0
+    for c in cs:  # each clone's last `done` is still local
+        c.fg("sync")
+    stats["problems"] = exactly_once(cs[0], n_tasks)
+    return stats
+
+
+def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None) -> list[Row]:
+    rows: list[Row] = []
+    extra: dict[str, Any] = {"load_before": loadavg(), "tasks": n_tasks}
+    rates: dict[int, float] = {}
+    with Workspace(keep=keep) as ws:
+        for k in ks:
+            progress(f"{k} clone(s) of one bare remote, claim --sync / done on {n_tasks} tasks")
+            st = run_k(ws, k, n_tasks)
+            n = max(1, st["claims"])
+            rates[k] = st["claims"] / st["seconds"]
+            att = st["attempts"]
+            once = "yes" if not st["problems"] else "NO " + st["problems"][0]
+            rows.append(Row(
+                f"K={k}: {st['claims']} claims in {st['seconds']:.1f} s; exit 4: {st['exit4']}, other "
+                f"{st['other']}; cpu per claim {ms(st['claim_cpu'] / n)}, per claim+done "
+                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; attempts median {median(att):.0f}, max "
+                f"{max(att, default=0)}; rebased {st['rebased']}; exactly once: {once}",
+                f"{rates[k]:.2f} claims/s", "exit 4: 0" if k == 8 else "",
+                (st["exit4"] == 0 and not st["problems"]) if k == 8 else None))
+            extra[f"k{k}"] = {x: y for x, y in st.items() if x != "errors"}
+            extra[f"k{k}_errors"] = st["errors"][:10]
+        if 2 in rates and 8 in rates:
+            rows.append(Row("claims/s at K=8 / K=2", f"{rates[8] / rates[2]:.2f}x", ">= 1.0x",
+                            rates[8] >= rates[2]))
+    extra["load_after"] = loadavg()
+    print_table(f"bench_clones (issue 14): {machine()}; load {extra['load_before']} -> "
+                f"{extra['load_after']}", rows)
+    write_json(json_out, "clones", rows, extra)
+    return rows
+
+
+def main() -> int:
+    p = base_parser(__doc__)
+    p.add_argument("--ks", default=",".join(map(str, KS)), help="the numbers of clones")
+    p.add_argument("--tasks", type=int, help="independent tasks per K (default 200, 60 with --quick)")
+    args = p.parse_args()
+    n_tasks = args.tasks or (60 if args.quick else 200)
+    rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out)
+    return 1 if args.strict and any(r.ok is False for r in rows) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
