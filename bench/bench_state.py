@@ -16,11 +16,15 @@ d. Bytes of new objects one transition writes (the blob, the trees, the commit),
    and 25,000 logs: a real `heartbeat` in the 2,000-task fixture, and at both sizes the same
    one-line append written by flowgit's state writer into a state tree of that many logs
    (fanned out), against the same append committed into a flat `events/` tree (format 1).
-e. `heartbeat` on a task whose log holds 100, 1,000 and 10,000 events (format 2) against
-   the same on a fresh task, interleaved: the default `compact.threshold` is the longest log
-   whose transition stays within 1.2x of a fresh one.
+e. `heartbeat` on a task whose log holds 100, 1,000 and 10,000 events (format 2, compaction
+   off) against the same on a fresh task, interleaved: the default `compact.threshold` is the
+   longest log whose transition stays within 1.2x of a fresh one.
+f. The same with compaction at write time (the default threshold) on a task whose log held
+   100,000 events: its first heartbeat compacts it (timed apart); then heartbeats on it, on
+   a 100-event one and on a fresh task, interleaved (issue 17: a 100,000-event history costs
+   no more per transition than a 100-event one).
 
-Run: python bench/bench_state.py [--quick] [--only a,b,c,d,e] [--json FILE]
+Run: python bench/bench_state.py [--quick] [--only a,b,c,d,e,f] [--json FILE]
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ TARGET_LONG = 1.2
 TARGET_BYTES = 50_000
 KS = (1, 2, 4, 8)
 LONG = (100, 500, 1000, 10000)
+HISTORY = (100, 100000)
 
 
 def migrated(r: Runner) -> None:
@@ -331,10 +336,13 @@ def synthetic_write(ws: Workspace, n_logs: int, flat: bool) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # e
 
-def long_logs_repo(ws: Workspace, lengths: tuple[int, ...]) -> Runner:
+def long_logs_repo(ws: Workspace, lengths: tuple[int, ...], name: str = "long",
+                   threshold: int | None = 0) -> Runner:
     """20 generated tasks plus FRESH and one task L<n> per length whose log holds n events
-    (claimed by ACTOR, then heartbeats, the lease far ahead); migrated to format 2."""
-    r = ws.new_repo("long")
+    (claimed by ACTOR, then heartbeats, the lease far ahead); migrated to format 2, with
+    `compact.threshold` set to `threshold` (0: never compacted, the raw cost of a long log;
+    None: the default)."""
+    r = ws.new_repo(name)
     write_plan(r, 20, 200, done_fraction=0.5, commit=False)
     pdir = r.repo / ".flow" / "plans" / PLAN
     extra = ["FRESH", *[f"L{n}" for n in lengths]]
@@ -348,7 +356,10 @@ def long_logs_repo(ws: Workspace, lengths: tuple[int, ...]) -> Runner:
         evs += [make_event("task.heartbeat", PLAN, f"L{n}", ACTOR, 2 + k, {"lease_until": far}, t0 + k * 0.01)
                 for k in range(n - 1)]
         (pdir / "events" / f"L{n}.jsonl").write_text("".join(e.to_line() for e in evs))
-    r.git("add", "--", ".flow/plans")
+    if threshold is not None:
+        config = r.repo / ".flow" / "config.yaml"
+        config.write_text(config.read_text() + f"compact:\n  threshold: {threshold}\n")
+    r.git("add", "--", ".flow")
     r.git("commit", "-q", "--no-verify", "-m", "bench: long logs")
     migrated(r)
     r.fg("claim", f"{PLAN}/FRESH", "--worker", ACTOR)
@@ -356,12 +367,12 @@ def long_logs_repo(ws: Workspace, lengths: tuple[int, ...]) -> Runner:
     return r
 
 
-def heartbeats(r: Runner, lengths: tuple[int, ...], rounds: int) -> dict[str, list[Sample]]:
-    progress(f"(e) heartbeat on logs of {', '.join(map(str, lengths))} events vs a fresh task, {rounds} rounds")
+def heartbeats(r: Runner, lengths: tuple[int, ...], rounds: int, part: str = "e") -> dict[str, list[Sample]]:
+    progress(f"({part}) heartbeat on logs of {', '.join(map(str, lengths))} events vs a fresh task, {rounds} rounds")
     names = ["FRESH", *[f"L{n}" for n in lengths]]
     out: dict[str, list[Sample]] = {n: [] for n in names}
-    for n in names:  # warm: each log's fold cached once
-        r.fg("heartbeat", f"{PLAN}/{n}", "--worker", ACTOR)
+    for n in names:  # warm: each log's fold cached once (part f: the long one compacted here)
+        out[f"first {n}"] = [r.timed_fg("heartbeat", f"{PLAN}/{n}", "--worker", ACTOR)]
     for i in range(rounds):
         k = i % len(names)
         for n in names[k:] + names[:k]:
@@ -458,6 +469,26 @@ def run(quick: bool, keep: bool, json_out: str | None, only: str,
                                 f"<= {TARGET_LONG}x"))
             rows.append(Row("longest log measured within 1.2x of a fresh task", str(best or "none")))
             extra["e"] = {k: [(x.wall, x.cpu) for x in v] for k, v in hb.items()}
+        if "f" in parts:
+            r = long_logs_repo(ws, HISTORY, "history", threshold=None)
+            hb = heartbeats(r, HISTORY, rounds, "f")
+            fresh = wall(hb["FRESH"])
+            first = hb[f"first L{HISTORY[-1]}"][0]
+            rows.append(Row(f"f: heartbeat, fresh task, compaction at write time (cpu {ms(cpu(hb['FRESH']))}, "
+                            f"min {ms(lo(hb['FRESH']))})", ms(fresh)))
+            rows.append(Row(f"f: the first heartbeat on the {HISTORY[-1]:,}-event log, which compacts it "
+                            f"(cpu {ms(first.cpu)})", ms(first.wall)))
+            for n in HISTORY:
+                s_ = hb[f"L{n}"]
+                ratio = wall(s_) / fresh
+                rows.append(Row(f"f: heartbeat, a history of {n:,} events, compacted as written (cpu "
+                                f"{ms(cpu(s_))}, min {ms(lo(s_))}): / fresh (cpu ratio {cpu(s_) / cpu(hb['FRESH']):.2f}x)",
+                                f"{ms(wall(s_))} = {ratio:.2f}x", f"<= {TARGET_LONG}x", ratio <= TARGET_LONG))
+            big, small = hb[f"L{HISTORY[-1]}"], hb[f"L{HISTORY[0]}"]
+            rows.append(Row(f"f: {HISTORY[-1]:,}-event history / {HISTORY[0]}-event one (cpu ratio "
+                            f"{cpu(big) / cpu(small):.2f}x)", f"{wall(big) / wall(small):.2f}x", f"<= {TARGET_LONG}x",
+                            wall(big) <= wall(small) * TARGET_LONG))
+            extra["f"] = {k: [(x.wall, x.cpu) for x in v] for k, v in hb.items()}
         if "c" in parts:
             n_tasks = 60 if quick else 200
             rates: dict[int, float] = {}
@@ -487,7 +518,7 @@ def run(quick: bool, keep: bool, json_out: str | None, only: str,
 
 def main() -> int:
     p = base_parser(__doc__)
-    p.add_argument("--only", default="a,b,c,d,e", help="comma-separated parts: a,b,c,d,e")
+    p.add_argument("--only", default="a,b,c,d,e,f", help="comma-separated parts: a,b,c,d,e,f")
     p.add_argument("--ks", default=",".join(map(str, KS)), help="part c: the numbers of clones")
     args = p.parse_args()
     rows = run(args.quick, args.keep, args.json_out, args.only, tuple(int(k) for k in args.ks.split(",")))

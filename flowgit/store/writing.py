@@ -25,6 +25,7 @@ from flowgit.core.events import PLAN_LOG, Event
 from flowgit.core.fold import PlanState
 from flowgit.core.lifecycle import Decision
 from flowgit.errors import FlowError, RaceLost
+from flowgit.store.compacting import with_compaction
 from flowgit.store.files import append, repair_torn, write_atomic
 from flowgit.store.healing import ensure_log_intact
 
@@ -247,7 +248,8 @@ def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
         crash_point("merge-committed")
     head = git.read_head(repo.dirs)
     streams = {key: [_with_code(e, head) for e in events] for key, events in w.streams.items()}
-    state_sha = write_events(repo, streams, w.rewrites, w.message, pinned=pinned)
+    state_sha = write_events(repo, streams, with_compaction(repo, streams, w.rewrites, w.now), w.message,
+                             pinned=pinned)
     crash_point("committed")
     if w.merge:
         repo.journal.end_merge()
