@@ -92,9 +92,24 @@ def tree_changes(root: Path, old: str, new: str) -> list[Change]:
 
 
 def write_blobs(root: Path, contents: Sequence[bytes]) -> list[str]:
-    """Store each content as a blob (fsynced); their ids in order."""
-    return [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
-            for data in contents]
+    """Store each content as a blob (fsynced); their ids in order. More than one: one
+    `hash-object --stdin-paths` over files of a private temporary directory."""
+    if len(contents) <= 1:
+        return [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
+                for data in contents]
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="flowgit-blobs-") as folder:
+        paths = []
+        for number, data in enumerate(contents):
+            path = Path(folder) / str(number)
+            path.write_bytes(data)
+            paths.append(str(path))
+        out = _run([*FSYNC, "hash-object", "-w", "--no-filters", "--stdin-paths"], root,
+                   input="".join(f"{p}\n" for p in paths).encode()).stdout.decode().split()
+    if len(out) != len(contents):
+        raise RaceLost(f"git hash-object wrote {len(out)} of {len(contents)} blobs: run the command again")
+    return out
 
 
 def write_tree(root: Path, index: Path, base: str | None, changes: Mapping[str, str | None],

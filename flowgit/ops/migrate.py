@@ -18,7 +18,7 @@ from flowgit.core.events import PLAN_LOG, make_event
 from flowgit.errors import Detached, Dirty
 from flowgit.store.imports import TOMBSTONE, commit_files, without_tombstones, branch_logs
 from flowgit.store.repo import FlowRepo
-from flowgit.store.state import StateStore, log_path
+from flowgit.store.state import INDEX, StateStore, log_path
 
 _VERSION_LINE = re.compile(rb"^version:[ \t]*1[ \t]*(#.*)?$", re.M)
 
@@ -58,13 +58,9 @@ def migrate(repo: FlowRepo, actor: str, dry_run: bool) -> dict[str, Any]:
         repo.journal.recover()
         head = git.head(repo.root)
         assert head is not None or not logs
-        contents = git.cat_blobs(repo.root, list(logs.values()))
-        changes: dict[str, bytes | None] = {
-            log_path(plan, stream): without_tombstones(contents.get(blob, b""))
-            for (plan, stream), blob in logs.items()}
         message = ("flow: migrate to the state branch\n\nThe event logs of the branch at "
                    f"{head}, moved here.\n\nFlow-Event: migrate\nFlow-Actor: {actor}\n")
-        state = store.commit(changes, message, extra_parents=[head] if head else [])
+        state = _commit_logs(repo, store, logs, message, [head] if head else [])
         # the code branch: the logs go, the tombstones and the new format come
         files: dict[str, bytes | None] = {
             f".flow/plans/{plan}/events/{stream}.jsonl": None for plan, stream in logs}
@@ -83,6 +79,37 @@ def migrate(repo: FlowRepo, actor: str, dry_run: bool) -> dict[str, Any]:
                              f"Flow-Event: migrate\nFlow-Actor: {actor}\n")
     summary.update(migrated=True, state_commit=state, code_commit=code)
     return summary
+
+
+def _commit_logs(repo: FlowRepo, store: StateStore, logs: dict[tuple[str, str], str], message: str,
+                 parents: list[str]) -> str:
+    """The state commit of the branch's logs: each at its fanned-out path with the blob id it
+    already has in HEAD's tree; only the logs that held a tombstone are hashed anew (in one
+    batch). No process per log: 2,000 logs took one `hash-object` each."""
+    store.refuse_code_branch()
+    store.check_writable()
+    root = repo.root
+    contents = git.cat_blobs(root, [b for b in logs.values()])
+    blobs: dict[str, str | None] = {}
+    dirty: dict[str, bytes] = {}
+    for (plan, stream), blob in logs.items():
+        data = contents.get(blob, b"")
+        clean = without_tombstones(data)
+        if clean == data and blob in contents:
+            blobs[log_path(plan, stream)] = blob
+        else:
+            dirty[log_path(plan, stream)] = clean
+    blobs.update(zip(dirty, git_state.write_blobs(root, list(dirty.values()))))
+    local = store.local_head()
+    old = local or git.read_ref(repo.dirs, store.tracking())
+    folder = git_state.state_dir(repo.dirs)
+    (folder / (INDEX + ".base")).unlink(missing_ok=True)  # the private index is rebuilt here
+    (folder / (INDEX + ".lock")).unlink(missing_ok=True)
+    tree = git_state.write_tree(root, folder / INDEX, old, blobs, False)
+    new = git_state.commit_tree(root, tree, ([old] if old else []) + parents, message)
+    git_state.advance_ref(root, store.ref, new, local, message.splitlines()[0])
+    store.note_moved()
+    return new
 
 
 def unmigrated_branches(repo: FlowRepo) -> list[str]:
