@@ -62,6 +62,7 @@ CODES: dict[str, tuple[ExitCode, str]] = {
     "no_remote": (ExitCode.USER, "the remote to sync with does not exist"),
     "fetch_failed": (ExitCode.USER, "fetching failed for good (no access, no such remote)"),
     "format_mismatch": (ExitCode.USER, "the remote keeps its state in the other format (ADR 0011): migrate one side"),
+    "unrelated_state": (ExitCode.USER, "the remote's state branch shares no history with this one"),
     "merge_conflict": (ExitCode.USER, "syncing conflicts outside the event logs"),
     "push_failed": (ExitCode.USER, "pushing failed for good (a hook declined, no access)"),
     "hook_exists": (ExitCode.USER, "another pre-commit hook is installed"),
@@ -226,6 +227,10 @@ class FetchFailed(FlowError):
 
 class FormatMismatch(FlowError):
     code = "format_mismatch"
+
+
+class UnrelatedState(FlowError):
+    code = "unrelated_state"
 
 
 class MergeConflict(FlowError):

@@ -46,3 +46,39 @@ def test_migrate_reuses_the_blobs_the_logs_have_and_hashes_the_rest_in_one_batch
     assert TOMBSTONE not in moved and len(moved.splitlines()) == 1
     assert {t["state"] for t in r.ok("status", "P", "--json").json["tasks"]} == {"claimed"}
     assert json.loads(moved)["type"] == "task.claimed"
+
+
+def test_sync_refuses_a_remote_state_with_no_history_in_common(tmp_path: Path) -> None:
+    from test_state_branch import executing
+
+    plan = "id: P\ntitle: p\ngoal: g\ntasks:\n  - {id: T1, title: one}\n  - {id: T2, title: two}\n"
+    ours = executing(tmp_path / "ours", plan)
+    ours.ok("claim", "P/T1", "--worker", "w1")
+    other = executing(tmp_path / "other", plan)  # another repository's state, never shared
+    other.ok("claim", "P/T2", "--worker", "w2")
+    bare = tmp_path / "remote.git"
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    other.git("remote", "add", "origin", str(bare))
+    other.git("push", "-q", "origin", "flow/state")
+    ours.git("remote", "add", "origin", str(bare))
+    before = ours.git("rev-parse", "flow/state")
+    for args in (("sync",), ("claim", "P/T2", "--sync", "--worker", "w1")):
+        res = ours.run(*args, "--json")
+        assert res.code == 1, (args, res.out, res.err)
+        error = res.json["error"]
+        assert error["code"] == "unrelated_state" and "--allow-unrelated" in error["message"]
+        assert ours.git("rev-parse", "flow/state") == before  # nothing merged, nothing pushed
+        assert ours.run(*args).err.count("\n") <= 1
+    assert git_ok(bare, "rev-parse", "flow/state") == other.git("rev-parse", "flow/state")
+    merged = ours.ok("sync", "--allow-unrelated", "--json").json
+    assert merged["merge"] == "merged"
+    states = {t["id"]: t["state"] for t in ours.ok("status", "P", "--json").json["tasks"]}
+    assert states == {"T1": "claimed", "T2": "claimed"}
+
+
+def git_ok(path: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout.strip()

@@ -52,10 +52,12 @@ def rollback_cmd(app: App, plan_id: str, rev: str) -> int:
 
 @command(_here, "sync")
 @click.option("--remote", help="The remote (default: config remote, then origin).")
-def sync_cmd(app: App, remote: str | None) -> int:
+@click.option("--allow-unrelated", is_flag=True,
+              help="Merge a remote state branch that shares no history with this one (refused otherwise).")
+def sync_cmd(app: App, remote: str | None, allow_unrelated: bool) -> int:
     """Fetch, merge (event logs through flowgit's merge driver) and push, with bounded retries."""
     from flowgit.cli.commands import sync
-    return sync.sync(app, remote)
+    return sync.sync(app, remote, allow_unrelated)
 
 
 @_here.group("hooks")

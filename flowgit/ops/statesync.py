@@ -15,7 +15,7 @@ from typing import Any, Callable
 from flowgit import git, git_state
 from flowgit.core.events import parse_log
 from flowgit.crashpoints import crash_point
-from flowgit.errors import FormatMismatch, RaceLost
+from flowgit.errors import FormatMismatch, RaceLost, UnrelatedState
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
 from flowgit.store.repo import FlowRepo
 from flowgit.store.state import INDEX, StateStore
@@ -34,9 +34,10 @@ def tracking_ref(store: StateStore, remote: str) -> str:
     return f"refs/remotes/{remote}/{store.branch}"
 
 
-def fetch_merge(repo: FlowRepo, remote: str) -> str:
+def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False) -> str:
     """Bring the remote's state in (under the lock): 'no remote branch', 'up to date',
-    'fast-forward' or 'merged'."""
+    'fast-forward' or 'merged'. A remote state with no history in common with ours (another
+    repository's, a branch recreated by hand) is refused unless `allow_unrelated`."""
     store = _store(repo)
     store.refuse_code_branch()
     store.check_writable()
@@ -60,6 +61,11 @@ def fetch_merge(repo: FlowRepo, remote: str) -> str:
         store.note_moved()
         repo.forget_all()
         return "fast-forward"
+    if not allow_unrelated and git_state.merge_base(repo.root, ours, theirs) is None:
+        raise UnrelatedState(f"{remote}/{store.branch} shares no history with {store.branch} (another "
+                             "repository's state, or one made again by hand): nothing was merged; "
+                             "check `git remote get-url " f"{remote}`, or merge them with `flowgit sync "
+                             "--allow-unrelated`")
     merge_states(repo, ours, theirs, f"flow: sync with {remote}/{store.branch}")
     repo.forget_all()
     return "merged"

@@ -84,7 +84,8 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
     return name, branch
 
 
-def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None) -> str:
+def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None,
+                allow_unrelated: bool = False) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts.
     With the state branch (format 2) only the state is fetched and merged (ops/statesync)."""
     global _round_started
@@ -92,7 +93,7 @@ def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | Non
     if repo.state_store is not None:
         from flowgit.ops import statesync
 
-        return _network(lambda: statesync.fetch_merge(repo, remote), remote)
+        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated), remote)
     root = repo.root
     proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
@@ -294,12 +295,14 @@ def _jitter(rebased: int) -> None:
     time.sleep(min(slot * random.uniform(0, 2 ** min(rebased, 3)), MAX_JITTER))
 
 
-def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES) -> dict[str, object]:
+def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,
+         allow_unrelated: bool = False) -> dict[str, object]:
     name, branch = target(repo, remote)
     pace(repo)
     for attempt in range(retries):
         round_: dict[str, object] = {}
-        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo, name, branch, repo.journal)),
+        with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo, name, branch, repo.journal,
+                                                                          allow_unrelated)),
                           then=lambda _sha: round_.update(pushed=push(repo, name, branch))):
             pass  # nothing of our own to write: merge theirs, push the result
         if round_.get("pushed"):
