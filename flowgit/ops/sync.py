@@ -35,7 +35,6 @@ T = TypeVar("T")
 RETRIES = 16  # 8 left 1-4 of 60 claims at exit 4 with 8 clones on one remote (bench_state, c)
 MIN_SLOT = 0.02   # seconds
 MAX_SLEEP = 3.0   # seconds, one backoff at most
-MAX_JITTER = 1.0  # seconds, one wait under the lock before a rebase
 
 # How long one fetch..push round took in this process (the "slot" backoff is measured in):
 # a rejected push means another machine pushed inside that window, so waiting a random number
@@ -255,8 +254,8 @@ def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message:
     """Push our transition commit `sha` (under the lock). With the state branch, a rejected
     push is settled in place while it can be: fetch, and when the remote moved only other
     tasks' logs and `still_legal()` holds on the merged state, the commit is rebased onto the
-    fetched tip (ops/statesync.rebase_own) and pushed again after a short random wait: no
-    take-back, full merge and new decision. At most `budget` pushes.
+    fetched tip (ops/statesync.rebase_own) and pushed again after the wait `backoff` makes:
+    no take-back, full merge and new decision. At most `budget` pushes.
 
     (the pushed commit or None, pushes made, rebases). None: nothing of ours is left above
     `sha`; the caller takes `sha` back and decides again after `backoff`."""
@@ -269,7 +268,7 @@ def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message:
                 return own, pushes, rebased
             if repo.state_store is None or _push_error is not None or pushes >= budget:
                 break
-            _jitter(rebased)
+            _wait(RETRIES - budget + pushes - 1)
             _round_started = time.monotonic()
             from flowgit.ops import statesync
 
@@ -287,12 +286,12 @@ def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message:
     return None, pushes, rebased
 
 
-def _jitter(rebased: int) -> None:
-    """Between a rejected push and its rebase: a random part of one measured round, doubling
-    with each rebase that lost again (those who lost together rebase apart). Under the lock,
-    so short."""
+def _wait(attempt: int) -> None:
+    """Before a rebase after the `attempt`-th rejection: the wait `backoff` would make before a
+    new decision (under the lock: only this clone's other commands wait on it, and they would
+    lose the same race). Shorter waits made the clones that lost together collide again."""
     slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
-    time.sleep(min(slot * random.uniform(0, 2 ** min(rebased, 3)), MAX_JITTER))
+    time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
 
 
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,

@@ -147,10 +147,10 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
     # what each decision took: a synced claim decides again after a lost race, and spreads
     # from the first try in a clone that lost races lately
     chosen: list[str | None] = []
-    if target is None or task_id is None:
+    if task_id is None and (sync or repo.config.sync == "push"):
         from flowgit.ops.sync import contended
 
-        if (sync or repo.config.sync == "push") and contended(repo):
+        if contended(repo):
             chosen.append("")
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
