@@ -5,11 +5,13 @@ is touched, so no hook sees these writes. Every argument from data follows `--en
 or is checked to be a full object id first."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
-from flowgit.git import EOO, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
-from flowgit.errors import RaceLost
+from flowgit.git import EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
+from flowgit.errors import InvalidFile, RaceLost
 
 # objects and the ref reach the disk before update-ref returns (git 2.36+; older gits ignore it)
 FSYNC = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync")
@@ -92,9 +94,9 @@ def tree_changes(root: Path, old: str, new: str) -> list[Change]:
 
 
 def write_blobs(root: Path, contents: Sequence[bytes]) -> list[str]:
-    """Store each content as a blob (fsynced); their ids in order. More than one: one
+    """Store each content as a blob (fsynced); their ids in order. Many (a migration): one
     `hash-object --stdin-paths` over files of a private temporary directory."""
-    if len(contents) <= 1:
+    if len(contents) <= 4:  # a transition: no temporary files (nor the tempfile import)
         return [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
                 for data in contents]
     import tempfile
@@ -326,3 +328,64 @@ def commit_merge(root: Path, message: str) -> None:
     proc = _run(args, root, env=INTERNAL, check=False)
     if proc.returncode != 0:
         raise failure(args, proc)
+
+
+def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str], str]) -> dict[str, bytes]:
+    """The contents of many blobs in one `cat-file --batch`, as `git.cat_blobs`, but a blob
+    above `limit` bytes is refused by `name(sha)` as its header arrives, before its content is
+    read (a state log a sync brought may be of any size)."""
+    wanted = list(dict.fromkeys(shas))
+    if not wanted:
+        return {}
+    env = dict(os.environ)
+    for key in GIT_ENV_DROP:
+        env.pop(key, None)
+    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:
+        try:
+            proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:  # stopped early: a blob was refused
+            pass
+
+    import threading
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out: dict[str, bytes] = {}
+    try:
+        for sha in wanted:
+            header = proc.stdout.readline().split()
+            if len(header) < 3:  # "<sha> missing": not in this repository
+                continue
+            size = int(header[2])
+            if size > limit:
+                raise InvalidFile(f"{name(sha)}: {size} bytes, above the {limit} byte limit of a log: "
+                                  "nothing was read; a sync or a hand-made commit brought it: put back "
+                                  "an earlier version of the log with a state commit")
+            out[sha] = proc.stdout.read(size)
+            proc.stdout.read(1)
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        writer.join(timeout=5)
+    return out
+
+
+def odd_entries(root: Path, commit: str) -> list[tuple[str, str]]:
+    """(path, mode) of every entry at `commit` that is neither a regular file nor a tree: a
+    symlink (120000) or a submodule's commit (160000), which flowgit never writes."""
+    check_full_id(commit, "odd_entries")
+    proc = _run(["ls-tree", "-r", "-z", "--full-tree", EOO, commit], root)
+    out = []
+    for item in proc.stdout.decode("utf-8", "replace").split("\0"):
+        meta, _, path = item.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[0] not in ("100644", "100755", "040000"):
+            out.append((path, parts[0]))
+    return out

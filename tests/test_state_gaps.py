@@ -82,3 +82,89 @@ def git_ok(path: Path, *args: str) -> str:
     import subprocess
 
     return subprocess.run(["git", *args], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _forge_entries(r: Repo, tmp_path: Path, entries: list[tuple[str, str, str]]) -> None:
+    """A state commit adding index entries (mode, object, path) by hand, as a hostile tool."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "forge-index")}
+    subprocess.run(["git", "read-tree", "flow/state"], cwd=r.path, env=env, check=True)
+    for mode, obj, path in entries:
+        subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"{mode},{obj},{path}"],
+                       cwd=r.path, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    r.git("update-ref", "refs/heads/flow/state", r.git("commit-tree", tree, "-p", "flow/state", "-m", "forged"))
+
+
+def test_validate_reports_symlinks_and_submodules_in_the_state_tree(tmp_path: Path) -> None:
+    from test_state_branch import executing
+
+    from flowgit.store.state import log_path
+
+    r = executing(tmp_path / "repo", "id: P\ntitle: p\ngoal: g\ntasks:\n  - {id: T1, title: one}\n")
+    r.ok("claim", "P/T1", "--worker", "w1")
+    assert r.ok("validate", "--json").json["ok"] is True
+    link = r.git("rev-parse", f"flow/state:{log_path('P', 'T1')}")
+    head = r.git("rev-parse", "HEAD")
+    _forge_entries(r, tmp_path, [("120000", link, ".flow/plans/P/events/_link.jsonl"),
+                                 ("160000", head, ".flow/plans/P/events/sub")])
+    res = r.run("validate")
+    assert res.code == 1, res.out
+    errors = res.out + res.err
+    assert "flow/state:.flow/plans/P/events/_link.jsonl: a symlink" in errors
+    assert "flow/state:.flow/plans/P/events/sub: a submodule" in errors
+
+
+def test_a_state_log_above_the_size_limit_is_refused_by_path_before_it_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_state_branch import executing
+
+    from flowgit.core import storage
+    from flowgit.store.state import log_path
+
+    r = executing(tmp_path / "repo", "id: P\ntitle: p\ngoal: g\ntasks:\n  - {id: T1, title: one}\n"
+                                     "  - {id: T2, title: two}\n")
+    r.ok("claim", "P/T1", "--worker", "w1")
+    line = r.git("show", f"flow/state:{log_path('P', 'T1')}").splitlines()[0]
+    import subprocess
+
+    big = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, check=True, capture_output=True,
+                         input=(line.replace('"T1"', '"T2"') + "\n") * 200, text=True).stdout.strip()
+    _forge_entries(r, tmp_path, [("100644", big, log_path("P", "T2"))])
+    monkeypatch.setattr(storage, "MAX_LOG_BYTES", 20_000)
+    for args in (("status", "P"), ("claim", "P/T2", "--worker", "w2")):
+        res = r.run(*args)
+        assert res.code == 1, (args, res.out)
+        assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+        assert f"flow/state:{log_path('P', 'T2')}" in res.err and "limit" in res.err
+
+
+def test_a_sync_bringing_a_state_log_above_the_limit_is_refused_by_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from test_state_branch import clone, shared
+
+    from flowgit.core import storage
+    from flowgit.store.state import log_path
+
+    plan = "id: P\ntitle: p\ngoal: g\ntasks:\n  - {id: T1, title: one}\n  - {id: T2, title: two}\n"
+    bare, seed = shared(tmp_path, plan)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    a.ok("claim", "P/T1", "--sync", "--worker", "wa")
+    b.ok("claim", "P/T2", "--worker", "wb")  # local, unpushed: the sync must merge
+    a.git("fetch", "-q", "origin", "flow/state:flow/state")
+    line = a.git("show", f"flow/state:{log_path('P', 'T1')}").splitlines()[0]
+    big = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=a.path, check=True, capture_output=True,
+                         input=(line + "\n") * 200, text=True).stdout.strip()
+    _forge_entries(a, tmp_path, [("100644", big, log_path("P", "T1"))])
+    a.git("push", "-q", "origin", "flow/state")
+    before = b.git("rev-parse", "flow/state")
+    monkeypatch.setattr(storage, "MAX_LOG_BYTES", 20_000)
+    res = b.run("sync")
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1, res.err
+    assert f"flow/state:{log_path('P', 'T1')}" in res.err and "limit" in res.err
+    assert b.git("rev-parse", "flow/state") == before

@@ -14,6 +14,9 @@ DEFAULT_BRANCH = "flow/state"
 # stays within 1.2x of one on a fresh log (bench/bench_state.py, part e: 500 events 1.07x,
 # 1,000 events 1.16x-1.22x, 10,000 events 2.4x-2.8x); format 1 compacts only when asked.
 COMPACT_THRESHOLD = {1: 0, 2: 500}
+# The largest event log flowgit reads (validate refuses a larger file; a state log this large,
+# which only a sync or a hand-made commit can bring, is refused before it is read).
+MAX_LOG_BYTES = 256 * 1024 * 1024
 _BRANCH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,99}")
 
 

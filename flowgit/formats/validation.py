@@ -10,13 +10,13 @@ from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
 from flowgit.ids import case_twins, is_valid_id
+from flowgit.core.storage import MAX_LOG_BYTES  # one limit for log files and state logs
 
 PLAN_RE = re.compile(r"^\.flow/plans/([^/]+)/plan\.yaml\Z")
 SPEC_RE = re.compile(r"^\.flow/plans/([^/]+)/spec\.yaml\Z")
 LOG_RE = re.compile(r"^\.flow/plans/([^/]+)/events/([^/]+)\.jsonl\Z")
 ADR_RE = re.compile(r"^\.flow/adrs/(ADR-\d+)[^/]*\.yaml\Z")
 CONFLICT = re.compile(rb"^(<<<<<<<|>>>>>>>)( |$)", re.M)
-MAX_LOG_BYTES = 256 * 1024 * 1024
 
 
 @dataclass

@@ -80,10 +80,19 @@ def _loses_events(repo: FlowRepo, ours: str, theirs: str) -> bool:
     if not changed:
         return False
     old = git_state.list_blobs(root, ours, EVENTS_ROOT)
-    blobs = git.cat_blobs(root, [old[c.path] for c in changed if c.path in old] +
-                          [c.blob for c in changed if c.blob])
+    blobs = _cat(repo, {**{old[c.path]: c.path for c in changed if c.path in old},
+                        **{c.blob: c.path for c in changed if c.blob}})
     return any(_drops_events(blobs.get(old.get(c.path, ""), b""), blobs.get(c.blob or "", b""), c.path)
                for c in changed)
+
+
+def _cat(repo: FlowRepo, paths: dict[str, str]) -> dict[str, bytes]:
+    """Blobs (id -> the path it is at) read in one batch; a log above the size limit, which a
+    remote can send, is refused by its path before it is read."""
+    from flowgit.core.storage import MAX_LOG_BYTES
+
+    branch = _store(repo).branch
+    return git_state.read_blobs(repo.root, list(paths), MAX_LOG_BYTES, lambda b: f"{branch}:{paths.get(b, b)}")
 
 
 def _drops_events(before: bytes, after: bytes, path: str) -> bool:
@@ -110,8 +119,7 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
         base_ids = {}
     ours_ids = git_state.list_blobs(root, ours, EVENTS_ROOT)
     theirs_ids = git_state.list_blobs(root, theirs, EVENTS_ROOT)
-    wanted = [b for ids in (base_ids, ours_ids, theirs_ids) for p, b in ids.items() if p in touched]
-    blobs = git.cat_blobs(root, wanted)
+    blobs = _cat(repo, {b: p for ids in (base_ids, ours_ids, theirs_ids) for p, b in ids.items() if p in touched})
     changes: dict[str, bytes | None] = {}
     conflicts: list[str] = []
     rebuilt: list[str] = []
@@ -120,7 +128,7 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
         versions = [blobs.get(ids[path], b"") for ids in (base_ids, ours_ids, theirs_ids) if path in ids]
         if any(has_snapshot(v) for v in versions):
             history = git_state.blob_versions(root, [ours, theirs], path)
-            versions = list(git.cat_blobs(root, history).values()) + versions
+            versions = list(_cat(repo, {b: path for b in history}).values()) + versions
             content, clash = union_logs(versions, drop_snapshots=True)
             rebuilt.append(path)
         else:
@@ -199,7 +207,7 @@ def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
         return None
     if any(c.old_mode not in (REGULAR, ABSENT) for c in mine):
         return None
-    blobs = git.cat_blobs(root, [b for c in their for b in (c.old, c.new) if b])
+    blobs = _cat(repo, {b: c.path for c in their for b in (c.old, c.new) if b})
     if any(_drops_events(blobs.get(c.old or "", b""), blobs.get(c.new or "", b""), c.path) for c in their):
         return None
     folder = git_state.state_dir(repo.dirs)
@@ -235,3 +243,26 @@ def _read_text(path: Path) -> str | None:
     except OSError:
         return None
 
+
+
+ODD = {"120000": "a symlink (mode 120000): flowgit reads the link's text as the log and never "
+                 "follows it", "160000": "a submodule (a commit, mode 160000): nothing in it is read"}
+
+
+def tree_oddities(repo: FlowRepo) -> list[str]:
+    """`validate`: the symlinks and submodules in the state tree (flowgit writes neither; a
+    fetch or a hand-made commit can bring them), one line each by branch:path. Cached by
+    state commit."""
+    store = _store(repo)
+    head = store.head()
+    if head is None:
+        return []
+    entry = repo.cache.entry("state@odd")
+    if entry.get("commit") == head and isinstance(entry.get("found"), list):
+        return list(entry["found"])
+    found = [f"{store.branch}:{path}: {ODD.get(mode, f'an entry of mode {mode}')}, which flowgit never "
+             "writes: replace it by a regular file, or remove it, with a state commit"
+             for path, mode in git_state.odd_entries(repo.root, head)]
+    entry.update({"commit": head, "found": found})
+    repo.cache.changed("state@odd")
+    return found

@@ -151,19 +151,33 @@ class StateStore:
             return None
         if stream != PLAN_LOG:  # a blob never changes: one read a process (decide, then append)
             if blob not in self._blobs:
-                self._blobs[blob] = git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+                self._blobs[blob] = self._read_blobs([blob]).get(blob, b"")
             return self._blobs[blob]
         # every command reads the plan log: kept by blob id, so a warm read starts no git
         name = f"{plan}@planlog"
         entry = self.repo.cache.entry(name)
         if entry.get("blob") != blob or not isinstance(entry.get("data"), bytes):
-            data = git.cat_blobs(self.repo.root, [blob]).get(blob, b"")
+            data = self._read_blobs([blob]).get(blob, b"")
             entry.update({"blob": blob, "data": data})
             self.repo.cache.changed(name)
         return entry["data"]  # type: ignore[no-any-return]
 
     def read_many(self, blobs: Sequence[str]) -> dict[str, bytes]:
-        return git.cat_blobs(self.repo.root, list(blobs))
+        return self._read_blobs(blobs)
+
+    def _read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]:
+        """A log above the size limit (a sync can bring anything) is refused by its path before
+        it is read."""
+        from flowgit.core.storage import MAX_LOG_BYTES
+
+        def name(blob: str) -> str:
+            for (plan, _), listing in self._listings.items():
+                for stream, known in listing.items():
+                    if known == blob:
+                        return self.display(plan, stream)
+            return f"{self.branch}: blob {blob}"
+
+        return git_state.read_blobs(self.repo.root, blobs, MAX_LOG_BYTES, name)
 
     def plan_ids(self) -> list[str]:
         """Plans that have logs on the state branch (a plan removed from a branch keeps them)."""

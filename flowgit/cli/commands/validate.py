@@ -215,7 +215,9 @@ def _validate(app: App, paths: list[Path], staged: bool, base: str | None) -> in
     if not staged and not paths and repo.state_store is not None:
         logs, state_errors, state_warnings = _state_logs(repo)
         counted += logs
-        errors += state_errors
+        from flowgit.ops.statesync import tree_oddities
+
+        errors += state_errors + tree_oddities(repo)
         report.warnings.extend(state_warnings)
     plansplice.store(repo).save()
     result = {"ok": not errors, "files": counted, "errors": errors}
