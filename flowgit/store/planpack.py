@@ -173,16 +173,46 @@ def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_l
     content = b"PACK" + struct.pack(">II", 2, len(entries)) + body + raw
     pack_sum = hashlib.sha1(content).digest()
     pack_name = pack_sum.hex()
-    tmp = folder / f"tmp_flowgit_{os.getpid()}"
-    tmp.with_suffix(".pack").write_bytes(content + pack_sum)
-    tmp.with_suffix(".idx").write_bytes(_index(entries, pack_sum))
-    for suffix in (".pack", ".idx"):
-        os.chmod(tmp.with_suffix(suffix), 0o444)
-    os.replace(tmp.with_suffix(".pack"), folder / f"pack-{pack_name}.pack")
-    os.replace(tmp.with_suffix(".idx"), folder / f"pack-{pack_name}.idx")  # the index last: git reads packs by it
+    # no .pack/.idx ending until renamed: git takes any *.idx there for a pack's index
+    tmp_pack, tmp_idx = folder / f"tmp_flowgit_pack_{os.getpid()}", folder / f"tmp_flowgit_idx_{os.getpid()}"
+    try:
+        _durable(tmp_pack, content + pack_sum)
+        _durable(tmp_idx, _index(entries, pack_sum))
+        os.replace(tmp_pack, folder / f"pack-{pack_name}.pack")
+        os.replace(tmp_idx, folder / f"pack-{pack_name}.idx")  # the index last: git reads packs by it
+    finally:
+        tmp_pack.unlink(missing_ok=True)
+        tmp_idx.unlink(missing_ok=True)
+    _sync_dir(folder)  # the commit that names the blob must not outlive the pack in a crash
     if old_pack is not None and old_pack.name != f"pack-{pack_name}.pack":
         old_pack.with_suffix(".idx").unlink(missing_ok=True)
         old_pack.unlink(missing_ok=True)
     chain.update({"name": pack_name, "tip": new_id.hex(), "entries": [[o, c, off] for o, c, off in entries]})
     kept.changed(key)
     kept.save()
+
+
+def _durable(path: Path, data: bytes) -> None:
+    """Written and on disk, read-only as git leaves its packs."""
+    path.unlink(missing_ok=True)  # one a crashed run left, read-only
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
