@@ -122,6 +122,10 @@ def test_reads_agree_cold_warm_and_uncached_through_time_writes_and_plan_edits(b
     after = agree(big)
     assert after["next big --json"] != before["next big --json"]
 
+    # a final failure writes the plan log too (the rows are kept: only the task moves)
+    fg(big, "fail", claim(big), "--error", "final")
+    agree(big)
+
     # the plan changes (a task added): evaluated afresh
     fg(big, "task", "add", "big", "NEW-1", "--title", "Added", "--dep", "T-02511")
     agree(big)

@@ -107,6 +107,14 @@ class Records(Mapping[str, TaskRecord]):
             self.fresh[key] = rec
         return rec
 
+    def get(self, key: str, default: Any = None) -> Any:  # no KeyError raised per missing log
+        rec = self.fresh.get(key)
+        if rec is not None:
+            return rec
+        if key not in self.rows:
+            return default
+        return self[key]
+
     def __contains__(self, key: object) -> bool:
         return key in self.fresh or key in self.rows
 

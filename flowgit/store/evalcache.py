@@ -8,8 +8,9 @@ derived cache, with what they were computed from:
 - nothing changed and no lease or retry fell due: the rows are the state, read as they are;
 - some logs changed (a `claim`, a `done`, a fetch), or some leases or retries fell due:
   those tasks are evaluated again, and their dependents only when a task's row changed;
-- the plan or its log changed, the clock went back, the plan waits on other plans, or a
-  task's done names a commit this clone lacks: a full evaluation.
+- the plan changed, a checkpoint was decided, the plan log became unreadable, the clock
+  went back, the plan waits on other plans, or a task's done names a commit this clone
+  lacks: a full evaluation.
 
 Deleting the cache, or `FLOWGIT_NO_CACHE=1`, gives the same answer from scratch
 (tests/test_scale_equal.py compares them)."""
@@ -18,14 +19,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from flowgit.core.events import Event
-from flowgit.core.fold import ACTIVE, PlanState, Reuse, TaskRecord, evaluate, state_from_rows
+from flowgit.core.fold import (ACTIVE, PlanState, Reuse, TaskRecord, checkpoint_decisions, evaluate,
+                               state_from_rows)
 from flowgit.core.planstate import Views
 from flowgit.core.model import Plan
-
-try:  # CPython's own sha1: no OpenSSL at start-up (tests/test_startup_imports.py)
-    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - an interpreter without it
-    from hashlib import sha1 as _sha1
 
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
@@ -45,7 +42,9 @@ def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str, records: Ma
         return evaluate(plan, records, plan_events, now, external, rank, order, held, unreleased)
     name = f"{plan_id}@eval"
     entry = repo.cache.entry(name)
-    key = [digest, _events_key(plan_events), held]
+    # the plan log reaches the task rows only through held (an unreadable line) and the
+    # checkpoint decisions: a phase move or a plan.task_failed keeps the rows
+    key = [digest, held, sorted(checkpoint_decisions(plan_events).items())]
     ids = _identities(repo, plan_id, records)
     reuse = _reuse(entry, key, ids, now)
     if reuse is not None and not reuse.dirty and isinstance(entry.get("ready"), list):
@@ -120,10 +119,3 @@ def _identities(repo: FlowRepo, plan_id: str, records: Mapping[str, TaskRecord])
         hit = logs.get(task)
         out[task] = hit[0] if hit else None
     return out
-
-
-def _events_key(events: Sequence[Event]) -> str:
-    digest = _sha1()
-    for ev in events:
-        digest.update(ev.to_line().encode("utf-8"))
-    return str(digest.hexdigest())
