@@ -215,3 +215,26 @@ def test_a_plan_that_is_invalid_elsewhere_is_still_refused(planned: Repo) -> Non
     planned.git("commit", "-q", "--no-verify", "-am", "ADR gone")
     res = planned.run("task", "edit", "p/t2", "--title", "Still checked")
     assert res.code == 1 and "ADR-0001" in res.err
+
+
+def test_a_version_validate_checked_is_not_parsed_again_by_the_first_edit(
+        planned: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    planned.plan("p", plan_text(random.Random(5), 60))
+    path = planned.path / ".flow/plans/p/plan.yaml"
+    path.write_text(path.read_text().replace("title: Task 4\n", "title: Task four\n"))
+    planned.git("commit", "-qam", "edited by hand")  # the hook validates the staged plan
+    planned.ok("validate")
+    sizes: list[int] = []
+    real_loads = yamlio.loads
+
+    def spy(text: str, where: str) -> Any:
+        sizes.append(len(text))
+        return real_loads(text, where)
+    monkeypatch.setattr(yamlio, "loads", spy)
+    planned.ok("task", "add", "p", "after-validate", "--title", "First edit", "--dep", "t4")
+    assert sizes and max(sizes) < len(path.read_text()) / 10, sizes
+    # and what it refuses is still what the full check refuses
+    res = planned.run("task", "edit", "p/t2", "--dep", "after-validate", "--dep", "nowhere")
+    assert res.code == 1 and "nowhere" in res.err
+    monkeypatch.setattr(yamlio, "loads", real_loads)
+    assert planned.ok("validate", "--json").json["ok"]

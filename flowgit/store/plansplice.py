@@ -123,6 +123,8 @@ def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_tex
     is the plan `load_plan` holds, else (or on any doubt) by the full check."""
     from flowgit.core import semantic
 
+    if not index.checked and loaded.hash == index.digest:
+        index = _checked_whole(repo, loaded, index, display)
     if index.checked and loaded.hash == index.digest:
         found = _changed(repo, loaded.plan, index, own, display, replacing)
         if found is not None:
@@ -135,6 +137,27 @@ def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_tex
     plan = check_plan_text(repo, new_text, display, loaded.plan.id)
     return Edited(new_text, plan, dataclasses.replace(
         new_index, checked=True, outside=semantic.outside_refs(plan)))
+
+
+def _checked_whole(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index,
+                   display: str) -> planslice.Index:
+    """The index of the version `load_plan` holds, marked checked when that version passed the
+    checks of one file before (`validate`, the pre-commit hook: by digest) and the rules
+    between tasks and plans pass now: what the full check of it would say, without parsing
+    it again. Else as it was."""
+    from flowgit.core import semantic
+
+    if index.digest not in store(repo).entry(CHECKED).get(loaded.plan.id, ()):
+        return index
+    plan = loaded.plan
+    if semantic.plan_errors(plan, display, adr_ids=adr_ids(repo),
+                            other_plan=lambda pid: _other(repo, pid, plan.id)):
+        return index
+    try:
+        _refuse_cycle(repo, plan, display)
+    except InvalidFile:
+        return index
+    return dataclasses.replace(index, checked=True, outside=semantic.outside_refs(plan))
 
 
 def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, display: str,
