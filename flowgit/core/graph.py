@@ -271,6 +271,8 @@ def analyse(nodes: Sequence[Node], fmt: str, *, title: str = "") -> Analysis:
 
 def _clean(text: str) -> str:
     """One line, no control characters (a title must not drive the terminal)."""
+    if text.isprintable():  # every character _CONTROL matches is unprintable
+        return text
     return _CONTROL.sub(" ", text)
 
 
@@ -294,11 +296,24 @@ def _edges(view: _View) -> list[tuple[str, str]]:
 # mermaid ---------------------------------------------------------------------------------
 
 
+class _IdChars(dict[int, str]):
+    """`str.translate` table: a letter, digit or `_` stays, anything else is `_` (as
+    `re.sub(r"[^A-Za-z0-9_]", "_", id)`, in C)."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        self[code] = out = char if char.isascii() and (char.isalnum() or char == "_") else "_"
+        return out
+
+
+_ID_CHARS = _IdChars()
+
+
 def _mermaid_ids(ids: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     used: set[str] = set()
     for node in sorted(ids):
-        base = re.sub(r"[^A-Za-z0-9_]", "_", node) or "_"
+        base = node.translate(_ID_CHARS) or "_"
         if base.lower() in _MERMAID_KEYWORDS:
             base = f"n_{base}"
         candidate, n = base, 1

@@ -350,7 +350,7 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
 
 def graph(app: App, plan_id: str, fmt: str) -> int:
     from flowgit.core import graph as g
-    from flowgit.core.model import estimate_hours
+    from flowgit.core.model import estimate_hours, trusted_instance
 
     repo = app.repo
     state = repo.state(check_id(plan_id, "plan id"))
@@ -363,9 +363,10 @@ def graph(app: App, plan_id: str, fmt: str) -> int:
     for t in plan.tasks:
         if t.estimate not in hours:
             hours[t.estimate] = estimate_hours(t.estimate)
-        nodes.append(g.Node(id=t.id, title=t.title, deps=tuple(d for d in t.depends_on if d in known),
-                            kind="task", state=states[t.id], priority=t.priority,
-                            hours=hours[t.estimate], worker=workers[t.id]))
+        nodes.append(trusted_instance(g.Node, {  # fields checked with the plan: no __init__
+            "id": t.id, "title": t.title, "deps": tuple(d for d in t.depends_on if d in known),
+            "kind": "task", "state": states[t.id], "priority": t.priority,
+            "hours": hours[t.estimate], "worker": workers[t.id]}))
     nodes += [g.Node(id=c.id, title=c.title, deps=tuple(a for a in c.after if a in known),
                      kind="checkpoint", state=state.checkpoints[c.id].state, hours=0.0)
               for c in plan.checkpoints]
