@@ -833,10 +833,11 @@ def blob_id(root: Path, data: bytes) -> str:
     return _run(["hash-object", "--stdin"], root, input=data).stdout.decode().strip()
 
 
-def commits_adding(root: Path, needle: str, path: str) -> list[str]:
-    """Commits reachable from HEAD that changed how often `needle` occurs in `path` (`log -S`;
+def commits_adding(root: Path, needle: str, path: str, rev: str = "HEAD") -> list[str]:
+    """Commits reachable from `rev` that changed how often `needle` occurs in `path` (`log -S`;
     the needle is part of its own argument, never an option)."""
-    proc = _run(["log", "--format=%H", f"-S{needle}", EOO, "HEAD", "--", path], root, check=False)
+    check_not_option(rev, "rev")
+    proc = _run(["log", "--format=%H", f"-S{needle}", EOO, rev, "--", path], root, check=False)
     return [c for c in proc.stdout.decode().split() if is_full_id(c)] if proc.returncode == 0 else []
 
 

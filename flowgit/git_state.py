@@ -134,8 +134,9 @@ def write_tree(root: Path, index: Path, base: str | None, changes: Mapping[str, 
     return _run([*FSYNC, "write-tree"], root, env=env).stdout.decode().strip()
 
 
-def commit_tree(root: Path, tree: str, parents: Sequence[str], message: str) -> str:
-    args = [*FSYNC, "commit-tree"]
+def commit_tree(root: Path, tree: str, parents: Sequence[str], message: str, sign: bool = False) -> str:
+    """`sign`: with `-S` (plumbing never reads commit.gpgSign itself)."""
+    args = [*FSYNC, "commit-tree", *(["-S"] if sign else [])]
     for parent in parents:
         args += ["-p", check_full_id(parent, "commit_tree")]
     args += [EOO, check_full_id(tree, "commit_tree")]

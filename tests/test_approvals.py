@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo
+from helpers import Repo, events
 
 PY = sys.executable
 AGENT = {"FLOWGIT_AGENT": "run p/T"}  # what `flowgit run` puts in its executors' environment
@@ -42,8 +42,7 @@ def set_approvals(repo: Repo, approvals: str) -> None:
 
 
 def plan_events(repo: Repo, plan: str) -> list[dict[str, Any]]:
-    path = repo.path / ".flow" / "plans" / plan / "events" / "_plan.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()]
+    return events(repo, plan)
 
 
 def phase(repo: Repo, plan: str) -> str:
@@ -149,6 +148,7 @@ def forge_branch(repo: Repo, marks: Path) -> str:
     return digest
 
 
+@pytest.mark.format1
 def test_a_forged_approval_merged_in_moves_the_phase_but_runs_nothing(repo: Repo, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     set_approvals(repo, "{required: 1}")
@@ -165,6 +165,7 @@ def test_a_forged_approval_merged_in_moves_the_phase_but_runs_nothing(repo: Repo
     assert [c["status"] for c in repo.ok("--json", "trust", "--list").json["commands"]] == ["new"]
 
 
+@pytest.mark.format1
 def test_with_signed_approvals_a_forged_line_does_not_count(repo: Repo, tmp_path: Path) -> None:
     set_approvals(repo, "{required: 1, signed: true}")
     in_review(repo)

@@ -158,6 +158,7 @@ def _claimed_then_cut(repo: Repo) -> tuple[Path, bytes]:
     return log, good
 
 
+@pytest.mark.format1
 def test_doctor_fix_restores_cut_committed_events_instead_of_committing_the_loss(repo: Repo) -> None:
     log, good = _claimed_then_cut(repo)
     kinds = {p["kind"] for p in repo.run("--json", "doctor").json["problems"]}
@@ -168,6 +169,7 @@ def test_doctor_fix_restores_cut_committed_events_instead_of_committing_the_loss
     assert repo.ok("--json", "status", "n").json["counts"]["claimed"] == 1
 
 
+@pytest.mark.format1
 def test_a_transition_on_a_cut_log_restores_it_and_asks_to_retry(repo: Repo) -> None:
     log, good = _claimed_then_cut(repo)
     n = repo.commits()
@@ -194,6 +196,7 @@ def test_small_refusals_say_what_is_wrong(repo: Repo) -> None:
     assert res.code == 1 and res.err.count("milestones[0].due") == 1
 
 
+@pytest.mark.format1
 def test_a_torn_line_committed_by_hand_is_dropped_not_a_wedge(repo: Repo) -> None:
     repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n")
     repo.ok("claim", "n/A", "--worker", "w")
@@ -207,6 +210,7 @@ def test_a_torn_line_committed_by_hand_is_dropped_not_a_wedge(repo: Repo) -> Non
     assert repo.ok("--json", "doctor").json["ok"]
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("damage", ["cut in the middle", "id edited"])
 def test_restoring_a_log_keeps_no_fragment_and_no_duplicate(repo: Repo, damage: str) -> None:
     repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n")
@@ -259,6 +263,7 @@ def test_plan_new_from_a_file_with_another_id_says_so(repo: Repo) -> None:
     assert (repo.path / ".flow/plans/renamed/plan.yaml").read_text().startswith("id: renamed\n")
 
 
+@pytest.mark.format1
 def test_a_log_cut_at_a_line_boundary_is_restored_not_committed(repo: Repo) -> None:
     """No torn tail to see: git's index still knows how long the committed log was."""
     repo.plan("n", "id: n\ntitle: N\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n")
@@ -291,6 +296,7 @@ def test_indexed_size_reads_index_versions_2_and_3_and_declines_4(repo: Repo) ->
     assert git.indexed_size(dirs, "file.txt") is None  # compressed names: not read, not guessed
 
 
+@pytest.mark.format1
 def test_compact_never_snapshots_a_cut_log(repo: Repo) -> None:
     repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
     for _ in range(3):

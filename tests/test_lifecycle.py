@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 from helpers.clock import WallClock
-from helpers import Repo, events, git, log_path, row, state, status, trailers
+from helpers import Repo, events, git, log_path, row, state, status, trailers, transitions
 
 from flowgit.core import retry
 from flowgit.core.events import format_time, make_event, parse_time
@@ -85,7 +86,12 @@ def set_config(repo: Repo, **values: Any) -> None:
 
 
 def files_in(repo: Repo, rev: str = "HEAD") -> list[str]:
-    return sorted(repo.git("show", "--name-only", "--format=", rev).split())
+    """The files a transition commit changed (HEAD: the latest transition, in either format),
+    a log's fan-out directory on the state branch left out."""
+    if rev == "HEAD":
+        rev = transitions(repo)
+    names = repo.git("show", "--name-only", "--format=", rev).split()
+    return sorted(re.sub(r"/events/[0-9a-f]{2}/", "/events/", name) for name in names)
 
 
 class HeldLock:
@@ -537,6 +543,7 @@ def test_task_add_during_execution(repo: Repo) -> None:
 
 # ----- commits ------------------------------------------------------------------------------------
 
+@pytest.mark.format1
 def test_one_commit_per_transition_with_trailers(repo: Repo) -> None:
     repo.plan("p", TWO)
     log = ".flow/plans/p/events/a.jsonl"
@@ -563,6 +570,7 @@ def test_one_commit_per_transition_with_trailers(repo: Repo) -> None:
     assert repo.git("status", "--porcelain", "--", ".flow") == ""
 
 
+@pytest.mark.format1
 def test_users_staged_changes_stay_staged_and_out(repo: Repo) -> None:
     repo.plan("p", TWO)
     repo.write("README.md", "hello, edited\n")
@@ -709,7 +717,7 @@ def test_worktree_shares_the_lock(repo: Repo) -> None:
         assert proc.returncode == 4, proc
     assert not (flow.dirs.git_dir / "flowgit.lock").exists()
     res = wrepo.ok("claim", "p", "--worker", "w1", "--json").json
-    assert git(wt, "log", "-1", "--format=%s") == f"flow({res['task']}): claimed"
+    assert git(wt, "log", "-1", "--format=%s", transitions(repo)) == f"flow({res['task']}): claimed"
     assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "wt"
     assert repo.git("log", "-1", "--format=%s", "main").startswith("config")
     # a merge in progress in the main work tree does not stop the worktree
@@ -741,6 +749,7 @@ def _append_orphan(repo: Repo, plan: str, task: str, actor: str, type_: str = "t
     return ev.to_dict()
 
 
+@pytest.mark.format1
 def test_crash_between_append_and_commit_is_recovered_by_next_claim(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -765,6 +774,7 @@ def test_crash_between_append_and_commit_is_recovered_by_next_claim(repo: Repo) 
     assert repo.ok("doctor").code == 0
 
 
+@pytest.mark.format1
 def test_recovered_commit_comes_before_the_next_transition(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -778,6 +788,7 @@ def test_recovered_commit_comes_before_the_next_transition(repo: Repo) -> None:
     assert repo.git("status", "--porcelain") == ""
 
 
+@pytest.mark.format1
 def test_torn_line_is_repaired_by_next_writer(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -796,6 +807,7 @@ def test_torn_line_is_repaired_by_next_writer(repo: Repo) -> None:
     assert repo.ok("doctor").code == 0
 
 
+@pytest.mark.format1
 def test_doctor_torn_line(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -818,6 +830,7 @@ def test_doctor_torn_line(repo: Repo) -> None:
     repo.ok("done", "p/a", "--worker", "w1")
 
 
+@pytest.mark.format1
 def test_doctor_uncommitted_event(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -833,6 +846,7 @@ def test_doctor_uncommitted_event(repo: Repo) -> None:
     assert repo.run("doctor").code == 0
 
 
+@pytest.mark.format1
 def test_doctor_duplicate_event_ids(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -878,6 +892,7 @@ def _journal(repo: Repo, *rels: str) -> Path:
     return path
 
 
+@pytest.mark.format1
 def test_index_held_by_another_git_command_exits_4_and_writes_nothing(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -901,6 +916,7 @@ def test_index_held_by_another_git_command_exits_4_and_writes_nothing(repo: Repo
     assert repo.git("status", "--porcelain") == ""
 
 
+@pytest.mark.format1
 def test_stale_git_locks_of_a_killed_command_are_cleared(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -919,6 +935,7 @@ def test_stale_git_locks_of_a_killed_command_are_cleared(repo: Repo) -> None:
     assert repo.ok("doctor").code == 0
 
 
+@pytest.mark.format1
 def test_git_lock_older_than_the_journal_is_left_alone(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -936,6 +953,7 @@ def test_git_lock_older_than_the_journal_is_left_alone(repo: Repo) -> None:
     assert repo.git("status", "--porcelain") == ""
 
 
+@pytest.mark.format1
 def test_commit_cut_off_after_head_moved_is_not_recommitted(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")
@@ -953,6 +971,7 @@ def test_commit_cut_off_after_head_moved_is_not_recommitted(repo: Repo) -> None:
     assert repo.git("status", "--porcelain") == ""
 
 
+@pytest.mark.format1
 def test_doctor_reports_a_git_lock_and_fixes_one_left_by_a_killed_command(repo: Repo) -> None:
     repo.plan("p", TWO)
     claim(repo, "p/a", "w1")

@@ -52,9 +52,15 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
                                    "commit": commit}, float(when)))
         return out
     keys_inside = signers_inside(repo.root)
-    log = repo.rel(repo.log_file(plan_id, PLAN_LOG))
+    store = repo.state_store
+    if store is None:
+        rev, log = "HEAD", repo.rel(repo.log_file(plan_id, PLAN_LOG))
+    else:  # format 2: the commits that added the line are on the state branch (ADR 0011)
+        from flowgit.store.state import log_path
+
+        rev, log = store.head() or store.ref, log_path(plan_id, PLAN_LOG)
     return [_without_snapshot_approvals(e) for e in events
-            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e.id, log))]
+            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e.id, log, rev))]
 
 
 def _without_snapshot_approvals(ev: Event) -> Event:
@@ -93,12 +99,13 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int] | None:
     return _merged[key]
 
 
-def signed(root: Path, event_id: str, log: str) -> bool:
-    """Whether a commit that added the event line to the log has a signature git accepts."""
+def signed(root: Path, event_id: str, log: str, rev: str = "HEAD") -> bool:
+    """Whether a commit reachable from `rev` that added the event line to the log has a
+    signature git accepts."""
     key = (str(root), event_id)
     if _verified.get(key):
         return True
-    ok = any(git.verify_commit(root, c) for c in git.commits_adding(root, event_id, log))
+    ok = any(git.verify_commit(root, c) for c in git.commits_adding(root, event_id, log, rev))
     if ok:  # a refusal is asked again: the commit may not exist yet, a key may be added
         _verified[key] = True
     return ok

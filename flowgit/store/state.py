@@ -211,7 +211,7 @@ class StateStore:
         (folder / (INDEX + ".lock")).unlink(missing_ok=True)
         tree = git_state.write_tree(root, index, old, blobs, based)
         parents = ([old] if old else []) + list(extra_parents)
-        new = git_state.commit_tree(root, tree, parents, message)
+        new = git_state.commit_tree(root, tree, parents, message, self._sign())
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
         self._advance_listings(old, new, blobs)
@@ -221,6 +221,17 @@ class StateStore:
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new
+
+    def _sign(self) -> bool:
+        """Sign the state commit as format 1's `git commit` did, when approvals count only in
+        signed commits (approvals.signed) and git is set to sign (commit.gpgSign): otherwise no
+        approval made in format 2 could ever count. One `git config` read, only then."""
+        try:
+            if not self.repo.config.approvals_signed:
+                return False
+        except FlowError:
+            return False
+        return (git.config_get(self.repo.root, "commit.gpgsign") or "").lower() in ("true", "yes", "on", "1")
 
     def _advance_listings(self, old: str | None, new: str, blobs: Mapping[str, str | None]) -> None:
         """Bring the cached listings of the plans this write touched from `old` to `new`, so
