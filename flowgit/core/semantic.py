@@ -130,7 +130,9 @@ def upstream(plan: Plan, node: str) -> Plan:
 
 def _reaches(plan: Plan, starts: Iterable[str], target: str) -> bool:
     """Whether `target` is among the dependencies, direct or not, of any of `starts`."""
-    deps: dict[str, Iterable[str]] = {t.id: t.depends_on for t in plan.tasks}
+    from flowgit.core.index import plan_columns
+
+    deps: dict[str, Iterable[str]] = dict(zip(*plan_columns(plan)))
     deps.update({c.id: c.after for c in plan.checkpoints})
     seen: set[str] = set()
     stack = list(starts)
