@@ -285,9 +285,15 @@ def test_reset_on_change_follows_the_default_branch_not_a_branch_switch(tmp_path
     r.plan("P", PLAN)
     r.ok("submit", "P")
     r.ok("approve", "P", "--reviewer", "rev")
+    # flowgit's own edit during execution is an amendment, not a change to review
+    r.ok("task", "add", "P", "T4", "--title", "four")
+    r.ok("advance", "P")
+    data = r.ok("status", "P", "--json").json
+    assert data["phase"] == "execute" and data["approval_stale"] is False
+    r.ok("claim", "P/T4", "--worker", "w0")
     # a feature branch changes the plan: the approved version still executes
     r.git("checkout", "-q", "-b", "feature")
-    (r.path / STATE_PLAN).write_text(PLAN + "  - {id: F1, title: feature}\n")
+    (r.path / STATE_PLAN).write_text((r.path / STATE_PLAN).read_text() + "  - {id: F1, title: feature}\n")
     r.git("commit", "-q", "-am", "feature plan")
     r.ok("advance", "P")
     assert r.ok("status", "P", "--json").json["phase"] == "execute"
@@ -298,6 +304,9 @@ def test_reset_on_change_follows_the_default_branch_not_a_branch_switch(tmp_path
     r.ok("advance", "P")
     data = r.ok("status", "P", "--json").json
     assert data["phase"] == "plan_review" and "F1" not in {t["id"] for t in data["tasks"]}
+    # the old approval does not count for the new version: no claim moves it back to execute
+    assert r.run("claim", "P/T2", "--worker", "w1").code != 0
+    assert r.ok("status", "P", "--json").json["phase"] == "plan_review"
     r.ok("approve", "P", "--reviewer", "rev")
     assert r.ok("status", "P", "--json").json["phase"] == "execute"
     assert blob(r, "flow/state") == blob(r, "main") and "F1" in tasks(r)
@@ -352,3 +361,23 @@ def test_every_work_tree_sees_an_amendment_made_in_another(tmp_path: Path) -> No
     assert set(tasks(other)) == {"T1", "T2", "T3", "T4"}
     r.ok("task", "remove", "P/T4")
     assert set(tasks(other)) == {"T1", "T2", "T3"}
+
+
+def test_a_task_added_by_a_running_task_lands_on_the_base_branch_and_the_state(tmp_path: Path) -> None:
+    """`run` gives its executors FLOWGIT_REPO and a pool worktree on flow/P/T1: what the task adds
+    to the plan is committed on the base branch and recorded, never on the task's branch."""
+    adder = ("import pathlib, subprocess, sys; pathlib.Path('t1.txt').write_text('x'); "
+             "sys.exit(subprocess.run([sys.executable, '-m', 'flowgit', 'task', 'add', 'P', 'T9', "
+             "'--title', 'found by T1']).returncode)")
+    r = state_repo(tmp_path / "repo")
+    r.plan("P", f"id: P\ntitle: run\ntasks:\n  - id: T1\n    title: one\n    run: [{sys.executable}, -c, \"{adder}\"]\n")
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "rev")
+    res = flowgit(r.path, "run", "P", "-n", "1")
+    assert "P/T1 done" in res.stdout + res.stderr, res.stdout + res.stderr
+    assert "id: T9" in show(r, "main") and "id: T9" in show(r, "flow/state")
+    merge = r.git("log", "--merges", "-1", "--format=%H", "main")
+    work = r.git("rev-parse", f"{merge}^2")  # the task branch's tip, as it was merged
+    assert "id: T9" not in show(r, work)
+    assert r.git("log", "--format=%s", f"{merge}^1..{work}") == "flow(P/T1): work"
+    assert "T9" in tasks(r)

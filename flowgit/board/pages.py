@@ -76,8 +76,10 @@ def _stale(repo: FlowRepo, plan_id: str, state: PlanState) -> bool:
     cfg = repo.config
     if not (cfg.approvals_required > 0 or state.approvals):
         return False
+    from flowgit.store.planpin import moved  # format 2: the recorded plan against the default branch's
+
     return is_stale(state, Facts(repo.load_plan(plan_id).hash, cfg.approvals_required,
-                                 cfg.auto_approve, cfg.reset_on_change))
+                                 cfg.auto_approve, cfg.reset_on_change, moved=moved(repo, plan_id)))
 
 
 def _progress(pct: int, label: str) -> str:

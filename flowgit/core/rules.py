@@ -25,9 +25,9 @@ class Facts:
     # then); None when unknown. A second checkpoint reached while the plan is in review of the
     # first is entered in turn, so its validations run too.
     entered: str | None = None
-    # format 2 (ADR 0011): the version reset_on_change compares with the approved one (the
-    # default branch's committed plan), when that is not `plan_hash` (this branch's)
-    stale_hash: str | None = None
+    # format 2 (ADR 0011), a recorded plan: whether the default branch's committed plan differs
+    # from the recorded one (None: the accepted hash against `plan_hash`, as format 1)
+    moved: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ def approvals_valid(state: PlanState, facts: Facts) -> int:
 
 def is_stale(state: PlanState, facts: Facts) -> bool:
     accepted = state.info.accepted_hash
-    return accepted is not None and accepted != (facts.stale_hash or facts.plan_hash)
+    if facts.moved is not None:
+        return accepted is not None and facts.moved
+    return accepted is not None and accepted != facts.plan_hash
 
 
 def decide(state: PlanState, facts: Facts) -> list[Move]:

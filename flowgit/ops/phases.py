@@ -25,14 +25,14 @@ def facts_for(repo: FlowRepo, plan_id: str) -> Facts:
     never sends a plan back to review."""
     cfg = repo.config
     loaded = repo.load_plan(plan_id)
-    digest, stale = loaded.hash, None
+    digest, moved = loaded.hash, None
     if loaded.where == "state":
         from flowgit.store import planpin
 
         digest = planpin.branch_hash(repo, plan_id) or loaded.hash
-        stale = planpin.default_hash(repo, plan_id) or loaded.hash
+        moved = planpin.moved(repo, plan_id)
     return Facts(digest, cfg.approvals_required, cfg.auto_approve,
-                 cfg.reset_on_change, entered_checkpoint(repo.plan_events(plan_id)), stale)
+                 cfg.reset_on_change, entered_checkpoint(repo.plan_events(plan_id)), moved)
 
 
 def entered_checkpoint(plan_events: Sequence[Event]) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from flowgit.clock import wall_now
 from flowgit.core.events import format_time
 from flowgit.errors import FlowError
+from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FlowRepo
 
 PRIME_MAX_BYTES = 8000
@@ -81,7 +82,7 @@ def prime_data(repo: FlowRepo, actor: str | None, now: float | None = None,
         if state.phase in FINISHED_PHASES:
             totals["complete"] += 1
             continue
-        blocked = approval_block(pid, state, repo.config, loaded.hash)
+        blocked = approval_block(pid, state, repo.config, gate_hash(repo, pid, state))
         claimable = not blocked and state.phase in ("execute", "checkpoint")
         order = list(state.order) if claimable else []
         totals["ready"] += len(order)

@@ -34,6 +34,7 @@ from flowgit.runner.landing import branch_stats, merge_branch
 from flowgit.runner.logfiles import open_log
 from flowgit.runner.prompt import task_prompt
 from flowgit.runner.worktrees import WorktreePool
+from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FLOW, FlowRepo
 from flowgit.store.writing import Write, commit_message
 
@@ -327,13 +328,13 @@ class Runner:
         repo, now = w.repo, w.now
         loaded = repo.load_plan(job.plan)
         if state.phase in CLAIMABLE_PHASES:
-            blocked = approval_block(job.plan, state, repo.config, loaded.hash)
+            blocked = approval_block(job.plan, state, repo.config, gate_hash(repo, job.plan, state))
             if blocked:
                 raise NeedsApproval(blocked)
         else:
             pclock = max((e.clock for e in repo.plan_events(job.plan)), default=0) + 1
             gate = phase_gate(loaded.plan, state, repo.config, job.actor, pclock, now,
-                              git.read_head(repo.dirs), loaded.hash)
+                              git.read_head(repo.dirs), gate_hash(repo, job.plan, state))
             w.append(PLAN_LOG, list(gate))
         lease = float(repo.config.lease_seconds)
         clock = state.tasks[job.task].record.last_clock + 1

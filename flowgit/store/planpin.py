@@ -31,6 +31,7 @@ from flowgit.ids import is_valid_id
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
     from flowgit.store.state import StateStore
+    from flowgit.core.planstate import PlanState
     from flowgit.store.writing import Write
 
 STATE_CONFIG = ".flow/config.yaml"
@@ -451,3 +452,27 @@ def merge_recorded(repo: FlowRepo, paths: list[str], ids: tuple[Mapping[str, str
         if accepted and theirs_data is not None and _sha256(theirs_data) == accepted:
             out[path] = theirs_data
     return out
+
+
+def gate_hash(repo: FlowRepo, plan: str, state: PlanState) -> str:
+    """The plan version a claim's approval check counts approvals for. Format 2, a recorded
+    plan (ADR 0011): under review, this branch's plan.yaml (what `approve` approves and then
+    records); while executing, the recorded version, accepted by construction (approved, or
+    amended by flowgit), so a claim never stops on a change it does not run: sending the plan
+    back to review on a change is the phase rules' (reset_on_change, `moved`)."""
+    loaded = repo.load_plan(plan)
+    if loaded.where != "state":
+        return loaded.hash
+    if state.phase in ("execute", "checkpoint", "finish"):
+        return state.info.accepted_hash or loaded.hash
+    return branch_hash(repo, plan) or loaded.hash
+
+
+def moved(repo: FlowRepo, plan: str) -> bool | None:
+    """reset_on_change in format 2: whether the default branch's committed plan.yaml differs
+    from the recorded one (None: not a recorded plan; the fold's accepted hash decides)."""
+    loaded = repo.load_plan(plan)
+    if loaded.where != "state":
+        return None
+    latest = default_hash(repo, plan)
+    return latest is not None and latest != loaded.hash

@@ -14,6 +14,7 @@ from flowgit.ids import check_id
 from flowgit.runner.executors import by_name, commands_for
 from flowgit.runner.logfiles import refuse, symlinked_logs
 from flowgit.runner.runner import Runner
+from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import automatic_actor
 
 
@@ -22,7 +23,7 @@ def _check_startable(repo: Any, plan_id: str) -> None:
     finishing at once with nothing done. phase_gate raises exactly the error `claim` gives."""
     state = repo.state(plan_id)
     if state.phase in CLAIMABLE_PHASES:
-        blocked = approval_block(plan_id, state, repo.config, repo.load_plan(plan_id).hash)
+        blocked = approval_block(plan_id, state, repo.config, gate_hash(repo, plan_id, state))
         if blocked:
             raise NeedsApproval(blocked)
         return
@@ -32,7 +33,7 @@ def _check_startable(repo: Any, plan_id: str) -> None:
         raise WrongPhase(f"plan {plan_id} is halted: nothing can run until "
                                 f"`flowgit resume {plan_id}`")
     loaded = repo.load_plan(plan_id)
-    phase_gate(loaded.plan, state, repo.config, "run", 0, wall_now(), None, loaded.hash)
+    phase_gate(loaded.plan, state, repo.config, "run", 0, wall_now(), None, gate_hash(repo, plan_id, state))
 
 
 def check_trusted(repo: Any, plan_id: str, executor: str | None) -> None:

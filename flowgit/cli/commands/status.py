@@ -14,6 +14,7 @@ from flowgit.core.planstate import VIEW_FIELDS, Views, column
 from flowgit.core.lifecycle import held_by, is_link_hold
 from flowgit.errors import NotFound, NothingToDo, UsageError
 from flowgit.ids import check_id
+from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FlowRepo, iter_events_all
 
 BAR_WIDTH = 30
@@ -78,9 +79,8 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
     reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
     from flowgit.store import planpin  # format 2: the version execution follows (ADR 0011)
 
-    follows = None if loaded.where != "state" else planpin.default_hash(repo, plan_id)
-    stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required,
-                                               cfg.auto_approve, cfg.reset_on_change, stale_hash=follows))
+    stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve,
+                                               cfg.reset_on_change, moved=planpin.moved(repo, plan_id)))
     return {
         "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
         "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
@@ -300,7 +300,7 @@ def next_task(app: App, plan_id: str | None) -> int:
         state = repo.state(pid, now)
         if state.phase in ("complete", "halted", "finish"):
             continue
-        blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)
+        blocked = approval_block(pid, state, repo.config, gate_hash(repo, pid, state))
         if blocked:
             waiting = waiting or f": {blocked}"
             continue

@@ -21,6 +21,7 @@ from flowgit.core.lifecycle import (
 )
 from flowgit.errors import FlowError, RaceLost, UsageError
 from flowgit.ids import check_id
+from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FlowRepo, actor_for
 from flowgit.store.writing import Write
 
@@ -157,7 +158,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         plan = repo.load_plan(plan_id).plan
         pclock = plan_clock(repo, plan.id)
         gate = phase_gate(plan, state, repo.config, actor, pclock, now, base,
-                          repo.load_plan(plan.id).hash, task_id)
+                          gate_hash(repo, plan.id, state), task_id)
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
         want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random())
@@ -199,7 +200,7 @@ def _plan_with_ready(app: App) -> str:
             held = ", ".join(waiting_on_files(plan, state)[:5])
             waiting = waiting or f"; ready in {pid} but their files are held: {held}"
             continue
-        blocked = approval_block(pid, state, repo.config, repo.load_plan(pid).hash)
+        blocked = approval_block(pid, state, repo.config, gate_hash(repo, pid, state))
         if blocked:  # as `next`: a plan waiting for its review is passed over
             waiting = waiting or f": {blocked}"
             continue
