@@ -221,6 +221,12 @@ def test_the_default_branch_rule(tmp_path: Path) -> None:
     assert default_branch(FlowRepo(wt)) == "trunk"
     set_approvals(r, "{required: 0, branch: topic}")
     assert default_branch(FlowRepo(r.path)) == "topic"
+    # a pulled config's branch name never becomes a path under .git/
+    from flowgit.store.planpin import branch_tip
+
+    assert branch_tip(FlowRepo(r.path), "topic") == r.git("rev-parse", "topic")
+    for name in ("../../config", "../HEAD", "/etc/passwd", "-x", "a b"):
+        assert branch_tip(FlowRepo(r.path), name) is None
 
 
 def synced_pair(tmp_path: Path) -> tuple[Repo, Repo]:

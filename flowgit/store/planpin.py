@@ -109,7 +109,12 @@ def default_branch(repo: FlowRepo) -> str | None:
 
 
 def branch_tip(repo: FlowRepo, branch: str) -> str | None:
-    """The local branch, else the remote's copy of it (a clone that never checked it out)."""
+    """The local branch, else the remote's copy of it (a clone that never checked it out).
+    A name that is no plain branch name (from a pulled config: `..`, a leading `/` or `-`) is
+    never made into a path under .git/."""
+    if (not branch or branch.startswith(("/", "-", ".")) or ".." in branch or "//" in branch
+            or any(c in branch for c in " ~^:?*[\\\0\n")):
+        return None
     return (git.read_ref(repo.dirs, f"refs/heads/{branch}")
             or git.read_ref(repo.dirs, f"refs/remotes/{repo.config.remote}/{branch}"))
 
