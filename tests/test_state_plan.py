@@ -284,6 +284,10 @@ def test_a_command_changed_in_a_synced_plan_needs_trust(tmp_path: Path) -> None:
     # what the recorded plan runs, and its text (an agent's prompt), are not trusted by a sync
     assert [(c["argv"], c["status"]) for c in listed["commands"]] == [(["sh", "-c", "echo owned"], "new")]
     assert [p["status"] for p in listed["plans"]] != ["trusted"]
+    before = b.git("rev-parse", "flow/state")
+    res = b.proc("run", "P", "-n", "1")  # refused before anything is claimed or run
+    assert res.returncode == 1 and "echo owned" in res.stderr and "Traceback" not in res.stderr
+    assert b.git("rev-parse", "flow/state") == before
 
 
 def test_reset_on_change_follows_the_default_branch_not_a_branch_switch(tmp_path: Path) -> None:
