@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from helpers.board import Board
-from helpers import Repo
+from helpers import Repo, log_text
 
 COPY = ("import os, shutil, sys; "
         "shutil.copy(os.environ['FLOWGIT_PROMPT_FILE'], os.path.join(sys.argv[1], os.environ['FLOWGIT_TASK']))")
@@ -30,7 +30,7 @@ def test_run_records_the_prompt_and_the_task_page_shows_it(repo: Repo, tmp_path:
     repo.ok("run", "p", "-n", "1")
     given = (seen / "T-1").read_text()
     assert "Write <b>docs</b>" in given
-    events = [json.loads(line) for line in (repo.path / ".flow/plans/p/events/T-1.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in log_text(repo, "p", "T-1").splitlines()]
     started = [e for e in events if e["type"] == "task.started"]
     blob = started[-1]["data"]["prompt"]
     assert re.fullmatch(r"[0-9a-f]{40}", blob)

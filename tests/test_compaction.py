@@ -335,6 +335,7 @@ def long_history(repo: Repo, n: int, worker: str = "w1") -> list[str]:
     return [e.id for e in evs]
 
 
+@pytest.mark.format1
 def test_compact_cli_one_commit_same_state_full_history_in_git(repo: Repo) -> None:
     repo.plan("p", PLAN)
     repo.ok("submit", "p")
@@ -405,6 +406,7 @@ def test_compact_nothing_to_do_and_bad_keep(repo: Repo) -> None:
     assert repo.run("compact", "../x").code != 0
 
 
+@pytest.mark.format1
 def test_auto_compaction_by_the_watcher(repo: Repo) -> None:
     cfg = repo.path / ".flow" / "config.yaml"
     cfg.write_text(cfg.read_text() + "compact: {threshold: 50, keep: 5}\n")

@@ -156,6 +156,7 @@ def set_base_commit(repo: Repo, value: str) -> None:
     repo.git("commit", "-q", "--no-verify", "-m", "from another clone", "--", str(log))
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("missing", ["deadbeef" * 5, "0123abcd" * 8], ids=["sha1", "sha256-length"])
 def test_the_checkpoint_view_says_the_base_commit_is_not_here(repo: Repo, missing: str) -> None:
     at_checkpoint(repo)
@@ -170,6 +171,7 @@ def test_the_checkpoint_view_says_the_base_commit_is_not_here(repo: Repo, missin
     assert snapshot(repo) == before
 
 
+@pytest.mark.format1
 def test_the_checkpoint_view_counts_changes_from_a_base_commit_it_has(repo: Repo) -> None:
     set_base_commit(repo, at_checkpoint(repo))
     review = repo.ok("--json", "checkpoint", "g").json
@@ -277,6 +279,7 @@ def test_the_demo_executor_answers_help_and_refuses_unknown_options(tmp_path: Pa
 
 # ----- a task log that is a symlink ---------------------------------------------------------------
 
+@pytest.mark.format1
 def test_a_task_log_that_is_a_symlink_holds_its_task(repo: Repo, tmp_path: Path) -> None:
     repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: T-1, title: first, priority: high}\n"
               "  - {id: T-2, title: second}\n  - {id: T-3, title: third}\n")

@@ -70,3 +70,20 @@ def test_an_unsigned_approval_does_not_count_in_format_2(repo2: Repo, tmp_path: 
     assert res.json["phase"] == "plan_review"
     assert "does not count" in res.err
     assert repo2.run("claim", "p", "--worker", "w").code in (1, 3)
+
+
+# ----- the board's timeline names each event's commit: on the state branch, not HEAD ---------------
+
+def test_the_board_timeline_names_the_state_commit_of_each_event(repo2: Repo) -> None:
+    from helpers.board import PLAN as WEB, Board
+
+    repo2.plan("web", WEB)
+    repo2.ok("submit", "web")
+    claimed = repo2.ok("--json", "claim", "web/T-1", "--worker", "alice").json["commit"]
+    board = Board(repo2)
+    try:
+        html = board.get("/plan/web/timeline")
+    finally:
+        board.stop()
+    assert repo2.git("merge-base", "--is-ancestor", claimed, "flow/state") == ""
+    assert f'<td class="sha"><code title="{claimed}">' in html

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from helpers import ROOT, Repo
 from ruamel.yaml import YAML
 
@@ -53,6 +55,7 @@ tasks:
 """
 
 
+@pytest.mark.format1
 def test_the_gates_commands_on_a_pull_requests_branch(repo: Repo) -> None:
     repo.plan("p", PLAN)
     repo.ok("claim", "p/A", "--worker", "w")

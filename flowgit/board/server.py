@@ -47,14 +47,15 @@ _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class EventCommits:
-    """Which commit brought each event onto the branch, read from `git log -p` once and then
-    only for the commits since (per plan, keyed by HEAD)."""
+    """Which commit brought each event onto the branch (format 2: the state branch), read from
+    `git log -p` once and then only for the commits since (per plan, keyed by the tip)."""
 
     def __init__(self) -> None:
         self._by_plan: dict[str, tuple[str | None, dict[str, str]]] = {}
 
     def get(self, repo: FlowRepo, plan_id: str) -> dict[str, str]:
-        head = git.read_head(repo.dirs)
+        store = repo.state_store
+        head = git.read_head(repo.dirs) if store is None else store.head()
         cached = self._by_plan.get(plan_id)
         if cached is not None and cached[0] == head:
             return cached[1]
