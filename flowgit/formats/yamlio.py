@@ -116,14 +116,52 @@ def loads(text: str, path: str) -> Any:
 _ALIAS_HINT = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\]}]+", re.M)
 
 
-def depth_bound(text: str) -> int:
-    """At least as deep as `text` nests, found without parsing: every flow level opens with a
-    bracket, and every block level needs one more column (two levels, a mapping and its list,
-    can share one), so brackets plus twice the widest indentation bound it."""
+_NOT_FLOW_MARK = re.compile(r"[^\[\]{}'\"#!]+")
+_FLAT_PAIRS = re.compile(r"\[\]|\{\}")
+
+
+def _flow_bound(text: str) -> int:
+    """At least as deep as `text`'s flow collections nest, found without parsing. Every bracket
+    opening one counts, and every closing bracket closes one: while a flow collection is open a
+    closing bracket that closes nothing can only sit in a quoted scalar, a comment or a tag
+    (plain scalars end at flow indicators), so a quote, `#` or `!` met then gives up, and the
+    bound is the count of all opening brackets. A plan's 50,000 `[a, b]` lists bound it by 1."""
     flow = text.count("[") + text.count("{")
+    if flow <= MAX_YAML_DEPTH:
+        return flow
+    marks = _NOT_FLOW_MARK.sub("", text)
+    if not _FLAT_PAIRS.sub("", marks):
+        return 1  # only `[...]` and `{...}` with no bracket or quote inside
+    depth = top = 0
+    for char in marks:
+        if char == "[" or char == "{":
+            depth += 1
+            top = max(top, depth)
+        elif char == "]" or char == "}":
+            depth = max(depth - 1, 0)  # outside any flow collection: text, not structure
+        elif depth:
+            return flow
+    return top
+
+
+def _widest_lead(text: str, at_least: int) -> int:
+    """The widest indentation (with `- `, `? `, `: `) if it is `at_least` columns, else 0."""
+    if at_least > 0 and not re.search(f"^[ \t?:-]{{{at_least}}}", text, re.M):
+        return 0
+    return max((m.end() - m.start() for m in _LEAD.finditer(text)), default=0)
+
+
+def depth_bound(text: str) -> int:
+    """At least as deep as `text` nests, found without parsing: flow levels are bounded by
+    _flow_bound, and every block level needs one more column (two levels, a mapping and its
+    list, can share one), so that plus twice the widest indentation bounds it. Below
+    MAX_YAML_DEPTH the figure is only known to be below it: the indentation is measured only
+    when it is wide enough to take the bound past."""
+    flow = _flow_bound(text)
     if flow > MAX_YAML_DEPTH:
         return flow
-    return flow + 2 * max((m.end() - m.start() for m in _LEAD.finditer(text)), default=0) + 2
+    # the bound passes MAX_YAML_DEPTH only with an indentation this wide: look for that first
+    return flow + 2 * _widest_lead(text, (MAX_YAML_DEPTH - flow) // 2) + 2
 
 
 def check_shape(text: str, path: str) -> None:
@@ -131,7 +169,7 @@ def check_shape(text: str, path: str) -> None:
     does not recurse; the composer does) only when a cheap look cannot rule either out, and
     stop at the first level too deep."""
     deep = depth_bound(text) > MAX_YAML_DEPTH
-    if not deep and not _ALIAS_HINT.search(text):
+    if not deep and ("*" not in text or not _ALIAS_HINT.search(text)):
         return
     from ruamel.yaml.error import YAMLError
     from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
