@@ -4,6 +4,7 @@ in tests/helpers/, not here."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -13,6 +14,11 @@ from helpers import procs
 from helpers.clock import WallClock
 
 from flowgit import clock
+
+# A shell without job control starts a background job with SIGINT ignored, and an ignored signal
+# stays ignored across exec: the processes the tests Ctrl-C (`watch`, `board`) would never hear it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
