@@ -283,6 +283,7 @@ def test_blocks_an_invalid_plan(repo: Repo) -> None:
     assert head(repo.path) == before
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("lineno", [1, 2])
 def test_blocks_a_rewritten_event_line(worked: Repo, lineno: int) -> None:
     before = head(worked.path)
@@ -294,6 +295,7 @@ def test_blocks_a_rewritten_event_line(worked: Repo, lineno: int) -> None:
     assert head(worked.path) == before
 
 
+@pytest.mark.format1
 def test_blocks_a_deleted_log(worked: Repo) -> None:
     worked.git("rm", "-q", ".flow/plans/p/events/T1.jsonl")
     res = commit(worked.path)
@@ -301,6 +303,7 @@ def test_blocks_a_deleted_log(worked: Repo) -> None:
     assert ".flow/plans/p/events/T1.jsonl: an event log was deleted" in res.stderr
 
 
+@pytest.mark.format1
 def test_blocks_a_truncated_log(worked: Repo) -> None:
     log = worked.path / ".flow/plans/p/events/T1.jsonl"
     log.write_text(log.read_text().splitlines(keepends=True)[0])
@@ -310,6 +313,7 @@ def test_blocks_a_truncated_log(worked: Repo) -> None:
     assert "T1.jsonl:2: event line deleted" in res.stderr
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("rel", [".flow/plans/p/plan.yaml", ".flow/plans/p/events/T1.jsonl"])
 def test_blocks_conflict_markers(worked: Repo, rel: str) -> None:
     path = worked.path / rel
@@ -324,6 +328,7 @@ def test_blocks_conflict_markers(worked: Repo, rel: str) -> None:
     assert "conflict markers" in res.stderr and rel in res.stderr
 
 
+@pytest.mark.format1
 def test_lets_valid_changes_through(worked: Repo) -> None:
     worked.write(".flow/plans/ok/plan.yaml", VALID)
     worked.git("add", ".flow")
@@ -381,6 +386,7 @@ def test_falls_back_to_python3_dash_m(repo: Repo, tmp_path: Path) -> None:
     assert commit(repo.path, env=env).returncode == 0
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("how", ["-a", "path"])
 def test_commit_all_and_commit_path_are_checked(worked: Repo, how: str) -> None:
     log = rewrite_event(worked, 1)
@@ -438,6 +444,7 @@ def try_repo(project: Path, hook_repo: Path, cache: Path) -> dict[str, tuple[str
 
 @pytest.mark.skipif(os.environ.get("FLOWGIT_SKIP_PRECOMMIT") == "1",
                     reason="FLOWGIT_SKIP_PRECOMMIT=1")
+@pytest.mark.format1
 def test_pre_commit_framework(worked: Repo, hook_repo: Path, tmp_path: Path) -> None:
     # a valid change passes every hook
     worked.write(".flow/plans/ok/plan.yaml", VALID)

@@ -108,7 +108,7 @@ def test_land_merge_is_the_default_and_merges(repo: Repo, tmp_path: Path) -> Non
     assert res.returncode == 0, res.stdout + res.stderr
     assert json.loads(res.stdout)["done"] == 2
     assert repo.git("show", "main:A.txt") == "work"
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""  # task branches (flow/state is no task)
 
 
 def test_with_sync_push_the_branch_is_pushed_for_a_pull_request(repo: Repo, tmp_path: Path) -> None:
@@ -147,7 +147,7 @@ def test_a_task_that_changed_nothing_has_nothing_to_review(repo: Repo, tmp_path:
     res = repo.proc("run", "p", "--land", "branch", "--json", timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     assert (json.loads(res.stdout)["done"], json.loads(res.stdout)["review"]) == (1, 0)
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""  # task branches (flow/state is no task)
 
 
 def test_a_bad_land_is_refused(repo: Repo) -> None:

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
-from helpers import Repo  # noqa: E402
+from helpers import Repo, transitions  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
@@ -130,7 +130,7 @@ def test_tools_round_trip_and_authoring(repo: Repo) -> None:
         {t["id"]: t["state"] for t in st["tasks"]} == {"A": "done", "B": "ready", "C": "pending"}  # retry due
     last = repo.ok("events", "p", "B", "--json").json["events"][-1]
     assert last["type"] == "task.failed" and last["data"]["retry_at"] and last["actor"] == "agent-2"
-    assert "Flow-Event: done" in repo.git("log", "--format=%B", "-n", "20")
+    assert "Flow-Event: done" in repo.git("log", "--format=%B", "-n", "20", transitions(repo))
 
 
 def test_errors_are_the_cli_errors(repo: Repo) -> None:

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
-from helpers import Repo, make_git_repo  # noqa: E402
+from helpers import Repo, make_git_repo, state_branch  # noqa: E402
 from helpers.agents import agent_log, use_fake_agent  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
@@ -276,7 +276,9 @@ def test_plan_new_refuses_bad_text_and_writes_nothing(repo: Repo) -> None:
     assert "cannot start with '-'" in said["dash"]
     assert "B" in said["waited on"] and "exit 1" in said["waited on"], said
     assert "Z" in said["unknown"] and "exit 1" in said["unknown"], said
-    assert repo.commits() == before + 4  # the two plans, one edit, one removal: the refusals wrote nothing
+    # the two plans (format 2: each on the branch and its event in the state), one edit, one
+    # removal: the refusals wrote nothing
+    assert repo.commits() == before + (6 if state_branch(repo) else 4)
     assert repo.ok("status", "m", "--json").json["counts"]["pending"] + \
         repo.ok("status", "m", "--json").json["counts"]["ready"] == 2
 

@@ -91,6 +91,7 @@ def forked(repo: Repo) -> Repo:
     return repo
 
 
+@pytest.mark.format1
 def test_both_directions_merge_cleanly_and_fold_the_same(forked: Repo) -> None:
     repo = forked
     merge(repo, "A", "B", "A-then-B")
@@ -129,6 +130,7 @@ def test_both_directions_merge_cleanly_and_fold_the_same(forked: Repo) -> None:
     assert claimed["task"] == "shared/T4"
 
 
+@pytest.mark.format1
 def test_merge_of_merges_is_stable(forked: Repo) -> None:
     """Merging the two merge results (criss-cross) changes nothing and stays canonical."""
     repo = forked
@@ -140,6 +142,7 @@ def test_merge_of_merges_is_stable(forked: Repo) -> None:
     assert flow_files(repo) == before
 
 
+@pytest.mark.format1
 def test_first_claims_on_both_branches_merge(repo: Repo) -> None:
     """A plan still in draft at the fork: each branch's first claim moves it to execute (a
     plan-level event on both sides) and the merge folds to one state either way."""
@@ -161,6 +164,7 @@ def test_first_claims_on_both_branches_merge(repo: Repo) -> None:
     assert states["T-WH-01"] == "done" and states["T-WH-02"] == "ready"
 
 
+@pytest.mark.format1
 def test_without_the_driver_the_same_merge_conflicts(forked: Repo) -> None:
     """Control: the driver is what makes it clean (git's own text merge conflicts)."""
     repo = forked
@@ -175,6 +179,7 @@ def test_without_the_driver_the_same_merge_conflicts(forked: Repo) -> None:
 # ----- a fresh clone -----------------------------------------------------------------------------
 
 
+@pytest.mark.format1
 def test_init_in_a_fresh_clone_sets_up_without_a_commit(repo: Repo, tmp_path: Path) -> None:
     repo.plan("webhooks", WEBHOOKS)
     clone_path = tmp_path / "clone"

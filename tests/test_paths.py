@@ -382,6 +382,7 @@ def test_a_log_swapped_for_a_symlink_is_never_written_through(repo: Repo, tmp_pa
 
 # ----- doctor --fix commits only what it validated -----------------------------------------------
 
+@pytest.mark.format1
 def test_doctor_fix_never_commits_a_symlink(repo: Repo, tmp_path: Path) -> None:
     repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: A, title: a}\n")
     secret = tmp_path / "passwd"
@@ -477,6 +478,7 @@ def test_doctor_is_quiet_about_the_new_rules_when_nothing_breaks_them(repo: Repo
 
 # ----- a plan log that is a symlink holds its plan; a plan directory no id can name is said ----------
 
+@pytest.mark.format1
 def test_a_plan_log_that_is_a_symlink_holds_the_plan_instead_of_stopping_every_command(repo: Repo) -> None:
     """As a task's log does: the plan is held (its tasks blocked), named once per command; the
     other plans and the listings go on; decisions about the plan refuse; nothing is read
