@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from helpers import WEBHOOKS, Repo
+from helpers import WEBHOOKS, Repo, state_branch
 
 PLAN = ".flow/plans/webhooks/plan.yaml"
 SPEC = ".flow/plans/webhooks/spec.yaml"
@@ -111,12 +111,16 @@ def test_diff_json_between_two_revisions(revs: tuple[Repo, str, str]) -> None:
     assert [r["id"] for r in p["requirements_added"]] == ["R1"]
     assert "scope" in p["fields_changed"] and "risks" in p["fields_changed"]
 
-    changes = {s["task"]: (s["old"], s["new"]) for s in p["state_changes"]}
-    assert changes["T-WH-01"] == ("ready", "done")
-    assert changes["T-WH-02"] == ("pending", "claimed")
-    assert changes["T-WH-05"] == ("pending", None)
-    assert changes["T-WH-07"][0] is None
-    assert "T-WH-03" not in changes  # pending on both sides
+    if state_branch(repo):  # format 2: the tasks whose events name a commit of r1..r2 (ADR 0011)
+        worked = {t["task"]: t["events"] for t in out["tasks_completed"]}
+        assert worked == {"T-WH-01": ["task.claimed", "task.done"], "T-WH-02": ["task.claimed"]}
+    else:
+        changes = {s["task"]: (s["old"], s["new"]) for s in p["state_changes"]}
+        assert changes["T-WH-01"] == ("ready", "done")
+        assert changes["T-WH-02"] == ("pending", "claimed")
+        assert changes["T-WH-05"] == ("pending", None)
+        assert changes["T-WH-07"][0] is None
+        assert "T-WH-03" not in changes  # pending on both sides
 
     adrs = out["adrs"]
     assert [a["id"] for a in adrs["added"]] == ["ADR-0002"]
@@ -143,7 +147,10 @@ def test_diff_text(revs: tuple[Repo, str, str]) -> None:
     assert "signing secrets" in text
     assert "risk: Secrets leak into logs" in text
     assert "requirement R1" in text
-    assert "T-WH-01: ready -> done" in text
+    if state_branch(repo):
+        assert "tasks worked on in this change: webhooks/T-WH-01 (claimed, done)" in text
+    else:
+        assert "T-WH-01: ready -> done" in text
     assert "ADR-0002" in text and "ADR-0001" in text
 
 
@@ -214,6 +221,7 @@ def test_diff_plan_filter(revs: tuple[Repo, str, str]) -> None:
     assert res.code == 1 and "nosuch" in res.err
 
 
+@pytest.mark.format1
 def test_diff_unchanged_and_state_only(repo: Repo) -> None:
     repo.plan("webhooks", WEBHOOKS)
     r1 = repo.git("rev-parse", "HEAD")
@@ -292,7 +300,8 @@ def test_rollback_restores_the_definition_and_keeps_every_event(revs: tuple[Repo
     res = repo.run("rollback", "webhooks", "--to", r1, "--json")
     assert res.code == 0, res.err
     out = res.json
-    assert repo.commits() == count + 1
+    step = 2 if state_branch(repo) else 1  # format 2: the branch's commit and the state's amendment
+    assert repo.commits() == count + step
     assert repo.git("rev-parse", "HEAD~1") == head
     assert out["commit"] == repo.git("rev-parse", "HEAD")
     assert out["orphans"] == ["T-NEW"]  # T-WH-07 is gone too, but has no events
@@ -319,7 +328,7 @@ def test_rollback_restores_the_definition_and_keeps_every_event(revs: tuple[Repo
     # In history as the newest version; a second rollback to the same revision does nothing.
     assert repo.ok("history", "webhooks", "--json").json["versions"][0]["commit"] == out["commit"]
     again = repo.ok("rollback", "webhooks", "--to", r1, "--json").json
-    assert again["commit"] is None and repo.commits() == count + 1
+    assert again["commit"] is None and repo.commits() == count + step
 
     # And forward again to r2.
     repo.ok("rollback", "webhooks", "--to", r2)

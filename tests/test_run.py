@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 from helpers.clock import WallClock
-from helpers import Repo, flowgit_proc, states, status, wait_for
+from helpers import Repo, flowgit_proc, state_branch, states, status, wait_for
 
 PRELUDE = '''\
 import json, os, signal, subprocess, sys, time
@@ -114,6 +114,14 @@ def pids(ctl: Path, suffix: str, task: str | None = None) -> list[int]:
 
 def events(repo: Repo, task: str, plan: str = "p") -> list[dict[str, Any]]:
     return json.loads(repo.ok("events", plan, task, "--json").out)["events"]
+
+
+def done_commit(repo: Repo, task: str, plan: str = "p") -> str:
+    """The code commit a task's `done` went with: the commit that changed its log (format 1),
+    the commit its `done` names (format 2, ADR 0011)."""
+    if state_branch(repo):
+        return str(events(repo, task, plan)[-1]["data"]["code"])
+    return repo.git("log", "-1", "--format=%H", "--", f".flow/plans/{plan}/events/{task}.jsonl")
 
 
 def assert_clean(repo: Repo) -> None:
@@ -234,15 +242,17 @@ def test_parallel_run_merges_every_task_and_cleans_up(repo: Repo, tmp_path: Path
         assert len(logs) == 1 and None not in logs, evs
         log_file = repo.path / logs.pop()
         assert log_file.is_file() and f"hello from {t}" in log_file.read_text()
-        # the commit that recorded done is the merge of the task branch
-        sha = repo.git("log", "-1", "--format=%H", "--", f".flow/plans/p/events/{t}.jsonl")
+        # the commit that recorded done is the merge of the task branch (format 2: the merge
+        # `done` names, recorded on the state branch)
+        sha = done_commit(repo, t)
         parents = repo.git("log", "-1", "--format=%P", sha).split()
         assert len(parents) == 2, (t, parents)
-        body = repo.git("log", "-1", "--format=%B", sha)
-        assert f"Flow-Task: {t}" in body and "Flow-Event: done" in body.replace("task.done", "done")
+        if not state_branch(repo):
+            body = repo.git("log", "-1", "--format=%B", sha)
+            assert f"Flow-Task: {t}" in body and "Flow-Event: done" in body.replace("task.done", "done")
         assert repo.git("show", f"{sha}:{t}.txt") == f"{t}\nsecond line"
 
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""
     assert_clean(repo)
 
 
@@ -416,13 +426,18 @@ def test_one_worker_reuses_its_worktree_yet_every_task_starts_pristine(repo: Rep
     assert not (repo.path / "junk.txt").exists() and not (repo.path / "build").exists()
 
     def parents(task: str) -> int:
-        sha = repo.git("log", "-1", "--format=%H", "--", f".flow/plans/p/events/{task}.jsonl")
+        sha = done_commit(repo, task)
         return len(repo.git("log", "-1", "--format=%P", sha).split())
 
-    # C changed nothing: no merge, its done is a plain commit
-    assert {t: parents(t) for t in "ABCD"} == {"A": 2, "B": 2, "C": 1, "D": 2}
+    # C changed nothing: no merge, its done is a plain commit (format 2: it names the tip it
+    # found, another task's merge, and adds none of its own)
+    if state_branch(repo):
+        assert {t: parents(t) for t in "ABD"} == {"A": 2, "B": 2, "D": 2}
+        assert len({done_commit(repo, t) for t in "ABCD"}) == 3
+    else:
+        assert {t: parents(t) for t in "ABCD"} == {"A": 2, "B": 2, "C": 1, "D": 2}
     assert events(repo, "C")[-1]["data"]["files_modified"] == []
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""
     assert_clean(repo)
 
 
@@ -561,7 +576,7 @@ def test_timeout_kills_the_whole_process_group(repo: Repo, tmp_path: Path) -> No
     assert (row["state"], row["attempts"]) == ("failed", 2)
     assert "timed out" in row["error"]
     assert_clean(repo)
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""
 
 
 def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path: Path) -> None:
@@ -583,7 +598,7 @@ def test_merge_conflict_fails_the_task_and_keeps_its_branch(repo: Repo, tmp_path
     assert "merge conflict" in row["error"] and "shared notes.txt" in row["error"] and "flow/p/B" in row["error"]
     assert (repo.path / "shared notes.txt").read_text() == "changed by A\n"
     # the branch is kept with B's work on it, nothing is half-merged
-    assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/B"]
+    assert repo.git("branch", "--list", "flow/*/*").split() == ["flow/p/B"]
     assert repo.git("show", "flow/p/B:shared notes.txt") == "changed by B"
     assert_clean(repo)
 
@@ -666,7 +681,7 @@ def test_sigterm_stops_releases_cleans_and_a_second_run_resumes(
     for t in "AB":
         assert "task.released" in [e["type"] for e in events(repo, t)]
     assert not (repo.path / "A.txt").exists()
-    assert repo.git("branch", "--list", "flow/*") == ""
+    assert repo.git("branch", "--list", "flow/*/*") == ""
     assert_clean(repo)
 
     (ctl / "fast").write_text("")
@@ -720,6 +735,7 @@ if (git_dir / "MERGE_HEAD").exists() and "done" in Path(sys.argv[1]).read_text()
 """
 
 
+@pytest.mark.format1
 @pytest.mark.parametrize("then", ["next-command", "user-aborts-first", "user-merges-something-else"])
 def test_a_runner_killed_between_merge_and_done_commit_leaves_no_done_without_merge(
         repo: Repo, tmp_path: Path, reaper: list[subprocess.Popen[str]], then: str,
@@ -842,6 +858,7 @@ def test_an_executor_that_edits_flow_files_fails_its_task(repo: Repo, tmp_path: 
     """Plans and events are flowgit's: a branch that changes them is never merged unchecked."""
     use_executor(repo, tmp_path, """\
         if TASK == "A":
+            Path(".flow/plans/p/events").mkdir(parents=True, exist_ok=True)  # format 2 has none
             with open(".flow/plans/p/events/A.jsonl", "a") as fh:
                 fh.write("{}\\n")
         Path(f"{TASK}.txt").write_text(TASK)
@@ -853,7 +870,7 @@ def test_an_executor_that_edits_flow_files_fails_its_task(repo: Repo, tmp_path: 
     row = [t for t in status(repo, "p")["tasks"] if t["id"] == "A"][0]
     assert "changed flowgit's own files (.flow/plans/p/events/A.jsonl)" in row["error"]
     assert repo.run("validate").code == 0 and not (repo.path / "A.txt").exists()
-    assert repo.git("branch", "--list", "flow/*").split() == ["flow/p/A"]
+    assert repo.git("branch", "--list", "flow/*/*").split() == ["flow/p/A"]
 
 
 def test_a_merge_that_would_overwrite_the_users_files_stops_the_run(repo: Repo, tmp_path: Path) -> None:
