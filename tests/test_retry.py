@@ -99,7 +99,7 @@ def test_a_blocked_task_retries_the_failed_tasks_behind_it(plan: Repo) -> None:
     assert res["task"] == "p/c" and res["retried"] == ["p/a"]  # x does not block c
     assert repo.commits() == before + 1
     assert state(repo, "p", "a") == "ready" and state(repo, "p", "x") == "failed"
-    assert events(repo, "p", "a")[-1]["data"] == {"for": "c"}
+    assert {k: v for k, v in events(repo, "p", "a")[-1]["data"].items() if k != "code"} == {"for": "c"}
     text = repo.ok("retry", "x").out
     assert text.strip() == "retried p/x"
 

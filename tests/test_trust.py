@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo, git, make_git_repo
+from helpers import Repo, events, git, make_git_repo
 
 PY = sys.executable
 
@@ -77,8 +77,7 @@ def watch_pass(repo: Repo) -> list[str]:
 
 
 def plan_events(repo: Repo, plan: str) -> list[dict[str, Any]]:
-    path = repo.path / ".flow" / "plans" / plan / "events" / "_plan.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return events(repo, plan)
 
 
 # ----- read-only commands run nothing -------------------------------------------------------------
