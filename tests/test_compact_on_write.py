@@ -117,6 +117,7 @@ def test_a_log_with_an_unreadable_line_is_not_compacted_and_the_write_goes_in(tm
     assert res.code in (0, 1) and "Traceback" not in res.err
 
 
+@pytest.mark.format1
 def test_format_1_still_compacts_only_when_asked(repo: Repo) -> None:
     config = repo.path / ".flow" / "config.yaml"
     config.write_text(config.read_text() + "compact:\n  threshold: 10\n  keep: 2\n")
