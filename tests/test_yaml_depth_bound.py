@@ -56,3 +56,37 @@ def test_the_bound_never_undercounts_a_real_file() -> None:
 def test_an_alias_among_many_lists_is_still_refused() -> None:
     with pytest.raises(InvalidFile, match="aliases"):
         yamlio.loads(wide(300) + "x: &a [1]\ny: *a\n", "al.yaml")
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\nb: '2'\nc: !!str 3\nd: [x, 'y', !!str 4, 5.5, true, null, ~]\ne: {f: g}\n",
+    "base: &b {x: 1}\nuse:\n  <<: *b\n  y: 2\n",                    # a merge key (alias refused)
+    "k: 1\nk: 2\n",                                                  # a duplicate key
+    "1: a\n'1': b\n? [c]\n: d\n",                                   # keys that are not text
+    "d: 2025-01-31\nt: 2025-01-31T10:00:00Z\nbin: !!binary aGk=\nset: !!set {a, b}\n",
+    "= : v\n",
+])
+def test_the_text_fast_path_gives_ruamels_answer(text: str) -> None:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import SafeConstructor
+
+    def plain(text: str) -> Any:
+        yaml = yamlio._safe_yaml()
+
+        class Plain(yamlio._constructor_class().__mro__[1]):  # type: ignore[misc,name-defined]
+            pass
+
+        Plain.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+        yaml.Constructor = Plain
+        return yaml.load(text)
+
+    assert issubclass(yamlio._constructor_class(), SafeConstructor) and YAML
+    try:
+        want: Any = plain(text)
+    except Exception as exc:  # noqa: BLE001 - the same refusal is what is compared
+        want = type(exc)
+    try:
+        got: Any = yamlio._safe_yaml().load(text)
+    except Exception as exc:  # noqa: BLE001
+        got = type(exc)
+    assert got == want
