@@ -31,6 +31,7 @@ from flowgit.ids import is_valid_id
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
     from flowgit.store.state import StateStore
+    from flowgit.core.model import Config
     from flowgit.core.planstate import PlanState
     from flowgit.store.writing import Write
 
@@ -88,12 +89,13 @@ def follows_branch(repo: FlowRepo) -> bool:
     return cfg.approvals_required == 0 or cfg.auto_approve or cfg.approvals_via == "merge"
 
 
-def default_branch(repo: FlowRepo) -> str | None:
+def default_branch(repo: FlowRepo, cfg: Config | None = None) -> str | None:
     """The branch whose tip execution follows with approvals off, the first of: `approvals.branch`
     in config.yaml; the branch the remote's HEAD names (`refs/remotes/<remote>/HEAD`, which
     `git clone` sets); `main`; `master`; the branch checked out in the repository's main work
-    tree. Read from files: no git process."""
-    cfg = repo.config
+    tree. Read from files: no git process. (`cfg`: the work tree's, while the followed config
+    is being found: store/configpin.py.)"""
+    cfg = cfg or repo.config
     if cfg.approvals_branch:
         return cfg.approvals_branch
     dirs = repo.dirs
@@ -108,7 +110,7 @@ def default_branch(repo: FlowRepo) -> str | None:
     return head[len("refs/heads/"):] if head and head.startswith("refs/heads/") else None
 
 
-def branch_tip(repo: FlowRepo, branch: str) -> str | None:
+def branch_tip(repo: FlowRepo, branch: str, remote: str | None = None) -> str | None:
     """The local branch, else the remote's copy of it (a clone that never checked it out).
     A name that is no plain branch name (from a pulled config: `..`, a leading `/` or `-`) is
     never made into a path under .git/."""
@@ -116,7 +118,7 @@ def branch_tip(repo: FlowRepo, branch: str) -> str | None:
             or any(c in branch for c in " ~^:?*[\\\0\n")):
         return None
     return (git.read_ref(repo.dirs, f"refs/heads/{branch}")
-            or git.read_ref(repo.dirs, f"refs/remotes/{repo.config.remote}/{branch}"))
+            or git.read_ref(repo.dirs, f"refs/remotes/{remote or repo.config.remote}/{branch}"))
 
 
 def on_branch(repo: FlowRepo, branch: str) -> bool:

@@ -56,6 +56,7 @@ class FlowRepo:
         self.root = self.dirs.root
         self.flow = self.root / FLOW
         self._config: Config | None = None
+        self._followed: tuple[Config, str] | None = None
         self.cache = DerivedCache(self.flow / ".cache", self.dirs.common_dir / "flowgit")
         self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
@@ -106,8 +107,28 @@ class FlowRepo:
     # ----- config and plans ----------------------------------------------------------------
     @property
     def config(self) -> Config:
-        """config.yaml, parsed once per change (the derived cache keeps the YAML parser off
-        the hot path)."""
+        """The config execution follows: in format 2, the one approved with a plan and recorded
+        in the state, or the default branch's with approvals off; the work tree's otherwise
+        (store/configpin.py says which keys come from where)."""
+        if self._followed is None:
+            work = self.work_config
+            if work.version != 2:
+                return work
+            from flowgit.store import configpin
+
+            self._followed = configpin.followed(self, work)
+        return self._followed[0]
+
+    @property
+    def config_source(self) -> str:
+        """Where `config` was read: "work tree", "state" or "default branch"."""
+        self.config
+        return self._followed[1] if self._followed is not None else "work tree"
+
+    @property
+    def work_config(self) -> Config:
+        """This work tree's config.yaml, parsed once per change (the derived cache keeps the
+        YAML parser off the hot path)."""
         if self._config is None:
             path = self.safe("config.yaml")
             try:
@@ -129,6 +150,11 @@ class FlowRepo:
                 self.cache.changed(CONFIG_CACHE)
             self._config = Config.from_dict(data, self.rel(path))
         return self._config
+
+    def work_config_data(self) -> Any:
+        """This work tree's config.yaml as parsed and checked (None without one)."""
+        self.work_config
+        return self.cache.entry(CONFIG_CACHE).get("data")
 
     def plan_ids(self) -> list[str]:
         self.require_init()
@@ -193,7 +219,7 @@ class FlowRepo:
         logs are files in the branch (format 1)."""
         if self._state_store is False:
             try:
-                cfg = self.config
+                cfg = self.work_config  # where the state is: never from the state itself
             except FlowError:  # doctor and validate report it; every other command stopped on it
                 return None
             self._state_store = StateStore(self, cfg.state_branch) if cfg.version == 2 else None

@@ -88,7 +88,7 @@ class StateStore:
         return git.read_ref(self.repo.dirs, self.ref)
 
     def tracking(self) -> str:
-        return f"refs/remotes/{self.repo.config.remote}/{self.branch}"
+        return f"refs/remotes/{self.repo.work_config.remote}/{self.branch}"
 
     def check_writable(self) -> None:
         """Refuse to move a branch some work tree has checked out (`state.branch: main`, or
@@ -215,9 +215,10 @@ class StateStore:
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
         self._advance_listings(old, new, blobs)
-        from flowgit.store import planpin
+        from flowgit.store import configpin, planpin
 
         planpin.advance(self.repo, old, new, blobs)
+        configpin.advance(self.repo, old, new, blobs)
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new

@@ -134,12 +134,13 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
         if state.phase == "draft":
             raise IllegalTransition(f"plan {plan_id} is a draft: run `flowgit submit {plan_id}` first")
         digest = facts_for(repo, plan_id).plan_hash
-        if state.phase in PAST_REVIEW and not _approves_a_change(repo, plan_id, state.phase, digest):
+        change = state.phase in PAST_REVIEW and _approves_a_change(repo, plan_id, state.phase, digest)
+        if state.phase in PAST_REVIEW and not change:
             past.append(state.phase)  # approved already, or it needed no approval: nothing to add
             return [], {}, ""
         if state.phase != "plan_review" and state.phase not in PAST_REVIEW:
             raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
-        if any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
+        if not change and any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
             return [], {}, ""  # this reviewer already approved this version: nothing to add
         ev = make_event("plan.approved", plan_id, None, actor, clock,
                         {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest,
@@ -176,8 +177,12 @@ def _approves_a_change(repo: FlowRepo, plan_id: str, phase: str, digest: str) ->
     again with another plan.yaml on this branch records that version (checked as `submit`
     checks a plan) for execution to follow."""
     loaded = repo.load_plan(plan_id)
-    if loaded.where != "state" or digest == loaded.hash or phase in ("complete", "abandoned"):
+    if loaded.where != "state" or phase in ("complete", "abandoned"):
         return False
+    if digest == loaded.hash:  # the same plan: approving records this branch's config if it changed
+        from flowgit.store import configpin
+
+        return configpin.work_differs(repo)
     from flowgit.store.planedit import check_plan_text
 
     rel = repo.plan_edited(plan_id)

@@ -77,7 +77,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
 
     cfg = repo.config
     reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
-    from flowgit.store import planpin  # format 2: the version execution follows (ADR 0011)
+    from flowgit.store import configpin, planpin  # format 2: what execution follows (ADR 0011)
 
     stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve,
                                                cfg.reset_on_change, moved=planpin.moved(repo, plan_id)))
@@ -92,6 +92,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
         "unreadable": state.unreadable,
         "plan_source": loaded.display or repo.rel(loaded.path),
         "plan_differs": planpin.divergence(repo, plan_id, loaded.hash, loaded.where),
+        "config_differs": configpin.divergence(repo),
         "tasks": tasks,
     }
 
@@ -210,6 +211,8 @@ def status_text(data: dict[str, Any], tty: bool = False, titles: Mapping[str, st
         lines.append("approval is stale: the plan changed after it was approved")
     if data.get("plan_differs"):
         lines.append(data["plan_differs"])
+    if data.get("config_differs"):
+        lines.append(data["config_differs"])
     if data["stalled"]:
         lines.append("STALLED: nothing is ready, running or waiting, but work is left")
         for chain in data["stall_chains"][:limit if not everything else None]:
