@@ -3,12 +3,14 @@ running the suite with FLOWGIT_TEST_FORMAT=2 found, each pinned here in format 2
 fixture's default, and a CI-cheap slice of whole files run in format 2."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import ROOT, Repo, make_git_repo
 
 
 @pytest.fixture
@@ -87,3 +89,30 @@ def test_the_board_timeline_names_the_state_commit_of_each_event(repo2: Repo) ->
         board.stop()
     assert repo2.git("merge-base", "--is-ancestor", claimed, "flow/state") == ""
     assert f'<td class="sha"><code title="{claimed}">' in html
+
+
+# ----- a slice of the suite, run in format 2 -----------------------------------------------------
+
+# The whole suite runs in format 1 by default (the `repo` fixture); FLOWGIT_TEST_FORMAT=2 runs
+# it in format 2. This slice keeps the shared paths honest in CI at the cost of one nested run
+# (~15 s): phases and checkpoints, retries, the lock shared by work trees, `run` merging in
+# parallel, `diff` of two revisions, the board's timeline.
+SLICE = [
+    "tests/test_pipeline.py::test_checkpoint_gates_its_dependents",
+    "tests/test_pipeline.py::test_advance_twice_does_nothing_the_second_time",
+    "tests/test_lifecycle.py::test_retry_exponential_then_failed_and_dependents_blocked",
+    "tests/test_lifecycle.py::test_worktree_shares_the_lock",
+    "tests/test_run.py::test_parallel_run_merges_every_task_and_cleans_up",
+    "tests/test_review.py::test_diff_json_between_two_revisions",
+    "tests/test_board.py::test_timeline_filters_by_task_and_actor",
+]
+
+
+def test_a_slice_of_the_suite_holds_in_format_2(tmp_path: Path) -> None:
+    env = {**os.environ, "FLOWGIT_TEST_FORMAT": "2"}
+    # its own basetemp: pytest prunes old ones, which would remove this run's directories
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           f"--basetemp={tmp_path / 'inner'}", *SLICE],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "SKIPPED" not in proc.stdout, proc.stdout[-2000:]  # each of them ran, in format 2

@@ -34,6 +34,7 @@ def crashed_claim(repo: Repo, task: str, actor: str = "w9") -> FlowRepo:
     return fr
 
 
+@pytest.mark.format1
 def test_recover_commits_what_a_crashed_write_appended(planned: Repo) -> None:
     fr = crashed_claim(planned, "a")
     before = planned.commits()
@@ -65,6 +66,7 @@ def test_recover_when_the_commit_went_through_only_clears_the_journal(planned: R
     assert planned.commits() == before and not fr.journal.exists()
 
 
+@pytest.mark.format1
 def test_recover_cuts_a_torn_last_line_and_keeps_the_whole_ones(planned: Repo) -> None:
     fr = crashed_claim(planned, "a")
     path = log_path(planned, "p", "a")

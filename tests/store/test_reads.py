@@ -75,6 +75,7 @@ def test_state_at_a_given_time(planned: Repo) -> None:
     assert after.tasks["a"].state == "ready"  # the lease ran out: the task is open again
 
 
+@pytest.mark.format1
 def test_a_log_appended_behind_its_back_is_read_again(planned: Repo) -> None:
     fr = FlowRepo(planned.path)
     assert fr.records("p") == {}
