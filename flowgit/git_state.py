@@ -52,6 +52,13 @@ def list_dirs(root: Path, commit: str, prefix: str) -> list[str]:
     return out
 
 
+def names_under(root: Path, commit: str, prefix: str = "") -> list[str]:
+    """The paths of every entry directly under `prefix` ('' for the root, else ending in '/')."""
+    check_full_id(commit, "names_under")
+    proc = _run(["ls-tree", "-z", "--name-only", "--full-tree", EOO, commit, *(["--", prefix] if prefix else [])], root)
+    return [p for p in proc.stdout.decode("utf-8", "replace").split("\0") if p]
+
+
 def changed_blobs(root: Path, old: str, new: str, prefix: str) -> list[TreeChange]:
     """What changed under `prefix` from commit `old` to commit `new`."""
     check_full_id(old, "changed_blobs")

@@ -160,3 +160,21 @@ def test_approvals_off_follows_the_default_branch_config_from_a_linked_worktree(
     edit_config(r.path, "lease_seconds: 120", "lease_seconds: 200", commit=False)
     assert 180 < lease(flowgit(r.path, "--json", "claim", "P/T3", "--worker", "w1")) < 210
     assert r.ok("status", "P", "--json").json["config_differs"] is None
+
+
+def test_a_state_branch_of_another_name_holding_the_approved_config_is_no_code_branch(tmp_path: Path) -> None:
+    """The state tree holds the config approved with a plan: a `state.branch` other than the
+    default is still told from a code branch (test_option_injection: `state.branch: main` stays refused)."""
+    r = state_repo(tmp_path / "repo")
+    edit_config(r.path, "version: 2", "version: 2\nstate: {branch: audit/state}")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "rev")
+    assert r.git("rev-parse", f"audit/state:{CONFIG}") == r.git("rev-parse", f"main:{CONFIG}")
+    r.ok("claim", "P/T1", "--worker", "w1")
+    r.ok("done", "P/T1", "--worker", "w1")
+    assert tasks_done(r) == ["T1"]
+
+
+def tasks_done(r: Repo) -> list[str]:
+    return [t["id"] for t in r.ok("status", "P", "--json").json["tasks"] if t["state"] == "done"]

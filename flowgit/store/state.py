@@ -72,7 +72,8 @@ class StateStore:
         if self._own or self.branch == DEFAULT_BRANCH:  # no config chose it: no git process
             return
         tip = self.head()
-        if tip and git.show_blob(self.repo.root, tip, ".flow/config.yaml") is not None:
+        if (tip and git.show_blob(self.repo.root, tip, ".flow/config.yaml") is not None
+                and not _state_shaped(self.repo.root, tip)):
             raise InvalidFile(f".flow/config.yaml: state.branch: {self.branch!r} is a code branch (it "
                               "holds .flow/config.yaml), not flowgit's state: name a branch of its "
                               "own (the default is flow/state)")
@@ -285,3 +286,10 @@ def _read(path: Path) -> str | None:
     except OSError:
         return None
 
+
+
+def _state_shaped(root: Path, tip: str) -> bool:
+    """A state tree holds `.flow/plans/` and the config recorded with an approved plan, nothing
+    else; a code branch of a flowgit repository has more (what `flowgit init` commits beside)."""
+    return (git_state.names_under(root, tip) == [".flow"]
+            and set(git_state.names_under(root, tip, ".flow/")) <= {".flow/config.yaml", ".flow/plans"})
