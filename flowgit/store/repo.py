@@ -375,18 +375,16 @@ class FlowRepo:
         if entry.get("hash") == loaded.hash and isinstance(entry.get("order"), list) \
                 and isinstance(entry.get("rank"), dict):
             return entry["order"], entry["rank"]
-        from flowgit.core.graph import critical_rank, find_cycle, topo_order
+        from flowgit.core.graph import cycle_order_rank
 
         plan = loaded.plan
         deps = {t.id: t.depends_on for t in plan.tasks}
         deps.update({c.id: c.after for c in plan.checkpoints})
         local = {k: [d for d in v if d in deps] for k, v in deps.items()}
-        cycle = find_cycle(local)
+        cycle, order, rank = cycle_order_rank(local, {t.id: t.hours for t in plan.tasks})
         if cycle:
             raise InvalidFile(f"{loaded.display or self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: "
                               "remove one of these dependencies")
-        order = topo_order(local)
-        rank = critical_rank(local, {t.id: t.hours for t in plan.tasks})
         entry.clear()
         entry.update({"hash": loaded.hash, "order": order, "rank": rank})
         self.cache.changed(f"{plan_id}@graph")
