@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,16 @@ def fg(repo: Path, *args: str, offset: float = 0, cache: bool = True, ok: bool =
     return f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
 
 
-def reads(repo: Path, mode: str, offset: float = 0, which: list[tuple[str, ...]] = CORE) -> dict[str, str]:
+def reads(repo: Path, mode: str, offset: float = 0, which: list[tuple[str, ...]] = CORE,
+          at: float | None = None) -> dict[str, str]:
+    """Each command run at the wall-clock instant `at` (+ offset), so that the runs of one
+    comparison see the same time however long the machine takes between them."""
     out = {}
     for args in which:
         if mode == "cold":
             shutil.rmtree(repo / ".flow" / ".cache", ignore_errors=True)
-        out[" ".join(args)] = fg(repo, *args, offset=offset, cache=mode != "off")
+        shift = 0.0 if at is None else at - time.time()
+        out[" ".join(args)] = fg(repo, *args, offset=offset + shift, cache=mode != "off")
     return out
 
 
@@ -86,9 +91,10 @@ def agree(repo: Path, offset: float = 0, modes: tuple[str, ...] = ("warm",),
           which: list[tuple[str, ...]] = CORE) -> dict[str, str]:
     """The reads in each mode (warm: the cache as the last command left it) against the reads
     with the cache off; all equal. The reads, cache off."""
-    truth = reads(repo, "off", offset, which)
+    at = time.time()
+    truth = reads(repo, "off", offset, which, at)
     for mode in modes:
-        got = reads(repo, mode, offset, which)
+        got = reads(repo, mode, offset, which, at)
         for cmd, text in truth.items():
             assert got[cmd] == text, f"{cmd} with the cache {mode} differs from the cache off"
     return truth
@@ -107,7 +113,9 @@ def test_reads_agree_cold_warm_and_uncached_through_time_writes_and_plan_edits(b
     done = claim(big)
     fg(big, "done", done)
     fg(big, "fail", "big/T-03005", "--error", "no", "--skip-dependents")
-    before = agree(big, modes=("cold", "warm"))
+    # two minutes on: the retry (due a second or two after the failure) has fallen due in every
+    # run, and no lease runs out; reading at the real time let it fall due between two runs
+    before = agree(big, offset=120, modes=("cold", "warm"))
     assert f'"worker": "{ACTOR}"' in before["status big --json"]
 
     # an hour later: the lease ran out and the retry fell due; the warm cache is an hour old
