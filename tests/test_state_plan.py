@@ -391,3 +391,21 @@ def test_a_task_added_by_a_running_task_lands_on_the_base_branch_and_the_state(t
     assert "id: T9" not in show(r, work)
     assert r.git("log", "--format=%s", f"{merge}^1..{work}") == "flow(P/T1): work"
     assert "T9" in tasks(r)
+
+
+def test_a_change_under_execution_needs_as_many_approvals_as_the_plan_did(tmp_path: Path) -> None:
+    r = state_repo(tmp_path / "repo", "{required: 2}")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "rev1")
+    r.ok("approve", "P", "--reviewer", "rev2")
+    assert r.ok("status", "P", "--json").json["phase"] == "execute"
+    first = blob(r, "flow/state")
+    (r.path / STATE_PLAN).write_text((r.path / STATE_PLAN).read_text() + "  - {id: X1, title: extra}\n")
+    r.git("commit", "-q", "-am", "a task more")
+    r.ok("approve", "P", "--reviewer", "rev1")
+    assert blob(r, "flow/state") == first and "X1" not in tasks(r)  # one of two: not yet
+    r.ok("approve", "P", "--reviewer", "rev1")  # the same reviewer again counts once
+    assert blob(r, "flow/state") == first
+    r.ok("approve", "P", "--reviewer", "rev2")
+    assert blob(r, "flow/state") == blob(r, "main") and "X1" in tasks(r)
