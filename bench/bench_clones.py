@@ -25,9 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_state import exactly_once, migrated  # noqa: E402
+from bench_state import exactly_once, seeded_clones  # noqa: E402
 from common import (  # noqa: E402
-    ACTOR,
     PLAN,
     Row,
     Runner,
@@ -37,49 +36,18 @@ from common import (  # noqa: E402
     machine,
     median,
     ms,
-    plan_yaml,
     print_table,
     progress,
     write_json,
-    write_plan,
 )
 
 KS = (1, 2, 4, 8)
 
 
-def clones(ws: Workspace, k: int, n_tasks: int) -> list[Runner]:
-    """A migrated seed with `n_tasks` independent tasks pushed to a bare remote; K fresh clones."""
-    base = ws.path / f"k{k}"
-    base.mkdir()
-    seed = Runner(base / "seed", ws.env)
-    seed.repo.mkdir()
-    seed.git("init", "-q")
-    for key, val in (("user.email", ACTOR), ("user.name", "Bench"), ("commit.gpgsign", "false")):
-        seed.git("config", key, val)
-    (seed.repo / "README.md").write_text("bench\n")
-    seed.git("add", "-A")
-    seed.git("commit", "-q", "-m", "initial")
-    seed.fg("init", "--format", "1")
-    write_plan(seed, n_tasks, 0, done_fraction=0.0)
-    (seed.repo / ".flow" / "plans" / PLAN / "plan.yaml").write_text(plan_yaml(n_tasks, width=0))
-    seed.git("commit", "-q", "--no-verify", "-am", "independent tasks")
-    migrated(seed)
-    bare = base / "remote.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=ws.env)
-    seed.git("remote", "add", "origin", str(bare))
-    seed.git("push", "-q", "origin", "main", "flow/state")
-    out = []
-    for i in range(k):
-        path = base / f"c{i}"
-        subprocess.run(["git", "clone", "-q", str(bare), str(path)], check=True, env=ws.env)
-        c = Runner(path, ws.env)
-        c.fg("status", PLAN, "--json")
-        out.append(c)
-    return out
 
 
 def run_k(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
-    cs = clones(ws, k, n_tasks)
+    cs = seeded_clones(ws, k, n_tasks)
     stats: dict[str, Any] = {"claims": 0, "dones": 0, "exit4": 0, "other": 0, "errors": [],
                              "attempts": [], "rebased": 0, "claim_cpu": 0.0, "done_cpu": 0.0}
     lock = threading.Lock()

@@ -180,9 +180,8 @@ def status_side_by_side(f1: Runner, f2: Runner, runs: int) -> tuple[list[Sample]
 # ---------------------------------------------------------------------------------------------
 # c
 
-def clones_run(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
-    """K clones of one bare remote, one worker each, `claim --sync` / `done` until every task
-    is done; then every clone syncs and the remote's state is checked."""
+def seeded_clones(ws: Workspace, k: int, n_tasks: int) -> list[Runner]:
+    """A migrated seed with `n_tasks` independent tasks pushed to a bare remote; K fresh clones."""
     base = ws.path / f"k{k}"
     base.mkdir()
     seed = Runner(base / "seed", ws.env)
@@ -202,13 +201,20 @@ def clones_run(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=ws.env)
     seed.git("remote", "add", "origin", str(bare))
     seed.git("push", "-q", "origin", "main", "flow/state")
-    clones = []
+    out = []
     for i in range(k):
         path = base / f"c{i}"
         subprocess.run(["git", "clone", "-q", str(bare), str(path)], check=True, env=ws.env)
         c = Runner(path, ws.env)
         c.fg("status", PLAN, "--json")
-        clones.append(c)
+        out.append(c)
+    return out
+
+
+def clones_run(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
+    """K clones of one bare remote, one worker each, `claim --sync` / `done` until every task
+    is done; then every clone syncs and the remote's state is checked."""
+    clones = seeded_clones(ws, k, n_tasks)
     stats: dict[str, Any] = {"claims": 0, "dones": 0, "exit4": 0, "other": 0, "errors": [], "attempts": []}
     lock = threading.Lock()
 
