@@ -15,7 +15,7 @@ from typing import Any, Callable
 from flowgit import git, git_state
 from flowgit.core.events import parse_log
 from flowgit.crashpoints import crash_point
-from flowgit.errors import FormatMismatch, RaceLost, UnrelatedState
+from flowgit.errors import FormatMismatch, InvalidFile, RaceLost, UnrelatedState
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
 from flowgit.store.repo import FlowRepo
 from flowgit.store.state import INDEX, StateStore
@@ -56,6 +56,7 @@ def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False) -> s
         return "up to date"
     if ours is not None and git_state.is_ancestor(repo.root, theirs, ours):
         return "up to date"
+    _refuse_unsafe_paths(repo, ours, theirs, f"{remote}/{store.branch}")
     if ours is None or (git_state.is_ancestor(repo.root, ours, theirs) and not _loses_events(repo, ours, theirs)):
         git_state.advance_ref(repo.root, store.ref, theirs, ours, f"flowgit: fast-forward to {remote}")
         store.note_moved()
@@ -69,6 +70,22 @@ def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False) -> s
     merge_states(repo, ours, theirs, f"flow: sync with {remote}/{store.branch}")
     repo.forget_all()
     return "merged"
+
+
+def _unsafe(path: str) -> bool:
+    """A path git refuses to read into an index (`..`, `.git` and its NTFS spellings): a state
+    commit holding one would stop every later write in this clone."""
+    return any(part in ("", ".", "..") or part.lower().rstrip(". ") in (".git", "git~1")
+               for part in path.split("/"))
+
+
+def _refuse_unsafe_paths(repo: FlowRepo, ours: str | None, theirs: str, name: str) -> None:
+    paths = ([c.path for c in git_state.tree_changes(repo.root, ours, theirs)] if ours is not None
+             else list(git_state.list_blobs(repo.root, theirs, ".flow/")))
+    bad = next((p for p in paths if _unsafe(p)), None)
+    if bad is not None:
+        raise InvalidFile(f"{name}:{bad}: a path git refuses to check out, which flowgit never writes: "
+                          "nothing was merged; remove it from the remote's state branch with a state commit")
 
 
 def _loses_events(repo: FlowRepo, ours: str, theirs: str) -> bool:
@@ -195,6 +212,8 @@ def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
     parent = git_state.first_parent(root, own)
     if base is None or base == theirs or parent is None:  # unrelated, or nothing new there
         return None
+    if any(_unsafe(c.path) for c in git_state.tree_changes(root, base, theirs)):
+        return None  # the whole merge refuses it, in one line
     mine = git_state.tree_changes(root, parent, own)
     touched = {c.path for c in mine}
     if base != parent:
