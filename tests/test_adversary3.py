@@ -75,3 +75,30 @@ def test_a_state_path_git_refuses_is_not_synced_in(tmp_path: Path) -> None:
     c = Repo(fresh)  # no state branch here yet: the whole tree is looked at
     res = c.proc("sync")
     assert res.returncode == 1 and ".flow/plans/../plan.yaml" in res.stderr, res.stderr
+
+
+def test_a_recorded_plan_or_config_above_the_file_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    from flowgit.formats.yamlio import MAX_YAML_BYTES
+
+    a, b = synced_pair(tmp_path)
+    for path in (STATE_PLAN, ".flow/config.yaml"):
+        a.ok("sync")
+        big = a.path / "big.yaml"
+        big.write_bytes(b"#" + b"x" * MAX_YAML_BYTES + b"\n")
+        blob_id = a.git("hash-object", "-w", str(big))
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "forge-index")}
+        subprocess.run(["git", "read-tree", "flow/state"], cwd=a.path, env=env, check=True)
+        subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob_id},{path}"],
+                       cwd=a.path, env=env, check=True)
+        tree = subprocess.run(["git", "write-tree"], cwd=a.path, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        old = a.git("rev-parse", "flow/state")
+        a.git("update-ref", "refs/heads/flow/state", a.git("commit-tree", tree, "-p", "flow/state", "-m", "x"))
+        a.git("push", "-q", "origin", "flow/state")
+        b.ok("sync")
+        res = b.proc("status", "P")
+        assert res.returncode == 1 and f"flow/state:{path}: above the" in res.stderr, res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+        a.git("update-ref", "refs/heads/flow/state", a.git("commit-tree", a.git("rev-parse", old + "^{tree}"),
+                                                          "-p", "flow/state", "-m", "back"))
+        a.git("push", "-q", "origin", "flow/state")

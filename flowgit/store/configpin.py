@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from flowgit import git
 from flowgit.core.model import Config
-from flowgit.errors import InvalidFile
 
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
@@ -83,9 +82,9 @@ def advance(repo: FlowRepo, old: str | None, new: str, written: Mapping[str, str
 def _parse(repo: FlowRepo, blob: str, display: str) -> Config:
     entry = repo.cache.entry(f"{ENTRY}-{blob}")
     if "data" not in entry:
-        raw = git.cat_blobs(repo.root, [blob]).get(blob)
-        if raw is None:
-            raise InvalidFile(f"{display}: blob {blob} is missing from this clone: run `flowgit sync`")
+        from flowgit.store.planpin import read_recorded
+
+        raw = read_recorded(repo, blob, display)
         data = _work_data(repo, raw)  # most often the work tree's file, parsed already
         if data is None:
             from flowgit.formats import yamlio

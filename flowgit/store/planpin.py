@@ -177,13 +177,25 @@ def advance(repo: FlowRepo, old: str | None, new: str, written: Mapping[str, str
     repo.cache.changed(PINS)
 
 
+def read_recorded(repo: FlowRepo, blob: str, display: str) -> bytes:
+    """A recorded plan's or config's bytes; one above the size of a flowgit file (a sync can
+    bring a blob of any size) is refused by git's header, before its content is read."""
+    from flowgit import git_state
+    from flowgit.formats.yamlio import MAX_YAML_BYTES
+
+    try:
+        data = git_state.read_blobs(repo.root, [blob], MAX_YAML_BYTES, lambda _: display).get(blob)
+    except InvalidFile:
+        raise InvalidFile(f"{display}: above the {MAX_YAML_BYTES} byte limit of a flowgit file: nothing "
+                          "was read; a sync or a hand-made commit brought it: put back an earlier "
+                          "version with a state commit") from None
+    if data is None:
+        raise InvalidFile(f"{display}: blob {blob} is missing from this clone: run `flowgit sync`")
+    return data
+
+
 def _blob_source(repo: FlowRepo, blob: str, display: str, where: str) -> PlanSource:
-    def read() -> bytes:
-        data = git.cat_blobs(repo.root, [blob]).get(blob)
-        if data is None:
-            raise InvalidFile(f"{display}: blob {blob} is missing from this clone: run `flowgit sync`")
-        return data
-    return PlanSource(f"blob:{blob}", display, where, read)
+    return PlanSource(f"blob:{blob}", display, where, lambda: read_recorded(repo, blob, display))
 
 
 def _default_blob(repo: FlowRepo, branch: str, plan: str) -> str | None:
