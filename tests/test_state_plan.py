@@ -409,3 +409,4 @@ def test_a_change_under_execution_needs_as_many_approvals_as_the_plan_did(tmp_pa
     assert blob(r, "flow/state") == first
     r.ok("approve", "P", "--reviewer", "rev2")
     assert blob(r, "flow/state") == blob(r, "main") and "X1" in tasks(r)
+    r.ok("validate")

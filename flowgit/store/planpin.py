@@ -286,7 +286,7 @@ def _accepted_hash(repo: FlowRepo, plan: str, events: Any, pinned: bool) -> str 
         d = ev.data
         if ev.type == "plan.phase" and d.get("to") == "execute" and d.get("plan_hash"):
             accepted = str(d["plan_hash"])
-        elif pinned and ev.type == "plan.approved" and d.get("plan_hash"):
+        elif pinned and ev.type == "plan.approved" and d.get("plan_hash") and d.get("accepts", True):
             accepted = str(d["plan_hash"])
     return accepted
 

@@ -142,9 +142,12 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
             raise IllegalTransition(f"plan {plan_id} is in {state.phase}: only a plan in review can be approved")
         if not change and any(a.reviewer == reviewer and a.plan_hash == digest for a in state.approvals):
             return [], {}, ""  # this reviewer already approved this version: nothing to add
-        ev = make_event("plan.approved", plan_id, None, actor, clock,
-                        {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest,
-                         "via": how, "identity": who}, now)
+        data: dict[str, Any] = {"reviewer": reviewer, "comment": comment or "", "plan_hash": digest,
+                                "via": how, "identity": who}
+        if change:  # a change under execution is accepted by as many reviewers as the plan was
+            count = len({a.reviewer for a in state.approvals if a.plan_hash == digest} | {reviewer})
+            data["accepts"] = count >= max(repo.config.approvals_required, 1)
+        ev = make_event("plan.approved", plan_id, None, actor, clock, data, now)
         return [ev], {}, "approved"
 
     sha = _transact(repo, plan_id, actor, build)
