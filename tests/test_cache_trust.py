@@ -89,3 +89,16 @@ def test_no_cache_writes_nothing_and_answers_the_same(repo: Repo, monkeypatch: p
     monkeypatch.setenv(derived.NO_CACHE, "1")
     assert repo.ok("status", "p", "--json").out == warm
     assert list(cache_dir.glob("*.marshal")) == []
+
+
+def test_the_pre_commit_hook_refuses_to_commit_the_derived_cache(repo: Repo) -> None:
+    repo.plan("p", PLAN)
+    repo.ok("status", "p", "--json")
+    head = repo.git("rev-parse", "HEAD")
+    repo.git("add", "-f", ".flow/.cache")
+    res = repo.proc("validate", "--staged")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert ".flow/.cache/" in res.stderr and "git rm -r --cached .flow/.cache" in res.stderr
+    assert repo.git("rev-parse", "HEAD") == head
+    repo.git("rm", "-r", "-q", "--cached", ".flow/.cache")
+    repo.ok("validate", "--staged")

@@ -42,11 +42,14 @@ def _only_unreadable_changed(rel: str, old_lines: list[bytes], new_lines: list[b
 
 
 def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[str]:
+    cache = [f"{c.path}: the derived cache is this clone's alone (its files carry this clone's "
+             "cache key): unstage it with `git rm -r --cached .flow/.cache`"
+             for c in changes if c.path.startswith(".flow/.cache/") and c.status != "D"]
     if git.head(repo.root) is None:
-        return []
+        return cache
     logs = [c for c in changes if c.path.endswith(".jsonl") and c.status in "DM"]
     blobs = git.cat_blobs(repo.root, [sha for c in logs if c.status == "M" for sha in (c.old, c.new)])
-    errors = []
+    errors = cache
     for change in logs:
         rel = change.path
         if change.status == "D":
