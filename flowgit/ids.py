@@ -97,6 +97,19 @@ def remote_problem(value: object) -> str | None:
     return None
 
 
+def branch_problem(value: object) -> str | None:
+    """Why `value` cannot name a branch (git check-ref-format's rules for refs/heads/NAME), or
+    None. A branch name from data (an event's `base`) becomes a path under .git/ and a git
+    argument: nothing that climbs out of refs/heads/ or reads as an option."""
+    problem = remote_problem(value)
+    if problem is not None:
+        return problem.replace("a remote name", "a branch name")
+    assert isinstance(value, str)
+    if value.endswith(".") or value == "@" or any(p.startswith(".") for p in value.split("/")):
+        return "git does not allow it as a branch name"
+    return None
+
+
 def check_remote(value: str, what: str = "remote name") -> str:
     problem = remote_problem(value)
     if problem:

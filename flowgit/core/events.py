@@ -10,6 +10,7 @@ from random import SystemRandom
 from typing import Any, Callable, Iterable, Mapping
 
 from flowgit.errors import InvalidFile
+from flowgit.ids import branch_problem
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM = SystemRandom()  # os.urandom, as secrets.randbits, without importing hashlib (ADR 0007)
@@ -318,6 +319,10 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # a commit id in an event reaches git: a full id, never a name or an option
     "commit": (lambda v: type(v) is str and _FULL_ID.match(v) is not None,
                "a full commit id (40 or 64 lower-case hex digits)"),
+    # a branch name in an event becomes refs/heads/NAME: git's ref rules (flowgit.ids)
+    "branch": (lambda v: type(v) is str and branch_problem(v) is None,
+               "a branch name git allows (no '..', '@{', '//', whitespace or any of ~^:?*[\\, "
+               "no part starting with '.' or ending '.lock', not starting with '-' or '/')"),
     "approvals": (lambda v: type(v) is list and all(_is_approval(a) for a in v),
                   "a list of approvals (mappings of reviewer, comment, plan_hash, at: strings)"),
     "decisions": (lambda v: type(v) is dict and all(x in ("approved", "changes_requested") for x in v.values()),
@@ -347,7 +352,7 @@ DATA: dict[str, dict[str, str]] = {
     "task.failed": {"error": "text?", "retry_at": "time?", "attempt": "count?", "check": "text?"},
     "task.skipped": {"reason": "text?", "dependents": "bool?"},
     "task.released": {"reason": "text?"},
-    "task.review": {"branch": "text?", "commit": "commit?", "base": "text?", "note": "text?"},
+    "task.review": {"branch": "branch?", "commit": "commit?", "base": "branch?", "note": "text?"},
     "task.note": {"text": "text?"}, "task.log": {"path": "text?"},
     "task.wait": {"ok": "bool?", "next_at": "time?"},
     "task.snapshot": {"state": "object!"},

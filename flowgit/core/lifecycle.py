@@ -121,11 +121,44 @@ def approval_block(plan_id: str, state: PlanState, config: Config, plan_hash: st
     if state.phase == "plan_review" and have < needs:
         return (f"plan {plan_id} is in plan_review and needs {needs} approval(s), has {have}: "
                 f"run `flowgit approve {plan_id} --reviewer R`")
+    if state.phase in CLAIMABLE_PHASES and vouched(config) and approved_version(state, needs) is None:
+        return unvouched(plan_id, state.phase, needs, config)
     if state.phase in CLAIMABLE_PHASES and config.reset_on_change and is_stale(state, facts):
         return (f"plan {plan_id} changed after it was approved (reset_on_change): commit the change "
                 f"and run `flowgit advance {plan_id}` to send it back to review, or restore the "
                 "approved version")
     return None
+
+
+def vouched(config: Config) -> bool:
+    """Approvals git vouches for (docs/SECURITY.md): the phase a plan log says is no proof of
+    them, since anyone who can push the log can write a `plan.phase` line."""
+    return config.approvals_required > 0 and (config.approvals_signed or config.approvals_via == "merge")
+
+
+def approved_version(state: PlanState, needs: int) -> str | None:
+    """The plan version (hash) that the approvals which count accepted, the latest with `needs`
+    of them; None when none has. flowgit's own amendments under execution change the plan
+    without an approval, so this is the approved version, not the one running."""
+    count: dict[str, int] = {}
+    found = None
+    for a in state.approvals:
+        count[a.plan_hash] = count.get(a.plan_hash, 0) + 1
+        if a.plan_hash and count[a.plan_hash] >= needs:
+            found = a.plan_hash
+    return found
+
+
+def unvouched(plan_id: str, phase: str, needs: int, config: Config) -> str:
+    if config.approvals_via == "merge":
+        how = (f"no version of its plan.yaml reached {config.approvals_branch or 'the default branch'} "
+               "through a merge (approvals.via: merge)")
+        fix = "merge the plan through a reviewed pull request"
+    else:
+        how = (f"it has fewer than {needs} approval(s) in commits git verifies (approvals.signed), "
+               "so a plan.phase line moved it without them")
+        fix = f"run `flowgit approve {plan_id} --reviewer R` with a signing key"
+    return f"plan {plan_id} is in {phase} but {how}: no task starts until then; {fix}"
 
 
 def view_of(plan: Plan, state: PlanState, task_id: str) -> TaskView:

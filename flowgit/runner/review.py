@@ -7,6 +7,7 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import Event, make_event
 from flowgit.errors import FlowError
+from flowgit.ids import branch_problem
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import Write, commit_message
 
@@ -18,8 +19,8 @@ def review_event(events: tuple[Event, ...]) -> Event | None:
 def landed(repo: FlowRepo, ev: Event) -> bool:
     """The reviewed commit is in the base branch (here, or on the remote as last fetched)."""
     commit, base = ev.data.get("commit"), ev.data.get("base")
-    if not git.is_full_id(commit) or not isinstance(base, str) or not base or base.startswith("-"):
-        return False
+    if not git.is_full_id(commit) or branch_problem(base) is not None:
+        return False  # the log's checker holds the task on such a line (core/events.py "branch")
     refs = [f"refs/heads/{base}", f"refs/remotes/{repo.config.remote}/{base}"]
     return any(git.read_ref(repo.dirs, ref) is not None and git.is_ancestor(repo.root, str(commit), ref)
                for ref in refs)

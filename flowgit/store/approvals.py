@@ -26,7 +26,7 @@ from flowgit.errors import FlowError
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
 
-_merged: dict[tuple[str, str, str, str], tuple[str, int] | None] = {}
+_merged: dict[tuple[str, str, str, str], tuple[str, int, str] | None] = {}
 _verified: dict[tuple[str, str], bool] = {}
 
 
@@ -43,12 +43,12 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
         out = [_without_snapshot_approvals(e) for e in out]
         merge = merged(repo, plan_id)
         if merge is not None:
-            commit, when = merge
+            commit, when, digest = merge
             clock = max((e.clock for e in events), default=0) + 1
             branch = cfg.approvals_branch or git.default_branch(repo.root) or "?"
             out.append(make_event("plan.approved", plan_id, None, "merge", clock,
                                   {"reviewer": f"merge {commit[:12]}", "comment": f"merged into {branch}",
-                                   "plan_hash": repo.load_plan(plan_id).hash, "via": "merge",
+                                   "plan_hash": digest, "via": "merge",
                                    "commit": commit}, float(when)))
         return out
     keys_inside = signers_inside(repo.root)
@@ -72,9 +72,12 @@ def _without_snapshot_approvals(ev: Event) -> Event:
     return replace(ev, data={**ev.data, "state": state})
 
 
-def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int] | None:
-    """The merge commit that brought this plan.yaml (as it is now) to the protected branch, and
-    its time; None if none did."""
+def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int, str] | None:
+    """The merge commit that brought this plan.yaml (as it is now) to the protected branch, its
+    time and the plan's hash; else the last merge that brought an earlier version, with that
+    version's hash (flowgit's own amendments, `task add` on the branch, are no merge: the
+    claim gate counts the approved version, the review gate the version as it is now); None if
+    no merge ever brought the plan."""
     branch = repo.config.approvals_branch or git.default_branch(repo.root)
     if branch is None:
         return None
@@ -87,14 +90,19 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int] | None:
     tip = git.resolve_commit(repo.root, branch, "approvals.branch")
     if tip is None:
         return None
-    key = (str(repo.root), branch, tip, repo.load_plan(plan_id).hash)
+    digest = repo.load_plan(plan_id).hash
+    key = (str(repo.root), branch, tip, digest)
     if key not in _merged:
         blob = git.blob_id(repo.root, data)
-        found = None
-        for change in git.first_parent_changes(repo.root, tip, rel):
-            if change.blob == blob and len(change.parents) > 1:
-                found = (change.commit, change.time)
-                break
+        merges = [c for c in git.first_parent_changes(repo.root, tip, rel) if len(c.parents) > 1 and c.blob]
+        found = next(((c.commit, c.time, digest) for c in merges if c.blob == blob), None)
+        if found is None and merges:
+            import hashlib
+
+            last = merges[0]
+            earlier = git.cat_blobs(repo.root, [str(last.blob)]).get(str(last.blob))
+            if earlier is not None:
+                found = (last.commit, last.time, hashlib.sha256(earlier).hexdigest())
         _merged[key] = found
     return _merged[key]
 
