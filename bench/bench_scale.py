@@ -10,7 +10,7 @@ Then the growth 50k/10k and the ratio 50k/100, each beside its target. The verdi
 (wall times on a shared machine measure the neighbours).
 
 Measured, in this order (each size in its own copy of the generated repository):
-- `status big --json` cold: `.flow/.cache` removed before each run (outside the timing);
+- `status big --json` cold: the derived cache (`.git/flowgit/cache`, `plans`) removed before each run (outside the timing);
 - `status big --json` warm, `next big`, `graph big --format mermaid`, `validate`,
   `diff HEAD~5 HEAD`;
 - rounds of `claim big`, `heartbeat big/T`, `done big/T` on the task the claim took;
@@ -41,7 +41,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import scale_gen  # noqa: E402
-from common import Runner, base_parser, bench_env, loadavg, machine, median, progress  # noqa: E402
+from common import Runner, base_parser, bench_env, drop_cache, loadavg, machine, median, progress  # noqa: E402
 
 PLAN = scale_gen.PLAN
 
@@ -162,7 +162,7 @@ def run_bench(ns: list[int], runs: int, slow: float, keep: bool) -> tuple[list[S
             s.r.fg("status", PLAN, "--json")  # warm
 
         def cold(s: Size) -> Run:
-            shutil.rmtree(s.r.repo / ".flow" / ".cache", ignore_errors=True)
+            drop_cache(s.r)
             run, _ = s.timed("status", PLAN, "--json")
             return run
 

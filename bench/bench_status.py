@@ -3,7 +3,7 @@
 Measures, as whole processes (spawn to exit):
   - median time with a warm cache (each command run once to warm it first),
   - the ratio to the same command on a 20-task plan of the same shape (10 events a task),
-  - median time with no cache (`.flow/.cache` deleted before each run, outside the timing),
+  - median time with no cache (the derived cache (`.git/flowgit/cache`, `plans`) deleted before each run, outside the timing),
   - `validate .flow/plans/big`,
   - that `status` imports neither jsonschema nor watchdog (`python -X importtime`),
 and checks that the answer is the same with and without the cache.

@@ -295,7 +295,8 @@ def write_plan(r: Runner, n_tasks: int, n_events: int, *, checkpoints: int = 0,
 
 
 def drop_cache(r: Runner) -> None:
-    shutil.rmtree(r.repo / ".flow" / ".cache", ignore_errors=True)
+    for kind in ("cache", "plans"):  # the derived cache, in the git dir (ADR 0012)
+        shutil.rmtree(r.repo / ".git" / "flowgit" / kind, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -170,7 +170,8 @@ def generate(n: int, dest: Path) -> dict[str, Any]:
     folder.mkdir(exist_ok=True)
     r.run(["git", "read-tree", state], env={**r.env, "GIT_INDEX_FILE": str(folder / "state.index")})
     (folder / "state.index.base").write_text(state)
-    shutil.rmtree(dest / ".flow" / ".cache", ignore_errors=True)
+    for kind in ("cache", "plans"):  # the derived cache (ADR 0012): the copy starts cold
+        shutil.rmtree(folder / kind, ignore_errors=True)
     shutil.rmtree(home, ignore_errors=True)
     return {"tasks": n, "logs": n // 2, "seconds": round(time.perf_counter() - started, 2),
             "head": codes[-1], "state": state}

@@ -3,11 +3,11 @@ branch, and that the derived caches never change an answer."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 from helpers import Repo
+from helpers.cache import drop_derived
 from test_state_plan import STATE_PLAN, synced_pair
 
 
@@ -27,7 +27,7 @@ def test_a_gitlink_in_place_of_a_recorded_plan_reads_the_same_warm_and_cold(tmp_
     a.git("push", "-q", "origin", "flow/state")
     b.ok("sync")
     warm = b.proc("status", "P", "--json")
-    shutil.rmtree(b.path / ".flow" / ".cache")
+    drop_derived(b.path)
     cold = b.proc("status", "P", "--json")
     assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout), (warm.stderr, cold.stderr)
     assert "Traceback" not in warm.stderr + cold.stderr

@@ -30,6 +30,7 @@ from flowgit.core.model import Plan
 from flowgit.formats import schemacheck
 from flowgit.store import notices
 from helpers import Repo, make_git_repo
+from helpers.cache import ignore_derived
 
 PLAN = """\
 id: p
@@ -246,7 +247,7 @@ def base(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Repo:
         repo.ok("claim", "p/A", "--worker", "w")
         _TEMPLATE.append(repo.path)
     path = tmp_path / "repo"
-    shutil.copytree(_TEMPLATE[0], path, symlinks=True, ignore=shutil.ignore_patterns(".cache"))
+    shutil.copytree(_TEMPLATE[0], path, symlinks=True, ignore=ignore_derived())
     return Repo(path)
 
 

@@ -1,4 +1,4 @@
-"""The derived cache (`.flow/.cache/`) is this clone's own: a cache file that arrives by `git pull`
+"""The derived cache (in the git dir: `.git/flowgit/`) is this clone's own: a cache file that arrives by `git pull`
 (committed by a teammate, by mistake or on purpose) is never read, and `FLOWGIT_NO_CACHE=1`
 turns the cache off (ADR 0012)."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from flowgit.core.index import task_rows
 from flowgit.core.model import Task
 from flowgit.store import cache as derived
 from helpers import Repo
+from helpers.cache import cache_dirs, drop_derived
 
 PLAN = """id: p
 title: The plan
@@ -26,8 +28,9 @@ tasks:
 """
 
 
-def _forged_index(repo: Repo, header: bytes) -> None:
-    """A plan index for the plan's exact bytes and stats whose task says something else."""
+def _forged_index(repo: Repo, header: bytes, cache: Path | None = None) -> None:
+    """A plan index for the plan's exact bytes and stats whose task says something else (in
+    the plan index's folder, or in `cache`)."""
     path = repo.path / ".flow" / "plans" / "p" / "plan.yaml"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     st = os.stat(path)
@@ -36,7 +39,8 @@ def _forged_index(repo: Repo, header: bytes) -> None:
     rows = {"hash": digest,
             "rows": task_rows([Task(id="a", title="FORGED", run=("sh", "-c", "touch pwned")),
                                Task(id="b", title="Second", depends_on=("a",))])}
-    cache = repo.path / ".flow" / ".cache"
+    cache = cache or repo.path / ".git" / "flowgit" / "plans"
+    cache.mkdir(parents=True, exist_ok=True)
     (cache / "p.marshal").write_bytes(header + marshal.dumps(head))
     (cache / "p@rows.marshal").write_bytes(header + marshal.dumps(rows))
     for other in ("p@eval", "p@graph"):
@@ -53,7 +57,7 @@ def test_a_cache_file_without_this_clones_key_is_never_read(repo: Repo) -> None:
     key_file = repo.path / ".git" / "flowgit" / "cache.key"
     own = key_file.read_text().strip()
     assert len(own) == 32
-    cached = (repo.path / ".flow" / ".cache" / "p.marshal").read_bytes()
+    cached = (repo.path / ".git" / "flowgit" / "plans" / "p.marshal").read_bytes()
     assert cached.startswith(f"flowgit-cache {derived.CACHE_VERSION} ".encode())
     assert own.encode() in cached.split(b"\n", 1)[0]
 
@@ -81,20 +85,21 @@ def test_a_cache_file_from_another_flowgit_version_is_not_read(repo: Repo) -> No
 
 def test_no_cache_writes_nothing_and_answers_the_same(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
     repo.plan("p", PLAN)
-    cache_dir: Path = repo.path / ".flow" / ".cache"
     repo.ok("status", "p", "--json")
     warm = repo.ok("status", "p", "--json").out
-    for path in cache_dir.glob("*.marshal"):
-        path.unlink()
+    drop_derived(repo.path)
     monkeypatch.setenv(derived.NO_CACHE, "1")
     assert repo.ok("status", "p", "--json").out == warm
-    assert list(cache_dir.glob("*.marshal")) == []
+    assert [p for d in cache_dirs(repo.path) if d.exists() for p in d.iterdir()] == []
 
 
 def test_the_pre_commit_hook_refuses_to_commit_the_derived_cache(repo: Repo) -> None:
     repo.plan("p", PLAN)
     repo.ok("status", "p", "--json")
     head = repo.git("rev-parse", "HEAD")
+    old = repo.path / ".flow" / ".cache"  # an older flowgit's cache, in the work tree
+    old.mkdir()
+    shutil.copy(repo.path / ".git" / "flowgit" / "plans" / "p.marshal", old / "p.marshal")
     repo.git("add", "-f", ".flow/.cache")
     res = repo.proc("validate", "--staged")
     assert res.returncode == 1 and "Traceback" not in res.stderr

@@ -3,7 +3,6 @@ adr new, status, next, events, graph, and the commit each change makes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 
 from flowgit.formats import yamlio
 from helpers import WEBHOOKS, Repo, state_branch, trailers
+from helpers.cache import drop_derived
 
 # A plan as a person writes it: comments, quotes of every kind, flow lists, an x- key, keys in
 # an unusual order, blank lines, and a comment that introduces the section after the tasks.
@@ -533,7 +533,7 @@ def test_each_command_commits_with_trailers(repo: Repo) -> None:
 @pytest.mark.parametrize("warm", [False, True])
 def test_status_imports_neither_jsonschema_nor_watchdog(repo: Repo, warm: bool) -> None:
     repo.plan("webhooks", WEBHOOKS)
-    shutil.rmtree(repo.path / ".flow" / ".cache", ignore_errors=True)
+    drop_derived(repo.path)
     if warm:
         repo.ok("status", "webhooks")
     for args in (["status", "webhooks"], ["--json", "status", "webhooks"], ["next", "webhooks"]):
@@ -564,7 +564,7 @@ def test_dates_in_a_plan_stay_text_in_json_and_the_plan_is_cached(repo: Repo) ->
     shown = repo.ok("plan", "show", "dated", "--json").json
     assert shown["definition"]["milestones"][0]["due"] == "2025-01-31"
     repo.ok("status", "dated", "--json")
-    assert (repo.path / ".flow/.cache/dated.marshal").is_file()
+    assert (repo.path / ".git/flowgit/plans/dated.marshal").is_file()
     assert repo.ok("plan", "show", "dated", "--json").json == shown
     assert repo.run("validate").code == 0
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import pytest
 from helpers import Repo
+from helpers.cache import drop_derived
 
 from flowgit.errors import FlowError, InvalidFile
 from flowgit.formats import yamlio
@@ -139,8 +140,8 @@ def test_incremental_check_agrees_with_the_full_one(planned: Repo, seed: int,
     # what the edits cached is what a fresh read of the file gives
     fresh = FlowRepo(planned.path)
     fresh.cache.drop_all()
-    for marshalled in (planned.path / ".flow" / ".cache").glob("*.marshal"):
-        marshalled.unlink()
+    fresh.plan_cache.drop_all()
+    drop_derived(planned.path)
     assert fresh.load_plan("p").plan == repo.load_plan("p").plan
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cache import drop_derived
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5000
@@ -81,7 +81,7 @@ def reads(repo: Path, mode: str, offset: float = 0, which: list[tuple[str, ...]]
     out = {}
     for args in which:
         if mode == "cold":
-            shutil.rmtree(repo / ".flow" / ".cache", ignore_errors=True)
+            drop_derived(repo)
         shift = 0.0 if at is None else at - time.time()
         out[" ".join(args)] = fg(repo, *args, offset=offset + shift, cache=mode != "off")
     return out

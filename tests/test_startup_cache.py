@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Repo, make_git_repo
+from helpers.cache import cache_dirs
 
 CHAIN = """\
 id: chain
@@ -26,9 +27,8 @@ READS = [("status",), ("status", "chain", "--json"), ("next", "chain"), ("events
 
 
 def cache_files(repo: Path) -> dict[str, tuple[int, int, int]]:
-    root = repo / ".flow" / ".cache"
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
-            for p in sorted(root.iterdir()) if p.is_file()}
+    return {f"{p.parent.name}/{p.name}": (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+            for root in cache_dirs(repo) if root.is_dir() for p in sorted(root.iterdir()) if p.is_file()}
 
 
 def run(repo: Path, *args: str) -> None:

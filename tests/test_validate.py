@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import WEBHOOKS, Repo, make_git_repo
+from helpers.cache import ignore_derived
 
 BAD = ".flow/plans/bad/plan.yaml"
 LOG = ".flow/plans/webhooks/events/T-WH-01.jsonl"
@@ -116,7 +117,7 @@ def base(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Repo:
         repo.ok("claim", "webhooks/T-WH-01", "--worker", "w1")
         _TEMPLATE.append(repo.path)
     path = tmp_path / "repo"
-    shutil.copytree(_TEMPLATE[0], path, symlinks=True, ignore=shutil.ignore_patterns(".cache"))
+    shutil.copytree(_TEMPLATE[0], path, symlinks=True, ignore=ignore_derived())
     return Repo(path)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from helpers import Repo, make_git_repo
+from helpers.cache import drop_derived
 
 from flowgit.core.events import make_event
 from flowgit.formats import yamlio
@@ -35,7 +36,7 @@ def executing(path: Path) -> Repo:
 
 def fresh(r: Repo) -> dict[str, Any]:
     """`validate --json` with every cache of this clone gone."""
-    shutil.rmtree(r.path / ".flow" / ".cache", ignore_errors=True)
+    drop_derived(r.path)
     shutil.rmtree(r.path / ".git" / "flowgit" / "checked", ignore_errors=True)
     return json.loads(r.proc("validate", "--json").stdout)
 

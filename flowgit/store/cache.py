@@ -1,12 +1,16 @@
-"""The derived cache under `.flow/.cache/`: parsed plans, folded logs and evaluated states,
-keyed by file stats, content hashes and blob ids. Deleting it changes no answer; anything
-unreadable is rebuilt; `FLOWGIT_NO_CACHE=1` turns it off (every read from the files).
+"""The derived cache: parsed plans, folded logs and evaluated states, keyed by file stats,
+content hashes and blob ids. Deleting it changes no answer; anything unreadable is rebuilt;
+`FLOWGIT_NO_CACHE=1` turns it off (every read from the files).
+
+It lives in the git dir, never in the work tree (ADR 0012), so a read writes nothing that
+`git status` shows: what one work tree derived from its own files in its own git dir
+(`.git/flowgit/cache/`, `.git/worktrees/NAME/flowgit/cache/`), the plan index (content-checked,
+the same for every work tree) in the common one (`.git/flowgit/plans/`). A `.flow/.cache/` in
+the work tree (an older flowgit's, or one a teammate committed) is never read.
 
 A cache file is trusted only when it was written by this clone and this flowgit: each file
 starts with a header naming the cache format, flowgit's version and a random key kept in the
-git dir (`.git/flowgit/cache.key`, which no push, pull or checkout carries). A `.flow/.cache/`
-that arrived by `git pull` (committed by a teammate, by mistake or not) cannot carry that key,
-so it is never loaded: its bytes are not even handed to `marshal`."""
+common git dir (`.git/flowgit/cache.key`, which no push, pull or checkout carries)."""
 from __future__ import annotations
 
 import gc
@@ -32,7 +36,7 @@ class DerivedCache:
     rename."""
 
     def __init__(self, folder: Path, key_dir: Path | None = None) -> None:
-        self.folder = folder
+        self.folder = folder  # in a git dir: the parent of `flowgit/` is git's own
         self.key_dir = key_dir
         self.off = disabled()
         self._header: bytes | None = None
@@ -41,6 +45,16 @@ class DerivedCache:
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{key}.marshal"
+
+    def beside(self, folder: Path) -> DerivedCache:
+        """Another store of this clone's cache (the same key), in `folder`."""
+        other = DerivedCache(folder, self.key_dir)
+        other.off, other._header = self.off, self._header
+        return other
+
+    def _linked(self) -> bool:
+        """The folder or the one holding it is a symlink: nothing is read or written there."""
+        return self.folder.is_symlink() or self.folder.parent.is_symlink()
 
     def header(self) -> bytes | None:
         """What every file of this clone's cache starts with (None: no key can be kept, so
@@ -71,7 +85,7 @@ class DerivedCache:
             path = self._path(key)
             header = None if self.off else self.header()
             try:
-                if header is not None and not path.is_symlink():
+                if header is not None and not path.is_symlink() and not self._linked():
                     raw = path.read_bytes()
                     if raw.startswith(header):
                         loaded = marshal.loads(memoryview(raw)[len(header):])
@@ -98,8 +112,8 @@ class DerivedCache:
                 continue
             path = self._path(key)
             try:
-                path.parent.mkdir(exist_ok=True)
-                if path.parent.is_symlink():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if self._linked():
                     continue
                 tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
                 try:

@@ -151,6 +151,7 @@ class Journal:
             with RepoLock(self.repo.dirs.common_dir, 0):
                 if self.undo_interrupted_merge(clear_git_locks=False):
                     self.repo.cache.drop_all()
+                    self.repo.plan_cache.drop_all()
                     self.repo.forget_all()
         except (FlowError, OSError):
             return

@@ -264,7 +264,7 @@ def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:
     store(repo).save()
     _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), before, changed)
     repo.forget(edited.plan.id)
-    repo.cache.save()
+    repo.save_cache()
 
 
 def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, changed: str) -> None:
@@ -274,7 +274,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     from flowgit.core.index import check_rows, plan_column, task_rows
     from flowgit.store.planpin import source
 
-    cache = repo.cache.entry(plan.id)
+    cache = repo.plan_cache.entry(plan.id)  # the plan index: store/planindex.py
     entry = cache.get("plan")
     if not entry or not entry.get("checked") or entry.get("hash") != before:
         return
@@ -286,7 +286,7 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     task = plan.task(changed)
     if not same or task is None or src is None:
         return
-    kept = repo.cache.entry(f"{plan.id}@rows")  # store/planindex.py: one tuple per task
+    kept = repo.plan_cache.entry(f"{plan.id}@rows")  # store/planindex.py: one tuple per task
     rows = check_rows(kept.get("rows")) if kept.get("hash") == before else None
     executors = entry.get("executors")
     if rows is None or not isinstance(executors, dict):
@@ -302,10 +302,10 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
         executors[changed] = task.executor
     cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": digest, "checked": True,
                      "external": _external(plan), "executors": executors}
-    repo.cache.changed(plan.id)
+    repo.plan_cache.changed(plan.id)
     kept.clear()
     kept.update({"hash": digest, "rows": rows})
-    repo.cache.changed(f"{plan.id}@rows")
+    repo.plan_cache.changed(f"{plan.id}@rows")
 
 
 def _external(plan: Plan) -> bool:

@@ -57,7 +57,10 @@ class FlowRepo:
         self.flow = self.root / FLOW
         self._config: Config | None = None
         self._followed: tuple[Config, str] | None = None
-        self.cache = DerivedCache(self.flow / ".cache", self.dirs.common_dir / "flowgit")
+        # never in the work tree (a read leaves `git status` clean): this work tree's derivations
+        # in its own git dir, the plan index (checked by content) in the common one (ADR 0012)
+        self.cache = DerivedCache(self.dirs.git_dir / "flowgit" / "cache", self.dirs.common_dir / "flowgit")
+        self.plan_cache = self.cache.beside(self.dirs.common_dir / "flowgit" / "plans")
         self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
         self._state_store: StateStore | None | bool = False  # False: not looked at yet
@@ -202,7 +205,7 @@ class FlowRepo:
         if src.where == "work tree" and (twins := self.plan_twins(plan_id)):
             raise InvalidFile(f"{display}: {case_twin_message(twins, 'plan ids')}")
         with gc_paused():
-            loaded = planindex.load(self.cache, plan_id, path, src)
+            loaded = planindex.load(self.plan_cache, plan_id, path, src)
         self._plans[plan_id] = loaded
         return loaded
 
@@ -371,7 +374,7 @@ class FlowRepo:
     def graph_facts(self, plan_id: str) -> tuple[list[str], dict[str, float]]:
         """Execution order and critical-path rank of the plan's graph, cached with the plan."""
         loaded = self.load_plan(plan_id)
-        entry = self.cache.entry(f"{plan_id}@graph")
+        entry = self.plan_cache.entry(f"{plan_id}@graph")
         if entry.get("hash") == loaded.hash and isinstance(entry.get("order"), list) \
                 and isinstance(entry.get("rank"), dict):
             return entry["order"], entry["rank"]
@@ -387,7 +390,7 @@ class FlowRepo:
                               "remove one of these dependencies")
         entry.clear()
         entry.update({"hash": loaded.hash, "order": order, "rank": rank})
-        self.cache.changed(f"{plan_id}@graph")
+        self.plan_cache.changed(f"{plan_id}@graph")
         return order, rank
 
     def state(self, plan_id: str, now: float | None = None, _seen: frozenset[str] = frozenset(),
@@ -517,6 +520,7 @@ class FlowRepo:
 
     def save_cache(self) -> None:
         self.cache.save()
+        self.plan_cache.save()
 
     def plan_edited(self, plan_id: str) -> str | None:
         """The plan file's path when it has uncommitted edits of the user's own: writing it, or

@@ -118,7 +118,24 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
         for rel in stray_logs(repo):
             problems.append(_problem("stray_log", rel, "an in-branch event log in a format 2 repository: "
                                      "the next write moves it to the state branch (commit or discard edits to it first)"))
-    return problems
+    return problems + _work_tree_cache(repo)
+
+
+def _work_tree_cache(repo: FlowRepo) -> list[dict[str, Any]]:
+    """A `.flow/.cache/` in the work tree: the derived cache lives in the git dir (ADR 0012), so
+    one committed there (a teammate's) or left by an older flowgit is never read; said, with
+    how to remove it."""
+    rel = f"{FLOW}/.cache"
+    committed = git.tree_blob_ids(repo.root, "HEAD", rel + "/") if git.head(repo.root) else {}
+    if committed:
+        return [_problem("committed_cache", rel + "/", f"{len(committed)} derived-cache file(s) committed in "
+                         "this branch: flowgit never reads them (its cache is in .git/flowgit/); remove "
+                         f"them from the branch with `git rm -r --cached {rel}` and commit")]
+    old = repo.flow / ".cache"
+    if not old.is_symlink() and old.is_dir() and any(old.glob("*.marshal")):
+        return [_problem("old_cache", rel + "/", "an older flowgit's derived cache, no longer read "
+                         f"(the cache is in .git/flowgit/): delete it with `rm {rel}/*.marshal`")]
+    return []
 
 
 def new_rule_problems(repo: FlowRepo) -> list[dict[str, Any]]:
@@ -229,7 +246,7 @@ def _trust_problems(repo: FlowRepo) -> list[dict[str, Any]]:
     return out
 
 
-INFO = ("orphan_log", "unknown_type", "unmigrated_branch", "stray_log")  # said, never a failure
+INFO = ("orphan_log", "unknown_type", "unmigrated_branch", "stray_log", "committed_cache", "old_cache")  # said, never a failure
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
 
 
@@ -271,7 +288,7 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
                     repo, rel, tracked=git.show_blob(repo.root, "HEAD", rel) is not None):
                 w.replace(repo.root / rel, (repo.root / rel).read_bytes())  # as repaired
         w.message = "flow: doctor repaired event logs\n\nFlow-Event: doctor"
-    cache = repo.flow / ".cache"
+    cache = repo.cache.folder  # this work tree's derived cache (in its git dir), rebuilt from the files
     if cache.is_dir() and not cache.is_symlink():
         shutil.rmtree(cache, ignore_errors=True)
 
@@ -302,8 +319,7 @@ def doctor(app: App, do_fix: bool) -> int:
             return "ok: no problems found"
         lines = []
         for p in problems:
-            mark = "fixed" if p["fixed"] else {"orphan_log": "info", "unknown_type": "info", "unmigrated_branch": "info", "stray_log": "info",
-                                               "new_rule": "new rule", "untrusted": "new rule"}.get(
+            mark = "fixed" if p["fixed"] else "info" if p["kind"] in INFO else {"new_rule": "new rule", "untrusted": "new rule"}.get(
                 p["kind"], "problem")
             lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
         if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
