@@ -134,6 +134,11 @@ def decode(data: bytes, path: str) -> str:
 def loads(text: str, path: str) -> Any:
     """Parse YAML safely. Aliases are refused so a crafted file cannot expand without bound,
     and nesting deeper than MAX_YAML_DEPTH so a crafted one cannot crash the parser."""
+    from flowgit.formats import fastyaml
+
+    value = fastyaml.load(text, read_scalar)  # the plain part of YAML, read without ruamel
+    if value is not fastyaml.MISS:
+        return value
     from ruamel.yaml.error import YAMLError
 
     check_shape(text, path)
@@ -143,6 +148,11 @@ def loads(text: str, path: str) -> Any:
         raise InvalidFile(f"{path}:{_position(exc)}: invalid YAML: {_first_line(exc)}") from None
     except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidFile(f"{path}: invalid YAML: {exc}") from None
+
+
+def read_scalar(text: str) -> Any:
+    """One plain scalar (a number) as the safe loader reads it."""
+    return _safe_yaml().load(text)
 
 
 _ALIAS_HINT = re.compile(r"(?:^|[\s\[{,:])\*[^\s,\]}]+", re.M)
