@@ -41,13 +41,16 @@ class _Graph:
 
 def _build(deps: Mapping[str, Sequence[str]]) -> _Graph:
     adj: dict[str, list[str]] = {}
-    succ: dict[str, list[str]] = {}
     for node in sorted(deps):
         wanted = deps[node]
         if isinstance(wanted, str):
             raise TypeError(f"deps of {node!r} must be a sequence of ids, not a string")
-        adj[node] = sorted({d for d in wanted if d in deps})
-        succ[node] = []
+        if len(wanted) == 1:  # most tasks wait on one or none
+            (only,) = wanted
+            adj[node] = [only] if only in deps else []
+        else:
+            adj[node] = sorted({d for d in wanted if d in deps}) if wanted else []
+    succ: dict[str, list[str]] = {node: [] for node in adj}
     for node, known in adj.items():  # nodes in id order, so each succ list comes out sorted
         for dep in known:
             succ[dep].append(node)
@@ -116,8 +119,15 @@ def topo_order(deps: Mapping[str, Sequence[str]]) -> list[str]:
 
 def _levels(graph: _Graph) -> dict[str, int]:
     level: dict[str, int] = {}
+    deps = graph.deps
     for node in _require_order(graph):
-        level[node] = 1 + max((level[d] for d in graph.deps[node]), default=-1)
+        known = deps[node]
+        if not known:
+            level[node] = 0
+        elif len(known) == 1:
+            level[node] = level[known[0]] + 1
+        else:
+            level[node] = 1 + max([level[d] for d in known])
     return level
 
 
@@ -135,11 +145,18 @@ def _groups(level: Mapping[str, int]) -> list[list[str]]:
 
 def _rank(graph: _Graph, weights: Mapping[str, float] | None) -> dict[str, float]:
     rank: dict[str, float] = {}
+    succ, isfinite = graph.succ, math.isfinite
     for node in reversed(_require_order(graph)):
         weight = 1.0 if weights is None else float(weights.get(node, 1.0))
-        if not math.isfinite(weight) or weight < 0:
+        if not isfinite(weight) or weight < 0:
             raise ValueError(f"weight of {node!r} must be a finite number >= 0, not {weight}")
-        rank[node] = weight + max((rank[s] for s in graph.succ[node]), default=0.0)
+        after = succ[node]
+        if not after:
+            rank[node] = weight + 0.0
+        elif len(after) == 1:
+            rank[node] = weight + rank[after[0]]
+        else:
+            rank[node] = weight + max([rank[s] for s in after])
     return rank
 
 
@@ -225,7 +242,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 @dataclass(frozen=True)
 class _View:
-    nodes: dict[str, Node]
+    """The graph and its nodes' fields, as columns by id (no object per node)."""
+    ids: list[str]  # in the order given
+    title: dict[str, str]
+    kind: dict[str, str]
+    state: dict[str, str]
+    worker: dict[str, str | None]
     graph: _Graph
     order: list[str]
     level: dict[str, int]
@@ -233,18 +255,43 @@ class _View:
     hours: dict[str, float]
 
 
-def _view(nodes: Sequence[Node]) -> _View:
-    by_id: dict[str, Node] = {}
-    for node in nodes:
-        if node.id in by_id:
-            raise ValueError(f"duplicate node id {node.id!r}")
-        by_id[node.id] = node
+@dataclass(frozen=True)
+class Columns:
+    """A graph's nodes as columns, index by index (what `Node` holds, without an object per
+    node): what the graph command builds from a plan's rows."""
+    ids: Sequence[str]
+    titles: Sequence[str]
+    deps: Sequence[Sequence[str]]
+    kinds: Sequence[str]
+    states: Sequence[str]
+    hours: Sequence[float]
+    workers: Sequence[str | None]
+
+
+def _columns(nodes: Sequence[Node]) -> Columns:
+    return Columns([n.id for n in nodes], [n.title for n in nodes], [n.deps for n in nodes],
+                   [n.kind for n in nodes], [n.state for n in nodes], [n.hours for n in nodes],
+                   [n.worker for n in nodes])
+
+
+def _view(c: Columns) -> _View:
+    ids = list(c.ids)
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        for node_id in ids:
+            if node_id in seen:
+                raise ValueError(f"duplicate node id {node_id!r}")
+            seen.add(node_id)
     # checkpoints are gates, not work: they weigh nothing on the critical path or the gantt
-    hours = {n.id: 0.0 if n.kind == "checkpoint" else n.hours for n in nodes}
-    graph = _build({n.id: n.deps for n in nodes})
+    hours = {i: 0.0 if k == "checkpoint" else h for i, k, h in zip(ids, c.kinds, c.hours)}
+    graph = _build(dict(zip(ids, c.deps)))
     rank = _rank(graph, hours)
     return _View(
-        nodes=by_id,
+        ids=ids,
+        title=dict(zip(ids, c.titles)),
+        kind=dict(zip(ids, c.kinds)),
+        state=dict(zip(ids, c.states)),
+        worker=dict(zip(ids, c.workers)),
         graph=graph,
         order=_require_order(graph),
         level=_levels(graph),
@@ -269,13 +316,13 @@ class Analysis:
     execution_order: list[str]
 
 
-def analyse(nodes: Sequence[Node], fmt: str, *, title: str = "") -> Analysis:
+def analyse(nodes: Sequence[Node] | Columns, fmt: str, *, title: str = "") -> Analysis:
     """`render` and the graph's facts from one build of the graph (at 50,000 tasks each
-    build costs a fifth of a second)."""
+    build costs a fifth of a second); the nodes as `Node`s or as `Columns`."""
     renderers = {"mermaid": _mermaid, "dot": _dot, "ascii": _ascii, "gantt": _gantt}
     if fmt not in renderers:
         raise ValueError(f"unknown graph format {fmt!r}: use {', '.join(FORMATS)}")
-    view = _view(nodes)
+    view = _view(nodes if isinstance(nodes, Columns) else _columns(nodes))
     return Analysis(renderers[fmt](view, _clean(title)), list(view.critical), _groups(view.level),
                     list(view.order))
 
@@ -291,9 +338,16 @@ def _hours(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _caption(node: Node) -> str:
-    title = _clean(node.title)
-    return f"{title} ({_clean(node.worker)})" if node.worker else title
+def _captions(view: _View) -> dict[str, str]:
+    """Each node's title, and its worker in brackets, on one line."""
+    out = {}
+    worker = view.worker
+    for node_id, title in view.title.items():
+        if not title.isprintable():
+            title = _CONTROL.sub(" ", title)
+        who = worker[node_id]
+        out[node_id] = f"{title} ({_clean(who)})" if who else title
+    return out
 
 
 def _critical_edges(view: _View) -> set[tuple[str, str]]:
@@ -321,11 +375,22 @@ _ID_CHARS = _IdChars()
 
 
 def _mermaid_ids(ids: Sequence[str]) -> dict[str, str]:
+    ordered = sorted(ids)
+    joined = "\n".join(ordered)
+    if "\n" in "".join(ordered):
+        bases = [node.translate(_ID_CHARS) for node in ordered]
+    else:  # one translation of them all (a newline is no id's character: it splits them again)
+        bases = joined.translate(_ID_CHARS_JOINED).split("\n") if ordered else []
+    keywords = _MERMAID_KEYWORDS
+    if len(set(bases)) == len(bases) and "" not in bases and \
+            keywords.isdisjoint("\n".join(bases).lower().split("\n")):
+        return dict(zip(ordered, bases))  # every id's own name: none taken twice, none reserved
     out: dict[str, str] = {}
     used: set[str] = set()
-    for node in sorted(ids):
-        base = node.translate(_ID_CHARS) or "_"
-        if base.lower() in _MERMAID_KEYWORDS:
+    for node, base in zip(ordered, bases):
+        if not base:
+            base = "_"
+        if base.lower() in keywords:
             base = f"n_{base}"
         candidate, n = base, 1
         while candidate in used:  # "a.b" and "a-b" both sanitize to "a_b"
@@ -334,6 +399,14 @@ def _mermaid_ids(ids: Sequence[str]) -> dict[str, str]:
         used.add(candidate)
         out[node] = candidate
     return out
+
+
+class _IdCharsJoined(_IdChars):
+    def __missing__(self, code: int) -> str:
+        return "\n" if code == 10 else super().__missing__(code)
+
+
+_ID_CHARS_JOINED = _IdCharsJoined()
 
 
 _MERMAID_CODES = {c: f"#{ord(c)};" for c in "#:;<>&`"} | {'"': "#quot;"}
@@ -350,35 +423,53 @@ def _class_name(state: str) -> str:
     return state if state in _STYLE else "state_" + re.sub(r"[^A-Za-z0-9_]", "_", state)
 
 
+_MERMAID_SPECIAL = re.compile('[#:;<>&`"]')
+
+
+def _mermaid_texts(texts: dict[str, str]) -> dict[str, str]:
+    """_mermaid_text of each value; one search of them all when none needs it."""
+    if _MERMAID_SPECIAL.search("\n".join(texts.values())) is None:
+        return texts
+    return {k: v.translate(_MERMAID_TABLE) for k, v in texts.items()}
+
+
 def _mermaid(view: _View, title: str) -> str:
-    ids = _mermaid_ids(list(view.nodes))
+    ids = _mermaid_ids(view.ids)
     lines: list[str] = []
     if title:
         lines += ["---", f"title: {json.dumps(title, ensure_ascii=False)}", "---"]
     lines.append("flowchart TD")
-    for node_id in view.order:
-        node = view.nodes[node_id]
-        label = f"{_mermaid_text(node.id)}: {_mermaid_text(_caption(node))}"
-        shape = f'{{{{"{label}"}}}}' if node.kind == "checkpoint" else f'["{label}"]'
-        lines.append(f"    {ids[node_id]}{shape}:::{_class_name(node.state)}")
+    names = _mermaid_texts({i: i for i in view.ids})
+    captions = _mermaid_texts(_captions(view))
+    classes = {state: _class_name(state) for state in set(view.state.values())}
+    kind, state = view.kind, view.state
+    lines += [f'    {ids[i]}{{{{"{names[i]}: {captions[i]}"}}}}:::{classes[state[i]]}'
+              if kind[i] == "checkpoint" else f'    {ids[i]}["{names[i]}: {captions[i]}"]:::{classes[state[i]]}'
+              for i in view.order]
     critical_edges = _critical_edges(view)
     thick: list[str] = []
-    for index, (dep, node_id) in enumerate(_edges(view)):
-        lines.append(f"    {ids[dep]} --> {ids[node_id]}")
-        if (dep, node_id) in critical_edges:
-            thick.append(str(index))
-    for state in sorted({n.state for n in view.nodes.values()}):
-        fill, stroke, dashed = _STYLE.get(state, _OTHER_STYLE)
+    deps = view.graph.deps
+    index = 0
+    for node_id in view.order:
+        to = ids[node_id]
+        for dep in deps[node_id]:
+            lines.append(f"    {ids[dep]} --> {to}")
+            if (dep, node_id) in critical_edges:
+                thick.append(str(index))
+            index += 1
+    for name in sorted(classes):
+        fill, stroke, dashed = _STYLE.get(name, _OTHER_STYLE)
         dash = ",stroke-dasharray:5 5" if dashed else ""
         lines.append(
-            f"    classDef {_class_name(state)} fill:{fill},stroke:{stroke},color:#000{dash}"
+            f"    classDef {classes[name]} fill:{fill},stroke:{stroke},color:#000{dash}"
         )
     if view.critical:
         lines.append("    classDef critical stroke-width:4px")
         lines.append(f"    class {','.join(ids[n] for n in view.critical)} critical")
     if thick:
         lines.append(f"    linkStyle {','.join(thick)} stroke:{_CRITICAL_COLOR},stroke-width:3px")
-    return "\n".join(lines) + "\n"
+    lines.append("")
+    return "\n".join(lines)
 
 
 # dot -------------------------------------------------------------------------------------
@@ -398,18 +489,19 @@ def _dot(view: _View, title: str) -> str:
     lines.append('    node [shape=box, style="rounded,filled", fontname="Helvetica"];')
     lines.append('    edge [color="#607d8b"];')
     critical = set(view.critical)
+    captions = _captions(view)
     for node_id in view.order:
-        node = view.nodes[node_id]
-        fill, stroke, dashed = _STYLE.get(node.state, _OTHER_STYLE)
-        label = _dot_quote(f"{node.id}\n{_caption(node)}")
+        state = view.state[node_id]
+        fill, stroke, dashed = _STYLE.get(state, _OTHER_STYLE)
+        label = _dot_quote(f"{node_id}\n{captions[node_id]}")
         attrs = [f"label={label}", f'fillcolor="{fill}"', f'color="{stroke}"']
-        if node.kind == "checkpoint":
+        if view.kind[node_id] == "checkpoint":
             attrs.append("shape=hexagon")
         if dashed:
             attrs.append('style="rounded,filled,dashed"')
         if node_id in critical:
             attrs.append("penwidth=3")
-        attrs.append(f"tooltip={_dot_quote(node.state)}")
+        attrs.append(f"tooltip={_dot_quote(state)}")
         lines.append(f"    {_dot_quote(node_id)} [{', '.join(attrs)}];")
     critical_edges = _critical_edges(view)
     for dep, node_id in _edges(view):
@@ -428,18 +520,18 @@ def _dot(view: _View, title: str) -> str:
 
 def _ascii(view: _View, title: str) -> str:
     lines: list[str] = [title] if title else []
-    if not view.nodes:
+    if not view.ids:
         return "\n".join([*lines, "(no tasks)"]) + "\n"
     critical = set(view.critical)
-    state_width = max(len(_clean(n.state)) for n in view.nodes.values()) + 2
-    id_width = max(len(n) for n in view.nodes)
+    captions = _captions(view)
+    state_width = max(len(_clean(s)) for s in view.state.values()) + 2
+    id_width = max(len(n) for n in view.ids)
     for number, group in enumerate(_groups(view.level), start=1):
         lines.append(f"Group {number} (parallel):" if len(group) > 1 else f"Group {number}:")
         for node_id in group:
-            node = view.nodes[node_id]
             mark = "*" if node_id in critical else " "
-            line = f"  {mark} {'[' + _clean(node.state) + ']':<{state_width}} {node_id:<{id_width}}"
-            line += f"  {_caption(node)}"
+            line = f"  {mark} {'[' + _clean(view.state[node_id]) + ']':<{state_width}} {node_id:<{id_width}}"
+            line += f"  {captions[node_id]}"
             if view.graph.deps[node_id]:
                 line += f"  <- {', '.join(view.graph.deps[node_id])}"
             lines.append(line.rstrip())
@@ -453,7 +545,8 @@ def _ascii(view: _View, title: str) -> str:
 
 
 def _gantt(view: _View, title: str) -> str:
-    ids = _mermaid_ids(list(view.nodes))
+    ids = _mermaid_ids(view.ids)
+    captions = _captions(view)
     # whole seconds: mermaid reads `dateFormat X` timestamps, and fractions break it
     end: dict[str, int] = {}
     start: dict[str, int] = {}
@@ -468,17 +561,17 @@ def _gantt(view: _View, title: str) -> str:
     for number, group in enumerate(_groups(view.level), start=1):
         lines.append(f"    section Group {number}")
         for node_id in sorted(group, key=lambda n: (start[n], n)):
-            node = view.nodes[node_id]
+            state = view.state[node_id]
             tags = []
-            if node.state in _FINISHED:
+            if state in _FINISHED:
                 tags.append("done")
-            elif node.state in _ACTIVE:
+            elif state in _ACTIVE:
                 tags.append("active")
             if node_id in critical:
                 tags.append("crit")
-            if node.kind == "checkpoint":
+            if view.kind[node_id] == "checkpoint":
                 tags.append("milestone")
-            name = _mermaid_text(f"{node.id} {_caption(node)}")
+            name = _mermaid_text(f"{node_id} {captions[node_id]}")
             fields = ", ".join([*tags, ids[node_id], str(start[node_id]), str(end[node_id])])
             lines.append(f"    {name} :{fields}")
     return "\n".join(lines) + "\n"
@@ -486,6 +579,7 @@ def _gantt(view: _View, title: str) -> str:
 
 __all__ = [
     "FORMATS",
+    "Columns",
     "Node",
     "critical_path",
     "critical_rank",

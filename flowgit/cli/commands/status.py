@@ -353,26 +353,29 @@ def events(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
 
 def graph(app: App, plan_id: str, fmt: str) -> int:
     from flowgit.core import graph as g
-    from flowgit.core.model import estimate_hours, trusted_instance
+    from flowgit.core.model import estimate_hours
 
     repo = app.repo
     state = repo.state(check_id(plan_id, "plan id"))
     plan = repo.load_plan(plan_id).plan
-    known = set(plan.node_ids())
+    ids = plan_column(plan, "id")  # the tasks' fields as columns: no task built, no node object
+    cps = plan.checkpoints
+    known = {*ids, *(c.id for c in cps)}
+    hours: dict[Any, float] = {}  # a plan has a handful of distinct estimates
+    for estimate in set(plan_column(plan, "estimate")):
+        hours[estimate] = estimate_hours(estimate)
     states = dict(zip(state.tasks, column(state.tasks, "state")))
     workers = dict(zip(state.tasks, column(state.tasks, "worker")))
-    hours: dict[Any, float] = {}  # a plan has a handful of distinct estimates
-    nodes = []
-    for t in plan.tasks:
-        if t.estimate not in hours:
-            hours[t.estimate] = estimate_hours(t.estimate)
-        nodes.append(trusted_instance(g.Node, {  # fields checked with the plan: no __init__
-            "id": t.id, "title": t.title, "deps": tuple(d for d in t.depends_on if d in known),
-            "kind": "task", "state": states[t.id], "priority": t.priority,
-            "hours": hours[t.estimate], "worker": workers[t.id]}))
-    nodes += [g.Node(id=c.id, title=c.title, deps=tuple(a for a in c.after if a in known),
-                     kind="checkpoint", state=state.checkpoints[c.id].state, hours=0.0)
-              for c in plan.checkpoints]
+    nodes = g.Columns(
+        ids=[*ids, *(c.id for c in cps)],
+        titles=[*plan_column(plan, "title"), *(c.title for c in cps)],
+        deps=[*(ds if all(d in known for d in ds) else tuple(d for d in ds if d in known)
+                for ds in plan_column(plan, "depends_on")),
+              *(tuple(a for a in c.after if a in known) for c in cps)],
+        kinds=[*("task" for _ in ids), *("checkpoint" for _ in cps)],
+        states=[*(states[i] for i in ids), *(state.checkpoints[c.id].state for c in cps)],
+        hours=[*(hours[e] for e in plan_column(plan, "estimate")), *(0.0 for _ in cps)],
+        workers=[*(workers[i] for i in ids), *(None for _ in cps)])
     found = g.analyse(nodes, fmt, title=plan.title)
     rendered = found.text
     result = {
