@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 from flowgit.errors import InvalidFile
 from flowgit.formats import yamlio
@@ -90,6 +90,259 @@ def read(text: str, display: str) -> Layout | None:
         return None  # two tasks share a line
     key_line = next(k.start_mark.line for k, v in root.value if v is seq)
     return Layout(lines, spans, key_line)
+
+
+# ----- the same layout found line by line (a first edit of a big plan: no composer) ---------
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*:(?= |$)")
+_ITEM = re.compile(r"( *)-( +)")
+_OPEN_END = re.compile(r":[ ]*(?:#.*)?$")
+_BLOCK = re.compile(r"( *)(?:- +)?([A-Za-z_][A-Za-z0-9_-]*): +[|>][+-]?(?: +#.*)?$")
+
+
+def _closed(value: str) -> int | None:
+    """Where a quoted scalar or flow collection starting `value` ends on this line (None:
+    it does not, or it holds what would make a line-by-line reading unsure)."""
+    first = value[0]
+    if first == "'":
+        at = 1
+        while (at := value.find("'", at)) >= 0:
+            if value[at + 1: at + 2] != "'":
+                return at + 1
+            at += 2
+        return None
+    if first == '"':
+        at = 1
+        while at < len(value):
+            if value[at] == "\\":
+                at += 2
+            elif value[at] == '"':
+                return at + 1
+            else:
+                at += 1
+        return None
+    depth = 0
+    for at, ch in enumerate(value):
+        if ch in "\'\"#":
+            return None
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return at + 1
+    return None
+
+
+def _plain_line(line: str) -> bool:
+    """Whether every node on this line ends on it (the line holds no start of a block scalar,
+    an alias, an anchor, a tag, a complex key, or a quoted or flow node going on to the next)."""
+    body = line.lstrip(" ")
+    if not body or body[0] == "#":
+        return True
+    while body[:2] == "- ":
+        body = body[2:].lstrip(" ")
+    if body == "-":
+        return False
+    key = _KEY.match(body)
+    if key:
+        body = body[key.end():].lstrip(" ")
+    if not body or body[0] == "#":
+        return True
+    if body[0] in "|>*&!%@`?,]}-":
+        return body[0] == "-" and body[:2] != "- " and body != "-"
+    if body[0] not in "'\"[{":
+        return True
+    end = _closed(body)
+    if end is None:
+        return False
+    rest = body[end:]
+    return not rest.strip() or (rest[0] == " " and rest.lstrip(" ")[0] == "#")
+
+
+def scan(text: str, ids: Sequence[str], fast: bool = True) -> Layout | None:
+    """The layout `read` finds, found line by line for a file laid out plainly, and only when
+    the tasks it finds are `ids` (the tasks of this very version, as a parse gave them), in
+    order. None whenever a line could be read another way (a quoted string or a flow list
+    going on to the next line, an alias, a tag, a tab, a document marker, a null at a task's
+    end): then `read`. `fast`: a task list of plain lines is read by regular expressions."""
+    if _ODD_BREAKS.search(text) or "\t" in text or not ids:
+        return None
+    lines = _LINES.findall(text)
+    key_line = None
+    in_block = False  # the indented lines of a top-level key's block scalar
+    started = False
+    for n, line in enumerate(lines):
+        line = line.rstrip("\r\n").lstrip("\ufeff") if n == 0 else line.rstrip("\r\n")
+        if line.startswith(("---", "...", "%")):
+            return None
+        if in_block and (not line.strip() or line[0] == " "):
+            continue
+        in_block = False
+        if not line.strip() or line.lstrip(" ")[0] == "#":
+            continue
+        if line[0] == " " and not started:
+            return None  # the top-level mapping is indented
+        started = True
+        if line[0] != " ":
+            key = _KEY.match(line)
+            if key is None:
+                return None
+            value = line[key.end():].lstrip(" ")
+            if line[: key.end()] == "tasks:":
+                if value and value[0] != "#":
+                    return None
+                key_line = n
+                break
+            if value[:1] in ("|", ">"):
+                in_block = True
+                continue
+        if not _plain_line(line):
+            return None
+    if key_line is None:
+        return None
+    spans = _plain_spans(text, lines, key_line) if fast else None
+    if spans is None:
+        spans = _spans(lines, key_line)
+    if spans is None or list(spans) != list(ids):
+        return None
+    return Layout(lines, spans, key_line)
+
+
+# a line that is not blank, a comment, or keys and one value that ends on the line
+_NOT_PLAIN = re.compile(
+    r"^(?![ ]*(?:#[^\n]*)?\r?$"
+    r"|[ ]*(?:-[ ]+)*(?:[A-Za-z_][A-Za-z0-9_-]*:(?:[ ]+|(?=\r?$)))?"
+    r"(?:[^\s'\"\[{|>*&!%@`?,\]}#\-](?:[^\n:]|:(?![ ]|\r?$))*|\[[^'\"#\[\]{}\n]*\][ ]*)?\r?$)", re.M)
+_SHALLOW = "^ {0,%d}[^ \r\n#][^\n]*"
+
+
+def _plain_spans(text: str, lines: list[str], key_line: int) -> dict[str, Span] | None:
+    """`_spans` for a task list whose every line is plain, each task's id on its dash line:
+    found with regular expressions (in C) rather than line by line. None: read line by line.
+    The ids are not checked here: the caller compares them with the parsed plan's."""
+    at = sum(len(line) for line in lines[: key_line + 1])
+    head = re.compile(r"^( *)-( +)id:", re.M).search(text, at)
+    if head is None:
+        return None
+    column = len(head.group(1))
+    line = key_line + 1 + text.count("\n", at, head.start())
+    if any(lines[n].strip(" \r\n") and lines[n].lstrip(" ")[0] != "#" for n in range(key_line + 1, line)):
+        return None
+    dash = " " * column + "-"
+    items: list[tuple[int, str]] = []  # each dash line: its number, its text
+    end, pos = len(text), head.start()
+    for found in re.compile(_SHALLOW % column, re.M).finditer(text, head.start()):
+        here = found.group()
+        line += text.count("\n", pos, found.start())
+        pos = found.start()
+        if not here.startswith(dash) or here[column + 1: column + 2] != " ":
+            end = pos
+            break
+        items.append((line, here))
+    if _NOT_PLAIN.search(text, head.start(), end):
+        return None
+    spans: dict[str, Span] = {}
+    after = line if end < len(text) else len(lines)
+    for k in range(len(items) - 1, -1, -1):
+        first, here = items[k]
+        rest = here[column + 1:].lstrip(" ")
+        if not rest.startswith("id: "):
+            return None
+        last = after - 1
+        after = first
+        while last > first and (not lines[last].strip() or lines[last].lstrip(" ")[0] == "#"):
+            last -= 1
+        tail = lines[last].rstrip(" \r\n")
+        if tail.endswith(":") or ("#" in tail and _OPEN_END.search(tail)):
+            return None
+        spans[rest[4:].split(" #", 1)[0].strip(" \r")] = Span(first, last, column)
+    if len(spans) != len(items):
+        return None
+    return dict(reversed(spans.items()))
+
+
+def _spans(lines: list[str], key_line: int) -> dict[str, Span] | None:
+    """Where each task's lines are, read line by line from the line after `tasks:`."""
+    bare = [line.rstrip("\r\n") for line in lines]
+    spans: dict[str, Span] = {}
+    column = mapping = -1
+    first = last = -1
+    ident: str | None = None
+    block = inner = -1  # a block scalar being read: its key's column, its text's indentation
+    open_end = True  # whether the last line read may end in a null (`key:`)
+
+    def close() -> bool:
+        if ident is None or ident in spans or (open_end and _OPEN_END.search(bare[last])):
+            return False
+        spans[ident] = Span(first, last, column)
+        return True
+
+    for n in range(key_line + 1, len(bare)):
+        line = bare[n]
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        if block >= 0:
+            if not body:
+                continue
+            if inner < 0:
+                if indent <= block:
+                    return None  # an empty block scalar
+                inner = indent
+            if indent >= inner:
+                continue
+            block, last, open_end = -1, n - 1, False  # its blank lines after it are its own
+        if not body or body[0] == "#":
+            continue
+        item = _ITEM.match(line)
+        if column < 0:
+            if item is None:
+                return None
+            column = indent
+        if indent < column or (indent == column and item is None):
+            break  # the list ended: the next top-level key
+        header = _BLOCK.match(line)
+        if header is None and not _plain_line(line):
+            return None
+        if indent == column:
+            assert item is not None
+            if first >= 0 and not close():
+                return None
+            first, ident = n, None
+            mapping = item.end()
+            rest = line[mapping:]
+            if rest.startswith("id:"):
+                ident = _id_value(rest)
+                if ident is None:
+                    return None
+        elif indent == mapping and body.startswith("id:"):
+            if ident is not None:
+                return None
+            ident = _id_value(body)
+            if ident is None:
+                return None
+        last, open_end = n, True
+        if header is not None:
+            block, inner = header.start(2), -1
+    if block >= 0:
+        if inner < 0:
+            return None
+        last, open_end = len(bare) - 1, False
+    if first < 0 or not close():
+        return None
+    return spans
+
+
+
+def _id_value(rest: str) -> str | None:
+    """A task id written plainly after `id:` (anything else: None)."""
+    from flowgit.ids import is_valid_id
+
+    value = rest[3:]
+    if value[:1] != " ":
+        return None
+    value = value.split(" #", 1)[0].strip(" ")
+    return value if is_valid_id(value) else None
 
 
 def _newline(layout: Layout) -> str:

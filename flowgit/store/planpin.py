@@ -70,6 +70,11 @@ class LoadedPlan:
             self._raw = yamlio.loads(yamlio.decode(self.data(), where), where)
         return self._raw
 
+    @property
+    def parsed(self) -> Mapping[str, Any] | None:
+        """The plan as parsed YAML when this process parsed it (None: it came from the cache)."""
+        return self._raw
+
     def data(self) -> bytes:  # as read: the work tree's file, or the version execution follows
         return self._read() if self._read is not None else self.path.read_bytes()
 

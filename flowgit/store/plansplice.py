@@ -79,14 +79,20 @@ def record_checked(repo: FlowRepo, plan_id: str, data: bytes) -> None:
     store(repo).changed(CHECKED)
 
 
-def _index(repo: FlowRepo, plan_id: str, text: str, display: str) -> planslice.Index | None:
-    """The index of this version of the file: cached, or found with the composer (None: the
-    file is not laid out one task per run of lines)."""
+def _index(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str) -> planslice.Index | None:
+    """The index of this version of the file: cached; else, when it is the version `load_plan`
+    holds, read line by line and checked against that plan's task ids (a file changed outside
+    flowgit: a pull, a hand edit); else found with the composer (None: the file is not laid
+    out one task per run of lines)."""
+    from flowgit.core.index import plan_column
+
     digest = planslice.digest_of(text)
-    found = planslice.from_cache(store(repo).entry(_key(plan_id)), digest)
+    found = planslice.from_cache(store(repo).entry(_key(loaded.plan.id)), digest)
     if found is not None:
         return found
-    layout = planslice.read(text, display)
+    layout = planslice.scan(text, plan_column(loaded.plan, "id")) if loaded.hash == digest else None
+    if layout is None:
+        layout = planslice.read(text, display)
     return planslice.index_of(layout, digest) if layout is not None else None
 
 
@@ -94,7 +100,7 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
              task: Mapping[str, Any]) -> Edited:
     """The plan text with one more task after the last one, checked as `validate` would."""
     plan_id = loaded.plan.id
-    index = _index(repo, plan_id, text, display)
+    index = _index(repo, loaded, text, display)
     if index is None:
         new_text = append_tasks(text, display, [dict(task)])
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
@@ -107,7 +113,7 @@ def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_
               changes: Mapping[str, Any]) -> Edited:
     """The plan text with one task's fields changed, checked as `validate` would."""
     plan_id = loaded.plan.id
-    index = _index(repo, plan_id, text, display)
+    index = _index(repo, loaded, text, display)
     if index is None or task_id not in index.ids:
         new_text = edit_task_text(text, display, task_id, changes)
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
@@ -147,7 +153,8 @@ def _checked_whole(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index,
     it again. Else as it was."""
     from flowgit.core import semantic
 
-    if index.digest not in store(repo).entry(CHECKED).get(loaded.plan.id, ()):
+    if index.digest not in store(repo).entry(CHECKED).get(loaded.plan.id, ()) and \
+            not _schema_clean(loaded, display):
         return index
     plan = loaded.plan
     if semantic.plan_errors(plan, display, adr_ids=adr_ids(repo),
@@ -158,6 +165,16 @@ def _checked_whole(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index,
     except InvalidFile:
         return index
     return dataclasses.replace(index, checked=True, outside=semantic.outside_refs(plan))
+
+
+def _schema_clean(loaded: LoadedPlan, display: str) -> bool:
+    """Whether the version `load_plan` parsed in this process (a file changed outside flowgit,
+    read whole once) passes the schema: with the parse and the fields `load_plan` checked, all
+    that one file gets on its own, without parsing it a second time."""
+    from flowgit.formats import schemacheck
+
+    raw = loaded.parsed
+    return raw is not None and not schemacheck.schema_errors("plan", raw, None, display)
 
 
 def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, display: str,
@@ -200,13 +217,30 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
     other = lambda pid: _other(repo, pid, before.id)  # noqa: E731
     if not semantic.change_is_clean(after, old, task, known=known, outside=index.outside,
                                     adr_ids=adr_ids(repo), other_plan=other):
+        _refuse_as_the_full_check(repo, after, display)
         return None
     if any(d not in known for d in (*index.outside[0], *task.depends_on)):
         try:
             _refuse_cycle(repo, after, display)
         except InvalidFile:
+            _refuse_as_the_full_check(repo, after, display)
             return None
     return after, task
+
+
+def _refuse_as_the_full_check(repo: FlowRepo, after: Plan, display: str) -> None:
+    """A change the file's own checks pass (the task's schema and fields, against a version
+    that passed them all) but the rules between tasks and plans may not: those rules run on
+    the plan as the change leaves it, raising what the full check raises after its parse
+    (`check_plan_text`: the first problem and how many more, then a cycle across plans).
+    Returns when they find nothing: the caller runs the full check."""
+    from flowgit.core import semantic
+
+    problems = semantic.plan_errors(after, display, adr_ids=adr_ids(repo),
+                                    other_plan=lambda pid: _other(repo, pid, after.id))
+    if problems:
+        raise InvalidFile(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    _refuse_cycle(repo, after, display)
 
 
 def _with_task(before: Plan, task: Task, at: int | None) -> Plan | None:

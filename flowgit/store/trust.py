@@ -128,6 +128,11 @@ class TrustStore:
     def plan_was_trusted(self, plan_id: str) -> bool:
         return bool(self.data()["plans"].get(plan_id))
 
+    def may_trust_plan(self, plan_id: str) -> bool:
+        """Whether some version of the plan is trusted here (recorded, or for this run): when
+        not, no digest of its text needs computing to know it is not trusted."""
+        return self.plan_was_trusted(plan_id) or any(pid == plan_id for pid, _ in _session_plans)
+
     # ----- writing ---------------------------------------------------------------------------
     def record(self, commands: Iterable[Command], plans: Iterable[tuple[str, str]], how: str,
                by: Mapping[str, str]) -> tuple[list[Command], list[str]]:
