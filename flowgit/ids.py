@@ -121,6 +121,9 @@ def check_remote(value: str, what: str = "remote name") -> str:
 def case_twins(ids: Iterable[str]) -> list[list[str]]:
     """Groups of ids that differ only by case (on macOS and Windows their files are one file),
     each sorted, in order of their first id."""
+    ids = list(ids)
+    if len({ident.casefold() for ident in ids}) == len(set(ids)):
+        return []  # no two distinct ids share a folded form
     groups: dict[str, list[str]] = defaultdict(list)
     for ident in ids:
         if ident not in groups[ident.casefold()]:

@@ -129,3 +129,41 @@ def test_json_and_text_agree_at_scale(repo: Any) -> None:
     data = repo.ok("--json", "graph", "big", "--format", "mermaid").json
     assert data["graph"] == repo.ok("graph", "big", "--format", "mermaid").out
     assert json.dumps(data["execution_order"][:4]) == '["T-000", "T-001", "T-002", "T-003"]'
+
+
+def reference_order(deps: dict[str, list[str]]) -> list[str] | None:
+    """Kahn's order with the smallest free id first, the long way (None on a cycle)."""
+    import heapq
+
+    adj = {n: sorted({d for d in ds if d in deps}) for n, ds in deps.items()}
+    indegree = {n: len(ds) for n, ds in adj.items()}
+    free = [n for n, k in indegree.items() if k == 0]
+    heapq.heapify(free)
+    order = []
+    while free:
+        node = heapq.heappop(free)
+        order.append(node)
+        for other in sorted(adj):
+            if node in adj[other]:
+                indegree[other] -= 1
+                if indegree[other] == 0:
+                    heapq.heappush(free, other)
+    return order if len(order) == len(adj) else None
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_order_is_kahns_whether_or_not_ids_sort_in_it(seed: int) -> None:
+    """The id order is taken as the order when every node sorts after its dependencies; it
+    is the order Kahn's algorithm gives then, and otherwise Kahn's runs."""
+    rng = random.Random(seed)
+    names = [f"T-{i:02d}" for i in range(rng.randint(1, 12))]
+    increasing = rng.random() < 0.5
+    deps = {n: [d for d in rng.sample(names, rng.randint(0, min(3, len(names)))) if not increasing or d < n] for n in names}
+    if rng.random() < 0.2:
+        deps[names[0]].append("other/T-9")
+    want = reference_order(deps)
+    cycle, order, rank = g.cycle_order_rank(deps)
+    assert (cycle is None) == (want is not None)
+    if want is not None:
+        assert order == want == g.topo_order(deps)
+        assert list(rank) == sorted(deps) and rank == g.critical_rank(deps)

@@ -54,6 +54,10 @@ def _build(deps: Mapping[str, Sequence[str]]) -> _Graph:
     for node, known in adj.items():  # nodes in id order, so each succ list comes out sorted
         for dep in known:
             succ[dep].append(node)
+    if all(known[-1] < node for node, known in adj.items() if known):
+        # every node sorts after its dependencies: the id order is the order (the smallest id
+        # left is always free), and there is no cycle
+        return _Graph(adj, succ, list(adj))
     indegree = {node: len(known) for node, known in adj.items()}
     available = [node for node, n in indegree.items() if n == 0]
     heapq.heapify(available)
@@ -179,7 +183,7 @@ def cycle_order_rank(deps: Mapping[str, Sequence[str]], weights: Mapping[str, fl
     if graph.order is None:
         return _cycle(graph.deps), [], {}
     rank = _rank(graph, weights)
-    return None, list(graph.order), {node: rank[node] for node in sorted(rank)}
+    return None, list(graph.order), {node: rank[node] for node in graph.deps}  # deps: in id order
 
 
 def _critical(graph: _Graph, rank: Mapping[str, float]) -> list[str]:

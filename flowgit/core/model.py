@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any, Mapping, Sequence, TypeVar
 
 from flowgit.core.approvals import approval_rules
+from flowgit.core.plaintask import build_tasks
 from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, verify_of
 from flowgit.core.runconfig import estimate_hours as estimate_hours
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
@@ -380,7 +381,7 @@ class Plan:
             adrs=_strs(data.get("adrs"), f"{where}: adrs"),
             scope=dict(data.get("scope") or {}),
             retry=data.get("retry"),
-            tasks=tuple(Task.from_dict(t, f"{where}: tasks[{i}]") for i, t in enumerate(tasks_raw)),
+            tasks=build_tasks(tasks_raw, where, Task.from_dict, lambda v: trusted_instance(Task, v)),
             checkpoints=tuple(
                 Checkpoint.from_dict(c, f"{where}: checkpoints[{i}]") for i, c in enumerate(cps_raw)
             ),
@@ -395,8 +396,7 @@ class Plan:
             dup, n = Counter(ids).most_common(1)[0]
             raise _fail(where, f"duplicate id {dup!r} ({n} times): "
                                "give each task and checkpoint its own id")
-        twins = case_twins(ids)
-        if twins:
+        if twins := case_twins(ids):
             raise _fail(where, case_twin_message(twins[0], "task or checkpoint ids"))
         return plan
 

@@ -361,9 +361,12 @@ def graph(app: App, plan_id: str, fmt: str) -> int:
     ids = plan_column(plan, "id")  # the tasks' fields as columns: no task built, no node object
     cps = plan.checkpoints
     known = {*ids, *(c.id for c in cps)}
-    hours: dict[Any, float] = {}  # a plan has a handful of distinct estimates
-    for estimate in set(plan_column(plan, "estimate")):
-        hours[estimate] = estimate_hours(estimate)
+    estimates = plan_column(plan, "estimate")
+    try:  # a plan has a handful of distinct estimates (by type too: 0 and false differ)
+        hours = {(type(e), e): estimate_hours(e) for e in set(estimates)}
+        weights = [hours[type(e), e] for e in estimates]
+    except TypeError:  # an estimate that is a list or a mapping
+        weights = [estimate_hours(e) for e in estimates]
     states = dict(zip(state.tasks, column(state.tasks, "state")))
     workers = dict(zip(state.tasks, column(state.tasks, "worker")))
     nodes = g.Columns(
@@ -374,7 +377,7 @@ def graph(app: App, plan_id: str, fmt: str) -> int:
               *(tuple(a for a in c.after if a in known) for c in cps)],
         kinds=[*("task" for _ in ids), *("checkpoint" for _ in cps)],
         states=[*(states[i] for i in ids), *(state.checkpoints[c.id].state for c in cps)],
-        hours=[*(hours[e] for e in plan_column(plan, "estimate")), *(0.0 for _ in cps)],
+        hours=[*weights, *(0.0 for _ in cps)],
         workers=[*(workers[i] for i in ids), *(None for _ in cps)])
     found = g.analyse(nodes, fmt, title=plan.title)
     rendered = found.text
