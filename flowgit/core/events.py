@@ -129,10 +129,8 @@ class Event:
                    obj["clock"], obj.get("data") or {})
 
 
-def make_event(
-    type_: str, plan: str, task: str | None, actor: str, clock: int,
-    data: Mapping[str, Any] | None, now: float,
-) -> Event:
+def make_event(type_: str, plan: str, task: str | None, actor: str, clock: int,
+               data: Mapping[str, Any] | None, now: float) -> Event:
     """An event at `now` (the caller's clock: the core reads none)."""
     return Event(new_ulid(now), type_, plan, task, actor, format_time(now), clock, dict(data or {}))
 
@@ -319,10 +317,8 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     # a commit id in an event reaches git: a full id, never a name or an option
     "commit": (lambda v: type(v) is str and _FULL_ID.match(v) is not None,
                "a full commit id (40 or 64 lower-case hex digits)"),
-    # a branch name in an event becomes refs/heads/NAME: git's ref rules (flowgit.ids)
-    "branch": (lambda v: type(v) is str and branch_problem(v) is None,
-               "a branch name git allows (no '..', '@{', '//', whitespace or any of ~^:?*[\\, "
-               "no part starting with '.' or ending '.lock', not starting with '-' or '/')"),
+    "branch": (lambda v: type(v) is str and branch_problem(v) is None,  # it becomes refs/heads/NAME
+               "a branch name git allows (no '..', no part starting with '.', not starting with '-')"),
     "approvals": (lambda v: type(v) is list and all(_is_approval(a) for a in v),
                   "a list of approvals (mappings of reviewer, comment, plan_hash, at: strings)"),
     "decisions": (lambda v: type(v) is dict and all(x in ("approved", "changes_requested") for x in v.values()),
@@ -354,8 +350,7 @@ DATA: dict[str, dict[str, str]] = {
     "task.released": {"reason": "text?"},
     "task.review": {"branch": "branch?", "commit": "commit?", "base": "branch?", "note": "text?"},
     "task.note": {"text": "text?"}, "task.log": {"path": "text?"},
-    "task.wait": {"ok": "bool?", "next_at": "time?"},
-    "task.snapshot": {"state": "object!"},
+    "task.wait": {"ok": "bool?", "next_at": "time?"}, "task.snapshot": {"state": "object!"},
     "task.retried": {"reason": "text?", "for": "text?"},
     "plan.created": {"title": "text?", "tasks": "count?", "parent": "text?"},
     "plan.phase": {"to": "phase", "from": "text?", "reason": "text?",
