@@ -16,8 +16,9 @@ Measured, in this order (each size in its own copy of the generated repository):
 - rounds of `claim big`, `heartbeat big/T`, `done big/T` on the task the claim took;
 - `retry big/T` on a task claimed and failed just before (outside the timing);
 - `task add big NEW-k --title ... --dep T` once on the generated plan (`task add cold`: the
-  first edit of a plan.yaml flowgit did not write reads it whole), then timed again, and
-  `task edit big/T --title ...`;
+  first edit of a plan.yaml flowgit did not write), then timed again; `task add after a pull`:
+  the first after a plain `git commit` retitled a task of plan.yaml (as a teammate's pushed
+  edit arrives), the plan then read whole once; and `task edit big/T --title ...`;
 - bytes of new objects (`git count-objects`) per transition and per `task add`.
 
 Each read runs once untimed first (its caches filled: warm is the measure). A command whose
@@ -64,7 +65,8 @@ TARGETS: dict[str, Target] = {
     "graph --format mermaid": Target(1000),
     "validate": Target(2000),
     "diff HEAD~5 HEAD": Target(2000),
-    "task add cold": Target(2000),  # the first after plan.yaml changed outside flowgit: read whole
+    "task add cold": Target(2000),  # the first on the generated plan (after status and validate)
+    "task add after a pull": Target(2000),  # the first after a commit from outside changed plan.yaml
     "task add": Target(500),
     "task edit": Target(500),
     "retry": Target(500),
@@ -206,6 +208,20 @@ def run_bench(ns: list[int], runs: int, slow: float, keep: bool) -> tuple[list[S
 
         measure(sizes, "task add cold", 1, slow, add)  # the generated plan: never edited by flowgit
         measure(sizes, "task add", runs, slow, add)
+
+        def pulled(s: Size) -> Run:  # a teammate's commit changed plan.yaml (as a pull brings)
+            plan = s.r.repo / ".flow" / "plans" / PLAN / "plan.yaml"
+            s.added += 1
+            text = plan.read_text()
+            title = f"    title: Generated task number {s.n // 2}\n"
+            at = text.find(title)
+            plan.write_text(text[:at] + f"    title: Retitled by a teammate {s.added}\n" + text[at + len(title):]
+                            if at >= 0 else text.replace("title: Generated scale plan", f"title: Plan {s.added}", 1))
+            s.r.git("commit", "-q", "--no-verify", "-am", f"a teammate's edit {s.added}")
+            return s.timed("task", "add", PLAN, f"NEW-{s.added}", "--title", f"Added task {s.added}",
+                           "--dep", scale_gen.task_id(s.n - 1))[0]  # its pack chain starts again
+
+        measure(sizes, "task add after a pull", min(runs, 3), slow, pulled)
 
         def edit(s: Size) -> Run:
             s.added += 1

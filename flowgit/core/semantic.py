@@ -110,7 +110,7 @@ def upstream(plan: Plan, node: str) -> Plan:
     (only those tasks are built, for a plan read from the index)."""
     from dataclasses import fields
 
-    from flowgit.core.index import plan_columns
+    from flowgit.core.index import indexed_plan, lazy_rows, plan_columns
 
     ids, columns = plan_columns(plan)
     deps: dict[str, Iterable[str]] = dict(zip(ids, columns))
@@ -123,9 +123,14 @@ def upstream(plan: Plan, node: str) -> Plan:
             continue
         keep.add(item)
         stack.extend(deps[item])
-    tasks = tuple(t for t in (plan.task(i) for i in ids if i in keep) if t is not None)
     rest = {f.name: getattr(plan, f.name) for f in fields(Plan) if f.name not in ("tasks", "checkpoints")}
-    return Plan(**rest, tasks=tasks, checkpoints=tuple(c for c in plan.checkpoints if c.id in keep))
+    checkpoints = tuple(c for c in plan.checkpoints if c.id in keep)
+    rows = lazy_rows(plan)
+    if rows is not None:  # rows in, rows out: a task is built only when read
+        kept = [row for row in rows if row[0] in keep]
+        return indexed_plan(Plan(**rest, tasks=(), checkpoints=checkpoints), lambda: kept)
+    tasks = tuple(t for t in (plan.task(i) for i in ids if i in keep) if t is not None)
+    return Plan(**rest, tasks=tasks, checkpoints=checkpoints)
 
 
 def _reaches(plan: Plan, starts: Iterable[str], target: str) -> bool:

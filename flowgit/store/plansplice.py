@@ -296,12 +296,12 @@ def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:
     store(repo).entry(key).update(planslice.to_cache(edited.index))
     store(repo).changed(key)
     store(repo).save()
-    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), before, changed)
+    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), edited.index.digest, before, changed)
     repo.forget(edited.plan.id)
     repo.save_cache()
 
 
-def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, changed: str) -> None:
+def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, digest: str, before: str, changed: str) -> None:
     """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
     by adding or replacing the task `changed` in the version of digest `before`. Only when the
     version `load_plan` reads now holds `data` and the cache holds the one before."""
@@ -330,12 +330,16 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, before: str, chang
     rows[at: at + 1] = task_rows([task])
     if len(rows) != len(plan_column(plan, "id")):
         return
-    digest = hashlib.sha256(data).hexdigest()
     executors = {k: v for k, v in executors.items() if k != changed}
     if task.executor is not None:
         executors[changed] = task.executor
+    if entry.get("external") is False:  # no other task changed: only this one can wait outside
+        wanted = set(task.depends_on) - {c.id for c in plan.checkpoints}
+        external = bool(wanted - {i for i in plan_column(plan, "id") if i in wanted})
+    else:
+        external = _external(plan)
     cache["plan"] = {"stat": src.key, "data": entry["data"], "hash": digest, "checked": True,
-                     "external": _external(plan), "executors": executors}
+                     "external": external, "executors": executors}
     repo.plan_cache.changed(plan.id)
     kept.clear()
     kept.update({"hash": digest, "rows": rows})

@@ -286,7 +286,8 @@ def retry(app: App, ref: str, worker: str | None) -> int:
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         return decide_retry(repo.load_plan(plan_id).plan, state, task_id, actor, now)
 
-    result = transact(app, plan_id, actor, decide)
+    # a failed task's state is its own log's: decided on it alone (a blocked one reads the plan)
+    result = transact(app, plan_id, actor, decide, task=task_id)
     retried = result["retried"]
     text = f"retried {', '.join(retried)}" + ("" if retried == [result["task"]]
                                               else f" (blocking {result['task']})")
