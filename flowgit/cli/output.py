@@ -30,6 +30,17 @@ class Output:
                 self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
         self.out.flush()
 
+    def result_encoded(self, encoded: str, text: Callable[[], str]) -> None:
+        """`result` for a result already encoded as JSON (`encoded`, one object)."""
+        notices.flush()
+        if self.as_json:
+            self.out.write(encoded + "\n")
+        else:
+            rendered = text()
+            if rendered:
+                self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
+        self.out.flush()
+
     def info(self, line: str) -> None:
         """Progress for people: stderr in JSON mode so stdout stays one object."""
         notices.flush()

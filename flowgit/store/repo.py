@@ -63,6 +63,7 @@ class FlowRepo:
         self.plan_cache = self.cache.beside(self.dirs.common_dir / "flowgit" / "plans")
         self.journal = Journal(self)
         self._plans: dict[str, LoadedPlan] = {}
+        self.evaluated_as: dict[str, str] = {}  # plan -> the kept evaluation its last state is (evalcache)
         self._state_store: StateStore | None | bool = False  # False: not looked at yet
 
     # ----- paths ---------------------------------------------------------------------------
@@ -420,15 +421,15 @@ class FlowRepo:
             external = self._external_states(plan, deps, now, _seen | {plan_id})
         plan_log = self.read_log(plan_id, PLAN_LOG)
         with gc_paused():
-            records = self.records(plan_id)
             at = wall_now() if now is None else now
             events = self.counted_plan_events(plan_id, plan_log.events)
             if upto is not None:  # a part of the plan: evaluated as it is
+                records = self.records(plan_id)
                 return evaluate(plan, records, events, at, external, None, None, plan_log.unreadable,
                                 self._unreleased(records))
-            return evaluated(self, plan_id, plan, loaded.hash, records, events, at, external,
-                             lambda: self.graph_facts(plan_id), plan_log.unreadable,
-                             self._unreleased(records))
+            return evaluated(self, plan_id, plan, loaded.hash, lambda: self.records(plan_id), events, at,
+                             external, lambda: self.graph_facts(plan_id), plan_log.unreadable,
+                             self._unreleased)
 
     def _unreleased(self, records: Mapping[str, TaskRecord]) -> frozenset[str]:
         """Format 2: tasks whose `done` names a code commit this clone does not have yet (a

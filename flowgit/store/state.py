@@ -147,6 +147,13 @@ class StateStore:
         return listing
 
     def read(self, plan: str, stream: str, commit: str | None = None) -> bytes | None:
+        if stream == PLAN_LOG and commit is None:
+            # every command reads the plan log: at the commit it was last read at, the kept
+            # copy is it, and the plan's listing (a line per task log) need not be loaded
+            commit = self.head()
+            kept = self.repo.cache.entry(f"{plan}@planlog")
+            if commit is not None and kept.get("commit") == commit and isinstance(kept.get("data"), bytes):
+                return kept["data"]  # type: ignore[no-any-return]
         blob = self.blobs(plan, commit).get(stream)
         if blob is None:
             return None
@@ -160,6 +167,9 @@ class StateStore:
         if entry.get("blob") != blob or not isinstance(entry.get("data"), bytes):
             data = self._read_blobs([blob]).get(blob, b"")
             entry.update({"blob": blob, "data": data})
+            self.repo.cache.changed(name)
+        if entry.get("commit") != commit:
+            entry["commit"] = commit
             self.repo.cache.changed(name)
         return entry["data"]  # type: ignore[no-any-return]
 
@@ -245,6 +255,10 @@ class StateStore:
                 stream = stream_of(parts[2], path)
                 if stream is not None:
                     touched.setdefault(parts[2], {})[stream] = blob
+        from flowgit.store import evalcache  # the next read folds only the logs written here
+
+        evalcache.advance(self.repo, old, new, {plan: {k: v for k, v in changes.items() if k != PLAN_LOG}
+                                                for plan, changes in touched.items()})
         for plan, changes in touched.items():
             name = f"{plan}@tree"
             entry = self.repo.cache.entry(name)

@@ -31,7 +31,77 @@ def _rows(state: PlanState) -> Iterator[tuple[str, tuple[Any, ...]]]:
         yield task_id, tuple(getattr(view, name) for name in VIEW_FIELDS)
 
 
-def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> dict[str, Any]:
+# what status says that comes from the evaluated rows alone (with the plan and the executors
+# config): kept as encoded JSON beside the rows it was made from (`status PLAN --json`)
+DERIVED = ("progress", "counts", "ready", "stalled", "stall_chains", "interrupted", "checkpoints",
+           "unknown_refs", "unreadable", "tasks")
+
+
+def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float,
+                derived: bool = True) -> dict[str, Any]:
+    """The status of one plan (`derived=False`: without the DERIVED keys)."""
+    loaded = repo.load_plan(plan_id)
+    approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
+    from flowgit.core.rules import Facts, is_stale
+
+    cfg = repo.config
+    reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
+    from flowgit.store import configpin, planpin  # format 2: what execution follows (ADR 0011)
+
+    stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve,
+                                               cfg.reset_on_change, moved=planpin.moved(repo, plan_id)))
+    parts = _derived(repo, plan_id, state) if derived else {}
+    out: dict[str, Any] = {"plan": plan_id, "title": loaded.plan.title, "phase": state.phase}
+    for key in DERIVED[:7]:
+        if derived:
+            out[key] = parts[key]
+    out.update({"approvals": approvals, "approval_stale": bool(stale), "parent": loaded.plan.parent})
+    for key in DERIVED[7:9]:
+        if derived:
+            out[key] = parts[key]
+    out.update({"plan_source": loaded.display or repo.rel(loaded.path),
+                "plan_differs": planpin.divergence(repo, plan_id, loaded.hash, loaded.where),
+                "config_differs": configpin.divergence(repo)})
+    if derived:
+        out["tasks"] = parts["tasks"]
+    return out
+
+
+def status_json(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> str:
+    """`status PLAN --json`, encoded: the DERIVED part kept, encoded, by the evaluated rows it
+    was made from (store/evalcache.py: `evaluated_as`), the plan's digest and the executors
+    config, so a plan nobody moved is answered without building a row (issue 17)."""
+    gen = repo.evaluated_as.get(plan_id)
+    config = repo.config
+    key = [gen, repo.load_plan(plan_id).hash, config.default_executor] \
+        if gen is not None and not config.run.select else None
+    name = f"{plan_id}@status"
+    entry = repo.cache.entry(name) if key is not None else {}
+    kept = entry.get("parts") if entry.get("key") == key else None
+    if isinstance(kept, dict) and all(isinstance(kept.get(k), str) for k in DERIVED):
+        parts: dict[str, str] = kept
+        data = status_dict(repo, plan_id, state, now, derived=False)
+    else:
+        data = status_dict(repo, plan_id, state, now)
+        parts = {k: json.dumps(data[k], ensure_ascii=False) for k in DERIVED}
+        if key is not None:
+            entry.clear()
+            entry.update({"key": key, "parts": parts})
+            repo.cache.changed(name)
+    import os
+
+    mark = "\0" + os.urandom(8).hex()  # no text of the plan can hold it: the encoder escapes NUL
+    skeleton = json.dumps({k: mark + k if k in DERIVED else data[k] for k in _ORDER}, ensure_ascii=False)
+    pieces, rest = [], skeleton
+    for k in _ORDER:
+        if k in DERIVED:
+            before, _, rest = rest.partition(json.dumps(mark + k))
+            pieces += [before, parts[k]]
+    pieces.append(rest)
+    return "".join(pieces)
+
+
+def _derived(repo: FlowRepo, plan_id: str, state: PlanState) -> dict[str, Any]:
     from flowgit.runner.executors import choose  # which executor `run` would give each task
 
     loaded = repo.load_plan(plan_id)
@@ -72,29 +142,17 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> d
         if held:
             row["unreadable"] = held
         tasks.append(row)
-    approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
-    from flowgit.core.rules import Facts, is_stale
-
-    cfg = repo.config
-    reviewed = cfg.approvals_required > 0 or bool(state.approvals)  # else nothing was approved
-    from flowgit.store import configpin, planpin  # format 2: what execution follows (ADR 0011)
-
-    stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve,
-                                               cfg.reset_on_change, moved=planpin.moved(repo, plan_id)))
     return {
-        "plan": plan_id, "title": loaded.plan.title, "phase": state.phase, "progress": state.progress,
-        "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
+        "progress": state.progress, "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
         "stall_chains": state.stall_chains() if state.stalled else [],
         "interrupted": state.interrupted,
         "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
-        "approvals": approvals, "approval_stale": bool(stale),
-        "parent": loaded.plan.parent, "unknown_refs": state.unknown_refs,
-        "unreadable": state.unreadable,
-        "plan_source": loaded.display or repo.rel(loaded.path),
-        "plan_differs": planpin.divergence(repo, plan_id, loaded.hash, loaded.where),
-        "config_differs": configpin.divergence(repo),
-        "tasks": tasks,
+        "unknown_refs": state.unknown_refs, "unreadable": state.unreadable, "tasks": tasks,
     }
+
+
+_ORDER = ("plan", "title", "phase", *DERIVED[:7], "approvals", "approval_stale", "parent", *DERIVED[7:9],
+          "plan_source", "plan_differs", "config_differs", "tasks")
 
 
 def _bar(progress: int) -> str:
@@ -248,6 +306,9 @@ def status(app: App, plan_id: str | None, limit: int | None = None, everything: 
     if plan_id is not None:
         check_id(plan_id, "plan id")
         state = repo.state(plan_id, now)
+        if app.out.as_json:
+            app.out.result_encoded(status_json(repo, plan_id, state, now), lambda: "")
+            return 0
         data = status_dict(repo, plan_id, state, now)
 
         def one_plan() -> str:
