@@ -105,31 +105,40 @@ def change_is_clean(after: Plan, old: Task | None, new: Task, *, known: Collecti
     return after.parent is None or other_plan is None or other_plan(after.parent) is not None
 
 
-def upstream(plan: Plan, node: str) -> Plan:
+def upstream(plan: Plan, node: str, settled: Callable[[str], bool] | None = None) -> Plan:
     """The plan cut down to one task or checkpoint and everything it waits on in the plan
-    (only those tasks are built, for a plan read from the index)."""
-    from dataclasses import fields
+    (only those tasks are built, for a plan read from the index). A task `settled` says is
+    kept without its dependencies (its state does not depend on them): `node`'s state is the
+    one the whole plan gives it, the settled tasks' own rows say nothing of what they wait on."""
+    from dataclasses import fields, replace
 
-    from flowgit.core.index import indexed_plan, lazy_rows, plan_columns
+    from flowgit.core.index import TASK_FIELDS, indexed_plan, lazy_rows, plan_columns
 
     ids, columns = plan_columns(plan)
     deps: dict[str, Iterable[str]] = dict(zip(ids, columns))
     deps.update({c.id: c.after for c in plan.checkpoints})
     keep: set[str] = set()
+    cut: set[str] = set()
     stack = [node]
     while stack:
         item = stack.pop()
         if item in keep or item not in deps:
             continue
         keep.add(item)
+        if settled is not None and item != node and settled(item):
+            cut.add(item)
+            continue
         stack.extend(deps[item])
+    cut.difference_update(c.id for c in plan.checkpoints)
     rest = {f.name: getattr(plan, f.name) for f in fields(Plan) if f.name not in ("tasks", "checkpoints")}
     checkpoints = tuple(c for c in plan.checkpoints if c.id in keep)
     rows = lazy_rows(plan)
     if rows is not None:  # rows in, rows out: a task is built only when read
-        kept = [row for row in rows if row[0] in keep]
+        at = TASK_FIELDS.index("depends_on")
+        kept = [(row if row[0] not in cut else row[:at] + ((),) + row[at + 1:]) for row in rows if row[0] in keep]
         return indexed_plan(Plan(**rest, tasks=(), checkpoints=checkpoints), lambda: kept)
-    tasks = tuple(t for t in (plan.task(i) for i in ids if i in keep) if t is not None)
+    tasks = tuple(t if t.id not in cut else replace(t, depends_on=())
+                  for t in (plan.task(i) for i in ids if i in keep) if t is not None)
     return Plan(**rest, tasks=tasks, checkpoints=checkpoints)
 
 
