@@ -533,18 +533,41 @@ def splice_edit(text: str, index: Index, task_id: str, change: Callable[[Any], N
 def splice_append(text: str, index: Index, task: Mapping[str, Any]) -> tuple[str, str, Index, Splice]:
     """`append` of one task over an index: the new file, the task's lines as a document of
     their own, the new file's index (not yet checked) and the splice."""
+    out, owns, new_index, splice = splice_append_many(text, index, [task])
+    return out, owns[0], new_index, splice
+
+
+def splice_append_many(text: str, index: Index, tasks: Sequence[Mapping[str, Any]],
+                       ) -> tuple[str, list[str], Index, Splice]:
+    """`append` of tasks over an index (the same bytes): the new file, each task's lines as a
+    document of its own, the new file's index (not yet checked) and the splice."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     end = index.ends[-1]
     like = _own(text, index.starts[-1], end)
     flow = _flow_lists(yamlio.rt_load(like, "the last task")["tasks"][0])
-    doc = CommentedMap([("tasks", CommentedSeq([_block(task, flow)]))])
+    doc = CommentedMap([("tasks", CommentedSeq(_block(t, flow) for t in tasks))])
     dumped = yamlio.rt_dump(doc, like=like)
-    new = "".join(_body(dumped))
+    body = _body(dumped)
+    key = _LINES.findall(dumped)[0]
+    dash = body[0][: len(body[0]) - len(body[0].lstrip(" ")) + 1] if body else "-"
+    chunks: list[list[str]] = []
+    for line in body:
+        if line.startswith(dash) or not chunks:
+            chunks.append([])
+        chunks[-1].append(line)
     head = text[:end]
     if not head.endswith(("\n", "\r")):
         head += _text_newline(text)
+    new = "".join(body)
     out = head + new + text[end:]
-    return (out, dumped, Index(digest_of(out), [*index.ids, str(task["id"])], [*index.starts, len(head)],
-                               [*index.ends, len(head) + len(new)], False, index.outside),
-            Splice(end, end, head[end:] + new))
+    starts, ends, at = list(index.starts), list(index.ends), len(head)
+    for chunk in chunks:
+        starts.append(at)
+        at += sum(len(line) for line in chunk)
+        ends.append(at)
+    ids = [*index.ids, *(str(t["id"]) for t in tasks)]
+    if len(chunks) != len(tasks):  # not one run of lines per task: no index (the full check)
+        starts, ends, ids = [], [], []
+    return (out, [key + "".join(chunk) for chunk in chunks],
+            Index(digest_of(out), ids, starts, ends, False, index.outside), Splice(end, end, head[end:] + new))

@@ -168,28 +168,8 @@ def _commented(value: Any) -> Any:
     return value
 
 
-def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[str, list[str]]:
-    """The plan text with these tasks appended, skipping ids it already has (idempotent)."""
-    loaded = repo.load_plan(plan_id)
-    existing = set(loaded.plan.node_ids())
-    new = []
-    for t in tasks:
-        if not isinstance(t, dict) or "id" not in t or "title" not in t:
-            raise FlowError(f"plan {plan_id}: a task to add needs an id and a title: {t!r}")
-        if t["id"] in existing:
-            continue
-        existing.add(t["id"])
-        new.append({k: v for k, v in t.items() if k != "kind" and k != "plan"})
-    text = yamlio.read_text(loaded.path)
-    if new:
-        text = append_tasks(text, repo.rel(loaded.path), new)
-        plan = check_plan_text(repo, text, repo.rel(loaded.path), plan_id)
-        refuse_cross_plan_cycle(repo, plan)
-    return text, [t["id"] for t in new]
-
-
 def append_task_text(repo: FlowRepo, plan_id: str, text: str, task: Any) -> tuple[str, list[str]]:
-    """`text` with one more task, checked like `add_tasks_text` (the same id twice: unchanged)."""
+    """`text` with one more task, checked as `validate` would (the same id twice: unchanged)."""
     if not isinstance(task, dict) or "id" not in task or "title" not in task:
         raise FlowError(f"a task to add needs an id and a title: {task!r}")
     display = repo.rel(repo.plan_file(plan_id))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flowgit.core.model import Plan, Task
 from flowgit.errors import FlowError, InvalidFile
@@ -27,6 +27,7 @@ from flowgit.store.planedit import (
     append_tasks,
     check_plan_text,
     edit_task_text,
+    refuse_cross_plan_cycle,
 )
 from flowgit.store.cache import DerivedCache
 from flowgit.store.kept import kept
@@ -109,6 +110,47 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
     return dataclasses.replace(edited, splice=splice)
 
 
+def add_tasks(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
+              tasks: Sequence[Mapping[str, Any]]) -> Edited:
+    """The plan text with these tasks after the last one (the bytes `append_tasks` writes),
+    checked as `validate` would: one by one against the cached plan when each is clean on its
+    own, else the whole file (so a refusal and its message are the full check's)."""
+    if len(tasks) == 1:
+        return add_task(repo, loaded, text, display, tasks[0])
+    plan_id = loaded.plan.id
+    index = _index(repo, loaded, text, display)
+    if index is not None:
+        new_text, owns, new_index, splice = planslice.splice_append_many(text, index, tasks)
+        if len(new_index.ids) == len(index.ids) + len(tasks):
+            edited = _checked(repo, loaded, index, new_text, owns, new_index, display, None)
+            return dataclasses.replace(edited, splice=splice)
+    new_text = append_tasks(text, display, [dict(t) for t in tasks])
+    return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
+
+
+def add_tasks_text(repo: FlowRepo, plan_id: str, tasks: list[Any]) -> tuple[Edited | None, list[str]]:
+    """These tasks added to the plan file, skipping ids it already has (idempotent): the
+    edit (None: nothing to add) and the ids added. The watcher's `add_tasks`."""
+    loaded = repo.load_plan(plan_id)
+    existing = set(loaded.plan.node_ids())
+    new = []
+    for t in tasks:
+        if not isinstance(t, dict) or "id" not in t or "title" not in t:
+            raise FlowError(f"plan {plan_id}: a task to add needs an id and a title: {t!r}")
+        if t["id"] in existing:
+            continue
+        existing.add(t["id"])
+        new.append({k: v for k, v in t.items() if k != "kind" and k != "plan"})
+    if not new:
+        return None, []
+    edited = add_tasks(repo, loaded, yamlio.read_text(loaded.path), repo.rel(loaded.path), new)
+    plan = edited.plan
+    if not plan.has_external_deps:  # it waits on no other plan: its tasks add no edge between plans
+        plan = Plan(**{f.name: getattr(plan, f.name) for f in dataclasses.fields(Plan) if f.name != "tasks"})
+    refuse_cross_plan_cycle(repo, plan)
+    return edited, [str(t["id"]) for t in new]
+
+
 def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_id: str,
               changes: Mapping[str, Any]) -> Edited:
     """The plan text with one task's fields changed, checked as `validate` would."""
@@ -123,22 +165,32 @@ def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_
     return dataclasses.replace(edited, splice=splice)
 
 
-def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str, own: str,
-             new_index: planslice.Index, display: str, replacing: str | None) -> Edited:
+def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str,
+             own: str | Sequence[str], new_index: planslice.Index, display: str,
+             replacing: str | None) -> Edited:
     """The change checked: by what it can break when the version it changes was checked and
-    is the plan `load_plan` holds, else (or on any doubt) by the full check."""
+    is the plan `load_plan` holds, else (or on any doubt) by the full check. `own`: the
+    changed task's lines as a document, or the added tasks' (each checked after the ones
+    before it; any doubt, the full check, which alone says what several added tasks break)."""
     from flowgit.core import semantic
 
     if not index.checked and loaded.hash == index.digest:
         index = _checked_whole(repo, loaded, index, display)
     if index.checked and loaded.hash == index.digest:
-        found = _changed(repo, loaded.plan, index, own, display, replacing)
-        if found is not None:
+        owns = [own] if isinstance(own, str) else list(own)
+        plan, tasks, at = loaded.plan, [], index
+        for k, doc in enumerate(owns):
+            found = _changed(repo, plan, at, doc, display, replacing, refuse=len(owns) == 1)
+            if found is None:
+                break
             plan, task = found
+            tasks.append(task)
+            at = dataclasses.replace(index, ids=new_index.ids[: len(index.ids) + k + 1])
+        else:
             deps, adrs = index.outside
             known = set(new_index.ids)
-            outside = (tuple(sorted({*deps, *(d for d in task.depends_on if d not in known)})),
-                       tuple(sorted({*adrs, *task.adrs})))
+            outside = (tuple(sorted({*deps, *(d for t in tasks for d in t.depends_on if d not in known)})),
+                       tuple(sorted({*adrs, *(a for t in tasks for a in t.adrs)})))
             return Edited(new_text, plan, dataclasses.replace(new_index, checked=True, outside=outside))
     plan = check_plan_text(repo, new_text, display, loaded.plan.id)
     return Edited(new_text, plan, dataclasses.replace(
@@ -178,7 +230,7 @@ def _schema_clean(loaded: LoadedPlan, display: str) -> bool:
 
 
 def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, display: str,
-             replacing: str | None) -> tuple[Plan, Task] | None:
+             replacing: str | None, refuse: bool = True) -> tuple[Plan, Task] | None:
     """`before` with the task of `own` (its lines as a document of their own) added, or in
     place of `replacing`, and that task, when every check passes; None when any might not
     (the full check then says what)."""
@@ -217,13 +269,15 @@ def _changed(repo: FlowRepo, before: Plan, index: planslice.Index, own: str, dis
     other = lambda pid: _other(repo, pid, before.id)  # noqa: E731
     if not semantic.change_is_clean(after, old, task, known=known, outside=index.outside,
                                     adr_ids=adr_ids(repo), other_plan=other):
-        _refuse_as_the_full_check(repo, after, display)
+        if refuse:
+            _refuse_as_the_full_check(repo, after, display)
         return None
     if any(d not in known for d in (*index.outside[0], *task.depends_on)):
         try:
             _refuse_cycle(repo, after, display)
         except InvalidFile:
-            _refuse_as_the_full_check(repo, after, display)
+            if refuse:
+                _refuse_as_the_full_check(repo, after, display)
             return None
     return after, task
 
@@ -286,24 +340,26 @@ def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
     planpack.store_version(repo, edited.plan.id, data, head, len(data) - tail, inserted.encode("utf-8"))
 
 
-def remember(repo: FlowRepo, edited: Edited, before: str, changed: str) -> None:
+def remember(repo: FlowRepo, edited: Edited, before: str, changed: str | Sequence[str]) -> None:
     """After the write: the new version's index and plan cached, so the next edit and the next
     read of the plan parse nothing (only when the file holds what was written). `before`: the
-    digest of the version the edit changed, `changed` the task it added or changed."""
+    digest of the version the edit changed, `changed` the task(s) it added or changed."""
     if edited.index is None:
         return
     key = _key(edited.plan.id)
     store(repo).entry(key).update(planslice.to_cache(edited.index))
     store(repo).changed(key)
     store(repo).save()
-    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), edited.index.digest, before, changed)
+    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), edited.index.digest, before,
+                     [changed] if isinstance(changed, str) else list(changed))
     repo.forget(edited.plan.id)
     repo.save_cache()
 
 
-def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, digest: str, before: str, changed: str) -> None:
+def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, digest: str, before: str,
+                     changed: list[str]) -> None:
     """The plan as `load_plan` caches it (store/repo.py), for the version just written: built
-    by adding or replacing the task `changed` in the version of digest `before`. Only when the
+    by adding or replacing the tasks `changed` in the version of digest `before`. Only when the
     version `load_plan` reads now holds `data` and the cache holds the one before."""
     from flowgit.core.index import check_rows, plan_column, task_rows
     from flowgit.store.planpin import source
@@ -317,8 +373,8 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, digest: str, befor
         same = src is not None and src.read() == data
     except (OSError, FlowError):
         return
-    task = plan.task(changed)
-    if not same or task is None or src is None:
+    tasks = [plan.task(c) for c in changed]
+    if not same or src is None or any(t is None for t in tasks):
         return
     kept = repo.plan_cache.entry(f"{plan.id}@rows")  # store/planindex.py: one tuple per task
     rows = check_rows(kept.get("rows")) if kept.get("hash") == before else None
@@ -326,15 +382,20 @@ def _seed_plan_cache(repo: FlowRepo, plan: Plan, data: bytes, digest: str, befor
     if rows is None or not isinstance(executors, dict):
         return
     rows = list(rows)
-    at = next((i for i in range(len(rows) - 1, -1, -1) if rows[i][0] == changed), len(rows))
-    rows[at: at + 1] = task_rows([task])
+    executors = dict(executors)
+    wanted: set[str] = set()
+    for task in tasks:
+        assert task is not None
+        at = next((i for i in range(len(rows) - 1, -1, -1) if rows[i][0] == task.id), len(rows))
+        rows[at: at + 1] = task_rows([task])
+        executors.pop(task.id, None)
+        if task.executor is not None:
+            executors[task.id] = task.executor
+        wanted.update(task.depends_on)
     if len(rows) != len(plan_column(plan, "id")):
         return
-    executors = {k: v for k, v in executors.items() if k != changed}
-    if task.executor is not None:
-        executors[changed] = task.executor
-    if entry.get("external") is False:  # no other task changed: only this one can wait outside
-        wanted = set(task.depends_on) - {c.id for c in plan.checkpoints}
+    if entry.get("external") is False:  # no other task changed: only these can wait outside
+        wanted -= {c.id for c in plan.checkpoints}
         external = bool(wanted - {i for i in plan_column(plan, "id") if i in wanted})
     else:
         external = _external(plan)

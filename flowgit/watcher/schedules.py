@@ -21,7 +21,8 @@ from flowgit.core.model import argv_of, parse_seconds
 from flowgit.errors import FlowError
 from flowgit.formats import yamlio
 from flowgit.ops.phases import plan_clock
-from flowgit.store.planedit import add_tasks_text, append_task_text
+from flowgit.store.planedit import append_task_text
+from flowgit.store.plansplice import add_tasks_text
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import Write, commit_message
 from flowgit.watcher.signals import waiting_for_edits
@@ -140,7 +141,8 @@ def _apply_discovery(repo: FlowRepo, plan_id: str, sid: str, actor: str, items: 
         if tasks and code == 0:
             # a bad item is reported and skipped; it must not keep the good ones out forever
             try:
-                text, added = add_tasks_text(repo, plan_id, tasks)
+                edited, added = add_tasks_text(repo, plan_id, tasks)
+                text = edited.text if edited is not None else ""
             except FlowError:
                 text, added = yamlio.read_text(repo.load_plan(plan_id).path), []
                 for t in tasks:

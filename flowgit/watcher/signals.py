@@ -12,8 +12,9 @@ from flowgit.core.commands import Command
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.core.model import argv_of
 from flowgit.errors import FlowError
+from flowgit.formats import yamlio
 from flowgit.ops.phases import OUTPUT_TAIL, plan_clock
-from flowgit.store.planedit import add_tasks_text
+from flowgit.store import plansplice
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import commit_message
 from flowgit.watcher.trusted import untrusted
@@ -59,6 +60,7 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         data = sig.data.get("data")
         try:
             if "builtin" in action:
+                _after.clear()
                 outcome, files = _builtin(repo, plan_id, str(action["builtin"]),
                                           {} if data is None else data)
             else:
@@ -74,6 +76,8 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         except (TypeError, ValueError) as exc:
             outcome = {"outcome": "failed", "error": f"signals.{name}: {exc}"}
         _record_signal(repo, plan_id, sig, actor, outcome, files)
+        while _after:
+            _after.pop(0)()
         log(f"{plan_id}: signal {name}: {outcome['outcome']}")
         done += 1
     return done
@@ -129,6 +133,9 @@ def run_action(argv: tuple[str, ...], cwd: Path, timeout: float, env: Mapping[st
     return result.returncode, result.duration, result.text(OUTPUT_TAIL)
 
 
+_after: list[Callable[[], None]] = []  # what a builtin does once its files are written
+
+
 def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Any) -> tuple[dict[str, Any], dict[Path, bytes]]:
     if name == "add_tasks":
         if not isinstance(data, Mapping):
@@ -136,10 +143,13 @@ def _builtin(repo: FlowRepo, plan_id: str, name: str, data: Any) -> tuple[dict[s
         tasks = data.get("tasks") or []
         if not isinstance(tasks, list):
             raise FlowError("add_tasks: data.tasks must be a list of tasks")
-        text, added = add_tasks_text(repo, plan_id, tasks)
-        if not added:
+        before = repo.load_plan(plan_id).hash
+        edited, added = plansplice.add_tasks_text(repo, plan_id, tasks)
+        if edited is None:
             return {"outcome": "ok", "added": []}, {}
-        return {"outcome": "ok", "added": added}, {repo.plan_file(plan_id): text.encode()}
+        plansplice.store_version(repo, edited, yamlio.read_text(repo.load_plan(plan_id).path))
+        _after.append(lambda: plansplice.remember(repo, edited, before, added))  # the next read parses nothing
+        return {"outcome": "ok", "added": added}, {repo.plan_file(plan_id): edited.text.encode()}
     raise FlowError(f"unknown builtin signal action {name!r} (known: add_tasks)")
 
 
