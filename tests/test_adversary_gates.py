@@ -42,18 +42,13 @@ def forged_line(plan: str, type_: str, data: dict[str, object], clock: int = 50)
     return ev.to_line()
 
 
-def push_state_event(r: Repo, tmp_path: Path, plan: str, line: str, stream: str = "_plan",
-                     push: bool = True) -> None:
-    """A hand-made, unsigned state commit that appends `line` to one of the plan's logs, pushed."""
-    from flowgit.store.state import log_path
-
-    path = log_path(plan, stream)
-    old = r.git("show", f"flow/state:{path}")
-    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=old + "\n" + line,
+def push_state_file(r: Repo, tmp_path: Path, path: str, content: str, push: bool = True) -> None:
+    """A hand-made, unsigned state commit that sets one path of the state tree, pushed."""
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=content,
                           capture_output=True, text=True, check=True).stdout.strip()
     env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "forge-index")}
     subprocess.run(["git", "read-tree", "flow/state"], cwd=r.path, env=env, check=True)
-    subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env,
+    subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env,
                    check=True)
     tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -61,6 +56,15 @@ def push_state_event(r: Repo, tmp_path: Path, plan: str, line: str, stream: str 
                                                        "flow(P): approved"))
     if push:
         r.git("push", "-q", "origin", "flow/state")
+
+
+def push_state_event(r: Repo, tmp_path: Path, plan: str, line: str, stream: str = "_plan",
+                     push: bool = True) -> None:
+    """A hand-made state commit that appends `line` to one of the plan's logs."""
+    from flowgit.store.state import log_path
+
+    path = log_path(plan, stream)
+    push_state_file(r, tmp_path, path, r.git("show", f"flow/state:{path}") + "\n" + line, push)
 
 
 def plan_hash(r: Repo, rev: str = "main") -> str:
@@ -145,6 +149,31 @@ def test_via_merge_work_goes_on_after_flowgit_amends_the_merged_plan(tmp_path: P
     r.ok("claim", "P/T4", "--worker", "w")
 
 
+
+def test_signed_approvals_still_count_after_the_plan_log_is_compacted(tmp_path: Path) -> None:
+    """A compaction snapshot's approvals count for nothing with signed approvals (anyone can write
+    one): the approval events that still count are kept beside it, so work goes on."""
+    from test_approvals import ssh_signing
+
+    r = state_repo(tmp_path / "repo", approvals=None)
+    (tmp_path / "home").mkdir()
+    ssh_signing(r, tmp_path / "home")
+    cfg = r.path / ".flow" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "compact: {threshold: 6, keep: 1}\n")
+    set_approvals(r, "{required: 1, signed: true}")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "rev")
+    for _ in range(4):  # each failure without a retry is a plan event
+        r.ok("claim", "P/T1", "--worker", "w")
+        r.ok("fail", "P/T1", "--worker", "w", "--error", "boom")
+        r.ok("retry", "P/T1")
+    from helpers import of_type
+
+    assert of_type(r, "P", "plan.snapshot"), "the plan log was not compacted"
+    assert [a["reviewer"] for a in r.ok("status", "P", "--json").json["approvals"]] == ["rev"]
+    r.ok("claim", "P/T2", "--worker", "w")
+
 # ----- finding 5: a branch name from an event is checked before it becomes a ref ------------------
 
 @pytest.mark.parametrize("base", ["../../../../etc/hostname", "x/../../HEAD", "-main", "a..b", "x.lock", "ma in"])
@@ -161,3 +190,92 @@ def test_a_review_event_naming_no_branch_holds_the_task(tmp_path: Path, base: st
     assert res.returncode == 1 and "base" in res.stderr and "branch name" in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
 
+
+# ----- finding 2: approvals.branch is the default branch's, not the checked-out branch's -----------
+
+def test_a_branch_naming_itself_the_approvals_branch_approves_nothing(tmp_path: Path) -> None:
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{via: merge}")
+    bare, mallory = published(maintainer, tmp_path)
+    mallory.git("checkout", "-q", "-b", "evil")
+    set_approvals(mallory, "{via: merge, branch: evil}")
+    mallory.git("checkout", "-q", "-b", "evil-plan")
+    mallory.plan("P", PLAN)
+    mallory.git("checkout", "-q", "evil")
+    mallory.git("merge", "-q", "--no-ff", "-m", "Merge pull request #666", "evil-plan")  # a merge on evil
+    mallory.git("push", "-q", "origin", "evil", "evil-plan")
+    reviewer = clone(bare, tmp_path / "reviewer", "rita")
+    reviewer.ok("sync")
+    reviewer.git("checkout", "-q", "evil")  # to review it
+    reviewer.ok("submit", "P")
+    st = reviewer.ok("status", "P", "--json").json
+    assert st["phase"] == "plan_review" and st["approvals"] == [], st
+    res = reviewer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, res.stderr
+    # the same merge on main is the approval
+    reviewer.git("checkout", "-q", "main")
+    reviewer.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "origin/evil-plan")
+    reviewer.ok("advance", "P")
+    assert reviewer.ok("status", "P", "--json").json["phase"] == "execute"
+    reviewer.ok("claim", "P/T1", "--worker", "w")
+
+
+def test_approvals_branch_set_on_the_default_branch_holds_everywhere(tmp_path: Path) -> None:
+    r = state_repo(tmp_path / "repo", approvals="{via: merge, branch: release}")
+    r.git("branch", "release")
+    r.git("checkout", "-q", "-b", "plan-p")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.git("checkout", "-q", "release")
+    r.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "plan-p")
+    r.git("checkout", "-q", "plan-p")
+    r.ok("advance", "P")
+    assert r.ok("status", "P", "--json").json["phase"] == "execute"
+    r.ok("claim", "P/T1", "--worker", "w")
+
+
+# ----- finding 3: a bad recorded config leaves sync and doctor working -------------------------------
+
+def test_a_bad_recorded_config_from_a_sync_leaves_sync_and_doctor_working(tmp_path: Path) -> None:
+    from test_state_plan import synced_pair
+
+    a, b = synced_pair(tmp_path)
+    good = b.git("rev-parse", "flow/state:.flow/config.yaml")
+    push_state_file(a, tmp_path, ".flow/config.yaml", "version: 2\napprovals: {via: pigeon}\n")
+    b.ok("sync")
+    for args in (("status", "P"), ("claim", "P/T1", "--worker", "w"), ("approve", "P", "--reviewer", "r2")):
+        res = b.proc(*args)
+        assert res.returncode == 1 and "flow/state:.flow/config.yaml" in res.stderr, (args, res.stderr)
+        assert "flowgit doctor --fix" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    res = b.proc("sync")  # sync runs on the work tree's config: a teammate's repair can come in
+    assert res.returncode == 0, res.stderr
+    assert "flow/state:.flow/config.yaml" in res.stderr and "doctor --fix" in res.stderr, res.stderr
+    res = b.proc("--json", "doctor")
+    assert res.returncode == 1, res.stdout + res.stderr
+    found = [p for p in json.loads(res.stdout)["problems"] if p["kind"] == "recorded_config"]
+    assert found and found[0]["path"] == "flow/state:.flow/config.yaml", res.stdout
+    assert "flowgit doctor --fix" in found[0]["message"] and "pigeon" in found[0]["message"]
+    before = b.git("rev-parse", "flow/state")
+    res = b.proc("doctor", "--fix")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert b.git("rev-parse", "flow/state:.flow/config.yaml") == good  # the last one that read
+    assert b.git("rev-parse", "flow/state~1") == before
+    b.ok("claim", "P/T1", "--worker", "w")
+    b.ok("sync")  # the repair reaches the remote
+    a.ok("sync")
+    assert a.git("rev-parse", "flow/state:.flow/config.yaml") == good
+    a.ok("status", "P")
+
+
+def test_doctor_fix_removes_a_recorded_config_when_none_ever_read(tmp_path: Path) -> None:
+    r = state_repo(tmp_path / "repo")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")  # in review: no config recorded yet
+    push_state_file(r, tmp_path, ".flow/config.yaml", "version: 2\nretry: [\n", push=False)
+    res = r.proc("status", "P")
+    assert res.returncode == 1 and "flow/state:.flow/config.yaml" in res.stderr, res.stderr
+    res = r.proc("doctor", "--fix")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert subprocess.run(["git", "rev-parse", "--verify", "-q", "flow/state:.flow/config.yaml"], cwd=r.path,
+                          capture_output=True).returncode != 0
+    r.ok("status", "P")

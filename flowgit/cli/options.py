@@ -88,7 +88,9 @@ def _json_flag(f: F) -> F:
 
 
 # commands that report a bad config in their own way (or make one) instead of stopping for it
-_OWN_CONFIG_CHECK = frozenset({"init", "validate", "doctor", "demo", "mcp", "install"})
+# (`sync` and `doctor` run on the work tree's config when the one recorded in the state does not
+# read: a sync brought it, and they are the way out; store/configpin.follow_work)
+_OWN_CONFIG_CHECK = frozenset({"init", "validate", "doctor", "demo", "mcp", "install", "sync"})
 
 
 def _config_first(f: F) -> F:

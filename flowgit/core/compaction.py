@@ -3,7 +3,7 @@ same state. Pure; the full history stays in git (`flowgit events --from-git`).""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Sequence
+from typing import Any, Sequence
 
 from flowgit.core.events import Event, canonical, make_event
 from flowgit.core.fold import checkpoint_decisions, phase_of, reduce_task
@@ -89,8 +89,17 @@ def compact_plan_log(events: Sequence[Event], keep: int, now: float) -> list[Eve
     snap = make_event("plan.snapshot", last.plan, None, snapshot_actor(prefix), last.clock,
                       {"state": state, "replaces": len(prefix), "through": last.id}, now)
     kept_signals = [e for e in prefix if e.type == "signal.received" and e.id not in handled]
-    return [snap, *kept_signals, *open_review(prefix, info.phase), *unknown_types(prefix),
-            *ordered[cut:]]
+    return [snap, *kept_signals, *open_review(prefix, info.phase), *standing_approvals(prefix, info.approvals),
+            *unknown_types(prefix), *ordered[cut:]]
+
+
+def standing_approvals(events: Sequence[Event], approvals: Sequence[Any]) -> list[Event]:
+    """The approval events behind the approvals a snapshot lists: they stay (sorting before the
+    snapshot, they change no state), since with `approvals.signed` a snapshot's approvals count
+    for nothing and only an event in a signed commit counts (store/approvals.py)."""
+    standing = {(a.reviewer, a.plan_hash, a.at) for a in approvals}
+    return [e for e in events if e.type == "plan.approved"
+            and (str(e.data.get("reviewer", e.actor)), str(e.data.get("plan_hash") or ""), e.at) in standing]
 
 
 def open_review(events: Sequence[Event], phase: str) -> list[Event]:

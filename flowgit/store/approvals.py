@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Sequence
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, Event, make_event
@@ -59,16 +59,26 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
         from flowgit.store.state import log_path
 
         rev, log = store.head() or store.ref, log_path(plan_id, PLAN_LOG)
-    return [_without_snapshot_approvals(e) for e in events
+    kept = [e for e in events
             if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e.id, log, rev))]
+    vouched = {_approval_key(e.data.get("reviewer", e.actor), e.data.get("plan_hash"), e.at)
+               for e in kept if e.type == "plan.approved"}
+    return [_without_snapshot_approvals(e, vouched) for e in kept]
 
 
-def _without_snapshot_approvals(ev: Event) -> Event:
-    """A compaction snapshot's approvals have no commit of their own to vouch for them."""
-    if ev.type != "plan.snapshot" or not (ev.data.get("state") or {}).get("approvals"):
+def _approval_key(reviewer: object, plan_hash: object, at: object) -> tuple[str, str, str]:
+    return str(reviewer or ""), str(plan_hash or ""), str(at or "")
+
+
+def _without_snapshot_approvals(ev: Event, vouched: AbstractSet[tuple[str, str, str]] = frozenset()) -> Event:
+    """A compaction snapshot's approvals have no commit of their own to vouch for them: one
+    counts only as the signed approval event compaction keeps beside it (`vouched`)."""
+    approvals = (ev.data.get("state") or {}).get("approvals") if ev.type == "plan.snapshot" else None
+    if not approvals:
         return ev
     state = dict(ev.data.get("state") or {})
-    state["approvals"] = []
+    state["approvals"] = [a for a in approvals if isinstance(a, dict)
+                          and _approval_key(a.get("reviewer"), a.get("plan_hash"), a.get("at")) in vouched]
     return replace(ev, data={**ev.data, "state": state})
 
 

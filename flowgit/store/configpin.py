@@ -9,12 +9,14 @@ has for plans:
 
 Some keys are read from the work tree whatever is followed, because they say where the state is
 and how to reach it, before any recorded config can be found: `version`, `state.branch`,
-`requires` (checked on both), `remote`, `lock_timeout` and `approvals.branch`. The approval
-policy (`approvals.*`) is the stricter of the work tree's and the recorded one: a config that
-arrives through the state (`flowgit sync` from another clone) or a branch switch can make
-review stricter, never weaker. A recorded config is checked as a pulled one is: its schema on
-every read (one line naming `flow/state:.flow/config.yaml`, exit 1), and its commands by this
-clone's trust (docs/SECURITY.md), which judges the argv that would run."""
+`requires` (checked on both), `remote` and `lock_timeout`; `approvals.branch` is the default
+branch's (`held_branch`). The approval policy (`approvals.*`) is the stricter of the work
+tree's and the recorded one: a config that arrives through the state (`flowgit sync` from
+another clone) or a branch switch can make review stricter, never weaker. A recorded config
+is checked as a pulled one is: its schema on every read (one line naming
+`flow/state:.flow/config.yaml`, exit 1; `sync` and `doctor` go on with the work tree's, and
+`doctor --fix` puts back the last one that read: `restore`), and its commands by this clone's
+trust (docs/SECURITY.md), which judges the argv that would run."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,12 +24,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from flowgit import git
 from flowgit.core.model import Config
+from flowgit.errors import InvalidFile
 
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
     from flowgit.store.state import StateStore
 
 STATE_CONFIG = ".flow/config.yaml"
+REPAIR = " (`flowgit doctor --fix` puts back the last recorded config that reads)"
 ENTRY = "@config"  # cache: the state commit, the config blob recorded in it, its parse
 
 
@@ -128,14 +132,51 @@ def _default_config(repo: FlowRepo, work: Config) -> tuple[Config, str] | None:
     return _parse(repo, blob, display), "default branch"
 
 
+def held_branch(repo: FlowRepo, work: Config) -> str | None:
+    """`approvals.branch` as the default branch's committed config says it (the default branch
+    found by ADR 0011's rule without the key: the remote's HEAD, main, master, the main work
+    tree's branch): a branch whose config names itself the approvals branch would otherwise
+    approve its own plan with a merge on itself when a reviewer checks it out. A work tree on
+    the default branch reads its own file; a default branch whose config does not read, or that
+    has none, gives the rule's answer (None), never this work tree's value."""
+    if work.approvals_branch is None:
+        return None
+    from flowgit.errors import FlowError
+    from flowgit.store import planpin
+
+    base = planpin.default_branch(repo, dataclasses.replace(work, approvals_branch=None))
+    if base is None or planpin.on_branch(repo, base):
+        return work.approvals_branch
+    tip = planpin.branch_tip(repo, base, work.remote)
+    if tip is None or not git.is_full_id(tip):
+        return None
+    entry = repo.cache.entry(f"{ENTRY}@base")
+    if entry.get("tip") != tip:
+        entry.update({"tip": tip, "blob": git.blob_ids_at(repo.root, tip, [STATE_CONFIG]).get(STATE_CONFIG)})
+        repo.cache.changed(f"{ENTRY}@base")
+    blob = entry.get("blob")
+    if not isinstance(blob, str):
+        return None
+    try:
+        return _parse(repo, blob, f"{base}:{STATE_CONFIG}").approvals_branch
+    except FlowError:
+        return None
+
+
 def followed(repo: FlowRepo, work: Config) -> tuple[Config, str]:
     """The config execution follows, and where it was read ("work tree", "state" or
     "default branch")."""
     store = repo.state_store
     if store is None:
         return work, "work tree"
+    held = held_branch(repo, work)
+    if held != work.approvals_branch:
+        work = dataclasses.replace(work, approvals_branch=held)
     blob = recorded_blob(repo, store)
-    rec = _parse(repo, blob, f"{store.branch}:{STATE_CONFIG}") if blob is not None else None
+    try:
+        rec = _parse(repo, blob, f"{store.branch}:{STATE_CONFIG}") if blob is not None else None
+    except InvalidFile as exc:
+        raise InvalidFile(exc.message + REPAIR) from None
     policy = stricter(work, rec) if rec is not None else work
     found: tuple[Config, str] | None = None
     if follows_branch(policy):
@@ -153,6 +194,26 @@ def followed(repo: FlowRepo, work: Config) -> tuple[Config, str]:
         approvals_required=policy.approvals_required, auto_approve=policy.auto_approve,
         reset_on_change=policy.reset_on_change, approvals_via=policy.approvals_via,
         approvals_signed=policy.approvals_signed, approval_agents=policy.approval_agents), where
+
+
+def follow_work(repo: FlowRepo) -> str | None:
+    """For the commands that get a clone out (`sync`, `doctor`): when the config execution
+    follows does not read (a recorded config a sync brought), `repo` goes on with this work
+    tree's and the line the other commands stop on is returned; None when it reads. (The work
+    tree's own config, when it does not read, stops them too.) Nothing derived under the work
+    tree's is kept in the cache: it is not the config that counts."""
+    from flowgit.errors import FlowError
+
+    work = repo.work_config
+    if work.version != 2:
+        return None
+    try:
+        repo._followed = followed(repo, work)  # the FlowRepo.config it stands for
+        return None
+    except FlowError as exc:
+        repo._followed = (work, "work tree")
+        repo.cache.off = True
+        return exc.message
 
 
 def work_differs(repo: FlowRepo) -> bool:
@@ -179,7 +240,7 @@ def divergence(repo: FlowRepo) -> str | None:
     else:
         from flowgit.store import planpin
 
-        branch = planpin.default_branch(repo, repo.work_config) or ""
+        branch = planpin.default_branch(repo) or ""
         entry = repo.cache.entry(f"{ENTRY}@default")
         blob = entry.get("blob") if isinstance(entry.get("blob"), str) else None
         fix = f"merge it into {branch} for execution to follow it"
@@ -209,3 +270,31 @@ def _work_blob(repo: FlowRepo) -> str | None:
         repo.cache.changed(f"{ENTRY}@work")
     blob = entry.get("blob")
     return blob if isinstance(blob, str) else None
+
+
+def restore(repo: FlowRepo) -> str:
+    """`doctor --fix` for a recorded config that does not read (a sync brought it): one state
+    commit puts back the last version recorded before it that reads, or with none, removes it
+    (the work tree's config applies until an approval records one again). The caller holds
+    the lock. What it did, in words."""
+    from flowgit.errors import FlowError
+    from flowgit.store.planpin import read_recorded
+
+    store = repo.state_store
+    assert store is not None
+    head = store.head()
+    bad = recorded_blob(repo, store)
+    display = f"{store.branch}:{STATE_CONFIG}"
+    message = "flow: doctor put back the recorded config\n\nFlow-Event: doctor\n"
+    for change in git.first_parent_changes(repo.root, head, STATE_CONFIG) if head else []:
+        if change.blob is None or change.blob == bad:
+            continue
+        try:
+            _parse(repo, change.blob, display)
+            data = read_recorded(repo, change.blob, display)
+        except FlowError:
+            continue
+        store.commit({STATE_CONFIG: data}, message)
+        return f"put back the config recorded by {change.commit[:10]}"
+    store.commit({STATE_CONFIG: None}, message.replace("put back", "removed"))
+    return "removed it: no earlier version reads; the work tree's config applies until an approval records one"

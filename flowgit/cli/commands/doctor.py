@@ -22,7 +22,7 @@ def _problem(kind: str, path: str, message: str) -> dict[str, Any]:
 
 
 def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
-    problems = []
+    problems = _followed_config(repo)
     busy = git.operation_in_progress(repo.dirs)
     if busy:
         problems.append(_problem("git_busy", "", f"{busy} is in progress: finish or abort it"))
@@ -138,6 +138,33 @@ def _work_tree_cache(repo: FlowRepo) -> list[dict[str, Any]]:
     return []
 
 
+def _followed_config(repo: FlowRepo) -> list[dict[str, Any]]:
+    """The config execution follows, when it does not read: recorded in the state by a sync
+    (`--fix` puts back the last one that read), or a default branch's (fixed by a commit there).
+    The rest of the diagnosis runs on this work tree's config."""
+    from flowgit.store.configpin import REPAIR, follow_work
+
+    try:
+        bad = follow_work(repo)
+    except FlowError:
+        return []  # the work tree's own config: validate's lines below say what is wrong
+    if bad is None:
+        return []
+
+    bad = bad.removesuffix(REPAIR)
+    store = repo.state_store
+    where = f"{store.branch}:.flow/config.yaml" if store is not None else ""
+    if where and bad.startswith(where + ":"):
+        rest = bad[len(where) + 1:].lstrip()
+        what = rest if bad.startswith(where + ": ") else f"line {rest}"  # PATH:LINE: ...
+        return [_problem("recorded_config", where, f"{what}: every command but sync and "
+                         "doctor stops on it; `flowgit doctor --fix` puts back the last recorded config "
+                         "that reads (or removes it), then `flowgit sync` shares the repair")]
+    path, _, what = bad.partition(": ")
+    return [_problem("followed_config", path, f"{what}: execution follows this config (approvals off or "
+                     "via: merge); every command but sync and doctor stops on it: commit a fix to that branch")]
+
+
 def new_rule_problems(repo: FlowRepo) -> list[dict[str, Any]]:
     """What rules added in issue 13 refuse in this repository, every case with its fix (the
     commands stop at the first): files outside the repository, ids that differ only by case or
@@ -247,7 +274,8 @@ def _trust_problems(repo: FlowRepo) -> list[dict[str, Any]]:
 
 
 INFO = ("orphan_log", "unknown_type", "unmigrated_branch", "stray_log", "committed_cache", "old_cache")  # said, never a failure
-FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock")
+FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock",
+           "recorded_config")
 
 
 def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], None]) -> None:
@@ -262,6 +290,11 @@ def fix(repo: FlowRepo, problems: list[dict[str, Any]], warn: Callable[[str], No
                 p["fixed"] = not git.index_locked(repo.dirs)
             elif p["kind"] == "merge_driver":
                 setup_local(repo.root, warn)
+                p["fixed"] = True
+            elif p["kind"] == "recorded_config":
+                from flowgit.store.configpin import restore
+
+                warn(f"{p['path']}: {restore(repo)}")
                 p["fixed"] = True
             elif p["kind"] in ("torn", "rewritten", "duplicates"):
                 path = repo.root / p["path"]
