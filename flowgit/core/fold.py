@@ -64,7 +64,9 @@ class _Fold:
             setattr(self, name, getattr(rec, name))
 
     def record(self) -> TaskRecord:
-        return TaskRecord(*(getattr(self, name) for name in RECORD_FIELDS))
+        rec = object.__new__(TaskRecord)  # the fields are a record's: no frozen __init__
+        rec.__dict__.update(zip(RECORD_FIELDS, [getattr(self, name) for name in RECORD_FIELDS]))
+        return rec
 
     def holds(self, actor: str) -> bool:
         return self.status in ACTIVE and self.worker == actor
@@ -155,8 +157,11 @@ def _f(value: Any) -> float | None:
         return None
 
 
+_OPEN = TaskRecord()
+
+
 def reduce_task(events: Iterable[Event]) -> TaskRecord:
-    f = _Fold(TaskRecord())
+    f = _Fold(_OPEN)
     for ev in canonical(events):
         _step(f, ev)
     return f.record()

@@ -12,6 +12,7 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
+from flowgit.core.logfold import fold_task_log
 from flowgit.core.planstate import FINISHED, RECORD_FIELDS, Records, done_codes
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.core.semantic import upstream
@@ -359,8 +360,8 @@ class FlowRepo:
         if missing:
             contents = store.read_many([listing[t] for t in missing])
             for task in missing:
-                read = parse_log(contents.get(listing[task], b""), store.display(plan_id, task), plan_id, task)
-                fresh[task] = rec = fold_log(read)
+                rec, read = fold_task_log(contents.get(listing[task], b""), plan_id, task, store.display)
+                fresh[task] = rec  # a clean log in one pass (core/logfold.py), else line by line
                 if read.bad:
                     notices.unreadable(read, f"task {plan_id}/{task} is held")
                     logs.pop(task, None)
