@@ -121,6 +121,37 @@ def test_a_forged_phase_event_merged_in_a_format1_branch_starts_nothing(tmp_path
     refused_to_start(r)
 
 
+def test_mcp_claim_refuses_a_plan_a_forged_phase_event_moved(tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    import anyio
+    from helpers import PY
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    r = state_repo(tmp_path / "repo", approvals="{required: 1, signed: true}")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    push_state_event(r, tmp_path, "P", forged_line("P", "plan.phase", {
+        "to": "execute", "from": "plan_review", "reason": "approved", "plan_hash": plan_hash(r)}), push=False)
+    params = StdioServerParameters(command=PY, args=["-m", "flowgit", "--repo", str(r.path), "mcp"],
+                                   env=dict(os.environ), cwd=str(r.path))
+    said: list[str] = []
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    for target in ("P/T1", "P"):
+                        res = await session.call_tool("claim", {"worker": "w", "target": target})
+                        assert res.is_error
+                        said.append(res.content[0].text)  # type: ignore[union-attr]
+
+    anyio.run(main)
+    assert all("approval" in text for text in said), said
+    assert r.ok("status", "P", "--json").json["counts"]["claimed"] == 0
+
+
 def test_signed_approvals_still_start_work_after_flowgit_amends_the_plan(tmp_path: Path) -> None:
     from test_approvals import ssh_signing
 
