@@ -213,10 +213,10 @@ def run_bench(ns: list[int], runs: int, slow: float, keep: bool) -> tuple[list[S
             plan = s.r.repo / ".flow" / "plans" / PLAN / "plan.yaml"
             s.added += 1
             text = plan.read_text()
-            title = f"    title: Generated task number {s.n // 2}\n"
-            at = text.find(title)
-            plan.write_text(text[:at] + f"    title: Retitled by a teammate {s.added}\n" + text[at + len(title):]
-                            if at >= 0 else text.replace("title: Generated scale plan", f"title: Plan {s.added}", 1))
+            head = f"  - id: {scale_gen.task_id(s.n // 2)}\n    title: "  # its title, whatever it is now
+            at = text.index(head) + len(head)
+            end = text.index("\n", at)
+            plan.write_text(f"{text[:at]}Retitled by a teammate {s.added}{text[end:]}")
             s.r.git("commit", "-q", "--no-verify", "-am", f"a teammate's edit {s.added}")
             return s.timed("task", "add", PLAN, f"NEW-{s.added}", "--title", f"Added task {s.added}",
                            "--dep", scale_gen.task_id(s.n - 1))[0]  # its pack chain starts again
