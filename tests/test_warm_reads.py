@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from helpers import Repo, make_git_repo
 
 PLAN = """id: {id}
@@ -109,3 +110,32 @@ def test_a_kept_status_of_another_shape_is_never_used(tmp_path: Path) -> None:
         assert fg(r.path, "status", "p", "--json", at=now) == truth
     path.write_bytes(raw[: len(raw) // 2])  # cut short
     assert fg(r.path, "status", "p", "--json", at=now) == truth
+
+
+def test_a_task_read_alone_from_its_bucket_is_the_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An indexed plan's `task(id)` reads one bucket of rows (store/planindex.py): the same task
+    as the plan parsed from its file, None for an id it lacks, and a bucket cut short is
+    written again."""
+    from flowgit.store.repo import FlowRepo
+
+    r = Repo(make_git_repo(tmp_path / "repo"))
+    r.ok("init", "--format", "2")
+    r.plan("p", PLAN.format(id="p"))
+    ids = ("a", "b", "c", "d", "zz")
+
+    def tasks() -> list[object]:
+        return [FlowRepo(r.path).load_plan("p").plan.task(t) for t in ids]  # a fresh process each
+
+    monkeypatch.setenv("FLOWGIT_NO_CACHE", "1")
+    truth = tasks()
+    monkeypatch.delenv("FLOWGIT_NO_CACHE")
+    r.ok("status", "p")  # the index
+    for _ in range(2):
+        repo = FlowRepo(r.path)
+        assert [repo.load_plan("p").plan.task(t) for t in ids] == truth
+        repo.save_cache()
+    buckets = sorted((r.path / ".git" / "flowgit" / "plans").glob("p@task*.marshal"))
+    assert len(buckets) == 64 and truth[-1] is None
+    for path in buckets:
+        path.write_bytes(path.read_bytes()[:-3])
+    assert tasks() == truth

@@ -239,6 +239,10 @@ class Reuse:
     tasks: Mapping[str, tuple[Any, ...]]
     checkpoints: Mapping[str, tuple[Any, ...]]
     dirty: Collection[str]
+    # each node's dependents (`dependents_of`) and the tasks' ids in plan order, when known:
+    # then the plan's columns are not read, only the tasks evaluated again are
+    dependents: Mapping[str, Sequence[str]] | None = None
+    ids: Sequence[str] | None = None
 
 
 def evaluate(
@@ -266,9 +270,14 @@ def evaluate(
     info = phase_of(plan_events)
     decisions = checkpoint_decisions(plan_events)
     cps = {c.id: c for c in plan.checkpoints}
-    ids, task_deps = plan_columns(plan)
-    deps: dict[str, tuple[str, ...]] = dict(zip(ids, task_deps))
-    deps.update({c.id: c.after for c in plan.checkpoints})
+    deps: Mapping[str, Sequence[str]]
+    if reuse is not None and reuse.dependents is not None and reuse.ids is not None:
+        ids: Sequence[str] = reuse.ids
+        deps = _Deps(plan, cps, {*reuse.tasks, *reuse.checkpoints})
+    else:
+        ids, task_deps = plan_columns(plan)
+        deps = dict(zip(ids, task_deps))
+        deps.update({c.id: c.after for c in plan.checkpoints})
     node_state: dict[str, str] = {}
     skip_spread: set[str] = set()
     rows: dict[str, tuple[Any, ...]] = {}
@@ -284,11 +293,9 @@ def evaluate(
         rows.update(reuse.tasks)
         cp_rows.update(reuse.checkpoints)
         for kept in (rows, cp_rows):
-            for node, row in kept.items():
-                node_state[node] = row[0]
-                if row[-1]:
-                    skip_spread.add(node)
-        todo = _worklist(order, deps, reuse.dirty, changed)
+            node_state.update({node: row[0] for node, row in kept.items()})
+            skip_spread.update([node for node, row in kept.items() if row[-1]])
+        todo = _worklist(order, deps, reuse.dirty, changed, reuse.dependents)
     for node in todo:
         node_deps = deps[node]
         skip_spread.discard(node)
@@ -368,15 +375,45 @@ def evaluate(
                      info.base_commit, tuple(ready), info, external, held)
 
 
-def _worklist(order: Sequence[str], deps: Mapping[str, Sequence[str]], dirty: Collection[str],
-              changed: set[str]) -> Iterator[str]:
-    """The nodes to evaluate again, in `order`: the dirty ones, and the dependents of each
-    node whose row the caller found changed (it adds the node to `changed`)."""
-    pos = {node: i for i, node in enumerate(order)}
+def dependents_of(deps: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Each node's dependents (the nodes whose dependencies name it)."""
     dependents: dict[str, list[str]] = {}
     for node, node_deps in deps.items():
         for dep in node_deps:
             dependents.setdefault(dep, []).append(node)
+    return dependents
+
+
+class _Deps(Mapping[str, Sequence[str]]):
+    """The plan's nodes and their dependencies, a task's read when first asked for."""
+
+    def __init__(self, plan: Plan, cps: Mapping[str, Any], nodes: set[str]) -> None:
+        self.plan, self.cps, self.nodes = plan, cps, nodes
+
+    def __getitem__(self, node: str) -> Sequence[str]:
+        if node in self.cps:
+            return self.cps[node].after  # type: ignore[no-any-return]
+        task = self.plan.task(node) if node in self.nodes else None
+        if task is None:
+            raise KeyError(node)
+        return task.depends_on
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def _worklist(order: Sequence[str], deps: Mapping[str, Sequence[str]], dirty: Collection[str],
+              changed: set[str], known: Mapping[str, Sequence[str]] | None = None) -> Iterator[str]:
+    """The nodes to evaluate again, in `order`: the dirty ones, and the dependents of each
+    node whose row the caller found changed (it adds the node to `changed`)."""
+    pos = {node: i for i, node in enumerate(order)}
+    dependents = known if known is not None else dependents_of(deps)
     heap = [(pos[node], node) for node in dirty if node in pos]
     heapq.heapify(heap)
     seen: set[str] = set()

@@ -58,9 +58,14 @@ class IndexedPlan(Plan):
         task = built.get(task_id)
         if task is None:
             by_id = self.__dict__.get("_by_id")
-            if by_id is None:
-                by_id = self.__dict__["_by_id"] = {row[0]: row for row in rows_of(self)}
-            row = by_id.get(task_id)
+            one = self.__dict__.get("_one") if by_id is None and "_rows" not in self.__dict__ else None
+            found = one(task_id) if one is not None else None  # one task's row, not all 50,000
+            if found is not None:
+                row = found[1]
+            else:
+                if by_id is None:
+                    by_id = self.__dict__["_by_id"] = {row[0]: row for row in rows_of(self)}
+                row = by_id.get(task_id)
             if row is None:
                 return None
             task = built[task_id] = object.__new__(Task)

@@ -19,11 +19,12 @@ Deleting the cache, or `FLOWGIT_NO_CACHE=1`, gives the same answer from scratch
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from flowgit.core.events import Event
-from flowgit.core.fold import (ACTIVE, PlanState, Reuse, TaskRecord, checkpoint_decisions, evaluate,
-                               state_from_rows)
+from flowgit.core.fold import (ACTIVE, PlanState, Reuse, TaskRecord, checkpoint_decisions, dependents_of,
+                               evaluate, state_from_rows)
 from flowgit.core.planstate import Views
 from flowgit.core.model import Plan
 
@@ -82,6 +83,8 @@ def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str,
     # the state branch's commit stands for every log's identity, unless one is not cached
     at_head = head if all(i is not None for i in ids.values()) else None
     reuse = _reuse(entry, key, ids, now)
+    if reuse is not None and reuse.dirty:
+        reuse = replace(reuse, dependents=_dependents(repo, plan_id, plan, digest), ids=list(reuse.tasks))
     if reuse is not None and not reuse.dirty and isinstance(entry.get("ready"), list):
         again = state_from_rows(plan, records, plan_events, held, reuse.tasks, reuse.checkpoints,
                                 entry["ready"])
@@ -97,22 +100,25 @@ def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str,
     order, rank = graph()
     state = evaluate(plan, records, plan_events, now, external, rank, order, held, late, reuse)
     if reuse is None or reuse.dirty or entry.get("ids") != ids or "ready" not in entry:
-        _keep(repo, plan_id, entry, key, now, ids, state, at_head)
+        _keep(repo, plan_id, entry, key, now, ids, state, at_head, reuse is not None)
     return state
 
 
 def _keep(repo: FlowRepo, plan_id: str, entry: dict[str, Any], key: list[Any], now: float,
-          ids: dict[str, Any], state: PlanState, at_head: str | None) -> None:
+          ids: dict[str, Any], state: PlanState, at_head: str | None, shared: bool) -> None:
     """The evaluation kept, with what it was computed from."""
     views = state.tasks
     assert isinstance(views, Views)  # evaluate gives its views as rows
     entry.clear()
     rows = views.rows  # kept in plan order: the next read needs no plan to know it
-    same: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # one object for equal rows: marshal
-    # writes the others as references (every done task's row is the same), half the load
+    if shared:  # the rows read back from the kept ones: equal rows are one object already
+        kept = {t: rows[t] for t in views.ids}
+    else:
+        same: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # one object for equal rows: marshal
+        # writes the others as references (every done task's row is the same), half the load
+        kept = {t: same.setdefault(rows[t], rows[t]) for t in views.ids}
     gen = os.urandom(8).hex()
-    entry.update({"key": key, "now": now, "until": _next_due(rows, now), "ids": ids,
-                  "rows": {t: same.setdefault(rows[t], rows[t]) for t in views.ids},
+    entry.update({"key": key, "now": now, "until": _next_due(rows, now), "ids": ids, "rows": kept,
                   "cps": dict(views.cp_rows),
                   "ready": list(state.order), "head": at_head, "gen": gen})
     repo.cache.changed(f"{plan_id}@eval")
@@ -162,10 +168,11 @@ def _advanced(repo: FlowRepo, plan_id: str, plan: Plan, entry: dict[str, Any], k
     reuse = _reuse(entry, key, ids, now, dirty=set(moved))
     if reuse is None:
         return None
+    reuse = replace(reuse, dependents=_dependents(repo, plan_id, plan, key[0]), ids=list(reuse.tasks))
     order, rank = graph()
     state = evaluate(plan, _Overlay(fresh, ids, read_records), plan_events, now, {}, rank, order, held,
                      frozenset(), reuse)
-    _keep(repo, plan_id, entry, key, now, ids, state, head)
+    _keep(repo, plan_id, entry, key, now, ids, state, head, True)
     return state
 
 
@@ -183,6 +190,24 @@ def _since(repo: FlowRepo, plan_id: str, kept_at: str, head: str) -> dict[str, s
     if not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in changes.items()):
         return None
     return changes
+
+
+def _dependents(repo: FlowRepo, plan_id: str, plan: Plan, digest: str) -> Mapping[str, Sequence[str]] | None:
+    """Each node's dependents in the plan of digest `digest`, kept with the plan index (the
+    same for every work tree); None when the kept ones are not of the shape written here."""
+    name = f"{plan_id}@after"
+    entry = repo.plan_cache.entry(name)
+    if entry.get("hash") != digest:
+        from flowgit.core.index import plan_columns
+
+        ids, deps = plan_columns(plan)
+        nodes: dict[str, Sequence[str]] = dict(zip(ids, deps))
+        nodes.update({c.id: c.after for c in plan.checkpoints})
+        entry.clear()
+        entry.update({"hash": digest, "after": {k: tuple(v) for k, v in dependents_of(nodes).items()}})
+        repo.plan_cache.changed(name)
+    after = entry.get("after")
+    return after if isinstance(after, dict) else None
 
 
 def _settled(repo: FlowRepo, plan_id: str, head: str) -> None:
@@ -301,8 +326,8 @@ class _Later(Mapping[str, TaskRecord]):
 
 def _reuse(entry: Mapping[str, Any], key: list[Any], ids: Mapping[str, Any], now: float,
            dirty: set[str] | None = None) -> Reuse | None:
-    """The kept rows and the tasks to evaluate again (`dirty`: known, else the logs whose
-    identity differs from the kept one), or None: evaluate everything."""
+    """The kept rows (in plan order: `_keep`) and the tasks to evaluate again (`dirty`: known,
+    else the logs whose identity differs from the kept one), or None: evaluate everything."""
     if entry.get("key") != key:
         return None
     rows, cps, old_ids = entry.get("rows"), entry.get("cps"), entry.get("ids")

@@ -84,6 +84,7 @@ def _from_index(cache: DerivedCache, plan_id: str, entry: Mapping[str, Any], pat
     except (InvalidFile, KeyError, TypeError, ValueError, AttributeError):
         return None
     plan.__dict__["has_external_deps"] = entry["external"]  # the cached_property, known
+    plan.__dict__["_one"] = lambda task_id: _one(cache, plan_id, digest, src, task_id)
     return LoadedPlan(plan, path, digest, display=src.display, where=src.where, _read=src.read)
 
 
@@ -102,6 +103,40 @@ def _rows(cache: DerivedCache, plan_id: str, digest: str, src: PlanSource) -> li
     plan, raw = _parse(plan_id, data, src)
     remember(cache, plan, raw, digest, src.key)
     return task_rows(plan.tasks)
+
+
+BUCKETS = 64  # a transition on one task reads the task's bucket of rows, not all of them
+
+
+def _bucket(task_id: str) -> int:
+    import zlib
+
+    return zlib.crc32(task_id.encode("utf-8")) % BUCKETS
+
+
+def _one(cache: DerivedCache, plan_id: str, digest: str, src: PlanSource,
+         task_id: str) -> tuple[bool, tuple[Any, ...] | None] | None:
+    """The row of task `task_id` of the version of digest `digest` (False, None: no such
+    task), from its bucket (`<plan>@task<N>`, written from the rows the first time); None
+    when the buckets cannot say (the caller reads all the rows)."""
+    entry = cache.entry(f"{plan_id}@task{_bucket(task_id)}")
+    if entry.get("hash") != digest:
+        rows = _rows(cache, plan_id, digest, src)
+        buckets: list[dict[str, tuple[Any, ...]]] = [{} for _ in range(BUCKETS)]
+        for row in rows:
+            buckets[_bucket(row[0])][row[0]] = row
+        for n, bucket in enumerate(buckets):
+            kept = cache.entry(f"{plan_id}@task{n}")
+            kept.clear()
+            kept.update({"hash": digest, "rows": bucket})
+            cache.changed(f"{plan_id}@task{n}")
+    rows_by_id = entry.get("rows")
+    if entry.get("hash") != digest or not isinstance(rows_by_id, dict):
+        return None
+    found = rows_by_id.get(task_id)
+    if found is None:
+        return False, None
+    return (True, found) if check_rows([found]) is not None and found[0] == task_id else None
 
 
 def with_line(exc: InvalidFile, raw: Any, path: Path | Callable[[], bytes], display: str,
