@@ -1,7 +1,7 @@
 """Results kept by content (a file's digest, a blob id) for one repository, in its common git
 dir (`.git/flowgit/checked/`): no pull, clone or checkout writes there, so a teammate cannot
-hand this clone a result for bytes it never checked (`.flow/.cache/` could arrive in a
-commit). Issue 17: the splicing editor's index, `validate`'s and `diff`'s reads."""
+hand this clone a result for bytes it never checked. Issue 17: the splicing editor's index,
+`validate`'s and `diff`'s reads."""
 from __future__ import annotations
 
 from pathlib import Path
