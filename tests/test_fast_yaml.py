@@ -251,3 +251,12 @@ def test_flowgit_refuses_a_broken_plan_in_the_same_words_either_way(
     assert "plan.yaml" in results[True, "status"]["message"]
     assert (repo.git("rev-parse", "HEAD"), repo.git("status", "--porcelain")) == before
     assert plan.read_text().startswith("id: web")
+
+
+def test_numbers_are_read_by_the_safe_loader_and_kept_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastyaml, "NUMBERS_KEPT", 10)
+    fastyaml._NUMBERS.clear()
+    text = "".join(f"k{i}: {i}.5\n" for i in range(50)) + "big: 0x1F\nneg: -7\n"
+    value = yamlio.loads(text, "f.yaml")
+    assert value == {**{f"k{i}": i + 0.5 for i in range(50)}, "big": 31, "neg": -7}
+    assert len(fastyaml._NUMBERS) <= 10

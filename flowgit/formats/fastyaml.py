@@ -89,6 +89,7 @@ class _Miss(Exception):
 
 
 _NUMBERS: dict[str, Any] = {}
+NUMBERS_KEPT = 4096
 _READ_NUMBER: list[Callable[[str], Any]] = []  # set by `load` (a race only makes a miss)
 
 
@@ -106,6 +107,8 @@ def _typed(text: str, tag: str) -> Any:
                 value = _READ_NUMBER[0](text)
             except Exception:  # noqa: BLE001 - whatever it is, the whole text goes to ruamel
                 raise _Miss from None
+            if len(_NUMBERS) >= NUMBERS_KEPT:  # a long-lived process (watch, board) reads many files
+                _NUMBERS.clear()
             _NUMBERS[text] = value
         return value
     raise _Miss
