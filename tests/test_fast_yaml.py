@@ -260,3 +260,17 @@ def test_numbers_are_read_by_the_safe_loader_and_kept_within_a_bound(monkeypatch
     value = yamlio.loads(text, "f.yaml")
     assert value == {**{f"k{i}": i + 0.5 for i in range(50)}, "big": 31, "neg": -7}
     assert len(fastyaml._NUMBERS) <= 10
+
+
+def test_resolve_is_the_first_pattern_that_matches() -> None:
+    """resolve's shortcuts (the words of the boolean and null patterns, the characters of
+    numbers and dates) answer what trying each pattern of the first character answers."""
+    rng = random.Random(7)
+    alphabet = "0123456789+-._: eExXoObBaAfFtTzZiInNlLsSuU~<=!&*mhdw"
+    texts = [*PLAIN, *ODD, "true", "TRUE", "tRue", "null", "NULL", "nul", "~", "", ".inf", ".NaN", "0x1f",
+             "0o17", "0b1", "1_000", "1e5", "1.5e+5", "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10 -5",
+             "2002-12-14", "<<", "=", "!", "&", "*"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(20000)]
+    for text in texts:
+        want = next((tag for tag, pattern in fastyaml.RESOLVERS.get(text[:1], ()) if pattern.match(text)), None)
+        assert fastyaml.resolve(text) == want, text

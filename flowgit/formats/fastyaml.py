@@ -75,10 +75,29 @@ RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
 _TYPED_START = frozenset(RESOLVERS) - {""}  # a plain scalar starting otherwise is a string
 
 
+_BOOL_WORDS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})  # _BOOL's
+_NULL_WORDS = frozenset({"~", "null", "Null", "NULL", ""})  # _NULL's (verbose: spaces ignored)
+# every character _FLOAT, _INT and _TIMESTAMP can match: a scalar with another is a string
+_NUMBER_CHARS = frozenset("0123456789+-._: \tabcdefABCDEFoxTtZinINF")
+
+
 def resolve(text: str) -> str | None:
     """The implicit tag of a plain scalar (the suffix after `tag:yaml.org,2002:`), None for a
-    string: the first pattern of its first character that matches, as ruamel's resolver."""
-    for tag, pattern in RESOLVERS.get(text[:1], ()):
+    string: the first pattern of its first character that matches, as ruamel's resolver. The
+    words of the boolean and null patterns are looked up, and a scalar with a character no
+    number or date has is a string without trying the patterns (one line: no `$` before a
+    newline to care for)."""
+    rules = RESOLVERS.get(text[:1])
+    if rules is None:
+        return None
+    tag = rules[0][0]
+    if tag == BOOL:
+        return BOOL if text in _BOOL_WORDS else None
+    if tag == NULL:
+        return NULL if text in _NULL_WORDS else None
+    if tag in (FLOAT, INT) and not _NUMBER_CHARS.issuperset(text):
+        return None
+    for tag, pattern in rules:
         if pattern.match(text):
             return tag
     return None
