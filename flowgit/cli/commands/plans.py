@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence, cast
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.core.index import lazy_rows
 from flowgit.core.events import PLAN_LOG, make_event
 from flowgit.core.fold import phase_of
 from flowgit.core.commands import plan_commands, task_commands
@@ -182,6 +183,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
     with repo.writing(plan_id) as w:
         loaded = repo.load_plan(plan_id)
         trusted_before = trust.trusted_material(repo, plan_id)
+        lazy_rows(loaded.plan)  # the splice reads every row: not the per-task buckets (64 files to write)
         if loaded.plan.task(task_id) or loaded.plan.checkpoint(task_id):
             raise AlreadyExists(f"plan {plan_id} already has {task_id!r}: pick another id")
         if phase_of(repo.plan_events(plan_id)).phase == "complete":

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from flowgit.cli.app import App
+from flowgit.core.index import lazy_rows
 from flowgit.core.commands import task_commands
 from flowgit.core.fold import phase_of
 from flowgit.core.model import PATH_RULE, path_problem
 from flowgit.errors import FlowError, IllegalTransition, InvalidFile, IsCheckpoint, UsageError
+from flowgit.ids import split_ref
 from flowgit.ops import trust
 from flowgit.store import plansplice
 from flowgit.store.planedit import (
@@ -26,6 +28,12 @@ CLEARABLE = ("description", "depends_on", "files", "acceptance", "priority", "es
 
 
 def _target(repo: FlowRepo, ref: str, command: str) -> tuple[str, str]:
+    try:  # the splice reads every row: not a task's bucket of them (64 files to write per version)
+        named, _ = split_ref(ref)
+        if named is not None:
+            lazy_rows(repo.load_plan(named).plan)
+    except FlowError:
+        pass  # resolve says what is wrong
     plan_id, task_id = repo.resolve(ref)
     plan = repo.load_plan(plan_id).plan
     if plan.task(task_id) is None:
