@@ -169,6 +169,8 @@ def scan(text: str, ids: Sequence[str], fast: bool = True) -> Layout | None:
     if _ODD_BREAKS.search(text) or "\t" in text or not ids:
         return None
     lines = _LINES.findall(text)
+    if lines and not lines[-1].strip(" "):
+        return None  # spaces after the last line break: a block scalar (`|+`) may or may not own them
     key_line = None
     in_block = False  # the indented lines of a top-level key's block scalar
     started = False

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
 
 _merged: dict[tuple[str, str, str, str], tuple[str, int, str] | None] = {}
-_verified: dict[tuple[str, str], bool] = {}
+_verified: dict[tuple[str, str, str], bool] = {}
 
 
 def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[Event]:
@@ -60,7 +60,7 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
 
         rev, log = store.head() or store.ref, log_path(plan_id, PLAN_LOG)
     kept = [e for e in events
-            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e.id, log, rev))]
+            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e, log, rev))]
     vouched = {_approval_key(e.data.get("reviewer", e.actor), e.data.get("plan_hash"), e.at)
                for e in kept if e.type == "plan.approved"}
     return [_without_snapshot_approvals(e, vouched) for e in kept]
@@ -117,16 +117,30 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int, str] | None:
     return _merged[key]
 
 
-def signed(root: Path, event_id: str, log: str, rev: str = "HEAD") -> bool:
-    """Whether a commit reachable from `rev` that added the event line to the log has a
-    signature git accepts."""
-    key = (str(root), event_id)
+def signed(root: Path, event: Event, log: str, rev: str = "HEAD") -> bool:
+    """Whether a commit reachable from `rev` that added the event's line to the log has a
+    signature git accepts, and holds the event as it is read now: the commits are found by the
+    event's id (`log -S`), and a line rewritten later under the same id (a signed `submit`'s
+    line made into a `plan.approved` one) changes no count of that id."""
+    key = (str(root), event.id, event.to_line())
     if _verified.get(key):
         return True
-    ok = any(git.verify_commit(root, c) for c in git.commits_adding(root, event_id, log, rev))
+    ok = any(git.verify_commit(root, c) and _holds(root, c, log, event)
+             for c in git.commits_adding(root, event.id, log, rev))
     if ok:  # a refusal is asked again: the commit may not exist yet, a key may be added
         _verified[key] = True
     return ok
+
+
+def _holds(root: Path, commit: str, log: str, event: Event) -> bool:
+    """Whether the log at `commit` has the event, every field as it is."""
+    from flowgit.core.events import parse_log
+
+    data = git.show_blob(root, commit, log)
+    if data is None:
+        return False
+    want = event.to_dict()
+    return any(e.id == event.id and e.to_dict() == want for e in parse_log(data, log).events)
 
 
 def signers_inside(root: Path) -> str | None:
