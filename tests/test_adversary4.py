@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from helpers import Repo
-from test_adversary_gates import plan_hash, published, push_state_file
+from test_adversary_gates import forged_line, plan_hash, published, push_state_event, push_state_file
 from test_state_plan import PLAN, set_approvals, state_repo
 
 from flowgit.formats import yamlio
@@ -68,3 +68,68 @@ def test_task_add_after_a_pull_keeps_a_kept_block_scalar_of_the_last_task(repo: 
     repo.ok("task", "add", "p", "n1", "--title", "New")
     assert yamlio.loads(path.read_text(), "x")["tasks"][1]["description"] == "line one\n\n"
     assert path.read_text() == planedit.append_tasks(text, "plan.yaml", [{"id": "n1", "title": "New"}])
+
+
+def test_a_branch_dropping_approvals_branch_does_not_move_the_approvals_branch(tmp_path: Path) -> None:
+    """Format 2, `via: merge`: `approvals.branch` is the default branch's committed value
+    (configpin.held_branch), but a work tree whose config had no `approvals.branch` took the
+    rule's default (`main`) without looking: a branch that drops the key had a merge on main,
+    which the team does not protect, count as the approval the team asks of `release`."""
+    r = state_repo(tmp_path / "repo", approvals="{via: merge, branch: release}")
+    r.git("branch", "release")
+    r.git("checkout", "-q", "-b", "plan-p")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.git("checkout", "-q", "main")
+    r.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "plan-p")  # main, not release
+    r.ok("advance", "P")
+    assert r.ok("status", "P", "--json").json["phase"] == "plan_review"
+    r.git("checkout", "-q", "-b", "evil")
+    set_approvals(r, "{via: merge}")  # the key dropped: the default branch, main
+    r.ok("advance", "P")
+    st = r.ok("status", "P", "--json").json
+    assert st["phase"] == "plan_review" and st["approvals"] == [], st
+    res = r.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+def test_a_recorded_config_saying_events_does_not_undo_via_merge(tmp_path: Path) -> None:
+    """`approvals.via: merge` is the approval a forged line cannot make (SECURITY.md). The
+    approval policy was the stricter of the work tree's config and the one recorded in
+    `flow/state`, but `via: merge` held only when both said it: one push of a recorded config
+    saying `approvals: {required: 1}` and a forged `plan.approved` line made a plan no merge
+    ever brought claimable in the maintainer's clone (claim exit 0)."""
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{via: merge}")
+    maintainer.plan("P", PLAN)  # committed straight to main: no merge approved it
+    maintainer.ok("submit", "P")
+    _, mallory = published(maintainer, tmp_path)
+    cfg = mallory.git("show", "main:.flow/config.yaml").replace("approvals: {via: merge}", "approvals: {required: 1}")
+    assert "required: 1" in cfg
+    push_state_file(mallory, tmp_path, ".flow/config.yaml", cfg + "\n", push=False)
+    push_state_event(mallory, tmp_path, "P", forged_line("P", "plan.approved", {
+        "reviewer": "maintainer", "comment": "ok", "plan_hash": plan_hash(mallory), "via": "cli"}))
+    maintainer.ok("sync")
+    assert maintainer.ok("status", "P", "--json").json["approvals"] == []
+    res = maintainer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+def test_a_branch_checked_out_to_review_it_cannot_turn_via_merge_into_events(tmp_path: Path) -> None:
+    """The same through the work tree: a reviewer checks out a teammate's branch whose config
+    says `approvals: {required: 1}` while the default branch's says `via: merge`, and the
+    teammate's forged `plan.approved` line (pushed to flow/state) counted."""
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{via: merge}")
+    maintainer.plan("P", PLAN)
+    maintainer.ok("submit", "P")
+    bare, mallory = published(maintainer, tmp_path)
+    mallory.git("checkout", "-q", "-b", "evil")
+    set_approvals(mallory, "{required: 1}")
+    mallory.git("push", "-q", "origin", "evil")
+    push_state_event(mallory, tmp_path, "P", forged_line("P", "plan.approved", {
+        "reviewer": "maintainer", "comment": "ok", "plan_hash": plan_hash(mallory), "via": "cli"}))
+    maintainer.ok("sync")
+    maintainer.git("fetch", "-q", "origin")
+    maintainer.git("checkout", "-q", "-b", "evil", "origin/evil")  # to review it
+    assert maintainer.ok("status", "P", "--json").json["approvals"] == []
+    res = maintainer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)

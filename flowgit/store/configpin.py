@@ -55,7 +55,9 @@ def stricter(a: Config, b: Config) -> Config:
     return dataclasses.replace(
         a, approvals_required=max(a.approvals_required, b.approvals_required),
         reset_on_change=a.reset_on_change or b.reset_on_change,
-        approvals_via="merge" if a.approvals_via == b.approvals_via == "merge" else "events",
+        # a merge on the protected branch is the approval a team that asks for it can trust;
+        # event lines anyone can push are not, so one side's `via: merge` holds
+        approvals_via="merge" if "merge" in (a.approvals_via, b.approvals_via) else "events",
         approvals_signed=a.approvals_signed or b.approvals_signed,
         approval_agents=tuple(x for x in a.approval_agents if x in b.approval_agents))
 
@@ -132,6 +134,20 @@ def _default_config(repo: FlowRepo, work: Config) -> tuple[Config, str] | None:
     return _parse(repo, blob, display), "default branch"
 
 
+def _base_policy(repo: FlowRepo, work: Config) -> Config:
+    """The default branch's committed config (found without `approvals.branch`), whose approval
+    policy a work tree on another branch cannot weaken: a reviewer checks a hostile branch out
+    to review it, and its config could say `approvals: {required: 0}`, or events instead of
+    `via: merge`. `work` itself when on that branch, or when it has none that reads."""
+    from flowgit.errors import FlowError
+
+    try:
+        found = _default_config(repo, dataclasses.replace(work, approvals_branch=None))
+    except FlowError:
+        return work
+    return work if found is None else found[0]
+
+
 def held_branch(repo: FlowRepo, work: Config) -> str | None:
     """`approvals.branch` as the default branch's committed config says it (the default branch
     found by ADR 0011's rule without the key: the remote's HEAD, main, master, the main work
@@ -139,8 +155,6 @@ def held_branch(repo: FlowRepo, work: Config) -> str | None:
     approve its own plan with a merge on itself when a reviewer checks it out. A work tree on
     the default branch reads its own file; a default branch whose config does not read, or that
     has none, gives the rule's answer (None), never this work tree's value."""
-    if work.approvals_branch is None:
-        return None
     from flowgit.errors import FlowError
     from flowgit.store import planpin
 
@@ -178,6 +192,7 @@ def followed(repo: FlowRepo, work: Config) -> tuple[Config, str]:
     except InvalidFile as exc:
         raise InvalidFile(exc.message + REPAIR) from None
     policy = stricter(work, rec) if rec is not None else work
+    policy = stricter(policy, _base_policy(repo, work))
     found: tuple[Config, str] | None = None
     if follows_branch(policy):
         found = _default_config(repo, work)
