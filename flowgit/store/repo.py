@@ -12,7 +12,7 @@ from flowgit import git
 from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
-from flowgit.core.logfold import fold_task_log
+from flowgit.core.logfold import common_row, fold_task_log
 from flowgit.core.planstate import FINISHED, RECORD_FIELDS, Records, done_codes
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.core.semantic import upstream
@@ -360,7 +360,13 @@ class FlowRepo:
         if missing:
             contents = store.read_many([listing[t] for t in missing])
             for task in missing:
-                rec, read = fold_task_log(contents.get(listing[task], b""), plan_id, task, store.display)
+                data = contents.get(listing[task], b"")
+                row = common_row(data, plan_id, task)  # claimed, then done: no event built
+                if row is not None:
+                    rows[task] = row
+                    logs[task] = [listing[task], row]
+                    continue
+                rec, read = fold_task_log(data, plan_id, task, store.display)
                 fresh[task] = rec  # a clean log in one pass (core/logfold.py), else line by line
                 if read.bad:
                     notices.unreadable(read, f"task {plan_id}/{task} is held")
