@@ -247,13 +247,21 @@ def checked_out_in(dirs: RepoDirs, ref: str) -> Path | None:
     return None
 
 
-def fetch_ref(root: Path, remote: str, branch: str, into: str) -> bool:
-    """Fetch the remote's `branch` into the local ref `into`; False when it has none."""
+def fetch_ref(root: Path, remote: str, branch: str, into: str,
+              also: Sequence[tuple[str, str]] = ()) -> bool:
+    """Fetch the remote's `branch` into the local ref `into`; False when it has none. `also`:
+    more (remote glob, local glob) pairs fetched in the same process, their local refs pruned
+    when the remote deleted them (the claim refs, ADR 0013)."""
     check_not_option(remote, "remote name")
     check_not_option(branch, "branch name")
+    specs = [f"+refs/heads/{branch}:{into}"]
+    for src, dst in also:
+        check_not_option(src, "ref")
+        check_not_option(dst, "ref")
+        specs.append(f"+{src}:{dst}")
     # no `maintenance run --auto` after every fetch: the state writer runs it one write in 16
-    proc = _run(["-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags", EOO, remote,
-                 f"+refs/heads/{branch}:{into}"], root, check=False)
+    proc = _run(["-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags",
+                 *(["--prune"] if also else []), EOO, remote, *specs], root, check=False)
     if proc.returncode != 0:
         text = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in text:
@@ -277,6 +285,102 @@ def push_ref(root: Path, remote: str, branch: str, commit: str) -> bool:
         return False
     raise failure(["push", remote], proc)
 
+
+
+def push_refs(root: Path, remote: str, updates: Sequence[tuple[str | None, str]],
+              leases: Mapping[str, str | None], atomic: bool = False) -> dict[str, str]:
+    """One `git push` of several refs: `updates` are (commit or None to delete, remote ref);
+    `leases` the refs pushed only if the remote still has that value (None: only if it has no
+    such ref): a compare-and-swap per ref. Never forced otherwise. Remote ref -> "" when it
+    was updated, else git's reason (each on its own unless `atomic`)."""
+    check_not_option(remote, "remote name")
+    args = ["push", "--porcelain", *(["--atomic"] if atomic else [])]
+    for ref, expect in leases.items():
+        check_not_option(ref, "ref")
+        args.append(f"--force-with-lease={ref}:{check_full_id(expect, 'push_refs') if expect else ''}")
+    specs = []
+    for commit, ref in updates:
+        check_not_option(ref, "ref")
+        specs.append(f"{check_full_id(commit, 'push_refs') if commit else ''}:{ref}")
+    proc = _run([*args, EOO, remote, *specs], root, check=False)
+    said = {ref: "not pushed" for _, ref in updates}
+    seen = False
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and ":" in parts[1] and parts[0] in (" ", "+", "-", "*", "=", "!"):
+            dst = parts[1].rsplit(":", 1)[1]
+            if dst in said:
+                seen = True
+                said[dst] = (parts[2] if len(parts) > 2 else "rejected") if parts[0] == "!" else ""
+    if proc.returncode != 0 and not seen:
+        raise failure(["push", remote], proc)
+    return said
+
+
+def ref_values(root: Path, prefix: str) -> dict[str, tuple[str, str]]:
+    """Every ref under `prefix` (ending in '/'): full name -> (object id, object type)."""
+    check_not_option(prefix, "ref prefix")
+    proc = _run(["for-each-ref", "--format=%(objectname) %(objecttype) %(refname)", EOO, prefix], root,
+                check=False)
+    out = {}
+    for line in proc.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            out[parts[2]] = (parts[0], parts[1])
+    return out
+
+
+def read_objects(root: Path, shas: Sequence[str], limit: int) -> dict[str, tuple[str, bytes | None]]:
+    """Object id -> (type, content) in one `cat-file --batch`; content None above `limit`
+    bytes, passed over as it streams, never held (a ref someone pushed may point at anything)."""
+    wanted = [check_full_id(s, "read_objects") for s in dict.fromkeys(shas)]
+    out: dict[str, tuple[str, bytes | None]] = {}
+    if not wanted:
+        return out
+    env = dict(os.environ)
+    for key in GIT_ENV_DROP:
+        env.pop(key, None)
+    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    import threading
+
+    def feed() -> None:
+        try:
+            proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        for sha in wanted:
+            header = proc.stdout.readline().split()
+            if len(header) < 3:  # "<sha> missing"
+                continue
+            size = int(header[2])
+            if size > limit:
+                left = size
+                while left > 0:
+                    left -= len(proc.stdout.read(min(left, 1 << 16)) or b"x" * left)
+                out[sha] = (header[1].decode(), None)
+            else:
+                out[sha] = (header[1].decode(), proc.stdout.read(size))
+            proc.stdout.read(1)
+    finally:
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        writer.join(timeout=5)
+    return out
+
+
+def tree_of(root: Path, commit: str) -> str | None:
+    check_full_id(commit, "tree_of")
+    proc = _run(["rev-parse", "--verify", "-q", EOO, f"{commit}^{{tree}}"], root, check=False)
+    return proc.stdout.decode().strip() or None
 
 
 def first_parent(root: Path, commit: str) -> str | None:

@@ -155,6 +155,7 @@ def test_a_sync_bringing_a_state_log_above_the_limit_is_refused_by_path(
     bare, seed = shared(tmp_path, plan)
     a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
     a.ok("claim", "P/T1", "--sync", "--worker", "wa")
+    a.ok("sync")  # the claim was won on its claim ref (ADR 0013): now on flow/state too
     b.ok("claim", "P/T2", "--worker", "wb")  # local, unpushed: the sync must merge
     a.git("fetch", "-q", "origin", "flow/state:flow/state")
     line = a.git("show", f"flow/state:{log_path('P', 'T1')}").splitlines()[0]

@@ -134,6 +134,7 @@ def test_a_sync_killed_in_its_merge_is_recovered_by_the_next_command(tmp_path: P
     bare = bare_with(tmp_path, plan_text(4))
     a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
     a.ok("claim", "P/T1", "--sync", "--worker", "wa")
+    a.ok("sync")  # the claim was won on its claim ref (ADR 0013): now on flow/state too
     b.ok("claim", "P/T2", "--worker", "wb")  # local only: the next sync must merge, not fast-forward
     env = {**os.environ, "FLOWGIT_TESTING": "1", "FLOWGIT_CRASH_AT": point}
     killed = b.proc("sync", env=env)
@@ -141,7 +142,8 @@ def test_a_sync_killed_in_its_merge_is_recovered_by_the_next_command(tmp_path: P
     # the next ordinary command, of another kind: it syncs, and nothing is lost or doubled
     res = b.proc("claim", "P/T3", "--sync", "--worker", "wb", "--json")
     assert res.returncode == 0, res.stderr
-    a.ok("sync")
+    for r in (b, a, b):  # a claim leaves its own commit for the next push: all three agree after
+        r.ok("sync")
     for r in (a, b):
         st = states(r, "P")
         assert (st["T1"], st["T2"], st["T3"], st["T4"]) == ("claimed", "claimed", "claimed", "ready"), st

@@ -34,42 +34,126 @@ def tracking_ref(store: StateStore, remote: str) -> str:
     return f"refs/remotes/{remote}/{store.branch}"
 
 
-def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False) -> str:
+def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False,
+                claims: str | bool = False) -> str:
     """Bring the remote's state in (under the lock): 'no remote branch', 'up to date',
     'fast-forward' or 'merged'. A remote state with no history in common with ours (another
-    repository's, a branch recreated by hand) is refused unless `allow_unrelated`."""
+    repository's, a branch recreated by hand) is refused unless `allow_unrelated`. `claims`:
+    the claim refs of that plan (True: of every plan) come in the same fetch and their
+    claims are folded into the state (ops/claimrefs)."""
     store = _store(repo)
     store.refuse_code_branch()
     store.check_writable()
+    from flowgit.ops import claimrefs
+
+    also = claimrefs.fetch_specs(store, remote, claims if isinstance(claims, str) else None) if claims else []
+    if not git_state.fetch_ref(repo.root, remote, store.branch, tracking_ref(store, remote), also):
+        return _no_remote_state(repo, remote, store)
+    fresh = claimrefs.read_fresh(repo, remote, claims if isinstance(claims, str) else None) if claims else None
+    merged = _merge_fetched(repo, remote, store, allow_unrelated)
+    if fresh is not None:
+        claimrefs.fold(repo, remote, fresh)
+    return merged
+
+
+def _no_remote_state(repo: FlowRepo, remote: str, store: StateStore) -> str:
+    code = git.current_branch(repo.root)
+    config = git.show_blob(repo.root, f"refs/remotes/{remote}/{code}", ".flow/config.yaml") if code else None
+    if config is not None and not re.search(rb"^version:[ \t]*2\b", config, re.M):
+        raise FormatMismatch(f"{remote} is still format 1 (its event logs are in its branches) and has "
+                             f"no {store.branch}: migrate it (push this migrated branch and "
+                             f"{store.branch}), or sync with a remote of this format")
+    return "no remote branch"
+
+
+def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelated: bool) -> str:
     tracking = tracking_ref(store, remote)
-    if not git_state.fetch_ref(repo.root, remote, store.branch, tracking):
-        code = git.current_branch(repo.root)
-        config = git.show_blob(repo.root, f"refs/remotes/{remote}/{code}", ".flow/config.yaml") if code else None
-        if config is not None and not re.search(rb"^version:[ \t]*2\b", config, re.M):
-            raise FormatMismatch(f"{remote} is still format 1 (its event logs are in its branches) and has "
-                                 f"no {store.branch}: migrate it (push this migrated branch and "
-                                 f"{store.branch}), or sync with a remote of this format")
-        return "no remote branch"
     theirs = git.read_ref(repo.dirs, tracking)
     ours = store.local_head()
     if theirs is None or ours == theirs:
         return "up to date"
-    if ours is not None and git_state.is_ancestor(repo.root, theirs, ours):
+    name = f"{remote}/{store.branch}"
+    # one merge-base says it all: theirs below ours (up to date), ours below theirs (a
+    # fast-forward), a common base (a merge), none (unrelated)
+    base = git_state.merge_base(repo.root, ours, theirs) if ours is not None else None
+    if ours is not None and base == theirs:
         return "up to date"
-    _refuse_unsafe_paths(repo, ours, theirs, f"{remote}/{store.branch}")
-    if ours is None or (git_state.is_ancestor(repo.root, ours, theirs) and not _loses_events(repo, ours, theirs)):
+    their: list[git_state.Change] | None = None
+    if base is not None and base != ours:  # what a merge brings: their side's changes
+        their = git_state.tree_changes(repo.root, base, theirs)
+        _refuse_paths([c.path for c in their], name)
+    else:
+        _refuse_unsafe_paths(repo, ours, theirs, name)
+    if ours is None or (base == ours and not _loses_events(repo, ours, theirs)):
         git_state.advance_ref(repo.root, store.ref, theirs, ours, f"flowgit: fast-forward to {remote}")
         store.note_moved()
         repo.forget_all()
         return "fast-forward"
-    if not allow_unrelated and git_state.merge_base(repo.root, ours, theirs) is None:
+    if not allow_unrelated and base is None:
         raise UnrelatedState(f"{remote}/{store.branch} shares no history with {store.branch} (another "
                              "repository's state, or one made again by hand): nothing was merged; "
                              "check `git remote get-url " f"{remote}`, or merge them with `flowgit sync "
                              "--allow-unrelated`")
-    merge_states(repo, ours, theirs, f"flow: sync with {remote}/{store.branch}")
+    message = f"flow: sync with {remote}/{store.branch}"
+    if base is None or not _merge_by_ids(repo, ours, theirs, base, message, their):
+        merge_states(repo, ours, theirs, message)
     repo.forget_all()
     return "merged"
+
+
+def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: str,
+                  their_changes: list[git_state.Change] | None = None) -> bool:
+    """The merge commit `merge_states` would write, without a new blob, when it can be: every
+    path either side changed since the merge base is an event log (a regular file, no
+    snapshot) of which one side's version holds every line of the base's and of the other
+    side's (logs only one side appended to; a claim one clone folded from its claim ref, ADR
+    0013, and the claimer pushed). Its tree is ours with those versions. False: nothing
+    written, the whole merge runs. Many clones claiming at once merge like this every round."""
+    store = _store(repo)
+    root = repo.root
+    mine = {c.path: c for c in git_state.tree_changes(root, base, ours)}
+    their = {c.path: c for c in (their_changes if their_changes is not None
+                                 else git_state.tree_changes(root, base, theirs))}
+    for c in [*mine.values(), *their.values()]:
+        if (c.new is None or c.new_mode != REGULAR or c.old_mode not in (REGULAR, ABSENT)
+                or not c.path.startswith(EVENTS_ROOT) or not c.path.endswith(".jsonl")):
+            return False
+    blobs = _cat(repo, {b: c.path for side in (mine, their) for c in side.values() for b in (c.old, c.new) if b})
+    take: dict[str, str | None] = {}
+    for path, c in their.items():
+        m = mine.get(path)
+        if m is not None and m.new == c.new:
+            continue
+        versions = [blobs.get(c.old or "", b""), blobs.get(c.new or "", b"")]
+        if m is not None:
+            versions.append(blobs.get(m.new or "", b""))
+        if any(has_snapshot(v) for v in versions):
+            return False
+        lines = [set(v.splitlines()) for v in versions]
+        every = set().union(*lines)
+        if lines[1] >= every:
+            take[path] = c.new
+        elif m is None or lines[2] < every:
+            return False
+    for path, m in mine.items():
+        if path not in their and not set(blobs.get(m.new or "", b"").splitlines()) >= set(
+                blobs.get(m.old or "", b"").splitlines()):
+            return False
+    folder = git_state.state_dir(repo.dirs)
+    index, marker = folder / INDEX, folder / (INDEX + ".base")
+    based = index.exists() and _read_text(marker) == ours
+    marker.unlink(missing_ok=True)
+    (folder / (INDEX + ".lock")).unlink(missing_ok=True)
+    if store.local_head() != ours:
+        raise RaceLost(f"{store.ref} moved during a sync: run it again")
+    crash_point("state-merge")
+    tree = git_state.write_tree(root, index, ours, take, based)
+    new = git_state.commit_tree(root, tree, [ours, theirs], message + "\n\nFlow-Event: sync\n")
+    git_state.advance_ref(root, store.ref, new, ours, message)
+    store.note_moved()
+    marker.write_text(new)
+    crash_point("state-merged")
+    return True
 
 
 def _unsafe(path: str) -> bool:
@@ -80,8 +164,11 @@ def _unsafe(path: str) -> bool:
 
 
 def _refuse_unsafe_paths(repo: FlowRepo, ours: str | None, theirs: str, name: str) -> None:
-    paths = ([c.path for c in git_state.tree_changes(repo.root, ours, theirs)] if ours is not None
-             else list(git_state.list_blobs(repo.root, theirs, ".flow/")))
+    _refuse_paths([c.path for c in git_state.tree_changes(repo.root, ours, theirs)] if ours is not None
+                  else list(git_state.list_blobs(repo.root, theirs, ".flow/")), name)
+
+
+def _refuse_paths(paths: list[str], name: str) -> None:
     bad = next((p for p in paths if _unsafe(p)), None)
     if bad is not None:
         raise InvalidFile(f"{name}:{bad}: a path git refuses to check out, which flowgit never writes: "
@@ -218,7 +305,7 @@ def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
     touched = {c.path for c in mine}
     if base != parent:
         touched |= {c.path for c in git_state.tree_changes(root, base, parent)}
-    their = git_state.tree_changes(root, base, theirs)
+    their = _news(repo, own, touched, git_state.tree_changes(root, base, theirs))
     # only appended logs of other tasks, as regular files: anything else takes the whole merge
     if not their or any(c.path in touched or c.new is None or c.new_mode != REGULAR
                         or c.old_mode not in (REGULAR, ABSENT) or not c.path.startswith(EVENTS_ROOT)
@@ -254,6 +341,23 @@ def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
     marker.write_text(new)
     repo.forget_all()
     return new
+
+
+def _news(repo: FlowRepo, own: str, touched: set[str], their: list[git_state.Change]) -> list[git_state.Change]:
+    """Their changes, less those to a log we touched whose every event we hold at `own`
+    already: another clone folded our claim from its claim ref (ADR 0013) and pushed it."""
+    overlap = [c for c in their if c.path in touched and c.new is not None and c.new_mode == REGULAR
+               and c.path.startswith(EVENTS_ROOT) and c.path.endswith(".jsonl")]
+    if not overlap:
+        return their
+    ours = {c.path: git_state.list_blobs(repo.root, own, c.path).get(c.path) for c in overlap}
+    blobs = _cat(repo, {b: p for p, b in [*ours.items(), *((c.path, c.new) for c in overlap)] if b})
+    held = set()
+    for c in overlap:
+        mine, theirs = blobs.get(ours[c.path] or "", b""), blobs.get(c.new or "", b"")
+        if mine and not has_snapshot(theirs) and set(event_ids(theirs)) <= set(event_ids(mine)):
+            held.add(c.path)
+    return [c for c in their if c.path not in held]
 
 
 def _read_text(path: Path) -> str | None:

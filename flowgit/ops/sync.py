@@ -27,6 +27,7 @@ from flowgit.errors import (
     PushFailed,
     RaceLost,
 )
+from flowgit.core.events import Event
 from flowgit.crashpoints import armed, crash_point
 from flowgit.store.journal import Journal
 from flowgit.store.repo import FlowRepo
@@ -84,15 +85,16 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
 
 
 def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None,
-                allow_unrelated: bool = False) -> str:
+                allow_unrelated: bool = False, claims: str | bool = False) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts.
-    With the state branch (format 2) only the state is fetched and merged (ops/statesync)."""
+    With the state branch (format 2) only the state is fetched and merged (ops/statesync),
+    with the claim refs of plan `claims` (True: of every plan) folded in."""
     global _round_started
     _round_started = time.monotonic()
     if repo.state_store is not None:
         from flowgit.ops import statesync
 
-        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated), remote)
+        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated, claims), remote)
     root = repo.root
     proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
@@ -177,6 +179,29 @@ def push(repo: FlowRepo, remote: str, branch: str) -> bool:
     return False
 
 
+def push_claim(repo: FlowRepo, remote: str, plan: str, task: str, event: Event, sha: str,
+               with_state: bool) -> bool:
+    """Win the claim `sha` holds on its task's claim ref (ops/claimrefs.push_claim). False
+    when another clone claimed the task first: the caller takes `sha` back and calls
+    `backoff`, which raises instead when the push can never succeed as it is."""
+    global _last_round, _push_error
+    _push_error = None
+    from flowgit.ops import claimrefs
+
+    try:
+        won = claimrefs.push_claim(repo, remote, plan, task, event, sha, with_state)
+    except PushFailed as exc:
+        _push_error = exc
+        return False
+    except GitError as exc:
+        _push_error = PushFailed(exc.message)
+        return False
+    if not won and _round_started is not None:
+        _last_round = time.monotonic() - _round_started
+    _learn(repo, rejected=not won)
+    return won
+
+
 # What one clone learnt about contention, for its next processes (each `claim --sync` is a new
 # process that would otherwise start with no backoff and a guessed slot, straight into the
 # window of the clones that just lost): the backoff level and the slot last measured.
@@ -211,8 +236,15 @@ def _remember(repo: FlowRepo, level: int, slot: float) -> None:
 
 
 def contended(repo: FlowRepo) -> bool:
-    """Whether this clone lost races lately (its next synced claim spreads its choice)."""
-    return _recall(repo)[0] > 0
+    """Whether this clone lost races lately, or (format 2) folded other clones' claims lately:
+    its next synced claim spreads its choice."""
+    if _recall(repo)[0] > 0:
+        return True
+    if repo.state_store is None:
+        return False
+    from flowgit.ops import claimrefs
+
+    return claimrefs.others_lately(repo, PACE_FORGET)
 
 
 def pace(repo: FlowRepo) -> None:
@@ -301,15 +333,31 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,
     for attempt in range(retries):
         round_: dict[str, object] = {}
         with repo.writing(prepare=lambda: round_.update(merge=fetch_merge(repo, name, branch, repo.journal,
-                                                                          allow_unrelated)),
+                                                                          allow_unrelated, claims=True),
+                                                        fetched=_fetched_state(repo, name)),
                           then=lambda _sha: round_.update(pushed=push(repo, name, branch))):
             pass  # nothing of our own to write: merge theirs, push the result
         if round_.get("pushed"):
             store = repo.state_store
-            return {"remote": name, "branch": branch, "merge": round_["merge"],
-                    "attempts": attempt + 1, "head": store.head() if store else git.head(repo.root)}
+            result: dict[str, object] = {"remote": name, "branch": branch, "merge": round_["merge"],
+                                         "attempts": attempt + 1,
+                                         "head": store.head() if store else git.head(repo.root)}
+            if store is not None:  # claim refs the state branch carries now (ADR 0013)
+                from flowgit.clock import wall_now
+                from flowgit.ops import claimrefs
+
+                fetched = round_.get("fetched")
+                result["pruned"] = _network(lambda: claimrefs.prune(
+                    repo, name, fetched if isinstance(fetched, str) else None, wall_now()), name)
+            return result
         backoff(attempt)
     raise RaceLost(f"could not push to {name}/{branch} after {retries} attempts: others keep moving first; retry")
+
+
+def _fetched_state(repo: FlowRepo, remote: str) -> str | None:
+    """The remote's state tip as just fetched (format 2), before this clone pushes over it."""
+    store = repo.state_store
+    return git.read_ref(repo.dirs, f"refs/remotes/{remote}/{store.branch}") if store is not None else None
 
 
 def take_back(repo: FlowRepo, sha: str) -> None:

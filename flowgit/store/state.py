@@ -63,6 +63,9 @@ class StateStore:
         self._listings: dict[tuple[str, str], dict[str, str]] = {}
         self._blobs: dict[str, bytes] = {}
         self._own = False
+        self.last_tree: str | None = None  # the tree of the last commit this process wrote
+        self.last_parent: str | None = None  # and its first parent
+        self.last_commit: str | None = None  # and the commit
 
     def refuse_code_branch(self) -> None:
         """The state branch's tree holds event logs only, never the config a code branch of a
@@ -223,6 +226,7 @@ class StateStore:
         tree = git_state.write_tree(root, index, old, blobs, based)
         parents = ([old] if old else []) + list(extra_parents)
         new = git_state.commit_tree(root, tree, parents, message, self._sign())
+        self.last_tree, self.last_parent, self.last_commit = tree, old, new
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
         self._advance_listings(old, new, blobs)

@@ -49,6 +49,7 @@ class Write:
         self.files: dict[Path, bytes | None] = {}  # None: the file is removed
         self._state: PlanState | None = None
         self.merge: tuple[str, Callable[[], object] | None] | None = None
+        self.written: dict[tuple[str, str], list[Event]] = {}  # the events as committed (format 2)
 
     @property
     def state(self) -> PlanState:
@@ -248,6 +249,7 @@ def _apply_state(repo: FlowRepo, w: Write, commit: bool) -> str | None:
         crash_point("merge-committed")
     head = git.read_head(repo.dirs)
     streams = {key: [_with_code(e, head) for e in events] for key, events in w.streams.items()}
+    w.written = streams
     state_sha = write_events(repo, streams, with_compaction(repo, streams, w.rewrites, w.now), w.message,
                              pinned=pinned)
     crash_point("committed")

@@ -32,14 +32,17 @@ def plan_clock(repo: FlowRepo, plan_id: str) -> int:
 
 def transact(app: App, plan_id: str, actor: str,
              decide: Callable[[FlowRepo, PlanState, float], Decision],
-             sync: bool | None = None, task: str | None = None) -> dict[str, Any]:
+             sync: bool | None = None, task: str | None = None, claim: bool = False) -> dict[str, Any]:
     """The one way a task changes: lock, recover, read, decide, append, commit.
 
     With sync (`--sync` or config `sync: push`) the transition counts only once pushed: a
-    rejected push takes the commit back, merges the remote and decides again."""
+    rejected push takes the commit back, merges the remote and decides again. A synced
+    `claim` with the state branch is won on its task's claim ref (ADR 0013)."""
     repo = app.repo
     if sync is None:
         sync = repo.config.sync == "push"
+    if sync and claim and repo.state_store is not None:
+        return _transact_claimed(app, plan_id, actor, decide)
     if sync:
         return _transact_synced(app, plan_id, actor, decide)
     with repo.writing(plan_id) as w:
@@ -120,6 +123,55 @@ def _transact_synced(app: App, plan_id: str, actor: str,
     raise RaceLost(f"{plan_id}: could not push to {remote}/{branch} after {syncing.RETRIES} attempts; retry")
 
 
+def _transact_claimed(app: App, plan_id: str, actor: str,
+                      decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
+    """A synced claim (format 2): fetch the state and the plan's claim refs, fold the claims,
+    decide, commit, then win the task's claim ref by compare-and-swap (ops/claimrefs). A
+    claim lost to another clone is taken back and decided again on what that fetch brings."""
+    from flowgit.ops import sync as syncing
+
+    repo = app.repo
+    remote, branch = syncing.target(repo, None)
+    syncing.pace(repo)
+    tally: dict[str, Any] = {"won": False, "pushes": 0}
+    decided: list[Decision] = []
+    fetched: list[str] = []
+
+    def prepare() -> None:
+        fetched.append(syncing.fetch_merge(repo, remote, branch, repo.journal, claims=plan_id))
+
+    def push(sha: str | None) -> None:
+        decision = decided[-1]
+        assert sha is not None and decision.task is not None and len(decision.task_events) == 1
+        tally["pushes"] += 1
+        # a claim that also moves the plan (or a remote with no state yet) goes with the state
+        # branch atomically; any other pushes the state below it on its own
+        whole = bool(decision.plan_events or decision.more) or fetched[-1] == "no remote branch"
+        event = decision.task_events[0]
+        event = next((e for e in w.written.get((plan_id, decision.task), []) if e.id == event.id), event)
+        try:
+            won = syncing.push_claim(repo, remote, plan_id, decision.task, event, sha, whole)
+        except BaseException:
+            syncing.take_back(repo, sha)  # never leave an unpushed claim behind
+            raise
+        if not won:
+            syncing.take_back(repo, sha)
+        tally.update(won=won, commit=sha)
+
+    while tally["pushes"] < syncing.RETRIES:
+        with repo.writing(plan_id, prepare=prepare, then=push) as w:
+            decision = decide(repo, w.state, w.now)
+            decided.append(decision)
+            _record(w, decision, actor)
+        if tally["won"]:
+            result = dict(decision.result or {})
+            result.update({"commit": tally["commit"], "pushed": True, "attempts": tally["pushes"],
+                           "rebased": 0})
+            return result
+        syncing.backoff(tally["pushes"] - 1)
+    raise RaceLost(f"{plan_id}: could not win a claim on {remote} after {syncing.RETRIES} attempts; retry")
+
+
 def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
     """`claim` takes PLAN, PLAN/TASK, TASK, or nothing."""
     repo = app.repo
@@ -172,7 +224,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         chosen.append(d.task)
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
-    result = transact(app, plan_id, actor, decide, True if sync else None)
+    result = transact(app, plan_id, actor, decide, True if sync else None, claim=True)
     line = f"claimed {result['task']} until {result['lease_until']}"
     if not context:
         app.out.result(result, line)

@@ -1,0 +1,293 @@
+"""Claim refs (ADR 0013): across clones a `claim --sync` is won by a compare-and-swap on a ref
+of its own task, `refs/heads/<state branch>-claims/<plan>/<task>`, not on the one state
+branch, so claims of different tasks never race each other.
+
+- A claim ref's commit carries the claim: its message holds the one `task.claimed` event line
+  (its tree is the claimer's state tree: no new object), its parent the claim it replaced.
+  It is pushed with `--force-with-lease` expecting the value this clone fetched (none: only
+  if no one created it), so of two clones claiming one task exactly one wins, and a task
+  claimed again after a release or an expired lease expects the old claim.
+- `sync` and `claim --sync` fetch the plan's claim refs with the state branch in one fetch
+  and fold the claims they had not seen into the local state branch (union by event id):
+  reads, the watcher and `status` keep reading `flow/state` alone.
+- The state branch no longer decides a claim: `claim --sync` pushes it in the same `git push`
+  without its own new claim, and a rejection of that part waits for the next sync.
+- Everything fetched is untrusted: a claim ref whose name is no task id is never read; one
+  that is not a commit, or whose message does not hold exactly one `task.claimed` event of
+  that plan and task, stops the sync in one line naming it (exit 1), nothing merged.
+- A claim ref whose event the remote's state branch already held when this clone fetched it,
+  longer than `PRUNE_AFTER` ago by the event's time, is deleted by the next `sync` (with a lease:
+  never a claim it has not seen), and by one `claim --sync` in 16 in its own push, so refs do
+  not pile up."""
+from __future__ import annotations
+
+import json
+import os
+import random
+from typing import Any
+
+from flowgit import git, git_state
+from flowgit.core.events import Event, parse_log
+from flowgit.errors import InvalidFile, PushFailed
+from flowgit.formats.jsonlmerge import event_ids, union_logs
+from flowgit.ids import is_valid_id
+from flowgit.store.repo import FlowRepo
+from flowgit.store.state import StateStore, log_path
+
+MAX_CLAIM_COMMIT = 64 * 1024  # a claim commit is a few hundred bytes
+PRUNE_AFTER = 600.0  # seconds between a claim reaching the remote's state branch and its ref's deletion
+PRUNE_AT_ONCE = 64
+PRUNE_CHANCE = 1 / 16  # of a `claim --sync` also deleting, in its push, what `sync` would prune
+RECORD = "claims-folded.json"
+
+
+def _store(repo: FlowRepo) -> StateStore:
+    store = repo.state_store
+    assert store is not None
+    return store
+
+
+def namespace(store: StateStore) -> str:
+    """The branch-name prefix of the claim refs (`flow/state-claims/`)."""
+    return f"{store.branch}-claims/"
+
+
+def remote_ref(store: StateStore, plan: str, task: str) -> str:
+    return f"refs/heads/{namespace(store)}{plan}/{task}"
+
+
+def tracking_prefix(store: StateStore, remote: str, plan: str | None = None) -> str:
+    return f"refs/remotes/{remote}/{namespace(store)}" + (f"{plan}/" if plan else "")
+
+
+def fetch_specs(store: StateStore, remote: str, plan: str | None) -> list[tuple[str, str]]:
+    """The (remote, local) glob pair that fetches one plan's claim refs (every plan's: None)."""
+    mid = f"{plan}/*" if plan else "*"
+    return [(f"refs/heads/{namespace(store)}{mid}", f"{tracking_prefix(store, remote)}{mid}")]
+
+
+# ----- what was folded ---------------------------------------------------------------------
+def _record_path(repo: FlowRepo) -> Any:
+    return git_state.state_dir(repo.dirs) / RECORD
+
+
+def load_record(repo: FlowRepo) -> dict[str, list[Any]]:
+    """tracking ref -> [commit, event id, event time] of the claim last folded from it."""
+    try:
+        data = json.loads(_record_path(repo).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3} if isinstance(data, dict) else {}
+
+
+def save_record(repo: FlowRepo, record: dict[str, list[Any]]) -> None:
+    path = _record_path(repo)
+    tmp = path.with_name(f"{RECORD}.{os.getpid()}")
+    tmp.write_text(json.dumps(record, sort_keys=True))
+    os.replace(tmp, path)
+
+
+SEEN = "claims-seen"
+
+
+def seen_others(repo: FlowRepo) -> None:
+    """Mark that this clone just folded claims of other clones (see `others_lately`)."""
+    try:
+        (git_state.state_dir(repo.dirs) / SEEN).touch()
+    except OSError:
+        pass
+
+
+def others_lately(repo: FlowRepo, within: float) -> bool:
+    """Whether this clone folded other clones' claims in the last `within` seconds: they claim
+    from the same state as this one, so its next plan claim spreads its choice (ADR 0006)."""
+    import time
+
+    try:
+        return time.time() - (git_state.state_dir(repo.dirs) / SEEN).stat().st_mtime < within
+    except OSError:
+        return False
+
+
+# ----- reading a claim ---------------------------------------------------------------------
+def claim_event(data: bytes, display: str, plan: str, task: str) -> Event:
+    """The one `task.claimed` event a claim commit's message holds; InvalidFile otherwise."""
+    head, sep, message = data.partition(b"\n\n")
+    lines = [ln for ln in message.split(b"\n") if ln.startswith(b"{")] if sep else []
+    if len(lines) != 1:
+        raise InvalidFile(f"{display}: a claim commit holds exactly one event line in its message, "
+                          f"this one {len(lines)}")
+    read = parse_log(lines[0] + b"\n", display, plan, task)
+    if read.bad:
+        raise InvalidFile(f"{display}: {read.bad[0].problem}")
+    if len(read.events) != 1 or read.events[0].type != "task.claimed":
+        raise InvalidFile(f"{display}: the event of a claim commit is a task.claimed, this one "
+                          f"{read.events[0].type if read.events else 'nothing'}")
+    return read.events[0]
+
+
+def _refuse(remote: str, short: str, problem: str) -> InvalidFile:
+    return InvalidFile(f"{problem}: nothing was merged; a claim ref holds one commit written by "
+                       f"`flowgit claim --sync`: remove it with `git push {remote} --delete {short}`")
+
+
+class Fresh:
+    """The claims of the fetched claim refs this clone has not folded yet, read and checked."""
+
+    def __init__(self, record: dict[str, list[Any]], gone: list[str]) -> None:
+        self.record = record
+        self.gone = gone
+        self.claims: dict[tuple[str, str], list[tuple[str, str, Event]]] = {}  # (plan, task) -> (ref, commit, event)
+
+
+def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
+    """Read and check the claim refs of `plan` (every plan's: None) that moved since they were
+    last folded. A ref that names no task is never read; one that holds no claim is refused in
+    one line (InvalidFile), before anything is merged."""
+    store = _store(repo)
+    prefix = tracking_prefix(store, remote, plan)
+    refs = git_state.ref_values(repo.root, prefix)
+    record = load_record(repo)
+    found = Fresh(record, [ref for ref in record if ref.startswith(prefix) and ref not in refs])
+    pending: dict[str, tuple[str, str, str]] = {}  # tracking ref -> (commit, plan, task)
+    for ref, (oid, kind) in refs.items():
+        parts = ref[len(tracking_prefix(store, remote)):].split("/")
+        if len(parts) != 2 or not all(is_valid_id(p) for p in parts):
+            continue  # no claim flowgit writes: never read, never pushed
+        if record.get(ref, [None])[0] == oid:
+            continue
+        if kind != "commit":
+            short = f"{namespace(store)}{parts[0]}/{parts[1]}"
+            raise _refuse(remote, short, f"{remote}/{short}: a {kind}, not a claim commit")
+        pending[ref] = (oid, parts[0], parts[1])
+    objects = git_state.read_objects(repo.root, [c for c, _, _ in pending.values()], MAX_CLAIM_COMMIT)
+    for ref, (oid, p, t) in pending.items():
+        short = f"{namespace(store)}{p}/{t}"
+        kind, data = objects.get(oid, ("missing", None))
+        if data is None:
+            raise _refuse(remote, short, f"{remote}/{short}: " + ("a commit above the "
+                          f"{MAX_CLAIM_COMMIT} byte limit of a claim" if kind == "commit" else "not readable"))
+        try:
+            ev = claim_event(data, f"{remote}/{short}", p, t)
+        except InvalidFile as exc:
+            raise _refuse(remote, short, exc.message) from None
+        found.claims.setdefault((p, t), []).append((ref, oid, ev))
+    return found
+
+
+def fold(repo: FlowRepo, remote: str, fresh: Fresh) -> int:
+    """Fold the claims `read_fresh` found into the local state branch, in one state commit
+    (under the lock), by event id. The number of logs it changed."""
+    store = _store(repo)
+    record = fresh.record
+    changes: dict[str, bytes] = {}
+    if fresh.claims:
+        listings = {p: store.blobs(p) for p, _ in fresh.claims}
+        logs = store.read_many([listings[p][t] for p, t in fresh.claims if t in listings[p]])
+        for (p, t), found in fresh.claims.items():
+            old = logs.get(listings[p].get(t, ""), b"")
+            have = set(event_ids(old)) if old else set()
+            lines = [ev.to_line().encode("utf-8") for _, _, ev in found if ev.id not in have]
+            if lines:
+                changes[log_path(p, t)] = union_logs([old, b"".join(lines)])[0]
+    if changes:
+        seen_others(repo)
+        names = ", ".join(sorted(f"{p}/{t}" for p, t in fresh.claims))
+        store.commit(changes, f"flow: claims from {remote} ({names})\n\nFlow-Event: sync\n")
+        repo.forget_all()
+    if fresh.claims or fresh.gone:
+        for found in fresh.claims.values():
+            for ref, oid, ev in found:
+                record[ref] = [oid, ev.id, ev.at]
+        save_record(repo, {k: v for k, v in record.items() if k not in fresh.gone})
+    return len(changes)
+
+
+# ----- winning a claim ---------------------------------------------------------------------
+def push_claim(repo: FlowRepo, remote: str, plan: str, task: str, event: Event, sha: str,
+               with_state: bool) -> bool:
+    """Push the claim of `plan/task` (the state commit `sha` holds `event`): a claim commit on
+    the task's claim ref, expecting the value this clone fetched. In the same push the state
+    branch goes too: `with_state` (the claim also moves the plan, or the remote has no state
+    yet): `sha` itself, atomically with the claim ref; else the state below `sha` (what this
+    clone had before it claimed), on its own, whose rejection only waits for the next sync.
+    Whether the claim was won."""
+    store = _store(repo)
+    root = repo.root
+    ref = remote_ref(store, plan, task)
+    tracking = tracking_prefix(store, remote, plan) + task
+    expect = git.read_ref(repo.dirs, tracking)
+    if store.last_commit != sha or store.last_tree is None:  # not this process's last write
+        store.last_tree = git_state.tree_of(root, sha)
+        store.last_parent = git_state.first_parent(root, sha)
+    tree = store.last_tree
+    assert tree is not None, "push_claim follows this process's state commit"
+    message = (f"flow({plan}/{task}): claimed by {event.actor}\n\n{event.to_line()}\n"
+               f"Flow-Plan: {plan}\nFlow-Task: {task}\nFlow-Event: claimed\n")
+    claim = git_state.commit_tree(root, tree, [expect] if expect else [], message)
+    state_ref = f"refs/heads/{store.branch}"
+    state = sha if with_state else store.last_parent
+    theirs = git.read_ref(repo.dirs, f"refs/remotes/{remote}/{store.branch}")
+    updates: list[tuple[str | None, str]] = [(claim, ref)]
+    if state is not None and state != theirs:
+        updates.append((state, state_ref))
+    leases: dict[str, str | None] = {ref: expect}
+    if not with_state and random.random() < PRUNE_CHANCE:  # now and then: what `sync` prunes
+        from flowgit.clock import wall_now
+
+        for gone, commit in prunable(repo, remote, theirs, wall_now()):
+            if gone != ref:
+                updates.append((None, gone))
+                leases[gone] = commit
+    said = git_state.push_refs(root, remote, updates, leases, atomic=with_state)[ref]
+    if said:
+        # the remote's own compare-and-swap (the ref moved between its advertisement and the
+        # update, or another push held its lock) is a lost race too; a hook's refusal is not
+        raced = any(m in said for m in ("failed to update ref", "cannot lock ref", "failed to lock"))
+        if "declined" in said or ("remote rejected" in said and not raced):
+            raise PushFailed(f"git push {remote} {ref} failed: {said}")
+        return False
+    record = load_record(repo)
+    record[tracking] = [claim, event.id, event.at]
+    save_record(repo, record)
+    return True
+
+
+# ----- pruning -----------------------------------------------------------------------------
+def prunable(repo: FlowRepo, remote: str, theirs: str | None, now: float) -> list[tuple[str, str]]:
+    """(remote ref, its commit) of the claim refs this clone folded whose claim the remote's
+    state branch held when this clone fetched it (`theirs`: the fetched tip, never what this
+    clone pushed since), and whose claim is older than `PRUNE_AFTER`: the state branch
+    carries them; the ref only costs every fetch a line."""
+    from flowgit.core.events import event_time
+
+    store = _store(repo)
+    if theirs is None:
+        return []
+    prefix = tracking_prefix(store, remote)
+    current = git_state.ref_values(repo.root, prefix)
+    old: dict[str, dict[str, tuple[str, str]]] = {}  # plan -> task -> (commit, event id)
+    for ref, (commit, ident, at) in load_record(repo).items():
+        parts = ref[len(prefix):].split("/") if ref.startswith(prefix) else []
+        if (len(parts) != 2 or current.get(ref, ("",))[0] != commit or not isinstance(at, str)
+                or now - event_time(at) < PRUNE_AFTER):
+            continue
+        old.setdefault(parts[0], {})[parts[1]] = (commit, str(ident))
+    out: list[tuple[str, str]] = []
+    for plan, tasks in sorted(old.items()):
+        listing = store.blobs(plan, theirs)
+        logs = store.read_many([listing[t] for t in tasks if t in listing])
+        for task, (commit, ident) in sorted(tasks.items()):
+            if ident in set(event_ids(logs.get(listing.get(task, ""), b""))):
+                out.append((remote_ref(store, plan, task), commit))
+    return out[:PRUNE_AT_ONCE]
+
+
+def prune(repo: FlowRepo, remote: str, theirs: str | None, now: float) -> int:
+    """Delete the `prunable` claim refs on the remote, each only while it still holds the
+    claim this clone folded (a lease): one push. How many went."""
+    gone = prunable(repo, remote, theirs, now)
+    if not gone:
+        return 0
+    said = git_state.push_refs(repo.root, remote, [(None, ref) for ref, _ in gone], dict(gone))
+    return sum(1 for ref, _ in gone if said.get(ref) == "")
