@@ -121,18 +121,22 @@ def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
     return bytes(body + hashlib.sha1(body).digest())
 
 
-def store_version(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes) -> None:
+def store_version(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes,
+                  old_sha256: str | None = None, new_sha256: str | None = None) -> None:
     """Before committing old[:start] + new_lines + old[end:] as the plan's new version: that
-    blob written into the plan's own pack as a delta against `old` (see the module docstring)."""
+    blob written into the plan's own pack as a delta against `old` (see the module docstring).
+    `old_sha256`, `new_sha256`: the versions' sha256 when known (the chain's tip is then known
+    to be `old` without hashing it again)."""
     if len(old) < BIG or not _sha1_repository(repo):
         return
     try:
-        _store(repo, plan_id, old, start, end, new_lines)
+        _store(repo, plan_id, old, start, end, new_lines, old_sha256, new_sha256)
     except (OSError, ValueError, struct.error, zlib.error):
         pass  # the commit writes the blob whole, as git always does
 
 
-def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes) -> None:
+def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes,
+           old_sha256: str | None, new_sha256: str | None) -> None:
     from flowgit.store.kept import kept as kept_store
 
     folder = _pack_dir(repo)
@@ -141,7 +145,11 @@ def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_l
     kept = kept_store(repo)
     key = f"pack-{plan_id}"
     chain: dict[str, Any] = kept.entry(key)
-    base = blob_id(old)
+    tip = chain.get("tip")
+    if old_sha256 is not None and chain.get("tip_sha256") == old_sha256 and isinstance(tip, str) and len(tip) == 40:
+        base = bytes.fromhex(tip)  # the version the chain ends with (same sha256: same bytes)
+    else:
+        base = blob_id(old)
     new = old[:start] + new_lines + old[end:]
     new_id = blob_id(new)
     if new == old:
@@ -187,7 +195,8 @@ def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_l
     if old_pack is not None and old_pack.name != f"pack-{pack_name}.pack":
         old_pack.with_suffix(".idx").unlink(missing_ok=True)
         old_pack.unlink(missing_ok=True)
-    chain.update({"name": pack_name, "tip": new_id.hex(), "entries": [[o, c, off] for o, c, off in entries]})
+    chain.update({"name": pack_name, "tip": new_id.hex(), "tip_sha256": new_sha256,
+                  "entries": [[o, c, off] for o, c, off in entries]})
     kept.changed(key)
     kept.save()
 

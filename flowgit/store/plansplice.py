@@ -42,6 +42,7 @@ class Edited:
     plan: Plan
     index: planslice.Index | None
     splice: planslice.Splice | None = None  # how `text` was made from the version before
+    before: str | None = None  # the sha256 of the version before (with `splice`)
 
 
 def store(repo: FlowRepo) -> DerivedCache:
@@ -107,7 +108,7 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
     new_text, own, new_index, splice = planslice.splice_append(text, index, task)
     edited = _checked(repo, loaded, index, new_text, own, new_index, display, None)
-    return dataclasses.replace(edited, splice=splice)
+    return dataclasses.replace(edited, splice=splice, before=index.digest)
 
 
 def add_tasks(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
@@ -123,7 +124,7 @@ def add_tasks(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
         new_text, owns, new_index, splice = planslice.splice_append_many(text, index, tasks)
         if len(new_index.ids) == len(index.ids) + len(tasks):
             edited = _checked(repo, loaded, index, new_text, owns, new_index, display, None)
-            return dataclasses.replace(edited, splice=splice)
+            return dataclasses.replace(edited, splice=splice, before=index.digest)
     new_text = append_tasks(text, display, [dict(t) for t in tasks])
     return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
 
@@ -162,7 +163,7 @@ def edit_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str, task_
     new_text, own, new_index, splice = planslice.splice_edit(
         text, index, task_id, lambda t: _set_fields(t, changes), display)
     edited = _checked(repo, loaded, index, new_text, own, new_index, display, task_id)
-    return dataclasses.replace(edited, splice=splice)
+    return dataclasses.replace(edited, splice=splice, before=index.digest)
 
 
 def _checked(repo: FlowRepo, loaded: LoadedPlan, index: planslice.Index, new_text: str,
@@ -334,10 +335,11 @@ def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
     from flowgit.store import planpack
 
     start, end, inserted = edited.splice
-    head = len(old[:start].encode("utf-8"))
-    tail = len(old[end:].encode("utf-8"))
     data = old.encode("utf-8")
-    planpack.store_version(repo, edited.plan.id, data, head, len(data) - tail, inserted.encode("utf-8"))
+    if len(data) != len(old):  # not ASCII: character offsets are not byte offsets
+        start, end = len(old[:start].encode("utf-8")), len(data) - len(old[end:].encode("utf-8"))
+    planpack.store_version(repo, edited.plan.id, data, start, end, inserted.encode("utf-8"),
+                           edited.before, edited.index.digest if edited.index is not None else None)
 
 
 def remember(repo: FlowRepo, edited: Edited, before: str, changed: str | Sequence[str]) -> None:
