@@ -105,14 +105,16 @@ def change_is_clean(after: Plan, old: Task | None, new: Task, *, known: Collecti
     return after.parent is None or other_plan is None or other_plan(after.parent) is not None
 
 
-def upstream(plan: Plan, node: str, settled: Callable[[str], bool] | None = None) -> Plan:
+def upstream(plan: Plan, node: str, records: Mapping[str, Any] | None = None) -> Plan:
     """The plan cut down to one task or checkpoint and everything it waits on in the plan
-    (only those tasks are built, for a plan read from the index). A task `settled` says is
-    kept without its dependencies (its state does not depend on them): `node`'s state is the
-    one the whole plan gives it, the settled tasks' own rows say nothing of what they wait on."""
+    (only those tasks are built, for a plan read from the index). With the tasks' `records`,
+    a done or skipped task is kept without its dependencies (its state does not depend on
+    them): `node`'s state is the one the whole plan gives it, the cut tasks' own rows say
+    nothing of what they wait on."""
     from dataclasses import fields, replace
 
     from flowgit.core.index import TASK_FIELDS, indexed_plan, lazy_rows, plan_columns
+    from flowgit.core.planstate import FINISHED
 
     ids, columns = plan_columns(plan)
     deps: dict[str, Iterable[str]] = dict(zip(ids, columns))
@@ -125,7 +127,7 @@ def upstream(plan: Plan, node: str, settled: Callable[[str], bool] | None = None
         if item in keep or item not in deps:
             continue
         keep.add(item)
-        if settled is not None and item != node and settled(item):
+        if records is not None and item != node and getattr(records.get(item), "status", None) in FINISHED:
             cut.add(item)
             continue
         stack.extend(deps[item])

@@ -13,7 +13,7 @@ from flowgit.clock import wall_now
 from flowgit.core.events import PLAN_LOG, BadLine, Event, LogRead, parse_log
 from flowgit.core.fold import PlanState, TaskRecord, evaluate, fold_log
 from flowgit.core.logfold import common_row, fold_task_log
-from flowgit.core.planstate import FINISHED, RECORD_FIELDS, Records, done_codes
+from flowgit.core.planstate import RECORD_FIELDS, Records, done_codes
 from flowgit.core.model import Config, Plan, case_twin_message
 from flowgit.core.semantic import upstream
 from flowgit.errors import (
@@ -342,8 +342,7 @@ class FlowRepo:
         return out
 
     def _state_records(self, plan_id: str, name: str, logs: dict[str, Any]) -> Mapping[str, TaskRecord]:
-        """Format 2: records by blob id (a blob never changes, so a hit needs no check), each
-        built when first read."""
+        """Format 2: records by blob id (a blob never changes), each built when first read."""
         store = self.state_store
         assert store is not None
         listing = {s: b for s, b in store.blobs(plan_id).items() if s != PLAN_LOG}
@@ -420,13 +419,9 @@ class FlowRepo:
         if not _seen and self.journal.exists():
             self.journal.settle_dead_merge()
         loaded = self.load_plan(plan_id)
-        early: Mapping[str, TaskRecord] | None = None
-        if upto is None:
-            plan = loaded.plan
-        else:  # what it waits on, not followed past a done or skipped task (its own log says)
-            with gc_paused():
-                early = records_of = self.records(plan_id)
-            plan = upstream(loaded.plan, upto, lambda t: getattr(records_of.get(t), "status", None) in FINISHED)
+        with gc_paused():  # upto: what it waits on, not followed past a done or skipped task
+            early = None if upto is None else self.records(plan_id)
+        plan = loaded.plan if upto is None else upstream(loaded.plan, upto, early)
         external: dict[str, str] = {}
         if plan.has_external_deps:
             deps = {t.id: t.depends_on for t in plan.tasks}
@@ -436,10 +431,9 @@ class FlowRepo:
         with gc_paused():
             at = wall_now() if now is None else now
             events = self.counted_plan_events(plan_id, plan_log.events)
-            if upto is not None:  # a part of the plan: evaluated as it is
-                records = self.records(plan_id) if early is None else early
-                return evaluate(plan, records, events, at, external, None, None, plan_log.unreadable,
-                                self._unreleased(records))
+            if early is not None:  # a part of the plan: evaluated as it is
+                return evaluate(plan, early, events, at, external, None, None, plan_log.unreadable,
+                                self._unreleased(early))
             return evaluated(self, plan_id, plan, loaded.hash, lambda: self.records(plan_id), events, at,
                              external, lambda: self.graph_facts(plan_id), plan_log.unreadable,
                              self._unreleased)
