@@ -6,12 +6,14 @@ attack arrives: by `flowgit sync`, `git pull` or a file planted in the work tree
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from helpers import Repo
 from test_adversary_gates import forged_line, plan_hash, published, push_state_event, push_state_file
 from test_state_plan import PLAN, set_approvals, state_repo
 
+from flowgit.core.events import make_event
 from flowgit.formats import yamlio
 from flowgit.store import planedit
 from flowgit.store.state import log_path
@@ -131,5 +133,40 @@ def test_a_branch_checked_out_to_review_it_cannot_turn_via_merge_into_events(tmp
     maintainer.git("fetch", "-q", "origin")
     maintainer.git("checkout", "-q", "-b", "evil", "origin/evil")  # to review it
     assert maintainer.ok("status", "P", "--json").json["approvals"] == []
+    res = maintainer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+def test_one_signed_approval_listed_twice_in_a_forged_snapshot_is_one_approval(tmp_path: Path) -> None:
+    """approvals.signed with `required: 2`: a compaction snapshot's approvals count when a
+    signed approval event stands behind them (store/approvals._without_snapshot_approvals),
+    by (reviewer, plan hash, time). An unsigned snapshot pushed to flow/state listing alice's
+    one signed approval twice made two, and the plan went to execute."""
+    from test_approvals import ssh_signing
+
+    maintainer = state_repo(tmp_path / "maintainer", approvals=None)
+    (tmp_path / "home").mkdir()
+    ssh_signing(maintainer, tmp_path / "home")
+    set_approvals(maintainer, "{required: 2, signed: true}")
+    maintainer.plan("P", PLAN)
+    maintainer.ok("submit", "P")
+    maintainer.ok("approve", "P", "--reviewer", "alice")
+    assert maintainer.ok("status", "P", "--json").json["phase"] == "plan_review"
+    _, mallory = published(maintainer, tmp_path)
+    path = log_path("P", "_plan")
+    events = [json.loads(line) for line in mallory.git("show", f"flow/state:{path}").splitlines()]
+    approval = next(e for e in events if e["type"] == "plan.approved")
+    listed = {"reviewer": "alice", "comment": approval["data"].get("comment", ""),
+              "plan_hash": approval["data"]["plan_hash"], "at": approval["at"]}
+    state = {"phase": "plan_review", "base_commit": None, "accepted_hash": None, "halted_from": None,
+             "failed_tasks": [], "approvals": [listed, listed], "checkpoints": {}, "schedules": {},
+             "signals_handled": []}
+    snap = make_event("plan.snapshot", "P", None, "mallory", max(e["clock"] for e in events) + 1,
+                      {"state": state, "replaces": 1, "through": approval["id"]}, time.time())
+    push_state_event(mallory, tmp_path, "P", snap.to_line())
+    maintainer.ok("sync")
+    maintainer.run("advance", "P")  # the phase rules: two approvals of one version would move it
+    st = maintainer.ok("status", "P", "--json").json
+    assert st["phase"] == "plan_review" and len(st["approvals"]) == 1, st
     res = maintainer.proc("claim", "P/T1", "--worker", "w")
     assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)

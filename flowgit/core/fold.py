@@ -183,9 +183,12 @@ def phase_of(plan_events: Sequence[Event]) -> PhaseInfo:
         d = ev.data
         if ev.type == "plan.snapshot":
             snap = d.get("state") or {}
-            approvals = [Approval(str(a.get("reviewer", "")), str(a.get("comment", "")),
-                                  str(a.get("plan_hash", "")), str(a.get("at", "")))
-                         for a in snap.get("approvals", []) if isinstance(a, Mapping)]
+            approvals = []
+            for a in snap.get("approvals", []):
+                if isinstance(a, Mapping):  # one per reviewer, as the events give them: a listed twice is one
+                    approvals = [x for x in approvals if x.reviewer != str(a.get("reviewer", ""))]
+                    approvals.append(Approval(str(a.get("reviewer", "")), str(a.get("comment", "")),
+                                              str(a.get("plan_hash", "")), str(a.get("at", ""))))
             failed = list(snap.get("failed_tasks", []))
             info = replace(info, phase=snap.get("phase", info.phase),
                            base_commit=snap.get("base_commit", info.base_commit),
