@@ -105,7 +105,8 @@ def evaluated(repo: FlowRepo, plan_id: str, plan: Plan, digest: str,
 
 
 def _keep(repo: FlowRepo, plan_id: str, entry: dict[str, Any], key: list[Any], now: float,
-          ids: dict[str, Any], state: PlanState, at_head: str | None, shared: bool) -> None:
+          ids: dict[str, Any], state: PlanState, at_head: str | None, shared: bool,
+          until: float | None = None) -> None:
     """The evaluation kept, with what it was computed from."""
     views = state.tasks
     assert isinstance(views, Views)  # evaluate gives its views as rows
@@ -118,7 +119,8 @@ def _keep(repo: FlowRepo, plan_id: str, entry: dict[str, Any], key: list[Any], n
         # writes the others as references (every done task's row is the same), half the load
         kept = {t: same.setdefault(rows[t], rows[t]) for t in views.ids}
     gen = os.urandom(8).hex()
-    entry.update({"key": key, "now": now, "until": _next_due(rows, now), "ids": ids, "rows": kept,
+    entry.update({"key": key, "now": now, "until": _next_due(rows, now) if until is None else until,
+                  "ids": ids, "rows": kept,
                   "cps": dict(views.cp_rows),
                   "ready": list(state.order), "head": at_head, "gen": gen})
     repo.cache.changed(f"{plan_id}@eval")
@@ -172,7 +174,15 @@ def _advanced(repo: FlowRepo, plan_id: str, plan: Plan, entry: dict[str, Any], k
     order, rank = graph()
     state = evaluate(plan, _Overlay(fresh, ids, read_records), plan_events, now, {}, rank, order, held,
                      frozenset(), reuse)
-    _keep(repo, plan_id, entry, key, now, ids, state, head, True)
+    # a row's lease or retry changes only with its own log: the soonest of the kept rows (still
+    # ahead) and of the rows of the logs read here; an earlier one than needed only makes a
+    # later read look at the rows again
+    until, rows = entry.get("until"), state.tasks
+    assert isinstance(rows, Views)
+    soonest = None
+    if isinstance(until, float) and until > now:
+        soonest = min(until, _next_due({t: rows.rows[t] for t in reuse.dirty if t in rows.rows}, now))
+    _keep(repo, plan_id, entry, key, now, ids, state, head, True, soonest)
     return state
 
 
@@ -192,22 +202,68 @@ def _since(repo: FlowRepo, plan_id: str, kept_at: str, head: str) -> dict[str, s
     return changes
 
 
-def _dependents(repo: FlowRepo, plan_id: str, plan: Plan, digest: str) -> Mapping[str, Sequence[str]] | None:
+def _dependents(repo: FlowRepo, plan_id: str, plan: Plan, digest: str) -> Mapping[str, Sequence[str]]:
     """Each node's dependents in the plan of digest `digest`, kept with the plan index (the
-    same for every work tree); None when the kept ones are not of the shape written here."""
-    name = f"{plan_id}@after"
-    entry = repo.plan_cache.entry(name)
-    if entry.get("hash") != digest:
+    same for every work tree) in buckets: a re-evaluation reads those of the nodes it moves."""
+    return _After(repo, plan_id, plan, digest)
+
+
+class _After(Mapping[str, Sequence[str]]):
+    """The dependents map, read by bucket (`<plan>@after<N>`, by crc32 of the node, each with
+    the plan's digest); all buckets written again from the plan when one is missing or not of
+    the shape written here."""
+
+    BUCKETS = 64
+
+    def __init__(self, repo: FlowRepo, plan_id: str, plan: Plan, digest: str) -> None:
+        self.repo, self.plan_id, self.plan, self.digest = repo, plan_id, plan, digest
+
+    def _name(self, node: str) -> str:
+        import zlib
+
+        return f"{self.plan_id}@after{zlib.crc32(node.encode('utf-8')) % self.BUCKETS}"
+
+    def _all(self) -> dict[str, tuple[str, ...]]:
         from flowgit.core.index import plan_columns
 
-        ids, deps = plan_columns(plan)
+        ids, deps = plan_columns(self.plan)
         nodes: dict[str, Sequence[str]] = dict(zip(ids, deps))
-        nodes.update({c.id: c.after for c in plan.checkpoints})
-        entry.clear()
-        entry.update({"hash": digest, "after": {k: tuple(v) for k, v in dependents_of(nodes).items()}})
-        repo.plan_cache.changed(name)
-    after = entry.get("after")
-    return after if isinstance(after, dict) else None
+        nodes.update({c.id: c.after for c in self.plan.checkpoints})
+        return {k: tuple(v) for k, v in dependents_of(nodes).items()}
+
+    def _bucket(self, node: str) -> Mapping[str, Any]:
+        entry = self.repo.plan_cache.entry(self._name(node))
+        if entry.get("hash") != self.digest or not isinstance(entry.get("after"), dict):
+            buckets: dict[str, dict[str, tuple[str, ...]]] = {}
+            for n in range(self.BUCKETS):
+                buckets[f"{self.plan_id}@after{n}"] = {}
+            for key, value in self._all().items():
+                buckets[self._name(key)][key] = value
+            for name, bucket in buckets.items():
+                kept = self.repo.plan_cache.entry(name)
+                kept.clear()
+                kept.update({"hash": self.digest, "after": bucket})
+                self.repo.plan_cache.changed(name)
+        after = entry.get("after")
+        return after if isinstance(after, dict) else {}
+
+    def get(self, node: str, default: Any = None) -> Any:
+        found = self._bucket(node).get(node)
+        if not (isinstance(found, tuple) and all(type(n) is str for n in found)):
+            return default
+        return found
+
+    def __getitem__(self, node: str) -> Sequence[str]:
+        found = self.get(node)
+        if found is None:
+            raise KeyError(node)
+        return found  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _settled(repo: FlowRepo, plan_id: str, head: str) -> None:
