@@ -5,6 +5,8 @@ answer as the general fold."""
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,50 @@ def test_any_one_byte_changed_gives_the_general_answer() -> None:
             if agree(data) is not None:
                 fast += 1
     assert fast > 0  # some changes stay common (another digit of a time, another actor letter)
+
+
+def test_logs_claim_and_done_write_are_common_and_read_the_same_cold_warm_and_off(tmp_path: Path) -> None:
+    """A format 2 repository driven through the CLI: the logs `claim` and `done` write take
+    the fast fold, and `status --json` (real processes) is the same cold, warm and with the
+    cache off, beside logs that take the general way (a note, a failure, a release)."""
+    import json
+    import os
+    import subprocess
+
+    from flowgit.store.state import log_path
+    from helpers import Repo, make_git_repo
+    from helpers.cache import drop_derived
+
+    r = Repo(make_git_repo(tmp_path / "repo"))
+    r.ok("init", "--format", "2")
+    r.plan("P", "id: P\ntitle: cold fold\ngoal: the common log\ntasks:\n"
+           + "".join(f"  - id: T{i}\n    title: task {i}\n" for i in range(1, 7)))
+    r.ok("submit", "P")
+    r.ok("claim", "P/T1", "--worker", "w1")                                  # claimed: common
+    r.ok("claim", "P/T2", "--worker", "w1")
+    r.ok("done", "P/T2", "--worker", "w1")                                   # claimed, done: common
+    r.ok("claim", "P/T3", "--worker", "w2")
+    r.ok("done", "P/T3", "--worker", "w2", "--note", "finished")             # a note: general
+    r.ok("claim", "P/T4", "--worker", "w2")
+    r.ok("release", "P/T4", "--worker", "w2")                                # released: general
+
+    def log(task: str) -> bytes:
+        return subprocess.run(["git", "show", f"flow/state:{log_path('P', task)}"], cwd=r.path,
+                              capture_output=True, check=True).stdout
+
+    for task in ("T1", "T2"):
+        assert common_row(log(task), "P", task) == general(log(task), "P", task) is not None
+    for task in ("T3", "T4"):
+        assert common_row(log(task), "P", task) is None
+
+    def status(**env: str) -> object:
+        out = subprocess.run([sys.executable, "-m", "flowgit", "status", "P", "--json"], cwd=r.path,
+                             env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        return json.loads(out)
+
+    drop_derived(r.path)
+    cold = status()
+    warm = status()
+    assert cold == warm == status(FLOWGIT_NO_CACHE="1")
+    tasks = {t["id"]: t for t in cold["tasks"]}  # type: ignore[index]
+    assert tasks["T1"]["state"] == "claimed" and tasks["T2"]["state"] == "done"
