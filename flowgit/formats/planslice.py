@@ -543,13 +543,17 @@ def splice_append_many(text: str, index: Index, tasks: Sequence[Mapping[str, Any
                        ) -> tuple[str, list[str], Index, Splice]:
     """`append` of tasks over an index (the same bytes): the new file, each task's lines as a
     document of its own, the new file's index (not yet checked) and the splice."""
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from flowgit.formats.plaindump import dump_tasks
 
     end = index.ends[-1]
     like = _own(text, index.starts[-1], end)
-    flow = _flow_lists(yamlio.rt_load(like, "the last task")["tasks"][0])
-    doc = CommentedMap([("tasks", CommentedSeq(_block(t, flow) for t in tasks))])
-    dumped = yamlio.rt_dump(doc, like=like)
+    dumped = dump_tasks(like, tasks)
+    if dumped is None:
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+        flow = _flow_lists(yamlio.rt_load(like, "the last task")["tasks"][0])
+        doc = CommentedMap([("tasks", CommentedSeq(_block(t, flow) for t in tasks))])
+        dumped = yamlio.rt_dump(doc, like=like)
     body = _body(dumped)
     key = _LINES.findall(dumped)[0]
     dash = body[0][: len(body[0]) - len(body[0].lstrip(" ")) + 1] if body else "-"
