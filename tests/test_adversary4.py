@@ -6,12 +6,15 @@ attack arrives: by `flowgit sync`, `git pull` or a file planted in the work tree
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import Repo
 from test_adversary_gates import forged_line, plan_hash, published, push_state_event, push_state_file
-from test_state_plan import PLAN, set_approvals, state_repo
+from test_state_plan import PLAN, STATE_PLAN, set_approvals, state_repo
 
 from flowgit.core.events import make_event
 from flowgit.formats import yamlio
@@ -168,5 +171,41 @@ def test_one_signed_approval_listed_twice_in_a_forged_snapshot_is_one_approval(t
     maintainer.run("advance", "P")  # the phase rules: two approvals of one version would move it
     st = maintainer.ok("status", "P", "--json").json
     assert st["phase"] == "plan_review" and len(st["approvals"]) == 1, st
+    res = maintainer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+@pytest.mark.parametrize("approvals, remote_head", [("{via: merge, branch: main}", True), ("{via: merge}", False)])
+def test_a_pushed_tag_named_like_the_approvals_branch_approves_nothing(
+        tmp_path: Path, approvals: str, remote_head: bool) -> None:
+    """`via: merge` looked for the merge on the approvals branch by its short name, and git reads
+    a short name as a tag first (refs/tags/main before refs/heads/main). A teammate pushed a
+    tag `main` on a history of their own with a merge bringing the plan's bytes; a plain
+    `git fetch` brought it (it points into a branch they pushed) and the plan, committed
+    straight to main, counted as merged: claim exit 0. Either with `approvals.branch: main`, or
+    in the clone that made the repository (no origin/HEAD: the default branch is `main`)."""
+    maintainer = state_repo(tmp_path / "maintainer", approvals=approvals)
+    base = maintainer.git("rev-parse", "HEAD")
+    maintainer.plan("P", PLAN)  # committed straight to main: no merge approved it
+    maintainer.ok("submit", "P")
+    _, mallory = published(maintainer, tmp_path)
+    if not remote_head:
+        maintainer.git("remote", "set-head", "origin", "-d")
+    plan_bytes = subprocess.run(["git", "show", f"main:{STATE_PLAN}"], cwd=mallory.path, capture_output=True,
+                                check=True).stdout
+    mallory.git("checkout", "-q", "-b", "x", base)
+    (mallory.path / STATE_PLAN).parent.mkdir(parents=True, exist_ok=True)
+    (mallory.path / STATE_PLAN).write_bytes(plan_bytes)
+    mallory.git("add", STATE_PLAN)
+    mallory.git("commit", "-q", "--no-verify", "-m", "plan")
+    mallory.git("checkout", "-q", "-b", "y", base)
+    mallory.git("merge", "-q", "--no-ff", "-m", "Merge pull request #7", "x")
+    mallory.git("tag", "main")
+    mallory.git("push", "-q", "origin", "y", "refs/tags/main")
+    maintainer.git("fetch", "-q", "origin")
+    assert maintainer.git("tag", "-l") == "main"
+    maintainer.run("advance", "P")
+    st = maintainer.ok("status", "P", "--json").json
+    assert st["phase"] == "plan_review" and st["approvals"] == [], st
     res = maintainer.proc("claim", "P/T1", "--worker", "w")
     assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)

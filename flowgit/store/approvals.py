@@ -97,7 +97,7 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int, str] | None:
     except (OSError, FlowError):
         return None
     rel = repo.rel(path)
-    tip = git.resolve_commit(repo.root, branch, "approvals.branch")
+    tip = _branch_tip(repo, branch)
     if tip is None:
         return None
     digest = repo.load_plan(plan_id).hash
@@ -115,6 +115,23 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int, str] | None:
                 found = (last.commit, last.time, hashlib.sha256(earlier).hexdigest())
         _merged[key] = found
     return _merged[key]
+
+
+def _branch_tip(repo: FlowRepo, branch: str) -> str | None:
+    """The commit of the branch `branch` names, by its full ref name: git reads a short name as a
+    tag before a branch (refs/tags/main before refs/heads/main), and a teammate who can push a
+    tag `main`, which `git fetch` brings along with any branch it points into, could otherwise
+    hand this clone a history with a merge of any plan. `branch` is a branch name, or the
+    remote-tracking name `git.default_branch` gives (`origin/main`, `remotes/origin/main`)."""
+    if branch.startswith(("refs/", "-")):
+        return None
+    refs = [f"refs/heads/{branch}", f"refs/remotes/{repo.config.remote}/{branch}",
+            f"refs/{branch}" if branch.startswith("remotes/") else f"refs/remotes/{branch}"]
+    for ref in refs:
+        tip = git.resolve_commit(repo.root, ref, "approvals.branch")
+        if tip is not None:
+            return tip
+    return None
 
 
 def signed(root: Path, event: Event, log: str, rev: str = "HEAD") -> bool:
