@@ -209,3 +209,34 @@ def test_a_pushed_tag_named_like_the_approvals_branch_approves_nothing(
     assert st["phase"] == "plan_review" and st["approvals"] == [], st
     res = maintainer.proc("claim", "P/T1", "--worker", "w")
     assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="open: a sound event line with clock 2**63-1 makes the next clock "
+                   "unwritable; every transition of the plan stops (a reader bound below the writer's "
+                   "would make such a line unreadable instead, named by validate)")
+def test_an_event_at_the_last_clock_does_not_stop_every_transition(tmp_path: Path) -> None:
+    """One `plan.task_failed` line with clock 2**63-1 (the checker's limit: validate passes it)
+    pushed to flow/state: every claim of the plan then exits 1 with 'flowgit would write an
+    unreadable event ... report this as a bug', and nothing names the line."""
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{required: 0}")
+    maintainer.plan("P", PLAN)
+    _, mallory = published(maintainer, tmp_path)
+    ev = make_event("plan.task_failed", "P", None, "mallory", 2**63 - 1, {"task": "T9"}, time.time())
+    push_state_event(mallory, tmp_path, "P", ev.to_line())
+    maintainer.ok("sync")
+    res = maintainer.run("claim", "P/T1", "--worker", "w")
+    assert res.code == 0 or maintainer.run("validate").code == 1, res.err
+
+
+@pytest.mark.xfail(strict=True, reason="open (ADR 0013 by design): a claim ref that holds no claim stops "
+                   "sync and claim --sync of every plan in every clone until someone deletes it; a bad "
+                   "line on flow/state holds only its task")
+def test_a_junk_claim_ref_holds_its_task_not_every_sync(tmp_path: Path) -> None:
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{required: 0}")
+    maintainer.plan("P", PLAN)
+    maintainer.plan("Q", PLAN.replace("id: P", "id: Q"))
+    _, mallory = published(maintainer, tmp_path)
+    junk = mallory.git("commit-tree", mallory.git("rev-parse", "flow/state^{tree}"), "-m", "not a claim")
+    mallory.git("push", "-q", "origin", f"{junk}:refs/heads/flow/state-claims/P/T1")
+    assert maintainer.run("sync").code == 0
+    assert maintainer.run("claim", "Q/T1", "--worker", "w", "--sync").code == 0
