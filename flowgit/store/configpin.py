@@ -120,18 +120,27 @@ def _default_config(repo: FlowRepo, work: Config) -> tuple[Config, str] | None:
     branch = planpin.default_branch(repo, work)
     if branch is None or planpin.on_branch(repo, branch):
         return None
-    tip = planpin.branch_tip(repo, branch, work.remote)
-    if tip is None or not git.is_full_id(tip):
-        return None
-    entry = repo.cache.entry(f"{ENTRY}@default")
-    if entry.get("tip") != tip:
-        entry.update({"tip": tip, "blob": git.blob_ids_at(repo.root, tip, [STATE_CONFIG]).get(STATE_CONFIG)})
-        repo.cache.changed(f"{ENTRY}@default")
-    blob = entry.get("blob")
-    if not isinstance(blob, str):
+    blob = _committed_blob(repo, branch, work, "default")
+    if blob is None:
         return None
     display = f"{branch}:{STATE_CONFIG}"
     return _parse(repo, blob, display), "default branch"
+
+
+def _committed_blob(repo: FlowRepo, branch: str, work: Config, slot: str) -> str | None:
+    """The config blob committed at `branch`'s tip (here, else as last fetched), kept in the
+    cache by tip under `slot`; None when there is no tip or no config there."""
+    from flowgit.store import planpin
+
+    tip = planpin.branch_tip(repo, branch, work.remote)
+    if tip is None or not git.is_full_id(tip):
+        return None
+    entry = repo.cache.entry(f"{ENTRY}@{slot}")
+    if entry.get("tip") != tip:
+        entry.update({"tip": tip, "blob": git.blob_ids_at(repo.root, tip, [STATE_CONFIG]).get(STATE_CONFIG)})
+        repo.cache.changed(f"{ENTRY}@{slot}")
+    blob = entry.get("blob")
+    return blob if isinstance(blob, str) else None
 
 
 def _base_policy(repo: FlowRepo, work: Config) -> Config:
@@ -161,15 +170,8 @@ def held_branch(repo: FlowRepo, work: Config) -> str | None:
     base = planpin.default_branch(repo, dataclasses.replace(work, approvals_branch=None))
     if base is None or planpin.on_branch(repo, base):
         return work.approvals_branch
-    tip = planpin.branch_tip(repo, base, work.remote)
-    if tip is None or not git.is_full_id(tip):
-        return None
-    entry = repo.cache.entry(f"{ENTRY}@base")
-    if entry.get("tip") != tip:
-        entry.update({"tip": tip, "blob": git.blob_ids_at(repo.root, tip, [STATE_CONFIG]).get(STATE_CONFIG)})
-        repo.cache.changed(f"{ENTRY}@base")
-    blob = entry.get("blob")
-    if not isinstance(blob, str):
+    blob = _committed_blob(repo, base, work, "base")
+    if blob is None:
         return None
     try:
         return _parse(repo, blob, f"{base}:{STATE_CONFIG}").approvals_branch
