@@ -841,6 +841,13 @@ def commits_adding(root: Path, needle: str, path: str, rev: str = "HEAD") -> lis
     return [c for c in proc.stdout.decode().split() if is_full_id(c)] if proc.returncode == 0 else []
 
 
+def signing_key(root: Path, commit: str) -> str:
+    """The fingerprint of the key that signed the commit (`%GF`), "" when git names none."""
+    check_full_id(commit, "signing_key")
+    proc = _run(["log", "-1", "--format=%GF", EOO, commit], root, check=False)
+    return proc.stdout.decode("utf-8", "replace").strip() if proc.returncode == 0 else ""
+
+
 def verify_commit(root: Path, commit: str) -> bool:
     """Whether `git verify-commit` accepts the commit's signature, with the keys the user's git
     configuration lists (gpg's keyring, gpg.ssh.allowedSignersFile)."""

@@ -242,9 +242,6 @@ def test_a_junk_claim_ref_holds_its_task_not_every_sync(tmp_path: Path) -> None:
     assert maintainer.run("claim", "Q/T1", "--worker", "w", "--sync").code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="open: signed approvals are counted per reviewer name, not per "
-                   "signing key; counting one per key (git log --format=%GF) would change tests that sign "
-                   "several approvals with one test key")
 def test_one_signing_key_is_one_signed_approval(tmp_path: Path) -> None:
     """approvals.signed with `required: 2`: one person holding one allowed key approves twice,
     as `--reviewer alice` and `--reviewer bob` (free text), both signed by that key, and the

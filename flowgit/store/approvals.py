@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
 
 _merged: dict[tuple[str, str, str, str], tuple[str, int, str] | None] = {}
-_verified: dict[tuple[str, str, str], bool] = {}
+_verified: dict[tuple[str, str, str], str] = {}
 
 
 def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[Event]:
@@ -59,8 +59,16 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
         from flowgit.store.state import log_path
 
         rev, log = store.head() or store.ref, log_path(plan_id, PLAN_LOG)
-    kept = [e for e in events
-            if e.type != "plan.approved" or (not keys_inside and signed(repo.root, e, log, rev))]
+    kept: list[Event] = []
+    keys: set[tuple[str, str]] = set()  # one approval of a version per signing key
+    for e in events:
+        if e.type == "plan.approved":
+            key = None if keys_inside else signer(repo.root, e, log, rev)
+            mark = (key or "", str(e.data.get("plan_hash") or ""))
+            if key is None or mark in keys:
+                continue
+            keys.add(mark)
+        kept.append(e)
     vouched = {_approval_key(e.data.get("reviewer", e.actor), e.data.get("plan_hash"), e.at)
                for e in kept if e.type == "plan.approved"}
     return [_without_snapshot_approvals(e, vouched) for e in kept]
@@ -136,17 +144,26 @@ def _branch_tip(repo: FlowRepo, branch: str) -> str | None:
 
 def signed(root: Path, event: Event, log: str, rev: str = "HEAD") -> bool:
     """Whether a commit reachable from `rev` that added the event's line to the log has a
-    signature git accepts, and holds the event as it is read now: the commits are found by the
-    event's id (`log -S`), and a line rewritten later under the same id (a signed `submit`'s
-    line made into a `plan.approved` one) changes no count of that id."""
+    signature git accepts (`signer`)."""
+    return signer(root, event, log, rev) is not None
+
+
+def signer(root: Path, event: Event, log: str, rev: str = "HEAD") -> str | None:
+    """The key that signed a commit reachable from `rev` that added the event's line to the log,
+    with a signature git accepts, and holds the event as it is read now (the key's fingerprint,
+    else that commit); None when there is none. The commits are found by the event's id
+    (`log -S`): a line rewritten later under the same id (a signed `submit`'s line made into a
+    `plan.approved` one) changes no count of that id. `--reviewer` is free text: one key
+    approving a version twice under two names is one approval."""
     key = (str(root), event.id, event.to_line())
-    if _verified.get(key):
-        return True
-    ok = any(git.verify_commit(root, c) and _holds(root, c, log, event)
-             for c in git.commits_adding(root, event.id, log, rev))
-    if ok:  # a refusal is asked again: the commit may not exist yet, a key may be added
-        _verified[key] = True
-    return ok
+    known = _verified.get(key)
+    if known:
+        return known
+    for c in git.commits_adding(root, event.id, log, rev):
+        if git.verify_commit(root, c) and _holds(root, c, log, event):
+            _verified[key] = git.signing_key(root, c) or c
+            return _verified[key]
+    return None  # asked again next time: the commit may not exist yet, a key may be added
 
 
 def _holds(root: Path, commit: str, log: str, event: Event) -> bool:
