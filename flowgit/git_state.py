@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple, Sequence
+from contextlib import contextmanager
+from typing import IO, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 from flowgit.git import EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
 from flowgit.errors import InvalidFile, RaceLost
@@ -337,44 +338,55 @@ def read_objects(root: Path, shas: Sequence[str], limit: int) -> dict[str, tuple
     out: dict[str, tuple[str, bytes | None]] = {}
     if not wanted:
         return out
-    env = dict(os.environ)
-    for key in GIT_ENV_DROP:
-        env.pop(key, None)
-    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
-    import threading
-
-    def feed() -> None:
-        try:
-            proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
+    with _cat_batch(root, wanted) as stdout:
         for sha in wanted:
-            header = proc.stdout.readline().split()
+            header = stdout.readline().split()
             if len(header) < 3:  # "<sha> missing"
                 continue
             size = int(header[2])
             if size > limit:
                 left = size
                 while left > 0:
-                    left -= len(proc.stdout.read(min(left, 1 << 16)) or b"x" * left)
+                    left -= len(stdout.read(min(left, 1 << 16)) or b"x" * left)
                 out[sha] = (header[1].decode(), None)
             else:
-                out[sha] = (header[1].decode(), proc.stdout.read(size))
-            proc.stdout.read(1)
+                out[sha] = (header[1].decode(), stdout.read(size))
+            stdout.read(1)
+    return out
+
+
+@contextmanager
+def _cat_batch(root: Path, wanted: Sequence[str]) -> Iterator[IO[bytes]]:
+    """`git cat-file --batch` asked for `wanted` (fed from a thread, so that a long list never
+    blocks on a full pipe): its output, read by the caller; the process is ended on the way
+    out, however the caller left."""
+    import threading
+
+    env = dict(os.environ)
+    for key in GIT_ENV_DROP:
+        env.pop(key, None)
+    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+
+    def feed() -> None:
+        try:
+            stdin.write("".join(f"{sha}\n" for sha in wanted).encode())
+            stdin.close()
+        except OSError:  # stopped early: the caller refused what it read
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        yield proc.stdout
     finally:
         proc.stdout.close()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         writer.join(timeout=5)
-    return out
 
 
 def tree_of(root: Path, commit: str) -> str | None:
@@ -448,30 +460,12 @@ def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str]
     above `limit` bytes is refused by `name(sha)` as its header arrives, before its content is
     read (a state log a sync brought may be of any size)."""
     wanted = list(dict.fromkeys(shas))
-    if not wanted:
-        return {}
-    env = dict(os.environ)
-    for key in GIT_ENV_DROP:
-        env.pop(key, None)
-    proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
-
-    def feed() -> None:
-        try:
-            proc.stdin.write("".join(f"{sha}\n" for sha in wanted).encode())  # type: ignore[union-attr]
-            proc.stdin.close()  # type: ignore[union-attr]
-        except OSError:  # stopped early: a blob was refused
-            pass
-
-    import threading
-
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
     out: dict[str, bytes] = {}
-    try:
+    if not wanted:
+        return out
+    with _cat_batch(root, wanted) as stdout:
         for sha in wanted:
-            header = proc.stdout.readline().split()
+            header = stdout.readline().split()
             if len(header) < 3:  # "<sha> missing": not in this repository
                 continue
             size = int(header[2])
@@ -479,14 +473,8 @@ def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str]
                 raise InvalidFile(f"{name(sha)}: {size} bytes, above the {limit} byte limit of a log: "
                                   "nothing was read; a sync or a hand-made commit brought it: put back "
                                   "an earlier version of the log with a state commit")
-            out[sha] = proc.stdout.read(size)
-            proc.stdout.read(1)
-    finally:
-        proc.stdout.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        writer.join(timeout=5)
+            out[sha] = stdout.read(size)
+            stdout.read(1)
     return out
 
 
