@@ -25,12 +25,15 @@ def id_problem(value: object) -> str | None:
                 "an extension, any case): its files could not be written there; choose another id")
     if value.endswith("."):
         return "an id cannot end with '.' (Windows drops it from file names): remove it"
+    if value.endswith(".lock"):
+        return ("an id cannot end with '.lock' (git refuses such a branch name, so its claim ref "
+                "and the branch `run` works on could not be made): rename it")
     return None
 
 
 def is_valid_id(value: object) -> bool:
     return (isinstance(value, str) and bool(_ID.fullmatch(value)) and ".." not in value
-            and not value.endswith(".") and not _DEVICE.match(value))
+            and not value.endswith((".", ".lock")) and not _DEVICE.match(value))
 
 
 def check_id(value: str, what: str = "id") -> str:

@@ -1,0 +1,142 @@
+"""The fifth session's adversary: what a hostile collaborator (who can push any branch,
+`flow/state` and the claim refs) or a careless teammate can make another clone do through
+what arrives by `git pull`, `git fetch`, `flowgit sync`, `claim --sync` and merges. Each case
+drives real clones of one bare remote, or a real repository, the way the attack arrives.
+
+Open findings (in files another helper owns this session) are strict xfails naming what is
+open; /work/team/adv5-findings.md routes them."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import Repo
+from test_adversary_gates import clone, published
+from test_paths import hand_plan, hook_refuses, refused_alike
+from test_state_plan import PLAN, state_repo
+
+from flowgit.formats import yamlio
+from flowgit.store.state import log_path
+
+
+# ----- plumbing an attacker uses: a state tree written by hand -----------------------------------
+
+def _git(r: Repo, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=r.path, input=stdin, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _tree_with(r: Repo, tree: str | None, path: str, mode: str, kind: str, sha: str, dup: bool = False) -> str:
+    """`tree` with the entry `path` set (`dup`: added beside the one there, under the same name,
+    as `git mktree` allows and `git fsck` calls duplicateEntries)."""
+    lines = [ln for ln in _git(r, "ls-tree", tree).splitlines() if ln] if tree else []
+    name, _, rest = path.partition("/")
+    if not rest:
+        if not dup:
+            lines = [ln for ln in lines if ln.split("\t", 1)[1] != name]
+        lines.append(f"{mode} {kind} {sha}\t{name}")
+    else:
+        sub = next((ln.split()[2] for ln in lines if ln.split("\t", 1)[1] == name and ln.split()[1] == "tree"), None)
+        lines = [ln for ln in lines if ln.split("\t", 1)[1] != name]
+        lines.append(f"040000 tree {_tree_with(r, sub, rest, mode, kind, sha, dup)}\t{name}")
+    lines.sort(key=lambda ln: ln.split("\t", 1)[1] + ("/" if ln.split()[1] == "tree" else ""))
+    return _git(r, "mktree", "--missing", stdin="\n".join(lines) + "\n").strip()
+
+
+def _push_state_tree(r: Repo, tree: str) -> None:
+    commit = _git(r, "commit-tree", tree, "-p", "flow/state", "-m", "flow: sync").strip()
+    _git(r, "update-ref", "refs/heads/flow/state", commit)
+    _git(r, "push", "-q", "origin", "flow/state")
+
+
+def _executing(tmp_path: Path) -> tuple[Repo, Repo, Path]:
+    """A maintainer's clone with plan P executing (approvals off), published; the attacker's clone."""
+    victim = state_repo(tmp_path / "victim", approvals=None)
+    victim.plan("P", PLAN)
+    victim.ok("submit", "P")
+    bare, mallory = published(victim, tmp_path)
+    victim.ok("sync")
+    return victim, mallory, bare
+
+
+# ----- finding 1 (high, open): a duplicate tree entry makes `sync` drop a claim ---------------------
+
+@pytest.mark.xfail(strict=True, reason="open (clones: ops/statesync._merge_by_ids): a duplicate tree "
+                   "entry reads as a log added on their side, so the merge takes it over ours")
+def test_a_duplicate_tree_entry_pushed_to_the_state_does_not_drop_a_claim(tmp_path: Path) -> None:
+    """A log that one side holds every line of is taken whole (`_merge_by_ids`), and a side's
+    change is read from `diff-tree base theirs`. A tree holding the path twice (the real log,
+    then an empty one: `git mktree` writes it, a remote without receive.fsckObjects takes it)
+    reads in diff-tree as the empty log *added*, with no base version: the merge took the empty
+    log over ours, `_loses_events` never saw the drop, and w1's claim, already on flow/state and
+    folded here, was gone. The victim then claimed the task too (exit 0): two winners of T1,
+    and `validate` and `doctor` saw nothing."""
+    victim, mallory, bare = _executing(tmp_path)
+    w1 = clone(bare, tmp_path / "w1", "w1")
+    w1.ok("sync")
+    assert w1.proc("claim", "P/T1", "--worker", "w1", "--sync").returncode == 0
+    w1.ok("sync")
+    victim.ok("sync")
+    mallory.ok("sync")
+    path = log_path("P", "T1")
+    held = _git(victim, "show", f"flow/state:{path}")
+    assert '"actor":"w1"' in held
+    empty = _git(mallory, "hash-object", "-w", "--stdin", stdin="").strip()
+    tree = _git(mallory, "rev-parse", "flow/state^{tree}").strip()
+    _push_state_tree(mallory, _tree_with(mallory, tree, path, "100644", "blob", empty, dup=True))
+    res = victim.proc("claim", "P/T1", "--worker", "w2", "--sync")
+    assert res.returncode == 1 and "claimed by w1" in res.stderr, (res.returncode, res.stdout, res.stderr)
+    assert '"actor":"w1"' in _git(victim, "show", f"flow/state:{path}")
+
+
+# ----- finding 2 (low, open): `task add` ends the last task's `|` text --------------------------
+
+@pytest.mark.xfail(strict=True, reason="open (edits: formats/planslice.append / splice_append_many): "
+                   "the last task's `|` text at the end of a file without a final line break gains one")
+def test_task_add_keeps_the_last_tasks_block_text_at_a_file_end_without_a_line_break(repo: Repo) -> None:
+    """A teammate's plan.yaml ending in a `|` block with no final line break (an editor that
+    strips it): the text is 'line one\\nline two'. `task add` splices the new task after the
+    last task's lines and first ends that line, so the untouched task's description became
+    'line one\\nline two\\n' (its plan hash, its prompt): every path of `task add` does it."""
+    repo.plan("p", "id: p\ntitle: P\ntasks:\n  - id: t0\n    title: zero\n")
+    path = repo.path / ".flow/plans/p/plan.yaml"
+    path.write_text("id: p\ntitle: P\ntasks:\n  - id: t0\n    title: zero\n  - id: t1\n    title: one\n"
+                    "    description: |\n      line one\n      line two")
+    repo.git("commit", "-q", "--no-verify", "-am", "a teammate's edit, pulled")
+    assert yamlio.loads(path.read_text(), "x")["tasks"][1]["description"] == "line one\nline two"
+    repo.ok("task", "add", "p", "n1", "--title", "New")
+    tasks = yamlio.loads(path.read_text(), "x")["tasks"]
+    assert [t["id"] for t in tasks] == ["t0", "t1", "n1"]
+    assert tasks[1]["description"] == "line one\nline two"
+
+
+# ----- finding 3 (low, fixed): an id ending in `.lock` -------------------------------------------
+
+def test_a_task_id_ending_in_lock_is_refused_as_git_refuses_its_branches(repo: Repo) -> None:
+    """git refuses a ref name whose part ends in `.lock`. A pulled plan with the task `x.lock`
+    read fine, but in format 2 its claim ref `flow/state-claims/P/x.lock` could never be pushed
+    (`claim --sync` failed every time with git's 'invalid refspec'), and `run`'s branch
+    `flow/P/x.lock` could not be made (the claimed task failed). The id is refused as a device
+    name is: by every command alike, the hook and `task add`."""
+    hand_plan(repo, "p", "tasks:\n  - {id: A, title: a}\n  - {id: x.lock, title: b}\n")
+    first = refused_alike(repo, ("status", "p"), ("claim", "p", "--worker", "w"))
+    assert "invalid id 'x.lock'" in first and ".lock" in first
+    hook_refuses(repo, ".flow")
+    repo.git("clean", "-fdq", ".flow/plans/p")
+    repo.plan("q", "id: q\ntitle: q\ntasks:\n  - {id: A, title: a}\n")
+    before = repo.commits()
+    res = repo.run("task", "add", "q", "B.lock", "--title", "x")
+    assert res.code == 2 and ".lock" in res.err and repo.commits() == before, res.err
+    res = repo.run("plan", "new", "r.lock")
+    assert res.code == 2 and ".lock" in res.err, res.err
+
+
+def test_a_claim_ref_of_a_lock_task_is_never_read(tmp_path: Path) -> None:
+    """Format 2: the id is no task, so a claim ref under it is no claim (never read, never
+    pushed), and the plan's other tasks claim with `--sync` as before."""
+    victim, _, _ = _executing(tmp_path)
+    assert victim.proc("claim", "P/x.lock", "--worker", "w", "--sync").returncode == 2
+    res = victim.proc("claim", "P/T1", "--worker", "w", "--sync")
+    assert res.returncode == 0, res.stderr
