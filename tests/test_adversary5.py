@@ -140,3 +140,64 @@ def test_a_claim_ref_of_a_lock_task_is_never_read(tmp_path: Path) -> None:
     assert victim.proc("claim", "P/x.lock", "--worker", "w", "--sync").returncode == 2
     res = victim.proc("claim", "P/T1", "--worker", "w", "--sync")
     assert res.returncode == 0, res.stderr
+
+
+# ----- finding 4 (high, fixed): a timeout that is no number ---------------------------------------
+
+BAD_TIMEOUT_CONFIG = 'validations: [{name: v, run: ["true"], timeout: abc}]'
+
+
+def test_a_recorded_config_with_a_timeout_that_is_no_number_leaves_sync_and_doctor_working(tmp_path: Path) -> None:
+    """`Validation.from_any` read a validation's timeout with `float()`, so a config saying
+    `timeout: abc` raised ValueError, not the one-line InvalidFile. Pushed to flow/state as the
+    recorded config, it made every command of every clone that synced print a traceback,
+    `sync` and `doctor --fix` too: the two ways out of a recorded config that does not read
+    (SECURITY.md) were closed. Now it is a config that does not read, named in one line."""
+    victim, mallory, _ = _executing(tmp_path)
+    cfg = _git(mallory, "show", "main:.flow/config.yaml").replace("validations: []", BAD_TIMEOUT_CONFIG)
+    assert BAD_TIMEOUT_CONFIG in cfg
+    from test_adversary_gates import push_state_file
+
+    push_state_file(mallory, tmp_path, ".flow/config.yaml", cfg)
+    for args, code in ((("sync",), 0), (("status", "P"), 1), (("claim", "P/T1", "--worker", "w"), 1)):
+        res = victim.proc(*args)
+        assert res.returncode == code and "Traceback" not in res.stderr, (args, res.returncode, res.stderr)
+    res = victim.proc("status", "P")
+    assert res.stderr.strip().splitlines()[-1].startswith("flowgit: error: flow/state:.flow/config.yaml"), res.stderr
+    assert "timeout" in res.stderr
+    res = victim.proc("doctor", "--json")
+    assert "Traceback" not in res.stderr and "recorded_config" in res.stdout, (res.stdout, res.stderr)
+    res = victim.proc("doctor", "--fix")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert victim.proc("status", "P").returncode == 0
+
+
+def test_a_pulled_checkpoint_validation_timeout_that_is_no_number_is_one_line(repo: Repo) -> None:
+    """The same in a plan: every command on it raised ValueError (`validate` too)."""
+    hand_plan(repo, "p", "tasks:\n  - {id: A, title: a}\ncheckpoints:\n  - id: cp\n    after: [A]\n"
+                         '    validations:\n      - {name: v, run: ["true"], timeout: abc}\n')
+    first = refused_alike(repo, ("status", "p"), ("claim", "p", "--worker", "w"))
+    assert "timeout" in first
+
+
+def test_a_pulled_wait_timeout_that_is_no_number_does_not_stop_the_watcher(repo: Repo, watchers: list) -> None:
+    """`watch` read a wait's timeout with `float()` before anything else: a teammate's plan
+    saying `timeout: abc` killed every clone's watcher on its first pass (a traceback), trusted
+    command or not, and no other wait, signal or schedule ran. Now that wait is left unchecked,
+    said once, and the others go on."""
+    from helpers.procs import Watcher, stop_cleanly, wait_for
+    from helpers.state import of_type
+
+    repo.plan("p", 'id: p\ntitle: p\ntasks:\n  - id: bad\n    title: b\n    wait: {run: [sh, -c, "exit 1"], timeout: 5}\n'
+                   '  - id: good\n    title: g\n    wait: {run: [sh, -c, "exit 0"], timeout: 5}\n')
+    repo.ok("submit", "p")
+    plan = repo.path / ".flow/plans/p/plan.yaml"
+    plan.write_text(plan.read_text().replace("timeout: 5}\n  - id: good", "timeout: abc}\n  - id: good"))
+    repo.git("commit", "-q", "--no-verify", "-am", "a teammate's edit, pulled")
+    w = Watcher(repo, "--interval", "1")
+    watchers.append(w)
+    wait_for(lambda: of_type(repo, "p", "task.wait", "good") or w.proc.poll() is not None, 60, "the good wait's check")
+    assert w.proc.poll() is None, w.output
+    stop_cleanly(w)
+    assert sum("wait condition not checked" in line and "p/bad" in line for line in w.lines) == 1, w.output
+    assert not of_type(repo, "p", "task.wait", "bad")

@@ -244,7 +244,7 @@ class Validation:
         return cls(
             name=_str(data.get("name"), f"{where}.name", default=argv[0]),
             argv=argv,
-            timeout=float(data.get("timeout", 600)),
+            timeout=_seconds(data.get("timeout", 600), f"{where}.timeout"),
         )
 
 

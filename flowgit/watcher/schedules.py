@@ -84,8 +84,8 @@ def run_schedules(repo: FlowRepo, actor: str, log: Log, now: float | None = None
             argv = argv_of(sched.get("run"), f"schedules.{sid}.run")
             if argv and untrusted(repo, commands.schedule(sid, argv), None, f"schedule {sid}", log):
                 continue  # stays due: it runs once trusted
-            code, out = run_discovery(argv, repo.root, float(sched.get("timeout", 600)),
-                                      {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SCHEDULE": sid})
+            timeout = parse_seconds(sched.get("timeout", 600), f"schedules.{sid}.timeout")
+            code, out = run_discovery(argv, repo.root, timeout, {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SCHEDULE": sid})
             items, problems = parse_discovery(out)
             count += _apply_discovery(repo, plan_id, sid, actor, items, problems, code, log, now)
         except FlowError as exc:

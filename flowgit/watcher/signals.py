@@ -10,7 +10,7 @@ from flowgit import proc
 from flowgit.core import commands
 from flowgit.core.commands import Command
 from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
-from flowgit.core.model import argv_of
+from flowgit.core.model import argv_of, parse_seconds
 from flowgit.errors import FlowError
 from flowgit.formats import yamlio
 from flowgit.ops.phases import OUTPUT_TAIL, plan_clock
@@ -67,8 +67,8 @@ def handle_signals(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
                 argv = argv_of(action.get("run"), f"signals.{name}.run")
                 payload = json.dumps({} if data is None else data)
                 env = {"FLOWGIT_PLAN": plan_id, "FLOWGIT_SIGNAL": name, "FLOWGIT_SIGNAL_DATA": payload}
-                code, duration, tail = run_action(argv, repo.root, float(action.get("timeout", 600)),
-                                                  env, payload)
+                timeout = parse_seconds(action.get("timeout", 600), f"signals.{name}.timeout")
+                code, duration, tail = run_action(argv, repo.root, timeout, env, payload)
                 outcome = {"outcome": "ok" if code == 0 else "failed", "exit_code": code,
                            "duration": duration, "output_tail": tail}
         except FlowError as exc:

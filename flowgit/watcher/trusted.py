@@ -20,8 +20,12 @@ def untrusted(repo: FlowRepo, cmd: Command | None, plan_id: str | None, what: st
     why = trust.why_untrusted(repo, cmd, plan_id)
     if why is None:
         return False
-    line = f"{what}: not run: {why}"
+    say_once(f"{what}: not run: {why}", log)
+    return True
+
+
+def say_once(line: str, log: Callable[[str], None]) -> None:
+    """Log `line` the first time this process has it to say (a watcher pass runs every second)."""
     if line not in _said:
         _said.add(line)
         log(line)
-    return True

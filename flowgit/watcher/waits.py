@@ -6,12 +6,12 @@ from typing import Callable, Mapping
 from flowgit.clock import wall_now
 from flowgit.core import commands, retry
 from flowgit.core.events import make_event
-from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, policy_for
+from flowgit.core.model import Plan, RetryPolicy, Validation, argv_of, parse_seconds, policy_for
 from flowgit.errors import FlowError, IllegalTransition
 from flowgit.ops.phases import run_validation
 from flowgit.store.repo import FlowRepo
 from flowgit.store.writing import Write, commit_message
-from flowgit.watcher.trusted import untrusted
+from flowgit.watcher.trusted import say_once, untrusted
 
 Log = Callable[[str], None]
 
@@ -40,8 +40,12 @@ def check_waits(repo: FlowRepo, plan_id: str, actor: str, log: Log) -> int:
         task = plan.task(view.id)
         assert task is not None
         spec = task.wait if isinstance(task.wait, Mapping) else {"run": task.wait}
-        v = Validation(name=f"wait:{task.id}", argv=argv_of(spec.get("run"), f"{task.id}.wait.run"),
-                       timeout=float(spec.get("timeout", 60)))
+        try:  # a teammate's plan can say anything here: one bad wait must not stop the pass
+            v = Validation(name=f"wait:{task.id}", argv=argv_of(spec.get("run"), f"{task.id}.wait.run"),
+                           timeout=parse_seconds(spec.get("timeout", 60), f"tasks[{task.id}].wait.timeout"))
+        except FlowError as exc:
+            say_once(f"{plan_id}/{task.id}: wait condition not checked: {exc.message}: fix the plan", log)
+            continue
         if v.argv and untrusted(repo, commands.task_wait(plan_id, task.id, v.argv), plan_id,
                                 f"{plan_id}/{task.id}: wait condition", log):
             continue  # keeps waiting: checked once trusted
