@@ -306,6 +306,8 @@ def push_refs(root: Path, remote: str, updates: Sequence[tuple[str | None, str]]
     proc = _run([*args, EOO, remote, *specs], root, check=False)
     said = {ref: "not pushed" for _, ref in updates}
     seen = False
+    # what the remote said about a ref it refused (a ref beside it that git will not put it next to)
+    errors = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if "cannot lock ref" in ln]
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
         parts = line.split("\t")
         if len(parts) >= 2 and ":" in parts[1] and parts[0] in (" ", "+", "-", "*", "=", "!"):
@@ -313,6 +315,7 @@ def push_refs(root: Path, remote: str, updates: Sequence[tuple[str | None, str]]
             if dst in said:
                 seen = True
                 said[dst] = (parts[2] if len(parts) > 2 else "rejected") if parts[0] == "!" else ""
+                said[dst] += "".join(f"; {ln.strip()}" for ln in errors if said[dst] and f"'{dst}'" in ln)
     if proc.returncode != 0 and not seen:
         raise failure(["push", remote], proc)
     return said

@@ -1,8 +1,8 @@
 """Claim refs (ADR 0013): a `claim --sync` in format 2 is won by a compare-and-swap push on
 its task's own ref, `flow/state-claims/<plan>/<task>`, whose commit message carries the claim
 event; `sync` and `claim --sync` fetch them with the state branch and fold their claims in.
-Everything a remote holds there is untrusted: a claim ref that is no claim stops the sync in
-one line, nothing merged."""
+Everything a remote holds there is untrusted: a claim ref that is no claim holds its own task
+(said in one line, nothing of it folded); every other task goes on."""
 from __future__ import annotations
 
 import json
@@ -138,23 +138,70 @@ def forged(task: str, **change: Any) -> str:
     ("x\n\n{\"type\": 1}", "T2"),
     ("x\n\n" + "y" * 70_000, "byte limit"),
 ])
-def test_a_hostile_claim_ref_is_refused_in_one_line_and_nothing_is_merged(
+def test_a_hostile_claim_ref_holds_its_task_in_one_line_and_nothing_of_it_is_folded(
         tmp_path: Path, message: str, said: str) -> None:
     bare, _ = shared(tmp_path, PLAN)
     mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
-    hostile(mallory, "T2", message)
-    before = b.git("for-each-ref", "refs/heads/flow")
-    for args in (("claim", "P", "--sync", "--worker", "wb"), ("sync",)):
-        res = b.run(*args)
-        assert res.code == 1, (args, res.out, res.err)
-        line = res.err.strip()
+    junk = hostile(mallory, "T2", message)
+
+    def one_line(text: str) -> str:
+        line = text.strip().removeprefix("warning: ").removeprefix("flowgit: error: ")
         assert "\n" not in line and "Traceback" not in line
         assert f"origin/{REF}T2" in line and said in line and f"git push origin --delete {REF}T2" in line
-        assert b.git("for-each-ref", "refs/heads/flow") == before  # nothing merged, nothing claimed
-    assert set(remote_claims(bare)) == {"T2"}
-    # the way out the message names
+        assert "P/T2 cannot be claimed" in line
+        return line
+
+    res = b.run("sync", "--json")  # the sync goes on, and says which ref holds which task
+    assert res.code == 0, res.err
+    line = one_line(res.err)
+    assert res.json["held_claims"] == [line]
+    res = b.run("claim", "P/T2", "--sync", "--worker", "wb")
+    assert res.code == 1 and one_line(res.err) == line
+    # a claim of the plan passes over the held task, and refuses in its line when only it is left
+    got = [b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json["task"] for _ in range(3)]
+    assert sorted(got) == ["P/T1", "P/T3", "P/T4"]
+    res = b.run("claim", "P", "--sync", "--worker", "wb")
+    assert res.code == 1 and one_line(res.err) == line
+    assert states(b, "P")["T2"] == "ready"  # nothing of the junk folded
+    assert b.ok("sync").code == 0 and git(bare, "rev-parse", f"{REF}T2") == junk  # never pushed over
+    # the way out the line names
     mallory.git("push", "-q", "origin", "--delete", f"{REF}T2")
+    res = b.run("sync")
+    assert res.code == 0 and res.err.strip() == ""
+    assert b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json["task"] == "P/T2"
+
+
+def test_a_ref_below_a_claim_ref_holds_its_task_and_is_not_retried(tmp_path: Path) -> None:
+    """`P/T2/x` on the remote: git refuses to create `P/T2` beside it, which used to look like
+    a lost race (retried, exit 4). Said in one line and refused at once (exit 1)."""
+    bare, _ = shared(tmp_path, PLAN)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    b.ok("claim", "P/T2", "--sync", "--worker", "wb")  # b holds the tracking ref P/T2 ...
+    b.ok("release", "P/T2", "--worker", "wb")
+    b.ok("sync")
+    mallory.git("push", "-q", "origin", "--delete", f"{REF}T2")  # ... which mallory replaces
+    hostile(mallory, "T2/x", "x\n\nnot an event")
+    res = b.run("sync")
+    assert res.code == 0, res.err
+    assert f"origin/{REF}T2/x" in res.err and f"git push origin --delete {REF}T2/x" in res.err
+    res = b.run("claim", "P/T2", "--sync", "--worker", "wb")
+    assert res.code == 1, (res.code, res.err)
+    assert f"git push origin --delete {REF}T2/x" in res.err and "\n" not in res.err.strip()
     assert b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json["task"] == "P/T1"
+
+
+def test_a_branch_named_as_the_plans_claim_folder_is_refused_not_retried(tmp_path: Path) -> None:
+    """`flow/state-claims/P` (not fetched with P's claim refs) stops git from creating any claim
+    ref of P: the remote's refusal is read, and the claim exits 1 in one line naming it."""
+    bare, _ = shared(tmp_path, PLAN)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    tree = mallory.git("rev-parse", "origin/flow/state^{tree}")
+    mallory.git("push", "-q", "origin", f"{mallory.git('commit-tree', tree, '-m', 'x')}:refs/heads/{REF[:-1]}")
+    res = b.run("claim", "P/T1", "--sync", "--worker", "wb")
+    assert res.code == 1, (res.code, res.err)
+    line = res.err.strip()
+    assert "\n" not in line and f"git push origin --delete {REF[:-1]}" in line and "P/T1 cannot be claimed" in line
+    assert states(b, "P")["T1"] == "ready"  # taken back
 
 
 def test_refs_that_name_no_task_are_never_read(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ branch, so claims of different tasks never race each other.
   without its own new claim, and a rejection of that part waits for the next sync.
 - Everything fetched is untrusted: a claim ref whose name is no task id is never read; one
   that is not a commit, or whose message does not hold exactly one `task.claimed` event of
-  that plan and task, stops the sync in one line naming it (exit 1), nothing merged.
+  that plan and task, holds its own task, as an unreadable line of a log does: nothing of it
+  is folded, `sync` warns in one line naming it and the `git push --delete` that removes it,
+  and a claim of that task is refused with that line (exit 1); every other task goes on.
+  So does a ref below a claim ref (`P/T/x`), beside which git refuses to create `P/T`.
 - A claim ref whose event the remote's state branch already held when this clone fetched it,
   longer than `PRUNE_AFTER` ago by the event's time, is deleted by the next `sync` (with a lease:
   never a claim it has not seen), and by one `claim --sync` in 16 in its own push, so refs do
@@ -126,53 +129,90 @@ def claim_event(data: bytes, display: str, plan: str, task: str) -> Event:
     return read.events[0]
 
 
-def _refuse(remote: str, short: str, problem: str) -> InvalidFile:
-    return InvalidFile(f"{problem}: nothing was merged; a claim ref holds one commit written by "
-                       f"`flowgit claim --sync`: remove it with `git push {remote} --delete {short}`")
+def held_line(remote: str, short: str, plan: str, task: str, problem: str) -> str:
+    """The one line that says a bad claim ref holds its task, and how to remove it."""
+    return (f"{remote}/{short}: {problem}: {plan}/{task} cannot be claimed until it is removed (a claim "
+            f"ref holds one commit written by `flowgit claim --sync`): remove it with "
+            f"`git push {remote} --delete {short}`")
 
 
 class Fresh:
-    """The claims of the fetched claim refs this clone has not folded yet, read and checked."""
+    """The claims of the fetched claim refs this clone has not folded yet, read and checked,
+    and the tasks bad refs hold."""
 
     def __init__(self, record: dict[str, list[Any]], gone: list[str]) -> None:
         self.record = record
         self.gone = gone
         self.claims: dict[tuple[str, str], list[tuple[str, str, Event]]] = {}  # (plan, task) -> (ref, commit, event)
+        self.held: dict[tuple[str, str], str] = {}  # (plan, task) -> the line that says why
+        self.bad: dict[str, list[Any]] = {}  # tracking ref -> [commit, None, the line]: not read again
 
 
 def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
     """Read and check the claim refs of `plan` (every plan's: None) that moved since they were
-    last folded. A ref that names no task is never read; one that holds no claim is refused in
-    one line (InvalidFile), before anything is merged."""
+    last folded. A ref that names no task is never read; one that holds no claim holds its
+    task (`held`, one line each, also kept on the store as `held_claims`), and is read again
+    only when it moves; the others are folded."""
     store = _store(repo)
     prefix = tracking_prefix(store, remote, plan)
     refs = git_state.ref_values(repo.root, prefix)
     record = load_record(repo)
     found = Fresh(record, [ref for ref in record if ref.startswith(prefix) and ref not in refs])
     pending: dict[str, tuple[str, str, str]] = {}  # tracking ref -> (commit, plan, task)
+    base = tracking_prefix(store, remote)
     for ref, (oid, kind) in refs.items():
-        parts = ref[len(tracking_prefix(store, remote)):].split("/")
-        if len(parts) != 2 or not all(is_valid_id(p) for p in parts):
+        parts = ref[len(base):].split("/")
+        if not all(is_valid_id(p) for p in parts[:2]):
             continue  # no claim flowgit writes: never read, never pushed
-        if record.get(ref, [None])[0] == oid:
+        short = namespace(store) + "/".join(parts)
+        if len(parts) > 2:  # git refuses `P/T` beside `P/T/...`: every claim of P/T would fail
+            found.held[(parts[0], parts[1])] = held_line(
+                remote, short, parts[0], parts[1], f"a ref below the claim ref of {parts[0]}/{parts[1]}, "
+                "beside which git refuses to create it")
+            continue
+        if len(parts) != 2:
+            continue
+        seen = record.get(ref)
+        if seen is not None and seen[0] == oid:
+            if seen[1] is None and isinstance(seen[2], str):  # a bad ref read before, unchanged
+                found.held[(parts[0], parts[1])] = seen[2]
             continue
         if kind != "commit":
-            short = f"{namespace(store)}{parts[0]}/{parts[1]}"
-            raise _refuse(remote, short, f"{remote}/{short}: a {kind}, not a claim commit")
+            _hold(found, ref, oid, held_line(remote, short, parts[0], parts[1], f"a {kind}, not a claim commit"))
+            continue
         pending[ref] = (oid, parts[0], parts[1])
     objects = git_state.read_objects(repo.root, [c for c, _, _ in pending.values()], MAX_CLAIM_COMMIT)
     for ref, (oid, p, t) in pending.items():
         short = f"{namespace(store)}{p}/{t}"
         kind, data = objects.get(oid, ("missing", None))
         if data is None:
-            raise _refuse(remote, short, f"{remote}/{short}: " + ("a commit above the "
-                          f"{MAX_CLAIM_COMMIT} byte limit of a claim" if kind == "commit" else "not readable"))
+            _hold(found, ref, oid, held_line(remote, short, p, t, "a commit above the "
+                  f"{MAX_CLAIM_COMMIT} byte limit of a claim" if kind == "commit" else "not readable"))
+            continue
         try:
             ev = claim_event(data, f"{remote}/{short}", p, t)
         except InvalidFile as exc:
-            raise _refuse(remote, short, exc.message) from None
+            _hold(found, ref, oid, held_line(remote, short, p, t, exc.message.removeprefix(f"{remote}/{short}: ")))
+            continue
         found.claims.setdefault((p, t), []).append((ref, oid, ev))
+    store.held_claims = dict(found.held)
     return found
+
+
+def _hold(found: Fresh, ref: str, oid: str, line: str) -> None:
+    p, t = ref.split("/")[-2:]
+    found.held[(p, t)] = line
+    found.bad[ref] = [oid, None, line]
+
+
+def held(repo: FlowRepo, remote: str) -> list[str]:
+    """`doctor`: the lines of every claim ref this clone fetched last that holds its task (read
+    from the remote-tracking refs, no fetch)."""
+    store = repo.state_store
+    if store is None:
+        return []
+    found = read_fresh(repo, remote, None)
+    return sorted(set(found.held.values()))
 
 
 def fold(repo: FlowRepo, remote: str, fresh: Fresh) -> int:
@@ -195,10 +235,11 @@ def fold(repo: FlowRepo, remote: str, fresh: Fresh) -> int:
         names = ", ".join(sorted(f"{p}/{t}" for p, t in fresh.claims))
         store.commit(changes, f"flow: claims from {remote} ({names})\n\nFlow-Event: sync\n")
         repo.forget_all()
-    if fresh.claims or fresh.gone:
+    if fresh.claims or fresh.gone or fresh.bad:
         for found in fresh.claims.values():
             for ref, oid, ev in found:
                 record[ref] = [oid, ev.id, ev.at]
+        record.update(fresh.bad)
         save_record(repo, {k: v for k, v in record.items() if k not in fresh.gone})
     return len(changes)
 
@@ -240,6 +281,10 @@ def push_claim(repo: FlowRepo, remote: str, plan: str, task: str, event: Event, 
                 updates.append((None, gone))
                 leases[gone] = commit
     said = git_state.push_refs(root, remote, updates, leases, atomic=with_state)[ref]
+    beside = _beside(said, store)
+    if beside is not None:  # e.g. `P/T/x`: no claim of P/T can win until it is gone
+        raise InvalidFile(held_line(remote, beside, plan, task, "a ref beside which git refuses to create "
+                                    f"the claim ref of {plan}/{task}"))
     if said:
         # the remote's own compare-and-swap (the ref moved between its advertisement and the
         # update, or another push held its lock) is a lost race too; a hook's refusal is not
@@ -251,6 +296,19 @@ def push_claim(repo: FlowRepo, remote: str, plan: str, task: str, event: Event, 
     record[tracking] = [claim, event.id, event.at]
     save_record(repo, record)
     return True
+
+
+def _beside(said: str, store: StateStore) -> str | None:
+    """The branch (under the claim refs) that the remote said stops it from creating the claim
+    ref beside it ("cannot lock ref 'X': 'Y' exists; cannot create 'X'"); None otherwise."""
+    import re
+
+    found = re.search(r"'refs/heads/([^' ]+)' exists; cannot create", said)
+    name = found.group(1) if found else None
+    if (name is None or not (name + "/").startswith(namespace(store))
+            or not re.fullmatch(r"[A-Za-z0-9._/-]+", name)):
+        return None
+    return name
 
 
 # ----- pruning -----------------------------------------------------------------------------
@@ -270,7 +328,7 @@ def prunable(repo: FlowRepo, remote: str, theirs: str | None, now: float) -> lis
     for ref, (commit, ident, at) in load_record(repo).items():
         parts = ref[len(prefix):].split("/") if ref.startswith(prefix) else []
         if (len(parts) != 2 or current.get(ref, ("",))[0] != commit or not isinstance(at, str)
-                or now - event_time(at) < PRUNE_AFTER):
+                or ident is None or now - event_time(at) < PRUNE_AFTER):
             continue
         old.setdefault(parts[0], {})[parts[1]] = (commit, str(ident))
     out: list[tuple[str, str]] = []

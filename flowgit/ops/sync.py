@@ -349,6 +349,8 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,
                 fetched = round_.get("fetched")
                 result["pruned"] = _network(lambda: claimrefs.prune(
                     repo, name, fetched if isinstance(fetched, str) else None, wall_now()), name)
+                # claim refs that hold no claim hold their task, each said in one line
+                result["held_claims"] = sorted(set(store.held_claims.values()))
             return result
         backoff(attempt)
     raise RaceLost(f"could not push to {name}/{branch} after {retries} attempts: others keep moving first; retry")

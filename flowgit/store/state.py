@@ -66,6 +66,8 @@ class StateStore:
         self.last_tree: str | None = None  # the tree of the last commit this process wrote
         self.last_parent: str | None = None  # and its first parent
         self.last_commit: str | None = None  # and the commit
+        # (plan, task) -> the line of a fetched claim ref that holds the task (ops/claimrefs)
+        self.held_claims: dict[tuple[str, str], str] = {}
 
     def refuse_code_branch(self) -> None:
         """The state branch's tree holds event logs only, never the config a code branch of a

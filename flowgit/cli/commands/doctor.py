@@ -118,6 +118,11 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
         for rel in stray_logs(repo):
             problems.append(_problem("stray_log", rel, "an in-branch event log in a format 2 repository: "
                                      "the next write moves it to the state branch (commit or discard edits to it first)"))
+        from flowgit.ops.claimrefs import held
+
+        for line in held(repo, repo.work_config.remote):  # fetched claim refs that hold their task
+            ref, _, what = line.partition(": ")
+            problems.append(_problem("held_claim", ref, what))
     return problems + _work_tree_cache(repo)
 
 

@@ -13,6 +13,9 @@ def sync(app: App, remote: str | None, allow_unrelated: bool = False) -> int:
     follow_work(repo)
     result = syncing.sync(repo, remote, allow_unrelated=allow_unrelated)
     app.out.result(result, f"synced with {result['remote']}/{result['branch']} ({result['merge']})")
+    held = result.get("held_claims")
+    for line in held if isinstance(held, list) else ():  # claim refs that hold their task
+        app.out.warn(str(line))
     still = follow_work(FlowRepo(repo.root))  # as the next command will read it
     if still is not None:
         app.out.warn(f"{still}: every command but sync and doctor stops on it")

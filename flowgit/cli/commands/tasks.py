@@ -160,7 +160,7 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
 
     while tally["pushes"] < syncing.RETRIES:
         with repo.writing(plan_id, prepare=prepare, then=push) as w:
-            decision = decide(repo, w.state, w.now)
+            decision = _unheld(repo, plan_id, w.state, w.now, decide)
             decided.append(decision)
             _record(w, decision, actor)
         if tally["won"]:
@@ -170,6 +170,32 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
             return result
         syncing.backoff(tally["pushes"] - 1)
     raise RaceLost(f"{plan_id}: could not win a claim on {remote} after {syncing.RETRIES} attempts; retry")
+
+
+def _unheld(repo: FlowRepo, plan_id: str, state: PlanState, now: float,
+            decide: Callable[[FlowRepo, PlanState, float], Decision]) -> Decision:
+    """A synced claim's decision, with the tasks that a fetched claim ref holding no claim holds
+    (ops/claimrefs) passed over by a claim of the plan, and a claim of one of them refused in
+    that ref's line (exit 1): one bad ref holds its own task, not the plan."""
+    store = repo.state_store
+    held = {t: line for (p, t), line in (store.held_claims if store is not None else {}).items()
+            if p == plan_id}
+    if not held:
+        return decide(repo, state, now)
+    from dataclasses import replace
+
+    from flowgit.errors import InvalidFile, NothingToDo
+
+    try:
+        decision = decide(repo, replace(state, order=tuple(t for t in state.order if t not in held)), now)
+    except NothingToDo:
+        first = next((t for t in state.order if t in held), None)
+        if first is not None:  # ready tasks there are, but only held ones
+            raise InvalidFile(held[first]) from None
+        raise
+    if decision.task in held:
+        raise InvalidFile(held[decision.task])
+    return decision
 
 
 def _target(app: App, target: str | None) -> tuple[str | None, str | None]:
