@@ -8,11 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from flowgit.core.index import check_rows, indexed_plan, task_rows
+from flowgit.core.index import check_rows, indexed_plan, lazy_rows, plan_column, task_rows
 from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
 from flowgit.store.cache import DerivedCache
 from flowgit.store.planpin import LoadedPlan, PlanSource
+
+MIN_CHARS = 200_000  # a plan this big is first tried by formats/planrows.py (below it, compiling its
+# pattern costs more than it saves)
 
 
 def load(cache: DerivedCache, plan_id: str, path: Path, src: PlanSource) -> LoadedPlan:
@@ -40,28 +43,47 @@ def load(cache: DerivedCache, plan_id: str, path: Path, src: PlanSource) -> Load
             return hit
     plan, raw = _parse(plan_id, data, src)
     remember(cache, plan, raw, digest, src.key)
+    if isinstance(raw, Parsed):  # read into rows: the mapping is built if an edit asks for it
+        return LoadedPlan(plan, path, digest, display=src.display, where=src.where, _read=src.read,
+                          _parsed=raw.build)
     return LoadedPlan(plan, path, digest, raw, display=src.display, where=src.where, _read=src.read)
 
 
-def remember(cache: DerivedCache, plan: Plan, raw: Mapping[str, Any], digest: str, key: Any) -> None:
+class Parsed:
+    """What a plan read into rows (formats/planrows.py) was parsed to: its keys but the tasks,
+    and the whole mapping, built on demand."""
+
+    def __init__(self, head: dict[str, Any], build: Callable[[], Mapping[str, Any]]) -> None:
+        self.head, self.build = head, build
+
+
+def remember(cache: DerivedCache, plan: Plan, raw: Mapping[str, Any] | Parsed, digest: str, key: Any) -> None:
     """The index of a checked plan: its head and its tasks' rows, by the digest of its bytes."""
+    rows = lazy_rows(plan)
+    if rows is None:
+        rows = task_rows(plan.tasks)
+    ids, executors = plan_column(plan, "id"), plan_column(plan, "executor")
+    head = raw.head if isinstance(raw, Parsed) else {k: v for k, v in raw.items() if k != "tasks"}
     cache.entry(plan.id)["plan"] = {
-        "stat": key, "hash": digest, "checked": True,
-        "data": {k: v for k, v in raw.items() if k != "tasks"},
+        "stat": key, "hash": digest, "checked": True, "data": head,
         "external": plan.has_external_deps,
-        "executors": {t.id: t.executor for t in plan.tasks if t.executor is not None}}
+        "executors": {i: e for i, e in zip(ids, executors) if e is not None}}
     cache.changed(plan.id)
-    rows = cache.entry(f"{plan.id}@rows")
-    rows.clear()
-    rows.update({"hash": digest, "rows": task_rows(plan.tasks)})
+    kept = cache.entry(f"{plan.id}@rows")
+    kept.clear()
+    kept.update({"hash": digest, "rows": rows})
     cache.changed(f"{plan.id}@rows")
 
 
-def _parse(plan_id: str, data: bytes, src: PlanSource) -> tuple[Plan, Mapping[str, Any]]:
+def _parse(plan_id: str, data: bytes, src: PlanSource) -> tuple[Plan, Mapping[str, Any] | Parsed]:
     from flowgit.formats import yamlio
 
     display = src.display
-    raw = yamlio.loads(yamlio.decode(data, display), display)
+    text = yamlio.decode(data, display)
+    fast = _read_rows(plan_id, text, display) if len(text) >= MIN_CHARS else None
+    if fast is not None:
+        return fast
+    raw = yamlio.loads(text, display)
     try:
         plan = Plan.from_dict(raw, display)
     except InvalidFile as exc:
@@ -69,6 +91,28 @@ def _parse(plan_id: str, data: bytes, src: PlanSource) -> tuple[Plan, Mapping[st
     if plan.id != plan_id:
         raise InvalidFile(f"{display}: id {plan.id!r} does not match its directory {plan_id!r}: make them equal")
     return plan, raw
+
+
+def _read_rows(plan_id: str, text: str, display: str) -> tuple[Plan, Parsed] | None:
+    """A big plan whose task list `planrows` reads (plain fields, one layout): its rows,
+    without a dict or a `Task` per task (issue 17); None for anything else, or for anything
+    the full path would refuse (it then says what)."""
+    from flowgit.formats import planrows, yamlio
+
+    read = planrows.read(text, yamlio.read_scalar)
+    if read is None:
+        return None
+    try:
+        head = Plan.from_dict(read.head, display)
+    except InvalidFile:
+        return None
+    if head.id != plan_id or head.checkpoints and \
+            len({i.lower() for i in (*read.ids, *(c.id for c in head.checkpoints))}) != len(read.ids) + len(head.checkpoints):
+        return None
+    rows = read.rows
+    plan = indexed_plan(head, lambda: rows, {})
+    plan.__dict__["_rows"] = rows
+    return plan, Parsed(read.head, read.raw)
 
 
 def _from_index(cache: DerivedCache, plan_id: str, entry: Mapping[str, Any], path: Path,

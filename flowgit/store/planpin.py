@@ -59,10 +59,13 @@ class LoadedPlan:
     display: str = ""  # where the plan was read: its path, or BRANCH:PATH (format 2)
     where: str = "work tree"  # "work tree", "state" or "default branch" (store/planpin.py)
     _read: Callable[[], bytes] | None = None
+    _parsed: Callable[[], Mapping[str, Any]] | None = None  # the parse, built on demand (planrows)
 
     @property
     def raw(self) -> Mapping[str, Any]:
         """The plan as parsed YAML (read again when the plan came from the cache)."""
+        if self._raw is None and self._parsed is not None:
+            self._raw = self._parsed()
         if self._raw is None:
             from flowgit.formats import yamlio
 
@@ -73,6 +76,8 @@ class LoadedPlan:
     @property
     def parsed(self) -> Mapping[str, Any] | None:
         """The plan as parsed YAML when this process parsed it (None: it came from the cache)."""
+        if self._raw is None and self._parsed is not None:
+            self._raw = self._parsed()
         return self._raw
 
     def data(self) -> bytes:  # as read: the work tree's file, or the version execution follows
