@@ -211,13 +211,11 @@ def test_a_pushed_tag_named_like_the_approvals_branch_approves_nothing(
     assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason="open: a sound event line with clock 2**63-1 makes the next clock "
-                   "unwritable; every transition of the plan stops (a reader bound below the writer's "
-                   "would make such a line unreadable instead, named by validate)")
 def test_an_event_at_the_last_clock_does_not_stop_every_transition(tmp_path: Path) -> None:
-    """One `plan.task_failed` line with clock 2**63-1 (the checker's limit: validate passes it)
-    pushed to flow/state: every claim of the plan then exits 1 with 'flowgit would write an
-    unreadable event ... report this as a bug', and nothing names the line."""
+    """One `plan.task_failed` line with clock 2**63-1 (the checker's limit then: validate
+    passed it) pushed to flow/state: every claim of the plan exited 1 with 'flowgit would write
+    an unreadable event ... report this as a bug', and nothing named the line. Readers now take
+    clocks up to 2**53-1 (ADR 0014): the line is unreadable and named."""
     maintainer = state_repo(tmp_path / "maintainer", approvals="{required: 0}")
     maintainer.plan("P", PLAN)
     _, mallory = published(maintainer, tmp_path)

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta, timezone
 from random import SystemRandom
 from typing import Any, Callable, Iterable, Mapping
 
+from flowgit.core.shown import got as _got
+from flowgit.core.shown import show as _show
 from flowgit.errors import InvalidFile
 from flowgit.ids import branch_problem
 
@@ -82,6 +84,9 @@ def event_time(value: object) -> float:
             raise ValueError(f"{_show(value)} is not a time within years 1-9999")
         return float(value)
     raise ValueError(f"expected a time, got {_got(value)}")
+
+
+MAX_CLOCK = 2 ** 53 - 1  # the largest clock a reader takes; the writer's check takes MAX_INT (ADR 0014)
 
 
 @dataclass(frozen=True)
@@ -166,11 +171,12 @@ class LogRead:
 _ANY = object()
 
 
-def parse_log(data: bytes, display: str, plan: str | None = None, task: Any = _ANY) -> LogRead:
+def parse_log(data: bytes, display: str, plan: str | None = None, task: Any = _ANY,
+              limit: int = MAX_CLOCK) -> LogRead:
     """Parse complete lines; a last line without '\\n' is reported as torn, never parsed. A line
     that `check_event` refuses (or that belongs to another plan or task than `plan`/`task`, when
     given) is never folded: it is listed in `bad`, so readers can hold what it might change.
-    Never raises on content. A repeated event id is read once."""
+    Never raises on content. A repeated event id is read once. `limit`: the largest clock."""
     end = data.rfind(b"\n") + 1
     torn = end < len(data)
     events: list[Event] = []
@@ -186,7 +192,7 @@ def parse_log(data: bytes, display: str, plan: str | None = None, task: Any = _A
         except ValueError as exc:
             bad.append(BadLine(where, f"not a JSON event line ({exc})"))
             continue
-        problems = check_event(obj)
+        problems = check_event(obj, limit)
         if not problems and (plan is not None or task is not _ANY):
             problems = owner_problems(obj, plan, task)
         if problems:
@@ -307,6 +313,7 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "texts": (_is_texts, "a list of strings"),
     "bool": (lambda v: type(v) is bool, "true or false"),
     "count": (_is_int, f"an integer from 0 to {MAX_INT}"),
+    "clock": (lambda v: type(v) is int and 0 <= v <= MAX_CLOCK, f"an integer from 0 to {MAX_CLOCK}"),
     "int": (lambda v: type(v) is int and -MAX_INT <= v <= MAX_INT, "an integer"),
     "number": (_is_number, "a finite number"),
     "time": (_is_time, "a time (RFC 3339 UTC text, or seconds) within years 1-9999"),
@@ -333,7 +340,7 @@ TASK_STATE = {
     "status": "status", "worker": "text?", "lease_until": "time?", "attempts": "count",
     "failures": "count", "retry_at": "time?", "last_error": "text?", "note": "text?",
     "files_modified": "texts", "skip_dependents": "bool", "wait_ok": "bool",
-    "wait_next_at": "time?", "wait_checks": "count", "events": "count", "last_clock": "count",
+    "wait_next_at": "time?", "wait_checks": "count", "events": "count", "last_clock": "clock",
     "log_path": "text?", "code": "commit?",
 }
 PLAN_STATE = {
@@ -404,16 +411,16 @@ def _field_problems(values: Mapping[str, Any], spec: Mapping[str, str], where: s
     return out
 
 
-def check_event(obj: Any) -> list[str]:
+def check_event(obj: Any, limit: int = MAX_CLOCK) -> list[str]:
     """Every problem of one decoded event line, each "field: what is wrong" ([] when the line
     is sound). A type this version does not know is no problem: such events are kept and
     ignored; only their envelope is checked."""
-    if type(obj) is dict and _sound(obj):
+    if type(obj) is dict and _sound(obj, limit):
         return []
-    return _problems(obj)
+    return _problems(obj, limit)
 
 
-def _problems(obj: Any) -> list[str]:
+def _problems(obj: Any, limit: int = MAX_CLOCK) -> list[str]:
     if type(obj) is not dict:
         return [f"(top): expected a mapping, got {_got(obj)}"]
     out = [f"(top): missing required key {k!r}" for k in _REQUIRED if k not in obj]
@@ -468,8 +475,8 @@ def _problems(obj: Any) -> list[str]:
             out.append(f"clock: expected an integer (Lamport clock), got {_got(clock)}")
         elif clock < 0:
             out.append(f"clock: must be >= 0, got {clock}")
-        elif clock > MAX_INT:
-            out.append(f"clock: must be <= {MAX_INT}, got {clock}")
+        elif clock > limit:
+            out.append(f"clock: must be <= {limit} (no log counts that far: written by hand), got {clock}")
     data = obj.get("data", {})
     if type(data) is not dict:
         out.append(f"data: expected a mapping, got {_got(data)}")
@@ -532,7 +539,7 @@ def _fields_sound(values: Mapping[str, Any], spec: tuple[tuple[str, Callable[[An
     return True
 
 
-def _sound(obj: dict[str, Any]) -> bool:
+def _sound(obj: dict[str, Any], limit: int = MAX_CLOCK) -> bool:
     keys = obj.keys()
     if not _REQ_SET <= keys <= _ENV_SET:
         return False
@@ -553,7 +560,7 @@ def _sound(obj: dict[str, Any]) -> bool:
         return False
     if type(obj["at"]) is not str or _EASY_TIME.match(obj["at"]) is None:
         return False
-    if type(clock) is not int or not 0 <= clock <= MAX_INT:
+    if type(clock) is not int or not 0 <= clock <= limit:
         return False
     data = obj.get("data", {})
     if type(data) is not dict or not _fields_sound(data, _FAST[kind]):
@@ -568,33 +575,3 @@ def _id_problems(name: str, value: Any) -> list[str]:
     if not _ID.match(value) or ".." in value:
         return [f"{name}: invalid id {_show(value)}: {ID_RULE}"]
     return []
-
-
-def _show(value: Any) -> str:
-    """A short rendering of a scalar."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    return str(value)
-
-
-def _got(value: Any) -> str:
-    """What was found, for "expected X, got Y"."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({_show(value)})"
-    if isinstance(value, int):
-        return f"an integer ({value})" if abs(value) < 10 ** 30 else "a very large integer"
-    if isinstance(value, float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({_show(value)})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return f"a {type(value).__name__}"

@@ -50,13 +50,13 @@ def fold_task_log(data: bytes, plan: str, task: str,
 # and, maybe, then done by the same worker (data empty or naming the code commit alone). Such
 # a log folds to a row without decoding a line as JSON or building an event. The pattern
 # accepts only what `load_line` and `_sound` accept for these keys in this order (no escapes,
-# no control characters, days up to the 28th, clocks below 2**63, a ULID for each id); the
+# no control characters, days up to the 28th, clocks below 10**15 (under MAX_CLOCK), a ULID for each id); the
 # rest of the envelope is compared below; anything else is read the general way above.
 _TIME = (r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])T"
          r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?Z")
 _HEAD = (r'\{"id":"([0-9A-HJKMNP-TV-Z]{26})","type":"task\.%s","plan":"([^"\\\x00-\x1f]*)",'
          r'"task":"([^"\\\x00-\x1f]*)","actor":"([^"\\\x00-\x1f]{1,1000})","at":"' + _TIME +
-         r'","clock":(0|[1-9][0-9]{0,17}),"data":\{')
+         r'","clock":(0|[1-9][0-9]{0,14}),"data":\{')
 _CODE = r'"code":"([0-9a-f]{40}|[0-9a-f]{64})"'
 _COMMON = re.compile(
     _HEAD % "claimed" + r'"lease_until":"(' + _TIME + r')","lease_seconds":'

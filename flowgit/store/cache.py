@@ -22,7 +22,8 @@ from typing import Any, Iterator
 
 from flowgit import __version__
 
-CACHE_VERSION = 15  # 13: the event checker; 14: tuples, the plan index, the evaluated state; 15: rows apart
+CACHE_VERSION = 16  # 13: the event checker; 14: tuples, the plan index, the evaluated state; 15: rows apart;
+# 16: clocks past 2**53-1 unreadable (a log folded or found clean before is read again)
 NO_CACHE = "FLOWGIT_NO_CACHE"
 
 

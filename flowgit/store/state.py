@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from flowgit import git, git_state
-from flowgit.core.events import PLAN_LOG, Event, parse_log
+from flowgit.core.events import MAX_INT, PLAN_LOG, Event, parse_log
 from flowgit.core.storage import DEFAULT_BRANCH
 from flowgit.errors import FlowError, InvalidFile
 from flowgit.ids import is_valid_id
@@ -290,7 +290,7 @@ def appended(base: bytes | None, events: Iterable[Event], display: str, plan: st
     """A log's new content: what it held and these lines, each checked as `validate` would
     (the writer is the check now: no hook sees a plumbing write)."""
     text = b"".join(e.to_line().encode("utf-8") for e in events)
-    read = parse_log(text, display, plan, None if stream == PLAN_LOG else stream)
+    read = parse_log(text, display, plan, None if stream == PLAN_LOG else stream, MAX_INT)
     if read.bad:
         raise InvalidFile(f"{display}: flowgit would write an unreadable event ({read.bad[0].problem}): "
                           "nothing was written; report this as a bug")

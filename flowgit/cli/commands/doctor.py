@@ -123,7 +123,21 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
         for line in held(repo, repo.work_config.remote):  # fetched claim refs that hold their task
             ref, _, what = line.partition(": ")
             problems.append(_problem("held_claim", ref, what))
+        problems += _state_log_problems(repo)
     return problems + _work_tree_cache(repo)
+
+
+def _state_log_problems(repo: FlowRepo) -> list[dict[str, Any]]:
+    """Lines of the state branch's logs the checker refuses (a fetch or a hand-made state
+    commit brought them): each holds its task, or its plan for the plan log, until removed."""
+    from flowgit.store import plansplice
+    from flowgit.store.statelogs import check_state_logs
+
+    _, errors, warnings = check_state_logs(repo)
+    plansplice.store(repo).save()
+    out = [_problem("invalid", line.partition(": ")[0], line + " (it holds its task, or its plan for "
+                    "_plan.jsonl, until the line is removed)") for line in errors]
+    return out + [_problem("unknown_type", line.partition(": ")[0], line) for line in warnings]
 
 
 def _work_tree_cache(repo: FlowRepo) -> list[dict[str, Any]]:

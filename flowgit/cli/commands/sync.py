@@ -16,7 +16,25 @@ def sync(app: App, remote: str | None, allow_unrelated: bool = False) -> int:
     held = result.get("held_claims")
     for line in held if isinstance(held, list) else ():  # claim refs that hold their task
         app.out.warn(str(line))
-    still = follow_work(FlowRepo(repo.root))  # as the next command will read it
+    fresh = FlowRepo(repo.root)  # as the next command will read it
+    still = follow_work(fresh)
     if still is not None:
         app.out.warn(f"{still}: every command but sync and doctor stops on it")
+    elif fresh.state_store is not None:
+        _unreadable_lines(app, fresh)
     return 0
+
+
+def _unreadable_lines(app: App, repo: FlowRepo) -> None:
+    """Name each line of the state's logs the checker refuses (only logs not found clean
+    before are read): what the sync brought that holds a task, or a plan."""
+    from flowgit.store import plansplice
+    from flowgit.store.statelogs import check_state_logs
+
+    _, errors, _ = check_state_logs(repo)
+    plansplice.store(repo).save()
+    for line in errors[:5]:
+        app.out.warn(f"unreadable event at {line}: it holds its task (its plan, in _plan.jsonl) "
+                     "until the line is removed")
+    if len(errors) > 5:
+        app.out.warn(f"{len(errors) - 5} more unreadable event line(s): `flowgit validate` lists them")

@@ -1,0 +1,77 @@
+"""The fifth session's gaps: what a teammate who can push `flow/state`, or who commits to a
+branch this clone pulls, could do through the open findings of the fourth closing note. Each
+case is real clones of one bare remote, the attack arriving by `flowgit sync` or `git pull`."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from helpers import Repo
+from test_adversary_gates import published, push_state_event, push_state_file
+from test_state_plan import PLAN, state_repo
+
+from flowgit.core.events import MAX_CLOCK, make_event
+from flowgit.store.state import log_path
+
+
+def forged(task: str | None, clock: int, type_: str = "task.log") -> str:
+    data: dict[str, object] = {"task": "T9"} if task is None else {"message": "hello"}
+    if task is None:
+        type_ = "plan.task_failed"
+    return make_event(type_, "P", task, "mallory", clock, data, time.time()).to_line()
+
+
+def executing(tmp_path: Path) -> tuple[Repo, Repo]:
+    maintainer = state_repo(tmp_path / "maintainer", approvals="{required: 0}")
+    maintainer.plan("P", PLAN)
+    maintainer.ok("claim", "P/T2", "--worker", "w")  # the plan executes; T1 has no log yet
+    _, mallory = published(maintainer, tmp_path)
+    return maintainer, mallory
+
+
+def test_a_task_line_past_the_last_clock_holds_its_task_and_is_named(tmp_path: Path) -> None:
+    """A sound line but for its clock (2**63-1, the most JSON and the old checker allowed) in
+    T1's log: T1 is held and named by validate, doctor and status; the plan goes on."""
+    maintainer, mallory = executing(tmp_path)
+    mallory.ok("claim", "P/T1", "--worker", "m")
+    push_state_event(mallory, tmp_path, "P", forged("T1", 2**63 - 1), stream="T1")
+    sync = maintainer.run("sync")
+    where = "flow/state:.flow/plans/P/events/"
+    assert sync.code == 0 and f"unreadable event at {where}" in sync.err, sync.err
+    res = maintainer.run("done", "P/T1", "--worker", "m")
+    assert res.code == 1 and "unreadable event" in res.err, res.err
+    assert "report this as a bug" not in res.err and "Traceback" not in res.err
+    assert maintainer.run("done", "P/T2", "--worker", "w").code == 0  # the plan is not held
+    val = maintainer.run("validate")
+    assert val.code == 1 and where in val.err + val.out and str(MAX_CLOCK) in val.err + val.out, val
+    doc = maintainer.run("doctor")
+    assert where in doc.out + doc.err, doc
+    rows = {t["id"]: t["state"] for t in maintainer.ok("status", "P", "--json").json["tasks"]}
+    assert rows["T1"] == "blocked" and rows["T2"] == "done", rows
+
+
+def test_a_task_line_at_the_last_clock_holds_only_its_task(tmp_path: Path) -> None:
+    """The largest clock a reader takes: the next write of that log is past it. flowgit writes
+    it (its own check allows any clock up to 2**63-1), so the task is held, named, and never
+    'report this as a bug'; other tasks go on."""
+    maintainer, mallory = executing(tmp_path)
+    push_state_file(mallory, tmp_path, log_path("P", "T1"), forged("T1", MAX_CLOCK))
+    assert maintainer.run("sync").code == 0
+    res = maintainer.run("claim", "P/T1", "--worker", "w2")
+    assert "report this as a bug" not in res.err and "Traceback" not in res.err, res.err
+    res = maintainer.run("done", "P/T1", "--worker", "w2")
+    assert res.code == 1 and "unreadable event" in res.err, res.err
+    assert maintainer.run("validate").code == 1
+    assert maintainer.run("done", "P/T2", "--worker", "w").code == 0
+
+
+def test_a_plan_line_past_the_last_clock_is_named_not_a_bug(tmp_path: Path) -> None:
+    """The plan log: a line there holds the plan, as any unreadable plan line does (it may have
+    been a rejection or a halt); it is named by validate and by the claim's one line."""
+    maintainer, mallory = executing(tmp_path)
+    push_state_event(mallory, tmp_path, "P", forged(None, 2**63 - 1))
+    assert maintainer.run("sync").code == 0
+    res = maintainer.run("claim", "P/T1", "--worker", "w2")
+    assert res.code == 1 and "unreadable event" in res.err and "_plan.jsonl" in res.err, res.err
+    assert "report this as a bug" not in res.err
+    assert maintainer.run("validate").code == 1
