@@ -31,6 +31,15 @@ def blob_id(data: bytes) -> bytes:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
 
 
+def tip_blob(repo: FlowRepo, plan_id: str, sha256: str) -> str | None:
+    """The blob id of the version the plan's chain ends with, when its sha256 is `sha256`."""
+    from flowgit.store.kept import kept as kept_store
+
+    chain = kept_store(repo).entry(f"pack-{plan_id}")
+    tip = chain.get("tip")
+    return tip if chain.get("tip_sha256") == sha256 and isinstance(tip, str) and len(tip) == 40 else None
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -122,21 +131,22 @@ def _index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
 
 
 def store_version(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes,
-                  old_sha256: str | None = None, new_sha256: str | None = None) -> None:
+                  old_sha256: str | None = None, new_sha256: str | None = None,
+                  old_blob: str | None = None) -> None:
     """Before committing old[:start] + new_lines + old[end:] as the plan's new version: that
     blob written into the plan's own pack as a delta against `old` (see the module docstring).
     `old_sha256`, `new_sha256`: the versions' sha256 when known (the chain's tip is then known
-    to be `old` without hashing it again)."""
+    to be `old` without hashing it again); `old_blob`: the blob id of `old` when known."""
     if len(old) < BIG or not _sha1_repository(repo):
         return
     try:
-        _store(repo, plan_id, old, start, end, new_lines, old_sha256, new_sha256)
+        _store(repo, plan_id, old, start, end, new_lines, old_sha256, new_sha256, old_blob)
     except (OSError, ValueError, struct.error, zlib.error):
         pass  # the commit writes the blob whole, as git always does
 
 
 def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_lines: bytes,
-           old_sha256: str | None, new_sha256: str | None) -> None:
+           old_sha256: str | None, new_sha256: str | None, old_blob: str | None = None) -> None:
     from flowgit.store.kept import kept as kept_store
 
     folder = _pack_dir(repo)
@@ -148,6 +158,8 @@ def _store(repo: FlowRepo, plan_id: str, old: bytes, start: int, end: int, new_l
     tip = chain.get("tip")
     if old_sha256 is not None and chain.get("tip_sha256") == old_sha256 and isinstance(tip, str) and len(tip) == 40:
         base = bytes.fromhex(tip)  # the version the chain ends with (same sha256: same bytes)
+    elif old_blob is not None and len(old_blob) == 40:
+        base = bytes.fromhex(old_blob)
     else:
         base = blob_id(old)
     new = old[:start] + new_lines + old[end:]

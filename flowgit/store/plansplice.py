@@ -338,8 +338,11 @@ def store_version(repo: FlowRepo, edited: Edited, old: str) -> None:
     data = old.encode("utf-8")
     if len(data) != len(old):  # not ASCII: character offsets are not byte offsets
         start, end = len(old[:start].encode("utf-8")), len(data) - len(old[end:].encode("utf-8"))
+    slot = store(repo).entry(_key(edited.plan.id))  # the version edited, caught up after a pull
+    blob = slot.get("blob") if slot.get("digest") == edited.before else None
     planpack.store_version(repo, edited.plan.id, data, start, end, inserted.encode("utf-8"),
-                           edited.before, edited.index.digest if edited.index is not None else None)
+                           edited.before, edited.index.digest if edited.index is not None else None,
+                           blob if isinstance(blob, str) else None)
 
 
 def remember(repo: FlowRepo, edited: Edited, before: str, changed: str | Sequence[str]) -> None:
@@ -348,11 +351,18 @@ def remember(repo: FlowRepo, edited: Edited, before: str, changed: str | Sequenc
     digest of the version the edit changed, `changed` the task(s) it added or changed."""
     if edited.index is None:
         return
+    from flowgit.store import planpack
+
     key = _key(edited.plan.id)
-    store(repo).entry(key).update(planslice.to_cache(edited.index))
+    data = edited.text.encode("utf-8")
+    slot = store(repo).entry(key)
+    slot.update(planslice.to_cache(edited.index))
+    # the blob the commit holds: what the next version is compared with (store/plancatch.py)
+    slot["blob"] = planpack.tip_blob(repo, edited.plan.id, edited.index.digest) or \
+        (planpack.blob_id(data).hex() if planpack._sha1_repository(repo) else None)
     store(repo).changed(key)
     store(repo).save()
-    _seed_plan_cache(repo, edited.plan, edited.text.encode("utf-8"), edited.index.digest, before,
+    _seed_plan_cache(repo, edited.plan, data, edited.index.digest, before,
                      [changed] if isinstance(changed, str) else list(changed))
     repo.forget(edited.plan.id)
     repo.save_cache()

@@ -17,7 +17,7 @@ from flowgit.errors import AlreadyExists, FlowError, IllegalTransition, InvalidF
 from flowgit.formats import yamlio
 from flowgit.ids import check_id
 from flowgit.ops import trust
-from flowgit.store import plansplice
+from flowgit.store import plancatch, plansplice
 from flowgit.store.planedit import adr_ids, check_plan_text, committed_text
 from flowgit.store.repo import actor_for
 from flowgit.store.writing import commit_message
@@ -181,6 +181,7 @@ def task_add(app: App, plan_id: str, task_id: str, title: str, description: str 
             raise InvalidFile(f"--file: invalid path {path!r} ({problem}): use {PATH_RULE}")
     actor = actor_for(repo, None)
     with repo.writing(plan_id) as w:
+        plancatch.catch_up(repo, plan_id)  # changed outside flowgit: check what changed, not it all
         loaded = repo.load_plan(plan_id)
         trusted_before = trust.trusted_material(repo, plan_id)
         lazy_rows(loaded.plan)  # the splice reads every row: not the per-task buckets (64 files to write)

@@ -11,9 +11,9 @@ from flowgit.core.commands import task_commands
 from flowgit.core.fold import phase_of
 from flowgit.core.model import PATH_RULE, path_problem
 from flowgit.errors import FlowError, IllegalTransition, InvalidFile, IsCheckpoint, UsageError
-from flowgit.ids import split_ref
+from flowgit.ids import is_valid_id, split_ref
 from flowgit.ops import trust
-from flowgit.store import plansplice
+from flowgit.store import plancatch, plansplice
 from flowgit.store.planedit import (
     check_plan_text,
     committed_text,
@@ -31,6 +31,8 @@ def _target(repo: FlowRepo, ref: str, command: str) -> tuple[str, str]:
     try:  # the splice reads every row: not a task's bucket of them (64 files to write per version)
         named, _ = split_ref(ref)
         if named is not None:
+            if command == "edit" and is_valid_id(named):
+                plancatch.catch_up(repo, named)  # changed outside flowgit: check what changed
             lazy_rows(repo.load_plan(named).plan)
     except FlowError:
         pass  # resolve says what is wrong
