@@ -75,3 +75,41 @@ def test_a_plan_line_past_the_last_clock_is_named_not_a_bug(tmp_path: Path) -> N
     assert res.code == 1 and "unreadable event" in res.err and "_plan.jsonl" in res.err, res.err
     assert "report this as a bug" not in res.err
     assert maintainer.run("validate").code == 1
+
+
+def test_doctor_fix_signs_its_state_commit_when_the_bad_recorded_config_asks_for_signing(tmp_path: Path) -> None:
+    """A recorded config that does not read but says `approvals: {signed: true}` (the stricter
+    policy) while this work tree's does not: `doctor --fix`'s state commit was unsigned, as
+    `config` could not be read to say so. It is signed as any state commit is under `signed`."""
+    from test_approvals import ssh_signing
+
+    r = state_repo(tmp_path / "repo")
+    (tmp_path / "home").mkdir()
+    ssh_signing(r, tmp_path / "home")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    push_state_file(r, tmp_path, ".flow/config.yaml",
+                    "version: 2\napprovals: {required: 1, signed: true, via: pigeon}\n", push=False)
+    res = r.proc("doctor", "--fix")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert r.git("log", "-1", "--format=%s", "flow/state").startswith("flow: doctor")
+    r.git("verify-commit", "flow/state")  # raises when unsigned
+
+
+def test_approve_records_the_committed_config_not_uncommitted_edits(tmp_path: Path) -> None:
+    """approve recorded the work tree's config.yaml as it was: an edit nobody committed (or
+    reviewed) became the config every clone's execution follows. It records HEAD's and says
+    in one line that the edits are not recorded."""
+    r = state_repo(tmp_path / "repo")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    cfg = r.path / ".flow" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("lease_seconds: 900", "lease_seconds: 7"))
+    res = r.run("approve", "P", "--reviewer", "rev")
+    assert res.code == 0, res.err
+    assert "uncommitted" in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert r.git("rev-parse", "flow/state:.flow/config.yaml") == r.git("rev-parse", "HEAD:.flow/config.yaml")
+    assert r.ok("status", "P", "--json").json["phase"] == "execute"
+    r.git("commit", "-q", "-am", "lease 7")  # committed, approving again records it
+    r.ok("approve", "P", "--reviewer", "rev2")
+    assert r.git("rev-parse", "flow/state:.flow/config.yaml") == r.git("rev-parse", "HEAD:.flow/config.yaml")

@@ -239,8 +239,22 @@ def work_differs(repo: FlowRepo) -> bool:
     store = repo.state_store
     if store is None or repo.config_source != "state":
         return False
-    mine = _work_blob(repo)
+    mine = committed_blob(repo)
     return mine is not None and mine != recorded_blob(repo, store)
+
+
+def committed_blob(repo: FlowRepo) -> str | None:
+    """The blob id of HEAD's config.yaml, the one an approval records."""
+    head = git.read_head(repo.dirs)
+    if head is None or not git.is_full_id(head):
+        return None
+    return git.blob_ids_at(repo.root, head, [STATE_CONFIG]).get(STATE_CONFIG)
+
+
+def uncommitted(repo: FlowRepo) -> bool:
+    """Whether this work tree's config.yaml is not HEAD's (edited, or not committed yet)."""
+    mine = _work_blob(repo)
+    return mine is not None and mine != committed_blob(repo)
 
 
 def divergence(repo: FlowRepo) -> str | None:
@@ -303,15 +317,39 @@ def restore(repo: FlowRepo) -> str:
     bad = recorded_blob(repo, store)
     display = f"{store.branch}:{STATE_CONFIG}"
     message = "flow: doctor put back the recorded config\n\nFlow-Event: doctor\n"
+    # signed as any state commit is when the policy asks for it: the bad config counts too
+    # (a stricter policy is never dropped because its file does not read), and the one put back
+    signed = _says_signed(repo, bad, display)
     for change in git.first_parent_changes(repo.root, head, STATE_CONFIG) if head else []:
         if change.blob is None or change.blob == bad:
             continue
         try:
-            _parse(repo, change.blob, display)
+            cfg = _parse(repo, change.blob, display)
             data = read_recorded(repo, change.blob, display)
         except FlowError:
             continue
-        store.commit({STATE_CONFIG: data}, message)
+        store.commit({STATE_CONFIG: data}, message, signed=signed or cfg.approvals_signed)
         return f"put back the config recorded by {change.commit[:10]}"
-    store.commit({STATE_CONFIG: None}, message.replace("put back", "removed"))
+    store.commit({STATE_CONFIG: None}, message.replace("put back", "removed"), signed=signed)
     return "removed it: no earlier version reads; the work tree's config applies until an approval records one"
+
+
+def _says_signed(repo: FlowRepo, bad: str | None, display: str) -> bool:
+    """Whether this work tree's policy, the default branch's, or the recorded config that does
+    not read (as far as its YAML says `approvals: {signed: true}`) asks for signed commits."""
+    from flowgit.errors import FlowError
+
+    work = repo.work_config
+    if work.approvals_signed or _base_policy(repo, work).approvals_signed:
+        return True
+    if bad is None:
+        return False
+    try:
+        from flowgit.formats import yamlio
+        from flowgit.store.planpin import read_recorded
+
+        data = yamlio.loads(yamlio.decode(read_recorded(repo, bad, display), display), display)
+    except FlowError:
+        return False
+    approvals = data.get("approvals") if isinstance(data, dict) else None
+    return isinstance(approvals, dict) and approvals.get("signed") is True

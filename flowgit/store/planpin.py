@@ -408,11 +408,11 @@ def _loaded_bytes(repo: FlowRepo, plan: str) -> bytes | None:
 
 
 def _config_bytes(repo: FlowRepo) -> bytes | None:
-    path = repo.flow / "config.yaml"
-    try:
-        return None if path.is_symlink() else path.read_bytes()
-    except OSError:
+    """The config an acceptance records: HEAD's committed file, never uncommitted edits (as a
+    plan's changed version is recorded only committed): what a reviewer approved is a commit."""
+    if (repo.flow / "config.yaml").is_symlink():
         return None
+    return git.show_blob(repo.root, "HEAD", STATE_CONFIG)
 
 
 def _plan_of(repo: FlowRepo, path: Path) -> str | None:

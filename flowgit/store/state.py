@@ -205,9 +205,10 @@ class StateStore:
 
     # ----- writing (under the repository lock) -------------------------------------------------
     def commit(self, changes: Mapping[str, bytes | None], message: str,
-               extra_parents: Sequence[str] = ()) -> str:
+               extra_parents: Sequence[str] = (), signed: bool = False) -> str:
         """One state commit: `changes` (tree path -> new content, None to remove) on top of the
-        branch tip, the ref moved only if nobody moved it meanwhile. Its id."""
+        branch tip, the ref moved only if nobody moved it meanwhile. Its id. `signed`: the
+        caller knows the policy asks for signed commits where `config` cannot say it."""
         self.refuse_code_branch()
         self.check_writable()
         root = self.repo.root
@@ -227,7 +228,7 @@ class StateStore:
         (folder / (INDEX + ".lock")).unlink(missing_ok=True)
         tree = git_state.write_tree(root, index, old, blobs, based)
         parents = ([old] if old else []) + list(extra_parents)
-        new = git_state.commit_tree(root, tree, parents, message, self._sign())
+        new = git_state.commit_tree(root, tree, parents, message, self._sign(signed))
         self.last_tree, self.last_parent, self.last_commit = tree, old, new
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
@@ -240,12 +241,12 @@ class StateStore:
             git_state.maintain(root)
         return new
 
-    def _sign(self) -> bool:
+    def _sign(self, signed: bool = False) -> bool:
         """Sign the state commit as format 1's `git commit` did, when approvals count only in
         signed commits (approvals.signed) and git is set to sign (commit.gpgSign): otherwise no
         approval made in format 2 could ever count. One `git config` read, only then."""
         try:
-            if not self.repo.config.approvals_signed:
+            if not (signed or self.repo.config.approvals_signed):
                 return False
         except FlowError:
             return False

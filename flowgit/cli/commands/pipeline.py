@@ -151,6 +151,12 @@ def approve(app: App, plan_id: str, reviewer: str, comment: str | None) -> int:
         return [ev], {}, "approved"
 
     sha = _transact(repo, plan_id, actor, build)
+    if repo.state_store is not None:
+        from flowgit.store import configpin
+
+        if configpin.uncommitted(repo):
+            app.out.warn(".flow/config.yaml has uncommitted changes: an approval records the committed "
+                         "config, not them; commit it and approve again for execution to follow it")
     if past:
         return _nothing_to_approve(app, plan_id, reviewer, how, who, past[0])
     trusted: list[str] = []
