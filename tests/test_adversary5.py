@@ -201,3 +201,25 @@ def test_a_pulled_wait_timeout_that_is_no_number_does_not_stop_the_watcher(repo:
     stop_cleanly(w)
     assert sum("wait condition not checked" in line and "p/bad" in line for line in w.lines) == 1, w.output
     assert not of_type(repo, "p", "task.wait", "bad")
+
+
+# ----- finding 5 (medium, fixed): a list where text belongs --------------------------------------
+
+@pytest.mark.parametrize("field", ["milestones: 5", "risks: 5", "scope: [a, b]", "executor: [a]",
+                                   "executor: {a: 1}", "parent: [a]", "TASK executor: [a]"])
+def test_a_pulled_plan_field_of_the_wrong_kind_is_one_line(repo: Repo, field: str) -> None:
+    """Plan.from_dict took `scope`, `milestones`, `risks`, `parent` and the plan's and a task's
+    `executor` as they came: `milestones: 5` made status, next, graph and claim fail with
+    TypeError ('int' object is not iterable), a list as an executor or a parent made `status`
+    fail (unhashable type), `scope: [a, b]` made every command on the plan fail. Each is now
+    the model's one-line refusal naming the plan, as the schema already said."""
+    key, _, value = field.partition(": ")
+    if key.startswith("TASK "):
+        body = f"tasks:\n  - {{id: A, title: a, {key[5:]}: {value}}}\n"
+    else:
+        body = f"{key}: {value}\ntasks:\n  - {{id: A, title: a}}\n"
+    hand_plan(repo, "p", body)
+    first = refused_alike(repo, ("status", "p"), ("claim", "p", "--worker", "w"), ("graph", "p"))
+    assert key.split()[-1] in first, first
+    res = repo.proc("status")
+    assert "Traceback" not in res.stderr, res.stderr

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from flowgit.core.approvals import approval_rules
 from flowgit.core.plaintask import build_tasks
-from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, verify_of
+from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, optional, verify_of
 from flowgit.core.runconfig import estimate_hours as estimate_hours
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
@@ -293,7 +293,7 @@ class Task:
             acceptance=_strs(data.get("acceptance"), f"{where}.acceptance"),
             priority=priority,
             estimate=_estimate(data.get("estimate"), f"{where}.estimate"),
-            executor=data.get("executor"),
+            executor=optional(data.get("executor"), str, f"{where}.executor"),
             run=argv_of(data.get("run"), f"{where}.run"),
             retry=data.get("retry"),
             wait=data.get("wait"),
@@ -375,18 +375,18 @@ class Plan:
             title=_str(data.get("title"), f"{where}: title"),
             goal=_str(data.get("goal"), f"{where}: goal", default=""),
             description=_str(data.get("description"), f"{where}: description", default=""),
-            parent=data.get("parent"),
+            parent=optional(data.get("parent"), str, f"{where}: parent"),
             tags=_strs(data.get("tags"), f"{where}: tags"),
-            executor=data.get("executor"),
+            executor=optional(data.get("executor"), str, f"{where}: executor"),
             adrs=_strs(data.get("adrs"), f"{where}: adrs"),
-            scope=dict(data.get("scope") or {}),
+            scope=dict(optional(data.get("scope"), Mapping, f"{where}: scope", {})),
             retry=data.get("retry"),
             tasks=build_tasks(tasks_raw, where, Task.from_dict, lambda v: trusted_instance(Task, v)),
             checkpoints=tuple(
                 Checkpoint.from_dict(c, f"{where}: checkpoints[{i}]") for i, c in enumerate(cps_raw)
             ),
-            milestones=tuple(data.get("milestones") or ()),
-            risks=tuple(data.get("risks") or ()),
+            milestones=tuple(optional(data.get("milestones"), list, f"{where}: milestones", ())),
+            risks=tuple(optional(data.get("risks"), list, f"{where}: risks", ())),
             verify=verify_of(data.get("verify"), f"{where}: verify"),
         )
         # Two tasks with one id would fold into one state and hide the other: refuse them here,

@@ -65,6 +65,19 @@ def _map(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+_KINDS: dict[type, str] = {str: "text", list: "a list"}
+
+
+def optional(value: Any, kind: type, where: str, default: Any = None) -> Any:
+    """`value` when it is a `kind` (absent: `default`), else a one-line error naming `where`: a
+    teammate's plan can hold a list where text belongs, which must not reach a dict key."""
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise _fail(where, f"expected {_KINDS.get(kind, 'a mapping')}, got {type(value).__name__}")
+    return value
+
+
 def _count(value: Any, where: str, minimum: float = 0, maximum: float = math.inf,
            whole: bool = True) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
