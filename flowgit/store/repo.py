@@ -385,27 +385,14 @@ class FlowRepo:
         if entry.get("hash") == loaded.hash and isinstance(entry.get("order"), list) \
                 and isinstance(entry.get("rank"), dict):
             return entry["order"], entry["rank"]
-        from flowgit.core.graph import cycle_order_rank
-
         from flowgit.core.index import plan_column
         from flowgit.core.model import estimate_hours
+        from flowgit.core.ranks import order_rank, weights_of
 
         plan = loaded.plan
-        ids = plan_column(plan, "id")
-        deps: dict[str, Sequence[str]] = dict(zip(ids, plan_column(plan, "depends_on")))
-        deps.update({c.id: c.after for c in plan.checkpoints})
-        hours: dict[tuple[type, Any], float] = {}  # a plan has a handful of distinct estimates
-        weights = {}
-        for task_id, estimate in zip(ids, plan_column(plan, "estimate")):
-            try:
-                weight = hours.get((type(estimate), estimate))
-                if weight is None:
-                    weight = hours[type(estimate), estimate] = estimate_hours(estimate)
-            except TypeError:  # a list or a mapping: no key
-                weight = estimate_hours(estimate)
-            weights[task_id] = weight
-        # dependencies on other plans are left out by the graph itself (it keeps only its keys)
-        cycle, order, rank = cycle_order_rank(deps, weights)
+        cycle, order, rank = order_rank(plan_column(plan, "id"), plan_column(plan, "depends_on"),
+                                        weights_of(plan_column(plan, "estimate"), estimate_hours),
+                                        [(c.id, c.after) for c in plan.checkpoints])
         if cycle:
             raise InvalidFile(f"{loaded.display or self.rel(loaded.path)}: dependency cycle {' -> '.join(cycle)}: "
                               "remove one of these dependencies")

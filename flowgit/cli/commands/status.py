@@ -38,8 +38,9 @@ DERIVED = ("progress", "counts", "ready", "stalled", "stall_chains", "interrupte
 
 
 def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float,
-                derived: bool = True) -> dict[str, Any]:
-    """The status of one plan (`derived=False`: without the DERIVED keys)."""
+                derived: bool = True, encoded: bool = False) -> dict[str, Any]:
+    """The status of one plan (`derived=False`: without the DERIVED keys; `encoded`: its
+    "tasks" as JSON text)."""
     loaded = repo.load_plan(plan_id)
     approvals = [{"reviewer": a.reviewer, "plan_hash": a.plan_hash, "at": a.at} for a in state.approvals]
     from flowgit.core.rules import Facts, is_stale
@@ -50,7 +51,7 @@ def status_dict(repo: FlowRepo, plan_id: str, state: PlanState, now: float,
 
     stale = reviewed and is_stale(state, Facts(loaded.hash, cfg.approvals_required, cfg.auto_approve,
                                                cfg.reset_on_change, moved=planpin.moved(repo, plan_id)))
-    parts = _derived(repo, plan_id, state) if derived else {}
+    parts = _derived(repo, plan_id, state, encoded) if derived else {}
     out: dict[str, Any] = {"plan": plan_id, "title": loaded.plan.title, "phase": state.phase}
     for key in DERIVED[:7]:
         if derived:
@@ -82,8 +83,8 @@ def status_json(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> s
         parts: dict[str, str] = kept
         data = status_dict(repo, plan_id, state, now, derived=False)
     else:
-        data = status_dict(repo, plan_id, state, now)
-        parts = {k: json.dumps(data[k], ensure_ascii=False) for k in DERIVED}
+        data = status_dict(repo, plan_id, state, now, encoded=True)
+        parts = {k: data[k] if k == "tasks" else json.dumps(data[k], ensure_ascii=False) for k in DERIVED}
         if key is not None:
             entry.clear()
             entry.update({"key": key, "parts": parts})
@@ -101,22 +102,27 @@ def status_json(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> s
     return "".join(pieces)
 
 
-def _derived(repo: FlowRepo, plan_id: str, state: PlanState) -> dict[str, Any]:
+def _derived(repo: FlowRepo, plan_id: str, state: PlanState, encoded: bool = False) -> dict[str, Any]:
+    """What status says from the evaluated rows (DERIVED); `encoded`: "tasks" as its JSON text,
+    each row written from pieces encoded once per distinct head (state, worker, attempts,
+    executor) instead of a dict per task for the encoder (issue 17: 50,000 dicts)."""
     from flowgit.runner.executors import choose  # which executor `run` would give each task
 
     loaded = repo.load_plan(plan_id)
     plan = loaded.plan
     config = repo.config
-    tasks = []
+    tasks: list[Any] = []
     # the executor `run` would give each task: without `executors.select` rules, its own
     # executor decides, so the tasks need not be built to know it
     named = explicit_executors(plan) if not config.run.select else None
     executors: Mapping[str, str | None] = (
         dict(zip(plan_column(plan, "id"), plan_column(plan, "executor"))) if named is None else named)
     choices: dict[Any, tuple[str, str]] = {}
+    heads: dict[Any, str] = {}
+    text = json.encoder.encode_basestring  # what dumps writes a string as (ensure_ascii=False)
     for task_id, (now_in, worker, attempts, lease_until, retry_at, interrupted, waiting_on,
                   blocked_by, held) in _rows(state):
-        row: dict[str, Any] = {"id": task_id, "state": now_in, "worker": worker, "attempts": attempts}
+        choice = None
         if named is not None or task_id in executors:
             facts: Any = executors.get(task_id)
             choice = choices.get(facts) if not config.run.select else None
@@ -124,7 +130,19 @@ def _derived(repo: FlowRepo, plan_id: str, state: PlanState) -> dict[str, Any]:
                 task = plan.task(task_id) if named is None else Task(id=task_id, title="", executor=facts)
                 assert task is not None
                 choice = choices[facts] = choose(config, plan, task, None)
-            row["executor"], row["executor_why"] = choice
+        if encoded and not (lease_until or retry_at or interrupted or waiting_on or held) \
+                and now_in not in ("failed", "retry_wait"):
+            key = (now_in, worker, attempts, choice)
+            head = heads.get(key)
+            if head is None:
+                head = heads[key] = json.dumps(_task_row(task_id, now_in, worker, attempts, choice),
+                                               ensure_ascii=False)[len(text(task_id)) + 7:-1]
+            if now_in in ("pending", "blocked") and blocked_by:
+                tasks.append(f'{{"id": {text(task_id)}{head}, "blocked_by": [{", ".join(map(text, blocked_by))}]}}')
+            else:
+                tasks.append(f'{{"id": {text(task_id)}{head}}}')
+            continue
+        row = _task_row(task_id, now_in, worker, attempts, choice)
         if lease_until:
             row["lease_until"] = format_time(lease_until)
         if retry_at:
@@ -141,14 +159,23 @@ def _derived(repo: FlowRepo, plan_id: str, state: PlanState) -> dict[str, Any]:
                 row["error"] = error
         if held:
             row["unreadable"] = held
-        tasks.append(row)
+        tasks.append(json.dumps(row, ensure_ascii=False) if encoded else row)
     return {
         "progress": state.progress, "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
         "stall_chains": state.stall_chains() if state.stalled else [],
         "interrupted": state.interrupted,
         "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
-        "unknown_refs": state.unknown_refs, "unreadable": state.unreadable, "tasks": tasks,
+        "unknown_refs": state.unknown_refs, "unreadable": state.unreadable,
+        "tasks": "[" + ", ".join(tasks) + "]" if encoded else tasks,
     }
+
+
+def _task_row(task_id: str, now_in: str, worker: str | None, attempts: int,
+              choice: tuple[str, str] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": task_id, "state": now_in, "worker": worker, "attempts": attempts}
+    if choice is not None:
+        row["executor"], row["executor_why"] = choice
+    return row
 
 
 _ORDER = ("plan", "title", "phase", *DERIVED[:7], "approvals", "approval_stale", "parent", *DERIVED[7:9],
