@@ -223,3 +223,22 @@ def test_a_pulled_plan_field_of_the_wrong_kind_is_one_line(repo: Repo, field: st
     assert key.split()[-1] in first, first
     res = repo.proc("status")
     assert "Traceback" not in res.stderr, res.stderr
+
+
+# ----- finding 6 (low, open): a plan named like the state branch's last part ---------------------
+
+@pytest.mark.xfail(strict=True, reason="open (runner, no owner this session; a design choice): run "
+                   "claims a task whose branch flow/state/T git cannot create beside flow/state")
+def test_run_of_a_plan_named_state_burns_no_attempt(tmp_path: Path) -> None:
+    """`run` works each task on the branch `flow/PLAN/TASK`. In format 2 the state branch is
+    `flow/state`, and git cannot create `flow/state/T1` beside it: a teammate's plan named
+    `state` had its task claimed, failed with 'cannot lock ref', and the plan halted (stalled),
+    an attempt burned in every clone that ran it; `claim` never said so. `run` should refuse
+    before it claims (or the id be refused in format 2), in one line."""
+    r = state_repo(tmp_path / "repo", approvals=None)
+    r.plan("state", "id: state\ntitle: S\ntasks:\n  - {id: T1, title: one, run: [sh, -c, 'true']}\n")
+    r.ok("submit", "state")
+    res = r.proc("run", "state", "-n", "1", "--executor", "shell")
+    assert "Traceback" not in res.stderr
+    st = r.ok("status", "state", "--json").json
+    assert st["phase"] == "execute" and st["counts"]["failed"] == 0, (res.stdout, res.stderr, st["counts"])
