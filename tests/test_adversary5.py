@@ -242,3 +242,27 @@ def test_run_of_a_plan_named_state_burns_no_attempt(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     st = r.ok("status", "state", "--json").json
     assert st["phase"] == "execute" and st["counts"]["failed"] == 0, (res.stdout, res.stderr, st["counts"])
+
+
+# ----- finding 7 (medium, open): a hostile ref name inside a suggested command ---------------------
+
+@pytest.mark.xfail(strict=True, reason="open (clones: ops/claimrefs.held_line): the ref name below a "
+                   "claim ref is shown unquoted inside the `git push --delete` it suggests")
+def test_the_command_a_held_claim_names_runs_nothing_but_the_deletion(tmp_path: Path) -> None:
+    """A ref below a claim ref (`flow/state-claims/P/T1/...`) now holds its task, and `sync`,
+    `claim --sync` and `doctor` say how to remove it: `git push origin --delete NAME`, with the
+    name as the remote has it. git allows `;`, `$`, `|`, `(` and backquotes in a ref name, so
+    a teammate's ref `.../T1/x;touch${IFS}pwned` made flowgit print a command that, pasted into
+    a shell, runs the teammate's command (SECURITY.md: a refused value is never shown inside a
+    suggested command). Run as the user would, it must delete that ref and do nothing else."""
+    victim, mallory, bare = _executing(tmp_path)
+    head = _git(mallory, "rev-parse", "flow/state").strip()
+    _git(mallory, "push", "-q", "origin", f"{head}:refs/heads/flow/state-claims/P/T1/x;touch${{IFS}}pwned")
+    res = victim.proc("sync")
+    assert res.returncode == 0 and "git push origin --delete" in res.stderr, res.stderr
+    suggested = res.stderr.rsplit("`git push", 1)[1].split("`", 1)[0]
+    subprocess.run(["bash", "-c", "git push" + suggested], cwd=victim.path, capture_output=True, text=True)
+    assert not (victim.path / "pwned").exists()
+    left = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/heads/flow/state-claims/"],
+                          cwd=bare, capture_output=True, text=True, check=True).stdout
+    assert left.strip() == "", left
