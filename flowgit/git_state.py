@@ -68,13 +68,17 @@ def changed_blobs(root: Path, old: str, new: str, prefix: str) -> list[TreeChang
                  "--", prefix], root)
     fields = proc.stdout.decode("utf-8", "replace").split("\0")
     out = []
+    added = []
     for meta, path in zip(fields[0::2], fields[1::2]):
         parts = meta.split()
         if len(parts) < 5:
             continue
+        if set(parts[2]) == {"0"}:
+            added.append(path)
         # a gitlink (160000) is no blob: list_blobs and blob_ids_at skip it, so a warm cache agrees
         blob = None if set(parts[3]) == {"0"} or parts[1] == "160000" else parts[3]
         out.append(TreeChange(path, blob))
+    _refuse_twice(root, new, added, prefix)
     return out
 
 
@@ -99,7 +103,30 @@ def tree_changes(root: Path, old: str, new: str) -> list[Change]:
             continue
         out.append(Change(path, parts[0], None if set(parts[2]) == {"0"} else parts[2],
                           parts[1], None if set(parts[3]) == {"0"} else parts[3]))
+    _refuse_twice(root, new, [c.path for c in out if c.old is None], "")
     return out
+
+
+def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
+    """A tree holding one name twice (`git mktree` writes it; git fsck calls it duplicateEntries,
+    a remote without receive.fsckObjects takes it) reads in diff-tree as the second entry
+    *added*, with no old version: a merge would take an emptied log over ours and never see the
+    events it drops. Every path diff-tree calls added is looked up in the new tree; one listed
+    twice is refused before anything is merged."""
+    if not added:
+        return
+    many = len(added) > 256  # one listing of the whole prefix rather than an argv that long
+    proc = _run(["ls-tree", "-r", "-z", "--name-only", "--full-tree", EOO, new, "--",
+                 *([prefix] if many and prefix else [] if many else added)], root)
+    seen: set[str] = set()
+    wanted = set(added)
+    for path in proc.stdout.decode("utf-8", "replace").split("\0"):
+        if path in seen and path in wanted:
+            raise InvalidFile(f"state commit {new[:12]}:{path}: the path is in its tree twice (git fsck: "
+                              "duplicateEntries), which flowgit never writes: nothing was merged; remove "
+                              "the copy from that state branch with a state commit, and set "
+                              "receive.fsckObjects on the remote")
+        seen.add(path)
 
 
 def write_blobs(root: Path, contents: Sequence[bytes]) -> list[str]:

@@ -61,10 +61,8 @@ def _executing(tmp_path: Path) -> tuple[Repo, Repo, Path]:
     return victim, mallory, bare
 
 
-# ----- finding 1 (high, open): a duplicate tree entry makes `sync` drop a claim ---------------------
+# ----- finding 1 (high, fixed): a duplicate tree entry made `sync` drop a claim -------------------
 
-@pytest.mark.xfail(strict=True, reason="open (clones: ops/statesync._merge_by_ids): a duplicate tree "
-                   "entry reads as a log added on their side, so the merge takes it over ours")
 def test_a_duplicate_tree_entry_pushed_to_the_state_does_not_drop_a_claim(tmp_path: Path) -> None:
     """A log that one side holds every line of is taken whole (`_merge_by_ids`), and a side's
     change is read from `diff-tree base theirs`. A tree holding the path twice (the real log,
@@ -87,8 +85,15 @@ def test_a_duplicate_tree_entry_pushed_to_the_state_does_not_drop_a_claim(tmp_pa
     tree = _git(mallory, "rev-parse", "flow/state^{tree}").strip()
     _push_state_tree(mallory, _tree_with(mallory, tree, path, "100644", "blob", empty, dup=True))
     res = victim.proc("claim", "P/T1", "--worker", "w2", "--sync")
-    assert res.returncode == 1 and "claimed by w1" in res.stderr, (res.returncode, res.stdout, res.stderr)
+    assert res.returncode == 1 and ("claimed by w1" in res.stderr or "twice" in res.stderr), (
+        res.returncode, res.stdout, res.stderr)
     assert '"actor":"w1"' in _git(victim, "show", f"flow/state:{path}")
+    # sync names the copy in one line and merges nothing
+    before = _git(victim, "rev-parse", "flow/state")
+    res = victim.proc("sync")
+    assert res.returncode == 1 and f"{path}: the path is in its tree twice" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert _git(victim, "rev-parse", "flow/state") == before
 
 
 # ----- finding 2 (low, open): `task add` ends the last task's `|` text --------------------------
