@@ -271,3 +271,31 @@ def test_the_command_a_held_claim_names_runs_nothing_but_the_deletion(tmp_path: 
     left = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/heads/flow/state-claims/"],
                           cwd=bare, capture_output=True, text=True, check=True).stdout
     assert left.strip() == "", left
+
+
+# ----- finding 8 (medium, fixed): a file name inside a suggested command ---------------------------
+
+def test_the_command_the_hook_suggests_for_a_merged_symlink_runs_nothing_else(repo: Repo) -> None:
+    """A teammate's branch adds a symlink under .flow/ named `x;touch${IFS}pwned` (git takes
+    any name). Merged with `--no-commit`, the commit's pre-commit hook refuses it and said
+    `unstage it with git rm --cached .flow/plans/p/x;touch${IFS}pwned`: pasted into a shell,
+    that runs the teammate's command. The path is now quoted as a shell reads it; the command
+    unstages the link and does nothing else. (So are the append-only checks' `git restore` and
+    `git checkout` suggestions, and `git add` for content that is not there.)"""
+    repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: A, title: a}\n")
+    repo.git("checkout", "-q", "-b", "teammate")
+    name = ".flow/plans/p/x;touch${IFS}pwned"
+    (repo.path / name).symlink_to("/etc/hostname")
+    repo.git("add", name)
+    repo.git("commit", "-q", "--no-verify", "-m", "a teammate's branch")
+    repo.git("checkout", "-q", "main")
+    repo.write("README.md", "changed on main\n")
+    repo.git("commit", "-q", "-am", "main moves on")
+    subprocess.run(["git", "merge", "-q", "--no-ff", "--no-commit", "teammate"], cwd=repo.path,
+                   capture_output=True, check=True)
+    proc = subprocess.run(["git", "commit", "-q", "-m", "merge"], cwd=repo.path, capture_output=True, text=True)
+    assert proc.returncode != 0 and "git rm --cached" in proc.stderr, proc.stderr
+    suggested = proc.stderr.split("`git rm --cached", 1)[1].split("`", 1)[0]
+    subprocess.run(["bash", "-c", "git rm -q --cached" + suggested], cwd=repo.path, capture_output=True, text=True)
+    assert not (repo.path / "pwned").exists()
+    assert name not in repo.git("diff", "--cached", "--name-only")

@@ -6,6 +6,7 @@ its place is checked like any new line."""
 from __future__ import annotations
 
 import re
+import shlex
 
 from flowgit import git
 from flowgit.core.events import PLAN_LOG, parse_log
@@ -54,7 +55,7 @@ def append_only_errors(repo: FlowRepo, changes: list[git.StagedChange]) -> list[
         rel = change.path
         if change.status == "D":
             errors.append(f"{rel}: an event log was deleted: event logs are append-only; restore it "
-                          f"with `git restore --staged --worktree {rel}`")
+                          f"with `git restore --staged --worktree -- {shlex.quote(rel)}`")
             continue
         if change.old not in blobs or change.new not in blobs:
             continue  # not in this repository (a partial clone): nothing to compare
@@ -92,7 +93,7 @@ def append_only_since(repo: FlowRepo, rev: str) -> list[str]:
         path = repo.root / rel
         if path.is_symlink() or not path.is_file():
             errors.append(f"{rel}: an event log at {rev} is gone: event logs are append-only; restore "
-                          f"it with `git checkout {base[:12]} -- {rel}`")
+                          f"it with `git checkout {base[:12]} -- {shlex.quote(rel)}`")
             continue
         try:
             new = parse_lines(path.read_bytes())

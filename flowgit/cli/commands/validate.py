@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -57,12 +58,12 @@ def _staged(repo: FlowRepo, changes: list[git.StagedChange]) -> dict[str, bytes]
     links = [c.path for c in added if c.mode == "120000"]
     if links:
         raise InvalidFile(f"{links[0]}: is a symlink: flowgit never follows symlinks in .flow/; "
-                          f"unstage it with `git rm --cached {links[0]}`")
+                          f"unstage it with `git rm --cached -- {shlex.quote(links[0])}`")
     blobs = git.cat_blobs(repo.root, [c.new for c in added])
     missing = [c.path for c in added if c.new not in blobs]
     if missing:
         raise InvalidFile(f"{missing[0]}: its staged content is not in this repository: "
-                          f"stage it again with `git add {missing[0]}`")
+                          f"stage it again with `git add -- {shlex.quote(missing[0])}`")
     return {c.path: blobs[c.new] for c in added}
 
 
