@@ -3,12 +3,16 @@ branch this clone pulls, could do through the open findings of the fourth closin
 case is real clones of one bare remote, the attack arriving by `flowgit sync` or `git pull`."""
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import Repo
 from test_adversary_gates import published, push_state_event, push_state_file
-from test_state_plan import PLAN, state_repo
+from test_state_plan import PLAN, set_approvals, state_repo
 
 from flowgit.core.events import MAX_CLOCK, make_event
 from flowgit.store.state import log_path
@@ -113,3 +117,111 @@ def test_approve_records_the_committed_config_not_uncommitted_edits(tmp_path: Pa
     r.git("commit", "-q", "-am", "lease 7")  # committed, approving again records it
     r.ok("approve", "P", "--reviewer", "rev2")
     assert r.git("rev-parse", "flow/state:.flow/config.yaml") == r.git("rev-parse", "HEAD:.flow/config.yaml")
+
+
+def test_events_from_git_leaves_a_log_version_above_the_limit_unread_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`events --from-git` read every version a log ever had on the state branch whole, with
+    no size limit (other readers refuse a log above it by git's header). History keeps a
+    pushed huge version for good, so it is left unread, named in one line, and the rest listed."""
+    from flowgit.core import storage
+
+    r = state_repo(tmp_path / "repo", approvals="{required: 0}")
+    r.plan("P", PLAN)
+    r.ok("claim", "P/T1", "--worker", "w")
+    line = forged("T2", 3)
+    push_state_file(r, tmp_path, log_path("P", "T2"), line * 400, push=False)
+    big = r.git("rev-parse", f"flow/state:{log_path('P', 'T2')}")
+    push_state_file(r, tmp_path, log_path("P", "T2"), line, push=False)  # put back small
+    monkeypatch.setattr(storage, "MAX_LOG_BYTES", 20_000)
+    res = r.run("events", "P", "--from-git", "--json")
+    assert res.code == 0, res.err
+    assert big in res.err and "limit" in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert "Traceback" not in res.err
+    tasks = {e["task"] for e in res.json["events"]}
+    assert {"T1", "T2"} <= tasks, tasks  # the small version of T2's log is still read
+
+
+def test_the_board_does_not_read_a_huge_prompt_blob_an_event_names(tmp_path: Path) -> None:
+    """A task event's `prompt` names a blob the board shows on the task's page: a pushed event
+    could name any blob, of any size, read whole and sent. Above a flowgit file's limit it is
+    not read; the page says so in one line."""
+    from helpers.board import Board
+
+    from flowgit.formats.yamlio import MAX_YAML_BYTES
+
+    r = state_repo(tmp_path / "repo", approvals="{required: 0}")
+    r.plan("P", PLAN)
+    r.ok("claim", "P/T1", "--worker", "w")
+    blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, check=True, capture_output=True,
+                          input=b"A" * (MAX_YAML_BYTES + 1)).stdout.decode().strip()
+    ev = make_event("task.started", "P", "T1", "w", 5, {"prompt": blob}, time.time()).to_line()
+    push_state_event(r, tmp_path, "P", ev, stream="T1", push=False)
+    b = Board(r)
+    try:
+        html = b.get("/plan/P/task/T1")
+    finally:
+        b.stop()
+    assert "AAAAAAAAAA" not in html, len(html)
+    assert "limit" in html, html
+
+
+def test_a_forged_snapshot_cannot_bring_back_an_approval_a_rejection_cleared(tmp_path: Path) -> None:
+    """approvals.signed, `required: 2`: alice approves (signed), bob rejects (back to draft),
+    the plan is submitted again and carol approves. A snapshot pushed to flow/state listing
+    alice's and carol's approvals counted both: alice's signed event is still in the log, so
+    it vouched for the listing, though the rejection after it had cleared it."""
+    from test_approvals import ssh_signing
+
+    maintainer = state_repo(tmp_path / "maintainer", approvals=None)
+    (tmp_path / "home").mkdir()
+    ssh_signing(maintainer, tmp_path / "home")
+    set_approvals(maintainer, "{required: 2, signed: true}")
+    maintainer.plan("P", PLAN)
+    maintainer.ok("submit", "P")
+    maintainer.ok("approve", "P", "--reviewer", "alice")
+    maintainer.ok("reject", "P", "--reviewer", "bob", "--comment", "not yet")
+    maintainer.ok("submit", "P")
+    first = (tmp_path / "home" / "allowed_signers").read_text()
+    (tmp_path / "home2").mkdir()
+    both = ssh_signing(maintainer, tmp_path / "home2")  # carol signs with a key of her own
+    both.write_text(both.read_text() + first)
+    maintainer.ok("approve", "P", "--reviewer", "carol")
+    assert maintainer.ok("status", "P", "--json").json["phase"] == "plan_review"
+    _, mallory = published(maintainer, tmp_path)
+    events = [json.loads(line) for line in mallory.git("show", f"flow/state:{log_path('P', '_plan')}").splitlines()]
+    listed = [{"reviewer": e["data"]["reviewer"], "comment": e["data"].get("comment", ""),
+               "plan_hash": e["data"]["plan_hash"], "at": e["at"]} for e in events if e["type"] == "plan.approved"]
+    assert [a["reviewer"] for a in listed] == ["alice", "carol"]
+    state = {"phase": "plan_review", "base_commit": None, "accepted_hash": None, "halted_from": None,
+             "failed_tasks": [], "approvals": listed, "checkpoints": {}, "schedules": {}, "signals_handled": []}
+    snap = make_event("plan.snapshot", "P", None, "mallory", max(e["clock"] for e in events) + 1,
+                      {"state": state, "replaces": 1, "through": events[-1]["id"]}, time.time())
+    push_state_event(mallory, tmp_path, "P", snap.to_line())
+    maintainer.ok("sync")
+    maintainer.run("advance", "P")  # two counted approvals of one version would move it to execute
+    st = maintainer.ok("status", "P", "--json").json
+    assert st["phase"] == "plan_review" and [a["reviewer"] for a in st["approvals"]] == ["carol"], st
+    res = maintainer.proc("claim", "P/T1", "--worker", "w")
+    assert res.returncode == 1 and "approv" in res.stderr, (res.returncode, res.stdout, res.stderr)
+
+
+def test_a_signed_approval_after_a_rejection_counts_again(tmp_path: Path) -> None:
+    """approvals.signed: one key counts once per version (cb6ab17), but that counted the
+    approval a rejection had cleared: alice approved, bob rejected, the same version came back
+    and alice's second signed approval was dropped as the key's second; the plan stayed in
+    review for good."""
+    from test_approvals import ssh_signing
+
+    r = state_repo(tmp_path / "repo", approvals=None)
+    (tmp_path / "home").mkdir()
+    ssh_signing(r, tmp_path / "home")
+    set_approvals(r, "{required: 2, signed: true}")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "alice")
+    r.ok("reject", "P", "--reviewer", "bob", "--comment", "not yet")
+    r.ok("submit", "P")
+    r.ok("approve", "P", "--reviewer", "alice")
+    st = r.ok("status", "P", "--json").json
+    assert [a["reviewer"] for a in st["approvals"]] == ["alice"], st

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from flowgit import git
+from flowgit import git, git_state
 from flowgit.board import svg
 from flowgit.board.html import (
     STATE_ICON,
@@ -27,6 +27,7 @@ from flowgit.core.events import Event, canonical
 from flowgit.core.fold import PlanState, TaskView
 from flowgit.core.model import Plan, Task
 from flowgit.errors import FlowError, NotFound
+from flowgit.formats.yamlio import MAX_YAML_BYTES
 from flowgit.ids import is_valid_id
 from flowgit.store.repo import FlowRepo, iter_events_all
 
@@ -410,7 +411,10 @@ def _prompt(repo: FlowRepo, events: Sequence[Event]) -> tuple[str | None, str | 
     for ev in reversed(canonical(events)):
         blob = ev.data.get("prompt")
         if ev.type in ("task.claimed", "task.started") and isinstance(blob, str) and BLOB.fullmatch(blob):
-            data = git.cat_blobs(repo.root, [blob]).get(blob)
+            size = git_state.blob_sizes(repo.root, [blob]).get(blob, 0)  # an event names any blob
+            if size > MAX_YAML_BYTES:
+                return blob, f"(not shown: {size} bytes, above the {MAX_YAML_BYTES} byte limit of a flowgit file)"
+            data = git_state.read_blobs(repo.root, [blob], MAX_YAML_BYTES, lambda _: blob).get(blob)
             return blob, None if data is None else data.decode("utf-8", "replace")
     return None, None
 

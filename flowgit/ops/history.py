@@ -18,7 +18,7 @@ def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[E
             return []
         where = log_path(plan_id, task_id) if task_id else f".flow/plans/{plan_id}/events"
         found: dict[str, Event] = {}
-        blobs = git.cat_blobs(repo.root, git_state.blob_versions(repo.root, [head], where))
+        blobs = capped(repo, git_state.blob_versions(repo.root, [head], where), f"{store.branch}:{where}")
         for blob, data in blobs.items():
             for ev in parse_log(data, f"{store.branch}:{blob[:10]}").events:
                 if ev.type not in SNAPSHOTS:
@@ -29,7 +29,9 @@ def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[E
     shas = git.commits_touching(repo.root, path, grep="^Flow-Event: compact")
     seen: dict[str, Event] = {}
     for sha in shas:
-        files = git.read_tree(repo.root, f"{sha}^", path)
+        ids = git.tree_blob_ids(repo.root, f"{sha}^", path)
+        read = capped(repo, list(ids.values()), f"{sha[:10]}^:{path}")
+        files = {rel: read[blob] for rel, blob in ids.items() if blob in read}
         for rel, data in files.items():
             for ev in parse_log(data, f"{sha[:10]}^:{rel}").events:
                 seen.setdefault(ev.id, ev)
@@ -44,3 +46,19 @@ def events_from_git(repo: FlowRepo, plan_id: str, task_id: str | None) -> list[E
 
 
 SNAPSHOTS = ("task.snapshot", "plan.snapshot")
+
+
+def capped(repo: FlowRepo, blobs: list[str], where: str) -> dict[str, bytes]:
+    """The blobs of these log versions, but one above the size limit of a log, which only a
+    push can bring and history keeps for good, is left unread and named in one line."""
+    from flowgit import git_state
+    from flowgit.core.storage import MAX_LOG_BYTES
+    from flowgit.store import notices
+
+    sizes = git_state.blob_sizes(repo.root, blobs)
+    big = {b for b in blobs if sizes.get(b, 0) > MAX_LOG_BYTES}
+    for blob in sorted(big):
+        notices.say(blob, f"{where}: a version of the log (blob {blob}) is {sizes[blob]} bytes, above "
+                    f"the {MAX_LOG_BYTES} byte limit of a log: not read, its events are not listed")
+    return git_state.read_blobs(repo.root, [b for b in blobs if b not in big], MAX_LOG_BYTES,
+                                lambda sha: f"{where}: blob {sha}")

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AbstractSet, Sequence
 
 from flowgit import git
-from flowgit.core.events import PLAN_LOG, Event, make_event
+from flowgit.core.events import PLAN_LOG, Event, canonical, make_event
 from flowgit.errors import FlowError
+from flowgit.formats.yamlio import MAX_YAML_BYTES
 
 if TYPE_CHECKING:
     from flowgit.store.repo import FlowRepo
@@ -59,19 +60,22 @@ def counted(repo: FlowRepo, plan_id: str, events: Sequence[Event]) -> Sequence[E
         from flowgit.store.state import log_path
 
         rev, log = store.head() or store.ref, log_path(plan_id, PLAN_LOG)
-    kept: list[Event] = []
+    dropped: set[str] = set()
     keys: set[tuple[str, str]] = set()  # one approval of a version per signing key
-    for e in events:
-        if e.type == "plan.approved":
+    vouched: set[tuple[str, str, str]] = set()  # the approvals of the current review
+    for e in canonical(events):  # in the fold's order: what a rejection cleared stays cleared
+        if e.type == "plan.rejected" or e.type == "plan.phase" and e.data.get("to") == "draft":
+            keys.clear()
+            vouched.clear()
+        elif e.type == "plan.approved":
             key = None if keys_inside else signer(repo.root, e, log, rev)
             mark = (key or "", str(e.data.get("plan_hash") or ""))
             if key is None or mark in keys:
+                dropped.add(e.id)
                 continue
             keys.add(mark)
-        kept.append(e)
-    vouched = {_approval_key(e.data.get("reviewer", e.actor), e.data.get("plan_hash"), e.at)
-               for e in kept if e.type == "plan.approved"}
-    return [_without_snapshot_approvals(e, vouched) for e in kept]
+            vouched.add(_approval_key(e.data.get("reviewer", e.actor), e.data.get("plan_hash"), e.at))
+    return [_without_snapshot_approvals(e, vouched) for e in events if e.id not in dropped]
 
 
 def _approval_key(reviewer: object, plan_hash: object, at: object) -> tuple[str, str, str]:
@@ -118,7 +122,7 @@ def merged(repo: FlowRepo, plan_id: str) -> tuple[str, int, str] | None:
             import hashlib
 
             last = merges[0]
-            earlier = git.cat_blobs(repo.root, [str(last.blob)]).get(str(last.blob))
+            earlier = _capped(repo.root, str(last.blob), MAX_YAML_BYTES)
             if earlier is not None:
                 found = (last.commit, last.time, hashlib.sha256(earlier).hexdigest())
         _merged[key] = found
@@ -170,7 +174,10 @@ def _holds(root: Path, commit: str, log: str, event: Event) -> bool:
     """Whether the log at `commit` has the event, every field as it is."""
     from flowgit.core.events import parse_log
 
-    data = git.show_blob(root, commit, log)
+    from flowgit.core.storage import MAX_LOG_BYTES
+
+    blob = git.blob_ids_at(root, commit, [log]).get(log) if git.is_full_id(commit) else None
+    data = _capped(root, blob, MAX_LOG_BYTES) if blob else None
     if data is None:
         return False
     want = event.to_dict()
@@ -191,3 +198,13 @@ def signers_inside(root: Path) -> str | None:
     except ValueError:
         return None
     return value
+
+
+def _capped(root: Path, blob: str, limit: int) -> bytes | None:
+    """A blob from history (a push can bring any size), None when it is above `limit` or not
+    here: what it would prove is not proven."""
+    from flowgit import git_state
+
+    if git_state.blob_sizes(root, [blob]).get(blob, 0) > limit:
+        return None
+    return git_state.read_blobs(root, [blob], limit, lambda _: blob).get(blob)
