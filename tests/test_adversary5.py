@@ -230,10 +230,8 @@ def test_a_pulled_plan_field_of_the_wrong_kind_is_one_line(repo: Repo, field: st
     assert "Traceback" not in res.stderr, res.stderr
 
 
-# ----- finding 6 (low, open): a plan named like the state branch's last part ---------------------
+# ----- finding 6 (low, fixed): a plan named like the state branch's last part --------------------
 
-@pytest.mark.xfail(strict=True, reason="open (runner, no owner this session; a design choice): run "
-                   "claims a task whose branch flow/state/T git cannot create beside flow/state")
 def test_run_of_a_plan_named_state_burns_no_attempt(tmp_path: Path) -> None:
     """`run` works each task on the branch `flow/PLAN/TASK`. In format 2 the state branch is
     `flow/state`, and git cannot create `flow/state/T1` beside it: a teammate's plan named
@@ -247,6 +245,7 @@ def test_run_of_a_plan_named_state_burns_no_attempt(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr
     st = r.ok("status", "state", "--json").json
     assert st["phase"] == "execute" and st["counts"]["failed"] == 0, (res.stdout, res.stderr, st["counts"])
+    assert st["counts"]["ready"] == 1 and "cannot be made beside flow/state" in res.stdout + res.stderr
 
 
 # ----- finding 7 (medium, open): a hostile ref name inside a suggested command ---------------------

@@ -33,7 +33,7 @@ from flowgit.runner.jobs import Job, MergeConflict, RunHalted, file_stamp, read_
 from flowgit.runner.landing import branch_stats, merge_branch
 from flowgit.runner.logfiles import open_log
 from flowgit.runner.prompt import task_prompt
-from flowgit.runner.worktrees import WorktreePool
+from flowgit.runner.worktrees import WorktreePool, branch_taken
 from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FLOW, FlowRepo
 from flowgit.store.writing import Write, commit_message
@@ -298,8 +298,17 @@ class Runner:
         for task_id in state.order:
             task = plan.task(task_id)
             if task is not None and f"{plan.id}/{task_id}" not in self.running and not held & set(task.files) \
-                    and self._untrusted(plan, task) is None:
+                    and self._untrusted(plan, task) is None and self._branch_taken(plan) is None:
                 yield task
+
+    def _branch_taken(self, plan: Plan) -> str | None:
+        """Why git cannot make the plan's task branches (said once): claiming would burn an attempt."""
+        store = self.repo().state_store
+        why = branch_taken(plan.id, store.branch) if store is not None else None
+        if why is not None and why not in self.untrusted_said:
+            self.untrusted_said.add(why)
+            self.log(f"not running {plan.id}: {why}")
+        return why
 
     def _untrusted(self, plan: Plan, task: Task) -> str | None:
         """Why running the task would run something this clone does not trust (said once)."""

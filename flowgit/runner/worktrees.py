@@ -173,3 +173,14 @@ class WorktreePool:
         with self.mu:
             trees, self.idle_trees = self.idle_trees, []
             self._remove_trees(trees)
+
+
+def branch_taken(plan_id: str, state_branch: str) -> str | None:
+    """Why git cannot make `flow/PLAN/TASK` in format 2: `flow/PLAN` is the state branch, its
+    claim refs' namespace, or a folder of either (a plan named `state` or `state-claims`)."""
+    mine = f"flow/{plan_id}"
+    for ref in (state_branch, f"{state_branch}-claims"):
+        if mine == ref or ref.startswith(mine + "/") or mine.startswith(ref + "/"):
+            return (f"its task branches {mine}/TASK cannot be made beside {ref}, the state branch's: "
+                    "rename the plan, or set state.branch in .flow/config.yaml")
+    return None
