@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, replace
-from typing import Any, Collection, Iterable, Iterator, Mapping, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from flowgit.core.events import Event, LogRead, canonical, event_time
 from flowgit.core.index import plan_columns
 from flowgit.core.model import PRIORITY_RANK, Plan
 from flowgit.core.planstate import ACTIVE as ACTIVE
 from flowgit.core.planstate import FINISHED as FINISHED
-from flowgit.core.planstate import RECORD_FIELDS
+from flowgit.core.planstate import RECORD_FIELDS, Records
 from flowgit.core.planstate import TASK_STATES as TASK_STATES
 from flowgit.core.planstate import Approval as Approval
 from flowgit.core.planstate import CheckpointView as CheckpointView
@@ -290,7 +291,7 @@ def evaluate(
 
         order = topo_order({k: tuple(d for d in v if d in deps) for k, v in deps.items()})
     changed: set[str] = set()
-    empty = TaskRecord()
+    fields_of = _record_fields(records)
     todo: Iterable[str] = order
     if reuse is not None:  # start from the earlier rows; evaluate the dirty and what they move
         rows.update(reuse.tasks)
@@ -301,7 +302,8 @@ def evaluate(
         todo = _worklist(order, deps, reuse.dirty, changed, reuse.dependents)
     for node in todo:
         node_deps = deps[node]
-        skip_spread.discard(node)
+        if skip_spread:
+            skip_spread.discard(node)
         unmet: list[str] = []
         blockers: list[str] = []
         spread = False
@@ -331,17 +333,17 @@ def evaluate(
             if reuse is not None and reuse.checkpoints.get(node) != crow:
                 changed.add(node)
             continue
-        rec = records.get(node, empty)
+        status, worker, lease_until, attempts, retry_at, skip_dependents, wait_ok, unreadable = \
+            fields_of(node)
         interrupted = False
-        status = rec.status
-        hold = rec.unreadable or (held if status not in FINISHED else None)
+        hold = unreadable or (held if status not in FINISHED else None)
         if hold:
             status = "held"
-        if status in ACTIVE and (rec.lease_until is None or rec.lease_until <= now):
+        if status in ACTIVE and (lease_until is None or lease_until <= now):
             status, interrupted = "open", True
-        if status == "retry_wait" and rec.retry_at is not None and rec.retry_at <= now:
+        if status == "retry_wait" and retry_at is not None and retry_at <= now:
             status = "open"
-        if status == "skipped" and rec.skip_dependents:
+        if status == "skipped" and skip_dependents:
             skip_spread.add(node)
         if status == "open" and spread:
             status = "skipped"
@@ -355,7 +357,7 @@ def evaluate(
             elif unmet:
                 state = "pending"
                 waiting = tuple(d for d in unmet if d not in deps)
-            elif _waits(plan, node) and not rec.wait_ok:
+            elif _waits(plan, node) and not wait_ok:
                 state = "pending"
                 waiting = ("wait",)
             else:
@@ -364,9 +366,9 @@ def evaluate(
             state = status
         node_state[node] = state
         active = state in ACTIVE
-        rows[node] = trow = (state, rec.worker if active else None, rec.attempts,
-                            rec.lease_until if active else None,
-                            rec.retry_at if state == "retry_wait" else None, interrupted, waiting,
+        rows[node] = trow = (state, worker if active else None, attempts,
+                            lease_until if active else None,
+                            retry_at if state == "retry_wait" else None, interrupted, waiting,
                             tuple(blockers or unmet), hold, node in skip_spread)
         if reuse is not None and reuse.tasks.get(node) != trow:
             changed.add(node)
@@ -376,6 +378,33 @@ def evaluate(
     ordered_cps = {c.id: CheckpointView(c.id, cp_rows[c.id][0], cp_rows[c.id][1]) for c in plan.checkpoints}
     return PlanState(plan.id, info.phase, Views(tuple(ids), rows, records, cp_rows), ordered_cps, info.approvals,
                      info.base_commit, tuple(ready), info, external, held)
+
+
+_EVALUATED = ("status", "worker", "lease_until", "attempts", "retry_at", "skip_dependents", "wait_ok",
+              "unreadable")  # what `evaluate` reads of a task's record
+_FROM_RECORD = attrgetter(*_EVALUATED)
+_FROM_ROW = itemgetter(*(RECORD_FIELDS.index(name) for name in _EVALUATED))
+_NO_LOG = _FROM_RECORD(TaskRecord())
+
+
+def _record_fields(records: Mapping[str, TaskRecord]) -> Callable[[str], tuple[Any, ...]]:
+    """What `evaluate` reads of a task's record (`_EVALUATED`), by task: of the records the
+    cache holds as rows, read from the row (a cold read of 25,000 logs builds no record)."""
+    if isinstance(records, Records):
+        fresh, kept = records.fresh, records.rows
+
+        def of_row(node: str) -> tuple[Any, ...]:
+            rec = fresh.get(node)
+            if rec is not None:
+                return _FROM_RECORD(rec)
+            row = kept.get(node)
+            return _NO_LOG if row is None else _FROM_ROW(row)
+        return of_row
+
+    def of_record(node: str) -> tuple[Any, ...]:
+        rec = records.get(node)
+        return _NO_LOG if rec is None else _FROM_RECORD(rec)
+    return of_record
 
 
 def dependents_of(deps: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from flowgit.cli.app import App
 from flowgit.clock import wall_now
@@ -104,70 +104,101 @@ def status_json(repo: FlowRepo, plan_id: str, state: PlanState, now: float) -> s
 
 def _derived(repo: FlowRepo, plan_id: str, state: PlanState, encoded: bool = False) -> dict[str, Any]:
     """What status says from the evaluated rows (DERIVED); `encoded`: "tasks" as its JSON text,
-    each row written from pieces encoded once per distinct head (state, worker, attempts,
-    executor) instead of a dict per task for the encoder (issue 17: 50,000 dicts)."""
+    written from pieces encoded once per distinct head (state, worker, attempts, executor)
+    instead of a dict per task for the encoder (issue 17: 50,000 dicts)."""
     from flowgit.runner.executors import choose  # which executor `run` would give each task
 
     loaded = repo.load_plan(plan_id)
     plan = loaded.plan
     config = repo.config
-    tasks: list[Any] = []
+    select = bool(config.run.select)
     # the executor `run` would give each task: without `executors.select` rules, its own
     # executor decides, so the tasks need not be built to know it
-    named = explicit_executors(plan) if not config.run.select else None
+    named = explicit_executors(plan) if not select else None
     executors: Mapping[str, str | None] = (
         dict(zip(plan_column(plan, "id"), plan_column(plan, "executor"))) if named is None else named)
     choices: dict[Any, tuple[str, str]] = {}
-    heads: dict[Any, str] = {}
-    text = json.encoder.encode_basestring  # what dumps writes a string as (ensure_ascii=False)
-    for task_id, (now_in, worker, attempts, lease_until, retry_at, interrupted, waiting_on,
-                  blocked_by, held) in _rows(state):
-        choice = None
-        if named is not None or task_id in executors:
-            facts: Any = executors.get(task_id)
-            choice = choices.get(facts) if not config.run.select else None
-            if choice is None:
-                task = plan.task(task_id) if named is None else Task(id=task_id, title="", executor=facts)
-                assert task is not None
-                choice = choices[facts] = choose(config, plan, task, None)
-        if encoded and not (lease_until or retry_at or interrupted or waiting_on or held) \
-                and now_in not in ("failed", "retry_wait"):
-            key = (now_in, worker, attempts, choice)
-            head = heads.get(key)
-            if head is None:
-                head = heads[key] = json.dumps(_task_row(task_id, now_in, worker, attempts, choice),
-                                               ensure_ascii=False)[len(text(task_id)) + 7:-1]
-            if now_in in ("pending", "blocked") and blocked_by:
-                tasks.append(f'{{"id": {text(task_id)}{head}, "blocked_by": [{", ".join(map(text, blocked_by))}]}}')
-            else:
-                tasks.append(f'{{"id": {text(task_id)}{head}}}')
-            continue
-        row = _task_row(task_id, now_in, worker, attempts, choice)
+
+    def choice_of(task_id: str) -> tuple[str, str] | None:
+        if named is None and task_id not in executors:
+            return None
+        facts: Any = executors.get(task_id)
+        choice = choices.get(facts) if not select else None
+        if choice is None:
+            task = plan.task(task_id) if named is None else Task(id=task_id, title="", executor=facts)
+            assert task is not None
+            choice = choices[facts] = choose(config, plan, task, None)
+        return choice
+
+    def full_row(task_id: str, row: tuple[Any, ...]) -> dict[str, Any]:
+        now_in, worker, attempts, lease_until, retry_at, interrupted, waiting_on, blocked_by, held = row[:9]
+        out = _task_row(task_id, now_in, worker, attempts, choice_of(task_id))
         if lease_until:
-            row["lease_until"] = format_time(lease_until)
+            out["lease_until"] = format_time(lease_until)
         if retry_at:
-            row["retry_at"] = format_time(retry_at)
+            out["retry_at"] = format_time(retry_at)
         if interrupted:
-            row["interrupted"] = True
+            out["interrupted"] = True
         if waiting_on:
-            row["waiting_on"] = list(waiting_on)
+            out["waiting_on"] = list(waiting_on)
         if now_in in ("pending", "blocked") and blocked_by:
-            row["blocked_by"] = list(blocked_by)
+            out["blocked_by"] = list(blocked_by)
         if now_in in ("failed", "retry_wait"):
             error = state.tasks[task_id].record.last_error
             if error:
-                row["error"] = error
+                out["error"] = error
         if held:
-            row["unreadable"] = held
-        tasks.append(json.dumps(row, ensure_ascii=False) if encoded else row)
+            out["unreadable"] = held
+        return out
+
+    tasks: Any
+    if encoded and isinstance(state.tasks, Views) and not select:
+        tasks = _encoded_rows(state.tasks, choice_of, full_row,
+                              {t for t, e in executors.items() if e is not None})
+    else:
+        tasks = [full_row(task_id, row) for task_id, row in _rows(state)]
+        if encoded:
+            tasks = json.dumps(tasks, ensure_ascii=False)
     return {
         "progress": state.progress, "counts": state.counts, "ready": state.ready, "stalled": state.stalled,
         "stall_chains": state.stall_chains() if state.stalled else [],
         "interrupted": state.interrupted,
         "checkpoints": [{"id": c.id, "state": c.state} for c in state.checkpoints.values()],
-        "unknown_refs": state.unknown_refs, "unreadable": state.unreadable,
-        "tasks": "[" + ", ".join(tasks) + "]" if encoded else tasks,
+        "unknown_refs": state.unknown_refs, "unreadable": state.unreadable, "tasks": tasks,
     }
+
+
+def _encoded_rows(views: Views, choice_of: Callable[[str], tuple[str, str] | None],
+                  full_row: Callable[[str, tuple[Any, ...]], dict[str, Any]], explicit: set[str]) -> str:
+    """The tasks' rows as the JSON encoder writes them. A row with only a state, worker,
+    attempts, executor and maybe blockers is its id, the head kept for those four (encoded
+    once) and its blockers; any other (a lease, a retry, an error, an interruption, a wait, a
+    hold, a task naming its executor) is encoded whole. Without `executors.select` rules a task
+    that names no executor gets the same one as any other."""
+    text = json.encoder.encode_basestring  # what dumps writes a string as (ensure_ascii=False)
+    rows = views.rows
+    heads: dict[Any, str] = {}
+    common: tuple[str, str] | None = None
+    out = []
+    for task_id in views.ids:
+        row = rows[task_id]
+        now_in = row[0]
+        if row[3] or row[4] or row[5] or row[6] or row[8] or now_in in ("failed", "retry_wait") \
+                or task_id in explicit:
+            out.append(json.dumps(full_row(task_id, row), ensure_ascii=False))
+            continue
+        if common is None:
+            common = choice_of(task_id)
+        key = (now_in, row[1], row[2])
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = json.dumps(_task_row(task_id, now_in, row[1], row[2], common),
+                                           ensure_ascii=False)[len(text(task_id)) + 7:-1]
+        if row[7] and (now_in == "pending" or now_in == "blocked"):
+            out.append(f'{{"id": {text(task_id)}{head}, "blocked_by": [{", ".join(map(text, row[7]))}]}}')
+        else:
+            out.append(f'{{"id": {text(task_id)}{head}}}')
+    return "[" + ", ".join(out) + "]"
 
 
 def _task_row(task_id: str, now_in: str, worker: str | None, attempts: int,
