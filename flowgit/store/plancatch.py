@@ -33,37 +33,6 @@ from flowgit.store.repo import FlowRepo
 # anchor, an alias or a tag starting a node, a document marker or directive, a tab, a byte
 # order mark, line breaks Python and libyaml count differently.
 _UNSURE = re.compile(r"(?:^|[\s\[{,:-])[&*!]|^(?:---|\.\.\.|%)|[\t\ufeff]", re.M)
-_STEP = 1 << 16
-
-
-def common_ends(a: str, b: str) -> tuple[int, int]:
-    """(p, s): `a` and `b` begin with the same `p` characters and end with the same `s`, and
-    p + s is at most the shorter length (compared in blocks: in C, not character by character)."""
-    n = min(len(a), len(b))
-    p = 0
-    while p < n and a[p: p + _STEP] == b[p: p + _STEP]:
-        p += _STEP
-    p = min(p, n)
-    lo, hi = p, min(p + _STEP, n)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[p:mid] == b[p:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    p = lo
-    la, lb, room = len(a), len(b), n - lo
-    s = 0
-    while s < room and a[la - s - min(_STEP, room - s): la - s] == b[lb - s - min(_STEP, room - s): lb - s]:
-        s += min(_STEP, room - s)
-    lo, hi = s, min(s + _STEP, room)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[la - mid: la - s] == b[lb - mid: lb - s]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return p, lo
 
 
 def _doc(text: str, display: str) -> Any:
@@ -105,6 +74,7 @@ def catch_up(repo: FlowRepo, plan_id: str) -> bool:
 
 def _catch_up(repo: FlowRepo, plan_id: str) -> bool:
     from flowgit import git
+    from flowgit.store import planpack
     from flowgit.core.index import check_rows, indexed_plan, task_rows
     from flowgit.store import plansplice
     from flowgit.store.planpin import source
@@ -143,6 +113,7 @@ def _catch_up(repo: FlowRepo, plan_id: str) -> bool:
     if old_data is None or hashlib.sha256(old_data).hexdigest() != old_digest:
         return False
     old = old_data.decode("utf-8")
+    planpack.known_bytes(blob, old_data)  # the chain's tip, most likely: store/planpack.py
     found = _changed_tasks(old, new, old_index, display)
     if found is None:
         return False
@@ -206,6 +177,8 @@ def _changed_tasks(old: str, new: str, index: planslice.Index, display: str
     follows them up to task j, or to the end of the file when j is past the last task), the
     rest moved by `delta` characters; and the two runs as documents of their own."""
     starts = index.starts
+    from flowgit.store.planpack import common_ends
+
     p, s = common_ends(old, new)
     lo, hi, delta = p, len(old) - s, len(new) - len(old)
     if lo < starts[0]:  # the plan's own fields, or what comes before the first task
