@@ -8,6 +8,17 @@ from typing import Any, Callable, TextIO
 
 from flowgit.store import notices
 
+# control characters and the bidi overrides a name from a teammate can carry (git allows them in
+# file and ref names): shown escaped, so an error stays one line and the terminal shows what is there
+_SHOWN = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)]}
+_SHOWN.update({c: f"\\u{c:04x}" for c in [*range(0x202a, 0x202f), *range(0x2066, 0x206a), 0x200e, 0x200f]})
+_SHOWN.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def shown(line: str) -> str:
+    """`line` as one line of plain text."""
+    return line.translate(_SHOWN)
+
 
 class Output:
     def __init__(self, as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
@@ -49,7 +60,7 @@ class Output:
         stream.flush()
 
     def warn(self, line: str) -> None:
-        self.err.write(f"warning: {line}\n")
+        self.err.write(f"warning: {shown(line)}\n")
         self.err.flush()
 
     def error(self, code: str, message: str) -> None:
@@ -57,5 +68,5 @@ class Output:
             self.out.write(json.dumps({"error": {"code": code, "message": message}}) + "\n")
             self.out.flush()
         else:
-            self.err.write(f"flowgit: error: {message}\n")
+            self.err.write(f"flowgit: error: {shown(message)}\n")
             self.err.flush()

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.cli.output import shown
 from flowgit.core.events import PLAN_LOG
 from flowgit.errors import ExitCode, FlowError, InvalidFile, NotFound
 from flowgit.formats.jsonlmerge import event_sort_key, parse_lines
@@ -373,7 +374,7 @@ def doctor(app: App, do_fix: bool) -> int:
         for p in problems:
             mark = "fixed" if p["fixed"] else "info" if p["kind"] in INFO else {"new_rule": "new rule", "untrusted": "new rule"}.get(
                 p["kind"], "problem")
-            lines.append(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}")
+            lines.append(shown(f"[{mark}] {p['path']}: {p['message']}" if p["path"] else f"[{mark}] {p['message']}"))
         if remaining and not do_fix and any(p["kind"] in FIXABLE for p in remaining):
             lines.append("run `flowgit doctor --fix` to repair what can be repaired")
         return "\n".join(lines)

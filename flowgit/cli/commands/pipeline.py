@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.cli.output import shown
 from flowgit.core.commands import plan_commands
 from flowgit.core.events import PLAN_LOG, Event, make_event
 from flowgit.core.fold import PlanState
@@ -593,5 +594,5 @@ def advance(app: App, plan_id: str | None, trust_now: bool = False) -> int:
         if moves:
             app.out.result({"moves": moves}, text)
         for err in broken:
-            app.out.err.write(f"flowgit: error: {err.message}\n")
+            app.out.err.write(f"flowgit: error: {shown(err.message)}\n")
     return ExitCode.USER

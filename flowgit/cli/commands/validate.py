@@ -8,6 +8,7 @@ from typing import Callable, Mapping
 
 from flowgit import git
 from flowgit.cli.app import App
+from flowgit.cli.output import shown
 from flowgit.core.model import Plan
 from flowgit.errors import ExitCode, InvalidFile, NotFound, UsageError
 from flowgit.formats import yamlio
@@ -202,7 +203,7 @@ def _validate(app: App, paths: list[Path], staged: bool, base: str | None) -> in
             app.out.result({"error": {"code": InvalidFile.code, "message": errors[0] + more}, **result})
         else:
             for line in errors:
-                app.out.err.write(f"{line}\n")
+                app.out.err.write(f"{shown(line)}\n")
             if len(errors) > 1:
                 app.out.err.write(f"flowgit: {len(errors)} problems in {report.files} file(s)\n")
         return ExitCode.USER
