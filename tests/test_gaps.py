@@ -225,3 +225,33 @@ def test_a_signed_approval_after_a_rejection_counts_again(tmp_path: Path) -> Non
     r.ok("approve", "P", "--reviewer", "alice")
     st = r.ok("status", "P", "--json").json
     assert [a["reviewer"] for a in st["approvals"]] == ["alice"], st
+
+
+def test_a_branch_checked_out_in_the_main_work_tree_is_not_the_default_branch(tmp_path: Path) -> None:
+    """No origin/HEAD, no main, no master: the default branch was the main work tree's own, so
+    a teammate's branch checked out there to review it was the default branch, and its config
+    (`required: 0`) set the approval policy: its plan was claimable. flowgit now stops in one
+    line until the clone names its default branch; named, the branch's config is no default."""
+    r = Repo(tmp_path / "trunk")
+    r.path.mkdir()
+    for args in (("init", "-q", "-b", "trunk"), ("config", "user.email", "t@example.com"),
+                 ("config", "user.name", "T"), ("commit", "-q", "--allow-empty", "-m", "initial")):
+        r.git(*args)
+    r.ok("init", "--format", "2")
+    set_approvals(r, "{required: 1}")
+    subprocess.run(["git", "config", "--unset", "flowgit.defaultBranch"], cwd=r.path)  # set up before this rule
+    mallory = Repo(tmp_path / "mallory")
+    subprocess.run(["git", "clone", "-q", str(r.path), str(mallory.path)], check=True)
+    mallory.git("config", "user.email", "m@example.com")
+    mallory.git("config", "user.name", "M")
+    mallory.git("checkout", "-q", "-b", "feature")
+    set_approvals(mallory, "{required: 0}")
+    mallory.plan("P", PLAN)
+    r.git("fetch", "-q", str(mallory.path), "feature:feature")
+    r.git("checkout", "-q", "feature")  # to review it
+    res = r.run("claim", "P/T1", "--worker", "w")
+    assert res.code == 1 and "git config flowgit.defaultBranch" in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1
+    r.git("config", "flowgit.defaultBranch", "trunk")
+    res = r.run("claim", "P/T1", "--worker", "w")
+    assert res.code == 1 and "approv" in res.err, res.err  # trunk's required: 1 holds here

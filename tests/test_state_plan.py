@@ -197,8 +197,9 @@ def test_approvals_off_follows_the_default_branch_from_a_linked_worktree(tmp_pat
 
 
 def test_the_default_branch_rule(tmp_path: Path) -> None:
-    """approvals.branch, else the remote's HEAD, else main, else master, else the branch of the
-    main work tree."""
+    """approvals.branch, else the remote's HEAD, else main, else master, else this clone's git
+    config flowgit.defaultBranch (which the first `init` sets to its branch when no rule names
+    one), never the branch the main work tree happens to have checked out."""
     from flowgit.store.planpin import default_branch
     from flowgit.store.repo import FlowRepo
 
@@ -212,7 +213,13 @@ def test_the_default_branch_rule(tmp_path: Path) -> None:
     r.ok("init", "--format", "2")
     wt = tmp_path / "wt"
     r.git("worktree", "add", "-q", "-b", "topic", str(wt))
-    assert default_branch(FlowRepo(wt)) == "trunk"  # the main work tree's branch
+    assert default_branch(FlowRepo(wt)) == "trunk"  # flowgit.defaultBranch, set by init
+    r.git("config", "--unset", "flowgit.defaultBranch")
+    linked = FlowRepo(wt)
+    assert default_branch(linked, linked.work_config) is None  # trunk is only the main work tree's branch
+    res = r.run("status")
+    assert res.code == 1 and "git config flowgit.defaultBranch" in res.err, res.err
+    r.git("config", "flowgit.defaultBranch", "trunk")
     r.git("branch", "master")
     assert default_branch(FlowRepo(wt)) == "master"
     r.git("branch", "main")

@@ -185,6 +185,10 @@ def followed(repo: FlowRepo, work: Config) -> tuple[Config, str]:
     store = repo.state_store
     if store is None:
         return work, "work tree"
+    from flowgit.store import planpin
+
+    if planpin.default_branch(repo, dataclasses.replace(work, approvals_branch=None)) is None:
+        raise InvalidFile(planpin.NO_DEFAULT.format(remote=work.remote))
     held = held_branch(repo, work)
     if held != work.approvals_branch:
         work = dataclasses.replace(work, approvals_branch=held)

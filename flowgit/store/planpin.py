@@ -102,9 +102,11 @@ def follows_branch(repo: FlowRepo) -> bool:
 def default_branch(repo: FlowRepo, cfg: Config | None = None) -> str | None:
     """The branch whose tip execution follows with approvals off, the first of: `approvals.branch`
     in config.yaml; the branch the remote's HEAD names (`refs/remotes/<remote>/HEAD`, which
-    `git clone` sets); `main`; `master`; the branch checked out in the repository's main work
-    tree. Read from files: no git process. (`cfg`: the work tree's, while the followed config
-    is being found: store/configpin.py.)"""
+    `git clone` sets); `main`; `master`; this clone's git config `flowgit.defaultBranch`, then
+    `init.defaultBranch`, when that branch exists. None else: the branch checked out in the main
+    work tree is no answer, since a branch checked out there to review it would count as the
+    default one (configpin.followed stops on it). Read from files, but for the git config.
+    (`cfg`: the work tree's, while the followed config is being found: store/configpin.py.)"""
     cfg = cfg or repo.config
     if cfg.approvals_branch:
         return cfg.approvals_branch
@@ -116,8 +118,34 @@ def default_branch(repo: FlowRepo, cfg: Config | None = None) -> str | None:
     for name in ("main", "master"):
         if git.read_ref(dirs, f"refs/heads/{name}"):
             return name
-    head = git.symbolic_ref_file(dirs, "HEAD")
-    return head[len("refs/heads/"):] if head and head.startswith("refs/heads/") else None
+    for named in _configured_defaults(repo):  # this clone's and the user's git config: no teammate's
+        if branch_tip(repo, named, cfg.remote):
+            return named
+    return None
+
+
+_configured: dict[tuple[str, int], tuple[str, ...]] = {}
+
+
+def _configured_defaults(repo: FlowRepo) -> tuple[str, ...]:
+    """`flowgit.defaultBranch`, then `init.defaultBranch`, as set (read once a process while
+    the clone's .git/config is unchanged)."""
+    import os
+
+    try:
+        stamp = os.stat(repo.dirs.common_dir / "config").st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (str(repo.root), stamp)
+    if key not in _configured:
+        found = (git.config_get(repo.root, k) for k in ("flowgit.defaultBranch", "init.defaultBranch"))
+        _configured[key] = tuple(name for name in found if name)
+    return _configured[key]
+
+
+NO_DEFAULT = ("no default branch in this clone (no {remote}/HEAD, main, master or git config "
+              "flowgit.defaultBranch): flowgit does not take the checked-out branch for it, which "
+              "could be one under review; name it with `git config flowgit.defaultBranch BRANCH`")
 
 
 def branch_tip(repo: FlowRepo, branch: str, remote: str | None = None) -> str | None:

@@ -172,6 +172,8 @@ def _followed_config(repo: FlowRepo) -> list[dict[str, Any]]:
         return []
 
     bad = bad.removesuffix(REPAIR)
+    if bad.startswith("no default branch"):
+        return [_problem("default_branch", ".git/config", bad)]
     store = repo.state_store
     where = f"{store.branch}:.flow/config.yaml" if store is not None else ""
     if where and bad.startswith(where + ":"):

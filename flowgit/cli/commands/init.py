@@ -8,6 +8,7 @@ from flowgit.cli.app import App
 from flowgit.errors import NoIdentity
 from flowgit.ops.clone_setup import GITATTRIBUTES, setup_local
 from flowgit.resources import template_files
+from flowgit.store.repo import FlowRepo
 
 GITIGNORE = (".flow/.cache/", ".flow/logs/")
 
@@ -58,6 +59,8 @@ def init(app: App, fmt: int = 2) -> int:
     if ".flow/config.yaml" in created:  # written here, by whoever ran init: trusted as written
         from flowgit.ops import trust
         trust.written(app.repo, trust.config_commands(app.repo), [], "init")
+        if fmt == 2:
+            local += _name_default_branch(app.repo)
     result = {"initialised": bool(created), "created": created, "commit": sha, "configured": local}
     if created:
         text = f"initialised .flow/ in {root} ({len(created)} files, commit {sha[:10] if sha else '-'})"
@@ -67,3 +70,15 @@ def init(app: App, fmt: int = 2) -> int:
         text = f".flow/ already initialised in {root}: nothing to do"
     app.out.result(result, text)
     return 0
+
+
+def _name_default_branch(repo: FlowRepo) -> list[str]:
+    """The repository's first init, on a branch that no rule names the default one (no remote
+    HEAD, main or master): this branch is, in this clone's git config (planpin.default_branch)."""
+    from flowgit.store import planpin
+
+    branch = git.head_branch(repo.dirs)
+    if branch is None or planpin.default_branch(repo, repo.work_config) is not None:
+        return []
+    git.config_set(repo.root, "flowgit.defaultBranch", branch)
+    return [f"flowgit.defaultBranch={branch}"]
