@@ -157,10 +157,8 @@ def _catch_up(repo: FlowRepo, plan_id: str) -> bool:
     slot.clear()
     slot.update(planslice.to_cache(index))
     slot["blob"] = blob_of(repo, data)
-    kept.changed(plansplice._key(plan_id))
-    kept.save()
+    kept.changed(plansplice._key(plan_id))  # saved with the edit's own (plansplice.remember)
     repo.forget(plan_id)
-    repo.save_cache()
     return True
 
 
@@ -215,14 +213,15 @@ def _clean(repo: FlowRepo, after: Plan, tasks: list[Task], old_tasks: Mapping[st
     from flowgit.core import semantic
     from flowgit.core.index import plan_columns
     from flowgit.store.planedit import _other, _refuse_cycle, adr_ids
+    from flowgit.store.plansplice import same_ignoring_case
 
     checkpoints = [c.id for c in after.checkpoints]
     known = {*new_ids, *checkpoints}
     if len(known) != len(new_ids) + len(checkpoints):
         return None  # a duplicate id
     changed = {t.id for t in tasks}
-    folded = {x.lower() for x in known if x not in changed}
-    if len({x.lower() for x in changed}) != len(changed) or any(x.lower() in folded for x in changed):
+    every = [*new_ids, *checkpoints]
+    if any(same_ignoring_case(x, every) != 1 for x in changed):
         return None  # a case twin
     removed = set(old_tasks) - changed
     if removed:
