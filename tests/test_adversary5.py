@@ -152,15 +152,17 @@ def test_a_claim_ref_of_a_lock_task_is_never_read(tmp_path: Path) -> None:
 BAD_TIMEOUT_CONFIG = 'validations: [{name: v, run: ["true"], timeout: abc}]'
 
 
-def test_a_recorded_config_with_a_timeout_that_is_no_number_leaves_sync_and_doctor_working(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad", [BAD_TIMEOUT_CONFIG, "validations: []\nsignals: [a]"])
+def test_a_recorded_config_with_a_timeout_that_is_no_number_leaves_sync_and_doctor_working(
+        tmp_path: Path, bad: str) -> None:
     """`Validation.from_any` read a validation's timeout with `float()`, so a config saying
     `timeout: abc` raised ValueError, not the one-line InvalidFile. Pushed to flow/state as the
     recorded config, it made every command of every clone that synced print a traceback,
     `sync` and `doctor --fix` too: the two ways out of a recorded config that does not read
     (SECURITY.md) were closed. Now it is a config that does not read, named in one line."""
     victim, mallory, _ = _executing(tmp_path)
-    cfg = _git(mallory, "show", "main:.flow/config.yaml").replace("validations: []", BAD_TIMEOUT_CONFIG)
-    assert BAD_TIMEOUT_CONFIG in cfg
+    cfg = _git(mallory, "show", "main:.flow/config.yaml").replace("validations: []", bad)
+    assert bad in cfg
     from test_adversary_gates import push_state_file
 
     push_state_file(mallory, tmp_path, ".flow/config.yaml", cfg)
@@ -169,7 +171,7 @@ def test_a_recorded_config_with_a_timeout_that_is_no_number_leaves_sync_and_doct
         assert res.returncode == code and "Traceback" not in res.stderr, (args, res.returncode, res.stderr)
     res = victim.proc("status", "P")
     assert res.stderr.strip().splitlines()[-1].startswith("flowgit: error: flow/state:.flow/config.yaml"), res.stderr
-    assert "timeout" in res.stderr
+    assert ("timeout" if bad == BAD_TIMEOUT_CONFIG else "signals") in res.stderr
     res = victim.proc("doctor", "--json")
     assert "Traceback" not in res.stderr and "recorded_config" in res.stdout, (res.stdout, res.stderr)
     res = victim.proc("doctor", "--fix")
@@ -298,3 +300,25 @@ def test_the_command_the_hook_suggests_for_a_merged_symlink_runs_nothing_else(re
     subprocess.run(["bash", "-c", "git rm -q --cached" + suggested], cwd=repo.path, capture_output=True, text=True)
     assert not (repo.path / "pwned").exists()
     assert name not in repo.git("diff", "--cached", "--name-only")
+
+
+
+# ----- finding 9 (high, fixed): a config key of the wrong kind --------------------------------------
+
+@pytest.mark.parametrize("bad", ["default_executor: [a]", "executors: {x: {argv: [a], env: 5}}", "validations: 5",
+                                 "schedules: 5", "signals: 5", "signals: [a]", "run: {land: [a]}"])
+def test_a_pulled_config_key_of_the_wrong_kind_is_one_line(repo: Repo, bad: str) -> None:
+    """Config.from_dict took these as they came: `signals: [a]` or `validations: 5` made every
+    command fail with a traceback, `validate` and `doctor` too (and, recorded in flow/state by a
+    teammate, `sync` and `doctor --fix`: the recorded-config test above). Each is now the
+    config's one-line refusal (runconfig.config_parts)."""
+    cfg = repo.path / ".flow/config.yaml"
+    key = bad.split(":")[0]
+    lines = [ln for ln in cfg.read_text().splitlines() if not ln.startswith(f"{key}:")]
+    cfg.write_text("\n".join(lines) + f"\n{bad}\n")
+    repo.git("commit", "-q", "--no-verify", "-am", "a teammate's config, pulled")
+    for args in (("status",), ("status", "p"), ("claim", "p", "--worker", "w"), ("validate",), ("doctor",)):
+        res = repo.proc(*args)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.returncode, res.stdout, res.stderr)
+    res = repo.proc("status")
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and ".flow/config.yaml" in res.stderr, res.stderr

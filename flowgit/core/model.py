@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from flowgit.core.approvals import approval_rules
 from flowgit.core.plaintask import build_tasks
-from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, optional, verify_of
+from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, config_parts, optional, verify_of
 from flowgit.core.runconfig import estimate_hours as estimate_hours
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
 from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
@@ -500,9 +500,7 @@ class Config:
             return cls()
         data = _mapping(data, where)
         _check_keys(data, cls._KEYS, where)
-        approvals = _mapping(data.get("approvals") or {}, f"{where}: approvals")
-        compact = _mapping(data.get("compact") or {}, f"{where}: compact")
-        watch = _mapping(data.get("watch") or {}, f"{where}: watch")
+        approvals, compact, watch = config_parts(data, where)  # and the kinds of the keys read below
         executors: dict[str, Executor] = {}
         for name, spec in _mapping(data.get("executors") or {}, f"{where}: executors").items():
             if name == "select":  # the rules that choose an executor (core/runconfig.py)

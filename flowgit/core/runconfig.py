@@ -78,6 +78,19 @@ def optional(value: Any, kind: type, where: str, default: Any = None) -> Any:
     return value
 
 
+def config_parts(data: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], ...]:
+    """A config's `approvals`, `compact` and `watch` mappings, once the kind of every key read
+    as text, a list or a mapping is checked: a config can arrive by a sync (flow/state), and a
+    number where a list belongs must be its one-line refusal, not a traceback in every command."""
+    for key, kind in (("default_executor", str), ("validations", list), ("schedules", list),
+                      ("signals", Mapping), ("executors", Mapping)):
+        optional(data.get(key), kind, f"{where}: {key}")
+    for name, spec in (data.get("executors") or {}).items():
+        if name != "select" and isinstance(spec, Mapping):
+            optional(spec.get("env"), Mapping, f"{where}: executors.{name}.env")
+    return tuple(_map(data.get(key) or None, f"{where}: {key}") for key in ("approvals", "compact", "watch"))
+
+
 def _count(value: Any, where: str, minimum: float = 0, maximum: float = math.inf,
            whole: bool = True) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -189,7 +202,7 @@ class RunSettings:
         run = _map(data.get("run"), f"{where}: run")
         _keys(run, cls.RUN_KEYS, f"{where}: run")
         land = run.get("land", "merge")
-        if land not in LANDINGS:
+        if not isinstance(land, str) or land not in LANDINGS:
             raise _fail(f"{where}: run.land", f"{land!r}: use merge or branch")
         hooks = run.get("commit_hooks", False)
         if not isinstance(hooks, bool):
