@@ -297,3 +297,28 @@ def test_random_pulls_agree_with_the_full_check(edited: Repo, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     rng = random.Random(seed)
     compare(edited, tmp_path, monkeypatch, lambda t: _mutate(rng, t))
+
+
+def test_format_2_with_approvals_after_a_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Execution follows the approved version (recorded in the state): a teammate's commit
+    changes the branch's plan.yaml, not that version; whatever the edit does then, the catch-up
+    does the same as the full check."""
+    from helpers import make_git_repo
+
+    r = Repo(make_git_repo(tmp_path / "repo"))
+    r.ok("init", "--format", "2")
+    cfg = r.path / ".flow" / "config.yaml"
+    cfg.write_text(re.sub(r"approvals:\n(?:  .*\n)+", "approvals: {required: 1}\n", cfg.read_text()))
+    r.git("commit", "-q", "-m", "approvals", "--", ".flow/config.yaml")
+    r.plan("p", plan_text(random.Random(9), 30).replace("adrs: [ADR-0001]\n", "").replace(
+        ", other/o1]", "]").replace("      - other/o1\n", "").replace("[other/o1]", "[]"))
+    r.ok("submit", "p")
+    r.ok("approve", "p", "--reviewer", "rev")
+    r.ok("task", "add", "p", "first", "--title", "First add", "--dep", "t5")
+    for k, change in enumerate([_sub("title: Task 12", "title: Task twelve, pulled"),
+                                HOSTILE["a cycle through one changed task"]]):
+        compare(r, tmp_path, monkeypatch, change, ("task", "add", "p", f"late{k}", "--title", "Late"))
+        if k == 0:
+            r.ok("approve", "p", "--reviewer", "rev")
+            compare(r, tmp_path, monkeypatch, lambda t: _swap(t, "t10", "t20"),
+                    ("task", "add", "p", "later", "--title", "Later"))
