@@ -85,11 +85,12 @@ _TYPED_ITEM = re.compile(r"\n(?:true|True|TRUE|false|False|FALSE|null|Null|NULL|
 
 class Rows:
     """A plan read here: its other keys (`head`, in file order, `before` of them ahead of
-    the task list), its tasks as rows in `FIELDS` order, and their ids."""
+    the task list), its tasks as rows in `FIELDS` order, their ids, and the ids they wait on."""
 
     def __init__(self, head: dict[str, Any], before: int, ids: list[str], rows: list[tuple[Any, ...]],
-                 columns: list[list[Any]]) -> None:
+                 columns: list[list[Any]], needs: set[str]) -> None:
         self.head, self.before, self.ids, self.rows = head, before, ids, rows
+        self.needs = needs  # every id a task waits on
         self._columns = columns
 
     def raw(self) -> dict[str, Any]:
@@ -142,13 +143,18 @@ def read(text: str, read_number: Callable[[str], Any] | None = None) -> Rows | N
     if not all(map(is_valid_id, set(joined.translate(_SHAPE)[1:-1].split("\n")))) or \
             any(fastyaml.resolve(m.group()[1:]) is not None for m in _TYPED_ID.finditer(joined)):
         return None
-    if len({i.lower() for i in ids}) != len(ids):  # ASCII ids: lower() is their casefold
+    if len(set(joined.lower().split("\n"))) != len(ids) + 1:  # ASCII ids: lower() is their casefold
         return None  # two tasks with one id (in any case): the full path says which
-    lists = [c for c in (deps, acceptance, tags, adrs) if c.count(None) != len(c)]
-    for column in lists:
+    needs: set[str] = set()  # every id a task waits on
+    for column in (deps, acceptance, tags, adrs):
+        if column.count(None) == len(column):
+            continue
         items = "\n" + "\n".join([s for s in column if s]).replace(", ", "\n") + "\n"
         if any(fastyaml.resolve(m.group()[1:]) is not None for m in _TYPED_ITEM.finditer(items)):
             return None
+        if column is deps:
+            needs = set(items.split("\n"))
+            needs.discard("")
     head_before = _mapping(text[:at], read_number)
     head_after = _mapping(text[end:], read_number) if head_before is not None else None
     if head_before is None or head_after is None or "tasks" in head_before or "tasks" in head_after \
@@ -170,4 +176,4 @@ def read(text: str, read_number: Callable[[str], Any] | None = None) -> Rows | N
         none if estimates.count(None) == n else [e and kept.setdefault(e, e) for e in estimates],
         none, nothing, none, none, tuples(tags), tuples(adrs), nothing))
     columns = [ids, titles, descriptions, deps, acceptance, priorities, estimates, tags, adrs]
-    return Rows({**head_before, **head_after}, len(head_before), ids, rows, columns)
+    return Rows({**head_before, **head_after}, len(head_before), ids, rows, columns, needs)

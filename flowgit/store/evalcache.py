@@ -112,12 +112,12 @@ def _keep(repo: FlowRepo, plan_id: str, entry: dict[str, Any], key: list[Any], n
     assert isinstance(views, Views)  # evaluate gives its views as rows
     entry.clear()
     rows = views.rows  # kept in plan order: the next read needs no plan to know it
-    if shared:  # the rows read back from the kept ones: equal rows are one object already
-        kept = {t: rows[t] for t in views.ids}
-    else:
+    ordered = list(map(rows.__getitem__, views.ids))
+    if not shared:  # else the rows read back from the kept ones: equal rows are one object already
         same: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # one object for equal rows: marshal
         # writes the others as references (every done task's row is the same), half the load
-        kept = {t: same.setdefault(rows[t], rows[t]) for t in views.ids}
+        ordered = list(map(same.setdefault, ordered, ordered))
+    kept = dict(zip(views.ids, ordered))
     gen = os.urandom(8).hex()
     entry.update({"key": key, "now": now, "until": _next_due(rows, now) if until is None else until,
                   "ids": ids, "rows": kept,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from flowgit.core.index import check_rows, indexed_plan, lazy_rows, plan_column, task_rows
+from flowgit.core.index import check_rows, explicit_executors, indexed_plan, lazy_rows, plan_column, task_rows
 from flowgit.core.model import Plan
 from flowgit.errors import InvalidFile
 from flowgit.store.cache import DerivedCache
@@ -62,12 +62,13 @@ def remember(cache: DerivedCache, plan: Plan, raw: Mapping[str, Any] | Parsed, d
     rows = lazy_rows(plan)
     if rows is None:
         rows = task_rows(plan.tasks)
-    ids, executors = plan_column(plan, "id"), plan_column(plan, "executor")
+    named = explicit_executors(plan)  # a plan read into rows: none
+    if named is None:
+        named = {i: e for i, e in zip(plan_column(plan, "id"), plan_column(plan, "executor")) if e is not None}
     head = raw.head if isinstance(raw, Parsed) else {k: v for k, v in raw.items() if k != "tasks"}
     cache.entry(plan.id)["plan"] = {
         "stat": key, "hash": digest, "checked": True, "data": head,
-        "external": plan.has_external_deps,
-        "executors": {i: e for i, e in zip(ids, executors) if e is not None}}
+        "external": plan.has_external_deps, "executors": named}
     cache.changed(plan.id)
     kept = cache.entry(f"{plan.id}@rows")
     kept.clear()
@@ -112,6 +113,9 @@ def _read_rows(plan_id: str, text: str, display: str) -> tuple[Plan, Parsed] | N
     rows = read.rows
     plan = indexed_plan(head, lambda: rows, {})
     plan.__dict__["_rows"] = rows
+    local = {*read.ids, *(c.id for c in head.checkpoints)}  # IndexedPlan.has_external_deps, known
+    plan.__dict__["has_external_deps"] = bool(read.needs - local) or \
+        any(a not in local for c in head.checkpoints for a in c.after)
     return plan, Parsed(read.head, read.raw)
 
 
