@@ -250,10 +250,8 @@ def test_run_of_a_plan_named_state_burns_no_attempt(tmp_path: Path) -> None:
     assert st["counts"]["ready"] == 1 and "cannot be made beside flow/state" in res.stdout + res.stderr
 
 
-# ----- finding 7 (medium, open): a hostile ref name inside a suggested command ---------------------
+# ----- finding 7 (medium, fixed): a hostile ref name inside a suggested command ---------------------
 
-@pytest.mark.xfail(strict=True, reason="open (clones: ops/claimrefs.held_line): the ref name below a "
-                   "claim ref is shown unquoted inside the `git push --delete` it suggests")
 def test_the_command_a_held_claim_names_runs_nothing_but_the_deletion(tmp_path: Path) -> None:
     """A ref below a claim ref (`flow/state-claims/P/T1/...`) now holds its task, and `sync`,
     `claim --sync` and `doctor` say how to remove it: `git push origin --delete NAME`, with the

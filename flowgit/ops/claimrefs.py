@@ -130,10 +130,13 @@ def claim_event(data: bytes, display: str, plan: str, task: str) -> Event:
 
 
 def held_line(remote: str, short: str, plan: str, task: str, problem: str) -> str:
-    """The one line that says a bad claim ref holds its task, and how to remove it."""
+    """The one line that says a bad claim ref holds its task, and how to remove it (the name
+    quoted as a shell reads it: git allows `;`, `$` and backquotes in a ref name)."""
+    import shlex
+
     return (f"{remote}/{short}: {problem}: {plan}/{task} cannot be claimed until it is removed (a claim "
             f"ref holds one commit written by `flowgit claim --sync`): remove it with "
-            f"`git push {remote} --delete {short}`")
+            f"`git push {shlex.quote(remote)} --delete {shlex.quote(short)}`")
 
 
 class Fresh:
