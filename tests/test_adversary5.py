@@ -320,3 +320,19 @@ def test_a_pulled_config_key_of_the_wrong_kind_is_one_line(repo: Repo, bad: str)
         assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.returncode, res.stdout, res.stderr)
     res = repo.proc("status")
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and ".flow/config.yaml" in res.stderr, res.stderr
+
+
+# ----- finding 10 (low, fixed): a spec whose lists are not lists ----------------------------------
+
+@pytest.mark.parametrize("bad", ["requirements: 5", "questions: 5"])
+def test_task_show_reads_a_pulled_spec_whose_lists_are_not_lists(repo: Repo, bad: str) -> None:
+    """`task show` (an agent's context) iterated the spec's `requirements` and `questions` as
+    they came: a teammate's spec.yaml saying `requirements: 5` made it fail with TypeError.
+    What is no list is nothing there now, as in the executor's prompt (validate names it)."""
+    repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: t0, title: a}\n")
+    repo.write(".flow/plans/p/spec.yaml", f"{bad}\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "a teammate's spec, pulled")
+    for args in (("task", "show", "p/t0"), ("task", "show", "p/t0", "--json")):
+        res = repo.proc(*args)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, (args, res.stderr)

@@ -92,8 +92,8 @@ def _names(requirement: Mapping[str, Any], plan_id: str, task_id: str) -> bool:
 def _spec_for(spec: Mapping[str, Any] | None, plan_id: str, task_id: str) -> dict[str, Any]:
     """The requirements that name the task and the questions nobody has answered yet."""
     spec = spec or {}
-    reqs = spec.get("requirements") or []
-    questions = spec.get("questions") or []
+    # a teammate's spec.yaml can say anything (validate names it): what is no list is nothing here
+    reqs, questions = ([] if not isinstance(spec.get(k), list) else spec[k] for k in ("requirements", "questions"))
     named = [dict(r) for r in reqs if isinstance(r, dict) and _names(r, plan_id, task_id)]
     open_q = [{k: v for k, v in q.items() if k in ("id", "question", "options")}
               for q in questions if isinstance(q, dict) and q.get("answer") in (None, "")]

@@ -84,7 +84,7 @@ def prompt_text(plan: Plan, task: Task, spec: Mapping[str, object] | None,
         lines += ["", "## Scope"]
         for key in ("included", "excluded", "assumptions", "constraints"):
             items = scope.get(key) or []
-            if items:
+            if isinstance(items, list) and items:
                 lines += ["", f"{key.capitalize()}:"] + [f"- {i}" for i in items]
     if task.description:
         lines += ["", "## Description", "", task.description.strip()]

@@ -61,7 +61,8 @@ def _section(title: str, lines: Sequence[str]) -> list[str]:
 def _spec_lines(spec: Mapping[str, Any] | None) -> tuple[list[str], list[str], list[str]]:
     """(answered questions, open questions, requirements) as Markdown list items."""
     answered, open_, reqs = [], [], []
-    for q in (spec or {}).get("questions") or []:
+    questions, requirements = ((spec or {}).get(k) for k in ("questions", "requirements"))
+    for q in questions if isinstance(questions, list) else []:
         if not isinstance(q, dict):
             continue
         answer = q.get("answer")
@@ -71,7 +72,7 @@ def _spec_lines(spec: Mapping[str, Any] | None) -> tuple[list[str], list[str], l
             options = q.get("options") or []
             open_.append(f"- {q.get('id')}: {q.get('question')}"
                          + (f" (options: {'; '.join(str(o) for o in options)})" if options else ""))
-    for r in (spec or {}).get("requirements") or []:
+    for r in requirements if isinstance(requirements, list) else []:
         if isinstance(r, dict):
             reqs.append(f"- {r.get('id')} ({r.get('kind')}): {r.get('text')}")
     return answered, open_, reqs
