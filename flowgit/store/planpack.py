@@ -99,7 +99,7 @@ def _pulled(repo: FlowRepo, tip: str, old: bytes, spliced: Ops) -> Ops | None:
     the tip (a pull brought it): the tip and `old` compared for a common beginning and end."""
     from flowgit import git
 
-    tip_bytes = _READ.get(tip)  # read by the catch-up, its sha256 checked
+    tip_bytes = _READ.pop(tip, None)  # read by the catch-up, its sha256 checked (not kept on)
     if tip_bytes is None:
         tip_bytes = git.cat_blobs(repo.root, [tip]).get(tip)
         if tip_bytes is None or blob_id(tip_bytes).hex() != tip:
