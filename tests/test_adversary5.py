@@ -336,3 +336,21 @@ def test_task_show_reads_a_pulled_spec_whose_lists_are_not_lists(repo: Repo, bad
     for args in (("task", "show", "p/t0"), ("task", "show", "p/t0", "--json")):
         res = repo.proc(*args)
         assert res.returncode == 0 and "Traceback" not in res.stderr, (args, res.stderr)
+
+
+# ----- finding 11 (low, fixed): a plan.yaml that is a directory -----------------------------------
+
+def test_a_pulled_plan_yaml_that_is_a_directory_is_one_line(repo: Repo) -> None:
+    """A teammate's commit holding `.flow/plans/x/plan.yaml/notes` (a folder where the plan file
+    belongs): `status`, `plan list`, `trust --list` and `doctor` failed with IsADirectoryError."""
+    repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: t0, title: a}\n")
+    repo.write(".flow/plans/x/plan.yaml/notes", "hello\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "a teammate's commit, pulled")
+    for args in (("status",), ("status", "x"), ("plan", "list"), ("trust", "--list"), ("doctor",)):
+        res = repo.proc(*args)
+        assert "Traceback" not in res.stderr, (args, res.stderr)
+    res = repo.proc("status", "x")
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        "flowgit: error: .flow/plans/x/plan.yaml: a directory, not a plan file: replace it with the plan's YAML"], res.stderr
+    assert repo.proc("status", "p").returncode == 0

@@ -17,6 +17,7 @@ A plan that was never accepted (draft, review) is read from the work tree, as in
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -261,6 +262,8 @@ def source(repo: FlowRepo, plan: str) -> PlanSource | None:
         st = os.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         return None
+    if stat.S_ISDIR(st.st_mode):  # a pull can bring a folder there: not a plan file to read
+        raise InvalidFile(f"{repo.rel(path)}: a directory, not a plan file: replace it with the plan's YAML")
     return PlanSource([st.st_size, st.st_mtime_ns, st.st_ino], repo.rel(path), "work tree", path.read_bytes)
 
 
