@@ -354,3 +354,36 @@ def test_a_pulled_plan_yaml_that_is_a_directory_is_one_line(repo: Repo) -> None:
     assert res.returncode == 1 and res.stderr.strip().splitlines() == [
         "flowgit: error: .flow/plans/x/plan.yaml: a directory, not a plan file: replace it with the plan's YAML"], res.stderr
     assert repo.proc("status", "p").returncode == 0
+
+
+# ----- finding 12 (low, open): a config or a format 1 log that is a directory ----------------------
+
+@pytest.mark.xfail(strict=True, reason="open (cold: formats/yamlio.load_file reads a directory): "
+                   "IsADirectoryError from every command")
+def test_a_pulled_config_yaml_that_is_a_directory_is_one_line(repo: Repo) -> None:
+    """A teammate's commit replacing `.flow/config.yaml` with a folder: every command (validate
+    and doctor too) failed with IsADirectoryError."""
+    cfg = repo.path / ".flow/config.yaml"
+    cfg.unlink()
+    repo.write(".flow/config.yaml/notes", "hello\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "a teammate's commit, pulled")
+    for args in (("status",), ("validate",), ("doctor",)):
+        res = repo.proc(*args)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert ".flow/config.yaml" in res.stderr.strip().splitlines()[-1], (args, res.stderr)
+
+
+@pytest.mark.format1
+@pytest.mark.xfail(strict=True, reason="open (store/repo.records, at the 600-line cap): a task log "
+                   "that is a directory raises IsADirectoryError")
+def test_a_pulled_task_log_that_is_a_directory_holds_its_task(repo: Repo) -> None:
+    """Format 1: `.flow/plans/p/events/t0.jsonl/` a folder (a teammate's commit): `status`,
+    `claim`, `task show` and `events` failed with IsADirectoryError."""
+    repo.plan("p", "id: p\ntitle: p\ntasks:\n  - {id: t0, title: a}\n  - {id: t1, title: b}\n")
+    repo.write(".flow/plans/p/events/t0.jsonl/notes", "hello\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-q", "--no-verify", "-m", "a teammate's commit, pulled")
+    for args in (("status", "p"), ("claim", "p/t1", "--worker", "w"), ("task", "show", "p/t0"), ("events", "p")):
+        res = repo.proc(*args)
+        assert "Traceback" not in res.stderr, (args, res.stderr)
