@@ -19,7 +19,8 @@ Measured, in this order (each size in its own copy of the generated repository):
   first edit of a plan.yaml flowgit did not write), then timed again; `task add after a pull`:
   the first after a plain `git commit` retitled a task of plan.yaml (as a teammate's pushed
   edit arrives), the plan then read whole once; and `task edit big/T --title ...`;
-- bytes of new objects (`git count-objects`) per transition and per `task add`.
+- bytes of new objects (`git count-objects`) per transition and per `task add` (the adds after
+  a pull included).
 
 Each read runs once untimed first (its caches filled: warm is the measure). A command whose
 first timed run takes longer than --slow seconds (30) at a size is run once there.
@@ -234,8 +235,12 @@ def run_bench(ns: list[int], runs: int, slow: float, keep: bool) -> tuple[list[S
             end = text.index("\n", at)
             plan.write_text(f"{text[:at]}Retitled by a teammate {s.added}{text[end:]}")
             s.r.git("commit", "-q", "--no-verify", "-am", f"a teammate's edit {s.added}")
-            return s.timed("task", "add", PLAN, f"NEW-{s.added}", "--title", f"Added task {s.added}",
-                           "--dep", scale_gen.task_id(s.n - 1))[0]  # its pack chain starts again
+            objects, disk = s.objects(), s.disk()  # the teammate's blob is not the add's
+            run = s.timed("task", "add", PLAN, f"NEW-{s.added}", "--title", f"Added task {s.added}",
+                          "--dep", scale_gen.task_id(s.n - 1))[0]
+            s.extra.setdefault("bytes_per_add", []).append(s.new_bytes(objects))
+            s.extra.setdefault("disk_per_add", []).append(s.disk() - disk)
+            return run
 
         measure(sizes, "task add after a pull", min(runs, 3), slow, pulled)
 
