@@ -1,6 +1,7 @@
 """How a value found in a line is shown in a message: "expected X, got Y"."""
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
 
 
@@ -31,4 +32,8 @@ def got(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (list, tuple)):
         return "a list"
+    if isinstance(value, _dt.datetime):
+        return f"a date and time ({value.isoformat()})"
+    if isinstance(value, _dt.date):
+        return f"a date ({value.isoformat()})"
     return f"a {type(value).__name__}"

@@ -9,6 +9,8 @@ import math
 import re
 from typing import Any, Callable, Iterable, cast
 
+from flowgit.core.shown import got as _got
+from flowgit.core.shown import show as _show
 from flowgit.formats import taskfiles, yamlio
 
 KINDS = ("plan", "spec", "adr", "config", "event")
@@ -278,40 +280,6 @@ def _type_problem(inst: Any, schema: dict[str, Any], expected: Any, loc: Locatio
     if "string" in names and isinstance(inst, (bool, int, float, _dt.date)):
         msg += ": quote it"
     return [(loc, msg)]
-
-
-def _show(value: Any) -> str:
-    """A short YAML-ish rendering of a scalar."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    return str(value)
-
-
-def _got(value: Any) -> str:
-    """Describe what was found, for 'expected X, got Y'."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({_show(value)})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"a string ({_show(value)})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, _dt.datetime):
-        return f"a date and time ({value.isoformat()})"
-    if isinstance(value, _dt.date):
-        return f"a date ({value.isoformat()})"
-    return f"a {type(value).__name__}"
 
 
 def _field(loc: Location) -> str:
