@@ -10,7 +10,11 @@ exactly one `task.claimed` and one `task.done`.
 Targets (issue 14): zero exit 4 with the default retries at K=8, and claims/s at K=8 at least
 the K=2 figure.
 
-Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--json FILE]
+`--count-git` also counts the git processes each `claim --sync` and `done` starts (a shell
+shim in front of git on PATH logs each one; its own start-up adds to the CPU figures, so
+take those from a run without it).
+
+Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--count-git] [--json FILE]
 """
 from __future__ import annotations
 
@@ -46,15 +50,44 @@ KS = (1, 2, 4, 8)
 
 
 
-def run_k(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
+SHIM = """#!/bin/bash
+[ -n "$BENCH_GIT_LOG" ] && echo "$PPID" > "$BENCH_GIT_LOG/s.$$"
+export PATH="${PATH#*:}"  # the shim's folder comes first: the real git is after it
+exec git "$@"
+"""
+
+
+def git_shim(ws: Workspace) -> tuple[Path, Path]:
+    """A folder with a `git` that notes its parent's pid (one file a process) and execs the real
+    git found after it on PATH; and the folder of notes."""
+    folder, notes = ws.path / "shim", ws.path / "git-notes"
+    folder.mkdir(exist_ok=True)
+    notes.mkdir(exist_ok=True)
+    (folder / "git").write_text(SHIM)
+    (folder / "git").chmod(0o755)
+    return folder, notes
+
+
+def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False) -> dict[str, Any]:
     cs = seeded_clones(ws, k, n_tasks)
     stats: dict[str, Any] = {"claims": 0, "dones": 0, "exit4": 0, "other": 0, "errors": [],
                              "attempts": [], "rebased": 0, "claim_cpu": 0.0, "done_cpu": 0.0}
     lock = threading.Lock()
+    kinds: dict[int, str] = {}  # flowgit pid -> "claim" or "done" (with --count-git)
+    env: dict[str, str] | None = None
+    if count_git:
+        folder, notes = git_shim(ws)
+        for old in notes.iterdir():
+            old.unlink()
+        env = {**cs[0].env, "PATH": f"{folder}{os.pathsep}{cs[0].env.get('PATH', '')}",
+               "BENCH_GIT_LOG": str(notes)}
 
     def one(c: Runner, *args: str) -> tuple[int, bytes, bytes, float]:
-        proc = subprocess.Popen([*c.flowgit, *args], cwd=c.repo, env=c.env,
+        proc = subprocess.Popen([*c.flowgit, *args], cwd=c.repo, env=env or c.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if count_git:
+            with lock:
+                kinds[proc.pid] = args[0]
         out_chunks: list[bytes] = []
         err_chunks: list[bytes] = []
         t_out = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read() if proc.stdout else b""))
@@ -100,20 +133,29 @@ def run_k(ws: Workspace, k: int, n_tasks: int) -> dict[str, Any]:
     for t in threads:
         t.join()
     stats["seconds"] = time.perf_counter() - t0
+    if count_git:  # git processes per flowgit process, by its kind (every exit counted)
+        started: dict[int, int] = {}
+        for note in notes.iterdir():
+            pid = int(note.read_text().strip() or 0)
+            started[pid] = started.get(pid, 0) + 1
+        for kind in ("claim", "done"):
+            pids = [pid for pid, what in kinds.items() if what == kind]
+            stats[f"{kind}_gits"] = sum(started.get(pid, 0) for pid in pids) / max(1, len(pids))
     for c in cs:  # each clone's last `done` is still local
         c.fg("sync")
     stats["problems"] = exactly_once(cs[0], n_tasks)
     return stats
 
 
-def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None) -> list[Row]:
+def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
+        count_git: bool = False) -> list[Row]:
     rows: list[Row] = []
     extra: dict[str, Any] = {"load_before": loadavg(), "tasks": n_tasks}
     rates: dict[int, float] = {}
     with Workspace(keep=keep) as ws:
         for k in ks:
             progress(f"{k} clone(s) of one bare remote, claim --sync / done on {n_tasks} tasks")
-            st = run_k(ws, k, n_tasks)
+            st = run_k(ws, k, n_tasks, count_git)
             n = max(1, st["claims"])
             rates[k] = st["claims"] / st["seconds"]
             att = st["attempts"]
@@ -121,8 +163,10 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None) -> 
             rows.append(Row(
                 f"K={k}: {st['claims']} claims in {st['seconds']:.1f} s; exit 4: {st['exit4']}, other "
                 f"{st['other']}; cpu per claim {ms(st['claim_cpu'] / n)}, per claim+done "
-                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; attempts median {median(att):.0f}, max "
-                f"{max(att, default=0)}; rebased {st['rebased']}; exactly once: {once}",
+                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; attempts mean {sum(att) / max(1, len(att)):.2f}, "
+                f"median {median(att):.0f}, max {max(att, default=0)}; rebased {st['rebased']}; "
+                + (f"git processes per claim {st['claim_gits']:.1f}, per done {st['done_gits']:.1f}; "
+                   if count_git else "") + f"exactly once: {once}",
                 f"{rates[k]:.2f} claims/s", "exit 4: 0" if k == 8 else "",
                 (st["exit4"] == 0 and not st["problems"]) if k == 8 else None))
             extra[f"k{k}"] = {x: y for x, y in st.items() if x != "errors"}
@@ -141,9 +185,11 @@ def main() -> int:
     p = base_parser(__doc__)
     p.add_argument("--ks", default=",".join(map(str, KS)), help="the numbers of clones")
     p.add_argument("--tasks", type=int, help="independent tasks per K (default 200, 60 with --quick)")
+    p.add_argument("--count-git", action="store_true",
+                   help="also count the git processes of each claim and done (a shim on PATH)")
     args = p.parse_args()
     n_tasks = args.tasks or (60 if args.quick else 200)
-    rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out)
+    rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out, args.count_git)
     return 1 if args.strict and any(r.ok is False for r in rows) else 0
 
 

@@ -200,12 +200,13 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
                             "lease_until": format_time(until)})
 
 
-def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float) -> str | None:
+def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
+                    window: int = 16) -> str | None:
     """The task a claim of any ready task takes after losing a race for `had` (None: the first
     try, which takes the best; "": a first try in a clone that lost races lately). `had`
     while it is still free; else one of the free tasks of the best one's priority among the
-    first 16, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do not
-    all go for the same task."""
+    first `window`, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do
+    not all go for the same task."""
     if had is None:
         return None
     free = free_order(plan, state)
@@ -215,7 +216,7 @@ def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float) 
         task = plan.task(task_id)
         return task.priority if task else None
 
-    peers = [t for t in free[:16] if priority(t) == priority(free[0])]
+    peers = [t for t in free[:max(1, window)] if priority(t) == priority(free[0])]
     return peers[int(pick * len(peers)) % len(peers)]
 
 

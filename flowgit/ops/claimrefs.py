@@ -93,23 +93,29 @@ def save_record(repo: FlowRepo, record: dict[str, list[Any]]) -> None:
 SEEN = "claims-seen"
 
 
-def seen_others(repo: FlowRepo) -> None:
-    """Mark that this clone just folded claims of other clones (see `others_lately`)."""
+def seen_others(repo: FlowRepo, claimers: int) -> None:
+    """Mark that this clone just folded claims of `claimers` other workers (see `others_lately`)."""
+    path = git_state.state_dir(repo.dirs) / SEEN
     try:
-        (git_state.state_dir(repo.dirs) / SEEN).touch()
+        path.write_text(f"{claimers}\n")
     except OSError:
         pass
 
 
-def others_lately(repo: FlowRepo, within: float) -> bool:
-    """Whether this clone folded other clones' claims in the last `within` seconds: they claim
-    from the same state as this one, so its next plan claim spreads its choice (ADR 0006)."""
+def others_lately(repo: FlowRepo, within: float) -> int:
+    """How many other workers' claims this clone folded last, when that was in the last `within`
+    seconds (0: none): they claim from the same state as this one, so its next plan claim
+    spreads its choice (ADR 0006), the wider the more of them (ADR 0013)."""
     import time
 
+    path = git_state.state_dir(repo.dirs) / SEEN
     try:
-        return time.time() - (git_state.state_dir(repo.dirs) / SEEN).stat().st_mtime < within
+        if time.time() - path.stat().st_mtime >= within:
+            return 0
+        text = path.read_text().strip()
     except OSError:
-        return False
+        return 0
+    return max(1, min(int(text), 1024)) if text.isdigit() else 1
 
 
 # ----- reading a claim ---------------------------------------------------------------------
@@ -218,33 +224,56 @@ def held(repo: FlowRepo, remote: str) -> list[str]:
     return sorted(set(found.held.values()))
 
 
+def fold_changes(repo: FlowRepo, fresh: Fresh) -> dict[tuple[str, str], bytes]:
+    """(plan, task) -> the log with the claims `read_fresh` found added by event id, for each log
+    they change (read at the state branch's tip)."""
+    store = _store(repo)
+    changes: dict[tuple[str, str], bytes] = {}
+    if not fresh.claims:
+        return changes
+    listings = {p: store.blobs(p) for p, _ in fresh.claims}
+    logs = store.read_many([listings[p][t] for p, t in fresh.claims if t in listings[p]])
+    for (p, t), found in fresh.claims.items():
+        old = logs.get(listings[p].get(t, ""), b"")
+        have = set(event_ids(old)) if old else set()
+        lines = [ev.to_line().encode("utf-8") for _, _, ev in found if ev.id not in have]
+        if lines:
+            changes[(p, t)] = union_logs([old, b"".join(lines)])[0]
+    return changes
+
+
+def claimers(fresh: Fresh) -> int:
+    """How many workers claimed what `fresh` brought."""
+    return len({ev.actor for found in fresh.claims.values() for _, _, ev in found})
+
+
 def fold(repo: FlowRepo, remote: str, fresh: Fresh) -> int:
     """Fold the claims `read_fresh` found into the local state branch, in one state commit
     (under the lock), by event id. The number of logs it changed."""
     store = _store(repo)
-    record = fresh.record
-    changes: dict[str, bytes] = {}
-    if fresh.claims:
-        listings = {p: store.blobs(p) for p, _ in fresh.claims}
-        logs = store.read_many([listings[p][t] for p, t in fresh.claims if t in listings[p]])
-        for (p, t), found in fresh.claims.items():
-            old = logs.get(listings[p].get(t, ""), b"")
-            have = set(event_ids(old)) if old else set()
-            lines = [ev.to_line().encode("utf-8") for _, _, ev in found if ev.id not in have]
-            if lines:
-                changes[log_path(p, t)] = union_logs([old, b"".join(lines)])[0]
+    changes = fold_changes(repo, fresh)
     if changes:
-        seen_others(repo)
+        seen_others(repo, claimers(fresh))
         names = ", ".join(sorted(f"{p}/{t}" for p, t in fresh.claims))
-        store.commit(changes, f"flow: claims from {remote} ({names})\n\nFlow-Event: sync\n")
+        store.commit({log_path(p, t): c for (p, t), c in changes.items()},
+                     f"flow: claims from {remote} ({names})\n\nFlow-Event: sync\n")
         repo.forget_all()
-    if fresh.claims or fresh.gone or fresh.bad:
+    note_folded(repo, fresh)
+    return len(changes)
+
+
+def note_folded(repo: FlowRepo, fresh: Fresh, claims: bool = True) -> None:
+    """Remember what `fresh` read: the bad refs and the refs gone, and (`claims`) its claims as
+    folded, once the state commit that holds them is kept."""
+    if not ((claims and fresh.claims) or fresh.gone or fresh.bad):
+        return
+    record = load_record(repo)  # as it is now: a claim this process won since is in it
+    if claims:
         for found in fresh.claims.values():
             for ref, oid, ev in found:
                 record[ref] = [oid, ev.id, ev.at]
-        record.update(fresh.bad)
-        save_record(repo, {k: v for k, v in record.items() if k not in fresh.gone})
-    return len(changes)
+    record.update(fresh.bad)
+    save_record(repo, {k: v for k, v in record.items() if k not in fresh.gone})
 
 
 # ----- winning a claim ---------------------------------------------------------------------

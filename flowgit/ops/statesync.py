@@ -35,12 +35,13 @@ def tracking_ref(store: StateStore, remote: str) -> str:
 
 
 def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False,
-                claims: str | bool = False) -> str:
+                claims: str | bool = False, defer: list[Any] | None = None) -> str:
     """Bring the remote's state in (under the lock): 'no remote branch', 'up to date',
     'fast-forward' or 'merged'. A remote state with no history in common with ours (another
     repository's, a branch recreated by hand) is refused unless `allow_unrelated`. `claims`:
     the claim refs of that plan (True: of every plan) come in the same fetch and their
-    claims are folded into the state (ops/claimrefs)."""
+    claims are folded into the state (ops/claimrefs) in a state commit of their own, or with
+    `defer` handed over there (a `claimrefs.Fresh`) for the caller's own commit to fold."""
     store = _store(repo)
     store.refuse_code_branch()
     store.check_writable()
@@ -51,8 +52,13 @@ def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False,
         return _no_remote_state(repo, remote, store)
     fresh = claimrefs.read_fresh(repo, remote, claims if isinstance(claims, str) else None) if claims else None
     merged = _merge_fetched(repo, remote, store, allow_unrelated)
-    if fresh is not None:
+    if fresh is not None and defer is None:
         claimrefs.fold(repo, remote, fresh)
+    elif fresh is not None and defer is not None:
+        claimrefs.note_folded(repo, fresh, claims=False)
+        if fresh.claims:
+            claimrefs.seen_others(repo, claimrefs.claimers(fresh))
+        defer.append(fresh)
     return merged
 
 

@@ -12,7 +12,7 @@ import re
 import shlex
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from flowgit import git, git_state
 from flowgit.ids import check_remote
@@ -85,16 +85,18 @@ def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
 
 
 def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None,
-                allow_unrelated: bool = False, claims: str | bool = False) -> str:
+                allow_unrelated: bool = False, claims: str | bool = False,
+                defer: list[Any] | None = None) -> str:
     """Bring the remote branch in. Event logs merge by union; any other conflict aborts.
     With the state branch (format 2) only the state is fetched and merged (ops/statesync),
-    with the claim refs of plan `claims` (True: of every plan) folded in."""
+    with the claim refs of plan `claims` (True: of every plan) folded in (or, with `defer`,
+    handed over for the caller's own commit to fold)."""
     global _round_started
     _round_started = time.monotonic()
     if repo.state_store is not None:
         from flowgit.ops import statesync
 
-        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated, claims), remote)
+        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated, claims, defer), remote)
     root = repo.root
     proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
@@ -202,6 +204,11 @@ def push_claim(repo: FlowRepo, remote: str, plan: str, task: str, event: Event, 
     return won
 
 
+def push_error() -> bool:
+    """Whether the last push failed for good (`backoff` raises it), not in a lost race."""
+    return _push_error is not None
+
+
 # What one clone learnt about contention, for its next processes (each `claim --sync` is a new
 # process that would otherwise start with no backoff and a guessed slot, straight into the
 # window of the clones that just lost): the backoff level and the slot last measured.
@@ -235,16 +242,24 @@ def _remember(repo: FlowRepo, level: int, slot: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def contended(repo: FlowRepo) -> bool:
-    """Whether this clone lost races lately, or (format 2) folded other clones' claims lately:
-    its next synced claim spreads its choice."""
-    if _recall(repo)[0] > 0:
-        return True
+SPREAD = 16  # the first ready tasks a contended claim of a plan picks among (ADR 0006)
+SPREAD_PER_CLAIMER = 16  # and with claim refs, this many per worker claiming beside it (ADR 0013)
+
+
+def contended(repo: FlowRepo) -> int:
+    """How many of the first ready tasks this clone's next synced claim of a plan spreads its
+    choice over: 0 when it neither lost races lately nor (format 2) folded other workers'
+    claims lately; else 16 per worker claiming (itself and those whose claims it folded
+    last), whichever is more: clones claiming at once pick the same task less often."""
+    lost = _recall(repo)[0] > 0
     if repo.state_store is None:
-        return False
+        return SPREAD if lost else 0
     from flowgit.ops import claimrefs
 
-    return claimrefs.others_lately(repo, PACE_FORGET)
+    others = claimrefs.others_lately(repo, PACE_FORGET)
+    if not lost and not others:
+        return 0
+    return max(SPREAD, SPREAD_PER_CLAIMER * (others + 1))
 
 
 def pace(repo: FlowRepo) -> None:

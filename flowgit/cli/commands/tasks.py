@@ -32,7 +32,8 @@ def plan_clock(repo: FlowRepo, plan_id: str) -> int:
 
 def transact(app: App, plan_id: str, actor: str,
              decide: Callable[[FlowRepo, PlanState, float], Decision],
-             sync: bool | None = None, task: str | None = None, claim: bool = False) -> dict[str, Any]:
+             sync: bool | None = None, task: str | None = None, claim: bool = False,
+             any_task: bool = False) -> dict[str, Any]:
     """The one way a task changes: lock, recover, read, decide, append, commit.
 
     With sync (`--sync` or config `sync: push`) the transition counts only once pushed: a
@@ -42,7 +43,7 @@ def transact(app: App, plan_id: str, actor: str,
     if sync is None:
         sync = repo.config.sync == "push"
     if sync and claim and repo.state_store is not None:
-        return _transact_claimed(app, plan_id, actor, decide)
+        return _transact_claimed(app, plan_id, actor, decide, any_task)
     if sync:
         return _transact_synced(app, plan_id, actor, decide)
     with repo.writing(plan_id) as w:
@@ -124,11 +125,19 @@ def _transact_synced(app: App, plan_id: str, actor: str,
 
 
 def _transact_claimed(app: App, plan_id: str, actor: str,
-                      decide: Callable[[FlowRepo, PlanState, float], Decision]) -> dict[str, Any]:
-    """A synced claim (format 2): fetch the state and the plan's claim refs, fold the claims,
-    decide, commit, then win the task's claim ref by compare-and-swap (ops/claimrefs). A
-    claim lost to another clone is taken back and decided again on what that fetch brings."""
+                      decide: Callable[[FlowRepo, PlanState, float], Decision],
+                      any_task: bool = False) -> dict[str, Any]:
+    """A synced claim (format 2): fetch the state and the plan's claim refs, decide, commit,
+    then win the task's claim ref by compare-and-swap (ops/claimrefs). A claim of the plan
+    (`any_task`) passes over the tasks other clones claimed since this clone last folded, and
+    folds their claims into its own state commit; a claim of one task folds them first, in a
+    commit of their own, so that it is decided on them. A claim lost to another clone is taken
+    back and decided again on what the next fetch brings; a claim of the plan lost so takes
+    another task at once, on the state it fetched: the loss says only that one task went
+    (ADR 0013)."""
+    from flowgit.ops import claimrefs
     from flowgit.ops import sync as syncing
+    from flowgit.store.writing import commit_message
 
     repo = app.repo
     remote, branch = syncing.target(repo, None)
@@ -136,9 +145,16 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
     tally: dict[str, Any] = {"won": False, "pushes": 0}
     decided: list[Decision] = []
     fetched: list[str] = []
+    lost: set[str] = set()  # tasks of the plan this process lost to other clones since its fetch
+    pending: list[claimrefs.Fresh] = []  # the claims fetched, to fold into this claim's own commit
+    eager = [not any_task]
 
     def prepare() -> None:
-        fetched.append(syncing.fetch_merge(repo, remote, branch, repo.journal, claims=plan_id))
+        if not (any_task and lost and fetched):
+            lost.clear()
+            pending.clear()
+            fetched.append(syncing.fetch_merge(repo, remote, branch, repo.journal, claims=plan_id,
+                                               defer=None if eager[0] else pending))
 
     def push(sha: str | None) -> None:
         decision = decided[-1]
@@ -156,41 +172,69 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
             raise
         if not won:
             syncing.take_back(repo, sha)
+            if not syncing.push_error():  # another clone won that task: not this one's to take
+                lost.add(decision.task)
+        elif pending:
+            claimrefs.note_folded(repo, pending[-1])  # kept: the claim commit holds them
         tally.update(won=won, commit=sha)
 
+    from flowgit.errors import NothingToDo
+
     while tally["pushes"] < syncing.RETRIES:
-        with repo.writing(plan_id, prepare=prepare, then=push) as w:
-            decision = _unheld(repo, plan_id, w.state, w.now, decide)
-            decided.append(decision)
-            _record(w, decision, actor)
+        again = bool(any_task and lost and fetched)  # on the state already fetched
+        try:
+            with repo.writing(plan_id, prepare=prepare, then=push) as w:
+                folds = claimrefs.fold_changes(repo, pending[-1]) if pending else {}
+                passed = lost | {t for p, t in folds if p == plan_id}
+                decision = _unheld(repo, plan_id, w.state, w.now, decide, passed)
+                assert (plan_id, decision.task) not in folds, "a claim of the plan passes over folded tasks"
+                decided.append(decision)
+                _record(w, decision, actor)
+                if folds:
+                    w.rewrites.update(folds)
+                    names = ", ".join(f"{p}/{t}" for p, t in sorted(folds))
+                    w.message = commit_message(plan_id, decision.task, decision.event_name, actor,
+                                               f"With the claims of {names} from {remote}'s claim refs.")
+        except NothingToDo:
+            deferred = bool(pending and pending[-1].claims) and not eager[0]
+            if not (again or deferred):
+                raise
+            # every task it knew free went to others: fetch again (and fold what it fetched
+            # into the state, in a commit of its own, as a claim that finds nothing still does)
+            eager[0] = eager[0] or deferred
+            lost.clear()
+            continue
         if tally["won"]:
             result = dict(decision.result or {})
             result.update({"commit": tally["commit"], "pushed": True, "attempts": tally["pushes"],
                            "rebased": 0})
             return result
-        syncing.backoff(tally["pushes"] - 1)
+        if syncing.push_error() or not (any_task and lost):  # a lost plan claim tries another task at once
+            syncing.backoff(tally["pushes"] - 1)
     raise RaceLost(f"{plan_id}: could not win a claim on {remote} after {syncing.RETRIES} attempts; retry")
 
 
 def _unheld(repo: FlowRepo, plan_id: str, state: PlanState, now: float,
-            decide: Callable[[FlowRepo, PlanState, float], Decision]) -> Decision:
+            decide: Callable[[FlowRepo, PlanState, float], Decision], lost: set[str]) -> Decision:
     """A synced claim's decision, with the tasks that a fetched claim ref holding no claim holds
     (ops/claimrefs) passed over by a claim of the plan, and a claim of one of them refused in
-    that ref's line (exit 1): one bad ref holds its own task, not the plan."""
+    that ref's line (exit 1): one bad ref holds its own task, not the plan. A claim of the plan
+    also passes over the tasks it `lost` to other clones since its fetch."""
     store = repo.state_store
     held = {t: line for (p, t), line in (store.held_claims if store is not None else {}).items()
             if p == plan_id}
-    if not held:
+    if not held and not lost:
         return decide(repo, state, now)
     from dataclasses import replace
 
     from flowgit.errors import InvalidFile, NothingToDo
 
     try:
-        decision = decide(repo, replace(state, order=tuple(t for t in state.order if t not in held)), now)
+        decision = decide(repo, replace(state, order=tuple(t for t in state.order
+                                                           if t not in held and t not in lost)), now)
     except NothingToDo:
         first = next((t for t in state.order if t in held), None)
-        if first is not None:  # ready tasks there are, but only held ones
+        if first is not None and not lost:  # ready tasks there are, but only held ones
             raise InvalidFile(held[first]) from None
         raise
     if decision.task in held:
@@ -226,11 +270,14 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
     # what each decision took: a synced claim decides again after a lost race, and spreads
     # from the first try in a clone that lost races lately
     chosen: list[str | None] = []
+    spread = 16
     if task_id is None and (sync or repo.config.sync == "push"):
         from flowgit.ops.sync import contended
 
-        if contended(repo):
+        wide = contended(repo)  # how many of the first ready tasks to spread over, when contended
+        if wide:
             chosen.append("")
+            spread = wide
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         plan = repo.load_plan(plan_id).plan
@@ -239,7 +286,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
                           gate_hash(repo, plan.id, state), task_id)
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
-        want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random())
+        want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random(), spread)
         if want is not None and task_id is None:
             tclock = state.tasks[want].record.last_clock + 1
         d = decide_claim(plan, state, want, actor, tclock, now, lease_s)
@@ -250,7 +297,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         chosen.append(d.task)
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
-    result = transact(app, plan_id, actor, decide, True if sync else None, claim=True)
+    result = transact(app, plan_id, actor, decide, True if sync else None, claim=True, any_task=task_id is None)
     line = f"claimed {result['task']} until {result['lease_until']}"
     if not context:
         app.out.result(result, line)

@@ -1,0 +1,157 @@
+"""What one `claim --sync` round costs with claim refs (ADR 0013): a claim of the plan folds the
+claims other clones won since its last fetch into its own state commit (no commit of their
+own), passes over their tasks, and after losing its task to another clone takes another one at
+once on the state it fetched (no second fetch, merge or backoff). A claim of one named task
+still folds first, so that it is decided on them."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import git, states
+from test_claim_refs import REF, race, remote_claims
+from test_state_branch import clone, shared
+
+PLAN = "id: P\ntitle: rounds\ngoal: claim rounds\ntasks:\n" + "".join(
+    f"  - id: T{i}\n    title: task {i}\n" for i in range(1, 5))
+
+
+def subjects(r: Any, ref: str = "flow/state") -> list[str]:
+    return r.git("log", "--format=%s", ref).splitlines()
+
+
+def count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from flowgit import git_state
+
+    real = git_state.fetch_ref
+    calls: list[int] = []
+
+    def fetch_ref(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(git_state, "fetch_ref", fetch_ref)
+    return calls
+
+
+def test_the_claims_of_others_ride_in_the_claims_own_commit(tmp_path: Path) -> None:
+    bare, _ = shared(tmp_path, PLAN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    a.ok("claim", "P/T1", "--sync", "--worker", "wa")
+    a.ok("claim", "P/T2", "--sync", "--worker", "wa")
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
+    assert got["task"] in ("P/T3", "P/T4") and got["attempts"] == 1
+    new = b.git("log", "--format=%s", "origin/flow/state..flow/state").splitlines()
+    assert new == [f"flow({got['task']}): claimed"], new  # no commit of their own
+    body = b.git("log", "-1", "--format=%B", "flow/state")
+    # T1 reached flow/state with A's claim of T2 (the state below it); T2 only on its claim ref
+    assert body.startswith(f"flow({got['task']}): claimed") and "With the claims of P/T2 from origin" in body
+    seen = states(b, "P")
+    assert seen["T1"] == seen["T2"] == "claimed"
+    # the lines are the claim refs' own, byte for byte, and recorded as folded: not read again
+    from flowgit.store.state import log_path
+
+    for task in ("T1", "T2"):
+        [line] = [ln for ln in git(bare, "log", "-1", "--format=%B", f"{REF}{task}").splitlines() if ln.startswith("{")]
+        assert b.git("show", f"flow/state:{log_path('P', task)}").splitlines() == [line]
+    record = json.loads((b.path / ".git" / "flowgit" / "claims-folded.json").read_text())
+    assert {ref.rsplit("/", 1)[1] for ref in record} == {"T1", "T2", got["task"].split("/")[1]}
+    b.ok("sync")
+    a.ok("sync")
+    assert {t for t, s in states(a, "P").items() if s == "claimed"} == {"T1", "T2", got["task"].split("/")[1]}
+
+
+def test_a_lost_claim_of_the_plan_takes_another_task_without_fetching_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bare, _ = shared(tmp_path, PLAN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    a.ok("claim", "P/T4", "--sync", "--worker", "wa")  # something to fold
+
+    def a_takes_t1() -> None:  # b's first pick, uncontended: the best task
+        proc = a.proc("claim", "P/T1", "--sync", "--worker", "wa")
+        assert proc.returncode == 0, proc.stderr
+
+    race(monkeypatch, a_takes_t1)
+    fetches = count_fetches(monkeypatch)
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
+    assert got["task"] in ("P/T2", "P/T3") and got["attempts"] == 2
+    assert len(fetches) == 1  # the loss said only that T1 went: no second fetch
+    won = got["task"].split("/")[1]
+    assert remote_claims(bare) == {"T1": "flow(P/T1): claimed by wa", "T4": "flow(P/T4): claimed by wa",
+                                   won: f"flow(P/{won}): claimed by wb"}
+    # nothing of the lost claim is left; T4 (folded in the winning commit) is; T1 comes with a sync
+    body = b.git("log", "-1", "--format=%B", "flow/state")
+    assert "With the claims of P/T4 from origin" in body
+    seen = states(b, "P")
+    assert seen["T4"] == "claimed" and seen["T1"] == "ready"
+    b.ok("sync")
+    assert states(b, "P")["T1"] == "claimed"
+    mine = b.git("log", "--format=%s", "--grep=Flow-Actor: wb", "flow/state").splitlines()
+    assert mine == [f"flow(P/{won}): claimed"]  # the lost claim was taken back, never pushed
+
+
+def test_a_claim_of_the_plan_that_finds_only_others_claims_folds_them_and_says_nothing_to_do(
+        tmp_path: Path) -> None:
+    bare, _ = shared(tmp_path, PLAN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    for task in ("T1", "T2", "T3", "T4"):
+        a.ok("claim", f"P/{task}", "--sync", "--worker", "wa")
+    res = b.run("claim", "P", "--sync", "--worker", "wb")
+    assert res.code == 3, (res.code, res.err)
+    assert set(states(b, "P").values()) == {"claimed"}  # folded, as a claim that finds nothing did
+    assert any(s.startswith("flow: claims from origin") for s in subjects(b))
+
+
+def test_a_claim_of_one_task_is_decided_on_the_claims_it_fetched(tmp_path: Path) -> None:
+    bare, _ = shared(tmp_path, PLAN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    a.ok("claim", "P/T2", "--sync", "--worker", "wa")
+    res = b.run("claim", "P/T2", "--sync", "--worker", "wb")
+    assert res.code == 1 and "wa" in res.err
+    assert states(b, "P")["T2"] == "claimed"
+
+
+def test_contended_claims_spread_over_sixteen_ready_tasks_per_claimer(tmp_path: Path) -> None:
+    """Three other workers' claims folded lately: the next claim of the plan picks among the
+    first 64 ready tasks (16 per claimer, itself counted), not the first 16."""
+    from flowgit.ops import claimrefs
+    from flowgit.ops.sync import contended
+    from flowgit.store.repo import FlowRepo
+
+    bare, _ = shared(tmp_path, PLAN)
+    b = clone(bare, tmp_path / "b")
+    repo = FlowRepo(b.path)
+    assert contended(repo) == 0
+    claimrefs.seen_others(repo, 3)
+    assert contended(repo) == 64
+    claimrefs.seen_others(repo, 1)
+    assert contended(repo) == 32
+    seen = b.path / ".git" / "flowgit" / claimrefs.SEEN
+    os.utime(seen, (seen.stat().st_mtime - 60, seen.stat().st_mtime - 60))  # long ago: uncontended
+    assert contended(repo) == 0
+
+
+def test_after_a_lost_race_the_window_bounds_the_choice() -> None:
+    from flowgit.core.lifecycle import after_lost_race
+
+    class Plan:
+        def task(self, task_id: str) -> Any:
+            return None
+
+    class State:
+        order = tuple(f"T{i}" for i in range(100))
+        tasks: dict[str, Any] = {}
+
+    import flowgit.core.lifecycle as lifecycle
+
+    real = lifecycle.free_order
+    try:
+        lifecycle.free_order = lambda plan, state, also_held=(): list(state.order)  # type: ignore[assignment]
+        picks = {after_lost_race(Plan(), State(), "", i / 100, 40) for i in range(100)}  # type: ignore[arg-type]
+    finally:
+        lifecycle.free_order = real  # type: ignore[assignment]
+    assert picks == {f"T{i}" for i in range(40)}
