@@ -356,10 +356,8 @@ def test_a_pulled_plan_yaml_that_is_a_directory_is_one_line(repo: Repo) -> None:
     assert repo.proc("status", "p").returncode == 0
 
 
-# ----- finding 12 (low, open): a config or a format 1 log that is a directory ----------------------
+# ----- finding 12 (low, fixed): a config or a format 1 log that is a directory ---------------------
 
-@pytest.mark.xfail(strict=True, reason="open (cold: formats/yamlio.load_file reads a directory): "
-                   "IsADirectoryError from every command")
 def test_a_pulled_config_yaml_that_is_a_directory_is_one_line(repo: Repo) -> None:
     """A teammate's commit replacing `.flow/config.yaml` with a folder: every command (validate
     and doctor too) failed with IsADirectoryError."""
@@ -375,8 +373,6 @@ def test_a_pulled_config_yaml_that_is_a_directory_is_one_line(repo: Repo) -> Non
 
 
 @pytest.mark.format1
-@pytest.mark.xfail(strict=True, reason="open (store/repo.records, at the 600-line cap): a task log "
-                   "that is a directory raises IsADirectoryError")
 def test_a_pulled_task_log_that_is_a_directory_holds_its_task(repo: Repo) -> None:
     """Format 1: `.flow/plans/p/events/t0.jsonl/` a folder (a teammate's commit): `status`,
     `claim`, `task show` and `events` failed with IsADirectoryError."""
@@ -387,3 +383,6 @@ def test_a_pulled_task_log_that_is_a_directory_holds_its_task(repo: Repo) -> Non
     for args in (("status", "p"), ("claim", "p/t1", "--worker", "w"), ("task", "show", "p/t0"), ("events", "p")):
         res = repo.proc(*args)
         assert "Traceback" not in res.stderr, (args, res.stderr)
+        if res.returncode:  # stopped in one line naming the folder and what to do
+            assert res.stderr.strip().splitlines() == [res.stderr.strip()], (args, res.stderr)
+            assert "t0.jsonl" in res.stderr and "a folder where flowgit expects a file" in res.stderr

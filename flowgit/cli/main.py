@@ -129,7 +129,12 @@ FILE_SYSTEM_ERRNOS = {errno.EROFS: "make it writable, or work in a clone that is
                       errno.EACCES: "check who owns it and its permissions",
                       errno.EPERM: "check who owns it and its permissions",
                       errno.EIO: "the disk reported an error",
-                      errno.EFBIG: "the file is larger than the file system allows"}
+                      errno.EFBIG: "the file is larger than the file system allows",
+                      # a commit (a teammate's, pulled) put a folder where flowgit keeps a file
+                      errno.EISDIR: "a folder where flowgit expects a file: put the file back "
+                                    "(git log -- PATH shows who replaced it)",
+                      errno.ENOTDIR: "a file where flowgit expects a folder: put the folder back "
+                                     "(git log -- PATH shows who replaced it)"}
 
 
 def file_system_message(exc: OSError, app: App) -> str:
