@@ -96,10 +96,8 @@ def test_a_duplicate_tree_entry_pushed_to_the_state_does_not_drop_a_claim(tmp_pa
     assert _git(victim, "rev-parse", "flow/state") == before
 
 
-# ----- finding 2 (low, open): `task add` ends the last task's `|` text --------------------------
+# ----- finding 2 (low, fixed): `task add` ended the last task's `|` text -------------------------
 
-@pytest.mark.xfail(strict=True, reason="open (edits: formats/planslice.append / splice_append_many): "
-                   "the last task's `|` text at the end of a file without a final line break gains one")
 def test_task_add_keeps_the_last_tasks_block_text_at_a_file_end_without_a_line_break(repo: Repo) -> None:
     """A teammate's plan.yaml ending in a `|` block with no final line break (an editor that
     strips it): the text is 'line one\\nline two'. `task add` splices the new task after the

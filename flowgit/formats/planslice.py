@@ -390,6 +390,16 @@ def remove(layout: Layout, task_id: str) -> str | None:
     return "".join(layout.lines[: span.first] + layout.lines[span.last + 1:])
 
 
+_BLOCK_HEADER = re.compile(r"[:-][ \t]+[|>][-+0-9]*[ \t]*(?:#.*)?$", re.M)
+
+
+def unterminated_block(text: str) -> bool:
+    """Whether the file may end inside a `|` or `>` block without a final line break: ending
+    that line, as a splice after the last task does, would change the block's text (a clipped
+    block gains its line break), so such a file takes the round-trip editor."""
+    return bool(text) and not text.endswith(("\n", "\r")) and _BLOCK_HEADER.search(text) is not None
+
+
 def append(layout: Layout, tasks: list[Mapping[str, Any]]) -> str:
     """The file with tasks added after the last one, laid out as the last one is (blank lines
     and comments after the last task stay after the new ones)."""

@@ -83,7 +83,7 @@ def append_tasks(text: str, display: str, tasks: Sequence[dict[str, Any]],
     """Add tasks to a plan's YAML keeping its comments, order and quoting: spliced after the
     last task's lines when the file allows (every other byte kept, and fast on a big plan),
     else through the round-trip editor."""
-    if checkpoint_after is None:
+    if checkpoint_after is None and not planslice.unterminated_block(text):
         layout = planslice.read(text, display)
         if layout is not None:
             return planslice.append(layout, list(tasks))

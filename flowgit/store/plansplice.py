@@ -102,7 +102,7 @@ def add_task(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
              task: Mapping[str, Any]) -> Edited:
     """The plan text with one more task after the last one, checked as `validate` would."""
     plan_id = loaded.plan.id
-    index = _index(repo, loaded, text, display)
+    index = None if planslice.unterminated_block(text) else _index(repo, loaded, text, display)
     if index is None:
         new_text = append_tasks(text, display, [dict(task)])
         return Edited(new_text, check_plan_text(repo, new_text, display, plan_id), None)
@@ -119,7 +119,7 @@ def add_tasks(repo: FlowRepo, loaded: LoadedPlan, text: str, display: str,
     if len(tasks) == 1:
         return add_task(repo, loaded, text, display, tasks[0])
     plan_id = loaded.plan.id
-    index = _index(repo, loaded, text, display)
+    index = None if planslice.unterminated_block(text) else _index(repo, loaded, text, display)
     if index is not None:
         new_text, owns, new_index, splice = planslice.splice_append_many(text, index, tasks)
         if len(new_index.ids) == len(index.ids) + len(tasks):
