@@ -380,8 +380,8 @@ def evaluate(
                      info.base_commit, tuple(ready), info, external, held)
 
 
-_EVALUATED = ("status", "worker", "lease_until", "attempts", "retry_at", "skip_dependents", "wait_ok",
-              "unreadable")  # what `evaluate` reads of a task's record
+_EVALUATED: tuple[str, ...] = ("status", "worker", "lease_until", "attempts", "retry_at", "skip_dependents", "wait_ok",
+                               "unreadable")  # what `evaluate` reads of a task's record
 _FROM_RECORD = attrgetter(*_EVALUATED)
 _FROM_ROW = itemgetter(*(RECORD_FIELDS.index(name) for name in _EVALUATED))
 _NO_LOG = _FROM_RECORD(TaskRecord())
