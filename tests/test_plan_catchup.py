@@ -14,41 +14,11 @@ from typing import Any, Callable
 
 import pytest
 from helpers import Repo
+from test_plan_splice import OTHER, plan_text
 
 from flowgit.store import plancatch
 
-OTHER = """\
-id: other
-title: Another plan
-tasks:
-  - id: o1
-    title: One
-"""
 PLAN = ".flow/plans/p/plan.yaml"
-
-
-def plan_text(rng: random.Random, n: int) -> str:
-    """A plan of n tasks written by hand: comments, blank lines, flow or block lists, text."""
-    out = ["# generated", "id: p", "title: Random plan", "adrs: [ADR-0001]", "tasks:"]
-    flow = rng.random() < 0.5
-    for i in range(n):
-        if rng.random() < 0.2:
-            out.append("  # a comment between tasks")
-        out.append(f"  - id: t{i}")
-        out.append(f"    title: Task {i}" + ("   # trailing" if rng.random() < 0.1 else ""))
-        deps = sorted({f"t{rng.randrange(i)}" for _ in range(rng.randrange(3))}) if i else []
-        if i == 3:
-            deps.append("other/o1")
-        if deps:
-            out += ([f"    depends_on: [{', '.join(deps)}]"] if flow else
-                    ["    depends_on:"] + [f"      - {d}" for d in deps])
-        if rng.random() < 0.3:
-            out += ["    description: |", f"      line one of {i}", "      line two"]
-        if rng.random() < 0.2:
-            out.append("")
-    out += ["checkpoints:", "  - id: cp", "    title: Gate", "    after: [t1]",
-            "milestones:", "  - id: m1", "    tasks: [t0]"]
-    return "\n".join(out) + "\n"
 
 
 @pytest.fixture
