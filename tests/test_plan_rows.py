@@ -271,3 +271,13 @@ def test_a_broken_big_plan_is_refused_in_one_line_naming_the_file(
         assert json.loads(repo.run("--json", "status", "big").out)["error"]["message"] == error
     assert repo.git("status", "--porcelain") == before and plan.read_text() == text
     assert not Path(repo.path, ".flow", ".cache").exists()
+
+
+@pytest.mark.parametrize("title", ["a:", "a: b", "a #b", "a ", "true", "12"])
+def test_a_title_ruamel_refuses_or_types_is_never_read_by_rows(title: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of these is refused or typed by YAML; the rows path must leave it to the general
+    one on every Python it runs on (3.11.2's possessive repeat of a group took `a:` whole)."""
+    text = (f"id: big\ntitle: Big plan\ntasks:\n  - id: t1\n    title: {title}\n"
+            "  - id: t2\n    title: two\n")
+    assert not read_by_rows(text)
+    assert outcome(text, monkeypatch, rows=True) == outcome(text, monkeypatch, rows=False)

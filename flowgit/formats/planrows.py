@@ -56,12 +56,14 @@ def _task_pattern() -> re.Pattern[str]:
     odd = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\ud800-\\udfff\\ufeff\\ufffe\\uffff"
     # a plain scalar: not starting with an indicator, no `: ` or ` #` in it, not ending with
     # `:` or a space; not one ruamel types (a boolean or null word, a number or a date, the
-    # merge and value keys): the number patterns are tried only for a text of their characters
+    # merge and value keys): the number patterns are tried only for a text of their characters.
+    # Its body is an atomic group, not a possessive `*+` on a group: Python 3.11.2's gives back
+    # what it took, and read `title: a:` (which ruamel refuses) as the title `a:`.
     words = "true|True|TRUE|false|False|FALSE|null|Null|NULL|~|<<|="
     numeric = (f"(?=[-+.0-9][-+._: 0-9a-fA-FoxTtZinINF]*+\\n)"
                f"(?x:{_body(fastyaml._FLOAT)}|{_body(fastyaml._INT)}|{_body(fastyaml._TIMESTAMP)})\\n")
     scalar = (f"(?!(?:{words})\\n)(?!{numeric})[^{odd} \\-?:,\\[\\]{{}}#&*!|>'\"%@`]"
-              f"(?:[^{odd} :]++|:(?=[^ \\n])| (?=[^#\\n]))*+")
+              f"(?>(?:[^{odd} :]++|:(?=[^ \\n])| (?=[^#\\n]))*)")
     # a flow list's item: fastyaml._FLOW_ITEM without spaces at its ends; typed ones are
     # found afterwards (`_TYPED_ITEM`)
     stop = "?:,\\[\\]{}#&*!|>'\"%@`"
