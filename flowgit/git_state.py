@@ -116,7 +116,7 @@ def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
     if not added:
         return
     many = len(added) > 256  # one listing of the whole prefix rather than an argv that long
-    proc = _run(["ls-tree", "-r", "-z", "--name-only", "--full-tree", EOO, new, "--",
+    proc = _run(["--literal-pathspecs", "ls-tree", "-r", "-z", "--name-only", "--full-tree", EOO, new, "--",
                  *([prefix] if many and prefix else [] if many else added)], root)
     seen: set[str] = set()
     wanted = set(added)
