@@ -6,7 +6,7 @@ still folds first, so that it is decided on them."""
 from __future__ import annotations
 
 import json
-import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +126,12 @@ def test_contended_claims_spread_over_sixteen_ready_tasks_per_claimer(tmp_path: 
     b = clone(bare, tmp_path / "b")
     repo = FlowRepo(b.path)
     assert contended(repo) == 0
-    claimrefs.seen_others(repo, 3)
+    claimrefs.seen_others(repo, ["w1", "w2", "w3"])
     assert contended(repo) == 64
-    claimrefs.seen_others(repo, 1)
-    assert contended(repo) == 32
-    seen = b.path / ".git" / "flowgit" / claimrefs.SEEN
-    os.utime(seen, (seen.stat().st_mtime - 60, seen.stat().st_mtime - 60))  # long ago: uncontended
-    assert contended(repo) == 0
+    claimrefs.seen_others(repo, ["w1"], now=time.time() - 60)  # w1 long ago, w2 and w3 still now
+    assert contended(repo) == 48
+    claimrefs.seen_others(repo, [], now=time.time() + 60)
+    assert claimrefs.workers_lately(repo, 30.0, now=time.time() + 60) == []  # long ago: uncontended
 
 
 def test_after_a_lost_race_the_window_bounds_the_choice() -> None:
@@ -155,3 +154,79 @@ def test_after_a_lost_race_the_window_bounds_the_choice() -> None:
     finally:
         lifecycle.free_order = real  # type: ignore[assignment]
     assert picks == {f"T{i}" for i in range(40)}
+
+
+# ----- shares (ADR 0013 "Shares"): clones that saw each other claim take from their own share --
+def _owner_of(task: str, crowd: list[str]) -> str:
+    from flowgit.core.lifecycle import owner
+
+    return owner(task, crowd)
+
+
+SIXTEEN = "id: P\ntitle: shares\ngoal: shares\ntasks:\n" + "".join(
+    f"  - id: T{i:02d}\n    title: task {i}\n" for i in range(16))
+
+
+def test_a_clone_that_saw_others_claim_takes_from_its_own_share(tmp_path: Path) -> None:
+    """Two clones that each saw the other claim lately never pick the same task: each takes
+    the first ready task of its own share (rendezvous hashing over the workers it knows), in
+    plan order, and every claim wins at its first push."""
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    bare, _ = shared(tmp_path, SIXTEEN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    claimrefs.seen_others(FlowRepo(a.path), ["wb"])
+    claimrefs.seen_others(FlowRepo(b.path), ["wa"])
+    crowd = ["wa", "wb"]
+    taken: dict[str, list[str]] = {"wa": [], "wb": []}
+    for _ in range(3):
+        for r, me in ((a, "wa"), (b, "wb")):
+            got = r.ok("claim", "P", "--sync", "--worker", me, "--json").json
+            assert got["attempts"] == 1
+            taken[me].append(got["task"].split("/")[1])
+    for me, tasks in taken.items():
+        assert all(_owner_of(t, crowd) == me for t in tasks), (me, tasks)
+        share = [f"T{i:02d}" for i in range(16) if _owner_of(f"T{i:02d}", crowd) == me]
+        assert tasks == share[:3]  # its share in plan order
+
+
+def test_shares_agree_and_the_idle_take_the_rest_from_the_back() -> None:
+    """The choice itself (core/lifecycle): the same view gives every worker a task of its own;
+    a worker whose share has nothing of the best priority takes from the back what the owners
+    will not take next, each idle worker a different one; with nothing but the owners' next
+    tasks left it takes its own task of a later priority."""
+    from types import SimpleNamespace
+
+    from flowgit.core import lifecycle
+
+    crowd = ["w1", "w2", "w3", "w4"]
+    ids = [f"T{i:02d}" for i in range(40)]
+
+    def pick(me: str, free: list[str], prio: dict[str, str] | None = None) -> str | None:
+        prio = prio or {}
+        plan = SimpleNamespace(tasks=[SimpleNamespace(id=t, priority=prio.get(t)) for t in ids],
+                               task=lambda t: SimpleNamespace(priority=prio.get(t)))
+        real = lifecycle.free_order
+        lifecycle.free_order = lambda plan, state, also_held=(): list(free)  # type: ignore[assignment]
+        try:
+            return lifecycle.after_lost_race(plan, None, "", 0.0, 16, me,  # type: ignore[arg-type]
+                                             [w for w in crowd if w != me])
+        finally:
+            lifecycle.free_order = real  # type: ignore[assignment]
+
+    picks = [pick(me, ids) for me in crowd]
+    assert len(set(picks)) == 4 and all(_owner_of(str(t), crowd) == me for t, me in zip(picks, crowd))
+    # w1's share is gone: w1 takes from the back, never an owner's next task
+    free = [t for t in ids if _owner_of(t, crowd) != "w1"]
+    firsts = {next(t for t in free if _owner_of(t, crowd) == w) for w in crowd[1:]}
+    stolen = pick("w1", free)
+    assert stolen == free[-1] and stolen not in firsts
+    # w1 and w2 both idle: different tasks
+    free2 = [t for t in ids if _owner_of(t, crowd) in ("w3", "w4")]
+    assert pick("w1", free2) != pick("w2", free2)
+    # only the owners' next tasks left in the best priority: w1 takes its own later one
+    best = sorted(firsts)
+    later = next(t for t in ids if _owner_of(t, crowd) == "w1")
+    prio = {t: "high" for t in best}
+    assert pick("w1", best + [later], prio) == later

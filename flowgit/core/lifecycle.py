@@ -2,8 +2,9 @@
 or raising an error that says what state the task is in and who holds it."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
@@ -201,23 +202,86 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
 
 
 def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
-                    window: int = 16) -> str | None:
+                    window: int = 16, me: str = "", others: Sequence[str] = ()) -> str | None:
     """The task a claim of any ready task takes after losing a race for `had` (None: the first
-    try, which takes the best; "": a first try in a clone that lost races lately). `had`
-    while it is still free; else one of the free tasks of the best one's priority among the
-    first `window`, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do
+    try, which takes the best; "": a first try in a clone that lost races lately or saw others
+    claim). `had` while it is still free; else, among the free tasks of the best one's
+    priority: with `others` (the workers seen claiming beside `me`), the first of `me`'s share
+    (`owner`), so clones that know each other never pick the same task, or when its share
+    has none free, one of the back half (owners take from the front); without, one of the
+    first `window`; chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do
     not all go for the same task."""
     if had is None:
         return None
     free = free_order(plan, state)
     if had in free or not free:
         return had if had in free else None
+
     def priority(task_id: str) -> str | None:
         task = plan.task(task_id)
         return task.priority if task else None
 
-    peers = [t for t in free[:max(1, window)] if priority(t) == priority(free[0])]
-    return peers[int(pick * len(peers)) % len(peers)]
+    best = priority(free[0])
+    if not others:
+        peers = [t for t in free[:max(1, window)] if priority(t) == best]
+        return peers[int(pick * len(peers)) % len(peers)]
+    crowd = sorted({me, *others})
+    place = _places(plan)
+    near = (t for t in free[:SHARE_SCAN * len(crowd)] if priority(t) == best)
+    mine = next((t for t in near if owner(t, crowd, place.get(t)) == me), None)
+    if mine is not None:
+        return mine
+    later = (t for t in free[:SHARE_SCAN * len(crowd)] if owner(t, crowd, place.get(t)) == me)
+    return _steal([t for t in free if priority(t) == best], crowd, place, me, next(later, None))
+
+
+def _places(plan: Plan) -> dict[str, int]:
+    """Each task's place among the tasks of its priority, in plan order: shares taken in turn
+    by these places are even within every priority, which the claims take one after another."""
+    places: dict[str, int] = {}
+    counts: dict[str | None, int] = {}
+    for task in plan.tasks:
+        places[task.id] = counts.get(task.priority, 0)
+        counts[task.priority] = places[task.id] + 1
+    return places
+
+
+def _steal(peers: list[str], crowd: Sequence[str], place: Mapping[str, int], me: str,
+           later: str | None) -> str:
+    """A task for `me`, whose share has none of `peers` (the free tasks of the best priority):
+    each owner keeps the first of its share (it takes its share from the front); the workers
+    with no share left there take the rest from the back, the first of them the last task,
+    the second the one before: clones that see the same tasks and workers never pick the same
+    one. With no rest, the first of `me`'s share of a later priority (`later`), if any, rather
+    than the task its owner is about to take."""
+    owners: set[str] = set()
+    rest: list[str] = []
+    for task in peers:
+        who = owner(task, crowd, place.get(task))
+        if who in owners:
+            rest.append(task)
+        owners.add(who)
+    idle = [w for w in crowd if w not in owners]
+    turn = idle.index(me) if me in idle else 0
+    if not rest and later is not None:
+        return later
+    pool = rest or peers
+    return pool[-(1 + turn % len(pool))]
+
+
+SHARE_SCAN = 64  # ready tasks per worker a contended claim looks through for one of its share
+
+
+def owner(task_id: str, crowd: Sequence[str], place: int | None = None) -> str:
+    """The worker of `crowd` whose share `task_id` is: the highest hash of (worker, task)
+    (rendezvous hashing). Clones that know the same workers agree on every task; a clone that
+    knows fewer still gives each worker it does not know a share of its own (where taking
+    turns by place would give them all the same one), and one more worker moves only the
+    tasks that become its own."""
+    def score(worker: str) -> tuple[bytes, str]:
+        return hashlib.blake2b(f"{worker}\0{task_id}".encode(), digest_size=8).digest(), worker
+
+    return max(crowd, key=score)
 
 
 def _summary(state: PlanState) -> str:

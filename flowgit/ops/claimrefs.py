@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from typing import Any
+from typing import Any, Iterable
 
 from flowgit import git, git_state
 from flowgit.core.events import Event, parse_log
@@ -91,31 +91,50 @@ def save_record(repo: FlowRepo, record: dict[str, list[Any]]) -> None:
 
 
 SEEN = "claims-seen"
+SEEN_AT_MOST = 256  # workers remembered: names come from other clones' claims
 
 
-def seen_others(repo: FlowRepo, claimers: int) -> None:
-    """Mark that this clone just folded claims of `claimers` other workers (see `others_lately`)."""
+def seen_others(repo: FlowRepo, names: Iterable[str], now: float | None = None) -> None:
+    """Note that this clone just folded claims of the workers `names` (see `workers_lately`)."""
+    import time
+
+    now = time.time() if now is None else now
+    seen = _seen(repo)
+    seen.update({name: now for name in names})
+    kept = dict(sorted(seen.items(), key=lambda kv: -kv[1])[:SEEN_AT_MOST])
     path = git_state.state_dir(repo.dirs) / SEEN
+    tmp = path.with_name(f"{SEEN}.{os.getpid()}")
     try:
-        path.write_text(f"{claimers}\n")
+        tmp.write_text(json.dumps(kept, sort_keys=True))
+        os.replace(tmp, path)
     except OSError:
-        pass
+        tmp.unlink(missing_ok=True)
+
+
+def _seen(repo: FlowRepo) -> dict[str, float]:
+    try:
+        data = json.loads((git_state.state_dir(repo.dirs) / SEEN).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: float(v) for k, v in data.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def workers_lately(repo: FlowRepo, within: float, now: float | None = None) -> list[str]:
+    """The other workers whose claims this clone folded in the last `within` seconds, sorted:
+    they claim from the same state as this one, so its next plan claim takes from its own
+    share of the ready tasks (core/lifecycle `owner`), or spreads (ADR 0006, 0013)."""
+    import time
+
+    now = time.time() if now is None else now
+    return sorted(name for name, at in _seen(repo).items() if 0 <= now - at < within)
 
 
 def others_lately(repo: FlowRepo, within: float) -> int:
-    """How many other workers' claims this clone folded last, when that was in the last `within`
-    seconds (0: none): they claim from the same state as this one, so its next plan claim
-    spreads its choice (ADR 0006), the wider the more of them (ADR 0013)."""
-    import time
-
-    path = git_state.state_dir(repo.dirs) / SEEN
-    try:
-        if time.time() - path.stat().st_mtime >= within:
-            return 0
-        text = path.read_text().strip()
-    except OSError:
-        return 0
-    return max(1, min(int(text), 1024)) if text.isdigit() else 1
+    """How many other workers claimed beside this clone lately (`workers_lately`)."""
+    return len(workers_lately(repo, within))
 
 
 # ----- reading a claim ---------------------------------------------------------------------
@@ -242,9 +261,9 @@ def fold_changes(repo: FlowRepo, fresh: Fresh) -> dict[tuple[str, str], bytes]:
     return changes
 
 
-def claimers(fresh: Fresh) -> int:
-    """How many workers claimed what `fresh` brought."""
-    return len({ev.actor for found in fresh.claims.values() for _, _, ev in found})
+def claimers(fresh: Fresh) -> set[str]:
+    """The workers who claimed what `fresh` brought."""
+    return {ev.actor for found in fresh.claims.values() for _, _, ev in found}
 
 
 def fold(repo: FlowRepo, remote: str, fresh: Fresh) -> int:

@@ -148,9 +148,17 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
     lost: set[str] = set()  # tasks of the plan this process lost to other clones since its fetch
     pending: list[claimrefs.Fresh] = []  # the claims fetched, to fold into this claim's own commit
     eager = [not any_task]
+    again = [False]
+
+    def same_state() -> bool:
+        """A lost plan claim decides again on the state it fetched when it knows who else
+        claims (it takes from its own share); otherwise it fetches again and learns them."""
+        from flowgit.ops.sync import PACE_FORGET
+
+        return bool(any_task and lost and fetched and claimrefs.workers_lately(repo, PACE_FORGET))
 
     def prepare() -> None:
-        if not (any_task and lost and fetched):
+        if not again[0]:
             lost.clear()
             pending.clear()
             fetched.append(syncing.fetch_merge(repo, remote, branch, repo.journal, claims=plan_id,
@@ -181,7 +189,7 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
     from flowgit.errors import NothingToDo
 
     while tally["pushes"] < syncing.RETRIES:
-        again = bool(any_task and lost and fetched)  # on the state already fetched
+        again[0] = same_state()  # on the state already fetched
         try:
             with repo.writing(plan_id, prepare=prepare, then=push) as w:
                 folds = claimrefs.fold_changes(repo, pending[-1]) if pending else {}
@@ -197,7 +205,7 @@ def _transact_claimed(app: App, plan_id: str, actor: str,
                                                f"With the claims of {names} from {remote}'s claim refs.")
         except NothingToDo:
             deferred = bool(pending and pending[-1].claims) and not eager[0]
-            if not (again or deferred):
+            if not (again[0] or deferred):
                 raise
             # every task it knew free went to others: fetch again (and fold what it fetched
             # into the state, in a commit of its own, as a claim that finds nothing still does)
@@ -271,13 +279,23 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
     # from the first try in a clone that lost races lately
     chosen: list[str | None] = []
     spread = 16
-    if task_id is None and (sync or repo.config.sync == "push"):
+    shared = task_id is None and (sync or repo.config.sync == "push")
+    if shared:
         from flowgit.ops.sync import contended
 
         wide = contended(repo)  # how many of the first ready tasks to spread over, when contended
         if wide:
             chosen.append("")
             spread = wide
+
+    def others() -> list[str]:
+        """The workers this clone saw claim lately (read again after each fetch)."""
+        if not shared or repo.state_store is None:
+            return []
+        from flowgit.ops.claimrefs import workers_lately
+        from flowgit.ops.sync import PACE_FORGET
+
+        return [w for w in workers_lately(repo, PACE_FORGET) if w != actor]
 
     def decide(repo: FlowRepo, state: PlanState, now: float) -> Decision:
         plan = repo.load_plan(plan_id).plan
@@ -286,7 +304,11 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
                           gate_hash(repo, plan.id, state), task_id)
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
-        want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random(), spread)
+        crowd = others()
+        if crowd and not chosen:  # others claim from this state too: take from this one's share
+            chosen.append("")
+        want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random(),
+                                          spread, actor, crowd)
         if want is not None and task_id is None:
             tclock = state.tasks[want].record.last_clock + 1
         d = decide_claim(plan, state, want, actor, tclock, now, lease_s)
