@@ -61,6 +61,8 @@ def _on_task_branch(dirs: Any) -> bool:
 
 @dataclass
 class App:
+    """What every command receives: where the repository is and where output goes."""
+
     repo_dir: Path | None = None
     out: Output = field(default_factory=Output)
     _repo: FlowRepo | None = None

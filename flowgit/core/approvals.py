@@ -11,6 +11,8 @@ from flowgit.errors import InvalidFile
 
 @dataclass(frozen=True)
 class ApprovalRules:
+    """How many approvals a plan needs, and where they are recorded."""
+
     required: int
     via: str = "events"
     branch: str | None = None

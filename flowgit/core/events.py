@@ -91,6 +91,8 @@ MAX_CLOCK = 2 ** 53 - 1  # the largest clock a reader takes; the writer's check 
 
 @dataclass(frozen=True)
 class Event:
+    """One line of a log."""
+
     id: str
     type: str
     plan: str
@@ -150,6 +152,8 @@ class BadLine:
 
 @dataclass(frozen=True)
 class LogRead:
+    """A log as read: its events, whether its end is torn, and the lines not folded."""
+
     events: tuple[Event, ...]
     torn: bool           # the last line had no newline: a crash mid-append
     good_bytes: int      # length of the complete part

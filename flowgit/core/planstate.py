@@ -74,6 +74,8 @@ RECORD_FIELDS = tuple(TaskRecord.__dataclass_fields__)
 
 @dataclass(frozen=True)
 class TaskView:
+    """One task at the time of the fold."""
+
     id: str
     state: str
     worker: str | None = None
@@ -211,6 +213,8 @@ def column(tasks: Mapping[str, TaskView], name: str) -> list[Any]:
 
 @dataclass(frozen=True)
 class CheckpointView:
+    """One checkpoint at the time of the fold."""
+
     id: str
     state: str  # pending reached approved blocked
     waiting_on: tuple[str, ...] = ()
@@ -218,6 +222,8 @@ class CheckpointView:
 
 @dataclass(frozen=True)
 class Approval:
+    """A reviewer's approval of one version of the plan."""
+
     reviewer: str
     comment: str
     plan_hash: str
@@ -226,6 +232,8 @@ class Approval:
 
 @dataclass(frozen=True)
 class PhaseInfo:
+    """What the plan log says of the phase."""
+
     phase: str = "draft"
     base_commit: str | None = None
     approvals: tuple[Approval, ...] = ()
@@ -236,6 +244,8 @@ class PhaseInfo:
 
 @dataclass(frozen=True)
 class PlanState:
+    """A plan folded at one time: its phase, tasks, checkpoints and ready order."""
+
     plan: str
     phase: str
     tasks: Mapping[str, TaskView]

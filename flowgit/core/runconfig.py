@@ -181,6 +181,8 @@ class SelectRule:
 
 @dataclass(frozen=True)
 class RunSettings:
+    """config.yaml's `run:` settings."""
+
     land: str = "merge"
     commit_hooks: bool = False
     escalate_after: int | None = None

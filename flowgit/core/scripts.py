@@ -51,6 +51,8 @@ _VERSION = re.compile(r"^([a-z]+?)-?[0-9][0-9.]*$")
 
 @dataclass(frozen=True)
 class ScriptPlaceholder:
+    """Where an argv holds a script, and what runs it."""
+
     index: int          # the argv element holding the script
     placeholder: str    # the placeholder's name, without braces
     interpreter: str    # the program that runs the script, as written

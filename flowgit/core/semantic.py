@@ -5,7 +5,6 @@ import re
 from collections import Counter
 from typing import Any, Callable, Collection, Iterable, Mapping
 
-from flowgit.core.graph import find_cycle
 from flowgit.core.model import OUTSIDE, PATH_RULE, Plan, Task, argv_of, case_twin_message, path_problem
 from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.errors import InvalidFile
@@ -43,6 +42,8 @@ def plan_errors(plan: Plan, display: str, *, adr_ids: Iterable[str] | None = Non
             if ref not in known:
                 errors.append(f"{display}: checkpoint {cp.id} is after {ref!r}, which is not a task "
                               "or checkpoint of this plan: fix the id")
+    from flowgit.core.graph import find_cycle  # a plan checked afresh: not a warm command's start
+
     cycle = find_cycle(deps)
     if cycle:
         errors.append(f"{display}: dependency cycle {' -> '.join(cycle)}: remove one of these dependencies")
@@ -212,6 +213,8 @@ def cross_plan_cycle(plans: Mapping[str, Plan]) -> list[str] | None:
                 other = dep.partition("/")[0]
                 if other in plans and other != pid:
                     edges[pid].append(other)
+    from flowgit.core.graph import find_cycle
+
     return find_cycle(edges)
 
 

@@ -53,6 +53,8 @@ def state_path(plan: str) -> str:
 
 @dataclass
 class LoadedPlan:
+    """A plan as read, with where it was read from."""
+
     plan: Plan
     path: Path  # the work tree's plan.yaml: what editing commands edit
     hash: str
@@ -87,6 +89,8 @@ class LoadedPlan:
 
 @dataclass(frozen=True)
 class PlanSource:
+    """Where `load_plan` reads a plan's bytes from."""
+
     key: Any  # what the parse is cached by: the file's stats, or "blob:<id>" (never changes)
     display: str  # where the plan is, in messages: a path, or BRANCH:PATH
     where: str  # "work tree", "state" or "default branch"
