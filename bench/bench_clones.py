@@ -14,7 +14,11 @@ the K=2 figure.
 shim in front of git on PATH logs each one; its own start-up adds to the CPU figures, so
 take those from a run without it).
 
-Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--count-git] [--json FILE]
+`--ceiling` adds K=2 and K=8 on clones that never sync (each claims its share locally): what
+this machine gives K flowgit processes with nothing to coordinate, beside which to read the
+K=8/K=2 figure (a 2-core machine gives 8 processes less than 2 each, whatever they do).
+
+Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--ceiling] [--count-git] [--json FILE]
 """
 from __future__ import annotations
 
@@ -68,8 +72,12 @@ def git_shim(ws: Workspace) -> tuple[Path, Path]:
     return folder, notes
 
 
-def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False) -> dict[str, Any]:
-    cs = seeded_clones(ws, k, n_tasks)
+def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
+          alone: bool = False) -> dict[str, Any]:
+    """K workers, one clone each, looping `claim --sync` / `done` through the remote; `alone`:
+    the same loop on K clones that never sync (each claims its n_tasks/K locally), which is what
+    this machine gives K processes of flowgit with nothing to coordinate (the ceiling)."""
+    cs = seeded_clones(ws, k, n_tasks, f"alone{k}" if alone else None)
     stats: dict[str, Any] = {"claims": 0, "dones": 0, "exit4": 0, "other": 0, "errors": [],
                              "attempts": [], "rebased": 0, "claim_cpu": 0.0, "done_cpu": 0.0}
     lock = threading.Lock()
@@ -101,8 +109,12 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False) -> dict[
         return proc.returncode, b"".join(out_chunks), b"".join(err_chunks), ru.ru_utime + ru.ru_stime
 
     def worker(c: Runner, name: str) -> None:
+        mine = n_tasks // k  # alone (no remote): this clone's own share of the loop
         while True:
-            rc, out, err, used = one(c, "claim", PLAN, "--sync", "--worker", name, "--json")
+            if alone and mine <= 0:
+                return
+            mine -= 1
+            rc, out, err, used = one(c, "claim", PLAN, *(() if alone else ("--sync",)), "--worker", name, "--json")
             with lock:
                 stats["claim_cpu"] += used
             if rc == 3:
@@ -141,6 +153,9 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False) -> dict[
         for kind in ("claim", "done"):
             pids = [pid for pid, what in kinds.items() if what == kind]
             stats[f"{kind}_gits"] = sum(started.get(pid, 0) for pid in pids) / max(1, len(pids))
+    if alone:
+        stats["problems"] = []
+        return stats
     for c in cs:  # each clone's last `done` is still local
         c.fg("sync")
     stats["problems"] = exactly_once(cs[0], n_tasks)
@@ -148,7 +163,7 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False) -> dict[
 
 
 def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
-        count_git: bool = False) -> list[Row]:
+        count_git: bool = False, ceiling: bool = False) -> list[Row]:
     rows: list[Row] = []
     extra: dict[str, Any] = {"load_before": loadavg(), "tasks": n_tasks}
     rates: dict[int, float] = {}
@@ -163,7 +178,8 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
             rows.append(Row(
                 f"K={k}: {st['claims']} claims in {st['seconds']:.1f} s; exit 4: {st['exit4']}, other "
                 f"{st['other']}; cpu per claim {ms(st['claim_cpu'] / n)}, per claim+done "
-                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; attempts mean {sum(att) / max(1, len(att)):.2f}, "
+                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; cores busy "
+                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f}; attempts mean {sum(att) / max(1, len(att)):.2f}, "
                 f"median {median(att):.0f}, max {max(att, default=0)}; rebased {st['rebased']}; "
                 + (f"git processes per claim {st['claim_gits']:.1f}, per done {st['done_gits']:.1f}; "
                    if count_git else "") + f"exactly once: {once}",
@@ -174,6 +190,20 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
         if 2 in rates and 8 in rates:
             rows.append(Row("claims/s at K=8 / K=2", f"{rates[8] / rates[2]:.2f}x", ">= 1.0x",
                             rates[8] >= rates[2]))
+        if ceiling:
+            alone: dict[int, float] = {}
+            for k in (2, 8):
+                progress(f"ceiling: {k} clone(s) claiming and finishing alone (no remote), {n_tasks} tasks in all")
+                st = run_k(ws, k, n_tasks, alone=True)
+                n = max(1, st["claims"])
+                alone[k] = st["claims"] / st["seconds"]
+                rows.append(Row(f"ceiling K={k}: the same loop on clones that never sync, {st['claims']} "
+                                f"claims in {st['seconds']:.1f} s; cpu per claim+done "
+                                f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; cores busy "
+                                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f}",
+                                f"{alone[k]:.2f} claims/s", "", None))
+            rows.append(Row("ceiling: claims/s at K=8 / K=2 with nothing to coordinate",
+                            f"{alone[8] / alone[2]:.2f}x", "", None))
     extra["load_after"] = loadavg()
     print_table(f"bench_clones (issue 14): {machine()}; load {extra['load_before']} -> "
                 f"{extra['load_after']}", rows)
@@ -185,11 +215,15 @@ def main() -> int:
     p = base_parser(__doc__)
     p.add_argument("--ks", default=",".join(map(str, KS)), help="the numbers of clones")
     p.add_argument("--tasks", type=int, help="independent tasks per K (default 200, 60 with --quick)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="also run K=2 and K=8 on clones that never sync: what this machine gives K "
+                        "flowgit processes with nothing to coordinate")
     p.add_argument("--count-git", action="store_true",
                    help="also count the git processes of each claim and done (a shim on PATH)")
     args = p.parse_args()
     n_tasks = args.tasks or (60 if args.quick else 200)
-    rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out, args.count_git)
+    rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out, args.count_git,
+               args.ceiling)
     return 1 if args.strict and any(r.ok is False for r in rows) else 0
 
 

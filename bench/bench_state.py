@@ -180,9 +180,10 @@ def status_side_by_side(f1: Runner, f2: Runner, runs: int) -> tuple[list[Sample]
 # ---------------------------------------------------------------------------------------------
 # c
 
-def seeded_clones(ws: Workspace, k: int, n_tasks: int) -> list[Runner]:
-    """A migrated seed with `n_tasks` independent tasks pushed to a bare remote; K fresh clones."""
-    base = ws.path / f"k{k}"
+def seeded_clones(ws: Workspace, k: int, n_tasks: int, name: str | None = None) -> list[Runner]:
+    """A migrated seed with `n_tasks` independent tasks pushed to a bare remote; K fresh clones
+    (in a folder `name`, `k<K>` by default)."""
+    base = ws.path / (name or f"k{k}")
     base.mkdir()
     seed = Runner(base / "seed", ws.env)
     seed.repo.mkdir()

@@ -230,3 +230,24 @@ def test_shares_agree_and_the_idle_take_the_rest_from_the_back() -> None:
     later = next(t for t in ids if _owner_of(t, crowd) == "w1")
     prio = {t: "high" for t in best}
     assert pick("w1", best + [later], prio) == later
+
+
+def test_a_synced_claim_does_not_wait_for_races_its_clone_lost(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0006's pace (wait as a retry would when this clone lost races lately) is for one
+    state branch; a lost claim ref says only that another clone took that task: the next
+    claim goes at once, and still spreads (the pace file widens its choice)."""
+    from flowgit.ops import sync as syncing
+    from flowgit.ops.sync import contended
+    from flowgit.store.repo import FlowRepo
+
+    bare, _ = shared(tmp_path, PLAN)
+    b = clone(bare, tmp_path / "b")
+    b.ok("status")
+    (b.path / ".git" / "flowgit").mkdir(exist_ok=True)
+    (b.path / ".git" / "flowgit" / syncing.PACE_FILE).write_text(f"4 2.0 {time.time():.3f}\n")
+    assert contended(FlowRepo(b.path)) == syncing.SPREAD
+    slept: list[float] = []
+    monkeypatch.setattr(syncing.time, "sleep", lambda s: slept.append(s))
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
+    assert got["attempts"] == 1 and slept == []

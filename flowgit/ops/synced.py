@@ -85,7 +85,8 @@ def claimed(repo: FlowRepo, plan_id: str, actor: str, decide: Decide,
     (ADR 0013)."""
     from flowgit.ops import sync as syncing
     remote, branch = syncing.target(repo, None)
-    syncing.pace(repo)
+    # no pace before the first round (ADR 0006's, for one state branch): a lost claim ref says
+    # only that another clone took that task, and the next pick is another (ADR 0013 "Shares")
     tally: dict[str, Any] = {"won": False, "pushes": 0}
     decided: list[Decision] = []
     fetched: list[str] = []
