@@ -251,3 +251,25 @@ def test_a_synced_claim_does_not_wait_for_races_its_clone_lost(tmp_path: Path,
     monkeypatch.setattr(syncing.time, "sleep", lambda s: slept.append(s))
     got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
     assert got["attempts"] == 1 and slept == []
+
+
+def test_a_crowd_of_forged_names_is_bounded(tmp_path: Path) -> None:
+    """Worker names come from other clones' claim refs: a teammate who pushes claims under
+    300 names makes a clone share its ready tasks with the 32 it saw last, no more (the
+    choice costs a hash per worker and task)."""
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    bare, _ = shared(tmp_path, PLAN)
+    b = clone(bare, tmp_path / "b")
+    repo = FlowRepo(b.path)
+    now = time.time()
+    for i in range(300):
+        claimrefs.seen_others(repo, [f"forged-{i:03d}"], now=now - 20 + i / 100)
+    crowd = claimrefs.workers_lately(repo, 30.0, now=now)
+    assert len(crowd) == claimrefs.CROWD_AT_MOST
+    assert crowd == sorted(f"forged-{i:03d}" for i in range(300 - claimrefs.CROWD_AT_MOST, 300))
+    seen = json.loads((b.path / ".git" / "flowgit" / claimrefs.SEEN).read_text())
+    assert len(seen) == claimrefs.SEEN_AT_MOST
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
+    assert got["attempts"] == 1

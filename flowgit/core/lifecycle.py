@@ -208,9 +208,9 @@ def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
     claim). `had` while it is still free; else, among the free tasks of the best one's
     priority: with `others` (the workers seen claiming beside `me`), the first of `me`'s share
     (`owner`), so clones that know each other never pick the same task, or when its share
-    has none free, one of the back half (owners take from the front); without, one of the
-    first `window`; chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do
-    not all go for the same task."""
+    has none free, one the owners will not take next (`_steal`); without, one of the first
+    `window`, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do not
+    all go for the same task."""
     if had is None:
         return None
     free = free_order(plan, state)
@@ -226,28 +226,16 @@ def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
         peers = [t for t in free[:max(1, window)] if priority(t) == best]
         return peers[int(pick * len(peers)) % len(peers)]
     crowd = sorted({me, *others})
-    place = _places(plan)
-    near = (t for t in free[:SHARE_SCAN * len(crowd)] if priority(t) == best)
-    mine = next((t for t in near if owner(t, crowd, place.get(t)) == me), None)
+    near = free[:SHARE_SCAN * len(crowd)]  # bounded: a crowd is at most 32 names
+    peers = [t for t in near if priority(t) == best]
+    mine = next((t for t in peers if owner(t, crowd) == me), None)
     if mine is not None:
         return mine
-    later = (t for t in free[:SHARE_SCAN * len(crowd)] if owner(t, crowd, place.get(t)) == me)
-    return _steal([t for t in free if priority(t) == best], crowd, place, me, next(later, None))
+    later = (t for t in near if owner(t, crowd) == me)
+    return _steal(peers, crowd, me, next(later, None))
 
 
-def _places(plan: Plan) -> dict[str, int]:
-    """Each task's place among the tasks of its priority, in plan order: shares taken in turn
-    by these places are even within every priority, which the claims take one after another."""
-    places: dict[str, int] = {}
-    counts: dict[str | None, int] = {}
-    for task in plan.tasks:
-        places[task.id] = counts.get(task.priority, 0)
-        counts[task.priority] = places[task.id] + 1
-    return places
-
-
-def _steal(peers: list[str], crowd: Sequence[str], place: Mapping[str, int], me: str,
-           later: str | None) -> str:
+def _steal(peers: list[str], crowd: Sequence[str], me: str, later: str | None) -> str:
     """A task for `me`, whose share has none of `peers` (the free tasks of the best priority):
     each owner keeps the first of its share (it takes its share from the front); the workers
     with no share left there take the rest from the back, the first of them the last task,
@@ -257,7 +245,7 @@ def _steal(peers: list[str], crowd: Sequence[str], place: Mapping[str, int], me:
     owners: set[str] = set()
     rest: list[str] = []
     for task in peers:
-        who = owner(task, crowd, place.get(task))
+        who = owner(task, crowd)
         if who in owners:
             rest.append(task)
         owners.add(who)
@@ -269,10 +257,10 @@ def _steal(peers: list[str], crowd: Sequence[str], place: Mapping[str, int], me:
     return pool[-(1 + turn % len(pool))]
 
 
-SHARE_SCAN = 64  # ready tasks per worker a contended claim looks through for one of its share
+SHARE_SCAN = 16  # ready tasks per worker a contended claim looks through for one of its share
 
 
-def owner(task_id: str, crowd: Sequence[str], place: int | None = None) -> str:
+def owner(task_id: str, crowd: Sequence[str]) -> str:
     """The worker of `crowd` whose share `task_id` is: the highest hash of (worker, task)
     (rendezvous hashing). Clones that know the same workers agree on every task; a clone that
     knows fewer still gives each worker it does not know a share of its own (where taking

@@ -92,6 +92,7 @@ def save_record(repo: FlowRepo, record: dict[str, list[Any]]) -> None:
 
 SEEN = "claims-seen"
 SEEN_AT_MOST = 256  # workers remembered: names come from other clones' claims
+CROWD_AT_MOST = 32  # the most recent of them a claim shares the ready tasks with (its cost grows with them)
 
 
 def seen_others(repo: FlowRepo, names: Iterable[str], now: float | None = None) -> None:
@@ -129,7 +130,8 @@ def workers_lately(repo: FlowRepo, within: float, now: float | None = None) -> l
     import time
 
     now = time.time() if now is None else now
-    return sorted(name for name, at in _seen(repo).items() if 0 <= now - at < within)
+    recent = sorted(((at, name) for name, at in _seen(repo).items() if 0 <= now - at < within), reverse=True)
+    return sorted(name for _, name in recent[:CROWD_AT_MOST])
 
 
 def others_lately(repo: FlowRepo, within: float) -> int:
