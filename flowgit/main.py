@@ -6,12 +6,21 @@ import gc
 # modules stay out of the passes the command itself triggers (ADR 0007).
 gc.disable()
 try:
-    from flowgit.cli.main import cli, main
+    from flowgit.cli.main import main
 finally:
     gc.freeze()
     gc.enable()
 
-__all__ = ["cli", "main"]
+__all__ = ["main"]  # and `cli`, below
+
+
+def __getattr__(name: str) -> object:
+    if name == "cli":  # the click group, imported when asked for (cli/root.py)
+        from flowgit.cli.root import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

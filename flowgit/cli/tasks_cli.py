@@ -1,10 +1,12 @@
 """The click callbacks of working on tasks (`status`, `next`, `events`, `graph`, `claim`, `start`,
 `heartbeat`, `release`, `retry`, `done`, `fail`): what agents run hundreds of times, loaded
-without the other families (ADR 0007). Each only unpacks its options and calls cli/commands/."""
+without the other families (ADR 0007). Each only unpacks its options and calls cli/hot.py,
+which reads a plain command line of these without click and runs the same functions."""
 from __future__ import annotations
 
 import click
 
+from flowgit.cli import hot
 from flowgit.cli.app import App
 from flowgit.cli.options import Family, WORKER, Seconds, command
 
@@ -18,16 +20,14 @@ register = _here.register  # called by cli/main.py when one of these commands is
 @click.option("--all", "everything", is_flag=True, help="Text: list every task.")
 def status_cmd(app: App, plan_id: str | None, limit: int | None, everything: bool) -> int:
     """Phase, progress, counts, ready, stalled and tasks."""
-    from flowgit.cli.commands import status
-    return status.status(app, plan_id, limit, everything)
+    return hot.status(app, plan_id, limit, everything)
 
 
 @command(_here, "next")
 @click.argument("plan_id", required=False, metavar="[PLAN]")
 def next_cmd(app: App, plan_id: str | None) -> int:
     """The task `claim` would take; changes nothing."""
-    from flowgit.cli.commands import status
-    return status.next_task(app, plan_id)
+    return hot.next_task(app, plan_id)
 
 
 @command(_here, "events")
@@ -36,8 +36,7 @@ def next_cmd(app: App, plan_id: str | None) -> int:
 @click.option("--from-git", is_flag=True, help="Replay the full history from git (before compaction).")
 def events_cmd(app: App, plan_id: str, task_id: str | None, from_git: bool) -> int:
     """The events of a plan or one task, in order."""
-    from flowgit.cli.commands import status
-    return status.events(app, plan_id, task_id, from_git)
+    return hot.events(app, plan_id, task_id, from_git)
 
 
 @command(_here, "graph")
@@ -58,8 +57,7 @@ def graph_cmd(app: App, plan_id: str, fmt: str) -> int:
 def claim_cmd(app: App, target: str | None, worker: str | None, lease: float | None, sync_: bool,
               context: bool) -> int:
     """Take the best ready task (or the one named)."""
-    from flowgit.cli.commands import tasks
-    return tasks.claim(app, target, worker, lease, sync_, context)
+    return hot.claim(app, target, worker, lease, sync_, context)
 
 
 def _simple(name: str, doc: str) -> None:
@@ -67,8 +65,7 @@ def _simple(name: str, doc: str) -> None:
     @click.argument("ref", metavar="TASKREF")
     @WORKER
     def cmd(app: App, ref: str, worker: str | None) -> int:
-        from flowgit.cli.commands import tasks
-        return tasks.simple(app, name, ref, worker)
+        return hot.simple(name)(app, ref, worker)
 
 
 _simple("start", "Mark a claimed task as in progress (extends the lease).")
@@ -84,8 +81,7 @@ _simple("retry", "Make a failed task (or those blocking one) ready again, with f
 @click.option("--files-modified", "files", multiple=True, help="A file changed (repeatable).")
 def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tuple[str, ...]) -> int:
     """Record a task you hold as done."""
-    from flowgit.cli.commands import tasks
-    return tasks.done(app, ref, worker, note, list(files))
+    return hot.done(app, ref, worker, note, files)
 
 
 @command(_here, "fail")
@@ -98,10 +94,4 @@ def done_cmd(app: App, ref: str, worker: str | None, note: str | None, files: tu
 def fail_cmd(app: App, ref: str, worker: str | None, error: str, retry: bool, skip: bool,
              skip_dependents: bool) -> int:
     """Record a failure: final, retried later, or skipped."""
-    from flowgit.cli.commands import tasks
-    from flowgit.errors import UsageError
-
-    modes = [m for m, on in (("retry", retry), ("skip", skip), ("skip_dependents", skip_dependents)) if on]
-    if len(modes) > 1:
-        raise UsageError("--retry, --skip and --skip-dependents exclude each other: give one of them")
-    return tasks.fail(app, ref, worker, error, modes[0] if modes else "fail")
+    return hot.fail(app, ref, worker, error, retry, skip, skip_dependents)
