@@ -6,6 +6,7 @@ still folds first, so that it is decided on them."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,30 @@ def test_a_crowd_of_forged_names_is_bounded(tmp_path: Path) -> None:
     assert len(seen) == claimrefs.SEEN_AT_MOST
     got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
     assert got["attempts"] == 1
+
+
+@pytest.mark.parametrize("config", [None, "upstream"])
+def test_a_synced_transition_with_no_such_remote_says_so(tmp_path: Path, config: str | None) -> None:
+    """A synced claim or `done` no longer asks git whether the remote exists before its fetch
+    (one process less a claim): a remote that is not there is still named in one line, exit 1,
+    nothing written, as `sync` says it."""
+    bare, _ = shared(tmp_path, PLAN)
+    b = clone(bare, tmp_path / "b")
+    b.ok("claim", "P/T1", "--worker", "wb")
+    cfg = b.path / ".flow" / "config.yaml"
+    text = re.sub(r"(?m)^sync:.*$", "sync: push", cfg.read_text())
+    text = text + f"remote: {config}\n" if config else text
+    assert "sync: push" in text and (config is None or f"remote: {config}" in text)
+    cfg.write_text(text)
+    b.git("commit", "-qam", "synced transitions")
+    if config is None:
+        b.git("remote", "remove", "origin")
+    name = config or "origin"
+    before = b.git("rev-parse", "flow/state")
+    for args in (("claim", "P", "--sync", "--worker", "wb"), ("done", "P/T1", "--worker", "wb")):
+        res = b.run(*args)
+        assert res.code == 1, (args, res.code, res.err)
+        lines = [ln for ln in res.err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and f"no remote named '{name}'" in lines[0], res.err
+        assert "Traceback" not in res.err
+    assert b.git("rev-parse", "flow/state") == before

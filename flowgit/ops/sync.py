@@ -71,17 +71,25 @@ def _git_error_line(err: str, fallback: object) -> str:
     return f"{said}: {main}" if said else main
 
 
-def target(repo: FlowRepo, remote: str | None) -> tuple[str, str]:
+def target(repo: FlowRepo, remote: str | None, verify: bool = True) -> tuple[str, str]:
+    """The remote and branch a sync goes to. `verify=False` (a synced transition, whose first
+    step is a fetch) leaves the check that the remote exists to a failed fetch (`_network`):
+    one git process less a claim."""
     name = check_remote(remote, "--remote") if remote is not None else repo.config.remote
     store = repo.state_store
     branch = store.branch if store is not None else git.current_branch(repo.root)
     if branch is None:
         raise Detached("HEAD is detached: check out a branch before syncing")
+    if verify:
+        require_remote(repo, name)
+    return name, branch
+
+
+def require_remote(repo: FlowRepo, name: str) -> None:
     if not git.remote_exists(repo.root, name):
         # a valid name may still hold what a shell reads ('$', ';'): quoted for copying
         raise NoRemote(f"no remote named {name!r}: add it with `git remote add {shlex.quote(name)} URL`, or name "
                        "another with `remote:` in .flow/config.yaml (`sync` also takes --remote)")
-    return name, branch
 
 
 def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | None = None,
@@ -96,13 +104,14 @@ def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | Non
     if repo.state_store is not None:
         from flowgit.ops import statesync
 
-        return _network(lambda: statesync.fetch_merge(repo, remote, allow_unrelated, claims, defer), remote)
+        return _network(repo, lambda: statesync.fetch_merge(repo, remote, allow_unrelated, claims, defer), remote)
     root = repo.root
     proc = git.fetch(root, remote, branch)
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in err:
             return "no remote branch"
+        require_remote(repo, remote)
         message = f"git fetch {remote} failed: {_git_error_line(err, proc.returncode)}"
         if any(marker in err.lower() for marker in FETCH_FOR_GOOD):
             raise FetchFailed(message + f" (check `git remote get-url {shlex.quote(remote)}`)")
@@ -130,11 +139,12 @@ def fetch_merge(repo: FlowRepo, remote: str, branch: str, journal: Journal | Non
     return "merged"
 
 
-def _network(step: Callable[[], T], remote: str) -> T:
+def _network(repo: FlowRepo, step: Callable[[], T], remote: str) -> T:
     """A state fetch or push: a failure that will fail again is exit 1, others may be won."""
     try:
         return step()
     except GitError as exc:
+        require_remote(repo, remote)  # a remote that is not there says so (`target(verify=False)`)
         text = exc.message.lower()
         if any(marker in text for marker in FETCH_FOR_GOOD):
             raise FetchFailed(f"{exc.message} (check `git remote get-url {shlex.quote(remote)}`)") from None
@@ -320,7 +330,7 @@ def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message:
             from flowgit.ops import statesync
 
             mine = own
-            new = _network(lambda: statesync.rebase_own(repo, remote, mine, message, still_legal), remote)
+            new = _network(repo, lambda: statesync.rebase_own(repo, remote, mine, message, still_legal), remote)
             if new is None:
                 break
             own, rebased = new, rebased + 1
@@ -362,7 +372,7 @@ def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,
                 from flowgit.ops import claimrefs
 
                 fetched = round_.get("fetched")
-                result["pruned"] = _network(lambda: claimrefs.prune(
+                result["pruned"] = _network(repo, lambda: claimrefs.prune(
                     repo, name, fetched if isinstance(fetched, str) else None, wall_now()), name)
                 # claim refs that hold no claim hold their task, each said in one line
                 result["held_claims"] = sorted(set(store.held_claims.values()))
