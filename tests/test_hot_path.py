@@ -250,3 +250,16 @@ def test_the_hot_commands_never_import_click(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "flowgit", "--repo", str(r.path), "done", "--help"],
                           capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("Usage: flowgit done [OPTIONS] TASKREF")
+
+
+def test_a_warm_command_compiles_no_common_log_pattern(tmp_path: Path) -> None:
+    """logfold's pattern of a common log (~3 ms to compile) is for cold reads of many logs."""
+    r = twin(tmp_path, "r", "2")
+    r.proc("status", "chain", "--json", check=True)  # the cold read
+    r.ok("claim", "chain/a", "--worker", "w1")
+    code = ("import sys\nfrom flowgit.cli.main import main\nfrom flowgit.core import logfold\n"
+            "assert main(sys.argv[1:]) == 0\nprint(len(logfold._COMMON))\n")
+    for args in (("status", "chain", "--json"), ("done", "chain/a", "--worker", "w1")):
+        proc = subprocess.run([sys.executable, "-c", code, "--repo", str(r.path), *args], capture_output=True,
+                              text=True, check=True)
+        assert proc.stdout.splitlines()[-1] == "0", args
