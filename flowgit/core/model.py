@@ -6,7 +6,6 @@ error rather than a silently ignored field. Full schema checks live in `validate
 from __future__ import annotations
 
 import math
-import re
 import shlex
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
@@ -15,6 +14,9 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from flowgit.core.approvals import approval_rules
 from flowgit.core.plaintask import build_tasks
+from flowgit.core.paths import OUTSIDE as OUTSIDE
+from flowgit.core.paths import PATH_RULE as PATH_RULE
+from flowgit.core.paths import path_problem as path_problem
 from flowgit.core.runconfig import _DURATION, _UNIT_SECONDS, RunSettings, config_parts, optional, verify_of
 from flowgit.core.runconfig import estimate_hours as estimate_hours
 from flowgit.core.scripts import NAMES as SCRIPT_NAMES
@@ -22,7 +24,7 @@ from flowgit.core.scripts import PLACEHOLDER as PLACEHOLDER
 from flowgit.core.scripts import env_hint, script_placeholders
 from flowgit.core.storage import COMPACT_THRESHOLD, storage_settings
 from flowgit.errors import InvalidFile
-from flowgit.ids import FORMAT_CHARS, REMOTE_RULE, case_twins, id_problem, remote_problem
+from flowgit.ids import REMOTE_RULE, case_twins, id_problem, remote_problem
 
 PRIORITIES = ("high", "medium", "low")
 PRIORITY_RANK = {"high": 0, "medium": 1, "low": 2}
@@ -107,52 +109,6 @@ def _id(value: Any, where: str) -> str:
     return str(value)
 
 
-# patterns, compiled (and cached by re) on the first path checked, not by every command's import
-_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f\u2028\u2029\\\\]"
-_FORMAT = f"[{FORMAT_CHARS}]"
-_DRIVE = r"[A-Za-z]:"
-_NOT_NORMAL = r"//|./\.(?:/|\Z)"  # an empty or '.' part, but for a leading './'
-PATH_RULE = ("a relative path with '/' between its parts, without a '..' or .git part (as Windows "
-             "reads them too), a drive letter, a backslash or a control character; normal (no "
-             "'//' or '/./'), not in .flow/ (flowgit's own state), without a leading '~', "
-             "whitespace at either end or an invisible format character")  # the plan schema's `path`
-
-
-# what path_problem says of a path that leaves the repository (the rest are refused inside it)
-OUTSIDE = frozenset({"an absolute path", "a '..' part leads outside",
-                     "a .git part names git's own directory"})
-
-
-def path_problem(value: str) -> str | None:
-    """Why `value` is not a path inside the repository (task `files:`), or None. Windows drops
-    the dots and spaces that end a name (`.. ` and `...` go up, `.git.` is .git) and knows .git
-    as GIT~1 too. Tasks that share a file are never run at once: one file, one spelling."""
-    if not value:
-        return "an empty path"
-    if value.startswith("/") or re.match(_DRIVE, value):
-        return "an absolute path"
-    if re.search(_CONTROL, value):
-        return "a backslash or a control character"
-    if re.search(_FORMAT, value):
-        return ("an invisible format character, such as a bidirectional control that shows the "
-                "text otherwise than it is")
-    if value != value.strip():
-        return "whitespace at its start or end"
-    if value.startswith("~"):
-        return "a leading '~', which a shell reads as a home directory"
-    parts = value.split("/")
-    if any(p not in ("", ".") and not p.strip(". ") for p in parts):
-        return "a '..' part leads outside"
-    if any(p.rstrip(". ").casefold() == ".git" or p.casefold() == "git~1" for p in parts):
-        return "a .git part names git's own directory"
-    if re.search(_NOT_NORMAL, value):
-        return "not a normal path: an empty or '.' part, where a/b is meant"
-    first = parts[1] if parts[0] == "." and len(parts) > 1 else parts[0]
-    if first.rstrip(". ").casefold() == ".flow" or first.casefold() == "flow~1":
-        return "in .flow/, flowgit's own state, which no task declares"
-    return None
-
-
 def _paths(value: Any, where: str) -> tuple[str, ...]:
     paths = _strs(value, where)
     for i, path in enumerate(paths):
@@ -197,6 +153,8 @@ def parse_seconds(value: Any, where: str) -> float:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """When a failed task is tried again, and how often."""
+
     strategy: str = "exponential"
     base: float = 1.0
     cap: float = 1800.0
@@ -227,6 +185,8 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Validation:
+    """A command that checks the work, with its time limit."""
+
     name: str
     argv: tuple[str, ...]
     timeout: float = 600.0
@@ -250,6 +210,8 @@ class Validation:
 
 @dataclass(frozen=True)
 class Task:
+    """One task of a plan, as its definition says."""
+
     id: str
     title: str
     description: str = ""
@@ -305,6 +267,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A review point after some tasks of a plan."""
+
     id: str
     title: str
     after: tuple[str, ...]
@@ -332,6 +296,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan's definition: its tasks, checkpoints and settings."""
+
     id: str
     title: str
     goal: str = ""
@@ -453,6 +419,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class Executor:
+    """A command that runs a task, as config.yaml names it."""
+
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
@@ -462,6 +430,8 @@ class Executor:
 
 @dataclass(frozen=True)
 class Config:
+    """config.yaml, checked."""
+
     lease_seconds: float = 900.0
     lock_timeout: float = 30.0
     approvals_required: int = 0
