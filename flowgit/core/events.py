@@ -280,10 +280,17 @@ _DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
 
 
 def load_line(raw: bytes) -> Any:
-    """One line's JSON (UTF-8): nesting bounded, numbers finite. ValueError says why not."""
+    """One line's JSON (UTF-8): nesting bounded, numbers finite, text encodable. ValueError
+    says why not."""
     if too_deep(raw):
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    return _DECODER.decode(raw.decode("utf-8"))
+    obj = _DECODER.decode(raw.decode("utf-8"))
+    if b"\\u" in raw:  # an escape `\udcff` decodes to a lone surrogate, which no write can encode
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a \\u escape of half a surrogate pair: not UTF-8 text") from None
+    return obj
 
 
 def _is_int(v: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
@@ -228,14 +228,22 @@ def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
     crowd = sorted({me, *others})
     near = free[:SHARE_SCAN * len(crowd)]  # bounded: a crowd is at most 32 names
     peers = [t for t in near if priority(t) == best]
-    mine = next((t for t in peers if owner(t, crowd) == me), None)
+    owners: dict[str, str] = {}  # each task's owner hashed once: a hash per worker and task
+
+    def owned(task_id: str) -> str:
+        if task_id not in owners:
+            owners[task_id] = owner(task_id, crowd)
+        return owners[task_id]
+
+    mine = next((t for t in peers if owned(t) == me), None)
     if mine is not None:
         return mine
-    later = (t for t in near if owner(t, crowd) == me)
-    return _steal(peers, crowd, me, next(later, None))
+    later = (t for t in near if owned(t) == me)
+    return _steal(peers, crowd, me, next(later, None), owned)
 
 
-def _steal(peers: list[str], crowd: Sequence[str], me: str, later: str | None) -> str:
+def _steal(peers: list[str], crowd: Sequence[str], me: str, later: str | None,
+           owned: Callable[[str], str] | None = None) -> str:
     """A task for `me`, whose share has none of `peers` (the free tasks of the best priority):
     each owner keeps the first of its share (it takes its share from the front); the workers
     with no share left there take the rest from the back, the first of them the last task,
@@ -245,7 +253,7 @@ def _steal(peers: list[str], crowd: Sequence[str], me: str, later: str | None) -
     owners: set[str] = set()
     rest: list[str] = []
     for task in peers:
-        who = owner(task, crowd)
+        who = owned(task) if owned is not None else owner(task, crowd)
         if who in owners:
             rest.append(task)
         owners.add(who)

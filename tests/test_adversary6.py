@@ -1,0 +1,72 @@
+"""Sixth session's adversary: attacks on what landed this session (shares of a synced claim,
+no pace and no remote pre-check, the click-free hot path, the plumb helper's batching).
+Each test is one finding of /work/team/adv6-findings.md (numbered as there)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_claim_refs import forged, hostile
+from test_claim_rounds import SIXTEEN
+from test_state_branch import clone, shared
+
+
+def one_line_no_traceback(text: str) -> None:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) <= 1 and "Traceback" not in text, text
+
+
+# ----- 1. a forged worker name that cannot be encoded stops every honest synced claim ---------
+def test_a_forged_worker_name_with_a_lone_surrogate_does_not_crash_a_claim(tmp_path: Path) -> None:
+    """A claim ref's event is JSON: `"actor": "\\udcff"` reads as a lone surrogate, which the
+    event checks let through; the shares hash `worker\\0task` as UTF-8."""
+    bare, _ = shared(tmp_path, SIXTEEN)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    hostile(mallory, "T15", f"x\n\n{forged('T15', actor=chr(0xDCFF))}")
+    b.ok("sync")
+    res = b.run("claim", "P", "--sync", "--worker", "wb", "--json")
+    one_line_no_traceback(res.err)
+    assert res.code == 0, res.err
+    assert "not UTF-8 text" in res.err or res.err.strip() == "" or "T15" in res.err
+
+
+def test_a_log_line_with_a_lone_surrogate_escape_is_a_bad_line() -> None:
+    """The same line in any event log (pulled on the state branch): never folded, so no union,
+    compaction or merge has to encode it; an escaped pair is one character and reads."""
+    from flowgit.core.events import parse_log
+
+    bad = (forged("T1", actor="\udcff") + "\n").encode()
+    read = parse_log(bad, "log", "P", "T1")
+    assert not read.events and "not UTF-8 text" in read.bad[0].problem
+    pair = (json.dumps(json.loads(forged("T1", actor="w\U0001F600")), ensure_ascii=True) + "\n").encode()
+    assert b"\\ud83d\\ude00" in pair
+    assert parse_log(pair, "log", "P", "T1").events[0].actor == "w\U0001F600"
+
+
+# ----- 2. a crowd of forged names costs a claim three times the hashes ADR 0013 bounds --------
+def test_a_hostile_crowd_hashes_each_task_owner_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 forged names, and none of this worker's share free among the first 16 per worker:
+    the choice looked each task's owner up three times (the share, the later share, the
+    steal), 52,272 hashes and ~29 ms of CPU a claim; once is 16 x 33 x 33."""
+    from types import SimpleNamespace
+
+    from flowgit.core import lifecycle
+
+    crowd = [f"forged-{i:03d}" for i in range(32)]
+    everyone = sorted({"wb", *crowd})
+    free = [t for t in (f"T{i:05d}" for i in range(5000)) if lifecycle.owner(t, everyone) != "wb"]
+    hashes: list[int] = []
+    real = lifecycle.owner
+
+    def counted(task_id: str, workers: Any) -> str:
+        hashes.append(len(workers))
+        return real(task_id, workers)
+
+    monkeypatch.setattr(lifecycle, "owner", counted)
+    monkeypatch.setattr(lifecycle, "free_order", lambda plan, state, also_held=(): free)
+    plan = SimpleNamespace(task=lambda t: SimpleNamespace(priority=None))
+    got = lifecycle.after_lost_race(plan, None, "", 0.0, 16, "wb", crowd)  # type: ignore[arg-type]
+    assert got in free
+    assert sum(hashes) <= lifecycle.SHARE_SCAN * len(everyone) ** 2
