@@ -6,7 +6,7 @@ import os
 import stat
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from flowgit import git
 from flowgit.clock import wall_now
@@ -37,7 +37,9 @@ from flowgit.store.planpin import LoadedPlan as LoadedPlan  # where it is read f
 from flowgit.store.planpin import plan_ids as recorded_plan_ids
 from flowgit.store.planpin import source as plan_source
 from flowgit.store.state import StateStore
-from flowgit.store.writing import Write, write, writing
+
+if TYPE_CHECKING:  # the write door is imported by what writes: not by status, next or events
+    from flowgit.store.writing import Write
 
 FLOW = ".flow"
 CONFIG_CACHE = "_config"
@@ -521,10 +523,14 @@ class FlowRepo:
                 prepare: Callable[[], object] | None = None,
                 then: Callable[[str | None], object] | None = None) -> ContextManager[Write]:
         """The one door for writes: see `flowgit.store.writing`."""
+        from flowgit.store.writing import writing
+
         return writing(self, plan_id, commit=commit, prepare=prepare, then=then)
 
     def write(self, plan_id: str | None, decide: Callable[[Write], T]) -> tuple[T, str | None]:
         """The write door for a decision written as a function of the `Write`."""
+        from flowgit.store.writing import write
+
         return write(self, plan_id, decide)
 
     def save_cache(self) -> None:
