@@ -23,6 +23,8 @@ def plan_file(plan_id: str) -> str:
 
 @dataclass(frozen=True)
 class Command:
+    """A command flowgit would run from .flow/, and where it is written."""
+
     file: str  # the file under .flow/ that holds it
     key: str  # where in the file: validations[tests], tasks[T-1].run, executors.claude ...
     argv: tuple[str, ...]

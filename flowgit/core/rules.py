@@ -32,6 +32,8 @@ class Facts:
 
 @dataclass(frozen=True)
 class Move:
+    """A phase move the rules decide."""
+
     to: str                          # the phase to enter
     reason: str
     checkpoint: str | None = None    # entering `checkpoint`: which one (run its validations)

@@ -102,6 +102,8 @@ def verify_command(plan: Plan, task: Task) -> Command | None:
 
 @dataclass(frozen=True)
 class Invocation:
+    """How an executor is run: its argv, environment and time limit."""
+
     argv: tuple[str, ...]
     env: Mapping[str, str]
     timeout: float
