@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from flowgit.core import commands
 from flowgit.core.commands import Command
 from flowgit.core.model import PLACEHOLDER, Config, Executor, Plan, Task
 from flowgit.core.runconfig import ARG_LIMIT
 from flowgit.errors import BadExecutor, NoRun, UnknownExecutor
-from flowgit.ops.prompt import prompt_text
+
+if TYPE_CHECKING:
+    from flowgit.ops.prompt import prompt_text as prompt_text
 
 BUILTIN: dict[str, Executor] = {
     # `shell` runs the task's own `run:` argv (see argv_for).
@@ -183,3 +185,12 @@ def values_for(plan: Plan, task: Task, worktree: Path, prompt_file: Path, prompt
 
 __all__ = ["BUILTIN", "AGENTS", "Invocation", "agent_argv", "agent_invocation", "argv_for", "by_name", "commands_for", "prompt_text",
            "resolve", "values_for"]
+
+
+def __getattr__(name: str) -> Any:
+    """`prompt_text`, imported when asked for: `status` imports this module to say which
+    executor each task gets, and needs no prompt (ops/prompt, formats/yamlio)."""
+    if name == "prompt_text":
+        from flowgit.ops.prompt import prompt_text
+        return prompt_text
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
