@@ -2,8 +2,8 @@
 claim and done, with the interpreter's own start beside it.
 
 In one format 2 clone of a bare remote (the state branch, as `flowgit init` makes it; a plan
-of independent tasks), each round runs, order fixed: `python -c pass`, `import flowgit.main`
-(what every process imports before its command), `status PLAN --json`, `status` (text), a local
+of independent tasks), each round runs, order fixed: `python -c pass`, `import flowgit.cli.main`
+and `import flowgit.main` (what every process imports before its command), `status PLAN --json`, `status` (text), a local
 `claim PLAN` and its `done`, a `claim PLAN --sync` and its `done`. Each is a whole process whose
 CPU (user+sys) is split into its own (`self`: the interpreter, imports, the command) and that of
 the git processes it waited for (`git`), from getrusage at its end; medians over the rounds.
@@ -66,7 +66,8 @@ def one_round(repo: Path, env: dict[str, str], worker: str, out: dict[str, list[
         out.setdefault(f"{row}{label}", []).append((own, children))
         return stdout
 
-    for row, code in (("python -c pass", "pass"), ("import flowgit.main", "import flowgit.main")):
+    for row, code in (("python -c pass", "pass"), ("import flowgit.cli.main", "import flowgit.cli.main"),
+                      ("import flowgit.main", "import flowgit.main")):
         own, _, _ = measured([py, "-c", SELF_ONLY.format(code=code)], repo, env)
         out.setdefault(f"{row}{label}", []).append((own, 0.0))
     fg("status PLAN --json", "status", PLAN, "--json")
