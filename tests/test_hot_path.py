@@ -103,6 +103,11 @@ def test_shell_completion_is_left_to_click(monkeypatch: pytest.MonkeyPatch) -> N
     assert hot.read(["status"]) is None
 
 
+def test_an_argument_that_is_not_text_is_left_to_click(tmp_path: Path) -> None:
+    args: list[Any] = ["--repo", tmp_path, "status"]
+    assert hot.read(args) is None
+
+
 PLAIN = [["done", "p/a"], ["done", "--files-modified", "x", "p/a", "--json", "--note", "", "--worker", "w",
                           "--files-modified", "y"],
          ["claim"], ["claim", "p", "--sync", "--lease", "90", "--context"], ["claim", "--lease", "1e3", "p/a"],

@@ -46,8 +46,8 @@ class Line(NamedTuple):
 
 def read(args: list[str]) -> Line | None:
     """The command line, read as click would read it; None for anything to leave to click."""
-    if os.environ.get("_FLOWGIT_COMPLETE"):
-        return None  # click's shell completion
+    if os.environ.get("_FLOWGIT_COMPLETE") or not all(isinstance(arg, str) for arg in args):
+        return None  # click's shell completion; an argument in-process callers gave as a Path, say
     i, repo_dir = 0, None
     while i < len(args) and args[i] in ("--json", "--repo"):
         if args[i] == "--repo":
