@@ -2,7 +2,6 @@
 or raising an error that says what state the task is in and who holds it."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,6 +20,11 @@ from flowgit.errors import (
     NothingToDo,
     WrongPhase,
 )
+
+try:  # CPython's own BLAKE2: importing hashlib loads OpenSSL, ~3 ms of every process (ADR 0007)
+    from _blake2 import blake2b as _blake2b  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - another Python
+    from hashlib import blake2b as _blake2b
 
 CLAIMABLE_PHASES = ("execute", "checkpoint")
 
@@ -275,7 +279,7 @@ def owner(task_id: str, crowd: Sequence[str]) -> str:
     turns by place would give them all the same one), and one more worker moves only the
     tasks that become its own."""
     def score(worker: str) -> tuple[bytes, str]:
-        return hashlib.blake2b(f"{worker}\0{task_id}".encode(), digest_size=8).digest(), worker
+        return _blake2b(f"{worker}\0{task_id}".encode(), digest_size=8).digest(), worker
 
     return max(crowd, key=score)
 

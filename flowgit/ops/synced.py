@@ -13,15 +13,9 @@ from flowgit.errors import FlowError, InvalidFile, NothingToDo, RaceLost
 from flowgit.ops import claimrefs
 from flowgit.ops import sync as syncing
 from flowgit.store.repo import FlowRepo
-from flowgit.store.writing import Write, commit_message
+from flowgit.store.writing import commit_message
 
 Decide = Callable[[FlowRepo, PlanState, float], Decision]
-
-
-def record(w: Write, decision: Decision, actor: str) -> None:
-    w.record(decision, actor)
-    for stream, events in decision.more:  # a retry of several failed tasks: one commit
-        w.append(stream, events)
 
 
 def pushed(repo: FlowRepo, plan_id: str, actor: str, decide: Decide) -> dict[str, Any]:
@@ -63,7 +57,7 @@ def pushed(repo: FlowRepo, plan_id: str, actor: str, decide: Decide) -> dict[str
                           then=push) as w:
             decision = decide(repo, w.state, w.now)
             decided.append((decision, w.now))
-            record(w, decision, actor)
+            w.record(decision, actor)
         if tally["pushed"]:
             result = dict(decision.result or {})
             result.update({"commit": tally["commit"], "pushed": True, "attempts": tally["pushes"],
@@ -140,7 +134,7 @@ def claimed(repo: FlowRepo, plan_id: str, actor: str, decide: Decide,
                 decision = unheld(repo, plan_id, w.state, w.now, decide, passed)
                 assert (plan_id, decision.task) not in folds, "a claim of the plan passes over folded tasks"
                 decided.append(decision)
-                record(w, decision, actor)
+                w.record(decision, actor)
                 if folds:
                     w.rewrites.update(folds)
                     names = ", ".join(f"{p}/{t}" for p, t in sorted(folds))

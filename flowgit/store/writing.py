@@ -90,10 +90,13 @@ class Write:
         self.files[path] = content
 
     def record(self, decision: Decision, actor: str) -> None:
-        """A task transition decided by `flowgit.core.lifecycle`: its events and commit message."""
+        """A task transition decided by `flowgit.core.lifecycle`: its events (other tasks' too:
+        a retry of several failed tasks is one commit) and commit message."""
         assert self.plan_id is not None
         self.append(decision.task or "", decision.task_events)
         self.append(PLAN_LOG, decision.plan_events)
+        for stream, events in decision.more:
+            self.append(stream, events)
         self.message = commit_message(self.plan_id, decision.task, decision.event_name, actor)
 
     def merge_first(self, branch: str, merge: Callable[[], object] | None) -> None:

@@ -21,7 +21,6 @@ from flowgit.core.lifecycle import (
 )
 from flowgit.errors import FlowError, UsageError
 from flowgit.ids import check_id
-from flowgit.ops import synced
 from flowgit.store.planpin import gate_hash
 from flowgit.store.repo import FlowRepo, actor_for
 
@@ -42,13 +41,15 @@ def transact(app: App, plan_id: str, actor: str,
     repo = app.repo
     if sync is None:
         sync = repo.config.sync == "push"
-    if sync and claim and repo.state_store is not None:
-        return synced.claimed(repo, plan_id, actor, decide, any_task)
     if sync:
+        from flowgit.ops import synced
+
+        if claim and repo.state_store is not None:
+            return synced.claimed(repo, plan_id, actor, decide, any_task)
         return synced.pushed(repo, plan_id, actor, decide)
     with repo.writing(plan_id) as w:
         decision = _decide(repo, plan_id, task, w.now, decide)
-        synced.record(w, decision, actor)
+        w.record(decision, actor)
     result = dict(decision.result or {})
     result["commit"] = w.sha
     return result
