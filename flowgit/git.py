@@ -35,7 +35,7 @@ def _run(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     if EOO in args:
-        require_git()
+        require_git(cwd)
     full_env = dict(os.environ)
     for key in GIT_ENV_DROP:
         full_env.pop(key, None)
@@ -83,8 +83,21 @@ def parse_version(text: str) -> tuple[int, int] | None:
 
 
 @functools.lru_cache(maxsize=1)
-def require_git() -> tuple[int, int]:
-    """This git's version, checked against what flowgit needs, once per process."""
+def require_git(where: Path | None = None) -> tuple[int, int]:
+    """This git's version, checked against what flowgit needs, once per process; with `where`
+    (a repository), also once per git binary: the answer is kept in the common git dir, keyed
+    by the path, inode, size and mtime of the `git` PATH finds, so a command that passes data to
+    git does not start `git --version` each time. An upgrade or another git on PATH asks again;
+    a git too old is never kept."""
+    key = _git_binary()
+    kept = _version_file(where) if key is not None else None
+    if kept is not None:
+        try:
+            said = kept.read_text().split("\n")
+            if said[0] == key and (version := parse_version(said[1])) is not None and version >= MIN_VERSION:
+                return version
+        except (OSError, UnicodeError, IndexError):
+            pass
     try:
         proc = subprocess.run(["git", "--version"], capture_output=True, check=False)
     except FileNotFoundError:
@@ -94,7 +107,39 @@ def require_git() -> tuple[int, int]:
     if version is None or version < MIN_VERSION:
         raise GitError(f"flowgit needs git {'.'.join(map(str, MIN_VERSION))} or newer "
                        f"(this is {text or 'an unknown git'}): upgrade git")
+    if kept is not None and key is not None and "\n" not in text:
+        try:  # a cache: written whole (rename), never fsynced; a lost or torn one asks git again
+            kept.parent.mkdir(exist_ok=True)
+            part = kept.with_name(f"{kept.name}.{os.getpid()}")
+            part.write_text(f"{key}\n{text}\n")
+            os.replace(part, kept)
+        except OSError:
+            pass
     return version
+
+
+def _git_binary() -> str | None:
+    """The `git` a subprocess runs (the first executable on PATH), as path and file identity;
+    None when it cannot tell (then git is asked)."""
+    for folder in os.get_exec_path():
+        path = os.path.join(folder or ".", "git")
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return f"{os.path.abspath(path)}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}".replace(
+                "\n", "?")
+    return None
+
+
+def _version_file(where: Path | None) -> Path | None:
+    if where is None:
+        return None
+    try:
+        return find_dirs(where).common_dir / "flowgit" / "git-version"
+    except (FlowError, OSError):
+        return None
 
 
 # ----- data that reaches git ----------------------------------------------------------------------
@@ -169,6 +214,18 @@ def find_dirs(start: Path) -> RepoDirs:
                     common = (git_dir / commondir.read_text().strip()).resolve()
                 return RepoDirs(candidate, git_dir, common)
     raise NotARepo(f"{start}: not a git repository: run `git init` first (or pass --repo DIR)")
+
+
+def _own_dirs(root: Path) -> RepoDirs | None:
+    """The repository's dirs as git would find them from `root`, for reading a file instead of
+    starting git; None when git would look elsewhere (GIT_DIR and its kind, as in a hook) or
+    there is none."""
+    if any(k in os.environ for k in ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE")):
+        return None
+    try:
+        return find_dirs(root)
+    except FlowError:
+        return None
 
 
 def common_dir(root: Path) -> Path:
@@ -318,6 +375,20 @@ def indexed_size(dirs: RepoDirs, path: str) -> int | None:
 # ----- revisions and refs ---------------------------------------------------------------------------
 
 def head(root: Path) -> str | None:
+    """HEAD's commit (None on an unborn branch), read from the files when they say it plainly
+    (HEAD names a branch whose ref is a full id, or holds one); else from git."""
+    dirs = _own_dirs(root)
+    if dirs is not None and not (dirs.common_dir / "reftable").is_dir():
+        try:
+            text = (dirs.git_dir / "HEAD").read_text().strip()
+        except OSError:
+            text = ""
+        if is_full_id(text):
+            return text
+        if text.startswith("ref: refs/heads/"):
+            sha = read_ref(dirs, text[5:].strip())
+            if sha is None or is_full_id(sha):
+                return sha
     proc = _run(["rev-parse", "--verify", "-q", "HEAD"], root, check=False)
     return proc.stdout.decode().strip() or None
 
@@ -680,7 +751,32 @@ def check_remote(name: str) -> str:
 
 
 def remote_exists(root: Path, name: str) -> bool:
-    return _ok(["remote", "get-url", EOO, check_remote(name)], root)
+    """Whether git knows the remote: yes at once when the repository's own config file gives it
+    a url; otherwise (an include, the global config, a remotes/ file, no such remote) git says."""
+    check_remote(name)
+    dirs = _own_dirs(root)
+    try:
+        if dirs is not None and _config_has_url(dirs.common_dir / "config", name):
+            return True
+    except (OSError, UnicodeError):
+        pass
+    return _ok(["remote", "get-url", EOO, name], root)
+
+
+def _config_has_url(config: Path, name: str) -> bool:
+    """A `[remote "NAME"]` section with a `url` in this config file, read plainly: a line this
+    does not follow (a section header with a key after it, an escape) only makes it say no."""
+    header = f'[remote "{name}"]'
+    inside = False
+    for raw in config.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == header
+        elif inside:
+            key, _, value = line.partition("=")
+            if key.strip().lower() == "url" and value.strip():
+                return True
+    return False
 
 
 def fetch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:

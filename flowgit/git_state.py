@@ -11,8 +11,9 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import IO, Callable, Iterator, Mapping, NamedTuple, Sequence
 
-from flowgit.git import EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure
-from flowgit.errors import InvalidFile, RaceLost
+from flowgit.git import (EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure,
+                         is_full_id)
+from flowgit.errors import GitError, InvalidFile, RaceLost
 
 # objects and the ref reach the disk before update-ref returns (git 2.36+; older gits ignore it)
 FSYNC = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync")
@@ -92,19 +93,39 @@ class Change(NamedTuple):
 
 def tree_changes(root: Path, old: str, new: str) -> list[Change]:
     """Every path that differs between two commits' trees, with both sides' modes and blobs."""
-    check_full_id(old, "tree_changes")
-    check_full_id(new, "tree_changes")
-    proc = _run(["diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", EOO, old, new], root)
-    fields = proc.stdout.decode("utf-8", "replace").split("\0")
-    out = []
-    for meta, path in zip(fields[0::2], fields[1::2]):
-        parts = meta.lstrip(":").split()
-        if len(parts) < 5:
+    return tree_changes_many(root, [(old, new)])[0]
+
+
+def tree_changes_many(root: Path, pairs: Sequence[tuple[str, str]]) -> list[list[Change]]:
+    """`tree_changes` of each (old, new) pair, from one `diff-tree --stdin` (the new commits
+    distinct); each new tree's added paths checked for a duplicate entry."""
+    for old, new in pairs:
+        check_full_id(old, "tree_changes")
+        check_full_id(new, "tree_changes")
+    if len({new for _, new in pairs}) != len(pairs):
+        return [tree_changes_many(root, [pair])[0] for pair in pairs]
+    # each line `NEW OLD` is read as a commit and its parent: the diff from OLD to NEW, after a
+    # line holding NEW alone (none when they do not differ)
+    proc = _run(["diff-tree", "--stdin", "-r", "-z", "--no-renames"], root,
+                input="".join(f"{new} {old}\n" for old, new in pairs).encode())
+    found: dict[str, list[Change]] = {new: [] for _, new in pairs}
+    fields = iter(proc.stdout.decode("utf-8", "replace").split("\0"))
+    into: list[Change] | None = None
+    for field in fields:
+        if not field.startswith(":"):
+            into = found.get(field)
+            if into is None and field:
+                raise GitError(f"git diff-tree --stdin said {field[:60]!r} where a commit of {len(pairs)} was due")
             continue
-        out.append(Change(path, parts[0], None if set(parts[2]) == {"0"} else parts[2],
-                          parts[1], None if set(parts[3]) == {"0"} else parts[3]))
-    _refuse_twice(root, new, [c.path for c in out if c.old is None], "")
-    return out
+        path = next(fields, "")
+        parts = field[1:].split()
+        if len(parts) < 5 or into is None:
+            continue
+        into.append(Change(path, parts[0], None if set(parts[2]) == {"0"} else parts[2],
+                           parts[1], None if set(parts[3]) == {"0"} else parts[3]))
+    for _, new in pairs:
+        _refuse_twice(root, new, [c.path for c in found[new] if c.old is None], "")
+    return [found[new] for _, new in pairs]
 
 
 def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
@@ -129,25 +150,48 @@ def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
         seen.add(path)
 
 
-def write_blobs(root: Path, contents: Sequence[bytes]) -> list[str]:
-    """Store each content as a blob (fsynced); their ids in order. Many (a migration): one
-    `hash-object --stdin-paths` over files of a private temporary directory."""
-    if len(contents) <= 4:  # a transition: no temporary files (nor the tempfile import)
-        return [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
-                for data in contents]
-    import tempfile
+def write_blobs(root: Path, contents: Sequence[bytes], folder: Path | None = None) -> list[str]:
+    """Store each content as a blob (fsynced: core.fsync=committed); their ids in order, from one
+    git process whatever their number. One content goes by `hash-object --stdin`; more, by
+    `hash-object --stdin-paths` over files written in `folder` (flowgit's folder in the common
+    git dir by default: no temporary module, the objects' file system), removed after."""
+    if folder is None and len(contents) > 1:
+        from flowgit.git import find_dirs
 
-    with tempfile.TemporaryDirectory(prefix="flowgit-blobs-") as folder:
-        paths = []
-        for number, data in enumerate(contents):
-            path = Path(folder) / str(number)
-            path.write_bytes(data)
-            paths.append(str(path))
-        out = _run([*FSYNC, "hash-object", "-w", "--no-filters", "--stdin-paths"], root,
-                   input="".join(f"{p}\n" for p in paths).encode()).stdout.decode().split()
-    if len(out) != len(contents):
+        folder = find_dirs(root).common_dir / "flowgit"
+    if len(contents) <= 1 or folder is None or "\n" in str(folder):  # a path --stdin-paths cannot take
+        out = [_run([*FSYNC, "hash-object", "-w", "--stdin"], root, input=data).stdout.decode().strip()
+               for data in contents]
+    else:
+        folder = folder / "blobs"
+        folder.mkdir(parents=True, exist_ok=True)
+        _sweep(folder)
+        token = f"{os.getpid()}-{os.urandom(4).hex()}"
+        paths = [folder / f"{token}.{number}" for number in range(len(contents))]
+        try:
+            for path, data in zip(paths, contents):
+                with open(path, "wb") as fh:  # the blob is fsynced by git; this file is only read
+                    fh.write(data)
+            out = _run([*FSYNC, "hash-object", "-w", "--no-filters", "--stdin-paths"], root,
+                       input="".join(f"{p}\n" for p in paths).encode()).stdout.decode().split()
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
+    if len(out) != len(contents) or not all(is_full_id(sha) for sha in out):
         raise RaceLost(f"git hash-object wrote {len(out)} of {len(contents)} blobs: run the command again")
     return out
+
+
+def _sweep(folder: Path) -> None:
+    """Files a writer killed between writing them and hashing them left (an hour old or more)."""
+    import time
+
+    for entry in os.scandir(folder):
+        try:
+            if entry.stat().st_mtime < time.time() - 3600:
+                os.unlink(entry.path)
+        except OSError:
+            pass
 
 
 def write_tree(root: Path, index: Path, base: str | None, changes: Mapping[str, str | None],

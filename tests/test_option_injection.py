@@ -394,7 +394,7 @@ def test_the_version_is_asked_once_per_process(monkeypatch: pytest.MonkeyPatch, 
     for _ in range(3):
         door.resolve_commit(repo.path, "HEAD")
         door.merge_base(repo.path, "HEAD", "HEAD")
-    assert len(asked) == 1
+    assert len(asked) <= 1  # none when an earlier command kept this git's answer (git.require_git)
     assert git(repo.path, "rev-parse", "HEAD") == door.resolve_commit(repo.path, "HEAD")
 
 

@@ -21,7 +21,7 @@ from flowgit.store.repo import FlowRepo
 from flowgit.store.state import INDEX, StateStore
 
 EVENTS_ROOT = ".flow/plans/"
-REGULAR, ABSENT = "100644", "000000"
+REGULAR, ABSENT, GITLINK = "100644", "000000", "160000"
 
 
 def _store(repo: FlowRepo) -> StateStore:
@@ -85,14 +85,24 @@ def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelat
     if ours is not None and base == theirs:
         return "up to date"
     their: list[git_state.Change] | None = None
-    if base is not None and base != ours:  # what a merge brings: their side's changes
-        their = git_state.tree_changes(repo.root, base, theirs)
+    mine: list[git_state.Change] | None = None
+    if base is not None and base != ours:  # what a merge brings: both sides' changes, one diff-tree
+        assert ours is not None
+        their, mine = git_state.tree_changes_many(repo.root, [(base, theirs), (base, ours)])
         _refuse_paths([c.path for c in their], name)
-    else:
-        _refuse_unsafe_paths(repo, ours, theirs, name)
-    if ours is None or (base == ours and not _loses_events(repo, ours, theirs)):
+    elif ours is None:
+        _refuse_unsafe_paths(repo, theirs, name)
+    else:  # what a fast-forward brings (or a merge of unrelated histories)
+        their = git_state.tree_changes(repo.root, ours, theirs)
+        _refuse_paths([c.path for c in their], name)
+    if ours is None or (base == ours and not _loses_events(repo, ours, theirs, their)):
         git_state.advance_ref(repo.root, store.ref, theirs, ours, f"flowgit: fast-forward to {remote}")
-        store.note_moved()
+        if ours is None or their is None:
+            store.note_moved()
+        else:  # the caches follow what the diff said, with no git process to learn it again
+            store.advanced(ours, theirs, {c.path: None if c.new is None or c.new_mode == GITLINK else c.new
+                                          for c in their},
+                           {c.path.split("/")[2] for c in their if c.path.startswith(EVENTS_ROOT)})
         repo.forget_all()
         return "fast-forward"
     if not allow_unrelated and base is None:
@@ -101,14 +111,15 @@ def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelat
                              "check `git remote get-url " f"{remote}`, or merge them with `flowgit sync "
                              "--allow-unrelated`")
     message = f"flow: sync with {remote}/{store.branch}"
-    if base is None or not _merge_by_ids(repo, ours, theirs, base, message, their):
+    if base is None or not _merge_by_ids(repo, ours, theirs, base, message, their, mine):
         merge_states(repo, ours, theirs, message)
     repo.forget_all()
     return "merged"
 
 
 def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: str,
-                  their_changes: list[git_state.Change] | None = None) -> bool:
+                  their_changes: list[git_state.Change] | None = None,
+                  my_changes: list[git_state.Change] | None = None) -> bool:
     """The merge commit `merge_states` would write, without a new blob, when it can be: every
     path either side changed since the merge base is an event log (a regular file, no
     snapshot) of which one side's version holds every line of the base's and of the other
@@ -117,7 +128,8 @@ def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: st
     written, the whole merge runs. Many clones claiming at once merge like this every round."""
     store = _store(repo)
     root = repo.root
-    mine = {c.path: c for c in git_state.tree_changes(root, base, ours)}
+    mine = {c.path: c for c in (my_changes if my_changes is not None
+                                else git_state.tree_changes(root, base, ours))}
     their = {c.path: c for c in (their_changes if their_changes is not None
                                  else git_state.tree_changes(root, base, theirs))}
     for c in [*mine.values(), *their.values()]:
@@ -156,7 +168,8 @@ def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: st
     tree = git_state.write_tree(root, index, ours, take, based)
     new = git_state.commit_tree(root, tree, [ours, theirs], message + "\n\nFlow-Event: sync\n")
     git_state.advance_ref(root, store.ref, new, ours, message)
-    store.note_moved()
+    # its tree is ours with `take`; a plan of theirs whose logs we held already moves unchanged
+    store.advanced(ours, new, take, {c.path.split("/")[2] for c in their.values()})
     marker.write_text(new)
     crash_point("state-merged")
     return True
@@ -169,9 +182,9 @@ def _unsafe(path: str) -> bool:
                for part in path.split("/"))
 
 
-def _refuse_unsafe_paths(repo: FlowRepo, ours: str | None, theirs: str, name: str) -> None:
-    _refuse_paths([c.path for c in git_state.tree_changes(repo.root, ours, theirs)] if ours is not None
-                  else list(git_state.list_blobs(repo.root, theirs, ".flow/")), name)
+def _refuse_unsafe_paths(repo: FlowRepo, theirs: str, name: str) -> None:
+    """A state this clone has none of yet: every path of it."""
+    _refuse_paths(list(git_state.list_blobs(repo.root, theirs, ".flow/")), name)
 
 
 def _refuse_paths(paths: list[str], name: str) -> None:
@@ -181,19 +194,22 @@ def _refuse_paths(paths: list[str], name: str) -> None:
                           "nothing was merged; remove it from the remote's state branch with a state commit")
 
 
-def _loses_events(repo: FlowRepo, ours: str, theirs: str) -> bool:
+def _loses_events(repo: FlowRepo, ours: str, theirs: str, changes: list[git_state.Change] | None = None) -> bool:
     """Whether the history from `ours` to `theirs` dropped an event of ours from a log without
     a compaction snapshot taking its place (a line deleted by hand, or by a tool without
-    the rules): then it is merged by union, not fast-forwarded, and the event comes back."""
+    the rules): then it is merged by union, not fast-forwarded, and the event comes back.
+    `changes`: `tree_changes(ours, theirs)`, read already."""
     root = repo.root
-    changed = [c for c in git_state.changed_blobs(root, ours, theirs, EVENTS_ROOT)]
+    if changes is None:
+        changes = git_state.tree_changes(root, ours, theirs)
+    # a path either side holds as a blob (a gitlink is none), under the plans
+    changed = [(c.path, c.old if c.old_mode != GITLINK else None, c.new if c.new_mode != GITLINK else None)
+               for c in changes if c.path.startswith(EVENTS_ROOT)]
     if not changed:
         return False
-    old = git_state.list_blobs(root, ours, EVENTS_ROOT)
-    blobs = _cat(repo, {**{old[c.path]: c.path for c in changed if c.path in old},
-                        **{c.blob: c.path for c in changed if c.blob}})
-    return any(_drops_events(blobs.get(old.get(c.path, ""), b""), blobs.get(c.blob or "", b""), c.path)
-               for c in changed)
+    blobs = _cat(repo, {b: path for path, old, new in changed for b in (old, new) if b})
+    return any(_drops_events(blobs.get(old or "", b""), blobs.get(new or "", b""), path)
+               for path, old, new in changed)
 
 
 def _cat(repo: FlowRepo, paths: dict[str, str]) -> dict[str, bytes]:
@@ -201,8 +217,10 @@ def _cat(repo: FlowRepo, paths: dict[str, str]) -> dict[str, bytes]:
     remote can send, is refused by its path before it is read."""
     from flowgit.core.storage import MAX_LOG_BYTES
 
-    branch = _store(repo).branch
-    return git_state.read_blobs(repo.root, list(paths), MAX_LOG_BYTES, lambda b: f"{branch}:{paths.get(b, b)}")
+    store = _store(repo)
+    found = git_state.read_blobs(repo.root, list(paths), MAX_LOG_BYTES, lambda b: f"{store.branch}:{paths.get(b, b)}")
+    store.keep(found)  # what the decision and the evaluation after the merge read again
+    return found
 
 
 def _drops_events(before: bytes, after: bytes, path: str) -> bool:
@@ -305,13 +323,14 @@ def rebase_own(repo: FlowRepo, remote: str, own: str, message: str,
     parent = git_state.first_parent(root, own)
     if base is None or base == theirs or parent is None:  # unrelated, or nothing new there
         return None
-    if any(_unsafe(c.path) for c in git_state.tree_changes(root, base, theirs)):
+    # theirs, ours and what ours has unpushed below `own`: one diff-tree
+    diffs = git_state.tree_changes_many(root, [(base, theirs), (parent, own)] + ([(base, parent)] if base != parent
+                                                                                   else []))
+    if any(_unsafe(c.path) for c in diffs[0]):
         return None  # the whole merge refuses it, in one line
-    mine = git_state.tree_changes(root, parent, own)
-    touched = {c.path for c in mine}
-    if base != parent:
-        touched |= {c.path for c in git_state.tree_changes(root, base, parent)}
-    their = _news(repo, own, touched, git_state.tree_changes(root, base, theirs))
+    mine = diffs[1]
+    touched = {c.path for diff in diffs[1:] for c in diff}
+    their = _news(repo, own, touched, diffs[0])
     # only appended logs of other tasks, as regular files: anything else takes the whole merge
     if not their or any(c.path in touched or c.new is None or c.new_mode != REGULAR
                         or c.old_mode not in (REGULAR, ABSENT) or not c.path.startswith(EVENTS_ROOT)

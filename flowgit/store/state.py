@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 EVENTS = "events"
 INDEX = "state.index"
+KEPT_BLOBS = 64  # blobs kept in memory from one read (StateStore.keep)
+WRITTEN, WRITTEN_MAX, WRITTEN_BYTES = "state@written", 16, 32 * 1024  # StateStore._remember
 
 
 def bucket(stream: str) -> str:
@@ -181,9 +183,42 @@ class StateStore:
     def read_many(self, blobs: Sequence[str]) -> dict[str, bytes]:
         return self._read_blobs(blobs)
 
+    def keep(self, contents: Mapping[str, bytes]) -> None:
+        """Blobs this process read already, under the same size limit (a merge reads the logs
+        it brings; the decision and the evaluation that follow read them again): a blob never
+        changes. A few only: a whole plan's read is not held past its use."""
+        if len(contents) <= KEPT_BLOBS:
+            self._blobs.update(contents)
+
     def _read_blobs(self, blobs: Sequence[str]) -> dict[str, bytes]:
         """A log above the size limit (a sync can bring anything) is refused by its path before
         it is read."""
+        known = {b: self._blobs[b] for b in blobs if b in self._blobs}
+        if len(known) < len(blobs):
+            written = self.repo.cache.entry(WRITTEN).get("blobs")
+            if isinstance(written, dict):
+                known.update((b, written[b]) for b in blobs if isinstance(written.get(b), bytes))
+        if len(known) == len(blobs):
+            return known
+        found = self._read_blobs_git([b for b in blobs if b not in known])
+        self.keep(found)
+        return found | known
+
+    def _remember(self, contents: Mapping[str, bytes]) -> None:
+        """The small logs this clone just wrote, kept in its cache by blob id: the next command
+        (the `done` after a claim) reads its task's log without a `cat-file`."""
+        entry = self.repo.cache.entry(WRITTEN)
+        kept = dict(entry["blobs"]) if isinstance(entry.get("blobs"), dict) else {}
+        for blob, data in contents.items():
+            if len(data) <= WRITTEN_BYTES:
+                kept.pop(blob, None)
+                kept[blob] = data
+        while len(kept) > WRITTEN_MAX:  # the oldest first
+            del kept[next(iter(kept))]
+        entry["blobs"] = kept
+        self.repo.cache.changed(WRITTEN)
+
+    def _read_blobs_git(self, blobs: Sequence[str]) -> dict[str, bytes]:
         from flowgit.core.storage import MAX_LOG_BYTES
 
         def name(blob: str) -> str:
@@ -216,9 +251,9 @@ class StateStore:
         old = local or git.read_ref(self.repo.dirs, self.tracking())
         paths = list(changes)
         contents = [c for c in changes.values() if c is not None]
-        ids = iter(git_state.write_blobs(root, contents))
-        blobs = {p: (None if changes[p] is None else next(ids)) for p in paths}
         folder = git_state.state_dir(self.repo.dirs)
+        ids = iter(git_state.write_blobs(root, contents, folder))
+        blobs = {p: (None if changes[p] is None else next(ids)) for p in paths}
         index = folder / INDEX
         marker = folder / (INDEX + ".base")
         based = index.exists() and _read(marker) == (old or "")
@@ -232,11 +267,8 @@ class StateStore:
         self.last_tree, self.last_parent, self.last_commit = tree, old, new
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
-        self._advance_listings(old, new, blobs)
-        from flowgit.store import configpin, planpin
-
-        planpin.advance(self.repo, old, new, blobs)
-        configpin.advance(self.repo, old, new, blobs)
+        self.advanced(old, new, blobs)
+        self._remember({b: changes[p] or b"" for p, b in blobs.items() if b is not None and p.endswith(".jsonl")})
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new
@@ -252,10 +284,24 @@ class StateStore:
             return False
         return (git.config_get(self.repo.root, "commit.gpgsign") or "").lower() in ("true", "yes", "on", "1")
 
-    def _advance_listings(self, old: str | None, new: str, blobs: Mapping[str, str | None]) -> None:
-        """Bring the cached listings of the plans this write touched from `old` to `new`, so
-        the next command needs no `diff-tree` to learn what it wrote itself."""
-        touched: dict[str, dict[str, str | None]] = {}
+    def advanced(self, old: str | None, new: str, blobs: Mapping[str, str | None], plans: Iterable[str] = ()) -> None:
+        """This clone moved the branch from `old` to `new`, a commit whose tree is `old`'s with
+        `blobs` (path -> blob id, None: removed): a write, or a merge or fast-forward whose
+        changes it read. The cached listings (of the plans `blobs` touches and of `plans`),
+        evaluations and recorded plan and config follow, so the next read needs no `diff-tree`
+        to learn them (nor checks them again)."""
+        self._advance_listings(old, new, blobs, plans)
+        from flowgit.store import configpin, planpin
+
+        planpin.advance(self.repo, old, new, blobs)
+        configpin.advance(self.repo, old, new, blobs)
+
+    def _advance_listings(self, old: str | None, new: str, blobs: Mapping[str, str | None],
+                          plans: Iterable[str] = ()) -> None:
+        """Bring the cached listings of the plans this write touched (and of `plans`, which it
+        left as they were) from `old` to `new`, so the next command needs no `diff-tree` to
+        learn what it wrote itself."""
+        touched: dict[str, dict[str, str | None]] = {plan: {} for plan in plans}
         for path, blob in blobs.items():
             parts = path.split("/")
             if len(parts) >= 5 and parts[:2] == [".flow", "plans"]:
