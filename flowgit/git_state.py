@@ -9,11 +9,13 @@ import os
 import subprocess
 from pathlib import Path
 from contextlib import contextmanager
-from typing import IO, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import IO, Callable, Collection, Iterator, Mapping, NamedTuple, Sequence
 
 from flowgit.git import (EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure,
                          is_full_id)
 from flowgit.errors import GitError, InvalidFile, RaceLost
+from flowgit import treecheck
+from flowgit.treecheck import Unchecked
 
 # objects and the ref reach the disk before update-ref returns (git 2.36+; older gits ignore it)
 FSYNC = ("-c", "core.fsync=committed", "-c", "core.fsyncMethod=fsync")
@@ -91,19 +93,22 @@ class Change(NamedTuple):
     new: str | None
 
 
-def tree_changes(root: Path, old: str, new: str) -> list[Change]:
+def tree_changes(root: Path, old: str, new: str, clean: Collection[str] = ()) -> list[Change]:
     """Every path that differs between two commits' trees, with both sides' modes and blobs."""
-    return tree_changes_many(root, [(old, new)])[0]
+    return tree_changes_many(root, [(old, new)], clean)[0]
 
 
-def tree_changes_many(root: Path, pairs: Sequence[tuple[str, str]]) -> list[list[Change]]:
+def tree_changes_many(root: Path, pairs: Sequence[tuple[str, str]], clean: Collection[str] = (),
+                      later: list[Unchecked] | None = None) -> list[list[Change]]:
     """`tree_changes` of each (old, new) pair, from one `diff-tree --stdin` (the new commits
-    distinct); each new tree's added paths checked for a duplicate entry."""
+    distinct); each new tree's added paths checked for a duplicate entry (`later`: handed to
+    the caller, who checks them before it writes anything), but in the commits `clean` names
+    (this clone built their trees with `write-tree`, from an index, which holds a path once)."""
     for old, new in pairs:
         check_full_id(old, "tree_changes")
         check_full_id(new, "tree_changes")
     if len({new for _, new in pairs}) != len(pairs):
-        return [tree_changes_many(root, [pair])[0] for pair in pairs]
+        return [tree_changes_many(root, [pair], clean, later)[0] for pair in pairs]
     # each line `NEW OLD` is read as a commit and its parent: the diff from OLD to NEW, after a
     # line holding NEW alone (none when they do not differ)
     proc = _run(["diff-tree", "--stdin", "-r", "-z", "--no-renames"], root,
@@ -124,8 +129,22 @@ def tree_changes_many(root: Path, pairs: Sequence[tuple[str, str]]) -> list[list
         into.append(Change(path, parts[0], None if set(parts[2]) == {"0"} else parts[2],
                            parts[1], None if set(parts[3]) == {"0"} else parts[3]))
     for _, new in pairs:
-        _refuse_twice(root, new, [c.path for c in found[new] if c.old is None], "")
+        added = [c.path for c in found[new] if c.old is None]
+        if new in clean or not added:
+            continue
+        if later is not None:
+            later.append(Unchecked(new, added))
+        else:
+            _refuse_twice(root, new, added, "")
     return [found[new] for _, new in pairs]
+
+
+def check_left(root: Path, checks: Sequence[Unchecked]) -> None:
+    """What no `read_blobs(check=...)` looked up: by `ls-tree`."""
+    for u in checks:
+        if not u.done:
+            _refuse_twice(root, u.commit, u.paths, "")
+            u.done = True
 
 
 def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
@@ -143,11 +162,15 @@ def _refuse_twice(root: Path, new: str, added: list[str], prefix: str) -> None:
     wanted = set(added)
     for path in proc.stdout.decode("utf-8", "replace").split("\0"):
         if path in seen and path in wanted:
-            raise InvalidFile(f"state commit {new[:12]}:{path}: the path is in its tree twice (git fsck: "
-                              "duplicateEntries), which flowgit never writes: nothing was merged; remove "
-                              "the copy from that state branch with a state commit, and set "
-                              "receive.fsckObjects on the remote")
+            raise _twice(new, path)
         seen.add(path)
+
+
+def _twice(commit: str, path: str) -> InvalidFile:
+    return InvalidFile(f"state commit {commit[:12]}:{path}: the path is in its tree twice (git fsck: "
+                       "duplicateEntries), which flowgit never writes: nothing was merged; remove "
+                       "the copy from that state branch with a state commit, and set "
+                       "receive.fsckObjects on the remote")
 
 
 def write_blobs(root: Path, contents: Sequence[bytes], folder: Path | None = None) -> list[str]:
@@ -529,15 +552,18 @@ def commit_merge(root: Path, message: str) -> None:
         raise failure(args, proc)
 
 
-def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str], str]) -> dict[str, bytes]:
+def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str], str],
+               check: Sequence[Unchecked] = ()) -> dict[str, bytes]:
     """The contents of many blobs in one `cat-file --batch`, as `git.cat_blobs`, but a blob
     above `limit` bytes is refused by `name(sha)` as its header arrives, before its content is
-    read (a state log a sync brought may be of any size)."""
+    read (a state log a sync brought may be of any size). `check`: added paths looked up for a
+    second entry in the same process, in the trees along each path (`treecheck`)."""
     wanted = list(dict.fromkeys(shas))
     out: dict[str, bytes] = {}
-    if not wanted:
+    trees = treecheck.requests([(u.commit, u.paths) for u in check if not u.done])
+    if not wanted and not trees:
         return out
-    with _cat_batch(root, wanted) as stdout:
+    with _cat_batch(root, wanted + list(trees)) as stdout:
         for sha in wanted:
             header = stdout.readline().split()
             if len(header) < 3:  # "<sha> missing": not in this repository
@@ -549,6 +575,11 @@ def read_blobs(root: Path, shas: Sequence[str], limit: int, name: Callable[[str]
                                   "an earlier version of the log with a state commit")
             out[sha] = stdout.read(size)
             stdout.read(1)
+        treecheck.read_trees(stdout, trees)
+    for u in check:
+        if not u.done:
+            _refuse_twice(root, u.commit, treecheck.judge(u.commit, u.paths, trees, _twice), "")
+            u.done = True
     return out
 
 

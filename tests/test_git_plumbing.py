@@ -130,6 +130,9 @@ def test_a_claim_round_and_a_done_are_fsynced_and_ask_git_each_thing_once(tmp_pa
     assert sum("hash-object" in a.split() for a in argvs) == sum("write-tree" in a.split() for a in argvs) - 1
     assert sum(a.startswith("diff-tree") for a in argvs) == 1  # both sides of the merge
     assert sum("merge-base" in a.split() for a in argvs) == 1
+    # the paths their side added looked up in the merge's cat-file; ours is a commit this clone
+    # wrote from its index
+    assert sum("ls-tree" in a.split() for a in argvs) == 0
     assert "flow: sync with origin/flow/state" in git(victim.path, "log", "-3", "--format=%s", "flow/state")
     res = victim.proc("done", "P/T3", "--worker", "v", env=env)
     assert res.returncode == 0, res.stderr
@@ -176,6 +179,54 @@ def test_a_duplicate_entry_in_our_own_unpushed_state_stops_the_merge(tmp_path: P
     res = victim.proc("sync")
     assert res.returncode == 1 and f"{path}: the path is in its tree twice" in res.stderr, res.stderr
     assert _git(victim, "rev-parse", "flow/state").strip() == commit
+
+
+def test_a_directory_listed_twice_in_a_fetched_state_stops_the_merge(tmp_path: Path) -> None:
+    """The merge looks the added paths up in the trees its `cat-file` reads: a bucket of the
+    events tree listed twice (its second copy holding an emptied log) is refused, nothing merged."""
+    victim, mallory, _ = _executing(tmp_path)
+    assert victim.proc("claim", "P/T1", "--worker", "v", "--sync").returncode == 0
+    victim.ok("sync")
+    mallory.ok("sync")
+    assert victim.proc("claim", "P/T2", "--worker", "v").returncode == 0  # unpushed: a merge
+    path = log_path("P", "T1")
+    bucket, name = path.rsplit("/", 1)
+    empty = _git(mallory, "hash-object", "-w", "--stdin", stdin="").strip()
+    copy = _git(mallory, "mktree", stdin=f"100644 blob {empty}\t{name}\n").strip()
+    tree = _git(mallory, "rev-parse", "flow/state^{tree}").strip()
+    _push_state_tree(mallory, _tree_with(mallory, tree, bucket, "040000", "tree", copy, dup=True))
+    before = _git(victim, "rev-parse", "flow/state")
+    res = victim.proc("sync")
+    assert res.returncode == 1 and f"{path}: the path is in its tree twice" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert _git(victim, "rev-parse", "flow/state") == before
+
+
+def test_the_trees_along_a_path_are_judged_as_ls_tree_would(tmp_path: Path) -> None:
+    from flowgit import treecheck
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    blob = _git(Repo(repo), "hash-object", "-w", "--stdin", stdin="x").strip()
+    sub = _git(Repo(repo), "mktree", stdin=f"100644 blob {blob}\tb.jsonl\n100644 blob {blob}\tc.jsonl\n").strip()
+    good = _git(Repo(repo), "mktree", stdin=f"040000 tree {sub}\ta\n").strip()
+    bad = _git(Repo(repo), "mktree", stdin=f"040000 tree {sub}\ta\n040000 tree {sub}\ta\n").strip()
+    commits = {t: _git(Repo(repo), "commit-tree", t, "-m", "t").strip() for t in (good, bad)}
+
+    def judged(commit: str, paths: list[str]) -> list[str]:
+        trees = treecheck.requests([(commit, paths)])
+        with git_state._cat_batch(repo, list(trees)) as out:
+            treecheck.read_trees(out, trees)
+        return treecheck.judge(commit, paths, trees, git_state._twice)
+
+    assert judged(commits[good], ["a/b.jsonl", "a/c.jsonl"]) == []
+    assert judged(commits[good], ["a/../b", "a/x\ny", "z/b.jsonl"]) == ["a/../b", "a/x\ny", "z/b.jsonl"]
+    with pytest.raises(Exception, match="a/b.jsonl: the path is in its tree twice"):
+        judged(commits[bad], ["a/b.jsonl"])
+    # what is left goes to ls-tree, which says the same
+    with pytest.raises(Exception, match="the path is in its tree twice"):
+        git_state.check_left(repo, [git_state.Unchecked(commits[bad], ["a/b.jsonl"])])
 
 
 # ----- git --version, HEAD and a remote's url without a process ------------------------------------

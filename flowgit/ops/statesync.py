@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from flowgit import git, git_state
 from flowgit.core.events import parse_log
@@ -19,6 +19,7 @@ from flowgit.errors import FormatMismatch, InvalidFile, RaceLost, UnrelatedState
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
 from flowgit.store.repo import FlowRepo
 from flowgit.store.state import INDEX, StateStore
+from flowgit.treecheck import Unchecked
 
 EVENTS_ROOT = ".flow/plans/"
 REGULAR, ABSENT, GITLINK = "100644", "000000", "160000"
@@ -86,14 +87,18 @@ def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelat
         return "up to date"
     their: list[git_state.Change] | None = None
     mine: list[git_state.Change] | None = None
+    # the paths a merge's diffs call added, looked up for a second entry by the merge's read of
+    # the logs (`_merge_by_ids`), or by ls-tree (`check_left`) before anything is written
+    unchecked: list[Unchecked] = []
     if base is not None and base != ours:  # what a merge brings: both sides' changes, one diff-tree
         assert ours is not None
-        their, mine = git_state.tree_changes_many(repo.root, [(base, theirs), (base, ours)])
+        their, mine = git_state.tree_changes_many(repo.root, [(base, theirs), (base, ours)], store.own_commits(),
+                                                  unchecked)
         _refuse_paths([c.path for c in their], name)
     elif ours is None:
         _refuse_unsafe_paths(repo, theirs, name)
     else:  # what a fast-forward brings (or a merge of unrelated histories)
-        their = git_state.tree_changes(repo.root, ours, theirs)
+        their = git_state.tree_changes(repo.root, ours, theirs, store.own_commits())
         _refuse_paths([c.path for c in their], name)
     if ours is None or (base == ours and not _loses_events(repo, ours, theirs, their)):
         git_state.advance_ref(repo.root, store.ref, theirs, ours, f"flowgit: fast-forward to {remote}")
@@ -111,7 +116,8 @@ def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelat
                              "check `git remote get-url " f"{remote}`, or merge them with `flowgit sync "
                              "--allow-unrelated`")
     message = f"flow: sync with {remote}/{store.branch}"
-    if base is None or not _merge_by_ids(repo, ours, theirs, base, message, their, mine):
+    if base is None or not _merge_by_ids(repo, ours, theirs, base, message, their, mine, unchecked):
+        git_state.check_left(repo.root, unchecked)
         merge_states(repo, ours, theirs, message)
     repo.forget_all()
     return "merged"
@@ -119,7 +125,8 @@ def _merge_fetched(repo: FlowRepo, remote: str, store: StateStore, allow_unrelat
 
 def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: str,
                   their_changes: list[git_state.Change] | None = None,
-                  my_changes: list[git_state.Change] | None = None) -> bool:
+                  my_changes: list[git_state.Change] | None = None,
+                  unchecked: list[Unchecked] | None = None) -> bool:
     """The merge commit `merge_states` would write, without a new blob, when it can be: every
     path either side changed since the merge base is an event log (a regular file, no
     snapshot) of which one side's version holds every line of the base's and of the other
@@ -136,7 +143,8 @@ def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: st
         if (c.new is None or c.new_mode != REGULAR or c.old_mode not in (REGULAR, ABSENT)
                 or not c.path.startswith(EVENTS_ROOT) or not c.path.endswith(".jsonl")):
             return False
-    blobs = _cat(repo, {b: c.path for side in (mine, their) for c in side.values() for b in (c.old, c.new) if b})
+    blobs = _cat(repo, {b: c.path for side in (mine, their) for c in side.values() for b in (c.old, c.new) if b},
+                 unchecked or ())
     take: dict[str, str | None] = {}
     for path, c in their.items():
         m = mine.get(path)
@@ -170,6 +178,7 @@ def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: st
     git_state.advance_ref(root, store.ref, new, ours, message)
     # its tree is ours with `take`; a plan of theirs whose logs we held already moves unchanged
     store.advanced(ours, new, take, {c.path.split("/")[2] for c in their.values()})
+    store.remember_own(new)
     marker.write_text(new)
     crash_point("state-merged")
     return True
@@ -212,13 +221,15 @@ def _loses_events(repo: FlowRepo, ours: str, theirs: str, changes: list[git_stat
                for path, old, new in changed)
 
 
-def _cat(repo: FlowRepo, paths: dict[str, str]) -> dict[str, bytes]:
+def _cat(repo: FlowRepo, paths: dict[str, str], check: Sequence[Unchecked] = ()) -> dict[str, bytes]:
     """Blobs (id -> the path it is at) read in one batch; a log above the size limit, which a
-    remote can send, is refused by its path before it is read."""
+    remote can send, is refused by its path before it is read. `check`: added paths looked up
+    for a second entry in the same batch."""
     from flowgit.core.storage import MAX_LOG_BYTES
 
     store = _store(repo)
-    found = git_state.read_blobs(repo.root, list(paths), MAX_LOG_BYTES, lambda b: f"{store.branch}:{paths.get(b, b)}")
+    found = git_state.read_blobs(repo.root, list(paths), MAX_LOG_BYTES, lambda b: f"{store.branch}:{paths.get(b, b)}",
+                                 check)
     store.keep(found)  # what the decision and the evaluation after the merge read again
     return found
 

@@ -204,10 +204,24 @@ class StateStore:
         self.keep(found)
         return found | known
 
-    def _remember(self, contents: Mapping[str, bytes]) -> None:
+    def remember_own(self, commit: str) -> None:
+        """A state commit this clone wrote with `write-tree` outside `commit` (a merge)."""
+        self._remember({}, commit)
+
+    def own_commits(self) -> frozenset[str]:
+        """The last state commits this clone wrote with `write-tree` (from an index, which holds
+        a path once): a merge need not look their trees over for a path listed twice."""
+        commits = self.repo.cache.entry(WRITTEN).get("commits")
+        return frozenset(c for c in commits if isinstance(c, str)) if isinstance(commits, list) else frozenset()
+
+    def _remember(self, contents: Mapping[str, bytes], commit: str | None = None) -> None:
         """The small logs this clone just wrote, kept in its cache by blob id: the next command
-        (the `done` after a claim) reads its task's log without a `cat-file`."""
+        (the `done` after a claim) reads its task's log without a `cat-file`; and the commit
+        (`own_commits`)."""
         entry = self.repo.cache.entry(WRITTEN)
+        if commit is not None:
+            commits = [c for c in entry.get("commits") or [] if isinstance(c, str) and c != commit]
+            entry["commits"] = (commits + [commit])[-WRITTEN_MAX:]
         kept = dict(entry["blobs"]) if isinstance(entry.get("blobs"), dict) else {}
         for blob, data in contents.items():
             if len(data) <= WRITTEN_BYTES:
@@ -268,7 +282,8 @@ class StateStore:
         git_state.advance_ref(root, self.ref, new, local, message.splitlines()[0] if message else "flowgit")
         marker.write_text(new)
         self.advanced(old, new, blobs)
-        self._remember({b: changes[p] or b"" for p, b in blobs.items() if b is not None and p.endswith(".jsonl")})
+        self._remember({b: changes[p] or b"" for p, b in blobs.items() if b is not None and p.endswith(".jsonl")},
+                       new)
         if new.startswith("0"):  # about one write in 16: packing is due only every few thousand objects
             git_state.maintain(root)
         return new
