@@ -301,3 +301,31 @@ def test_a_synced_transition_with_no_such_remote_says_so(tmp_path: Path, config:
         assert len(lines) == 1 and f"no remote named '{name}'" in lines[0], res.err
         assert "Traceback" not in res.err
     assert b.git("rev-parse", "flow/state") == before
+
+
+def test_a_plan_claim_that_lost_twice_on_one_fetch_fetches_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One loss says one task went; two on the same fetch say the view is stale (the last
+    tasks, which every idle worker goes for): the third try fetches again."""
+    from flowgit import git_state
+
+    bare, _ = shared(tmp_path, SIXTEEN)
+    a, b = clone(bare, tmp_path / "a"), clone(bare, tmp_path / "b")
+    a.ok("claim", "P/T15", "--sync", "--worker", "wa")  # b folds it: b knows wa claims
+    real = git_state.push_refs
+    pushes: list[str] = []
+
+    def push_refs(root: Any, remote: str, updates: Any, *args: Any, **kw: Any) -> Any:
+        task = next(ref for _, ref in updates if "-claims/" in ref).rsplit("/", 1)[1]
+        pushes.append(task)
+        if len(pushes) <= 2:  # wa takes the very task b is about to push, twice
+            proc = a.proc("claim", f"P/{task}", "--sync", "--worker", "wa")
+            assert proc.returncode == 0, proc.stderr
+        return real(root, remote, updates, *args, **kw)
+
+    monkeypatch.setattr(git_state, "push_refs", push_refs)
+    fetches = count_fetches(monkeypatch)
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json
+    assert got["attempts"] == 3 and len(set(pushes)) == 3
+    assert len(fetches) == 2  # the first, and one after the second loss
+    assert got["task"] == f"P/{pushes[2]}"

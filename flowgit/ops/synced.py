@@ -91,10 +91,12 @@ def claimed(repo: FlowRepo, plan_id: str, actor: str, decide: Decide,
 
     def same_state() -> bool:
         """A lost plan claim decides again on the state it fetched when it knows who else
-        claims (it takes from its own share); otherwise it fetches again and learns them."""
+        claims (it takes from its own share) and lost only once on it; otherwise it fetches
+        again: it learns who claims, or a view that two losses say is stale (the last tasks,
+        which every idle worker goes for)."""
         from flowgit.ops.sync import PACE_FORGET
 
-        return bool(any_task and lost and fetched and claimrefs.workers_lately(repo, PACE_FORGET))
+        return bool(any_task and len(lost) == 1 and fetched and claimrefs.workers_lately(repo, PACE_FORGET))
 
     def prepare() -> None:
         if not again[0]:
