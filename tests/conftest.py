@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from helpers import BIN, ROOT, Repo, Watcher, make_git_repo
+import helpers.repo
+from helpers import BIN, Repo, Watcher, init_repo, isolate_env
 from helpers import procs
 from helpers.clock import WallClock
-
-from flowgit import clock
 
 # A shell without job control starts a background job with SIGINT ignored, and an ignored signal
 # stays ignored across exec: the processes the tests Ctrl-C (`watch`, `board`) would never hear it.
@@ -23,24 +22,16 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 
 @pytest.fixture(autouse=True)
 def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    for key, value in {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
-                       "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("FLOWGIT_ACTOR", raising=False)
-    monkeypatch.delenv("FLOWGIT_AGENT", raising=False)  # tests run as a person, even inside `flowgit run`
-    monkeypatch.delenv("FLOWGIT_REPO", raising=False)  # it would name the repository for every command
-    monkeypatch.delenv("GIT_DIR", raising=False)
-    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
-    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
-    monkeypatch.delenv(clock.FLAG, raising=False)
-    monkeypatch.delenv(clock.OFFSET, raising=False)
-    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    monkeypatch.chdir(home)
+    isolate_env(monkeypatch, tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Where `init_repo` keeps the repositories it initialises once per session and copies."""
+    helpers.repo.TEMPLATE_ROOT = tmp_path_factory.mktemp("templates")
+    yield
+    helpers.repo.TEMPLATE_ROOT = None
+    helpers.repo._templates.clear()
 
 
 # FLOWGIT_TEST_FORMAT=2 runs the tests that use `repo` over format 2's storage (the state branch,
@@ -60,9 +51,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", TEST_FORMAT)  # format 1 unless FLOWGIT_TEST_FORMAT says otherwise
-    return r
+    return init_repo(tmp_path / "repo", TEST_FORMAT)  # format 1 unless FLOWGIT_TEST_FORMAT says otherwise
 
 
 @pytest.fixture

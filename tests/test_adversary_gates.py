@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo
 from test_state_plan import PLAN, STATE_PLAN, set_approvals, state_repo
 
 from flowgit.core.events import make_event
@@ -104,8 +104,7 @@ def test_a_forged_phase_event_on_the_state_branch_starts_nothing(tmp_path: Path,
 
 
 def test_a_forged_phase_event_merged_in_a_format1_branch_starts_nothing(tmp_path: Path) -> None:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "1")
+    r = init_repo(tmp_path / "repo", "1")
     set_approvals(r, "{required: 1, signed: true}")
     r.plan("P", PLAN)
     r.ok("submit", "P")

@@ -119,11 +119,10 @@ def test_logs_claim_and_done_write_are_common_and_read_the_same_cold_warm_and_of
     import subprocess
 
     from flowgit.store.state import log_path
-    from helpers import Repo, make_git_repo
+    from helpers import init_repo
     from helpers.cache import drop_derived
 
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("P", "id: P\ntitle: cold fold\ngoal: the common log\ntasks:\n"
            + "".join(f"  - id: T{i}\n    title: task {i}\n" for i in range(1, 7)))
     r.ok("submit", "P")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo, git, make_git_repo
+from helpers import Repo, git, init_repo, make_git_repo
 
 TWO = "id: p\ntitle: Crash\ngoal: g\ntasks:\n  - {id: A, title: a}\n  - {id: B, title: b}\n"
 
@@ -94,8 +94,7 @@ def test_a_run_killed_in_its_merge_is_recovered(repo: Repo, point: str) -> None:
 
 
 def clones(tmp_path: Path) -> tuple[Path, Repo, Repo]:
-    seed = Repo(make_git_repo(tmp_path / "seed"))
-    seed.ok("init", "--format", "1")
+    seed = init_repo(tmp_path / "seed", "1")
     seed.plan("p", TWO)
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import Repo, copy_repo, init_repo, isolate_env
 
 from flowgit.formats import yamlio
 from flowgit.store import snapshot
@@ -25,8 +25,7 @@ def plan_text(n: int, renamed: int | None = None) -> str:
 
 
 def big_repo(path: Path) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     r.plan("P", plan_text(N))
     r.ok("submit", "P")
     plan = r.path / ".flow" / "plans" / "P" / "plan.yaml"
@@ -44,8 +43,18 @@ def diff_json(r: Repo, *args: str) -> Any:
     return json.loads(r.proc("diff", *args, "--format", "json").stdout)
 
 
-def test_diff_kept_by_content_answers_as_a_fresh_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    r = big_repo(tmp_path / "repo")
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`big_repo` once for the module; each test works on a copy of it."""
+    base = tmp_path_factory.mktemp("big")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: before the test's own `_isolate`
+        isolate_env(mp, base / "home")
+        return big_repo(base / "repo").path
+
+
+def test_diff_kept_by_content_answers_as_a_fresh_one(built: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    r = copy_repo(built, tmp_path / "repo")
     first = diff_json(r, "HEAD~2", "HEAD")
     assert {t["id"] for t in first["plans"][0]["tasks_added"]} == {"X1", "X2"}
     assert [t["id"] for t in first["plans"][0]["tasks_modified"]] == ["T100", "T102"]
@@ -69,8 +78,8 @@ def test_diff_kept_by_content_answers_as_a_fresh_one(tmp_path: Path, monkeypatch
     assert "T102" in r.ok("diff", "HEAD~2", "HEAD").out
 
 
-def test_new_events_and_new_versions_are_read(tmp_path: Path) -> None:
-    r = big_repo(tmp_path / "repo")
+def test_new_events_and_new_versions_are_read(built: Path, tmp_path: Path) -> None:
+    r = copy_repo(built, tmp_path / "repo")
     before = diff_json(r, "HEAD~1", "HEAD")
     r.ok("claim", "P/T5", "--worker", "w")
     r.ok("done", "P/T5", "--worker", "w")  # names HEAD: completed in HEAD~1..HEAD now

@@ -10,13 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Repo, make_git_repo
+from helpers import Repo, init_repo, ROOT
 
 
 @pytest.fixture
 def repo2(tmp_path: Path) -> Repo:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     return r
 
 

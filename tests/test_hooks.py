@@ -418,15 +418,23 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-def try_repo(project: Path, hook_repo: Path, cache: Path) -> dict[str, tuple[str, str]]:
-    """Run every hook of `hook_repo` on the staged files: hook id -> (status, output).
+HOOK_IDS = ("flowgit-validate", "flowgit-validate-repo", "flowgit-validate-staged")
 
-    try-repo installs the hooks into a fresh temporary store each time (PRE_COMMIT_HOME is not
-    used), so each call pip-installs flowgit; a shared pip cache keeps the second one short."""
+
+def run_hooks(project: Path, hook_repo: Path, cache: Path) -> dict[str, tuple[str, str]]:
+    """Run every hook of `hook_repo` on the staged files, as a user's `.pre-commit-config.yaml`
+    naming it at a rev does: hook id -> (status, output). pre-commit clones the hook repository
+    and pip-installs flowgit into its store once (PRE_COMMIT_HOME); a second call reuses it
+    (`try-repo` made a fresh store and a fresh pip install each time)."""
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=hook_repo, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    config = cache / "pre-commit-config.yaml"
+    config.write_text(f"repos:\n  - repo: {hook_repo}\n    rev: {rev}\n    hooks:\n"
+                      + "".join(f"      - id: {hook}\n" for hook in HOOK_IDS))
     env = hook_env(PRE_COMMIT_HOME=str(cache / "pre-commit"), PIP_CACHE_DIR=str(cache / "pip"),
                    PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("PYTHONPATH", None)  # the hooks must run the flowgit that pre-commit installed
-    proc = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo),
+    proc = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--config", str(config),
                            "--verbose", "--color", "never"],
                           cwd=project, capture_output=True, text=True, env=env, timeout=900,
                           check=False)
@@ -437,7 +445,7 @@ def try_repo(project: Path, hook_repo: Path, cache: Path) -> dict[str, tuple[str
         status = before.rstrip().splitlines()[-1].rsplit(".", 1)[-1]
         hook_id, _, output = chunk.partition("\n")
         results[hook_id.strip()] = (status, output)
-    assert set(results) == {"flowgit-validate", "flowgit-validate-repo", "flowgit-validate-staged"}
+    assert set(results) == set(HOOK_IDS)
     assert proc.returncode == (1 if any(s == "Failed" for s, _ in results.values()) else 0)
     return results
 
@@ -449,7 +457,7 @@ def test_pre_commit_framework(worked: Repo, hook_repo: Path, tmp_path: Path) -> 
     # a valid change passes every hook
     worked.write(".flow/plans/ok/plan.yaml", VALID)
     worked.git("add", ".flow")
-    results = try_repo(worked.path, hook_repo, tmp_path)
+    results = run_hooks(worked.path, hook_repo, tmp_path)
     assert {hook: status for hook, (status, _) in results.items()} == {
         "flowgit-validate": "Passed", "flowgit-validate-repo": "Passed",
         "flowgit-validate-staged": "Passed"}, results
@@ -460,7 +468,7 @@ def test_pre_commit_framework(worked: Repo, hook_repo: Path, tmp_path: Path) -> 
     rewrite_event(worked, 2)
     worked.git("add", ".flow")
     worked.git("rm", "-q", ".flow/plans/p/events/_plan.jsonl")
-    results = try_repo(worked.path, hook_repo, tmp_path)
+    results = run_hooks(worked.path, hook_repo, tmp_path)
     for hook in results:
         status, output = results[hook]
         assert status == "Failed", (hook, output)

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("mcp")
 
 import anyio  # noqa: E402  (a dependency of mcp)
-from helpers import Repo, make_git_repo, state_branch  # noqa: E402
+from helpers import Repo, init_repo, state_branch  # noqa: E402
 from helpers.agents import agent_log, use_fake_agent  # noqa: E402
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
@@ -126,8 +126,7 @@ def test_the_loop_through_the_official_client(tmp_path: Path, storage: str) -> N
     checkpoint's review -> (a person approves it) -> finish, with the agent's approvals refused
     and the review prompts printing the person's command; in both storage formats (event logs
     in the work tree, or on the flow/state branch)."""
-    repo = Repo(make_git_repo(tmp_path / "repo"))
-    repo.ok("init", "--format", storage)
+    repo = init_repo(tmp_path / "repo", storage)
     needs_approval(repo)
 
     async def scenario(c: Client) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo, git, make_git_repo, state_branch
+from helpers import Repo, git, init_repo, state_branch
 
 from flowgit import git as door
 from flowgit.errors import FlowError
@@ -438,8 +438,7 @@ def test_a_state_branch_that_names_a_code_branch_is_refused(tmp_path: Path, bran
     commit state onto it with update-ref (the checked-out `main` moved under the work tree,
     which then showed staged changes). A code branch holds .flow/config.yaml; the state
     branch's tree never does: every command that would move or push it refuses, naming the key."""
-    repo = Repo(make_git_repo(tmp_path / "repo"))
-    repo.ok("init", "--format", "2")
+    repo = init_repo(tmp_path / "repo", "2")
     repo.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
     repo.ok("submit", "p")
     repo.git("branch", "feature")
@@ -455,8 +454,7 @@ def test_a_state_branch_that_names_a_code_branch_is_refused(tmp_path: Path, bran
     repo.git("commit", "-qam", "fixed", "--no-verify")
     repo.ok("claim", "p/A", "--worker", "w")  # its own branch: as before
     # a migrated repository's state branch (its first commit's parent is the code) is its own too
-    old = Repo(make_git_repo(tmp_path / "old"))
-    old.ok("init", "--format", "1")
+    old = init_repo(tmp_path / "old", "1")
     old.plan("p", "id: p\ntitle: P\ntasks:\n  - {id: A, title: a}\n")
     old.ok("submit", "p")
     old.ok("migrate")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Repo
+from helpers import Repo, init_repo
 
 from flowgit.core.model import BUILTIN_EXECUTORS, PATH_RULE, path_problem
 from flowgit.core.scripts import script_placeholders
@@ -534,14 +534,13 @@ def test_a_state_branch_log_made_a_symlink_never_frees_a_claimed_task(tmp_path: 
     sync sees the claim dropped and merges by union instead of fast-forwarding: the claim
     stays and a second worker cannot take the task. (It was skipped as no log at all: the
     fast-forward dropped the claim and `claim` handed the task to a second worker.)"""
-    from helpers import git as run_git, make_git_repo
+    from helpers import git as run_git
 
     from flowgit.store.state import log_path
 
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    seed = Repo(make_git_repo(tmp_path / "seed"))
-    seed.ok("init", "--format", "2")
+    seed = init_repo(tmp_path / "seed", "2")
     seed.plan("P", "id: P\ntitle: P\ntasks:\n  - {id: T1, title: one}\n  - {id: T2, title: two}\n")
     seed.ok("submit", "P")
     seed.git("remote", "add", "origin", str(bare))

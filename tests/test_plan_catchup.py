@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo
+from helpers import Repo, init_repo
 from test_plan_splice import OTHER, plan_text
 
 from flowgit.store import plancatch
@@ -273,10 +273,8 @@ def test_format_2_with_approvals_after_a_pull(tmp_path: Path, monkeypatch: pytes
     """Execution follows the approved version (recorded in the state): a teammate's commit
     changes the branch's plan.yaml, not that version; whatever the edit does then, the catch-up
     does the same as the full check."""
-    from helpers import make_git_repo
 
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     cfg = r.path / ".flow" / "config.yaml"
     cfg.write_text(re.sub(r"approvals:\n(?:  .*\n)+", "approvals: {required: 1}\n", cfg.read_text()))
     r.git("commit", "-q", "-m", "approvals", "--", ".flow/config.yaml")

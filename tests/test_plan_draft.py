@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Repo, of_type, phase, state, state_branch
+from helpers import Repo, init_repo, of_type, phase, state, state_branch
 from helpers.agents import agent_log, use_fake_agent
 
 from flowgit.formats import yamlio
@@ -221,10 +221,8 @@ def test_a_run_executor_adds_tasks_from_its_worktree(repo: Repo, agent: Path,
 
 @pytest.mark.parametrize("fmt", ["1", "2"])
 def test_commands_from_a_task_worktree_act_on_its_repository(tmp_path: Path, fmt: str) -> None:
-    from helpers import make_git_repo
 
-    repo = Repo(make_git_repo(tmp_path / "repo"))
-    repo.ok("init", "--format", fmt)
+    repo = init_repo(tmp_path / "repo", fmt)
     repo.ok("plan", "new", "greet", "--goal", "g")
     tree = repo.path / ".git" / "flowgit-worktrees" / "greet" / "T1"
     repo.git("worktree", "add", "-q", "-b", "flow/greet/T1", str(tree))

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo, make_git_repo
 
 from flowgit.store import planpack
 from flowgit.store.repo import FlowRepo
@@ -66,8 +66,7 @@ def test_versions_read_back_byte_for_byte(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_task_add_and_edit_grow_git_by_the_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(planpack, "BIG", 4096)
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("P", "id: P\ntitle: Big\ntasks:\n" + "".join(
         f"  - id: T{i}\n    title: Task number {i} of the big plan\n" for i in range(400)))
     r.ok("submit", "P")

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo
 
 from flowgit.store import planpack
 from flowgit.store.kept import kept
@@ -64,8 +64,7 @@ def big_plan(n: int) -> str:
 def big(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     monkeypatch.setattr(planpack, "BIG", 4096)
     monkeypatch.setattr(planpack, "DEPTH", 4)
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("P", big_plan(600))
     r.ok("submit", "P")
     return r

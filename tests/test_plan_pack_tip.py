@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import init_repo
 
 from flowgit.store import planpack
 
 
 def test_the_chain_tip_is_known_by_its_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(planpack, "BIG", 4096)
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("P", "id: P\ntitle: Big\ntasks:\n" + "".join(
         f"  - id: T{i}\n    title: Task number {i} of the big plan\n" for i in range(300)))
     r.ok("submit", "P")

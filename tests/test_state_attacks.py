@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Repo, make_git_repo, states
+from helpers import Repo, init_repo, states
 
 PLAN = """id: P
 title: attacks
@@ -23,8 +23,7 @@ tasks:
 
 
 def executing(path: Path) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     r.plan("P", PLAN)
     r.ok("submit", "P")
     return r
@@ -54,8 +53,7 @@ def test_a_state_branch_checked_out_in_a_linked_worktree_is_never_moved(tmp_path
 
 
 def test_migrate_on_a_detached_head_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "1")
+    r = init_repo(tmp_path / "repo", "1")
     r.plan("P", PLAN)
     r.ok("submit", "P")
     r.ok("claim", "P/T1", "--worker", "w")

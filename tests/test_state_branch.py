@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Repo, git, make_git_repo, states
+from helpers import Repo, git, init_repo, states
 
 PLAN = """id: P
 title: state branch
@@ -23,8 +23,7 @@ tasks:
 
 
 def state_repo(path: Path) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     return r
 
 
@@ -319,8 +318,7 @@ def test_diff_reports_the_tasks_a_change_worked_on(tmp_path: Path) -> None:
 
 
 def v1_repo(path: Path) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "1")
+    r = init_repo(path, "1")
     r.plan("P", PLAN)
     r.ok("submit", "P")
     r.ok("claim", "P/T1", "--worker", "w1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo
 
 MANY = "id: P\ntitle: many\ngoal: many logs\ntasks:\n" + "".join(
     f"  - id: T{i}\n    title: task {i}\n" for i in range(1, 31))
@@ -21,8 +21,7 @@ def test_migrate_reuses_the_blobs_the_logs_have_and_hashes_the_rest_in_one_batch
     from flowgit.store.imports import TOMBSTONE
     from flowgit.store.state import log_path
 
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "1")
+    r = init_repo(tmp_path / "repo", "1")
     r.plan("P", MANY)
     r.ok("submit", "P")
     for i in range(1, 31):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo
 
 PLAN = """id: P
 title: pinned
@@ -43,8 +43,7 @@ def set_approvals(r: Repo, text: str) -> None:
 
 
 def state_repo(path: Path, approvals: str | None = "{required: 1}") -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     if approvals:
         set_approvals(r, approvals)
     return r

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Repo, Watcher, git, make_git_repo, states, stop_cleanly, wait_for
+from helpers import Repo, Watcher, git, init_repo, states, stop_cleanly, wait_for
 
 
 def plan_text(n: int, plan: str = "P") -> str:
@@ -21,8 +21,7 @@ def plan_text(n: int, plan: str = "P") -> str:
 
 
 def state_repo(path: Path, plan: str) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     r.plan("P", plan)
     r.ok("submit", "P")
     return r
@@ -232,8 +231,7 @@ checkpoints:
 
 def test_the_watcher_wakes_when_a_linked_worktree_writes_the_state(tmp_path: Path,
                                                                     watchers: list[Watcher]) -> None:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("G", GATED)
     r.ok("submit", "G")
     tree = tmp_path / "linked"

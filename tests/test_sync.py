@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers import WEBHOOKS, Repo, git, make_git_repo, states
+from helpers import Repo, git, init_repo, states, WEBHOOKS
 
 PLAN_DIR = ".flow/plans/{plan}/events"
 
@@ -32,8 +32,7 @@ def make_remote(tmp_path: Path, n: int, plan: tuple[str, str] | None = None,
                 sync_push: bool = False) -> tuple[Path, list[Repo]]:
     """A bare `origin` seeded from a repository with .flow/ (and a plan), and n clones, each
     set up by `flowgit init` (merge driver and hooks, no commit)."""
-    seed = Repo(make_git_repo(tmp_path / "seed"))
-    seed.ok("init", "--format", "1")
+    seed = init_repo(tmp_path / "seed", "1")
     if plan:
         seed.plan(*plan)
     if sync_push:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Repo
+from helpers import Repo, init_repo
 
 PLAN = """\
 id: shop
@@ -214,10 +214,8 @@ def test_a_dependency_on_another_plan_shows_its_state_and_note(repo: Repo) -> No
 def test_the_loop_in_format_2(tmp_path: Path) -> None:
     """With the event logs on the flow/state branch (what `flowgit init` makes now): the same
     context, notes and prime, and nothing of the loop in the work tree."""
-    from helpers import make_git_repo
 
-    r = Repo(make_git_repo(tmp_path / "f2"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "f2", "2")
     r.plan("shop", PLAN.replace("adrs: [ADR-0001]\n", ""))
     r.ok("submit", "shop")
     got = r.ok("--json", "claim", "shop", "--worker", "w1", "--context").json

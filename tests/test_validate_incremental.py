@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import Repo, init_repo
 from helpers.cache import drop_derived
 
 from flowgit.core.events import make_event
@@ -25,8 +25,7 @@ PLAN = "id: P\ntitle: Big enough\ntasks:\n" + "".join(
 
 
 def executing(path: Path) -> Repo:
-    r = Repo(make_git_repo(path))
-    r.ok("init", "--format", "2")
+    r = init_repo(path, "2")
     r.plan("P", PLAN)
     r.ok("submit", "P")
     r.ok("claim", "P/T0", "--worker", "w")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import Repo, make_git_repo
+from helpers import init_repo
 
 PLAN = """id: {id}
 title: Plan {id}
@@ -55,8 +55,7 @@ def agree(root: Path, at: float, times: int = 2) -> dict[str, str]:
 
 
 def test_warm_reads_agree_with_the_cache_off_in_format_2(tmp_path: Path) -> None:
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     for plan in ("p", "q"):
         r.plan(plan, PLAN.format(id=plan))
     now = time.time()
@@ -96,8 +95,7 @@ def test_a_kept_status_of_another_shape_is_never_used(tmp_path: Path) -> None:
     again, never printed nor a traceback."""
     import marshal
 
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("p", PLAN.format(id="p"))
     now = time.time()
     truth = agree(r.path, now, times=1)["status p --json"]
@@ -118,8 +116,7 @@ def test_a_task_read_alone_from_its_bucket_is_the_task(tmp_path: Path, monkeypat
     written again."""
     from flowgit.store.repo import FlowRepo
 
-    r = Repo(make_git_repo(tmp_path / "repo"))
-    r.ok("init", "--format", "2")
+    r = init_repo(tmp_path / "repo", "2")
     r.plan("p", PLAN.format(id="p"))
     ids = ("a", "b", "c", "d", "zz")
 

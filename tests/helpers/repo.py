@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from flowgit import clock
 from flowgit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +94,64 @@ def make_git_repo(path: Path) -> Path:
     git(path, "add", "README.md")
     git(path, "commit", "-q", "-m", "initial")
     return path
+
+
+def isolate_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A home of the test's own, pinned identities, and none of the caller's git or flowgit
+    variables (conftest's `_isolate` does this for every test)."""
+    home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    for key, value in {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                       "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("FLOWGIT_ACTOR", raising=False)
+    monkeypatch.delenv("FLOWGIT_AGENT", raising=False)  # tests run as a person, even inside `flowgit run`
+    monkeypatch.delenv("FLOWGIT_REPO", raising=False)  # it would name the repository for every command
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    monkeypatch.delenv("GIT_WORK_TREE", raising=False)
+    monkeypatch.delenv("GIT_INDEX_FILE", raising=False)
+    monkeypatch.delenv(clock.FLAG, raising=False)
+    monkeypatch.delenv(clock.OFFSET, raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.chdir(home)
+
+
+# Where the session keeps its initialised repositories (set by conftest's `_templates`); None
+# outside pytest, and then `init_repo` initialises in place.
+TEMPLATE_ROOT: Path | None = None
+_templates: dict[str, Path] = {}
+
+
+def _template(fmt: str) -> Path | None:
+    if TEMPLATE_ROOT is None:
+        return None
+    if fmt not in _templates:
+        with pytest.MonkeyPatch.context() as mp:  # as clean as conftest's `_isolate`, whatever the test set
+            isolate_env(mp, TEMPLATE_ROOT / f"home{fmt}")
+            r = Repo(make_git_repo(TEMPLATE_ROOT / f"format{fmt}"))
+            r.ok("init", "--format", fmt)
+        _templates[fmt] = r.path
+    return _templates[fmt]
+
+
+def init_repo(path: Path, fmt: str = "1") -> Repo:
+    """`make_git_repo(path)` then `flowgit init --format FMT`, as a copy of the repository the
+    session initialised once: git init, a commit and flowgit init are ~0.2 s of processes, which
+    a thousand tests would pay again, and a copy ~10 ms."""
+    template = _template(fmt)
+    if template is None:
+        r = Repo(make_git_repo(path))
+        r.ok("init", "--format", fmt)
+        return r
+    return copy_repo(template, path)
+
+
+def copy_repo(src: Path, dest: Path) -> Repo:
+    """A copy of a repository a fixture built once (a clone by `cp -r`: its own caches, key and
+    lock); `update-index --refresh` notes the copied files' new inodes as git would."""
+    shutil.copytree(src, dest, symlinks=True)
+    git(dest, "update-index", "-q", "--refresh")
+    return Repo(dest)
