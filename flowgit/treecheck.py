@@ -34,9 +34,10 @@ def requests(checks: Sequence[tuple[str, list[str]]]) -> dict[str, bytes | None]
 
 
 def _plain(path: str, parts: list[str]) -> bool:
-    """A path a line of `cat-file --batch` names as it is (no line break, no '.' or '..'
-    that git would read relative to the work tree, nothing lost in decoding)."""
-    return not ("\n" in path or "\ufffd" in path or any(p in ("", ".", "..") for p in parts))
+    """A path a line of `cat-file --batch` names as it is (no line break, nor a carriage
+    return, which git strips from a line's end; no '.' or '..' that git would read relative to
+    the work tree; nothing lost in decoding)."""
+    return not ("\n" in path or "\r" in path or "\ufffd" in path or any(p in ("", ".", "..") for p in parts))
 
 
 def read_trees(stdout: IO[bytes], trees: dict[str, bytes | None]) -> None:

@@ -222,6 +222,13 @@ def test_the_trees_along_a_path_are_judged_as_ls_tree_would(tmp_path: Path) -> N
 
     assert judged(commits[good], ["a/b.jsonl", "a/c.jsonl"]) == []
     assert judged(commits[good], ["a/../b", "a/x\ny", "z/b.jsonl"]) == ["a/../b", "a/x\ny", "z/b.jsonl"]
+    # git strips a carriage return from a batch line's end: `COMMIT:a\r` would read the tree `a`
+    leaf_twice = _git(Repo(repo), "mktree", stdin=f"100644 blob {blob}\tb.jsonl\n100644 blob {blob}\tb.jsonl\n").strip()
+    tricky = _git(Repo(repo), "mktree", "-z", stdin=f"040000 tree {sub}\ta\x00040000 tree {leaf_twice}\ta\r\x00").strip()
+    tricky_commit = _git(Repo(repo), "commit-tree", tricky, "-m", "t").strip()
+    assert judged(tricky_commit, ["a\r/b.jsonl"]) == ["a\r/b.jsonl"]  # left to ls-tree, which finds it
+    with pytest.raises(Exception, match="the path is in its tree twice"):
+        git_state.check_left(repo, [git_state.Unchecked(tricky_commit, ["a\r/b.jsonl"])])
     with pytest.raises(Exception, match="a/b.jsonl: the path is in its tree twice"):
         judged(commits[bad], ["a/b.jsonl"])
     # what is left goes to ls-tree, which says the same
