@@ -70,3 +70,30 @@ def test_a_hostile_crowd_hashes_each_task_owner_once(monkeypatch: pytest.MonkeyP
     got = lifecycle.after_lost_race(plan, None, "", 0.0, 16, "wb", crowd)  # type: ignore[arg-type]
     assert got in free
     assert sum(hashes) <= lifecycle.SHARE_SCAN * len(everyone) ** 2
+
+
+# ----- 3. with no remote of that name, git fetches from a directory of that name -------------
+def test_a_missing_remote_is_not_a_directory_of_its_name(tmp_path: Path) -> None:
+    """6a6a962 dropped the check that the remote exists before a synced claim's fetch: git
+    reads a name that is no remote as a path (relative to the work tree), so a repository at
+    `./origin` (a bare repository committed as plain files by a teammate, or any clone lying
+    there) took the claim: `claim --sync` said it won, nothing reached the real remote."""
+    import subprocess
+
+    bare, _ = shared(tmp_path, SIXTEEN)
+    b = clone(bare, tmp_path / "b")
+    b.ok("status")
+    b.git("remote", "remove", "origin")
+    subprocess.run(["git", "clone", "-q", "--bare", str(bare), str(b.path / "origin")], check=True)
+    before = b.git("for-each-ref"), refs(b.path / "origin")
+    for args in (("claim", "P", "--sync", "--worker", "wb", "--json"), ("sync",)):
+        res = b.run(*args)
+        one_line_no_traceback(res.err)
+        assert res.code == 1 and "no remote named 'origin'" in res.out + res.err, (args, res.code, res.out, res.err)
+        assert (b.git("for-each-ref"), refs(b.path / "origin")) == before
+
+
+def refs(path: Path) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "for-each-ref"], cwd=path, capture_output=True, text=True, check=True).stdout

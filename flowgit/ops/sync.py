@@ -80,9 +80,16 @@ def target(repo: FlowRepo, remote: str | None, verify: bool = True) -> tuple[str
     branch = store.branch if store is not None else git.current_branch(repo.root)
     if branch is None:
         raise Detached("HEAD is detached: check out a branch before syncing")
-    if verify:
+    if verify or _beside(repo.root, name):
         require_remote(repo, name)
     return name, branch
+
+
+def _beside(root: Path, name: str) -> bool:
+    """Whether git could take `name` for a repository in the work tree: a name that is no
+    remote is a path to git (`./origin`, `./origin.git`; a bare repository committed as plain
+    files, or a bundle), whose fetch and push would succeed there. Two lstats, no process."""
+    return any(os.path.lexists(root / f"{name}{suffix}") for suffix in ("", ".git"))
 
 
 def require_remote(repo: FlowRepo, name: str) -> None:
