@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 import helpers.repo
-from helpers import BIN, Repo, Watcher, init_repo, isolate_env
+from helpers import BIN, TEST_FORMAT, Repo, Watcher, init_repo, isolate_env
 from helpers import procs
 from helpers.clock import WallClock
 
@@ -38,7 +38,6 @@ def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 # ADR 0011) instead of format 1's; tests whose assertions are about format 1's storage itself are
 # marked `format1` and skipped then. The default stays 1: CI runs format 2 through a slice
 # (tests/test_format2_sweep.py) and tests/test_state_branch.py's fixtures.
-TEST_FORMAT = os.environ.get("FLOWGIT_TEST_FORMAT", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

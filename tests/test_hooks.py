@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, Repo, git, make_git_repo
+from helpers import ROOT, Repo, copy_repo, git, make_git_repo, prebuilt
 
 from flowgit.ops import clone_setup as hooks
 
@@ -91,13 +91,21 @@ def pre_commit_hook(repo: Repo) -> Path:
 
 
 @pytest.fixture
-def worked(repo: Repo) -> Repo:
+def worked(_worked: Path, tmp_path: Path) -> Repo:
     """A plan whose task log has two committed events (claimed, started)."""
+    return copy_repo(_worked, tmp_path / "repo")
+
+
+def _work(repo: Repo) -> None:
     repo.ok("plan", "new", "p", "--title", "P", "--goal", "g")
     repo.ok("task", "add", "p", "T1", "--title", "one")
     repo.ok("claim", "p", "--worker", "w")
     repo.ok("start", "p/T1", "--worker", "w")
-    return repo
+
+
+@pytest.fixture(scope="module")
+def _worked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _work)
 
 
 def rewrite_event(repo: Repo, lineno: int) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo, git, init_repo, state_branch
+from helpers import Repo, copy_repo, git, init_repo, prebuilt, state_branch
 
 from flowgit import git as door
 from flowgit.errors import FlowError
@@ -80,9 +80,7 @@ def trap(tmp_path: Path) -> Trap:
     return Trap(tmp_path)
 
 
-@pytest.fixture
-def planned(repo: Repo) -> Repo:
-    """Plan g with two committed versions (task c added in the second)."""
+def _two_versions(repo: Repo) -> None:
     repo.plan("g", GATED.replace("""  - id: c
     title: Uses the reviewed work
     depends_on: [CP]
@@ -93,7 +91,17 @@ def planned(repo: Repo) -> Repo:
     depends_on: [CP]
 checkpoints:"""))
     repo.git("commit", "-q", "-m", "add c", "--", ".flow/plans/g/plan.yaml")
-    return repo
+
+
+@pytest.fixture(scope="module")
+def _planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _two_versions)
+
+
+@pytest.fixture
+def planned(_planned: Path, tmp_path: Path) -> Repo:
+    """Plan g with two committed versions (task c added in the second)."""
+    return copy_repo(_planned, tmp_path / "repo")
 
 
 # ----- revisions a user types --------------------------------------------------------------------

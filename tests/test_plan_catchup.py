@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo, init_repo
+from helpers import Repo, copy_repo, init_repo, prebuilt
 from test_plan_splice import OTHER, plan_text
 
 from flowgit.store import plancatch
@@ -21,14 +21,34 @@ from flowgit.store import plancatch
 PLAN = ".flow/plans/p/plan.yaml"
 
 
-@pytest.fixture
-def planned(repo: Repo) -> Repo:
+def _plan_other(repo: Repo) -> None:
     (repo.path / ".flow" / "adrs").mkdir(exist_ok=True)
     repo.write(".flow/adrs/ADR-0001-first.yaml", "id: ADR-0001\ntitle: First\nstatus: accepted\n")
     repo.git("add", ".flow/adrs")
     repo.git("commit", "-q", "--no-verify", "-m", "an ADR")
     repo.plan("other", OTHER)
-    return repo
+
+
+def _edit_once(repo: Repo) -> None:
+    _plan_other(repo)
+    repo.plan("p", plan_text(random.Random(5), 40))
+    repo.ok("task", "add", "p", "first", "--title", "First add", "--dep", "t5")
+
+
+@pytest.fixture(scope="module")
+def _planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _plan_other)
+
+
+@pytest.fixture(scope="module")
+def _edited(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _edit_once)
+
+
+@pytest.fixture
+def planned(_planned: Path, tmp_path: Path) -> Repo:
+    """An ADR and plan `other` (a copy of the module's: tests change it)."""
+    return copy_repo(_planned, tmp_path / "repo")
 
 
 def _task(text: str, ident: str) -> tuple[int, int]:
@@ -121,11 +141,9 @@ def compare(planned: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chan
 
 
 @pytest.fixture
-def edited(planned: Repo) -> Repo:
+def edited(_edited: Path, tmp_path: Path) -> Repo:
     """A plan flowgit edited once (the version the next pull is compared with)."""
-    planned.plan("p", plan_text(random.Random(5), 40))
-    planned.ok("task", "add", "p", "first", "--title", "First add", "--dep", "t5")
-    return planned
+    return copy_repo(_edited, tmp_path / "repo")
 
 
 CLEAN: dict[str, Callable[[str], str]] = {

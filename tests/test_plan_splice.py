@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import Repo
+from helpers import Repo, copy_repo, prebuilt
 from helpers.cache import drop_derived
 
 from flowgit.errors import FlowError, InvalidFile
@@ -77,14 +77,22 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return "refused", exc.message
 
 
-@pytest.fixture
-def planned(repo: Repo) -> Repo:
+def _plan_other(repo: Repo) -> None:
     (repo.path / ".flow" / "adrs").mkdir(exist_ok=True)
     repo.write(".flow/adrs/ADR-0001-first.yaml", "id: ADR-0001\ntitle: First\nstatus: accepted\n")
     repo.git("add", ".flow/adrs")
     repo.git("commit", "-q", "--no-verify", "-m", "an ADR")
     repo.plan("other", OTHER)
-    return repo
+
+
+@pytest.fixture(scope="module")
+def _planned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _plan_other)
+
+
+@pytest.fixture
+def planned(_planned: Path, tmp_path: Path) -> Repo:
+    return copy_repo(_planned, tmp_path / "repo")
 
 
 @pytest.mark.parametrize("seed", range(6))

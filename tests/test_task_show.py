@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import Repo, init_repo
+from helpers import Repo, copy_repo, init_repo, prebuilt
 
 PLAN = """\
 id: shop
@@ -67,8 +67,7 @@ decision: Card numbers never reach our servers
 """
 
 
-@pytest.fixture
-def shop(repo: Repo) -> Repo:
+def _build_shop(repo: Repo) -> None:
     repo.write(".flow/adrs/ADR-0001-hosted-fields.yaml", ADR)
     repo.git("add", ".flow")
     repo.git("commit", "-q", "-m", "test: an ADR")
@@ -77,7 +76,16 @@ def shop(repo: Repo) -> Repo:
     repo.git("add", ".flow")
     repo.git("commit", "-q", "-m", "test: the spec")
     repo.ok("submit", "shop")
-    return repo
+
+
+@pytest.fixture(scope="module")
+def _shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prebuilt(tmp_path_factory, _build_shop)
+
+
+@pytest.fixture
+def shop(_shop: Path, tmp_path: Path) -> Repo:
+    return copy_repo(_shop, tmp_path / "repo")
 
 
 def test_json_has_every_field_of_the_contract(shop: Repo) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from helpers.procs import (BIN, PY, Watcher, flowgit_proc, stop_cleanly, wait_for,
                            wait_seconds)
-from helpers.repo import (ROOT, WEBHOOKS, Repo, Result, copy_repo, git, init_repo, isolate_env,
-                          make_git_repo)
+from helpers.repo import (ROOT, TEST_FORMAT, WEBHOOKS, Repo, Result, copy_repo, git, init_repo,
+                          isolate_env, make_git_repo, prebuilt)
 from helpers.state import (events, log_path, log_text, of_type, phase, row, state, state_branch,
                            states, status, subjects, trailers, transitions)
 
 __all__ = [
     "BIN", "PY", "ROOT", "WEBHOOKS", "Repo", "Result", "Watcher", "events", "flowgit_proc", "git",
-    "copy_repo", "init_repo", "isolate_env",
+    "TEST_FORMAT", "copy_repo", "init_repo", "isolate_env", "prebuilt",
     "log_path", "log_text", "make_git_repo", "of_type", "phase", "row", "state", "state_branch", "states", "status",
     "stop_cleanly", "subjects", "trailers", "transitions", "wait_for", "wait_seconds",
 ]

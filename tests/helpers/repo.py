@@ -9,7 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -119,6 +119,10 @@ def isolate_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.chdir(home)
 
 
+# The format the `repo` fixture initialises (FLOWGIT_TEST_FORMAT=2: the state branch; conftest).
+TEST_FORMAT = os.environ.get("FLOWGIT_TEST_FORMAT", "1")
+
+
 # Where the session keeps its initialised repositories (set by conftest's `_templates`); None
 # outside pytest, and then `init_repo` initialises in place.
 TEMPLATE_ROOT: Path | None = None
@@ -155,3 +159,15 @@ def copy_repo(src: Path, dest: Path) -> Repo:
     shutil.copytree(src, dest, symlinks=True)
     git(dest, "update-index", "-q", "--refresh")
     return Repo(dest)
+
+
+def prebuilt(factory: pytest.TempPathFactory, build: Callable[[Repo], object], fmt: str = TEST_FORMAT) -> Path:
+    """A repository set up once for a module-scoped fixture (`init_repo` in format `fmt`, then
+    `build` on it), in an environment as clean as a test's; each test takes a `copy_repo` of it
+    instead of making the same commits again."""
+    base = factory.mktemp("prebuilt")
+    with pytest.MonkeyPatch.context() as mp:  # a module fixture runs before the test's `_isolate`
+        isolate_env(mp, base / "home")
+        r = init_repo(base / "repo", fmt)
+        build(r)
+    return r.path
