@@ -97,3 +97,25 @@ def refs(path: Path) -> str:
     import subprocess
 
     return subprocess.run(["git", "for-each-ref"], cwd=path, capture_output=True, text=True, check=True).stdout
+
+
+# ----- 4. names that never claim keep a high-priority task from every honest worker ----------
+@pytest.mark.xfail(strict=True, reason="ADR 0013 Shares: an owner keeps the first of its share, and "
+                   "a forged name never takes it; left to the lead (design)")
+def test_a_phantom_owner_does_not_keep_the_best_task_from_the_honest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate who moves claim refs of tasks that are not in the plan (folded as logs of
+    unknown tasks, so nothing visible is claimed) under a few names every 30 s keeps them in
+    every clone's crowd. Where the one high-priority task is a phantom's, the honest worker
+    takes its own low-priority task instead, claim after claim, for as long as the names stay
+    fresh: within the ADR's words (the owner "is about to take" it), but nobody ever will."""
+    from types import SimpleNamespace
+
+    from flowgit.core import lifecycle
+
+    phantoms = [f"ghost-{i}" for i in range(8)]
+    high = next(f"H{i}" for i in range(1000) if lifecycle.owner(f"H{i}", sorted({"wb", *phantoms})) != "wb")
+    free = [high, *(f"L{i:02d}" for i in range(60))]
+    prio = {high: "high"}
+    monkeypatch.setattr(lifecycle, "free_order", lambda plan, state, also_held=(): free)
+    plan = SimpleNamespace(task=lambda t: SimpleNamespace(priority=prio.get(t, "low")))
+    assert lifecycle.after_lost_race(plan, None, "", 0.0, 16, "wb", phantoms) == high  # type: ignore[arg-type]
