@@ -119,3 +119,23 @@ def test_a_phantom_owner_does_not_keep_the_best_task_from_the_honest(monkeypatch
     monkeypatch.setattr(lifecycle, "free_order", lambda plan, state, also_held=(): free)
     plan = SimpleNamespace(task=lambda t: SimpleNamespace(priority=prio.get(t, "low")))
     assert lifecycle.after_lost_race(plan, None, "", 0.0, 16, "wb", phantoms) == high  # type: ignore[arg-type]
+
+
+# ----- 5. a closed stdout or stderr was a traceback (both parsers) ---------------------------
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_closed_stream_is_no_traceback(tmp_path: Path, fd: int) -> None:
+    """`flowgit status >&-`: Python's sys.stdout is None, and Output wrote to it (hot path and
+    click alike): AttributeError, exit 1. Now the command runs and says nothing there."""
+    import os
+    import subprocess
+    import sys
+
+    bare, _ = shared(tmp_path, SIXTEEN)
+    b = clone(bare, tmp_path / "b")
+    other = 2 if fd == 1 else 1
+    for args in (("status", "P"), ("status", "P", "--json"), ("plan", "list"), ("next", "P")):
+        proc = subprocess.run([sys.executable, "-m", "flowgit", "--repo", str(b.path), *args],
+                              stdin=subprocess.DEVNULL, **{("stderr" if other == 2 else "stdout"): subprocess.PIPE},
+                              preexec_fn=lambda: os.close(fd))  # noqa: PLW1509
+        said = (proc.stderr if other == 2 else proc.stdout).decode()
+        assert proc.returncode == 0 and "Traceback" not in said, (args, proc.returncode, said)

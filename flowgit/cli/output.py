@@ -23,8 +23,9 @@ def shown(line: str) -> str:
 class Output:
     def __init__(self, as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.as_json = as_json
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        # a closed stream is None in Python (`flowgit status >&-`): said to nothing, as click.echo does
+        self.out = out or sys.stdout or open(os.devnull, "w")
+        self.err = err or sys.stderr or open(os.devnull, "w")
 
     @property
     def is_tty(self) -> bool:
