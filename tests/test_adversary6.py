@@ -139,3 +139,27 @@ def test_a_closed_stream_is_no_traceback(tmp_path: Path, fd: int) -> None:
                               preexec_fn=lambda: os.close(fd))  # noqa: PLW1509
         said = (proc.stderr if other == 2 else proc.stdout).decode()
         assert proc.returncode == 0 and "Traceback" not in said, (args, proc.returncode, said)
+
+
+# ----- 6. a claims-seen file holding a number past a float's range was a traceback -----------
+def test_a_corrupt_claims_seen_reads_as_none(tmp_path: Path) -> None:
+    """`.git/flowgit/claims-seen` is this clone's own, but a torn disk or a hand edit can leave
+    anything: an int of 400 digits made every synced claim an OverflowError traceback."""
+    import os
+
+    bare, _ = shared(tmp_path, SIXTEEN)
+    b = clone(bare, tmp_path / "b")
+    b.ok("status")
+    seen = b.path / ".git" / "flowgit" / "claims-seen"
+    seen.mkdir(parents=True)  # a folder: read as none, the write refused quietly
+    got = b.run("claim", "P", "--sync", "--worker", "wb")
+    assert got.code == 0 and got.err.strip() == "", got.err
+    seen.rmdir()
+    for text in ('{"x": ' + "9" * 400 + ', "y": 1e999, "z": NaN}', "[1, 2]", "\xff"):
+        seen.write_text(text, encoding="latin-1")
+        got = b.run("claim", "P", "--sync", "--worker", "wb")
+        assert got.code == 0 and got.err.strip() == "", (text[:20], got.err)
+    seen.unlink()
+    os.symlink(tmp_path / "nowhere", seen)
+    got = b.run("claim", "P", "--sync", "--worker", "wb")
+    assert got.code == 0 and got.err.strip() == "", got.err

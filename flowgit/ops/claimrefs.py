@@ -119,8 +119,8 @@ def _seen(repo: FlowRepo) -> dict[str, float]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: float(v) for k, v in data.items()
-            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in data.items()  # a time: an int past a float's range is none
+            if isinstance(k, str) and (type(v) is float or type(v) is int and abs(v) < 2 ** 63)}
 
 
 def workers_lately(repo: FlowRepo, within: float, now: float | None = None) -> list[str]:
