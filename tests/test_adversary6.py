@@ -163,3 +163,48 @@ def test_a_corrupt_claims_seen_reads_as_none(tmp_path: Path) -> None:
     os.symlink(tmp_path / "nowhere", seen)
     got = b.run("claim", "P", "--sync", "--worker", "wb")
     assert got.code == 0 and got.err.strip() == "", got.err
+
+
+# ----- 7. a crowd's claim groups by the first task's priority, but ready order is critical path first
+RANKED = """id: P
+title: ranked
+goal: ranked
+tasks:
+  - id: X0
+    title: long chain, low
+    priority: low
+  - id: X1
+    title: chain
+    depends_on: [X0]
+  - id: X2
+    title: chain
+    depends_on: [X1]
+  - id: H0
+    title: high
+    priority: high
+  - id: L1
+    title: low
+    priority: low
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="after_lost_race groups by the priority of free[0], but the "
+                   "ready order is critical path first, priority second: left to the lead (design)")
+def test_a_crowd_claim_does_not_take_the_worst_task_over_a_better_one(tmp_path: Path) -> None:
+    """Ready order (core/fold) is critical-path rank first, then priority: X0 (low, heads a
+    chain of three), H0 (high), L1 (low). `next` says X0. With a crowd, `after_lost_race` takes
+    "the free tasks of the best priority" as those of free[0]'s priority (low): X0 is wa's, so
+    wb takes L1, the last task by rank and by priority, over H0 (high, before it in the order,
+    and nobody's first of share among the peers). ADR 0013: "a share of a lower priority is
+    never taken while a higher one has tasks no owner is about to take"."""
+    from flowgit.core.lifecycle import owner
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    assert (owner("X0", ["wa", "wb"]), owner("H0", ["wa", "wb"]), owner("L1", ["wa", "wb"])) == ("wa", "wa", "wb")
+    bare, _ = shared(tmp_path, RANKED)
+    b = clone(bare, tmp_path / "b")
+    assert b.ok("next", "P", "--json").json["task"] == "P/X0"
+    claimrefs.seen_others(FlowRepo(b.path), ["wa"])
+    got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json["task"]
+    assert got != "P/L1", got
