@@ -93,7 +93,7 @@ def require_git(where: Path | None = None) -> tuple[int, int]:
     kept = _version_file(where) if key is not None else None
     if kept is not None:
         try:
-            said = kept.read_text().split("\n")
+            said = kept.read_text("utf-8", "surrogateescape").split("\n")  # a PATH of any bytes
             if said[0] == key and (version := parse_version(said[1])) is not None and version >= MIN_VERSION:
                 return version
         except (OSError, UnicodeError, IndexError):
@@ -111,7 +111,7 @@ def require_git(where: Path | None = None) -> tuple[int, int]:
         try:  # a cache: written whole (rename), never fsynced; a lost or torn one asks git again
             kept.parent.mkdir(exist_ok=True)
             part = kept.with_name(f"{kept.name}.{os.getpid()}")
-            part.write_text(f"{key}\n{text}\n")
+            part.write_text(f"{key}\n{text}\n", "utf-8", "surrogateescape")
             os.replace(part, kept)
         except OSError:
             pass

@@ -196,7 +196,7 @@ def write_blobs(root: Path, contents: Sequence[bytes], folder: Path | None = Non
                 with open(path, "wb") as fh:  # the blob is fsynced by git; this file is only read
                     fh.write(data)
             out = _run([*FSYNC, "hash-object", "-w", "--no-filters", "--stdin-paths"], root,
-                       input="".join(f"{p}\n" for p in paths).encode()).stdout.decode().split()
+                       input=b"".join(os.fsencode(p) + b"\n" for p in paths)).stdout.decode().split()
         finally:
             for path in paths:
                 path.unlink(missing_ok=True)

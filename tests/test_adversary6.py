@@ -208,3 +208,43 @@ def test_a_crowd_claim_does_not_take_the_worst_task_over_a_better_one(tmp_path: 
     claimrefs.seen_others(FlowRepo(b.path), ["wa"])
     got = b.ok("claim", "P", "--sync", "--worker", "wb", "--json").json["task"]
     assert got != "P/L1", got
+
+
+# ----- 8. a repository under a path that is not UTF-8: every format 2 write was a traceback --
+def test_a_repository_path_of_any_bytes_takes_writes(tmp_path: Path) -> None:
+    """75ce595 writes a state commit's blobs as files in the common git dir and hands their
+    paths to `hash-object --stdin-paths`, encoded as UTF-8: a repository under `odd\\xff`
+    (a name from another system) failed every claim with UnicodeEncodeError (the files of the
+    earlier private temporary directory were under /tmp)."""
+    from test_state_branch import executing
+
+    r = executing(tmp_path / "odd\udcff")
+    for args in (("claim", "P/T1", "--worker", "w"), ("done", "P/T1", "--worker", "w")):
+        got = r.run(*args)
+        one_line_no_traceback(got.err)
+        assert got.code == 0, (args, got.err)
+    assert not list((r.path / ".git" / "flowgit" / "blobs").iterdir())
+
+
+# ----- 9. git found on a PATH folder that is not UTF-8: the kept version was a traceback -----
+def test_a_git_on_a_path_of_any_bytes_is_kept(tmp_path: Path) -> None:
+    """`require_git` keeps `git --version` in .git/flowgit/git-version, keyed by the git's
+    path, written as UTF-8: a git under `bin\\xff/` made the first command that runs git a
+    UnicodeEncodeError traceback and left `git-version.PID` behind."""
+    import os
+    import shutil
+
+    from test_state_branch import executing
+
+    r = executing(tmp_path / "r")
+    folder = tmp_path / "bin\udcff"
+    folder.mkdir()
+    os.symlink(shutil.which("git") or "/usr/bin/git", folder / "git")
+    (r.path / ".git" / "flowgit" / "git-version").unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    for args in (("claim", "P/T1", "--worker", "w"), ("release", "P/T1", "--worker", "w")):
+        got = r.proc(*args, env=env)
+        one_line_no_traceback(got.stderr)
+        assert got.returncode == 0, (args, got.stderr)
+    kept = sorted(p.name for p in (r.path / ".git" / "flowgit").iterdir() if p.name.startswith("git-version"))
+    assert kept == ["git-version"]
