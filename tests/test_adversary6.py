@@ -248,3 +248,28 @@ def test_a_git_on_a_path_of_any_bytes_is_kept(tmp_path: Path) -> None:
         assert got.returncode == 0, (args, got.stderr)
     kept = sorted(p.name for p in (r.path / ".git" / "flowgit").iterdir() if p.name.startswith("git-version"))
     assert kept == ["git-version"]
+
+
+# ----- 10. a --note, --error or --files-modified that is not UTF-8 was a traceback ------------
+@pytest.mark.parametrize("args", [("done", "P/T1", "--worker", "w", "--note", "n\udcff"),
+                                  ("done", "P/T1", "--worker", "w", "--files-modified", "f\udcff"),
+                                  ("fail", "P/T1", "--worker", "w", "--error", "e\udcff")])
+def test_text_that_is_not_utf8_is_a_usage_error_both_ways(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          args: tuple[str, ...]) -> None:
+    """`done --note $'\\xff'`: the byte arrives as a lone surrogate, and the event line could
+    not be encoded in the write door: UnicodeEncodeError, on the hot path and click's alike.
+    Now one line, exit 2, nothing written."""
+    from flowgit.cli import hot
+    from test_state_branch import executing
+
+    r = executing(tmp_path / "r")
+    r.ok("claim", "P/T1", "--worker", "w")
+    before = r.git("rev-parse", "flow/state")
+    said = []
+    for reader in (hot.read, lambda a: None):
+        monkeypatch.setattr(hot, "read", reader)
+        got = r.run(*args)
+        one_line_no_traceback(got.err)
+        assert got.code == 2 and "is not UTF-8 text" in got.err, got.err
+        said.append(got.err)
+    assert said[0] == said[1] and r.git("rev-parse", "flow/state") == before

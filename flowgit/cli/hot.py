@@ -209,8 +209,23 @@ def simple(name: str) -> Callable[..., int]:
     return run_simple
 
 
+def _utf8(option: str, *values: str | None) -> None:
+    """Text that goes into an event must be UTF-8: an argument's byte the file system's
+    encoding could not decode (`--note $'\\xff'`) arrives as a lone surrogate, which no log
+    line can hold (it was a traceback, after the lock was taken)."""
+    for value in values:
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError:
+            from flowgit.errors import UsageError
+
+            raise UsageError(f"{option} {value!r} is not UTF-8 text: give it in UTF-8") from None
+
+
 def done(app: App, ref: str, worker: str | None, note: str | None, files: tuple[str, ...]) -> int:
     from flowgit.cli.commands import tasks
+    _utf8("--note", note)
+    _utf8("--files-modified", *files)
     return tasks.done(app, ref, worker, note, list(files))
 
 
@@ -219,6 +234,7 @@ def fail(app: App, ref: str, worker: str | None, error: str, retry: bool, skip: 
     from flowgit.cli.commands import tasks
     from flowgit.errors import UsageError
 
+    _utf8("--error", error)
     modes = [m for m, on in (("retry", retry), ("skip", skip), ("skip_dependents", skip_dependents)) if on]
     if len(modes) > 1:
         raise UsageError("--retry, --skip and --skip-dependents exclude each other: give one of them")
