@@ -3,7 +3,7 @@ or raising an error that says what state the task is in and who holds it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from flowgit.core import retry
 from flowgit.core.events import Event, format_time, make_event
@@ -206,67 +206,57 @@ def decide_claim(plan: Plan, state: PlanState, task_id: str | None, actor: str, 
 
 
 def after_lost_race(plan: Plan, state: PlanState, had: str | None, pick: float,
-                    window: int = 16, me: str = "", others: Sequence[str] = ()) -> str | None:
+                    window: int = 16, me: str = "", others: Sequence[str] = (),
+                    overdue: Collection[str] = ()) -> str | None:
     """The task a claim of any ready task takes after losing a race for `had` (None: the first
     try, which takes the best; "": a first try in a clone that lost races lately or saw others
-    claim). `had` while it is still free; else, among the free tasks of the best one's
-    priority: with `others` (the workers seen claiming beside `me`), the first of `me`'s share
-    (`owner`), so clones that know each other never pick the same task, or when its share
-    has none free, one the owners will not take next (`_steal`); without, one of the first
-    `window`, chosen by `pick` (0 <= pick < 1, random): clones racing for one remote do not
-    all go for the same task."""
+    claim). `had` while it is still free; else, with `others` (the workers seen claiming beside
+    `me`), `me`'s task of the round (`_round`), or first a task of `overdue` (ones this clone
+    passed over at its last claims and still free: an owner that does not take its task, a
+    name that never claims); without, one of the first `window` of the ready order, chosen by
+    `pick` (0 <= pick < 1, random): clones racing for one remote do not all go for the same
+    task."""
     if had is None:
         return None
     free = free_order(plan, state)
     if had in free or not free:
         return had if had in free else None
-
-    def priority(task_id: str) -> str | None:
-        task = plan.task(task_id)
-        return task.priority if task else None
-
-    best = priority(free[0])
     if not others:
-        peers = [t for t in free[:max(1, window)] if priority(t) == best]
+        peers = free[:max(1, window)]
         return peers[int(pick * len(peers)) % len(peers)]
     crowd = sorted({me, *others})
     near = free[:SHARE_SCAN * len(crowd)]  # bounded: a crowd is at most 32 names
-    peers = [t for t in near if priority(t) == best]
-    owners: dict[str, str] = {}  # each task's owner hashed once: a hash per worker and task
-
-    def owned(task_id: str) -> str:
-        if task_id not in owners:
-            owners[task_id] = owner(task_id, crowd)
-        return owners[task_id]
-
-    mine = next((t for t in peers if owned(t) == me), None)
-    if mine is not None:
-        return mine
-    later = (t for t in near if owned(t) == me)
-    return _steal(peers, crowd, me, next(later, None), owned)
+    late = next((t for t in near if t in overdue), None)
+    return late if late is not None else _round(near, crowd, me)
 
 
-def _steal(peers: list[str], crowd: Sequence[str], me: str, later: str | None,
-           owned: Callable[[str], str] | None = None) -> str:
-    """A task for `me`, whose share has none of `peers` (the free tasks of the best priority):
-    each owner keeps the first of its share (it takes its share from the front); the workers
-    with no share left there take the rest from the back, the first of them the last task,
-    the second the one before: clones that see the same tasks and workers never pick the same
-    one. With no rest, the first of `me`'s share of a later priority (`later`), if any, rather
-    than the task its owner is about to take."""
-    owners: set[str] = set()
-    rest: list[str] = []
-    for task in peers:
-        who = owned(task) if owned is not None else owner(task, crowd)
-        if who in owners:
-            rest.append(task)
-        owners.add(who)
-    idle = [w for w in crowd if w not in owners]
-    turn = idle.index(me) if me in idle else 0
-    if not rest and later is not None:
-        return later
-    pool = rest or peers
-    return pool[-(1 + turn % len(pool))]
+def _round(near: Sequence[str], crowd: Sequence[str], me: str) -> str:
+    """One task for each worker of `crowd` from the front of the ready order `near`, the same
+    in every clone that sees the same tasks and workers, so that they never pick the same one:
+    each worker the first task of its own share (`owner`); then the best tasks no worker got
+    (as many as there are workers) go, in turn, to the workers whose own task is further
+    back, or who have none. A worker left without one takes from the back of what no worker
+    got (the end of a run: fewer tasks than workers)."""
+    mine: dict[str, str] = {}  # worker -> the first task of its share
+    for task in near:
+        who = owner(task, crowd)
+        if who not in mine:
+            mine[who] = task
+            if len(mine) == len(crowd):
+                break
+    best = list(near[:len(crowd)])
+    given = set(mine.values())
+    spare = [t for t in best if t not in given]
+    behind = [w for w in crowd if mine.get(w) not in best]
+    if me in mine and mine[me] in best:
+        return mine[me]
+    turn = behind.index(me) if me in behind else 0
+    if turn < len(spare):
+        return spare[turn]
+    if me in mine:
+        return mine[me]
+    rest = [t for t in near if t not in given] or list(near)
+    return rest[-(1 + turn % len(rest))]
 
 
 SHARE_SCAN = 16  # ready tasks per worker a contended claim looks through for one of its share

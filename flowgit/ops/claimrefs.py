@@ -139,6 +139,39 @@ def others_lately(repo: FlowRepo, within: float) -> int:
     return len(workers_lately(repo, within))
 
 
+PASSED = "claims-passed"
+OVERDUE_AFTER = 3  # claims of this clone that passed over a task before it takes it (ADR 0013 Shares)
+PASSED_AT_MOST = 64
+
+
+def passed_over(repo: FlowRepo, plan: str) -> dict[str, int]:
+    """The ready tasks of `plan` this clone's last claims passed over (left to the worker whose
+    share they are), with how many claims in a row did: one still free after `OVERDUE_AFTER`
+    is its owner's no more (a worker that stopped, a name that never claims)."""
+    try:
+        data = json.loads((git_state.state_dir(repo.dirs) / PASSED).read_text())
+    except (OSError, ValueError):
+        return {}
+    found = data.get(plan) if isinstance(data, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, int)
+            and not isinstance(v, bool) and 0 < v < 1024}
+
+
+def note_passed(repo: FlowRepo, plan: str, ahead: list[str], before: dict[str, int]) -> None:
+    """After a won claim: the tasks it passed over (`ahead` of it in the ready order), each
+    counted once more than `before` said; the others are forgotten."""
+    path = git_state.state_dir(repo.dirs) / PASSED
+    counts = {task: before.get(task, 0) + 1 for task in ahead[:PASSED_AT_MOST]}
+    tmp = path.with_name(f"{PASSED}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps({plan: counts}, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 # ----- reading a claim ---------------------------------------------------------------------
 def claim_event(data: bytes, display: str, plan: str, task: str) -> Event:
     """The one `task.claimed` event a claim commit's message holds; InvalidFile otherwise."""

@@ -124,10 +124,16 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
         tclock = (state.tasks[task_id].record.last_clock + 1
                   if task_id is not None and task_id in state.tasks else 1)
         crowd = others()
-        if crowd and not chosen:  # others claim from this state too: take from this one's share
-            chosen.append("")
+        overdue: set[str] = set()
+        if crowd:
+            from flowgit.ops.claimrefs import OVERDUE_AFTER, passed_over
+
+            passed[:] = [passed_over(repo, plan_id)]
+            overdue = {t for t, n in passed[0].items() if n >= OVERDUE_AFTER}
+            if not chosen:  # others claim from this state too: take this one's task of the round
+                chosen.append("")
         want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random(),
-                                          spread, actor, crowd)
+                                          spread, actor, crowd, overdue)
         if want is not None and task_id is None:
             tclock = state.tasks[want].record.last_clock + 1
         d = decide_claim(plan, state, want, actor, tclock, now, lease_s)
@@ -136,9 +142,18 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
             d = decide_claim(plan, state, d.task, actor,
                              state.tasks[d.task].record.last_clock + 1, now, lease_s)
         chosen.append(d.task)
+        if passed:  # the tasks it passed over, which their owners should take before its next claim
+            order = free_order(plan, state)
+            ahead[:] = order[:order.index(d.task)] if d.task in order else []
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
+    passed: list[dict[str, int]] = []
+    ahead: list[str] = []
     result = transact(app, plan_id, actor, decide, True if sync else None, claim=True, any_task=task_id is None)
+    if passed:
+        from flowgit.ops.claimrefs import note_passed
+
+        note_passed(repo, plan_id, ahead, passed[0])
     line = f"claimed {result['task']} until {result['lease_until']}"
     if not context:
         app.out.result(result, line)
