@@ -272,3 +272,24 @@ def test_text_that_is_not_utf8_is_a_usage_error_both_ways(tmp_path: Path, monkey
         assert got.code == 2 and "is not UTF-8 text" in got.err, got.err
         said.append(got.err)
     assert said[0] == said[1] and r.git("rev-parse", "flow/state") == before
+
+
+# ----- 11. a teammate's title or claim drove the terminal through status's text -------------
+def test_status_text_shows_control_characters_escaped(tmp_path: Path) -> None:
+    """A claim ref's actor `\\x1b]0;...\\x07` (an event allows any character but a line break
+    or NUL) and a task title with `\\x1b[2J`: `status` printed them raw, for the terminal to set
+    its title, clear the screen or (OSC 52) write the clipboard. Text results now show them
+    escaped, as errors already did (fifth session); JSON keeps the text as it is."""
+    evil = "\x1b]0;pwned\x07\x1b[2J\u202e"
+    plan = SIXTEEN.replace("title: task 3\n", 'title: "task \\e[2J three"\n')
+    bare, _ = shared(tmp_path, plan)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    hostile(mallory, "T01", f"x\n\n{forged('T01', actor=evil)}")
+    b.ok("sync")
+    for args in (("status", "P", "--all"), ("status",), ("events", "P", "T01")):
+        got = b.run(*args)
+        assert got.code == 0 and "\x1b" not in got.out and "\u202e" not in got.out, (args, got.out)
+    assert "\\x1b]0;pwned\\x07" in b.run("status", "P", "--all").out
+    assert "\\x1b[2J" in b.run("status", "P", "--all").out
+    rows = {t["id"]: t for t in b.ok("status", "P", "--json").json["tasks"]}
+    assert rows["T01"]["worker"] == evil

@@ -20,6 +20,19 @@ def shown(line: str) -> str:
     return line.translate(_SHOWN)
 
 
+_LINES = {k: v for k, v in _SHOWN.items() if k not in (ord("\n"), ord("\t"))}
+
+
+def plain_text(text: str) -> str:
+    """A command's text result with a title's or a worker's control characters escaped (a
+    teammate's plan or claim can hold `ESC]0;...` or `ESC[2J` for the terminal to obey);
+    tabs and CRLF line ends (a file shown as it is) stay. Checked at C speed first, so a clean
+    text costs no translation."""
+    if text.replace("\n", "").isprintable():
+        return text
+    return text.translate(_LINES).replace("\\r\n", "\r\n")
+
+
 class Output:
     def __init__(self, as_json: bool = False, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.as_json = as_json
@@ -37,7 +50,7 @@ class Output:
         if self.as_json:
             self.out.write(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
         elif text is not None:
-            rendered = text() if callable(text) else text
+            rendered = plain_text(text() if callable(text) else text)
             if rendered:
                 self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
         self.out.flush()
@@ -48,7 +61,7 @@ class Output:
         if self.as_json:
             self.out.write(encoded + "\n")
         else:
-            rendered = text()
+            rendered = plain_text(text())
             if rendered:
                 self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
         self.out.flush()
