@@ -250,13 +250,29 @@ def _round(near: Sequence[str], crowd: Sequence[str], me: str) -> str:
     behind = [w for w in crowd if mine.get(w) not in best]
     if me in mine and mine[me] in best:
         return mine[me]
-    turn = behind.index(me) if me in behind else 0
-    if turn < len(spare):
-        return spare[turn]
+    paired = _pairs(behind, spare)
+    if me in paired:
+        return paired[me]
     if me in mine:
         return mine[me]
     rest = [t for t in near if t not in given] or list(near)
+    turn = behind.index(me) if me in behind else 0
     return rest[-(1 + turn % len(rest))]
+
+
+def _pairs(workers: Sequence[str], tasks: Sequence[str]) -> dict[str, str]:
+    """Workers matched to tasks by the highest hash of (worker, task) first: the same in every
+    clone that sees the same ones, and a clone that sees one task or worker more or less moves
+    few pairs (matching by place in the list moved them all)."""
+    scored = sorted(((_blake2b(f"{w}\0{t}".encode(), digest_size=8).digest(), w, t)
+                     for w in workers for t in tasks), reverse=True)
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for _, worker, task in scored:
+        if worker not in out and task not in used:
+            out[worker] = task
+            used.add(task)
+    return out
 
 
 SHARE_SCAN = 16  # ready tasks per worker a contended claim looks through for one of its share
