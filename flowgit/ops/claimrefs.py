@@ -69,25 +69,35 @@ def fetch_specs(store: StateStore, remote: str, plan: str | None) -> list[tuple[
     return [(f"refs/heads/{namespace(store)}{mid}", f"{tracking_prefix(store, remote)}{mid}")]
 
 
-# ----- what was folded ---------------------------------------------------------------------
-def _record_path(repo: FlowRepo) -> Any:
-    return git_state.state_dir(repo.dirs) / RECORD
+# ----- what this clone remembers (.git/flowgit/) -------------------------------------------
+def _read_json(repo: FlowRepo, name: str) -> Any:
+    """A file of this clone's, read as JSON; None when it is missing or not JSON."""
+    try:
+        return json.loads((git_state.state_dir(repo.dirs) / name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(repo: FlowRepo, name: str, data: Any) -> None:
+    """Replace a file of this clone's at once (a reader sees the old text or the new)."""
+    path = git_state.state_dir(repo.dirs) / name
+    tmp = path.with_name(f"{name}.{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_record(repo: FlowRepo) -> dict[str, list[Any]]:
     """tracking ref -> [commit, event id, event time] of the claim last folded from it."""
-    try:
-        data = json.loads(_record_path(repo).read_text())
-    except (OSError, ValueError):
-        return {}
+    data = _read_json(repo, RECORD)
     return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 3} if isinstance(data, dict) else {}
 
 
 def save_record(repo: FlowRepo, record: dict[str, list[Any]]) -> None:
-    path = _record_path(repo)
-    tmp = path.with_name(f"{RECORD}.{os.getpid()}")
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, path)
+    _write_json(repo, RECORD, record)
 
 
 SEEN = "claims-seen"
@@ -103,20 +113,14 @@ def seen_others(repo: FlowRepo, names: Iterable[str], now: float | None = None) 
     seen = _seen(repo)
     seen.update({name: now for name in names})
     kept = dict(sorted(seen.items(), key=lambda kv: -kv[1])[:SEEN_AT_MOST])
-    path = git_state.state_dir(repo.dirs) / SEEN
-    tmp = path.with_name(f"{SEEN}.{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(kept, sort_keys=True))
-        os.replace(tmp, path)
+        _write_json(repo, SEEN, kept)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass  # a hint for the next claim, not a record
 
 
 def _seen(repo: FlowRepo) -> dict[str, float]:
-    try:
-        data = json.loads((git_state.state_dir(repo.dirs) / SEEN).read_text())
-    except (OSError, ValueError):
-        return {}
+    data = _read_json(repo, SEEN)
     if not isinstance(data, dict):
         return {}
     return {k: float(v) for k, v in data.items()  # a time: an int past a float's range is none
@@ -148,10 +152,7 @@ def passed_over(repo: FlowRepo, plan: str) -> dict[str, int]:
     """The ready tasks of `plan` this clone's last claims passed over (left to the worker whose
     share they are), with how many claims in a row did: one still free after `OVERDUE_AFTER`
     is its owner's no more (a worker that stopped, a name that never claims)."""
-    try:
-        data = json.loads((git_state.state_dir(repo.dirs) / PASSED).read_text())
-    except (OSError, ValueError):
-        return {}
+    data = _read_json(repo, PASSED)
     found = data.get(plan) if isinstance(data, dict) else None
     if not isinstance(found, dict):
         return {}
@@ -162,14 +163,11 @@ def passed_over(repo: FlowRepo, plan: str) -> dict[str, int]:
 def note_passed(repo: FlowRepo, plan: str, ahead: list[str], before: dict[str, int]) -> None:
     """After a won claim: the tasks it passed over (`ahead` of it in the ready order), each
     counted once more than `before` said; the others are forgotten."""
-    path = git_state.state_dir(repo.dirs) / PASSED
     counts = {task: before.get(task, 0) + 1 for task in ahead[:PASSED_AT_MOST]}
-    tmp = path.with_name(f"{PASSED}.{os.getpid()}")
     try:
-        tmp.write_text(json.dumps({plan: counts}, sort_keys=True))
-        os.replace(tmp, path)
+        _write_json(repo, PASSED, {plan: counts})
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass  # a hint for the next claim, not a record
 
 
 # ----- reading a claim ---------------------------------------------------------------------
