@@ -197,9 +197,19 @@ def held_line(remote: str, short: str, plan: str, task: str, problem: str) -> st
             f"`git push {shlex.quote(remote)} --delete {shlex.quote(short)}`")
 
 
+def unknown_line(remote: str, short: str, plan: str, task: str, what: str) -> str:
+    """The one line that says a claim ref names a task this clone's plan does not have."""
+    import shlex
+
+    return (f"{remote}/{short}: a claim of {plan}/{task}, {what}: nothing of it is folded until this "
+            f"clone has the task (one added on another clone comes with its plan: pull, or sync); "
+            f"if no one added it, remove the ref with `git push {shlex.quote(remote)} --delete "
+            f"{shlex.quote(short)}`")
+
+
 class Fresh:
     """The claims of the fetched claim refs this clone has not folded yet, read and checked,
-    and the tasks bad refs hold."""
+    the tasks bad refs hold, and the refs of tasks this clone's plans do not have."""
 
     def __init__(self, record: dict[str, list[Any]], gone: list[str]) -> None:
         self.record = record
@@ -207,13 +217,44 @@ class Fresh:
         self.claims: dict[tuple[str, str], list[tuple[str, str, Event]]] = {}  # (plan, task) -> (ref, commit, event)
         self.held: dict[tuple[str, str], str] = {}  # (plan, task) -> the line that says why
         self.bad: dict[str, list[Any]] = {}  # tracking ref -> [commit, None, the line]: not read again
+        self.unknown: dict[str, str] = {}  # tracking ref -> its line: a task no plan here has
+        self.new_unknown: list[str] = []  # the lines of those not said before (`sync` says them once)
+
+
+class _Known:
+    """Whether this clone's plan (as execution reads it: the recorded one, or the default
+    branch's) has a task; each plan loaded once."""
+
+    def __init__(self, repo: FlowRepo) -> None:
+        self.repo = repo
+        self.plans: dict[str, tuple[frozenset[str], str]] = {}
+
+    def missing(self, plan: str, task: str) -> str | None:
+        """None when `plan` has `task`; else what is missing, in words."""
+        if plan not in self.plans:
+            from flowgit.errors import FlowError, NotFound
+
+            try:
+                loaded = self.repo.load_plan(plan).plan
+                self.plans[plan] = (frozenset(t.id for t in loaded.tasks), f"a task plan {plan} does not have here")
+            except NotFound:
+                self.plans[plan] = (frozenset(), "of a plan this clone does not have")
+            except FlowError:
+                self.plans[plan] = (frozenset(), f"of plan {plan}, which does not read here")
+        tasks, what = self.plans[plan]
+        return None if task in tasks else what
 
 
 def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
     """Read and check the claim refs of `plan` (every plan's: None) that moved since they were
     last folded. A ref that names no task is never read; one that holds no claim holds its
     task (`held`, one line each, also kept on the store as `held_claims`), and is read again
-    only when it moves; the others are folded."""
+    only when it moves; the others are folded. One whose task this clone's plan does not have
+    is not read (`unknown`): a teammate can push claims of a thousand made-up tasks, which
+    every clone would fold into its state and push on; it is read once the plan has the task
+    (added on another clone, whose plan this clone learns after the claim). Read after the
+    state's merge: an amendment fetched with the claim counts. Every plan's read (`sync`)
+    remembers those refs, so that each is said once (`new_unknown`)."""
     store = _store(repo)
     prefix = tracking_prefix(store, remote, plan)
     refs = git_state.ref_values(repo.root, prefix)
@@ -221,6 +262,7 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
     found = Fresh(record, [ref for ref in record if ref.startswith(prefix) and ref not in refs])
     pending: dict[str, tuple[str, str, str]] = {}  # tracking ref -> (commit, plan, task)
     base = tracking_prefix(store, remote)
+    known = _Known(repo)
     for ref, (oid, kind) in refs.items():
         parts = ref[len(base):].split("/")
         if not all(is_valid_id(p) for p in parts[:2]):
@@ -234,9 +276,17 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
         if len(parts) != 2:
             continue
         seen = record.get(ref)
-        if seen is not None and seen[0] == oid:
+        said = seen is not None and seen[0] == oid and seen[1] is None and seen[2] is None
+        if seen is not None and seen[0] == oid and not said:
             if seen[1] is None and isinstance(seen[2], str):  # a bad ref read before, unchanged
                 found.held[(parts[0], parts[1])] = seen[2]
+            continue
+        what = known.missing(parts[0], parts[1])
+        if what is not None:
+            found.unknown[ref] = unknown_line(remote, short, parts[0], parts[1], what)
+            if not said and plan is None:
+                found.new_unknown.append(found.unknown[ref])
+                found.bad[ref] = [oid, None, None]
             continue
         if kind != "commit":
             _hold(found, ref, oid, held_line(remote, short, parts[0], parts[1], f"a {kind}, not a claim commit"))
@@ -257,6 +307,7 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
             continue
         found.claims.setdefault((p, t), []).append((ref, oid, ev))
     store.held_claims = dict(found.held)
+    store.unknown_claims = sorted(set(store.unknown_claims).union(found.new_unknown))
     return found
 
 
@@ -266,14 +317,14 @@ def _hold(found: Fresh, ref: str, oid: str, line: str) -> None:
     found.bad[ref] = [oid, None, line]
 
 
-def held(repo: FlowRepo, remote: str) -> list[str]:
-    """`doctor`: the lines of every claim ref this clone fetched last that holds its task (read
-    from the remote-tracking refs, no fetch)."""
+def held(repo: FlowRepo, remote: str) -> tuple[list[str], list[str]]:
+    """`doctor`: the lines of every claim ref this clone fetched last that holds its task, and
+    of those whose task no plan here has (read from the remote-tracking refs, no fetch)."""
     store = repo.state_store
     if store is None:
-        return []
+        return [], []
     found = read_fresh(repo, remote, None)
-    return sorted(set(found.held.values()))
+    return sorted(set(found.held.values())), sorted(found.unknown.values())
 
 
 def fold_changes(repo: FlowRepo, fresh: Fresh) -> dict[tuple[str, str], bytes]:

@@ -51,8 +51,9 @@ def fetch_merge(repo: FlowRepo, remote: str, allow_unrelated: bool = False,
     also = claimrefs.fetch_specs(store, remote, claims if isinstance(claims, str) else None) if claims else []
     if not git_state.fetch_ref(repo.root, remote, store.branch, tracking_ref(store, remote), also):
         return _no_remote_state(repo, remote, store)
-    fresh = claimrefs.read_fresh(repo, remote, claims if isinstance(claims, str) else None) if claims else None
     merged = _merge_fetched(repo, remote, store, allow_unrelated)
+    # after the merge: a claim of a task the fetched state's plan amendment added is folded
+    fresh = claimrefs.read_fresh(repo, remote, claims if isinstance(claims, str) else None) if claims else None
     if fresh is not None and defer is None:
         claimrefs.fold(repo, remote, fresh)
     elif fresh is not None and defer is not None:

@@ -121,9 +121,13 @@ def diagnose(repo: FlowRepo) -> list[dict[str, Any]]:
                                      "the next write moves it to the state branch (commit or discard edits to it first)"))
         from flowgit.ops.claimrefs import held
 
-        for line in held(repo, repo.work_config.remote):  # fetched claim refs that hold their task
+        holding, unknown = held(repo, repo.work_config.remote)
+        for line in holding:  # fetched claim refs that hold their task
             ref, _, what = line.partition(": ")
             problems.append(_problem("held_claim", ref, what))
+        for line in unknown:  # claims of tasks no plan here has: not folded (yet)
+            ref, _, what = line.partition(": ")
+            problems.append(_problem("unknown_claim", ref, what))
         problems += _state_log_problems(repo)
     return problems + _work_tree_cache(repo)
 
@@ -295,7 +299,7 @@ def _trust_problems(repo: FlowRepo) -> list[dict[str, Any]]:
     return out
 
 
-INFO = ("orphan_log", "unknown_type", "unmigrated_branch", "stray_log", "committed_cache", "old_cache")  # said, never a failure
+INFO = ("orphan_log", "unknown_type", "unknown_claim", "unmigrated_branch", "stray_log", "committed_cache", "old_cache")  # said, never a failure
 FIXABLE = ("journal", "torn", "rewritten", "duplicates", "uncommitted", "merge_driver", "git_lock",
            "recorded_config")
 

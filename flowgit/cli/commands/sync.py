@@ -6,16 +6,27 @@ from flowgit.ops import sync as syncing
 from flowgit.store.configpin import follow_work
 from flowgit.store.repo import FlowRepo
 
+UNKNOWN_SAID = 8  # lines; a teammate can push a thousand made-up claims
+
 
 def sync(app: App, remote: str | None, allow_unrelated: bool = False) -> int:
     repo = app.repo
     repo.require_init()
     follow_work(repo)
     result = syncing.sync(repo, remote, allow_unrelated=allow_unrelated)
+    store = repo.state_store
+    if store is not None:  # claim refs of tasks no plan here has, said once (ops/claimrefs)
+        result["unknown_claims"] = list(store.unknown_claims)
     app.out.result(result, f"synced with {result['remote']}/{result['branch']} ({result['merge']})")
     held = result.get("held_claims")
     for line in held if isinstance(held, list) else ():  # claim refs that hold their task
         app.out.warn(str(line))
+    unknown = store.unknown_claims if store is not None else []
+    for line in unknown[:UNKNOWN_SAID]:
+        app.out.warn(line)
+    if len(unknown) > UNKNOWN_SAID:
+        app.out.warn(f"{len(unknown) - UNKNOWN_SAID} more claim ref(s) of tasks no plan here has, none of "
+                     "them folded: `flowgit doctor` lists them")
     fresh = FlowRepo(repo.root)  # as the next command will read it
     still = follow_work(fresh)
     if still is not None:
