@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import git, states
+import pytest
+
+from helpers import Repo, git, states
 from test_claim_refs import PLAN, REF, forged
 from test_state_branch import clone, shared
 
@@ -138,3 +140,64 @@ def test_a_task_amended_into_the_recorded_plan_is_folded_in_the_same_fetch(tmp_p
     assert states(b, "P")["T5"] == "claimed"
     res = b.run("claim", "P/T5", "--sync", "--worker", "wb")
     assert res.code == 1 and "wa" in res.err, res.err
+
+
+# ----- 2. remotes that will not come back, and ones that may -----------------------------------
+def refused_url(scheme: str) -> str:
+    """A URL whose connection is refused at once: a port that was just free on this machine."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"{scheme}://127.0.0.1:{port}/x.git"
+
+
+def _bad_remote(tmp_path: Path, fmt: str, url_of: str) -> Repo:
+    from helpers import init_repo
+
+    r = init_repo(tmp_path / "r", fmt)
+    r.plan("P", PLAN)
+    if fmt == "2":
+        r.ok("submit", "P")
+    plain = tmp_path / "plain"
+    plain.write_text("not a repository\n")
+    gitfile = tmp_path / "gitfile"
+    gitfile.write_text(f"gitdir: {tmp_path / 'nowhere'}\n")
+    url = {"plain": str(plain), "file-url": f"file://{plain}", "gitfile": str(gitfile)}.get(url_of) or refused_url(url_of)
+    r.git("remote", "add", "origin", url)
+    return r
+
+
+@pytest.mark.parametrize("fmt", ["1", "2"])
+@pytest.mark.parametrize("url_of", ["plain", "file-url", "gitfile"])
+def test_a_remote_that_is_a_plain_file_is_exit_1_not_retry(tmp_path: Path, fmt: str, url_of: str) -> None:
+    """A remote URL naming a plain file (or a .git file pointing nowhere) will fail the same way
+    every time: exit 1 in one line saying what to check, not exit 4 ("retry"); nothing written."""
+    r = _bad_remote(tmp_path, fmt, url_of)
+    heads = r.git("for-each-ref", "--format=%(refname) %(objectname)")
+    for args in (("sync",), ("claim", "P", "--sync", "--worker", "w")):
+        res = r.run(*args)
+        assert res.code == 1, (args, res.code, res.err)
+        line = res.err.strip()
+        assert "\n" not in line and "Traceback" not in line and "git remote get-url origin" in line, line
+        res = r.run(*args, "--json")
+        assert res.code == 1 and res.json["error"]["code"] == "fetch_failed", res.out
+    assert r.git("for-each-ref", "--format=%(refname) %(objectname)") == heads
+    assert states(r, "P")["T1"] == "ready"
+
+
+@pytest.mark.parametrize("fmt", ["1", "2"])
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_refused_connection_is_exit_4_retry(tmp_path: Path, fmt: str, scheme: str) -> None:
+    """A refused connection may come back (a server restarting, a network down): CLI.md's exit 4,
+    "a race that retrying may win", in one line; nothing written."""
+    r = _bad_remote(tmp_path, fmt, scheme)
+    heads = r.git("for-each-ref", "--format=%(refname) %(objectname)")
+    for args in (("sync",), ("claim", "P", "--sync", "--worker", "w")):
+        res = r.run(*args)
+        assert res.code == 4, (args, res.code, res.err)
+        line = res.err.strip()
+        assert "\n" not in line and "Traceback" not in line and "127.0.0.1" in line, line
+    assert r.git("for-each-ref", "--format=%(refname) %(objectname)") == heads
+    assert states(r, "P")["T1"] == "ready"

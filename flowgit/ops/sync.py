@@ -54,7 +54,8 @@ RACE_MARKERS = ("fetch first", "non-fast-forward", "failed to update ref", "cann
 # A fetch that fails like this will fail again: no point retrying (exit 1, not 4).
 FETCH_FOR_GOOD = ("does not appear to be a git repository", "not found", "not allowed",
                   "authentication failed", "permission denied", "could not read username",
-                  "no such file or directory", "is not a git command", "unable to find remote helper")
+                  "no such file or directory", "is not a git command", "unable to find remote helper",
+                  "invalid gitfile format", "not a git repository")  # a plain file; a .git file pointing nowhere
 
 
 def _git_error_line(err: str, fallback: object) -> str:
