@@ -201,3 +201,74 @@ def test_a_refused_connection_is_exit_4_retry(tmp_path: Path, fmt: str, scheme: 
         assert "\n" not in line and "Traceback" not in line and "127.0.0.1" in line, line
     assert r.git("for-each-ref", "--format=%(refname) %(objectname)") == heads
     assert states(r, "P")["T1"] == "ready"
+
+
+# ----- 3. the passed-over counts of several plans ----------------------------------------------
+def _two_plans(tmp_path: Path) -> Path:
+    """A bare remote whose state executes plans P and Q, sixteen tasks each."""
+    import subprocess
+
+    from test_state_branch import executing
+
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    seed = executing(tmp_path / "seed", SIXTEEN.replace("id: P", "id: P", 1))
+    seed.plan("Q", SIXTEEN.replace("id: P", "id: Q", 1))
+    seed.ok("submit", "Q")
+    seed.git("remote", "add", "origin", str(bare))
+    seed.git("push", "-q", "origin", "main", "flow/state")
+    return bare
+
+
+SIXTEEN = "id: P\ntitle: shares\ngoal: shares\ntasks:\n" + "".join(
+    f"  - id: T{i:02d}\n    title: task {i}\n" for i in range(16))
+
+
+def test_claims_alternating_between_plans_keep_each_plans_passed_counts(tmp_path: Path) -> None:
+    """A name that never claims (a worker that stopped) holds its share's tasks for three
+    claims of a clone that passes over them (ADR 0013 "Shares"). The counts were one plan's: a
+    claim of Q reset P's, so a worker alternating between two plans never took the task."""
+    from flowgit.core.lifecycle import owner
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    b = clone(_two_plans(tmp_path), tmp_path / "b")
+    crowd = ["ghost", "wb"]
+    ghosts = [f"T{i:02d}" for i in range(16) if owner(f"T{i:02d}", crowd) == "ghost"]
+    assert ghosts
+    taken: dict[str, list[str]] = {"P": [], "Q": []}
+    for _ in range(claimrefs.OVERDUE_AFTER + 2):
+        for plan in ("P", "Q"):
+            claimrefs.seen_others(FlowRepo(b.path), ["ghost"])
+            got = b.ok("claim", plan, "--sync", "--worker", "wb", "--json").json
+            taken[plan].append(got["task"].split("/")[1])
+    assert ghosts[0] in taken["P"] and ghosts[0] in taken["Q"], (ghosts, taken)
+    for plan in ("P", "Q"):
+        passed = claimrefs.passed_over(FlowRepo(b.path), plan)
+        assert all(n < claimrefs.OVERDUE_AFTER for n in passed.values()), passed
+
+
+def test_the_passed_over_counts_are_kept_for_a_bounded_number_of_plans(tmp_path: Path) -> None:
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    b = clone(_two_plans(tmp_path), tmp_path / "b")
+    b.ok("sync")
+    repo = FlowRepo(b.path)
+    many = claimrefs.PASSED_PLANS + 5
+    for n in range(many):
+        claimrefs.note_passed(repo, f"P{n}", ["T01", "T02"], {"T01": 1})
+    kept = [n for n in range(many) if claimrefs.passed_over(repo, f"P{n}")]
+    assert kept == list(range(5, many))  # the plans noted last
+    assert claimrefs.passed_over(repo, f"P{many - 1}") == {"T01": 2, "T02": 1}
+    # the file a clone of the sixth session wrote (one plan's counts) still reads
+    (b.path / ".git" / "flowgit" / claimrefs.PASSED).write_text(json.dumps({"P": {"T03": 2}}))
+    assert claimrefs.passed_over(repo, "P") == {"T03": 2}
+    claimrefs.note_passed(repo, "Q", ["T04"], {})
+    assert claimrefs.passed_over(repo, "P") == {"T03": 2} and claimrefs.passed_over(repo, "Q") == {"T04": 1}
+    # and a file that is no such thing reads as nothing
+    for junk in ("[1, 2]", '{"P": [1]}', '[["P", {"T1": true}], 5]', "not json"):
+        (b.path / ".git" / "flowgit" / claimrefs.PASSED).write_text(junk)
+        assert claimrefs.passed_over(repo, "P") == {}
+        claimrefs.note_passed(repo, "P", ["T05"], {})
+        assert claimrefs.passed_over(repo, "P") == {"T05": 1}

@@ -145,27 +145,40 @@ def others_lately(repo: FlowRepo, within: float) -> int:
 
 PASSED = "claims-passed"
 OVERDUE_AFTER = 3  # claims of this clone that passed over a task before it takes it (ADR 0013 Shares)
-PASSED_AT_MOST = 64
+PASSED_AT_MOST = 64  # tasks a plan
+PASSED_PLANS = 16  # plans, the ones claimed last: a clone's workers may take turns between plans
+
+
+def _passed(repo: FlowRepo) -> list[tuple[str, dict[str, int]]]:
+    """(plan, counts) for each plan this clone's last claims noted, the latest first. The file
+    is a JSON list of [plan, {task: count}]; a sixth-session clone's {plan: counts} still reads."""
+    data = _read_json(repo, PASSED)
+    pairs = list(data.items()) if isinstance(data, dict) else data if isinstance(data, list) else []
+    out: list[tuple[str, dict[str, int]]] = []
+    for pair in pairs[:PASSED_PLANS]:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[0], str)
+                and isinstance(pair[1], dict)):
+            return []  # not a file this code wrote: a hint, so none
+        out.append((pair[0], {k: v for k, v in pair[1].items() if isinstance(k, str) and isinstance(v, int)
+                              and not isinstance(v, bool) and 0 < v < 1024}))
+    return out
 
 
 def passed_over(repo: FlowRepo, plan: str) -> dict[str, int]:
-    """The ready tasks of `plan` this clone's last claims passed over (left to the worker whose
-    share they are), with how many claims in a row did: one still free after `OVERDUE_AFTER`
-    is its owner's no more (a worker that stopped, a name that never claims)."""
-    data = _read_json(repo, PASSED)
-    found = data.get(plan) if isinstance(data, dict) else None
-    if not isinstance(found, dict):
-        return {}
-    return {k: v for k, v in found.items() if isinstance(k, str) and isinstance(v, int)
-            and not isinstance(v, bool) and 0 < v < 1024}
+    """The ready tasks of `plan` this clone's last claims of it passed over (left to the worker
+    whose share they are), with how many claims in a row did: one still free after
+    `OVERDUE_AFTER` is its owner's no more (a worker that stopped, a name that never claims).
+    Kept per plan (the last `PASSED_PLANS`): a claim of another plan resets nothing."""
+    return next((counts for name, counts in _passed(repo) if name == plan), {})
 
 
 def note_passed(repo: FlowRepo, plan: str, ahead: list[str], before: dict[str, int]) -> None:
-    """After a won claim: the tasks it passed over (`ahead` of it in the ready order), each
-    counted once more than `before` said; the others are forgotten."""
+    """After a won claim of `plan`: the tasks it passed over (`ahead` of it in the ready order),
+    each counted once more than `before` said; that plan's others are forgotten."""
     counts = {task: before.get(task, 0) + 1 for task in ahead[:PASSED_AT_MOST]}
+    kept = [[plan, counts]] + [[name, c] for name, c in _passed(repo) if name != plan]
     try:
-        _write_json(repo, PASSED, {plan: counts})
+        _write_json(repo, PASSED, kept[:PASSED_PLANS])
     except OSError:
         pass  # a hint for the next claim, not a record
 
