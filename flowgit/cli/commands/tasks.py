@@ -17,6 +17,8 @@ from flowgit.core.lifecycle import (
     decide_fail,
     decide_retry,
     decide_simple,
+    free_front,
+    front_needed,
     phase_gate,
 )
 from flowgit.errors import FlowError, UsageError
@@ -132,8 +134,10 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
             overdue = {t for t, n in passed[0].items() if n >= OVERDUE_AFTER}
             if not chosen:  # others claim from this state too: take this one's task of the round
                 chosen.append("")
+        # the front of the ready order, computed once: to choose, and to note what it passed over
+        front = free_front(plan, state, front_needed(spread, actor, crowd)) if task_id is None and chosen else None
         want = task_id or after_lost_race(plan, state, chosen[-1] if chosen else None, random.random(),
-                                          spread, actor, crowd, overdue)
+                                          spread, actor, crowd, overdue, front)
         if want is not None and task_id is None:
             tclock = state.tasks[want].record.last_clock + 1
         d = decide_claim(plan, state, want, actor, tclock, now, lease_s)
@@ -143,7 +147,7 @@ def claim(app: App, target: str | None, worker: str | None, lease: float | None,
                              state.tasks[d.task].record.last_clock + 1, now, lease_s)
         chosen.append(d.task)
         if passed:  # the tasks it passed over, which their owners should take before its next claim
-            order = free_order(plan, state)
+            order = front if front is not None and d.task in front else free_order(plan, state)
             ahead[:] = order[:order.index(d.task)] if d.task in order else []
         return Decision(d.task, d.task_events, gate, d.event_name, d.result)
 
