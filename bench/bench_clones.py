@@ -18,7 +18,10 @@ take those from a run without it).
 this machine gives K flowgit processes with nothing to coordinate, beside which to read the
 K=8/K=2 figure (a 2-core machine gives 8 processes less than 2 each, whatever they do).
 
-Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--ceiling] [--count-git] [--json FILE]
+`--turns N` runs the workers with FLOWGIT_TURNS=N (ADR 0015; 0: every process at once, as
+before turns).
+
+Run: python bench/bench_clones.py [--quick] [--ks 1,2,4,8] [--tasks N] [--ceiling] [--turns N] [--count-git] [--json FILE]
 """
 from __future__ import annotations
 
@@ -73,7 +76,7 @@ def git_shim(ws: Workspace) -> tuple[Path, Path]:
 
 
 def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
-          alone: bool = False) -> dict[str, Any]:
+          alone: bool = False, turns: str | None = None) -> dict[str, Any]:
     """K workers, one clone each, looping `claim --sync` / `done` through the remote; `alone`:
     the same loop on K clones that never sync (each claims its n_tasks/K locally), which is what
     this machine gives K processes of flowgit with nothing to coordinate (the ceiling)."""
@@ -83,11 +86,13 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
     lock = threading.Lock()
     kinds: dict[int, str] = {}  # flowgit pid -> "claim" or "done" (with --count-git)
     env: dict[str, str] | None = None
+    if turns is not None:  # FLOWGIT_TURNS for the workers' processes (bench_env drops it)
+        env = {**cs[0].env, "FLOWGIT_TURNS": turns}
     if count_git:
         folder, notes = git_shim(ws)
         for old in notes.iterdir():
             old.unlink()
-        env = {**cs[0].env, "PATH": f"{folder}{os.pathsep}{cs[0].env.get('PATH', '')}",
+        env = {**(env or cs[0].env), "PATH": f"{folder}{os.pathsep}{cs[0].env.get('PATH', '')}",
                "BENCH_GIT_LOG": str(notes)}
 
     def one(c: Runner, *args: str) -> tuple[int, bytes, bytes, float]:
@@ -163,14 +168,14 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
 
 
 def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
-        count_git: bool = False, ceiling: bool = False) -> list[Row]:
+        count_git: bool = False, ceiling: bool = False, turns: str | None = None) -> list[Row]:
     rows: list[Row] = []
     extra: dict[str, Any] = {"load_before": loadavg(), "tasks": n_tasks}
     rates: dict[int, float] = {}
     with Workspace(keep=keep) as ws:
         for k in ks:
             progress(f"{k} clone(s) of one bare remote, claim --sync / done on {n_tasks} tasks")
-            st = run_k(ws, k, n_tasks, count_git)
+            st = run_k(ws, k, n_tasks, count_git, turns=turns)
             n = max(1, st["claims"])
             rates[k] = st["claims"] / st["seconds"]
             att = st["attempts"]
@@ -194,7 +199,7 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
             alone: dict[int, float] = {}
             for k in (2, 8):
                 progress(f"ceiling: {k} clone(s) claiming and finishing alone (no remote), {n_tasks} tasks in all")
-                st = run_k(ws, k, n_tasks, alone=True)
+                st = run_k(ws, k, n_tasks, alone=True, turns=turns)
                 n = max(1, st["claims"])
                 alone[k] = st["claims"] / st["seconds"]
                 rows.append(Row(f"ceiling K={k}: the same loop on clones that never sync, {st['claims']} "
@@ -220,10 +225,11 @@ def main() -> int:
                         "flowgit processes with nothing to coordinate")
     p.add_argument("--count-git", action="store_true",
                    help="also count the git processes of each claim and done (a shim on PATH)")
+    p.add_argument("--turns", help="FLOWGIT_TURNS for the workers (0: no turns; default: the cores)")
     args = p.parse_args()
     n_tasks = args.tasks or (60 if args.quick else 200)
     rows = run(tuple(int(k) for k in args.ks.split(",")), n_tasks, args.keep, args.json_out, args.count_git,
-               args.ceiling)
+               args.ceiling, args.turns)
     return 1 if args.strict and any(r.ok is False for r in rows) else 0
 
 

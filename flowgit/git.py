@@ -756,16 +756,16 @@ def remote_exists(root: Path, name: str) -> bool:
     check_remote(name)
     dirs = _own_dirs(root)
     try:
-        if dirs is not None and _config_has_url(dirs.common_dir / "config", name):
+        if dirs is not None and _config_url(dirs.common_dir / "config", name):
             return True
     except (OSError, UnicodeError):
         pass
     return _ok(["remote", "get-url", EOO, name], root)
 
 
-def _config_has_url(config: Path, name: str) -> bool:
-    """A `[remote "NAME"]` section with a `url` in this config file, read plainly: a line this
-    does not follow (a section header with a key after it, an escape) only makes it say no."""
+def _config_url(config: Path, name: str) -> str | None:
+    """The `url` of a `[remote "NAME"]` section in this config file, read plainly: a line this
+    does not follow (a section header with a key after it, an escape) only makes it say None."""
     header = f'[remote "{name}"]'
     inside = False
     for raw in config.read_text(encoding="utf-8").splitlines():
@@ -775,27 +775,49 @@ def _config_has_url(config: Path, name: str) -> bool:
         elif inside:
             key, _, value = line.partition("=")
             if key.strip().lower() == "url" and value.strip():
-                return True
-    return False
+                return value.strip()
+    return None
+
+
+def remote_is_here(root: Path, name: str) -> bool:
+    """Whether the remote's url (from the repository's own config, read plainly) is a path on
+    this machine: its git then runs here, on this machine's cores (flowgit.turns)."""
+    dirs = _own_dirs(root)
+    try:
+        url = _config_url(dirs.common_dir / "config", name) if dirs is not None else None
+    except (OSError, UnicodeError):
+        return False
+    if url is None or '"' in url or '\\' in url:  # quoted or escaped: not read plainly
+        return False
+    if url.startswith(("file://", "/", "./", "../")):
+        return True
+    return "://" not in url and ":" not in url.split("/", 1)[0]  # `host:path` is ssh
+
+
+def _remote_run(args: Sequence[str], root: Path, remote: str) -> subprocess.CompletedProcess[bytes]:
+    """A fetch or push: across the network without this process's turn on the cores."""
+    from flowgit import turns
+
+    with turns.aside(keep=remote_is_here(root, remote)):
+        return _run(args, root, check=False)
 
 
 def fetch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
     """Fetch one branch of a remote into FETCH_HEAD; the caller reads the result."""
-    return _run(["fetch", "--quiet", EOO, check_remote(remote), branch], root,
-                check=False)
+    return _remote_run(["fetch", "--quiet", EOO, check_remote(remote), branch], root, remote)
 
 
 def push_head(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
     """Push HEAD to `branch` on `remote` (no hook); the caller reads the result."""
-    return _run(["push", "--quiet", "--no-verify", EOO, check_remote(remote),
-                 f"HEAD:refs/heads/{branch}"], root, check=False)
+    return _remote_run(["push", "--quiet", "--no-verify", EOO, check_remote(remote),
+                        f"HEAD:refs/heads/{branch}"], root, remote)
 
 
 def push_branch(root: Path, remote: str, branch: str) -> subprocess.CompletedProcess[bytes]:
     """Push a local branch to the same name on `remote` (no hook); the caller reads the result."""
     ref = f"refs/heads/{check_not_option(branch, 'branch name')}"
-    return _run(["push", "--quiet", "--no-verify", EOO, check_remote(remote), f"{ref}:{ref}"],
-                root, check=False)
+    return _remote_run(["push", "--quiet", "--no-verify", EOO, check_remote(remote), f"{ref}:{ref}"],
+                       root, remote)
 
 
 # ----- worktrees -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import IO, Callable, Collection, Iterator, Mapping, NamedTuple, Sequence
 
-from flowgit.git import (EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _run, check_full_id, check_not_option, failure,
+from flowgit.git import (EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _remote_run, _run, check_full_id, check_not_option, failure,
                          is_full_id)
 from flowgit.errors import GitError, InvalidFile, RaceLost
 from flowgit import treecheck
@@ -355,8 +355,8 @@ def fetch_ref(root: Path, remote: str, branch: str, into: str,
         check_not_option(dst, "ref")
         specs.append(f"+{src}:{dst}")
     # no `maintenance run --auto` after every fetch: the state writer runs it one write in 16
-    proc = _run(["-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags",
-                 *(["--prune"] if also else []), EOO, remote, *specs], root, check=False)
+    proc = _remote_run(["-c", "maintenance.auto=false", "fetch", "--quiet", "--no-tags",
+                        *(["--prune"] if also else []), EOO, remote, *specs], root, remote)
     if proc.returncode != 0:
         text = proc.stderr.decode("utf-8", "replace")
         if "couldn't find remote ref" in text:
@@ -371,8 +371,8 @@ def push_ref(root: Path, remote: str, branch: str, commit: str) -> bool:
     check_not_option(remote, "remote name")
     check_not_option(branch, "branch name")
     check_full_id(commit, "push_ref")
-    proc = _run(["push", "--quiet", "--porcelain", EOO, remote, f"{commit}:refs/heads/{branch}"], root,
-                check=False)
+    proc = _remote_run(["push", "--quiet", "--porcelain", EOO, remote, f"{commit}:refs/heads/{branch}"], root,
+                       remote)
     if proc.returncode == 0:
         return True
     text = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
@@ -397,7 +397,7 @@ def push_refs(root: Path, remote: str, updates: Sequence[tuple[str | None, str]]
     for commit, ref in updates:
         check_not_option(ref, "ref")
         specs.append(f"{check_full_id(commit, 'push_refs') if commit else ''}:{ref}")
-    proc = _run([*args, EOO, remote, *specs], root, check=False)
+    proc = _remote_run([*args, EOO, remote, *specs], root, remote)
     said = {ref: "not pushed" for _, ref in updates}
     seen = False
     # what the remote said about a ref it refused (a ref beside it that git will not put it next to)

@@ -1,5 +1,26 @@
 """The console script's entry point (`flowgit.main:main` in every install); the CLI is `flowgit.cli`."""
 import gc
+import os
+import sys
+
+from flowgit import turns
+
+# the commands cli/hot.py reads without click: agents run them hundreds of times, eight at once
+HOT = frozenset({"status", "next", "events", "claim", "start", "heartbeat", "release", "retry", "done", "fail"})
+
+
+def _hot_console(argv: list[str]) -> bool:
+    """Whether this process is the console script (or `python -m flowgit`) running a hot command."""
+    if not argv or os.path.basename(argv[0]) not in ("flowgit", "__main__.py"):
+        return False
+    i = 1
+    while i < len(argv) and argv[i] in ("--json", "--repo"):
+        i += 2 if argv[i] == "--repo" else 1
+    return i < len(argv) and argv[i] in HOT
+
+
+if _hot_console(sys.argv):  # its turn on this machine's cores before the imports (ADR 0014)
+    turns.take()
 
 # Importing allocates only what lives as long as the process: the cyclic collector's passes
 # over it find nothing and cost ~5 ms of every command's start, and once frozen the imported

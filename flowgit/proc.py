@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Mapping, Sequence
 
+from flowgit import turns
+
 TOKEN_ENV = "FLOWGIT_PROC_TOKEN"
 AGENT_ENV = "FLOWGIT_AGENT"  # what flowgit starts is not a person: it may not approve or trust
 EXIT_TIMEOUT = 124
@@ -343,6 +345,7 @@ class _Capture:
         return bytes(self.buf[fd][-self.limit[fd]:])
 
 
+@turns.without
 def run(argv: Sequence[str], *, cwd: str | Path | None = None, env: Mapping[str, str] | None = None,
         extra_env: Mapping[str, str] | None = None, timeout: float | None = None,
         input: bytes | None = None, output: IO[bytes] | None = None, merge_stderr: bool = True,

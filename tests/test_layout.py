@@ -28,7 +28,7 @@ LAYERS = ["root", "core", "formats", "store", "ops", "runner", "watcher", "board
 # Modules directly under flowgit/: the bottom layer, or shims that keep the paths users' configs
 # and repositories name working (they sit on top: each only re-exports a module above).
 ROOT_MODULES = {"__init__", "git", "git_state", "errors", "ids", "resources", "proc", "clock", "crashpoints",
-                "treecheck"}
+                "treecheck", "turns"}
 SHIMS = {"__main__", "main", "demo_executor", "jsonlmerge"}
 
 # The pure core may use these of the root layer only (no git, no processes, no clock, no files).

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from flowgit import git, git_state
+from flowgit import git, git_state, turns
 from flowgit.ids import check_remote
 from flowgit.errors import (
     Detached,
@@ -288,7 +288,7 @@ def pace(repo: FlowRepo) -> None:
     if slot > 0 and _last_round is None:
         _last_round = slot
     if level > 0 and slot > 0:
-        time.sleep(min(slot * random.uniform(0, 2 ** level), MAX_SLEEP))
+        turns.sleep(min(slot * random.uniform(0, 2 ** level), MAX_SLEEP))
 
 
 def _learn(repo: FlowRepo, rejected: bool) -> None:
@@ -311,7 +311,7 @@ def backoff(attempt: int) -> None:
         exc, _push_error = _push_error, None
         raise exc
     slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
-    time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
+    turns.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
 
 
 def push_transition(repo: FlowRepo, remote: str, branch: str, sha: str, message: str,
@@ -356,7 +356,7 @@ def _wait(attempt: int) -> None:
     new decision (under the lock: only this clone's other commands wait on it, and they would
     lose the same race). Shorter waits made the clones that lost together collide again."""
     slot = max(_last_round if _last_round is not None else 0.05, MIN_SLOT)
-    time.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
+    turns.sleep(min(slot * random.uniform(0, 2 ** min(attempt + 1, 4)), MAX_SLEEP))
 
 
 def sync(repo: FlowRepo, remote: str | None, retries: int = RETRIES,

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable
 
+from flowgit import turns
 from flowgit.errors import LockSymlink, RaceLost
 
 LOCK_NAME = "flowgit.lock"
@@ -30,12 +31,27 @@ class RepoLock:
             if exc.errno == errno.ELOOP:
                 raise LockSymlink(f"{self.path} is a symlink: remove it (flowgit never follows one)") from None
             raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with turns.aside():  # waiting is not CPU: another command may have this turn meanwhile
+                self._wait(fd)
+        self.fd = fd
+        if self.on_acquire is not None:
+            try:
+                self.on_acquire()
+            except BaseException:
+                self.__exit__(None, None, None)
+                raise
+        return self
+
+    def _wait(self, fd: int) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.002
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
@@ -45,14 +61,6 @@ class RepoLock:
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
-        self.fd = fd
-        if self.on_acquire is not None:
-            try:
-                self.on_acquire()
-            except BaseException:
-                self.__exit__(None, None, None)
-                raise
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
