@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any, Callable, TextIO
 
+from flowgit import turns
 from flowgit.store import notices
 
 # control characters and the bidi overrides a name from a teammate can carry (git allows them in
@@ -48,22 +49,29 @@ class Output:
         """The command's one result: the JSON object, or its text form."""
         notices.flush()  # warnings about what was read come first
         if self.as_json:
-            self.out.write(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
+            self._final(json.dumps(obj, ensure_ascii=False, sort_keys=False) + "\n")
         elif text is not None:
             rendered = plain_text(text() if callable(text) else text)
-            if rendered:
-                self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
-        self.out.flush()
+            self._final(rendered if not rendered or rendered.endswith("\n") else rendered + "\n")
+        else:
+            self._final("")
 
     def result_encoded(self, encoded: str, text: Callable[[], str]) -> None:
         """`result` for a result already encoded as JSON (`encoded`, one object)."""
         notices.flush()
         if self.as_json:
-            self.out.write(encoded + "\n")
+            self._final(encoded + "\n")
         else:
             rendered = plain_text(text())
-            if rendered:
-                self.out.write(rendered if rendered.endswith("\n") else rendered + "\n")
+            self._final(rendered if not rendered or rendered.endswith("\n") else rendered + "\n")
+
+    def _final(self, text: str) -> None:
+        """The result, written without this process's turn on the cores (flowgit.turns): the
+        work is done, and a reader that stopped reading (a pager, `| less`) would otherwise
+        keep the turn from every other flowgit command for as long as it does."""
+        turns.give_back()
+        if text:
+            self.out.write(text)
         self.out.flush()
 
     def info(self, line: str) -> None:
