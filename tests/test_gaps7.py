@@ -316,3 +316,79 @@ def test_the_front_of_the_free_order_is_the_free_orders_front(tmp_path: Path,
                     == lifecycle.after_lost_race(plan, state, had, 0.5, 16, "wb", others)), (had, others)
     assert lifecycle.front_needed(16, "wb", []) == 16
     assert lifecycle.front_needed(16, "wb", ["wa", "wb"]) == 2 * lifecycle.SHARE_SCAN
+
+
+# ----- 5. a forged clock line holds its whole plan: removing it must stick ----------------------
+def remove_line(r: Repo, tmp_path: Path, path: str, number: int) -> None:
+    """docs/SECURITY.md's way out, as its commands: a state commit on the remote's state that
+    drops line `number` of one log, pushed as a fast-forward."""
+    import os
+    import subprocess
+
+    r.git("fetch", "-q", "origin", "+refs/heads/flow/state:refs/remotes/origin/flow/state")
+    lines = r.git("show", f"origin/flow/state:{path}").split("\n")
+    del lines[number - 1]
+    (tmp_path / "log").write_text("\n".join(lines) + "\n")
+    blob = r.git("hash-object", "-w", str(tmp_path / "log"))
+    env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "index")}
+    for argv in (["read-tree", "origin/flow/state"], ["update-index", "--cacheinfo", f"100644,{blob},{path}"]):
+        subprocess.run(["git", *argv], cwd=r.path, env=env, check=True)
+    tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    commit = r.git("commit-tree", tree, "-p", "origin/flow/state", "-m", "flow: remove an unreadable line")
+    r.git("push", "-q", "origin", f"{commit}:refs/heads/flow/state")
+
+
+def test_a_forged_clock_line_removed_from_the_state_stays_removed(tmp_path: Path) -> None:
+    """A teammate pushes one sound plan-log line with a clock past 2**53-1 (ADR 0014): it is
+    unreadable, so it holds its plan (it might be a halt). The way out is a state commit that
+    removes it; a clone with work of its own not pushed yet merged instead of fast-forwarding,
+    and the union of the event sets brought the line back and pushed it on: the plan stayed
+    held for good. A merge now keeps an unreadable line only when both sides hold it, or one
+    brought it since their merge base."""
+    from test_adversary_gates import forged_line, published, push_state_event
+    from test_state_plan import PLAN as PINNED
+    from test_state_plan import state_repo
+
+    from flowgit.store.state import log_path
+
+    m = state_repo(tmp_path / "m", approvals="{required: 0}")
+    m.plan("P", PINNED)
+    m.plan("Q", PINNED.replace("id: P", "id: Q"))
+    m.ok("claim", "P/T2", "--worker", "w0")
+    m.ok("claim", "Q/T2", "--worker", "w0")
+    bare, mallory = published(m, tmp_path)
+    m.git("push", "-q", "origin", "flow/state")
+    b = clone(bare, tmp_path / "b")
+    b.ok("sync")
+    b.ok("claim", "Q/T1", "--worker", "wb")  # work of its own, not pushed
+    mallory.ok("sync")
+    path = log_path("P", "_plan")
+    push_state_event(mallory, tmp_path, "P", forged_line("P", "plan.phase", {"to": "halted", "from": "execute"},
+                                                         clock=2**53))
+    number = len(git(bare, "show", f"flow/state:{path}").splitlines())
+    res = b.run("sync")  # a merge (B has its own commit): the line came new from their side, kept
+    assert res.code == 0 and f"{path}:{number}" in res.err and "clock" in res.err, res.err
+    res = b.run("claim", "P/T1", "--worker", "wb")
+    assert res.code == 1 and f"{path}:{number}" in res.err and "\n" not in res.err.strip()
+    b.ok("heartbeat", "Q/T1", "--worker", "wb")  # more work of its own, not pushed
+    # the way out: a state commit that removes the line, pushed by the maintainer
+    remove_line(m, tmp_path, path, number)
+    res = b.run("sync")
+    assert res.code == 0 and "unreadable" not in res.err, res.err
+    forged = '"clock":9007199254740992'
+    assert forged not in b.git("show", f"flow/state:{path}") and forged not in git(bare, "show", f"flow/state:{path}")
+    assert b.git("rev-parse", "flow/state^2") == git(bare, "rev-parse", "flow/state^2")  # B merged, and pushed
+    b.ok("claim", "P/T1", "--worker", "wb")
+    assert states(b, "Q")["T1"] == "claimed"  # B's own work kept
+    # a readable event one side deleted still comes back (ADR 0011: a merge never loses one)
+    m.ok("sync")
+    m.ok("heartbeat", "Q/T2", "--worker", "w0")
+    m.ok("sync")
+    qlog = log_path("Q", "T2")
+    lines = len(m.git("show", f"flow/state:{qlog}").splitlines())
+    remove_line(b, tmp_path, qlog, lines)  # the heartbeat, removed on the remote by hand
+    m.ok("heartbeat", "P/T2", "--worker", "w0")  # work of its own: the next sync merges
+    m.ok("sync")
+    assert len(m.git("show", f"flow/state:{qlog}").splitlines()) == lines
+    assert len(git(bare, "show", f"flow/state:{qlog}").splitlines()) == lines

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from flowgit import git, git_state
-from flowgit.core.events import parse_log
+from flowgit.core.events import PLAN_LOG, parse_log
 from flowgit.crashpoints import crash_point
 from flowgit.errors import FormatMismatch, InvalidFile, RaceLost, UnrelatedState
 from flowgit.formats.jsonlmerge import event_ids, has_snapshot, union_logs
@@ -274,6 +274,8 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
         else:
             content, clash = union_logs(versions)
         conflicts += [f"{path}: {ident}" for ident in clash]
+        content = _without_dropped(content, path, versions, *(blobs.get(ids.get(path, ""), b"")
+                                                               for ids in (base_ids, ours_ids, theirs_ids)))
         if ours_ids.get(path) is None or blobs.get(ours_ids[path]) != content:
             changes[path] = content
     from flowgit.store.planpin import merge_recorded
@@ -289,6 +291,44 @@ def merge_states(repo: FlowRepo, ours: str, theirs: str, message: str) -> dict[s
     store.commit(changes, msg, extra_parents=[theirs])
     crash_point("state-merged")  # the merge committed, not pushed
     return {"conflicts": conflicts, "rebuilt": rebuilt, "logs": len(touched)}
+
+
+def _without_dropped(content: bytes, path: str, versions: Sequence[bytes], base: bytes, ours: bytes,
+                     theirs: bytes) -> bytes:
+    """The merged log less the unreadable lines one side removed: a line the checker refuses
+    (never folded; it holds its task, or the plan) stays only when both sides hold it, or one
+    side brought it since the merge base. Removing such a line with a state commit is the fix
+    its warning asks for, and a fast-forward takes it (`_drops_events`); the union brought it
+    back from every clone that had merged it, and pushed it on (a forged clock line in a plan
+    log held its plan for good)."""
+    from flowgit.store.state import stream_of
+
+    plan = path.split("/")[2] if path.startswith(EVENTS_ROOT) else ""
+    stream = stream_of(plan, path) if plan else None
+    if stream is None:
+        return content
+    task = None if stream == PLAN_LOG else stream
+    bad = set().union(*(_unreadable(v, path, plan, task) for v in versions))
+    if not bad:
+        return content
+    here, there, before = (set(v.split(b"\n")) for v in (ours, theirs, base))
+    gone = {line for line in bad if not (line in here and line in there)
+            and not (line not in before and (line in here or line in there))}
+    if not gone:
+        return content
+    return b"".join(line + b"\n" for line in content.split(b"\n")[:-1] if line not in gone)
+
+
+def _unreadable(data: bytes, path: str, plan: str, task: str | None) -> set[bytes]:
+    """The complete lines of a log the checker refuses (as `parse_log` lists them)."""
+    if not data:
+        return set()
+    read = parse_log(data, path, plan, task)
+    numbers = {int(b.where.rpartition(":")[2]) for b in read.bad}
+    if not numbers:
+        return set()
+    lines = data[:read.good_bytes].split(b"\n")
+    return {lines[n - 1] for n in numbers if 0 < n <= len(lines)}
 
 
 def push(repo: FlowRepo, remote: str) -> bool:
