@@ -392,3 +392,59 @@ def test_a_forged_clock_line_removed_from_the_state_stays_removed(tmp_path: Path
     m.ok("sync")
     assert len(m.git("show", f"flow/state:{qlog}").splitlines()) == lines
     assert len(git(bare, "show", f"flow/state:{qlog}").splitlines()) == lines
+
+
+def test_a_removed_line_stays_removed_when_this_clone_appended_to_its_log(tmp_path: Path) -> None:
+    """The cheap merge (`_merge_by_ids`) took our version of a log when it held every line of
+    both sides: ours appended (a claim folded from a claim ref), theirs removed an unreadable
+    line. It now leaves such a log to the whole merge, which lets the line go."""
+    import os
+    import subprocess
+
+    from test_state_plan import PLAN as PINNED
+    from test_state_plan import state_repo
+
+    from flowgit.store.state import log_path
+
+    r = state_repo(tmp_path / "r", approvals="{required: 0}")
+    r.plan("P", PINNED)
+    r.ok("claim", "P/T1", "--worker", "w0")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    r.git("remote", "add", "origin", str(bare))
+    path = log_path("P", "T1")
+    clean = r.git("show", f"flow/state:{path}") + "\n"
+    forged = '{"id":"01JC0000000000000000000009","type":"task.heartbeat","plan":"P","task":"T1",' \
+             '"actor":"mallory","at":"2026-12-07T00:00:00Z","clock":9007199254740992,"data":{}}\n'
+    claim = json.dumps({**json.loads(clean.splitlines()[-1]), "id": "01JC0000000000000000000010", "clock": 2},
+                       separators=(",", ":"))
+
+    def commit(parent: str, text: str, message: str) -> str:
+        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=r.path, input=text, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "idx")}
+        subprocess.run(["git", "read-tree", parent], cwd=r.path, env=env, check=True)
+        subprocess.run(["git", "update-index", "--cacheinfo", f"100644,{blob},{path}"], cwd=r.path, env=env, check=True)
+        tree = subprocess.run(["git", "write-tree"], cwd=r.path, env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        return r.git("commit-tree", tree, "-p", parent, "-m", message)
+
+    base = commit(r.git("rev-parse", "flow/state"), clean + forged, "mallory")
+    theirs = commit(base, clean, "flow: remove an unreadable line")
+    ours = commit(base, clean + forged + claim + "\n", "flow: a claim folded")
+    # a rejected push's rebase (ADR 0006) passes over their change to a log we touched only when
+    # ours holds all of theirs: not when they removed an unreadable line ours still has
+    from flowgit import git_state
+    from flowgit.ops import statesync
+    from flowgit.store.repo import FlowRepo
+
+    theirs_change = git_state.tree_changes(r.path, base, theirs)
+    assert [c.path for c in statesync._news(FlowRepo(r.path), ours, {path}, theirs_change)] == [path]
+    r.git("push", "-q", "origin", f"{theirs}:refs/heads/flow/state")
+    r.git("update-ref", "refs/heads/flow/state", ours)
+    res = r.run("sync")
+    assert res.code == 0, res.err
+    for rev in (r.path, bare):
+        text = git(rev, "show", f"flow/state:{path}")
+        assert "9007199254740992" not in text and "01JC0000000000000000000010" in text, text
+    assert r.ok("status", "P", "--json").json["phase"] == "execute"

@@ -160,8 +160,8 @@ def _merge_by_ids(repo: FlowRepo, ours: str, theirs: str, base: str, message: st
         every = set().union(*lines)
         if lines[1] >= every:
             take[path] = c.new
-        elif m is None or lines[2] < every:
-            return False
+        elif m is None or lines[2] < every or not lines[1] >= lines[0]:
+            return False  # (theirs removed a line: the whole merge says whether it goes)
     for path, m in mine.items():
         if path not in their and not set(blobs.get(m.new or "", b"").splitlines()) >= set(
                 blobs.get(m.old or "", b"").splitlines()):
@@ -301,22 +301,24 @@ def _without_dropped(content: bytes, path: str, versions: Sequence[bytes], base:
     its warning asks for, and a fast-forward takes it (`_drops_events`); the union brought it
     back from every clone that had merged it, and pushed it on (a forged clock line in a plan
     log held its plan for good)."""
+    here, there, before = (set(v.split(b"\n")) for v in (ours, theirs, base))
+    # lines one side (or both) does not hold that no side brought since the base: none when both
+    # sides only appended, so the checker reads nothing then
+    maybe = {line for v in versions for line in v.split(b"\n") if line.strip()
+             and not (line in here and line in there) and not (line not in before and (line in here or line in there))}
+    gone = _unreadable_of(b"".join(line + b"\n" for line in maybe), path) if maybe else set()
+    if not gone:
+        return content
+    return b"".join(line + b"\n" for line in content.split(b"\n")[:-1] if line not in gone)
+
+
+def _unreadable_of(data: bytes, path: str) -> set[bytes]:
+    """`_unreadable` of the log at `path` of the state tree (none for a path that is no log)."""
     from flowgit.store.state import stream_of
 
     plan = path.split("/")[2] if path.startswith(EVENTS_ROOT) else ""
     stream = stream_of(plan, path) if plan else None
-    if stream is None:
-        return content
-    task = None if stream == PLAN_LOG else stream
-    bad = set().union(*(_unreadable(v, path, plan, task) for v in versions))
-    if not bad:
-        return content
-    here, there, before = (set(v.split(b"\n")) for v in (ours, theirs, base))
-    gone = {line for line in bad if not (line in here and line in there)
-            and not (line not in before and (line in here or line in there))}
-    if not gone:
-        return content
-    return b"".join(line + b"\n" for line in content.split(b"\n")[:-1] if line not in gone)
+    return set() if stream is None else _unreadable(data, path, plan, None if stream == PLAN_LOG else stream)
 
 
 def _unreadable(data: bytes, path: str, plan: str, task: str | None) -> set[bytes]:
@@ -432,8 +434,9 @@ def _news(repo: FlowRepo, own: str, touched: set[str], their: list[git_state.Cha
     held = set()
     for c in overlap:
         mine, theirs = blobs.get(ours[c.path] or "", b""), blobs.get(c.new or "", b"")
-        if mine and not has_snapshot(theirs) and set(event_ids(theirs)) <= set(event_ids(mine)):
-            held.add(c.path)
+        if mine and not has_snapshot(theirs) and set(event_ids(theirs)) <= set(event_ids(mine)) \
+                and not _unreadable_of(mine, c.path) - set(theirs.split(b"\n")):
+            held.add(c.path)  # (an unreadable line of ours they lack may be one they removed)
     return [c for c in their if c.path not in held]
 
 
