@@ -27,6 +27,10 @@ GIT_ENV_DROP = ("GIT_INDEX_FILE",)
 EOO = "--end-of-options"
 MIN_VERSION = (2, 24)  # --end-of-options
 INTERNAL = {"FLOWGIT_INTERNAL": "1"}  # our own commits: the pre-commit hook lets them through
+# git's messages untranslated: flowgit reads its stderr ("couldn't find remote ref", a fetch that
+# fails for good, a push race), which LANG=de_DE.UTF-8 (fr, es, zh_CN, ...) turned into German;
+# "C" (not C.UTF-8) is the locale in which gettext also ignores LANGUAGE. Bytes are bytes in it.
+UNTRANSLATED = {"LC_ALL": "C"}
 HEX = "0123456789abcdef"
 
 
@@ -39,6 +43,7 @@ def _run(
     full_env = dict(os.environ)
     for key in GIT_ENV_DROP:
         full_env.pop(key, None)
+    full_env.update(UNTRANSLATED)
     if env:
         full_env.update(env)
     try:

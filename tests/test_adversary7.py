@@ -169,3 +169,56 @@ def test_a_command_stopped_at_ctrl_z_lets_go_of_its_turn(pool: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+# ----- 2. git's messages in the user's language -------------------------------------------------
+GERMAN = {"LANGUAGE": "de", "LC_ALL": "C.UTF-8"}  # as LANG=de_DE.UTF-8 does, on a machine without that locale
+
+
+@pytest.fixture
+def german(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user whose git speaks German (French, Spanish, Chinese: the same). flowgit reads git's
+    stderr for "couldn't find remote ref", the markers of a fetch that will fail for good, ...:
+    git translates them."""
+    probe = tmp_path / "probe"
+    subprocess.run(["git", "init", "-q", str(probe)], check=True)
+    said = subprocess.run(["git", "fetch", str(probe), "nosuch"], cwd=probe, capture_output=True, text=True,
+                          env={**os.environ, **GERMAN}).stderr
+    if "Remote-Referenz" not in said:
+        pytest.skip("this machine's git has no German messages")
+    for key, value in GERMAN.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_a_first_sync_in_german_publishes_the_state(tmp_path: Path, german: None) -> None:
+    """Format 2, a remote without `flow/state` yet: git says "Konnte Remote-Referenz ... nicht
+    finden", which flowgit did not read as "no remote state": every sync and claim --sync
+    exited 4 (retry) for ever, and the clone could never share its state."""
+    from helpers import init_repo
+    from test_claim_refs import PLAN
+
+    r = init_repo(tmp_path / "r", "2")
+    r.plan("P", PLAN)
+    r.ok("submit", "P")
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    r.git("remote", "add", "origin", str(bare))
+    res = r.run("claim", "P", "--sync", "--worker", "w", "--json")
+    assert res.code == 0, res.err
+    assert res.json["task"] == "P/T1"
+    assert r.run("sync").code == 0
+    assert subprocess.run(["git", "-C", str(bare), "rev-parse", "--verify", "-q", "flow/state"],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("fmt", ["1", "2"])
+def test_a_remote_that_is_a_plain_file_is_exit_1_in_german_too(tmp_path: Path, german: None, fmt: str) -> None:
+    """gaps7's exit 1 for a remote that is a plain file matched "invalid gitfile format" in
+    English only: in German it stayed exit 4 (retry for ever), saying 'und das Repository
+    existiert.' (the last line of git's advice)."""
+    from test_gaps7 import _bad_remote
+
+    r = _bad_remote(tmp_path, fmt, "plain")
+    res = r.run("sync")
+    assert res.code == 1, res.err
+    assert "git remote get-url origin" in res.err
