@@ -448,3 +448,26 @@ def test_a_removed_line_stays_removed_when_this_clone_appended_to_its_log(tmp_pa
         text = git(rev, "show", f"flow/state:{path}")
         assert "9007199254740992" not in text and "01JC0000000000000000000010" in text, text
     assert r.ok("status", "P", "--json").json["phase"] == "execute"
+
+
+def test_a_plan_only_the_default_branch_has_is_known_to_the_claim_refs(tmp_path: Path) -> None:
+    """Approvals off, execution follows the default branch: a clone with another branch checked
+    out (one without the plan's folder) and no plan recorded in its state still claims the
+    plan's tasks, so it must fold their claims too. The plans a clone knows are listed once (a
+    ref can name a thousand plans that are not there), the default branch's among them."""
+    from helpers import init_repo
+
+    from flowgit.ops import claimrefs
+    from flowgit.store.repo import FlowRepo
+
+    r = init_repo(tmp_path / "r", "2")
+    r.git("branch", "feature")  # before the plan
+    r.plan("P", PLAN)
+    r.git("checkout", "-q", "feature")
+    repo = FlowRepo(r.path)
+    assert "T1" in {t.id for t in repo.load_plan("P").plan.tasks}  # what a claim decides on
+    known = claimrefs._Known(repo)
+    assert known.missing("P", "T1") is None
+    assert "does not have here" in str(known.missing("P", "X9"))
+    assert "a plan this clone does not have" in str(known.missing("Z", "T1"))
+    assert known.ids is not None and "P" in known.ids and "Z" not in known.ids
