@@ -784,15 +784,77 @@ def _config_url(config: Path, name: str) -> str | None:
     return None
 
 
-def remote_is_here(root: Path, name: str) -> bool:
-    """Whether the remote's url (from the repository's own config, read plainly) is a path on
-    this machine: its git then runs here, on this machine's cores (flowgit.turns)."""
+def _config_values(config: Path, header: str, keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(key, value) of `keys` (lowercase) in the `header` sections of this config file, read
+    plainly: a quoted or escaped value comes as written."""
+    found, inside = [], False
+    for raw in config.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == header
+        elif inside:
+            key, _, value = line.partition("=")
+            if key.strip().lower() in keys and value.strip():
+                found.append((key.strip().lower(), value.strip()))
+    return found
+
+
+def _rewrites(configs: Sequence[Path], push: bool) -> list[str]:
+    """The url prefixes git rewrites (`url.BASE.insteadOf`, for a push also `pushInsteadOf`)
+    in these config files."""
+    keys = ("insteadof", "pushinsteadof") if push else ("insteadof",)
+    prefixes = []
+    for config in configs:
+        try:
+            text = config.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            continue
+        if "insteadof" not in text.lower():
+            continue
+        inside = False
+        for raw in text.splitlines():
+            line = raw.strip()
+            if line.startswith("["):
+                inside = line.lower().startswith("[url ")
+            elif inside:
+                key, _, value = line.partition("=")
+                if key.strip().lower() in keys and value.strip():
+                    prefixes.append(value.strip())
+    return prefixes
+
+
+def _user_configs() -> list[Path]:
+    """The user's own git config files, whose `insteadOf` rules apply to every repository."""
+    if os.environ.get("GIT_CONFIG_GLOBAL"):
+        return [Path(os.environ["GIT_CONFIG_GLOBAL"])]
+    home, xdg = os.environ.get("HOME"), os.environ.get("XDG_CONFIG_HOME")
+    return [*([Path(xdg) / "git" / "config"] if xdg else [Path(home) / ".config" / "git" / "config"] if home else []),
+            *([Path(home) / ".gitconfig"] if home else []),
+            *([] if os.environ.get("GIT_CONFIG_NOSYSTEM") else [Path("/etc/gitconfig")])]
+
+
+def remote_is_here(root: Path, name: str, push: bool = False) -> bool:
+    """Whether the remote's git runs on this machine, on its cores (flowgit.turns): the url a
+    fetch uses (for a push: its `pushurl`s, else every `url`, git pushes to each), read
+    plainly from the repository's own config, is a path, and no `insteadOf` rule rewrites it.
+    Anything this does not follow says no: the turn is then given back while git waits."""
     dirs = _own_dirs(root)
+    if dirs is None:
+        return False
+    config = dirs.common_dir / "config"
     try:
-        url = _config_url(dirs.common_dir / "config", name) if dirs is not None else None
+        found = _config_values(config, f'[remote "{name}"]', ("url", "pushurl"))
+        pushed = [v for k, v in found if k == "pushurl"] or [v for k, v in found if k == "url"]
+        urls = pushed if push else [v for k, v in found if k == "url"][:1]
+        rewritten = _rewrites([config, *_user_configs()], push) if urls else []
     except (OSError, UnicodeError):
         return False
-    if url is None or '"' in url or '\\' in url:  # quoted or escaped: not read plainly
+    return bool(urls) and all(_is_path(url) and not any(url.startswith(p) or '"' in p or '\\' in p for p in rewritten)
+                              for url in urls)
+
+
+def _is_path(url: str) -> bool:
+    if '"' in url or '\\' in url:  # quoted or escaped: not read plainly
         return False
     if url.startswith(("file://", "/", "./", "../")):
         return True
@@ -803,7 +865,8 @@ def _remote_run(args: Sequence[str], root: Path, remote: str) -> subprocess.Comp
     """A fetch or push: across the network without this process's turn on the cores."""
     from flowgit import turns
 
-    with turns.aside(keep=remote_is_here(root, remote)):
+    verb = next((a for a in args if not a.startswith("-") and "=" not in a), "")
+    with turns.aside(keep=remote_is_here(root, remote, push=verb == "push")):
         return _run(args, root, check=False)
 
 

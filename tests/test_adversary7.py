@@ -222,3 +222,68 @@ def test_a_remote_that_is_a_plain_file_is_exit_1_in_german_too(tmp_path: Path, g
     res = r.run("sync")
     assert res.code == 1, res.err
     assert "git remote get-url origin" in res.err
+
+
+# ----- 3. remotes whose git runs across the network, though their url is a path --------------
+SLOW_SSH = """#!/bin/sh
+# a remote across a slow network: says it started, waits, refuses
+touch "$0.started"
+sleep 4
+echo "ssh: connect to host flow.example port 22: Connection timed out" >&2
+exit 255
+"""
+
+
+def _network_remote(tmp_path: Path, how: str) -> tuple[Repo, Path]:
+    """A clone whose `origin` url is a path, but whose pushes (`pushurl`, a second `url`) or
+    fetches and pushes (`url.X.insteadOf`) go over ssh, to a host that answers slowly."""
+    from test_claim_refs import PLAN
+    from test_state_branch import clone, shared
+
+    bare, _ = shared(tmp_path, PLAN)
+    a = clone(bare, tmp_path / "a")
+    ssh = tmp_path / "slow-ssh"
+    ssh.write_text(SLOW_SSH)
+    ssh.chmod(0o755)
+    a.git("config", "core.sshCommand", str(ssh))
+    if how == "pushurl":  # fetch from a mirror on this machine, push to the server
+        a.git("config", "remote.origin.pushurl", "ssh://flow.example/flow.git")
+    elif how == "second url":  # git pushes to every url of the remote
+        a.git("config", "--add", "remote.origin.url", "ssh://flow.example/flow.git")
+    else:  # the path is rewritten to the server's url, for fetches and pushes
+        a.git("config", "remote.origin.url", "/srv/flow/flow.git")
+        a.git("config", "url.ssh://flow.example/flow/.insteadOf", "/srv/flow/")
+    return a, Path(str(ssh) + ".started")
+
+
+@pytest.mark.parametrize("how", ["pushurl", "second url", "insteadOf"])
+def test_a_remote_across_the_network_behind_a_path_is_waited_on_without_a_turn(
+        tmp_path: Path, pool: Path, how: str) -> None:
+    """git._remote_run keeps the turn for a remote whose url is a path (its git runs here); it
+    read the first `url` only, so a `pushurl` or a second url across the network, or a path
+    that `insteadOf` rewrites to one, was waited on holding the turn (every other command
+    waited for it, up to 5 s)."""
+    a, started = _network_remote(tmp_path, how)
+    claim = subprocess.Popen(argv(a, "claim", "P", "--sync", "--worker", "w"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        wait_for(started.exists, 60, "git at the slow remote")
+        assert probe(0.3) == "True", "the claim held its turn while git waited on the network"
+    finally:
+        claim.communicate(timeout=60)
+
+
+def test_a_remote_that_is_a_path_keeps_the_turn(tmp_path: Path) -> None:
+    """What the above must not lose: a fetch and push whose git runs on this machine keeps it."""
+    from flowgit import git
+
+    a, _ = _network_remote(tmp_path, "pushurl")
+    assert git.remote_is_here(a.path, "origin") is True
+    assert git.remote_is_here(a.path, "origin", push=True) is False
+    a.git("config", "--unset", "remote.origin.pushurl")
+    assert git.remote_is_here(a.path, "origin", push=True) is True
+    a.git("config", "url.ssh://flow.example/.insteadOf", "/nowhere/")  # a rule for other urls
+    assert git.remote_is_here(a.path, "origin", push=True) is True
+    a.git("config", "url.ssh://flow.example/.pushInsteadOf", str(tmp_path))
+    assert git.remote_is_here(a.path, "origin") is True
+    assert git.remote_is_here(a.path, "origin", push=True) is False
