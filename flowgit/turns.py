@@ -41,7 +41,7 @@ def count() -> int:
     """How many turns this machine has: FLOWGIT_TURNS, else the cores this process may use."""
     said = os.environ.get(ENV, "").strip()
     if said:
-        return min(int(said), MOST) if said.isdigit() else 0
+        return min(int(said), MOST) if said.isascii() and said.isdigit() else 0
     try:
         return min(len(os.sched_getaffinity(0)), MOST)
     except (AttributeError, OSError):
@@ -101,14 +101,16 @@ def _lock_within(fd: int, seconds: float) -> bool:
             pass
         else:
             try:
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except _Late:
+                try:
+                    signal.setitimer(signal.ITIMER_REAL, seconds)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except _Late:  # also when it rang between the lock and the line above: one alarm only
                 pass
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            return _try([fd]) is not None  # also when the alarm rang just after the lock was taken
+            return _try([fd]) is not None  # the lock may have come just before the alarm
     deadline = time.monotonic() + seconds
     while _try([fd]) is None:
         if time.monotonic() >= deadline:
@@ -184,6 +186,7 @@ class aside:
                  tb: TracebackType | None) -> None:
         if self.gave:
             take()
+
 
 def sleep(seconds: float) -> None:
     """time.sleep without a turn."""

@@ -159,8 +159,9 @@ def test_no_turns_when_turned_off_or_the_folder_is_not_this_users_alone(
     assert repo.proc("status", "p").returncode == 0
     assert list(pool.iterdir()) == []
     assert probe(0.1).stdout.strip() == "False"
-    monkeypatch.setenv(turns.ENV, "two")  # not a number: off, never an error
-    assert repo.proc("status", "p").returncode == 0
+    for odd in ("two", "²", "-1", " "):  # not a number of turns: off (or the cores), never an error
+        monkeypatch.setenv(turns.ENV, odd)
+        assert repo.proc("status", "p").returncode == 0
 
 
 def test_a_command_at_another_niceness_takes_turns_of_its_own(repo: Repo, pool: Path) -> None:
