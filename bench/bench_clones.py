@@ -43,7 +43,9 @@ from common import (  # noqa: E402
     Runner,
     Workspace,
     base_parser,
+    cpu_ticks,
     loadavg,
+    machine_busy,
     machine,
     median,
     ms,
@@ -144,12 +146,14 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
                     stats["errors"].append(f"{name} done rc={drc}: {derr.decode()[:160]}")
 
     threads = [threading.Thread(target=worker, args=(c, f"c{i}")) for i, c in enumerate(cs)]
+    ticks = cpu_ticks()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     stats["seconds"] = time.perf_counter() - t0
+    stats["machine_busy"] = machine_busy(ticks, cpu_ticks())
     if count_git:  # git processes per flowgit process, by its kind (every exit counted)
         started: dict[int, int] = {}
         for note in notes.iterdir():
@@ -165,6 +169,12 @@ def run_k(ws: Workspace, k: int, n_tasks: int, count_git: bool = False,
         c.fg("sync")
     stats["problems"] = exactly_once(cs[0], n_tasks)
     return stats
+
+
+def busy(st: dict[str, Any]) -> str:
+    """The machine's busy cores over a run: beside the workers' own CPU, the bench's threads,
+    the kernel's and anything else running (a busy machine makes the figures meaningless)."""
+    return "n/a" if st.get("machine_busy") is None else f"{st['machine_busy']:.2f}"
 
 
 def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
@@ -184,7 +194,7 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
                 f"K={k}: {st['claims']} claims in {st['seconds']:.1f} s; exit 4: {st['exit4']}, other "
                 f"{st['other']}; cpu per claim {ms(st['claim_cpu'] / n)}, per claim+done "
                 f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; cores busy "
-                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f}; attempts mean {sum(att) / max(1, len(att)):.2f}, "
+                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f} ({busy(st)} all told); attempts mean {sum(att) / max(1, len(att)):.2f}, "
                 f"median {median(att):.0f}, max {max(att, default=0)}; rebased {st['rebased']}; "
                 + (f"git processes per claim {st['claim_gits']:.1f}, per done {st['done_gits']:.1f}; "
                    if count_git else "") + f"exactly once: {once}",
@@ -205,7 +215,7 @@ def run(ks: tuple[int, ...], n_tasks: int, keep: bool, json_out: str | None,
                 rows.append(Row(f"ceiling K={k}: the same loop on clones that never sync, {st['claims']} "
                                 f"claims in {st['seconds']:.1f} s; cpu per claim+done "
                                 f"{ms((st['claim_cpu'] + st['done_cpu']) / n)}; cores busy "
-                                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f}",
+                                f"{(st['claim_cpu'] + st['done_cpu']) / st['seconds']:.2f} ({busy(st)} all told)",
                                 f"{alone[k]:.2f} claims/s", "", None))
             rows.append(Row("ceiling: claims/s at K=8 / K=2 with nothing to coordinate",
                             f"{alone[8] / alone[2]:.2f}x", "", None))

@@ -392,6 +392,26 @@ def loadavg() -> str:
         return "n/a"
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """The machine's (busy, all) clock ticks since boot, from /proc/stat; iowait and steal count
+    as not busy. None where there is no /proc."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+    return sum(fields[:8]) - idle - (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def machine_busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's cores that ran anything between two `cpu_ticks` (flowgit, git,
+    the bench itself, other tenants of the machine), times the number of cores."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
 def import_report(r: Runner, args: Sequence[str], runs: int = 3) -> dict[str, Any]:
     """`python -X importtime -m flowgit ARGS`: the modules imported, and the largest by
     cumulative time (median of `runs`)."""
