@@ -1,4 +1,4 @@
-"""Turns on this machine's cores (ADR 0014). A command agents run hundreds of times (cli/hot.py)
+"""Turns on this machine's cores (ADR 0015). A command agents run hundreds of times (cli/hot.py)
 does its work holding one of as many turns as the process may use cores, and lets go of it
 while it waits on something that is not this machine's CPU: the repository's lock, a remote
 across the network, a back-off, a command of the user's. More flowgit processes than cores
@@ -9,7 +9,9 @@ A turn is an exclusive `flock` on one of the files `turn.0` .. `turn.N-1` in a f
 user's own (mode 0700, never a symlink). A process waiting for a turn first holds `gate`, so
 that one waiter at a time looks for a free turn; nobody waits longer than WAIT seconds, after
 which the command runs without a turn: a stopped or stuck holder delays the others, never
-stops them. `FLOWGIT_TURNS=N` sets the number of turns, 0 turns them off."""
+stops them. A holder says so in its environment (FLOWGIT_TURN_HELD), so that a flowgit command
+it starts and waits for (a hook of its commit) runs on its turn instead of waiting for another.
+`FLOWGIT_TURNS=N` sets the number of turns, 0 turns them off."""
 from __future__ import annotations
 
 import fcntl
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     R = TypeVar("R")
 
 ENV = "FLOWGIT_TURNS"
+HELD = "FLOWGIT_TURN_HELD"  # set while a process holds a turn: what it starts runs on that turn
 WAIT = 5.0  # seconds a command waits for a turn before it runs without one
 MOST = 64
 
@@ -125,6 +128,8 @@ def take() -> bool:
     global _held
     if _held is not None:
         return True
+    if os.environ.get(HELD):  # started by a holder that waits for it (a hook of its commit, say)
+        return False
     n = count()
     where = folder() if n > 0 else None
     if where is None:
@@ -138,6 +143,8 @@ def take() -> bool:
         if fd != got:
             os.close(fd)
     _held = got
+    if got is not None:
+        os.environ[HELD] = str(os.getpid())
     return got is not None
 
 
@@ -166,6 +173,7 @@ def give_back() -> bool:
     if _held is None:
         return False
     fd, _held = _held, None
+    os.environ.pop(HELD, None)
     os.close(fd)  # closing the only descriptor of the file's open description drops the lock
     return True
 

@@ -129,6 +129,23 @@ def test_a_command_waiting_for_the_repository_lock_lets_go_of_its_turn(repo: Rep
     assert json.loads(out)["task"] in ("p/a", "p/b")
 
 
+def test_a_command_its_holder_starts_and_waits_for_runs_on_the_holders_turn(repo: Repo, pool: Path) -> None:
+    """A hook of the holder's commit that runs `flowgit status` waited for a turn its own
+    holder would give back only when the hook ended: WAIT seconds lost with one turn."""
+    repo.plan("p", PLAN)
+    code = ("import subprocess, sys, time\n"
+            "from flowgit import turns\n"
+            "assert turns.take()\n"
+            "t0 = time.monotonic()\n"
+            f"subprocess.run([sys.executable, '-m', 'flowgit', '--repo', {str(repo.path)!r}, 'status', 'p'], check=True)\n"
+            "print(time.monotonic() - t0)\n"
+            "turns.give_back()\n"
+            "subprocess.run([sys.executable, '-c', 'import os; assert not os.environ.get(\"FLOWGIT_TURN_HELD\")'], check=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout.split()[-1]) < turns.WAIT - 1
+
+
 def test_a_sleep_lets_go_of_the_turn(pool: Path) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "from flowgit import turns\n"
                                 "print(turns.take(), flush=True); turns.sleep(30)"],
