@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,68 @@ def test_a_remote_that_is_a_path_keeps_the_turn(tmp_path: Path) -> None:
     a.git("config", "url.ssh://flow.example/.pushInsteadOf", str(tmp_path))
     assert git.remote_is_here(a.path, "origin") is True
     assert git.remote_is_here(a.path, "origin", push=True) is False
+
+
+EMBEDDER = """\
+import time
+from flowgit.main import main  # the documented entry point, called in-process
+print("imported", flush=True)
+time.sleep(60)  # then runs its agent for an hour, say
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="main._hot_console takes any `__main__.py` for flowgit's: `python -m "
+                   "TOOL claim` that imports flowgit.main holds a turn for its whole life (main.py)")
+def test_a_tool_run_with_python_m_that_imports_flowgit_takes_no_turn(tmp_path: Path, pool: Path) -> None:
+    """A wrapper of the team's own (`python -m agentkit claim ...`) imports flowgit.main to call
+    `main()` in-process, which ADR 0015 says takes no turn; main.py's test of argv[0] (its
+    basename is `__main__.py`) took one for the wrapper's whole life."""
+    pkg = tmp_path / "lib" / "agentkit"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(EMBEDDER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'lib'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    tool = subprocess.Popen([sys.executable, "-m", "agentkit", "claim", "P"], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        assert tool.stdout is not None and tool.stdout.readline().strip() == "imported"
+        assert probe(0.3) == "True", "the wrapper holds a turn"
+    finally:
+        tool.kill()
+        tool.wait()
+
+
+def _has_open(pid: int, name: str) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+@pytest.mark.xfail(strict=True, reason="turns.aside.__exit__ takes a turn again also when the wait ended in "
+                   "an exception (^C, the lock's timeout): the command's end waits up to turns.WAIT (turns.py)")
+def test_ctrl_c_while_waiting_for_the_lock_ends_the_command_at_once(repo: Repo, pool: Path) -> None:
+    """A claim waits for the repository's lock without its turn; the user gives up (^C). It
+    took a turn again before it could say 'aborted': with the turns busy, 5 s more."""
+    repo.plan("p", many(2))
+    lock = os.open(repo.path / ".git" / "flowgit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    turn = -1
+    claim = subprocess.Popen(argv(repo, "claim", "p", "--worker", "w"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: _has_open(claim.pid, "flowgit.lock"), 30, "the claim at the lock")
+        wait_for(lambda: probe(0.1) == "True", 30, "the claim's turn given back")
+        turn = os.open(pool / "turn.0", os.O_RDWR)
+        fcntl.flock(turn, fcntl.LOCK_EX)  # another command works meanwhile
+        t0 = time.monotonic()
+        claim.send_signal(signal.SIGINT)
+        claim.communicate(timeout=30)
+        assert claim.returncode != 0
+        assert time.monotonic() - t0 < 2, f"^C took {time.monotonic() - t0:.1f} s"
+    finally:
+        claim.kill()
+        claim.wait()
+        os.close(lock)
+        if turn >= 0:
+            os.close(turn)
