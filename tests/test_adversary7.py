@@ -85,11 +85,11 @@ def test_a_command_whose_reader_stopped_reading_holds_no_turn(repo: Repo, pool: 
 
 
 # ----- findings in turns.py / main.py (the lead's): xfail until fixed there ------------------
-@pytest.mark.xfail(strict=True, reason="turns.count: '²'.isdigit() but int('²') raises; a traceback "
-                   "from main.py's import, every hot command dead (turns.py)")
 @pytest.mark.parametrize("value", ["²", "⁰", "①"])
 def test_a_turns_count_that_is_a_digit_but_no_number_is_never_a_traceback(
         repo: Repo, pool: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """'²'.isdigit() but int('²') raises: it was a traceback at main.py's import, every hot
+    command dead (fixed in turns.py by the lead, 1e50a02)."""
     repo.plan("p", many(2))
     monkeypatch.setenv(turns.ENV, value)
     res = subprocess.run(argv(repo, "status", "p"), capture_output=True, text=True, timeout=60)
