@@ -376,6 +376,13 @@ def push_ref(root: Path, remote: str, branch: str, commit: str) -> bool:
     if proc.returncode == 0:
         return True
     text = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+    # the remote's own compare-and-swap losing is a race too; a hook's refusal is not, nor is
+    # any other refusal of the remote's (retrying it 16 times ended in exit 4, "retry")
+    raced = any(m in text for m in ("failed to update ref", "cannot lock ref", "failed to lock"))
+    if "declined" in text or ("remote rejected" in text and not raced):
+        said = [ln.strip()[len("remote:"):].strip() for ln in text.splitlines() if ln.strip().startswith("remote:")]
+        why = next((" ".join(ln.split()) for ln in text.splitlines() if "remote rejected" in ln), "refused")
+        raise GitError(f"git push {remote} failed: " + "; ".join([*filter(None, said), why]))
     if "rejected" in text or "fetch first" in text or "non-fast-forward" in text:
         return False
     raise failure(["push", remote], proc)

@@ -471,3 +471,27 @@ def test_a_plan_only_the_default_branch_has_is_known_to_the_claim_refs(tmp_path:
     assert "does not have here" in str(known.missing("P", "X9"))
     assert "a plan this clone does not have" in str(known.missing("Z", "T1"))
     assert known.ids is not None and "P" in known.ids and "Z" not in known.ids
+
+
+def test_a_sync_that_failed_says_the_made_up_claims_next_time(tmp_path: Path) -> None:
+    bare, _ = shared(tmp_path, PLAN)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    tree = mallory.git("rev-parse", "origin/flow/state^{tree}")
+    commit = mallory.git("commit-tree", tree, "-m", f"x\n\n{forged('X1', id=ulid(1))}")
+    mallory.git("push", "-q", "origin", f"{commit}:refs/heads/{REF}X1")
+    b.ok("claim", "P/T1", "--worker", "wb")  # something to push
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'closed for maintenance' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    import time
+
+    started = time.monotonic()
+    res = b.run("sync")  # a hook's refusal is no race: exit 1 at once, in one line (it was 16 tries, exit 4)
+    assert time.monotonic() - started < 5
+    assert res.code == 1 and "closed for maintenance" in res.err and "hook declined" in res.err, res.err
+    assert "\n" not in res.err.strip() and "Traceback" not in res.err
+    hook.unlink()
+    res = b.run("sync", "--json")
+    assert res.code == 0 and len(res.json["unknown_claims"]) == 1 and f"{REF}X1" in res.err, res.err
+    res = b.run("sync", "--json")
+    assert res.code == 0 and res.json["unknown_claims"] == [] and res.err.strip() == ""

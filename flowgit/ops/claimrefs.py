@@ -231,7 +231,7 @@ class Fresh:
         self.held: dict[tuple[str, str], str] = {}  # (plan, task) -> the line that says why
         self.bad: dict[str, list[Any]] = {}  # tracking ref -> [commit, None, the line]: not read again
         self.unknown: dict[str, str] = {}  # tracking ref -> its line: a task no plan here has
-        self.new_unknown: list[str] = []  # the lines of those not said before (`sync` says them once)
+        self.new_unknown: dict[str, tuple[str, str]] = {}  # ref -> (commit, line) not said before
 
 
 class _Known:
@@ -295,7 +295,7 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
     every clone would fold into its state and push on; it is read once the plan has the task
     (added on another clone, whose plan this clone learns after the claim). Read after the
     state's merge: an amendment fetched with the claim counts. Every plan's read (`sync`)
-    remembers those refs, so that each is said once (`new_unknown`)."""
+    names those first seen (`new_unknown`), which `sync` says once (`note_said`)."""
     store = _store(repo)
     prefix = tracking_prefix(store, remote, plan)
     refs = git_state.ref_values(repo.root, prefix)
@@ -325,9 +325,8 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
         what = known.missing(parts[0], parts[1])
         if what is not None:
             found.unknown[ref] = unknown_line(remote, short, parts[0], parts[1], what)
-            if not said and plan is None:
-                found.new_unknown.append(found.unknown[ref])
-                found.bad[ref] = [oid, None, None]
+            if not said and plan is None:  # `sync` says it, then `note_said` remembers it
+                found.new_unknown[ref] = (oid, found.unknown[ref])
             continue
         if kind != "commit":
             _hold(found, ref, oid, held_line(remote, short, parts[0], parts[1], f"a {kind}, not a claim commit"))
@@ -348,7 +347,7 @@ def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
             continue
         found.claims.setdefault((p, t), []).append((ref, oid, ev))
     store.held_claims = dict(found.held)
-    store.unknown_claims = sorted(set(store.unknown_claims).union(found.new_unknown))
+    store.unknown_claims.update(found.new_unknown)
     return found
 
 
@@ -366,6 +365,26 @@ def held(repo: FlowRepo, remote: str) -> tuple[list[str], list[str]]:
         return [], []
     found = read_fresh(repo, remote, None)
     return sorted(set(found.held.values())), sorted(found.unknown.values())
+
+
+def note_said(repo: FlowRepo, said: dict[str, tuple[str, str]]) -> None:
+    """Remember the refs of tasks no plan here has that `sync` just said (tracking ref ->
+    (commit, line)), so that it says each once: read again only when the ref moves, or once
+    the plan has the task. After the output, so a sync that failed says them next time."""
+    if not said:
+        return
+    from flowgit.errors import FlowError
+
+    try:
+        with repo.lock():  # the record's other writers (a claim, a fold) hold it too
+            record = load_record(repo)
+            for ref, (oid, _) in said.items():
+                seen = record.get(ref)
+                if seen is None or seen[0] != oid:
+                    record[ref] = [oid, None, None]
+            save_record(repo, record)
+    except (OSError, FlowError):
+        pass  # it is said again by the next sync
 
 
 def fold_changes(repo: FlowRepo, fresh: Fresh) -> dict[tuple[str, str], bytes]:

@@ -70,8 +70,8 @@ class StateStore:
         self.last_commit: str | None = None  # and the commit
         # (plan, task) -> the line of a fetched claim ref that holds the task (ops/claimrefs)
         self.held_claims: dict[tuple[str, str], str] = {}
-        # the lines of fetched claim refs of tasks no plan here has, said by `sync` once
-        self.unknown_claims: list[str] = []
+        # fetched claim refs of tasks no plan here has, not said yet: ref -> (commit, line)
+        self.unknown_claims: dict[str, tuple[str, str]] = {}
 
     def refuse_code_branch(self) -> None:
         """The state branch's tree holds event logs only, never the config a code branch of a

@@ -15,18 +15,22 @@ def sync(app: App, remote: str | None, allow_unrelated: bool = False) -> int:
     follow_work(repo)
     result = syncing.sync(repo, remote, allow_unrelated=allow_unrelated)
     store = repo.state_store
+    unknown = sorted(line for _, line in store.unknown_claims.values()) if store is not None else []
     if store is not None:  # claim refs of tasks no plan here has, said once (ops/claimrefs)
-        result["unknown_claims"] = list(store.unknown_claims)
+        result["unknown_claims"] = unknown
     app.out.result(result, f"synced with {result['remote']}/{result['branch']} ({result['merge']})")
     held = result.get("held_claims")
     for line in held if isinstance(held, list) else ():  # claim refs that hold their task
         app.out.warn(str(line))
-    unknown = store.unknown_claims if store is not None else []
     for line in unknown[:UNKNOWN_SAID]:
         app.out.warn(line)
     if len(unknown) > UNKNOWN_SAID:
         app.out.warn(f"{len(unknown) - UNKNOWN_SAID} more claim ref(s) of tasks no plan here has, none of "
                      "them folded: `flowgit doctor` lists them")
+    if store is not None and store.unknown_claims:
+        from flowgit.ops.claimrefs import note_said
+
+        note_said(repo, store.unknown_claims)
     fresh = FlowRepo(repo.root)  # as the next command will read it
     still = follow_work(fresh)
     if still is not None:
