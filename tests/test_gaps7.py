@@ -470,7 +470,7 @@ def test_a_plan_only_the_default_branch_has_is_known_to_the_claim_refs(tmp_path:
     assert known.missing("P", "T1") is None
     assert "does not have here" in str(known.missing("P", "X9"))
     assert "a plan this clone does not have" in str(known.missing("Z", "T1"))
-    assert known.ids is not None and "P" in known.ids and "Z" not in known.ids
+    assert known.default == {"P"} and known.here is not None and "P" not in known.here
 
 
 def test_a_sync_that_failed_says_the_made_up_claims_next_time(tmp_path: Path) -> None:

@@ -236,27 +236,24 @@ class Fresh:
 
 class _Known:
     """Whether this clone's plan (as execution reads it: the recorded one, or the default
-    branch's) has a task; each plan loaded once."""
+    branch's) has a task; each plan loaded once. Refs can name a thousand plans that are not
+    here: the plans this clone has are listed (`plan_ids`: the work tree's and the recorded
+    ones, no git process), and only a plan not among them is looked for on the default
+    branch, in one `ls-tree` of its tip a read when execution follows it, before `load_plan`."""
 
     def __init__(self, repo: FlowRepo) -> None:
         self.repo = repo
         self.plans: dict[str, tuple[frozenset[str], str]] = {}
-        self.ids: set[str] | None = None  # the plans this clone has, listed once: refs can name thousands
-        self.listed = True
+        self.here: set[str] | None = None
+        self.default: set[str] | None = None  # None: not listed yet; listed empty when none
 
     def missing(self, plan: str, task: str) -> str | None:
         """None when `plan` has `task`; else what is missing, in words."""
         if plan not in self.plans:
             from flowgit.errors import FlowError, NotFound
 
-            if self.ids is None:
-                try:
-                    self.ids = self._names()
-                except FlowError:
-                    self.ids = set()  # no list: every plan is asked of `load_plan`
-                    self.listed = False
             try:
-                if self.listed and plan not in self.ids:
+                if not self._has(plan):
                     raise NotFound(plan)
                 loaded = self.repo.load_plan(plan).plan
                 self.plans[plan] = (frozenset(t.id for t in loaded.tasks), f"a task plan {plan} does not have here")
@@ -267,23 +264,25 @@ class _Known:
         tasks, what = self.plans[plan]
         return None if task in tasks else what
 
-    def _names(self) -> set[str]:
-        """Every plan `load_plan` can find (store/planpin.source): the work tree's, the state's
-        recorded ones and, when execution follows the default branch, that branch's. A plan
-        named by no ref costs nothing; one that is no plan here, no `load_plan` (for each a
-        git process a default-branch tip)."""
-        from flowgit.store import planpin
+    def _has(self, plan: str) -> bool:
+        """Whether `load_plan` can find `plan` (store/planpin.source)."""
+        if self.here is None:
+            self.here = set(self.repo.plan_ids())
+        if plan in self.here:
+            return True
+        if self.default is None:
+            from flowgit.store import planpin
 
-        names = set(self.repo.plan_ids())
-        if planpin.follows_branch(self.repo):
-            branch = planpin.default_branch(self.repo)
-            tip = planpin.branch_tip(self.repo, branch) if branch else None
-            if tip is not None and git.is_full_id(tip):
-                for path in git_state.list_blobs(self.repo.root, tip, ".flow/plans/"):
-                    parts = path.split("/")
-                    if len(parts) == 4 and parts[3] == "plan.yaml":
-                        names.add(parts[2])
-        return names
+            self.default = set()
+            if planpin.follows_branch(self.repo):
+                branch = planpin.default_branch(self.repo)
+                tip = planpin.branch_tip(self.repo, branch) if branch else None
+                if tip is not None and git.is_full_id(tip):
+                    for path in git_state.list_blobs(self.repo.root, tip, ".flow/plans/"):
+                        parts = path.split("/")
+                        if len(parts) == 4 and parts[3] == "plan.yaml":
+                            self.default.add(parts[2])
+        return plan in self.default
 
 
 def read_fresh(repo: FlowRepo, remote: str, plan: str | None) -> Fresh:
