@@ -57,6 +57,19 @@ def _run(
     return proc
 
 
+def refusal(said: str) -> str | None:
+    """What a remote said when it refused a push for good (a hook declined, any other "remote
+    rejected"), its own words first; None for a lost race (another push went first, or the
+    remote failed to lock or update the ref: its own compare-and-swap) or no refusal."""
+    raced = any(m in said for m in ("failed to update ref", "cannot lock ref", "failed to lock"))
+    if not ("declined" in said or ("remote rejected" in said and not raced)):
+        return None
+    lines = [ln.strip() for ln in said.splitlines()]
+    words = [ln[len("remote:"):].strip() for ln in lines if ln.startswith("remote:")]
+    why = next((" ".join(ln.split()) for ln in lines if "remote rejected" in ln), "refused")
+    return "; ".join([*filter(None, words), why])
+
+
 def failure(args: Sequence[str], proc: subprocess.CompletedProcess[bytes]) -> FlowError:
     """The error for a failed git command: its first fatal/error line (the last is often advice)."""
     msg = [ln.strip() for ln in proc.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]

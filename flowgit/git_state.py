@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import IO, Callable, Collection, Iterator, Mapping, NamedTuple, Sequence
 
 from flowgit.git import (EOO, GIT_ENV_DROP, INTERNAL, RepoDirs, _remote_run, _run, check_full_id, check_not_option, failure,
-                         is_full_id)
+                         is_full_id, refusal)
 from flowgit.errors import GitError, InvalidFile, RaceLost
 from flowgit import treecheck
 from flowgit.treecheck import Unchecked
@@ -376,13 +376,9 @@ def push_ref(root: Path, remote: str, branch: str, commit: str) -> bool:
     if proc.returncode == 0:
         return True
     text = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
-    # the remote's own compare-and-swap losing is a race too; a hook's refusal is not, nor is
-    # any other refusal of the remote's (retrying it 16 times ended in exit 4, "retry")
-    raced = any(m in text for m in ("failed to update ref", "cannot lock ref", "failed to lock"))
-    if "declined" in text or ("remote rejected" in text and not raced):
-        said = [ln.strip()[len("remote:"):].strip() for ln in text.splitlines() if ln.strip().startswith("remote:")]
-        why = next((" ".join(ln.split()) for ln in text.splitlines() if "remote rejected" in ln), "refused")
-        raise GitError(f"git push {remote} failed: " + "; ".join([*filter(None, said), why]))
+    why = refusal(text)  # a hook's refusal is no lost race: retried 16 times, it ended in exit 4
+    if why is not None:
+        raise GitError(f"git push {remote} failed: {why}")
     if "rejected" in text or "fetch first" in text or "non-fast-forward" in text:
         return False
     raise failure(["push", remote], proc)
