@@ -11,8 +11,9 @@ HOT = frozenset({"status", "next", "events", "claim", "start", "heartbeat", "rel
 
 def _hot_console(argv: list[str]) -> bool:
     """Whether this process is the console script (or `python -m flowgit`) running a hot command."""
-    if not argv or os.path.basename(argv[0]) not in ("flowgit", "__main__.py"):
-        return False
+    if not argv or not (os.path.basename(argv[0]) == "flowgit"
+                        or argv[0] == os.path.join(os.path.dirname(__file__), "__main__.py")):
+        return False  # a tool's own `__main__.py` that imports flowgit.main runs it in-process
     i = 1
     while i < len(argv) and argv[i] in ("--json", "--repo"):
         i += 2 if argv[i] == "--repo" else 1

@@ -93,7 +93,8 @@ def _try(fds: list[int]) -> int | None:
 def _lock_within(fd: int, seconds: float) -> bool:
     """An exclusive flock on `fd` within `seconds`: blocked in the kernel under an alarm where
     this thread may set one, else asked for every few milliseconds."""
-    alarm_free = signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    alarm_free = (signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+                  and signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, ()))  # a mask it inherited
     if alarm_free and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
         def ring(signum: int, frame: FrameType | None) -> None:
             raise _Late
@@ -145,7 +146,26 @@ def take() -> bool:
     _held = got
     if got is not None:
         os.environ[HELD] = str(os.getpid())
+        _let_go_when_stopped()
     return got is not None
+
+
+def _let_go_when_stopped() -> None:
+    """At ^Z (SIGTSTP) give the turn back, stop, and take one again once continued: a command
+    left stopped in a terminal would hold it for as long as it stays there."""
+    def stop(signum: int, frame: FrameType | None) -> None:
+        gave = give_back()
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+        signal.signal(signal.SIGTSTP, stop)
+        if gave:
+            take()
+
+    try:
+        if signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
+            signal.signal(signal.SIGTSTP, stop)
+    except ValueError:  # not the main thread: what stops it keeps its turn
+        pass
 
 
 def _wait(where: str, fds: list[int]) -> int | None:
@@ -192,7 +212,7 @@ class aside:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self.gave:
+        if self.gave and kind is None:  # a wait that ended the command (^C, a timeout) needs none
             take()
 
 

@@ -114,8 +114,6 @@ def _holds(path: Path) -> bool:
         os.close(fd)
 
 
-@pytest.mark.xfail(strict=True, reason="turns._lock_within: with SIGALRM blocked in the signal mask it "
-                   "inherited, the alarm never rings and flock(gate) waits forever (turns.py)")
 def test_a_command_started_with_sigalrm_blocked_waits_no_longer_than_the_wait(repo: Repo, pool: Path) -> None:
     """A parent that blocks SIGALRM (a thread of an agent harness that masks its signals, then
     spawns) hands that mask to flowgit across exec. A waiter stopped at ^Z holds `gate`: the
@@ -154,8 +152,6 @@ time.sleep(60)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="a hot command stopped at ^Z (SIGTSTP) keeps its turn while it is "
-                   "stopped; every other command waits turns.WAIT for one (turns.py / main.py)")
 def test_a_command_stopped_at_ctrl_z_lets_go_of_its_turn(pool: Path) -> None:
     """^Z in the terminal sends SIGTSTP, which a process may handle (SIGSTOP it may not): give
     the turn back, stop, take one again on SIGCONT. Kept, a `flowgit status` left at ^Z in one
@@ -298,8 +294,6 @@ time.sleep(60)  # then runs its agent for an hour, say
 """
 
 
-@pytest.mark.xfail(strict=True, reason="main._hot_console takes any `__main__.py` for flowgit's: `python -m "
-                   "TOOL claim` that imports flowgit.main holds a turn for its whole life (main.py)")
 def test_a_tool_run_with_python_m_that_imports_flowgit_takes_no_turn(tmp_path: Path, pool: Path) -> None:
     """A wrapper of the team's own (`python -m agentkit claim ...`) imports flowgit.main to call
     `main()` in-process, which ADR 0015 says takes no turn; main.py's test of argv[0] (its
@@ -326,8 +320,6 @@ def _has_open(pid: int, name: str) -> bool:
         return False
 
 
-@pytest.mark.xfail(strict=True, reason="turns.aside.__exit__ takes a turn again also when the wait ended in "
-                   "an exception (^C, the lock's timeout): the command's end waits up to turns.WAIT (turns.py)")
 def test_ctrl_c_while_waiting_for_the_lock_ends_the_command_at_once(repo: Repo, pool: Path) -> None:
     """A claim waits for the repository's lock without its turn; the user gives up (^C). It
     took a turn again before it could say 'aborted': with the turns busy, 5 s more."""
