@@ -225,7 +225,7 @@ def test_a_remote_that_is_a_plain_file_is_exit_1_in_german_too(tmp_path: Path, g
 SLOW_SSH = """#!/bin/sh
 # a remote across a slow network: says it started, waits, refuses
 touch "$0.started"
-sleep 4
+sleep 2
 echo "ssh: connect to host flow.example port 22: Connection timed out" >&2
 exit 255
 """
@@ -267,6 +267,7 @@ def test_a_remote_across_the_network_behind_a_path_is_waited_on_without_a_turn(
         wait_for(started.exists, 60, "git at the slow remote")
         assert probe(0.3) == "True", "the claim held its turn while git waited on the network"
     finally:
+        claim.kill()  # its retries would wait on the slow host again
         claim.communicate(timeout=60)
 
 
