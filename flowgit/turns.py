@@ -80,14 +80,39 @@ def _open(path: str) -> int | None:
         return None
 
 
+class _NoLocks(Exception):
+    """The turns' file system refuses flock (ENOLCK: NFS without its lock daemon, say)."""
+
+
 def _try(fds: list[int]) -> int | None:
     for fd in fds:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
-        except OSError:
+        except BlockingIOError:
             continue
+        except OSError as exc:
+            raise _NoLocks from exc
     return None
+
+
+def _holder_waits_for_us(said: str) -> bool:
+    """Whether the process FLOWGIT_TURN_HELD names is an ancestor of this one (it waits for
+    what it started): a job its hook left behind, reparented once the holder ended, is not."""
+    if not said.isascii() or not said.isdigit():
+        return False
+    pid = os.getppid()
+    for _ in range(32):
+        if str(pid) == said:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                pid = int(fh.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid <= 1:
+            return False
+    return False
 
 
 def _lock_within(fd: int, seconds: float) -> bool:
@@ -107,7 +132,10 @@ def _lock_within(fd: int, seconds: float) -> bool:
             try:
                 try:
                     signal.setitimer(signal.ITIMER_REAL, seconds)
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                    except OSError as exc:
+                        raise _NoLocks from exc
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
             except _Late:  # also when it rang between the lock and the line above: one alarm only
@@ -129,7 +157,7 @@ def take() -> bool:
     global _held
     if _held is not None:
         return True
-    if os.environ.get(HELD):  # started by a holder that waits for it (a hook of its commit, say)
+    if _holder_waits_for_us(os.environ.get(HELD, "")):  # a hook of the holder's commit, say
         return False
     n = count()
     where = folder() if n > 0 else None
@@ -137,9 +165,12 @@ def take() -> bool:
         return False
     first = os.getpid() % n  # processes that find every turn free spread over them
     fds = [fd for i in range(n) if (fd := _open(os.path.join(where, f"turn.{(first + i) % n}"))) is not None]
-    got = _try(fds)
-    if got is None and fds:
-        got = _wait(where, fds)
+    try:
+        got = _try(fds)
+        if got is None and fds:
+            got = _wait(where, fds)
+    except _NoLocks:
+        got = None
     for fd in fds:
         if fd != got:
             os.close(fd)

@@ -359,9 +359,6 @@ exit 0
 """
 
 
-@pytest.mark.xfail(strict=True, reason="turns.take trusts FLOWGIT_TURN_HELD whoever set it and whether or "
-                   "not that holder still holds, or waits: what a holder's git hook leaves behind runs "
-                   "without turns for ever (turns.py)")
 def test_a_job_a_hook_leaves_behind_takes_turns_of_its_own(repo: Repo, pool: Path, tmp_path: Path) -> None:
     """FLOWGIT_TURN_HELD (b1351af) lets a flowgit command that a holder starts and waits for run
     on the holder's turn. Every child of the holder inherits it, though: a hook that starts a
@@ -401,8 +398,6 @@ int flock(int fd, int op) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="turns._lock_within lets an OSError of flock(gate) out (ENOLCK: TMPDIR "
-                   "on NFS without lockd): a traceback at main.py's import, every hot command dead (turns.py)")
 def test_turns_on_a_file_system_that_refuses_locks_are_no_traceback(repo: Repo, pool: Path, tmp_path: Path) -> None:
     """TMPDIR on a home over NFS (a cluster's), its lock daemon not running: flock says ENOLCK.
     The non-blocking tries took that as 'held', the blocking one on `gate` raised it."""
