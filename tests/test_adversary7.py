@@ -4,8 +4,8 @@ and the claim round's fixes (claim refs of tasks a plan does not have, fetch err
 not come back, passed-over counts per plan). Real processes and real clones throughout: the
 turns are flocks only other processes contend for.
 
-Tests marked xfail(strict) are findings in files the lead is still tuning (turns.py, main.py,
-store/lock.py): they pass once fixed there."""
+The findings in turns.py and main.py (the lead's) landed here as xfail(strict) and were fixed
+there (1e50a02, aef3784, ca5996a); the others were fixed beside them (cli/output.py, git.py)."""
 from __future__ import annotations
 
 import fcntl
@@ -84,7 +84,7 @@ def test_a_command_whose_reader_stopped_reading_holds_no_turn(repo: Repo, pool: 
         pager.wait(30)
 
 
-# ----- findings in turns.py / main.py (the lead's): xfail until fixed there ------------------
+# ----- findings in turns.py / main.py (the lead's, fixed there) -------------------------------
 @pytest.mark.parametrize("value", ["²", "⁰", "①"])
 def test_a_turns_count_that_is_a_digit_but_no_number_is_never_a_traceback(
         repo: Repo, pool: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
@@ -163,6 +163,14 @@ def test_a_command_stopped_at_ctrl_z_lets_go_of_its_turn(pool: Path) -> None:
         os.kill(holder.pid, signal.SIGTSTP)
         wait_for(lambda: _state(holder.pid) == "T", 30, "the holder stopped")
         assert probe(0.5) == "True", "a stopped command kept its turn"
+        for _ in range(3):  # fg, and ^Z again: each time it gives the turn back and takes one again
+            os.kill(holder.pid, signal.SIGCONT)
+            wait_for(lambda: probe(0.1) == "False", 30, "the continued holder's turn taken again")
+            os.kill(holder.pid, signal.SIGTSTP)
+            wait_for(lambda: _state(holder.pid) == "T", 30, "the holder stopped")
+            assert probe(0.5) == "True"
+        os.kill(holder.pid, signal.SIGCONT)
+        assert holder.poll() is None  # alive and sleeping on: the handler never ended it
     finally:
         holder.kill()
         holder.wait()
