@@ -41,14 +41,47 @@ class _Late(Exception):
 
 
 def count() -> int:
-    """How many turns this machine has: FLOWGIT_TURNS, else the cores this process may use."""
+    """How many turns this machine has: FLOWGIT_TURNS, else the cores this process may use (its
+    CPU affinity, and a container's CPU quota below that)."""
     said = os.environ.get(ENV, "").strip()
     if said:
         return min(int(said), MOST) if said.isascii() and said.isdigit() else 0
     try:
-        return min(len(os.sched_getaffinity(0)), MOST)
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return min(os.cpu_count() or 1, MOST)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, quota() or cores, MOST))
+
+
+def quota(root: str = "/") -> int | None:
+    """The cores a CPU quota of this process's cgroup allows, rounded up (`docker --cpus=1.5`
+    gives 2); None without one. cgroup v2's `cpu.max`, else v1's `cpu.cfs_quota_us`."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeError):
+        return None
+    for line in lines:
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        here = path.lstrip("/")
+        try:
+            if number == "0" and controllers == "":
+                with open(os.path.join(root, "sys/fs/cgroup", here, "cpu.max"), encoding="ascii") as fh:
+                    limit, period = (fh.read().split() + ["", ""])[:2]
+            elif "cpu" in controllers.split(","):
+                folder = os.path.join(root, "sys/fs/cgroup", controllers)
+                with open(os.path.join(folder, here, "cpu.cfs_quota_us"), encoding="ascii") as fh:
+                    limit = fh.read().strip()
+                with open(os.path.join(folder, here, "cpu.cfs_period_us"), encoding="ascii") as fh:
+                    period = fh.read().strip()
+            else:
+                continue
+            if limit.isdigit() and period.isdigit() and int(period) > 0:
+                return -(-int(limit) // int(period))
+        except (OSError, UnicodeError, ValueError):
+            continue
+    return None
 
 
 def folder() -> str | None:

@@ -212,3 +212,27 @@ def test_a_remote_across_the_network_is_waited_on_without_a_turn(tmp_path: Path,
     subprocess.run(["git", "-C", str(root), "config", "remote.origin.url", url], check=True)
     assert git.remote_is_here(root, "origin") is here
     assert git.remote_is_here(root, "nobody") is False
+
+
+@pytest.mark.parametrize(("cgroup", "files", "cores"), [
+    ("0::/docker/abc\n", {"sys/fs/cgroup/docker/abc/cpu.max": "150000 100000\n"}, 2),
+    ("0::/\n", {"sys/fs/cgroup/cpu.max": "max 100000\n"}, None),
+    ("4:memory:/x\n2:cpu,cpuacct:/ci\n", {"sys/fs/cgroup/cpu,cpuacct/ci/cpu.cfs_quota_us": "100000\n",
+                                          "sys/fs/cgroup/cpu,cpuacct/ci/cpu.cfs_period_us": "100000\n"}, 1),
+    ("2:cpu,cpuacct:/\n", {"sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                            "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
+    ("0::/gone\n", {}, None),
+    ("0::/odd\n", {"sys/fs/cgroup/odd/cpu.max": "\u00b2 0\n"}, None),
+])
+def test_a_containers_cpu_quota_caps_the_turns(tmp_path: Path, cgroup: str, files: dict[str, str],
+                                               cores: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`docker --cpus=1.5` on a 64-core host: the affinity says 64, the quota 2 (cgroup v2's
+    cpu.max, v1's cpu.cfs_quota_us); no quota, an unreadable or missing file: none."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/cgroup").write_text(cgroup)
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    assert turns.quota(str(tmp_path)) == cores
+    monkeypatch.delenv(turns.ENV, raising=False)
+    assert 1 <= turns.count() <= len(os.sched_getaffinity(0))
