@@ -782,19 +782,9 @@ def remote_exists(root: Path, name: str) -> bool:
 
 
 def _config_url(config: Path, name: str) -> str | None:
-    """The `url` of a `[remote "NAME"]` section in this config file, read plainly: a line this
-    does not follow (a section header with a key after it, an escape) only makes it say None."""
-    header = f'[remote "{name}"]'
-    inside = False
-    for raw in config.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if line.startswith("["):
-            inside = line == header
-        elif inside:
-            key, _, value = line.partition("=")
-            if key.strip().lower() == "url" and value.strip():
-                return value.strip()
-    return None
+    """The first `url` of a `[remote "NAME"]` section in this config file, read plainly: a line
+    this does not follow (a section header with a key after it, an escape) only makes it say None."""
+    return next((value for _, value in _config_values(config, f'[remote "{name}"]', ("url",))), None)
 
 
 def _config_values(config: Path, header: str, keys: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -21,6 +21,7 @@ import pytest
 from flowgit import turns
 from helpers import Repo
 from helpers.procs import wait_for
+from test_turns import opened as _has_open
 
 
 def many(n: int) -> str:
@@ -320,13 +321,6 @@ def test_a_tool_run_with_python_m_that_imports_flowgit_takes_no_turn(tmp_path: P
     finally:
         tool.kill()
         tool.wait()
-
-
-def _has_open(pid: int, name: str) -> bool:
-    try:
-        return any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name) for fd in os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return False
 
 
 def test_ctrl_c_while_waiting_for_the_lock_ends_the_command_at_once(repo: Repo, pool: Path) -> None:
