@@ -20,7 +20,7 @@ def _hot_console(argv: list[str]) -> bool:
     return i < len(argv) and argv[i] in HOT
 
 
-if _hot_console(sys.argv):  # its turn on this machine's cores before the imports (ADR 0014)
+if _hot_console(sys.argv):  # its turn on this machine's cores before the imports (ADR 0015)
     turns.take()
 
 # Importing allocates only what lives as long as the process: the cyclic collector's passes
