@@ -157,7 +157,9 @@ def test_a_command_stopped_at_ctrl_z_lets_go_of_its_turn(pool: Path) -> None:
     """^Z in the terminal sends SIGTSTP, which a process may handle (SIGSTOP it may not): give
     the turn back, stop, take one again on SIGCONT. Kept, a `flowgit status` left at ^Z in one
     terminal made every flowgit command of the machine's agents wait 5 s (one core)."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True)
+    # a process group of its own in this session, as a shell's job is: the kernel discards ^Z
+    # sent to an orphaned group (one whose parents are all outside its session: CI's, say)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdout=subprocess.PIPE, text=True, process_group=0)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         assert probe(0.2) == "False"
