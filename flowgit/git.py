@@ -869,7 +869,8 @@ def _remote_run(args: Sequence[str], root: Path, remote: str) -> subprocess.Comp
     from flowgit import turns
 
     verb = next((a for a in args if not a.startswith("-") and "=" not in a), "")
-    with turns.aside(keep=remote_is_here(root, remote, push=verb == "push")):
+    # without a turn (the MCP server, `run`, a command that got none) no config is read for one
+    with turns.aside(keep=not turns.held() or remote_is_here(root, remote, push=verb == "push")):
         return _run(args, root, check=False)
 
 

@@ -34,6 +34,7 @@ WAIT = 5.0  # seconds a command waits for a turn before it runs without one
 MOST = 64
 
 _held: int | None = None  # the descriptor of the turn this process holds
+_pool: tuple[int, str | None] | None = None  # how many turns, and their folder (None: no turns)
 
 
 class _Late(Exception):
@@ -192,8 +193,11 @@ def take() -> bool:
         return True
     if _holder_waits_for_us(os.environ.get(HELD, "")):  # a hook of the holder's commit, say
         return False
-    n = count()
-    where = folder() if n > 0 else None
+    global _pool
+    if _pool is None:  # once a process: a retake after each wait reads nothing again
+        n = count()
+        _pool = (n, folder() if n > 0 else None)
+    n, where = _pool
     if where is None:
         return False
     first = os.getpid() % n  # processes that find every turn free spread over them
@@ -249,6 +253,11 @@ def _wait(where: str, fds: list[int]) -> int | None:
         return got
     finally:
         os.close(gate)  # and with it the gate's lock
+
+
+def held() -> bool:
+    """Whether this process holds a turn."""
+    return _held is not None
 
 
 def give_back() -> bool:

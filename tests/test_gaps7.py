@@ -495,3 +495,21 @@ def test_a_sync_that_failed_says_the_made_up_claims_next_time(tmp_path: Path) ->
     assert res.code == 0 and len(res.json["unknown_claims"]) == 1 and f"{REF}X1" in res.err, res.err
     res = b.run("sync", "--json")
     assert res.code == 0 and res.json["unknown_claims"] == [] and res.err.strip() == ""
+
+
+def test_a_claim_ref_named_like_a_command_or_an_option_is_never_read(tmp_path: Path) -> None:
+    """A teammate's claim ref whose task part is no id (`$(...)`, `--upload-pack=...`) is no
+    claim flowgit writes: `sync` neither reads, folds, pushes on nor repeats its name (which
+    would reach a terminal, or a shell the advice is pasted into), and nothing runs."""
+    bare, _ = shared(tmp_path, PLAN)
+    mallory, b = clone(bare, tmp_path / "m"), clone(bare, tmp_path / "b")
+    line = forged("X1", id=ulid(0), plan="P", actor="ghost")
+    tree = mallory.git("rev-parse", "origin/flow/state^{tree}")
+    commit = mallory.git("commit-tree", tree, "-m", f"x\n\n{line}")
+    for name in ("P/$(touch${IFS}pwned)", "P/--upload-pack=touch"):
+        mallory.git("push", "-q", "origin", f"{commit}:refs/heads/flow/state-claims/{name}")
+    res = b.run("sync", "--json")
+    assert res.code == 0 and res.err.strip() == "", res.err
+    assert res.json["unknown_claims"] == [] and res.json["held_claims"] == []
+    assert logs_of(b.path, "P") == logs_of(bare, "P") and "X1" not in logs_of(b.path, "P")
+    assert not (tmp_path / "pwned").exists() and not (b.path / "pwned").exists()
